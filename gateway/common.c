@@ -1,0 +1,128 @@
+#include "ssogate/common.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static const struct {
+    int code;
+    const char *text;
+} error_texts[] = {
+    {SG_OK, "success"},
+    {SG_EINVAL, "invalid input"},
+    {SG_ENOENT, "not found"},
+    {SG_EEXIST, "already exists"},
+    {SG_EIO, "input/output error"},
+    {SG_ETOOBIG, "too large"},
+    {SG_ECRYPTO, "cryptographic failure"},
+    {SG_ECONFIG, "configuration refused"},
+    {SG_ESTORE, "store failure"},
+    {SG_ETIMEOUT, "timed out"},
+    {SG_EUPSTREAM, "peer failed"},
+};
+
+const char *sg_strerror(int err)
+{
+    for (size_t i = 0; i < SG_ARRAY_LEN(error_texts); i++) {
+        if (error_texts[i].code == err)
+            return error_texts[i].text;
+    }
+    return "unknown error";
+}
+
+static void out_of_memory(size_t size)
+{
+    fprintf(stderr, "ssogate: out of memory allocating %zu bytes\n", size);
+    abort();
+}
+
+void *sg_malloc(size_t size)
+{
+    void *p = malloc(size ? size : 1);
+    if (p == NULL)
+        out_of_memory(size);
+    return p;
+}
+
+void *sg_calloc(size_t count, size_t size)
+{
+    void *p = calloc(count ? count : 1, size ? size : 1);
+    if (p == NULL)
+        out_of_memory(count * size);
+    return p;
+}
+
+void *sg_realloc(void *ptr, size_t size)
+{
+    void *p = realloc(ptr, size ? size : 1);
+    if (p == NULL)
+        out_of_memory(size);
+    return p;
+}
+
+char *sg_strdup(const char *s)
+{
+    return sg_strndup(s, strlen(s));
+}
+
+char *sg_strndup(const char *s, size_t n)
+{
+    char *p = sg_malloc(n + 1);
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+char *sg_asprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        abort();
+    char *p = sg_malloc((size_t)n + 1);
+    va_start(ap, fmt);
+    vsnprintf(p, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return p;
+}
+
+int64_t sg_now_s(void)
+{
+    return (int64_t)time(NULL);
+}
+
+int64_t sg_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int sg_memeq_ct(const void *a, const void *b, size_t len)
+{
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+void sg_random_bytes(void *buf, size_t len)
+{
+    if (RAND_bytes(buf, (int)len) != 1) {
+        fprintf(stderr, "ssogate: RAND_bytes failed\n");
+        abort();
+    }
+}
+
+void sg_hex_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}

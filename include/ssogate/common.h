@@ -1,0 +1,61 @@
+/*
+ * Shared definitions: error codes, allocation helpers that abort on out of
+ * memory, and small utilities used by every module.
+ */
+#ifndef SSOGATE_COMMON_H
+#define SSOGATE_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes: 0 is success, every failure is one of these (negative). */
+enum sg_error {
+    SG_OK = 0,
+    SG_EINVAL = -1,    /* bad argument or malformed input */
+    SG_ENOENT = -2,    /* no such record */
+    SG_EEXIST = -3,    /* record exists (one-to-one conflict) */
+    SG_EIO = -4,       /* file or store I/O failed */
+    SG_ETOOBIG = -5,   /* input exceeds a configured limit */
+    SG_ECRYPTO = -6,   /* OpenSSL reported a failure */
+    SG_ECONFIG = -7,   /* configuration refused */
+    SG_ESTORE = -8,    /* LMDB reported a failure */
+    SG_ETIMEOUT = -9,  /* a deadline passed */
+    SG_EUPSTREAM = -10 /* a peer (upstream, IdP) failed */
+};
+
+/* Returns a static, human-readable text for an SG_E* code. */
+const char *sg_strerror(int err);
+
+/* Allocation that never returns NULL: out of memory aborts the process. */
+void *sg_malloc(size_t size);
+void *sg_calloc(size_t count, size_t size);
+void *sg_realloc(void *ptr, size_t size);
+char *sg_strdup(const char *s);
+char *sg_strndup(const char *s, size_t n);
+
+/* printf into a newly allocated string; the caller owns the result. */
+char *sg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Frees *pp (NULL-safe) and clears the pointer. */
+#define SG_FREE(p)                                                                                 \
+    do {                                                                                           \
+        free(p);                                                                                   \
+        (p) = NULL;                                                                                \
+    } while (0)
+
+#define SG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Wall-clock seconds since the epoch, and a monotonic clock in microseconds. */
+int64_t sg_now_s(void);
+int64_t sg_mono_us(void);
+
+/* Constant-time comparison of two byte strings of equal length. */
+int sg_memeq_ct(const void *a, const void *b, size_t len);
+
+/* Fills buf with len cryptographically random bytes (OpenSSL RAND); aborts on failure. */
+void sg_random_bytes(void *buf, size_t len);
+
+/* Writes 2*len lowercase hex digits and a NUL into out (size >= 2*len+1). */
+void sg_hex_encode(const unsigned char *in, size_t len, char *out);
+
+#endif

@@ -1,0 +1,187 @@
+/*
+ * The configuration: a JSON file read with yajl into these typed structs and
+ * validated whole before use. A loaded configuration is immutable and
+ * reference-counted: a reload builds a new one and swaps it in only when it
+ * loaded completely; requests keep a reference to the one they began with.
+ */
+#ifndef SSOGATE_CONFIG_H
+#define SSOGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Where a configuration error is, and what it is. Filled by sg_config_load. */
+struct sg_config_error {
+    char file[256];   /* the file that was being read */
+    char key[256];    /* JSON key path, e.g. "upstream.pool_size" or "listeners[1].port" */
+    char message[512];/* what is wrong */
+};
+
+/* Parsed URL: scheme http or https only. */
+struct sg_url {
+    char *text;   /* the URL as configured, without a trailing slash */
+    bool https;
+    char *host;   /* host name or address, without brackets for IPv6 */
+    uint16_t port;/* explicit port or the scheme's default */
+    char *path;   /* path part, "" when none (never ends with '/') */
+};
+
+struct sg_listener_config {
+    char *address;   /* e.g. "127.0.0.1" or "::1" */
+    uint16_t port;   /* 0 = any free port (tests read it back from the log) */
+    char *tls_cert;  /* PEM certificate chain file, NULL for plain http */
+    char *tls_key;   /* PEM private key file, NULL for plain http */
+};
+
+struct sg_upstream_config {
+    struct sg_url url;
+    char *ca_file;              /* CA bundle for an https upstream, NULL = system store */
+    uint32_t connect_timeout_ms;/* default 2000 */
+    uint32_t response_timeout_ms;/* time to the response headers, and between body reads; default 30000 */
+    uint32_t pool_size;         /* keep-alive connections kept, default 64 */
+};
+
+struct sg_whoami_config {
+    char *path;    /* e.g. "/api/whoami" */
+    char *tenant;  /* JSON pointers (RFC 6901) into the whoami answer */
+    char *user;
+    char *admin;
+    char *kind;
+    char *active;
+    char *staff_kind; /* value of "kind" that means staff, default "staff" */
+};
+
+struct sg_psa_config {
+    char *login_path; /* the PSA's own login page, default "/login" */
+    char *home_path;  /* default "/" */
+    struct sg_whoami_config whoami;
+};
+
+enum sg_token_auth {
+    SG_TOKEN_AUTH_CLIENT_SECRET_BASIC = 0,
+    SG_TOKEN_AUTH_CLIENT_SECRET_POST,
+};
+
+struct sg_claims_config {
+    char *tenant;      /* claim carrying the IdP tenant, default "tenant" */
+    char *master;      /* default "master" */
+    char *module_urls; /* default "module_urls" */
+    char *active;      /* default "active" */
+    char *email;       /* default "email" */
+};
+
+struct sg_idp_config {
+    struct sg_url issuer;
+    char *client_id;
+    char *client_secret;        /* resolved from client_secret_file or client_secret_env */
+    char **scopes;              /* NULL-terminated; default openid, email, profile */
+    char *ca_file;              /* NULL = system store */
+    bool allow_insecure_http;   /* explicit opt-in for a plain-http IdP (loopback tests) */
+    uint32_t connect_timeout_ms;/* default 2000 */
+    uint32_t timeout_ms;        /* whole exchange, default 10000 */
+    uint32_t clock_skew_s;      /* default 60 */
+    enum sg_token_auth token_auth;
+    char **algorithms;          /* NULL-terminated allow-list, default RS256 PS256 ES256 EdDSA */
+    struct sg_claims_config claims;
+};
+
+enum sg_auth_mode {
+    SG_AUTH_NONE = 0,
+    SG_AUTH_OPTIONAL,
+    SG_AUTH_REQUIRED,
+};
+
+struct sg_route_config {
+    char *prefix;
+    enum sg_auth_mode auth;
+};
+
+enum sg_identity_mode {
+    SG_IDENTITY_LINK = 0,
+    SG_IDENTITY_CLAIMS,
+};
+
+struct sg_session_config {
+    char *cookie_name;        /* default "ssogate"; "__Host-" is prepended when public_url is https */
+    uint32_t idle_timeout_s;  /* default 1800 */
+    uint32_t absolute_timeout_s;/* default 43200 */
+};
+
+struct sg_limits_config {
+    uint32_t header_bytes;     /* default 16384 */
+    uint64_t body_bytes;       /* default 10 MiB */
+    uint32_t connections;      /* default 10000 */
+    uint32_t logins_in_flight; /* default 10000 */
+    uint32_t client_timeout_s; /* idle/slow client timeout, default 30 */
+};
+
+struct sg_region_config {
+    char *name;       /* "US", "UK", "APAC" or another name */
+    char *module_url; /* expected module URL: the region's default or the configured one */
+};
+
+struct sg_assertion_config {
+    char *key_file;  /* PEM private key (EC P-256 or Ed25519); NULL = generated and kept in data_dir */
+    uint32_t ttl_s;  /* default 60, at most 300 */
+};
+
+enum sg_log_level {
+    SG_LOG_DEBUG = 0,
+    SG_LOG_INFO,
+    SG_LOG_WARN,
+    SG_LOG_ERROR,
+};
+
+struct sg_config {
+    int refcount;
+    char *path;                    /* the file it was loaded from */
+    struct sg_listener_config *listeners;
+    size_t listener_count;         /* at least 1 */
+    struct sg_url public_url;
+    struct sg_upstream_config upstream;
+    struct sg_psa_config psa;
+    struct sg_idp_config *idp;     /* NULL when no IdP is configured (plain proxy) */
+    char **required_amr;           /* NULL-terminated, default otp, mfa */
+    struct sg_region_config region;
+    struct sg_session_config session;
+    struct sg_route_config *routes;/* longest prefix wins; none = every path "optional" */
+    size_t route_count;
+    enum sg_identity_mode identity;
+    char *data_dir;
+    struct sg_limits_config limits;
+    struct sg_assertion_config assertion;
+    enum sg_log_level log_level;
+    bool access_log;               /* default true */
+    uint32_t workers;              /* default 1 */
+    uint32_t drain_timeout_s;      /* SIGTERM drain bound, default 10 */
+};
+
+/*
+ * Loads and validates the configuration in path. On success returns 0 and
+ * hands back a new configuration with a reference count of 1 in *out. On
+ * failure returns SG_ECONFIG and fills *err (file, key path, problem); *out
+ * is left NULL. Relative file names inside the configuration (TLS files,
+ * secrets, data_dir, key_file) are resolved against the directory of path.
+ */
+int sg_config_load(const char *path, struct sg_config **out, struct sg_config_error *err);
+
+/* Same as sg_config_load, from a buffer; name is used in error records and
+ * base_dir resolves relative file names. */
+int sg_config_parse(const char *name, const char *base_dir, const char *json, size_t len,
+                    struct sg_config **out, struct sg_config_error *err);
+
+/* Takes another reference; returns cfg. */
+struct sg_config *sg_config_ref(struct sg_config *cfg);
+
+/* Drops a reference; frees at zero. NULL-safe. */
+void sg_config_unref(struct sg_config *cfg);
+
+/* Parses an http(s) URL into out (caller frees with sg_url_clear). Returns 0 or SG_EINVAL. */
+int sg_url_parse(const char *text, struct sg_url *out);
+void sg_url_clear(struct sg_url *url);
+
+/* The route for a request path (longest matching prefix); never NULL. */
+const struct sg_route_config *sg_config_route(const struct sg_config *cfg, const char *path);
+
+#endif

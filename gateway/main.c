@@ -1,0 +1,205 @@
+/*
+ * ssogate: arguments, signals and the event base. Everything else lives in
+ * the library so that tests and tools link the same code.
+ */
+#include "sg_build.h"
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/log.h"
+#include "ssogate/runtime.h"
+#include "ssogate/server.h"
+#include "ssogate/store.h"
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char usage[] =
+    "Usage: ssogate -c FILE [-t]\n"
+    "\n"
+    "A single sign-on gateway in front of a PSA.\n"
+    "\n"
+    "  -c, --config FILE  the configuration file (JSON)\n"
+    "  -t, --test         check the configuration and exit: 0 if valid, 1 if not\n"
+    "  -h, --help         print this help and exit\n"
+    "  -V, --version      print the version and exit\n"
+    "\n"
+    "Signals: SIGHUP reloads the configuration (a bad file is refused and the\n"
+    "running one kept); SIGTERM or SIGINT stops accepting, lets requests in\n"
+    "flight finish for up to drain_timeout_s, and exits 0.\n";
+
+struct drain {
+    struct sg_runtime *rt;
+    struct event *tick;
+    int64_t deadline_us;
+};
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct drain *d = arg;
+    if (d->rt->requests_in_flight == 0 || sg_mono_us() >= d->deadline_us) {
+        if (d->rt->requests_in_flight > 0)
+            sg_log(SG_LOG_WARN, "shutdown", "drain timeout: %u requests cut short",
+                   d->rt->requests_in_flight);
+        event_base_loopbreak(d->rt->base);
+    }
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct drain *d = arg;
+    struct sg_runtime *rt = d->rt;
+
+    if (rt->draining) {
+        sg_log(SG_LOG_WARN, "shutdown", "second stop signal: exiting now");
+        event_base_loopbreak(rt->base);
+        return;
+    }
+    rt->draining = true;
+    sg_server_stop_accepting(rt->server);
+    sg_log(SG_LOG_INFO, "shutdown", "signal %d: draining %u requests in flight", (int)sig,
+           rt->requests_in_flight);
+    d->deadline_us = sg_mono_us() + (int64_t)rt->current->cfg->drain_timeout_s * 1000000;
+    static const struct timeval tick = {0, 50000};
+    d->tick = event_new(rt->base, -1, EV_PERSIST, on_drain_tick, d);
+    event_add(d->tick, &tick);
+    on_drain_tick(-1, 0, d);
+}
+
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct sg_runtime *rt = arg;
+    if (!rt->draining)
+        sg_runtime_reload(rt);
+}
+
+static int check_only(const char *path)
+{
+    struct sg_config_error err = {0};
+    struct sg_config *cfg = NULL;
+    if (sg_config_load(path, &cfg, &err) != 0) {
+        fprintf(stderr, "ssogate: %s: %s: %s\n", err.file, err.key, err.message);
+        return 1;
+    }
+    sg_config_unref(cfg);
+    printf("ssogate: %s: configuration is valid\n", path);
+    return 0;
+}
+
+static int run(const char *path)
+{
+    struct sg_config_error cerr = {0};
+    struct sg_config *cfg = NULL;
+    struct sg_runtime rt = {0};
+    struct drain drain = {.rt = &rt};
+    struct event *signals[4] = {0};
+    char errbuf[512];
+    int status = 1;
+
+    if (sg_config_load(path, &cfg, &cerr) != 0) {
+        fprintf(stderr, "ssogate: %s: %s: %s\n", cerr.file, cerr.key, cerr.message);
+        return 1;
+    }
+    sg_log_set_level(cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    rt.config_path = sg_strdup(path);
+    rt.base = event_base_new();
+    rt.dns = evdns_base_new(rt.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (rt.base == NULL || rt.dns == NULL) {
+        sg_log(SG_LOG_ERROR, "startup", "cannot create the event base or the resolver");
+        sg_config_unref(cfg);
+        goto end;
+    }
+    if (sg_store_open(cfg->data_dir, &rt.store, errbuf, sizeof(errbuf)) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "store: %s", errbuf);
+        sg_config_unref(cfg);
+        goto end;
+    }
+    if (sg_snapshot_new(&rt, cfg, &rt.current, errbuf, sizeof(errbuf)) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
+        goto end;
+    }
+    if (sg_server_start(&rt, rt.current->cfg, &rt.server, errbuf, sizeof(errbuf)) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
+        goto end;
+    }
+
+    signals[0] = evsignal_new(rt.base, SIGHUP, on_reload_signal, &rt);
+    signals[1] = evsignal_new(rt.base, SIGTERM, on_stop_signal, &drain);
+    signals[2] = evsignal_new(rt.base, SIGINT, on_stop_signal, &drain);
+    for (size_t i = 0; i < 3; i++)
+        evsignal_add(signals[i], NULL);
+
+    sg_log_fields(SG_LOG_INFO, "started",
+                  (struct sg_log_field[]){SG_LOG_STR("version", SG_VERSION),
+                                         SG_LOG_STR("config", path)},
+                  2);
+    event_base_dispatch(rt.base);
+    sg_log(SG_LOG_INFO, "shutdown", "stopped");
+    status = 0;
+
+end:
+    for (size_t i = 0; i < SG_ARRAY_LEN(signals); i++) {
+        if (signals[i] != NULL)
+            event_free(signals[i]);
+    }
+    if (drain.tick != NULL)
+        event_free(drain.tick);
+    sg_server_free(rt.server);
+    sg_snapshot_unref(rt.current);
+    if (rt.dns != NULL)
+        evdns_base_free(rt.dns, 0);
+    /* Run deferred frees (connection pools) before the base goes. */
+    if (rt.base != NULL) {
+        event_base_loop(rt.base, EVLOOP_NONBLOCK);
+        event_base_free(rt.base);
+    }
+    sg_store_close(rt.store);
+    free(rt.config_path);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"test", no_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int test = 0;
+    int opt;
+
+    while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case 'V':
+            printf("ssogate %s\n", SG_VERSION);
+            return 0;
+        default:
+            fputs(usage, stderr);
+            return 2;
+        }
+    }
+    if (path == NULL || optind != argc) {
+        fputs(usage, stderr);
+        return 2;
+    }
+    return test ? check_only(path) : run(path);
+}

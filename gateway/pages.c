@@ -1,0 +1,75 @@
+#include "ssogate/pages.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdlib.h>
+
+static const char stylesheet[] =
+    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f6f8;"
+    "color:#1b2733}"
+    "main{max-width:36rem;margin:4rem auto;background:#fff;border-radius:8px;padding:2rem;"
+    "box-shadow:0 1px 3px rgba(0,0,0,.15)}"
+    "h1{font-size:1.4rem;margin-top:0}p{line-height:1.5}"
+    ".ref{color:#4a5866;font-size:.85rem}"
+    "a,button{color:#0b57d0}"
+    "button{background:#0b57d0;color:#fff;border:0;border-radius:4px;padding:.6rem 1.2rem;"
+    "font-size:1rem;cursor:pointer}"
+    "button:focus,a:focus{outline:3px solid #f9ab00;outline-offset:2px}";
+
+static const struct {
+    int status;
+    const char *reason;
+} reasons[] = {
+    {200, "OK"},
+    {302, "Found"},
+    {400, "Bad Request"},
+    {401, "Unauthorized"},
+    {403, "Forbidden"},
+    {404, "Not Found"},
+    {405, "Method Not Allowed"},
+    {409, "Conflict"},
+    {413, "Content Too Large"},
+    {431, "Request Header Fields Too Large"},
+    {500, "Internal Server Error"},
+    {502, "Bad Gateway"},
+    {503, "Service Unavailable"},
+    {504, "Gateway Timeout"},
+};
+
+const char *sg_page_reason(int status)
+{
+    for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++) {
+        if (reasons[i].status == status)
+            return reasons[i].reason;
+    }
+    return "Error";
+}
+
+void sg_page_send(struct evhttp_request *req, int status, const char *title, const char *message,
+                  const char *request_id)
+{
+    struct evbuffer *body = evbuffer_new();
+    char *title_html = evhttp_htmlescape(title);
+    char *message_html = evhttp_htmlescape(message);
+
+    evbuffer_add_printf(body,
+                        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+                        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
+                        "<title>%s</title><style>%s</style></head>"
+                        "<body><main role=\"main\"><h1>%s</h1><p>%s</p>",
+                        title_html, stylesheet, title_html, message_html);
+    if (request_id != NULL)
+        evbuffer_add_printf(body, "<p class=\"ref\">Reference: <code>%s</code></p>", request_id);
+    evbuffer_add_printf(body, "</main></body></html>\n");
+
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(headers, "Content-Security-Policy",
+                      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+    evhttp_send_reply(req, status, sg_page_reason(status), body);
+    evbuffer_free(body);
+    free(title_html);
+    free(message_html);
+}

@@ -1,0 +1,279 @@
+#include "ssogate/proxy.h"
+
+#include "ssogate/common.h"
+#include "ssogate/headers.h"
+#include "ssogate/log.h"
+#include "ssogate/metrics.h"
+#include "ssogate/pages.h"
+#include "ssogate/router.h"
+#include "ssogate/runtime.h"
+#include "ssogate/server.h"
+#include "ssogate/upstream.h"
+
+#include <assert.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PROXY_MAGIC 0x50525859u
+
+/*
+ * One forwarded request. It lives until both sides are done: the client side
+ * (reply written, or the client went away) and the upstream side (response
+ * read, failed, or cancelled).
+ */
+struct proxy {
+    uint32_t magic;
+    struct sg_runtime *rt;
+    struct sg_snapshot *snap;      /* the snapshot the request began with */
+    struct evhttp_request *client; /* NULL once the client side is done */
+    struct sg_conn *conn;
+    struct evhttp_request *up;     /* NULL once the upstream side is done */
+    struct evhttp_connection *up_conn;
+    struct sg_upstream_slot *slot;
+    struct sg_access access;
+    int64_t up_start_us;
+    int64_t up_latency_us;
+    uint64_t bytes;
+    int status;
+    enum evhttp_request_error up_error;
+    bool up_failed;
+    bool reply_started;
+    bool paused;
+};
+
+static void proxy_maybe_free(struct proxy *p)
+{
+    assert(p->magic == PROXY_MAGIC);
+    if (p->client != NULL || p->up != NULL)
+        return;
+    p->rt->requests_in_flight--;
+    sg_access_clear(&p->access);
+    sg_snapshot_unref(p->snap);
+    p->magic = 0;
+    free(p);
+}
+
+static void upstream_side_done(struct proxy *p)
+{
+    p->up = NULL;
+    if (p->slot != NULL) {
+        sg_upstream_release(p->slot);
+        p->slot = NULL;
+    }
+}
+
+/* The reply was written completely. */
+static void on_client_complete(struct evhttp_request *req, void *arg)
+{
+    struct proxy *p = arg;
+    sg_conn_on_close(p->conn, NULL, NULL);
+    sg_metrics_response(p->status);
+    if (p->snap->cfg->access_log)
+        sg_access_log(&p->access, p->status, p->bytes, p->up_latency_us);
+    p->client = NULL;
+    proxy_maybe_free(p);
+}
+
+/* The client connection closed before the reply was complete. */
+static void on_client_close(void *arg)
+{
+    struct proxy *p = arg;
+    sg_metrics_error(SG_MERR_CLIENT_ABORTED);
+    sg_metrics_response(499);
+    if (p->snap->cfg->access_log)
+        sg_access_log(&p->access, 499, p->bytes, p->up_latency_us);
+    p->client = NULL;
+    if (p->up != NULL) {
+        struct evhttp_request *up = p->up;
+        upstream_side_done(p);
+        evhttp_cancel_request(up); /* resets the upstream connection; no done callback */
+    }
+    proxy_maybe_free(p);
+}
+
+static void send_error_page(struct proxy *p, int status, const char *message)
+{
+    p->status = status;
+    evhttp_request_set_on_complete_cb(p->client, on_client_complete, p);
+    sg_page_send(p->client, status, sg_page_reason(status), message, p->access.request_id);
+}
+
+static int on_up_headers(struct evhttp_request *up, void *arg)
+{
+    struct proxy *p = arg;
+    if (p->client == NULL)
+        return -1;
+    p->up_latency_us = sg_mono_us() - p->up_start_us;
+    sg_metrics_upstream_latency(p->up_latency_us);
+    p->status = evhttp_request_get_response_code(up);
+
+    struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
+    sg_headers_copy_response(evhttp_request_get_input_headers(up), out);
+    evhttp_add_header(out, "X-Request-Id", p->access.request_id);
+    if (p->rt->draining)
+        evhttp_add_header(out, "Connection", "close");
+    evhttp_request_set_on_complete_cb(p->client, on_client_complete, p);
+    evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(up));
+    p->reply_started = true;
+    return 0;
+}
+
+/* The client's output drained: read the upstream again. */
+static void on_client_flushed(struct evhttp_connection *evcon, void *arg)
+{
+    struct proxy *p = arg;
+    if (p->paused && p->up != NULL) {
+        p->paused = false;
+        bufferevent_enable(evhttp_connection_get_bufferevent(p->up_conn), EV_READ);
+    }
+}
+
+static void on_up_chunk(struct evhttp_request *up, void *arg)
+{
+    struct proxy *p = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(up);
+
+    if (p->client == NULL) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    p->bytes += evbuffer_get_length(in);
+    evhttp_send_reply_chunk_with_cb(p->client, in, on_client_flushed, p);
+
+    struct bufferevent *client_bev =
+        evhttp_connection_get_bufferevent(evhttp_request_get_connection(p->client));
+    if (!p->paused && evbuffer_get_length(bufferevent_get_output(client_bev)) > SG_PROXY_HIGH_WATER) {
+        p->paused = true;
+        bufferevent_disable(evhttp_connection_get_bufferevent(p->up_conn), EV_READ);
+    }
+}
+
+static void on_up_error(enum evhttp_request_error error, void *arg)
+{
+    struct proxy *p = arg;
+    p->up_failed = true;
+    p->up_error = error;
+}
+
+static void on_up_done(struct evhttp_request *up, void *arg)
+{
+    struct proxy *p = arg;
+    bool failed = p->up_failed || up == NULL || evhttp_request_get_response_code(up) == 0;
+
+    upstream_side_done(p);
+    if (p->client == NULL) {
+        proxy_maybe_free(p);
+        return;
+    }
+    if (!failed) {
+        evhttp_send_reply_end(p->client);
+        return;
+    }
+    bool timeout = p->up_failed && p->up_error == EVREQ_HTTP_TIMEOUT;
+    enum sg_metric_error kind = timeout ? SG_MERR_UPSTREAM_TIMEOUT
+                                : p->reply_started ? SG_MERR_UPSTREAM_BROKEN
+                                                   : SG_MERR_UPSTREAM_CONNECT;
+    sg_metrics_error(kind);
+    sg_log_fields(SG_LOG_WARN, "upstream_error",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                         SG_LOG_STR("kind", sg_metrics_error_name(kind))},
+                  2);
+    if (p->reply_started) {
+        /* Part of the body is out: ending the reply normally would present a
+         * truncated body as complete, so the client connection is closed. */
+        evhttp_connection_free(evhttp_request_get_connection(p->client));
+        return;
+    }
+    if (timeout)
+        send_error_page(p, 504,
+                        "The application did not answer in time. Please try again in a moment.");
+    else
+        send_error_page(p, 502,
+                        "The application cannot be reached right now. Please try again in a "
+                        "moment.");
+}
+
+/* The request target for the upstream: its base path, then the client's path and query. */
+static char *upstream_target(const struct sg_config *cfg, struct evhttp_request *req)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    if (uri[0] == '/')
+        return sg_asprintf("%s%s", cfg->upstream.url.path, uri);
+
+    const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
+    const char *path = evhttp_uri_get_path(parsed);
+    const char *query = evhttp_uri_get_query(parsed);
+    return sg_asprintf("%s%s%s%s", cfg->upstream.url.path, (path && *path) ? path : "/",
+                       query ? "?" : "", query ? query : "");
+}
+
+static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
+                                  struct evkeyvalq *out)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    char *peer = NULL;
+    uint16_t port = 0;
+    evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
+
+    const char *prior = evhttp_find_header(in, "X-Forwarded-For");
+    evhttp_remove_header(out, "X-Forwarded-For");
+    if (prior != NULL) {
+        char *joined = sg_asprintf("%s, %s", prior, peer ? peer : "unknown");
+        evhttp_add_header(out, "X-Forwarded-For", joined);
+        free(joined);
+    } else {
+        evhttp_add_header(out, "X-Forwarded-For", peer ? peer : "unknown");
+    }
+    evhttp_add_header(out, "X-Forwarded-Proto", sg_conn_is_tls(p->conn) ? "https" : "http");
+    const char *host = evhttp_find_header(in, "Host");
+    if (host != NULL)
+        evhttp_add_header(out, "X-Forwarded-Host", host);
+    else
+        evhttp_add_header(out, "Host", p->snap->cfg->upstream.url.host);
+    evhttp_add_header(out, "X-Request-Id", p->access.request_id);
+}
+
+void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                      struct sg_access *access)
+{
+    struct proxy *p = sg_calloc(1, sizeof(*p));
+    p->magic = PROXY_MAGIC;
+    p->rt = rt;
+    p->snap = sg_snapshot_ref(rt->current);
+    p->client = req;
+    p->conn = conn;
+    p->access = *access;
+    rt->requests_in_flight++;
+    sg_conn_on_close(conn, on_client_close, p);
+
+    struct evhttp_request *up = evhttp_request_new(on_up_done, p);
+    evhttp_request_set_header_cb(up, on_up_headers);
+    evhttp_request_set_chunked_cb(up, on_up_chunk);
+    evhttp_request_set_error_cb(up, on_up_error);
+
+    struct evkeyvalq *out = evhttp_request_get_output_headers(up);
+    sg_headers_copy_request(evhttp_request_get_input_headers(req), out);
+    add_forwarded_headers(p, req, out);
+    evbuffer_add_buffer(evhttp_request_get_output_buffer(up), evhttp_request_get_input_buffer(req));
+
+    char *target = upstream_target(p->snap->cfg, req);
+    p->up = up;
+    p->up_conn = sg_upstream_acquire(p->snap->upstream, &p->slot);
+    p->up_start_us = sg_mono_us();
+    int rc = evhttp_make_request(p->up_conn, up, evhttp_request_get_command(req), target);
+    free(target);
+    if (rc != 0) {
+        /* libevent freed the request. */
+        upstream_side_done(p);
+        sg_metrics_error(SG_MERR_UPSTREAM_CONNECT);
+        send_error_page(p, 502,
+                        "The application cannot be reached right now. Please try again in a "
+                        "moment.");
+    }
+}

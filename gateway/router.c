@@ -1,0 +1,169 @@
+#include "ssogate/router.h"
+
+#include "ssogate/common.h"
+#include "ssogate/headers.h"
+#include "ssogate/log.h"
+#include "ssogate/metrics.h"
+#include "ssogate/pages.h"
+#include "ssogate/proxy.h"
+#include "ssogate/runtime.h"
+#include "ssogate/server.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SSO_PREFIX "/_sso/"
+
+static const char *method_name(enum evhttp_cmd_type cmd)
+{
+    switch (cmd) {
+    case EVHTTP_REQ_GET:
+        return "GET";
+    case EVHTTP_REQ_POST:
+        return "POST";
+    case EVHTTP_REQ_HEAD:
+        return "HEAD";
+    case EVHTTP_REQ_PUT:
+        return "PUT";
+    case EVHTTP_REQ_DELETE:
+        return "DELETE";
+    case EVHTTP_REQ_OPTIONS:
+        return "OPTIONS";
+    case EVHTTP_REQ_PATCH:
+        return "PATCH";
+    default:
+        return "OTHER";
+    }
+}
+
+/* A process-unique, unguessable request id: a random prefix and a counter. */
+static void request_id_next(char out[40])
+{
+    static char prefix[17];
+    static uint64_t counter;
+    if (prefix[0] == '\0') {
+        unsigned char random[8];
+        sg_random_bytes(random, sizeof(random));
+        sg_hex_encode(random, sizeof(random), prefix);
+    }
+    snprintf(out, 40, "%s%08" PRIx64, prefix, ++counter);
+}
+
+void sg_access_init(struct sg_access *access, struct evhttp_request *req, int64_t start_us)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
+    request_id_next(access->request_id);
+    access->method = method_name(evhttp_request_get_command(req));
+    access->path = sg_strdup(path ? path : "");
+    access->start_us = start_us;
+}
+
+void sg_access_clear(struct sg_access *access)
+{
+    SG_FREE(access->path);
+}
+
+void sg_access_log(const struct sg_access *access, int status, uint64_t bytes, int64_t upstream_us)
+{
+    sg_log_fields(SG_LOG_INFO, "access",
+                  (struct sg_log_field[]){
+                      SG_LOG_STR("request_id", access->request_id),
+                      SG_LOG_STR("method", access->method),
+                      SG_LOG_STR("path", access->path),
+                      SG_LOG_INT("status", status),
+                      SG_LOG_INT("bytes", (int64_t)bytes),
+                      SG_LOG_INT("duration_us", sg_mono_us() - access->start_us),
+                      SG_LOG_INT("upstream_us", upstream_us),
+                  },
+                  7);
+}
+
+static void send_text(struct evhttp_request *req, int status, const char *content_type,
+                      struct evbuffer *body)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", content_type);
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_send_reply(req, status, sg_page_reason(status), body);
+}
+
+static int handle_healthz(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    struct evbuffer *body = evbuffer_new();
+    bool ready = rt->current != NULL && rt->store != NULL && !rt->draining;
+    evbuffer_add_printf(body,
+                        "{\"status\":\"%s\",\"policy\":%s,\"store\":%s,\"draining\":%s,"
+                        "\"generation\":%" PRIu64 "}\n",
+                        ready ? "ok" : "unavailable", rt->current ? "true" : "false",
+                        rt->store ? "true" : "false", rt->draining ? "true" : "false",
+                        rt->current ? rt->current->generation : 0);
+    int status = ready ? 200 : 503;
+    send_text(req, status, "application/json", body);
+    evbuffer_free(body);
+    return status;
+}
+
+static int handle_metrics(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    struct evbuffer *body = evbuffer_new();
+    sg_metrics_render(body);
+    send_text(req, 200, "text/plain; version=0.0.4", body);
+    evbuffer_free(body);
+    return 200;
+}
+
+/* The gateway's own endpoints; returns the status sent. */
+static int handle_sso(struct sg_runtime *rt, struct evhttp_request *req, const char *path,
+                      const char *request_id)
+{
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (strcmp(path, SSO_PREFIX "healthz") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD))
+        return handle_healthz(rt, req);
+    if (strcmp(path, SSO_PREFIX "metrics") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD))
+        return handle_metrics(rt, req);
+    sg_page_send(req, 404, "Page not found", "There is no such page on this gateway.",
+                 request_id);
+    return 404;
+}
+
+void sg_router_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn)
+{
+    struct sg_access access;
+    sg_access_init(&access, req, sg_mono_us());
+    const struct sg_config *cfg = rt->current->cfg;
+    bool access_log = cfg->access_log;
+    int status;
+
+    if (rt->draining)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    if (access.path[0] != '/') {
+        sg_metrics_error(SG_MERR_BAD_REQUEST);
+        sg_page_send(req, 400, "Bad request", "The request target is not a path.",
+                     access.request_id);
+        status = 400;
+    } else if (sg_headers_wire_size(evhttp_request_get_input_headers(req)) >
+               cfg->limits.header_bytes) {
+        sg_metrics_error(SG_MERR_HEADER_TOO_BIG);
+        sg_log(SG_LOG_INFO, "header_too_big", "request headers over %u bytes refused",
+               (unsigned)cfg->limits.header_bytes);
+        sg_page_send(req, 431, "Request headers too large",
+                     "The request carried more header data than this gateway accepts. Clearing "
+                     "this site's cookies usually helps.",
+                     access.request_id);
+        status = 431;
+    } else if (strncmp(access.path, SSO_PREFIX, strlen(SSO_PREFIX)) == 0) {
+        status = handle_sso(rt, req, access.path, access.request_id);
+    } else {
+        sg_proxy_forward(rt, req, conn, &access); /* takes the access record */
+        return;
+    }
+    sg_metrics_response(status);
+    if (access_log)
+        sg_access_log(&access, status, 0, 0);
+    sg_access_clear(&access);
+}

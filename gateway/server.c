@@ -1,0 +1,452 @@
+#include "ssogate/server.h"
+
+#include "ssogate/common.h"
+#include "ssogate/log.h"
+#include "ssogate/metrics.h"
+#include "ssogate/router.h"
+#include "ssogate/runtime.h"
+
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* libevent answers 413 by itself past this multiple of the configured
+ * header limit; below it the gateway answers 431 (see router.c). */
+#define HEADER_HARD_LIMIT_FACTOR 2
+#define LISTEN_BACKLOG 4096
+
+struct listener {
+    struct sg_server *srv;
+    struct evhttp *http;
+    struct evconnlistener *lev; /* owned by http once bound */
+    struct evhttp_bound_socket *bound;
+    SSL_CTX *ssl_ctx;           /* NULL for plain http */
+    char *address;
+    uint16_t port;
+};
+
+/*
+ * One client connection. libevent gives no hook when an incoming connection
+ * closes before its first request, so the gateway holds a reference on each
+ * bufferevent it creates and notices the close either through the closecb
+ * (installed at the first request) or, for connections that never sent one,
+ * through a sweep that sees libevent cleared the callbacks when it let go.
+ */
+struct sg_conn {
+    struct listener *listener;
+    struct bufferevent *bev;     /* our reference, dropped in conn_release */
+    int64_t accepted_us;
+    bool seen_request;           /* closecb installed */
+    bool closed;                 /* libevent let go of it */
+    evutil_socket_t fd;          /* -1 until the first request */
+    sg_conn_close_fn on_close;
+    void *on_close_arg;
+    struct sg_conn *prev, *next;
+};
+
+struct sg_server {
+    struct sg_runtime *rt;
+    struct listener *listeners;
+    size_t listener_count;
+    struct sg_conn *pending;     /* accepted, no request yet; oldest first */
+    struct sg_conn *pending_tail;
+    struct sg_conn *active;      /* at least one request seen */
+    size_t connection_count;
+    size_t connection_limit;
+    int64_t first_request_deadline_us;
+    bool accepting_paused;
+    bool stopped;
+    bool freeing; /* connections close synchronously: no deferred release */
+    struct event *sweep;
+    struct sg_conn **by_fd; /* active connections by socket */
+    size_t by_fd_len;
+};
+
+static void list_remove(struct sg_server *srv, struct sg_conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (srv->pending == c)
+        srv->pending = c->next;
+    else
+        srv->active = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else if (srv->pending_tail == c)
+        srv->pending_tail = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void set_accepting(struct sg_server *srv, bool on)
+{
+    if (srv->stopped || srv->accepting_paused == !on)
+        return;
+    srv->accepting_paused = !on;
+    for (size_t i = 0; i < srv->listener_count; i++) {
+        if (srv->listeners[i].lev == NULL)
+            continue;
+        if (on)
+            evconnlistener_enable(srv->listeners[i].lev);
+        else
+            evconnlistener_disable(srv->listeners[i].lev);
+    }
+    if (!on) {
+        sg_metrics_error(SG_MERR_CONNECTION_LIMIT);
+        sg_log(SG_LOG_WARN, "connection_limit", "%zu connections open: accepting paused",
+               srv->connection_count);
+    }
+}
+
+static void conn_release(struct sg_server *srv, struct sg_conn *c)
+{
+    list_remove(srv, c);
+    if (c->fd >= 0 && srv->by_fd[c->fd] == c)
+        srv->by_fd[c->fd] = NULL;
+    if (!c->seen_request && c->listener->ssl_ctx != NULL) {
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        if (ssl != NULL && !SSL_is_init_finished(ssl))
+            sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
+    }
+    bufferevent_decref(c->bev);
+    free(c);
+    srv->connection_count--;
+    sg_metrics_connections(-1);
+    if (srv->connection_count < srv->connection_limit)
+        set_accepting(srv, true);
+}
+
+static void conn_release_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_conn *c = arg;
+    conn_release(c->listener->srv, c);
+}
+
+static void on_conn_close(struct evhttp_connection *evcon, void *arg)
+{
+    struct sg_conn *c = arg;
+    static const struct timeval now = {0, 0};
+
+    c->closed = true;
+    if (c->on_close != NULL) {
+        sg_conn_close_fn fn = c->on_close;
+        c->on_close = NULL;
+        fn(c->on_close_arg);
+    }
+    if (c->listener->srv->freeing)
+        return;
+    /* libevent frees the bufferevent right after this callback returns. */
+    if (event_base_once(c->listener->srv->rt->base, -1, EV_TIMEOUT, conn_release_deferred, c,
+                        &now) != 0)
+        abort();
+}
+
+static bool released_by_libevent(struct bufferevent *bev)
+{
+    bufferevent_data_cb readcb, writecb;
+    bufferevent_event_cb eventcb;
+    void *arg;
+    bufferevent_getcb(bev, &readcb, &writecb, &eventcb, &arg);
+    return readcb == NULL && writecb == NULL && eventcb == NULL;
+}
+
+/* Once a second: drop connections libevent closed before any request, and
+ * close those that did not complete a first request in time (slow loris). */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_server *srv = arg;
+    int64_t now = sg_mono_us();
+    struct sg_conn *c = srv->pending;
+
+    while (c != NULL) {
+        struct sg_conn *next = c->next;
+        if (released_by_libevent(c->bev)) {
+            conn_release(srv, c);
+        } else if (now - c->accepted_us > srv->first_request_deadline_us) {
+            evutil_socket_t sock = bufferevent_getfd(c->bev);
+            if (sock >= 0)
+                shutdown(sock, SHUT_RDWR);
+            sg_metrics_error(SG_MERR_CLIENT_TIMEOUT);
+            sg_log(SG_LOG_INFO, "client_timeout", "no complete request in time: closing");
+            c->accepted_us = INT64_MAX / 2;
+        }
+        c = next;
+    }
+}
+
+static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
+{
+    struct listener *l = arg;
+    struct sg_server *srv = l->srv;
+    struct bufferevent *bev;
+
+    if (l->ssl_ctx != NULL) {
+        bev = bufferevent_openssl_socket_new(base, -1, SSL_new(l->ssl_ctx),
+                                             BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    } else {
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (bev == NULL)
+        abort();
+    bufferevent_incref(bev);
+
+    struct sg_conn *c = sg_calloc(1, sizeof(*c));
+    c->listener = l;
+    c->bev = bev;
+    c->accepted_us = sg_mono_us();
+    c->fd = -1;
+    c->prev = srv->pending_tail;
+    if (srv->pending_tail)
+        srv->pending_tail->next = c;
+    else
+        srv->pending = c;
+    srv->pending_tail = c;
+    srv->connection_count++;
+    sg_metrics_connections(1);
+    if (srv->connection_count >= srv->connection_limit)
+        set_accepting(srv, false);
+    return bev;
+}
+
+static void conn_index(struct sg_server *srv, struct sg_conn *c, evutil_socket_t fd)
+{
+    if (fd < 0)
+        return;
+    if ((size_t)fd >= srv->by_fd_len) {
+        size_t len = srv->by_fd_len ? srv->by_fd_len : 1024;
+        while (len <= (size_t)fd)
+            len *= 2;
+        srv->by_fd = sg_realloc(srv->by_fd, len * sizeof(*srv->by_fd));
+        memset(srv->by_fd + srv->by_fd_len, 0, (len - srv->by_fd_len) * sizeof(*srv->by_fd));
+        srv->by_fd_len = len;
+    }
+    srv->by_fd[fd] = c;
+    c->fd = fd;
+}
+
+/*
+ * The connection of a request. Its socket stays open while the gateway holds
+ * the bufferevent, so the descriptor names one connection only; a
+ * connection's first request finds it in the (short) pending list.
+ */
+static struct sg_conn *conn_of_request(struct sg_server *srv, struct evhttp_request *req)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(evcon);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (fd >= 0 && (size_t)fd < srv->by_fd_len && srv->by_fd[fd] != NULL &&
+        srv->by_fd[fd]->bev == bev)
+        return srv->by_fd[fd];
+
+    for (struct sg_conn *c = srv->pending; c != NULL; c = c->next) {
+        if (c->bev != bev)
+            continue;
+        list_remove(srv, c);
+        c->seen_request = true;
+        c->next = srv->active;
+        if (srv->active)
+            srv->active->prev = c;
+        srv->active = c;
+        conn_index(srv, c, fd);
+        evhttp_connection_set_closecb(evcon, on_conn_close, c);
+        return c;
+    }
+    abort(); /* every connection was registered when libevent asked for its bufferevent */
+}
+
+static void on_request(struct evhttp_request *req, void *arg)
+{
+    struct listener *l = arg;
+    sg_router_handle(l->srv->rt, req, conn_of_request(l->srv, req));
+}
+
+static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, char *errbuf, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+    const char *what = NULL;
+    if (SSL_CTX_use_certificate_chain_file(ctx, lc->tls_cert) != 1)
+        what = lc->tls_cert;
+    else if (SSL_CTX_use_PrivateKey_file(ctx, lc->tls_key, SSL_FILETYPE_PEM) != 1 ||
+             SSL_CTX_check_private_key(ctx) != 1)
+        what = lc->tls_key;
+    if (what != NULL) {
+        snprintf(errbuf, errlen, "TLS: cannot use %s: %s", what,
+                 ERR_reason_error_string(ERR_peek_last_error()));
+        ERR_clear_error();
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    return ctx;
+}
+
+static void apply_limits(struct evhttp *http, const struct sg_config *cfg)
+{
+    evhttp_set_max_headers_size(http, (ev_ssize_t)cfg->limits.header_bytes *
+                                          HEADER_HARD_LIMIT_FACTOR);
+    evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.body_bytes);
+    evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
+}
+
+static int listener_bind(struct sg_server *srv, struct listener *l,
+                         const struct sg_listener_config *lc, const struct sg_config *cfg,
+                         char *errbuf, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    int sslen = sizeof(ss);
+    char spec[300];
+
+    snprintf(spec, sizeof(spec), strchr(lc->address, ':') ? "[%s]:%u" : "%s:%u", lc->address,
+             (unsigned)lc->port);
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+        snprintf(errbuf, errlen, "listener %s: not a numeric address", spec);
+        return SG_ECONFIG;
+    }
+    l->srv = srv;
+    l->address = sg_strdup(lc->address);
+    if (lc->tls_cert != NULL) {
+        l->ssl_ctx = tls_context_new(lc, errbuf, errlen);
+        if (l->ssl_ctx == NULL)
+            return SG_ECONFIG;
+    }
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
+    if (cfg->workers > 1)
+        flags |= LEV_OPT_REUSEABLE_PORT;
+    l->lev = evconnlistener_new_bind(srv->rt->base, NULL, NULL, flags, LISTEN_BACKLOG,
+                                     (struct sockaddr *)&ss, sslen);
+    if (l->lev == NULL) {
+        snprintf(errbuf, errlen, "listener %s: cannot bind: %s", spec,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return SG_EIO;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof(bound);
+    getsockname(evconnlistener_get_fd(l->lev), (struct sockaddr *)&bound, &blen);
+    l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+
+    l->http = evhttp_new(srv->rt->base);
+    evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+    evhttp_set_flags(l->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    apply_limits(l->http, cfg);
+    evhttp_set_bevcb(l->http, on_new_connection, l);
+    evhttp_set_gencb(l->http, on_request, l);
+    l->bound = evhttp_bind_listener(l->http, l->lev);
+    if (l->bound == NULL) {
+        snprintf(errbuf, errlen, "listener %s: evhttp_bind_listener failed", spec);
+        return SG_EIO;
+    }
+    sg_log_fields(SG_LOG_INFO, "listening",
+                  (struct sg_log_field[]){SG_LOG_STR("address", l->address),
+                                         SG_LOG_INT("port", l->port),
+                                         SG_LOG_BOOL("tls", l->ssl_ctx != NULL)},
+                  3);
+    return 0;
+}
+
+int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct sg_server **out,
+                    char *errbuf, size_t errlen)
+{
+    struct sg_server *srv = sg_calloc(1, sizeof(*srv));
+    srv->rt = rt;
+    srv->listeners = sg_calloc(cfg->listener_count, sizeof(*srv->listeners));
+    srv->listener_count = cfg->listener_count;
+    sg_server_apply(srv, cfg);
+
+    for (size_t i = 0; i < cfg->listener_count; i++) {
+        int err = listener_bind(srv, &srv->listeners[i], &cfg->listeners[i], cfg, errbuf, errlen);
+        if (err != 0) {
+            sg_server_free(srv);
+            return err;
+        }
+    }
+    static const struct timeval second = {1, 0};
+    srv->sweep = event_new(rt->base, -1, EV_PERSIST, on_sweep, srv);
+    event_add(srv->sweep, &second);
+    *out = srv;
+    return 0;
+}
+
+void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
+{
+    srv->connection_limit = cfg->limits.connections;
+    srv->first_request_deadline_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
+    for (size_t i = 0; i < srv->listener_count; i++) {
+        if (srv->listeners[i].http != NULL)
+            apply_limits(srv->listeners[i].http, cfg);
+    }
+    set_accepting(srv, srv->connection_count < srv->connection_limit);
+}
+
+void sg_server_stop_accepting(struct sg_server *srv)
+{
+    for (size_t i = 0; i < srv->listener_count; i++) {
+        struct listener *l = &srv->listeners[i];
+        if (l->bound != NULL) {
+            evhttp_del_accept_socket(l->http, l->bound); /* closes the listening socket */
+            l->bound = NULL;
+            l->lev = NULL;
+        }
+    }
+    srv->stopped = true;
+}
+
+size_t sg_server_connection_count(const struct sg_server *srv)
+{
+    return srv->connection_count;
+}
+
+void sg_server_free(struct sg_server *srv)
+{
+    if (srv == NULL)
+        return;
+    srv->freeing = true;
+    if (srv->sweep != NULL)
+        event_free(srv->sweep);
+    for (size_t i = 0; i < srv->listener_count; i++) {
+        struct listener *l = &srv->listeners[i];
+        if (l->http != NULL)
+            evhttp_free(l->http); /* frees its connections and the bound listener */
+        else if (l->lev != NULL)
+            evconnlistener_free(l->lev);
+        SSL_CTX_free(l->ssl_ctx);
+        free(l->address);
+    }
+    /* Every connection is closed now; drop the references still held. */
+    struct sg_conn *lists[2] = {srv->pending, srv->active};
+    for (size_t i = 0; i < 2; i++) {
+        while (lists[i] != NULL) {
+            struct sg_conn *next = lists[i]->next;
+            bufferevent_decref(lists[i]->bev);
+            free(lists[i]);
+            lists[i] = next;
+        }
+    }
+    free(srv->by_fd);
+    free(srv->listeners);
+    free(srv);
+}
+
+void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg)
+{
+    conn->on_close = fn;
+    conn->on_close_arg = arg;
+}
+
+bool sg_conn_is_tls(const struct sg_conn *conn)
+{
+    return conn->listener->ssl_ctx != NULL;
+}

@@ -1,0 +1,780 @@
+#include "ssogate/session.h"
+
+#include "ssogate/common.h"
+
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * Record layout, version 1 (integers big-endian):
+ *   u8 version | i64 created_at | i64 last_seen | i64 expires_at | u32 idle_timeout_s
+ *   then, for each field in enum field order: u32 length (FIELD_ABSENT when
+ *   absent) and that many bytes, no NUL.
+ * The record ends exactly after the last field.
+ */
+#define RECORD_VERSION    1
+#define OFFSET_LAST_SEEN  9
+#define RECORD_HEADER_LEN 29
+#define FIELD_ABSENT      UINT32_MAX
+#define SESSION_KEY_LEN   SHA256_DIGEST_LENGTH
+#define OWNER_TEXT_MAX    (32 + 2 * SG_SESSION_ISSUER_MAX)
+#define SWEEP_META_KEY    "session_sweep_next"
+/* A sweep examines at most this many records per record it may delete, and at most SWEEP_SCAN_MAX.
+ */
+#define SWEEP_SCAN_FACTOR 16
+#define SWEEP_SCAN_MAX    65536
+
+enum field {
+    FIELD_IDP_ISSUER = 0,
+    FIELD_IDP_SUB,
+    FIELD_IDP_TENANT,
+    FIELD_EMAIL,
+    FIELD_PSA_TENANT,
+    FIELD_PSA_USER,
+    FIELD_ID_TOKEN,
+    FIELD_COUNT
+};
+
+static const struct {
+    size_t offset; /* of the char * in struct sg_session */
+    size_t max;
+    bool name; /* an identifier: must not be empty when present */
+} field_specs[FIELD_COUNT] = {
+    [FIELD_IDP_ISSUER] = {offsetof(struct sg_session, idp_issuer), SG_SESSION_ISSUER_MAX, false},
+    [FIELD_IDP_SUB] = {offsetof(struct sg_session, idp_sub), SG_SESSION_NAME_MAX, true},
+    [FIELD_IDP_TENANT] = {offsetof(struct sg_session, idp_tenant), SG_SESSION_NAME_MAX, true},
+    [FIELD_EMAIL] = {offsetof(struct sg_session, email), SG_SESSION_EMAIL_MAX, false},
+    [FIELD_PSA_TENANT] = {offsetof(struct sg_session, psa_tenant), SG_SESSION_NAME_MAX, true},
+    [FIELD_PSA_USER] = {offsetof(struct sg_session, psa_user), SG_SESSION_NAME_MAX, true},
+    [FIELD_ID_TOKEN] = {offsetof(struct sg_session, id_token), SG_SESSION_ID_TOKEN_MAX, false},
+};
+
+/* A field of a record as it lies in the map (not NUL-terminated). */
+struct field_view {
+    const char *data; /* NULL when absent */
+    size_t len;
+};
+
+struct record_view {
+    int64_t created_at;
+    int64_t last_seen;
+    int64_t expires_at;
+    uint32_t idle_timeout_s;
+    struct field_view fields[FIELD_COUNT];
+};
+
+/* Owner hashes of one record: the IdP subject, and the PSA user in link mode. */
+struct owner_hashes {
+    unsigned char hash[2][SESSION_KEY_LEN];
+    size_t count;
+};
+
+static const char *const *field_in(const struct sg_session *s, enum field f)
+{
+    return (const char *const *)((const char *)s + field_specs[f].offset);
+}
+
+static char **field_ptr(struct sg_session *s, enum field f)
+{
+    return (char **)((char *)s + field_specs[f].offset);
+}
+
+/* Unpadded base64url (RFC 4648 section 5) of len bytes into out (4*ceil(len/3) + 1 bytes). */
+static void base64url_encode(const unsigned char *in, size_t len, char *out)
+{
+    static const char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    size_t o = 0;
+    size_t i = 0;
+    for (; i + 3 <= len; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+        out[o++] = alphabet[v & 63];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)in[i] << 16;
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63];
+    } else if (len - i == 2) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+        out[o++] = alphabet[v >> 18];
+        out[o++] = alphabet[(v >> 12) & 63];
+        out[o++] = alphabet[(v >> 6) & 63];
+    }
+    out[o] = '\0';
+}
+
+void sg_session_new_id(char out[SG_SESSION_ID_SIZE])
+{
+    unsigned char bytes[32];
+    sg_random_bytes(bytes, sizeof(bytes));
+    base64url_encode(bytes, sizeof(bytes), out);
+}
+
+bool sg_session_id_valid(const char *id)
+{
+    if (id == NULL)
+        return false;
+    size_t i = 0;
+    for (; i < SG_SESSION_ID_LEN; i++) {
+        unsigned char c = (unsigned char)id[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '-' || c == '_';
+        if (!ok)
+            return false;
+    }
+    return id[i] == '\0';
+}
+
+static void session_key(const char *id, unsigned char key[SESSION_KEY_LEN])
+{
+    SHA256((const unsigned char *)id, SG_SESSION_ID_LEN, key);
+}
+
+/* A field is bounded and free of control characters (which would let it split a header). */
+static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
+{
+    if (len > max || (name && len == 0))
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c < 0x20 || c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Writes the owner text "<kind>:<len>:<a>,<len>:<b>," into buf (OWNER_TEXT_MAX
+ * bytes): the lengths make it unambiguous whatever a and b contain.
+ */
+static int owner_text(const char *kind, const char *a, size_t alen, const char *b, size_t blen,
+                      char *buf)
+{
+    if (alen > SG_SESSION_ISSUER_MAX || blen > SG_SESSION_ISSUER_MAX)
+        return SG_EINVAL;
+    int n = snprintf(buf, OWNER_TEXT_MAX, "%s:%zu:%.*s,%zu:%.*s,", kind, alen, (int)alen, a, blen,
+                     (int)blen, b);
+    if (n < 0 || (size_t)n >= OWNER_TEXT_MAX)
+        return SG_EINVAL;
+    return 0;
+}
+
+static int owner_psa_text(const char *tenant, size_t tlen, const char *user, size_t ulen, char *buf)
+{
+    return owner_text("psa", tenant, tlen, user, ulen, buf);
+}
+
+static int owner_idp_text(const char *issuer, size_t ilen, const char *sub, size_t slen, char *buf)
+{
+    return owner_text("idp", issuer, ilen, sub, slen, buf);
+}
+
+int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **out)
+{
+    *out = NULL;
+    if (psa_tenant == NULL || psa_user == NULL)
+        return SG_EINVAL;
+    size_t tlen = strlen(psa_tenant);
+    size_t ulen = strlen(psa_user);
+    if (!field_bytes_valid(psa_tenant, tlen, SG_SESSION_NAME_MAX, true) ||
+        !field_bytes_valid(psa_user, ulen, SG_SESSION_NAME_MAX, true))
+        return SG_EINVAL;
+    char buf[OWNER_TEXT_MAX];
+    int err = owner_psa_text(psa_tenant, tlen, psa_user, ulen, buf);
+    if (err != 0)
+        return err;
+    *out = sg_strdup(buf);
+    return 0;
+}
+
+int sg_session_owner_idp(const char *issuer, const char *sub, char **out)
+{
+    *out = NULL;
+    if (sub == NULL)
+        return SG_EINVAL;
+    if (issuer == NULL)
+        issuer = "";
+    size_t ilen = strlen(issuer);
+    size_t slen = strlen(sub);
+    if (!field_bytes_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
+        !field_bytes_valid(sub, slen, SG_SESSION_NAME_MAX, true))
+        return SG_EINVAL;
+    char buf[OWNER_TEXT_MAX];
+    int err = owner_idp_text(issuer, ilen, sub, slen, buf);
+    if (err != 0)
+        return err;
+    *out = sg_strdup(buf);
+    return 0;
+}
+
+static void owner_hash(const char *owner, size_t len, unsigned char hash[SESSION_KEY_LEN])
+{
+    SHA256((const unsigned char *)owner, len, hash);
+}
+
+/*
+ * Checks the relations between fields: idp_sub is required and psa_tenant and
+ * psa_user come together.
+ */
+static bool fields_consistent(const struct field_view *f)
+{
+    if (f[FIELD_IDP_SUB].data == NULL)
+        return false;
+    return (f[FIELD_PSA_TENANT].data == NULL) == (f[FIELD_PSA_USER].data == NULL);
+}
+
+/* Decodes a record without copying. Returns 0 or SG_ESTORE when it is malformed. */
+static int record_decode(const void *data, size_t size, struct record_view *v)
+{
+    const unsigned char *p = data;
+    if (size < RECORD_HEADER_LEN || p[0] != RECORD_VERSION)
+        return SG_ESTORE;
+    v->created_at = (int64_t)sg_store_get_be64(p + 1);
+    v->last_seen = (int64_t)sg_store_get_be64(p + OFFSET_LAST_SEEN);
+    v->expires_at = (int64_t)sg_store_get_be64(p + 17);
+    v->idle_timeout_s = sg_store_get_be32(p + 25);
+    size_t pos = RECORD_HEADER_LEN;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        if (size - pos < 4)
+            return SG_ESTORE;
+        uint32_t len = sg_store_get_be32(p + pos);
+        pos += 4;
+        if (len == FIELD_ABSENT) {
+            v->fields[f].data = NULL;
+            v->fields[f].len = 0;
+            continue;
+        }
+        if (len > size - pos)
+            return SG_ESTORE;
+        const char *bytes = (const char *)p + pos;
+        if (!field_bytes_valid(bytes, len, field_specs[f].max, field_specs[f].name))
+            return SG_ESTORE;
+        v->fields[f].data = bytes;
+        v->fields[f].len = len;
+        pos += len;
+    }
+    if (pos != size || !fields_consistent(v->fields))
+        return SG_ESTORE;
+    return 0;
+}
+
+/* Validates rec and encodes it into a new buffer (*out, caller frees). Returns 0 or SG_EINVAL. */
+static int record_encode(const struct sg_session *rec, unsigned char **out, size_t *out_len)
+{
+    struct field_view fields[FIELD_COUNT];
+    size_t size = RECORD_HEADER_LEN;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        const char *s = *field_in(rec, f);
+        fields[f].data = s;
+        fields[f].len = 0;
+        size += 4;
+        if (s == NULL)
+            continue;
+        fields[f].len = strnlen(s, field_specs[f].max + 1);
+        if (!field_bytes_valid(s, fields[f].len, field_specs[f].max, field_specs[f].name))
+            return SG_EINVAL;
+        size += fields[f].len;
+    }
+    if (!fields_consistent(fields) || rec->expires_at <= rec->created_at)
+        return SG_EINVAL;
+
+    unsigned char *p = sg_malloc(size);
+    p[0] = RECORD_VERSION;
+    sg_store_put_be64(p + 1, (uint64_t)rec->created_at);
+    sg_store_put_be64(p + OFFSET_LAST_SEEN, (uint64_t)rec->last_seen);
+    sg_store_put_be64(p + 17, (uint64_t)rec->expires_at);
+    sg_store_put_be32(p + 25, rec->idle_timeout_s);
+    size_t pos = RECORD_HEADER_LEN;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        if (fields[f].data == NULL) {
+            sg_store_put_be32(p + pos, FIELD_ABSENT);
+            pos += 4;
+            continue;
+        }
+        sg_store_put_be32(p + pos, (uint32_t)fields[f].len);
+        pos += 4;
+        memcpy(p + pos, fields[f].data, fields[f].len);
+        pos += fields[f].len;
+    }
+    *out = p;
+    *out_len = size;
+    return 0;
+}
+
+static bool record_expired(const struct record_view *v, int64_t now)
+{
+    if (now >= v->expires_at)
+        return true;
+    return v->idle_timeout_s > 0 && now - v->last_seen >= (int64_t)v->idle_timeout_s;
+}
+
+/* The owner hashes of a decoded record. */
+static int record_owners(const struct record_view *v, struct owner_hashes *owners)
+{
+    const struct field_view *f = v->fields;
+    char text[OWNER_TEXT_MAX];
+    owners->count = 0;
+    const char *issuer = f[FIELD_IDP_ISSUER].data != NULL ? f[FIELD_IDP_ISSUER].data : "";
+    int err = owner_idp_text(issuer, f[FIELD_IDP_ISSUER].len, f[FIELD_IDP_SUB].data,
+                             f[FIELD_IDP_SUB].len, text);
+    if (err != 0)
+        return err;
+    owner_hash(text, strlen(text), owners->hash[owners->count++]);
+    if (f[FIELD_PSA_TENANT].data != NULL) {
+        err = owner_psa_text(f[FIELD_PSA_TENANT].data, f[FIELD_PSA_TENANT].len,
+                             f[FIELD_PSA_USER].data, f[FIELD_PSA_USER].len, text);
+        if (err != 0)
+            return err;
+        owner_hash(text, strlen(text), owners->hash[owners->count++]);
+    }
+    return 0;
+}
+
+/* Adds (add) or removes the index entries owner -> key. */
+static int index_owners(struct sg_store_txn *txn, const struct owner_hashes *owners,
+                        const unsigned char key[SESSION_KEY_LEN], bool add)
+{
+    MDB_dbi dbi = sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS_BY_OWNER);
+    unsigned char key_copy[SESSION_KEY_LEN];
+    memcpy(key_copy, key, sizeof(key_copy));
+    for (size_t i = 0; i < owners->count; i++) {
+        unsigned char hash[SESSION_KEY_LEN];
+        memcpy(hash, owners->hash[i], sizeof(hash));
+        MDB_val k = {sizeof(hash), hash};
+        MDB_val v = {sizeof(key_copy), key_copy};
+        int rc =
+            add ? mdb_put(txn->txn, dbi, &k, &v, MDB_NODUPDATA) : mdb_del(txn->txn, dbi, &k, &v);
+        if (rc != 0 && rc != MDB_KEYEXIST && rc != MDB_NOTFOUND)
+            return sg_store_error(rc);
+    }
+    return 0;
+}
+
+/*
+ * Deletes the session stored under key and its index entries, in txn.
+ * A record that does not decode is deleted too (its index entries, if any,
+ * are removed when their owner's sessions are deleted). With only_expired,
+ * a record that decodes is deleted only if it has expired at now. Returns 0, SG_ENOENT (none,
+ * or not expired) or SG_ESTORE.
+ */
+static int delete_key_txn(struct sg_store_txn *txn, const unsigned char key[SESSION_KEY_LEN],
+                          bool only_expired, int64_t now)
+{
+    MDB_dbi dbi = sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS);
+    unsigned char key_copy[SESSION_KEY_LEN];
+    memcpy(key_copy, key, sizeof(key_copy));
+    MDB_val k = {sizeof(key_copy), key_copy};
+    MDB_val val;
+    int rc = mdb_get(txn->txn, dbi, &k, &val);
+    if (rc != 0)
+        return sg_store_error(rc);
+    /* The owners are hashed before any write, which may move the record in the map. */
+    struct record_view view;
+    struct owner_hashes owners = {.count = 0};
+    if (record_decode(val.mv_data, val.mv_size, &view) == 0) {
+        if (only_expired && !record_expired(&view, now))
+            return SG_ENOENT;
+        int err = record_owners(&view, &owners);
+        if (err != 0)
+            return SG_ESTORE;
+    }
+    int err = index_owners(txn, &owners, key_copy, false);
+    if (err != 0)
+        return err;
+    rc = mdb_del(txn->txn, dbi, &k, NULL);
+    return sg_store_error(rc);
+}
+
+/* Deletes session key if it is (still) expired at now, in its own write transaction. */
+static void delete_expired(struct sg_store *store, const unsigned char key[SESSION_KEY_LEN],
+                           int64_t now)
+{
+    struct sg_store_txn txn;
+    if (sg_store_txn_begin(store, true, &txn) != 0)
+        return;
+    if (delete_key_txn(&txn, key, true, now) == 0)
+        sg_store_txn_commit(&txn, false);
+    else
+        sg_store_txn_abort(&txn);
+}
+
+int sg_session_create(struct sg_store *store, const char *id, const struct sg_session *rec)
+{
+    if (!sg_session_id_valid(id))
+        return SG_EINVAL;
+    unsigned char *data = NULL;
+    size_t size = 0;
+    int err = record_encode(rec, &data, &size);
+    if (err != 0)
+        return err;
+    struct record_view view;
+    struct owner_hashes owners;
+    if (record_decode(data, size, &view) != 0 || record_owners(&view, &owners) != 0) {
+        SG_FREE(data);
+        return SG_EINVAL;
+    }
+    unsigned char key[SESSION_KEY_LEN];
+    session_key(id, key);
+
+    struct sg_store_txn txn;
+    err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        goto end;
+    MDB_val k = {sizeof(key), key};
+    MDB_val v = {size, data};
+    int rc = mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_SESSIONS), &k, &v, MDB_NOOVERWRITE);
+    err = sg_store_error(rc);
+    if (err == 0)
+        err = index_owners(&txn, &owners, key, true);
+    if (err == 0)
+        err = sg_store_txn_commit(&txn, false);
+    else
+        sg_store_txn_abort(&txn);
+end:
+    SG_FREE(data);
+    return err;
+}
+
+static void copy_out(const struct record_view *v, struct sg_session *out)
+{
+    out->created_at = v->created_at;
+    out->last_seen = v->last_seen;
+    out->idle_timeout_s = v->idle_timeout_s;
+    out->expires_at = v->expires_at;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        const struct field_view *fv = &v->fields[f];
+        *field_ptr(out, f) = fv->data != NULL ? sg_strndup(fv->data, fv->len) : NULL;
+    }
+}
+
+/*
+ * Reads session key at now in a read transaction. With out, copies the
+ * record; *last_seen and *idle_timeout_s (may be NULL) get those fields.
+ * An expired record is deleted. Returns 0, SG_ENOENT or SG_ESTORE.
+ */
+static int read_session(struct sg_store *store, const unsigned char key[SESSION_KEY_LEN],
+                        int64_t now, struct sg_session *out, int64_t *last_seen,
+                        uint32_t *idle_timeout_s)
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, false, &txn);
+    if (err != 0)
+        return err;
+    unsigned char key_copy[SESSION_KEY_LEN];
+    memcpy(key_copy, key, sizeof(key_copy));
+    MDB_val k = {sizeof(key_copy), key_copy};
+    MDB_val val;
+    int rc = mdb_get(txn.txn, sg_store_dbi(store, SG_STORE_DB_SESSIONS), &k, &val);
+    if (rc != 0) {
+        sg_store_txn_abort(&txn);
+        return sg_store_error(rc);
+    }
+    struct record_view view;
+    if (record_decode(val.mv_data, val.mv_size, &view) != 0) {
+        sg_store_txn_abort(&txn);
+        return SG_ESTORE;
+    }
+    if (record_expired(&view, now)) {
+        sg_store_txn_abort(&txn);
+        delete_expired(store, key, now);
+        return SG_ENOENT;
+    }
+    if (out != NULL)
+        copy_out(&view, out);
+    if (last_seen != NULL)
+        *last_seen = view.last_seen;
+    if (idle_timeout_s != NULL)
+        *idle_timeout_s = view.idle_timeout_s;
+    sg_store_txn_abort(&txn);
+    return 0;
+}
+
+int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct sg_session *out)
+{
+    if (out != NULL)
+        memset(out, 0, sizeof(*out));
+    if (!sg_session_id_valid(id))
+        return SG_EINVAL;
+    unsigned char key[SESSION_KEY_LEN];
+    session_key(id, key);
+    return read_session(store, key, now, out, NULL, NULL);
+}
+
+static int64_t touch_interval(uint32_t idle_timeout_s)
+{
+    int64_t interval = SG_SESSION_TOUCH_INTERVAL_S;
+    if (idle_timeout_s > 0 && idle_timeout_s / 10 < interval)
+        interval = idle_timeout_s / 10;
+    return interval > 0 ? interval : 1;
+}
+
+/* Rewrites last_seen of session key to now, in a write transaction. */
+static int write_last_seen(struct sg_store *store, const unsigned char key[SESSION_KEY_LEN],
+                           int64_t now)
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    MDB_dbi dbi = sg_store_dbi(store, SG_STORE_DB_SESSIONS);
+    unsigned char key_copy[SESSION_KEY_LEN];
+    memcpy(key_copy, key, sizeof(key_copy));
+    MDB_val k = {sizeof(key_copy), key_copy};
+    MDB_val val;
+    unsigned char *copy = NULL;
+    int rc = mdb_get(txn.txn, dbi, &k, &val);
+    if (rc != 0) {
+        err = sg_store_error(rc);
+        goto fail;
+    }
+    struct record_view view;
+    if (record_decode(val.mv_data, val.mv_size, &view) != 0) {
+        err = SG_ESTORE;
+        goto fail;
+    }
+    /* Another process may have expired or touched it since our read. */
+    if (record_expired(&view, now)) {
+        err = SG_ENOENT;
+        goto fail;
+    }
+    if (view.last_seen >= now) {
+        sg_store_txn_abort(&txn);
+        return 0;
+    }
+    copy = sg_malloc(val.mv_size);
+    memcpy(copy, val.mv_data, val.mv_size);
+    sg_store_put_be64(copy + OFFSET_LAST_SEEN, (uint64_t)now);
+    MDB_val v = {val.mv_size, copy};
+    rc = mdb_put(txn.txn, dbi, &k, &v, 0);
+    if (rc != 0) {
+        err = sg_store_error(rc);
+        goto fail;
+    }
+    SG_FREE(copy);
+    return sg_store_txn_commit(&txn, false);
+
+fail:
+    SG_FREE(copy);
+    sg_store_txn_abort(&txn);
+    return err;
+}
+
+int sg_session_touch(struct sg_store *store, const char *id, int64_t now)
+{
+    if (!sg_session_id_valid(id))
+        return SG_EINVAL;
+    unsigned char key[SESSION_KEY_LEN];
+    session_key(id, key);
+    int64_t last_seen = 0;
+    uint32_t idle = 0;
+    int err = read_session(store, key, now, NULL, &last_seen, &idle);
+    if (err != 0)
+        return err;
+    if (now - last_seen < touch_interval(idle))
+        return 0;
+    return write_last_seen(store, key, now);
+}
+
+int sg_session_delete(struct sg_store *store, const char *id)
+{
+    if (!sg_session_id_valid(id))
+        return SG_EINVAL;
+    unsigned char key[SESSION_KEY_LEN];
+    session_key(id, key);
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    err = delete_key_txn(&txn, key, false, 0);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err;
+    }
+    return sg_store_txn_commit(&txn, false);
+}
+
+int sg_session_delete_by_owner_txn(struct sg_store_txn *txn, const char *owner, size_t *deleted)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    if (owner == NULL || owner[0] == '\0')
+        return SG_EINVAL;
+    unsigned char hash[SESSION_KEY_LEN];
+    owner_hash(owner, strlen(owner), hash);
+    MDB_dbi dbi = sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS_BY_OWNER);
+
+    /* Collect the keys first: deleting a session edits the index the cursor walks. */
+    unsigned char(*keys)[SESSION_KEY_LEN] = NULL;
+    size_t count = 0;
+    size_t cap = 0;
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open(txn->txn, dbi, &cursor);
+    if (rc != 0)
+        return SG_ESTORE;
+    MDB_val k = {sizeof(hash), hash};
+    MDB_val v;
+    rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_KEY);
+    while (rc == 0) {
+        if (v.mv_size == SESSION_KEY_LEN) {
+            if (count == cap) {
+                cap = cap ? 2 * cap : 8;
+                keys = sg_realloc(keys, cap * sizeof(*keys));
+            }
+            memcpy(keys[count++], v.mv_data, SESSION_KEY_LEN);
+        }
+        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT_DUP);
+    }
+    mdb_cursor_close(cursor);
+    int err = rc == MDB_NOTFOUND ? 0 : SG_ESTORE;
+
+    size_t removed = 0;
+    for (size_t i = 0; err == 0 && i < count; i++) {
+        int del = delete_key_txn(txn, keys[i], false, 0);
+        if (del == 0)
+            removed++;
+        else if (del != SG_ENOENT)
+            err = del;
+    }
+    SG_FREE(keys);
+    if (err != 0)
+        return err;
+    /* Entries left by undecodable records. */
+    k.mv_size = sizeof(hash);
+    k.mv_data = hash;
+    rc = mdb_del(txn->txn, dbi, &k, NULL);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return sg_store_error(rc);
+    if (deleted != NULL)
+        *deleted = removed;
+    return 0;
+}
+
+int sg_session_delete_by_owner(struct sg_store *store, const char *owner, size_t *deleted)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    err = sg_session_delete_by_owner_txn(&txn, owner, deleted);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        if (deleted != NULL)
+            *deleted = 0;
+        return err;
+    }
+    return sg_store_txn_commit(&txn, false);
+}
+
+/*
+ * Walks at most scan_limit sessions from the saved position, collecting in
+ * keys (room for max) those expired or undecodable, and leaves in next the
+ * first key not examined (*has_next false at the end of the database).
+ */
+static int sweep_scan(struct sg_store_txn *txn, int64_t now, size_t max, size_t scan_limit,
+                      unsigned char (*keys)[SESSION_KEY_LEN], size_t *count,
+                      unsigned char next[SESSION_KEY_LEN], bool *has_next)
+{
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open(txn->txn, sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS), &cursor);
+    if (rc != 0)
+        return SG_ESTORE;
+    MDB_val k = {SESSION_KEY_LEN, next};
+    MDB_val v;
+    rc = mdb_cursor_get(cursor, &k, &v, *has_next ? MDB_SET_RANGE : MDB_FIRST);
+    size_t scanned = 0;
+    *count = 0;
+    *has_next = false;
+    while (rc == 0) {
+        if (scanned == scan_limit || *count == max) {
+            if (k.mv_size == SESSION_KEY_LEN) {
+                memcpy(next, k.mv_data, SESSION_KEY_LEN);
+                *has_next = true;
+            }
+            break;
+        }
+        scanned++;
+        struct record_view view;
+        bool doomed = record_decode(v.mv_data, v.mv_size, &view) != 0 || record_expired(&view, now);
+        if (doomed && k.mv_size == SESSION_KEY_LEN)
+            memcpy(keys[(*count)++], k.mv_data, SESSION_KEY_LEN);
+        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cursor);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : SG_ESTORE;
+}
+
+int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *deleted)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    if (max == 0)
+        return 0;
+    size_t scan_limit =
+        max > SWEEP_SCAN_MAX / SWEEP_SCAN_FACTOR ? SWEEP_SCAN_MAX : max * SWEEP_SCAN_FACTOR;
+    if (max > scan_limit)
+        max = scan_limit;
+
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    MDB_dbi meta = sg_store_dbi(store, SG_STORE_DB_META);
+    char meta_key_text[] = SWEEP_META_KEY;
+    MDB_val meta_key = {sizeof(meta_key_text) - 1, meta_key_text};
+    unsigned char next[SESSION_KEY_LEN];
+    bool has_next = false;
+    MDB_val v;
+    int rc = mdb_get(txn.txn, meta, &meta_key, &v);
+    if (rc == 0 && v.mv_size == SESSION_KEY_LEN) {
+        memcpy(next, v.mv_data, SESSION_KEY_LEN);
+        has_next = true;
+    }
+
+    unsigned char(*keys)[SESSION_KEY_LEN] = sg_malloc(max * sizeof(*keys));
+    size_t count = 0;
+    size_t removed = 0;
+    err = sweep_scan(&txn, now, max, scan_limit, keys, &count, next, &has_next);
+    for (size_t i = 0; err == 0 && i < count; i++) {
+        int del = delete_key_txn(&txn, keys[i], true, now);
+        if (del == 0)
+            removed++;
+        else if (del != SG_ENOENT)
+            err = del;
+    }
+    SG_FREE(keys);
+    if (err == 0) {
+        if (has_next) {
+            MDB_val pos = {SESSION_KEY_LEN, next};
+            rc = mdb_put(txn.txn, meta, &meta_key, &pos, 0);
+        } else {
+            rc = mdb_del(txn.txn, meta, &meta_key, NULL);
+            if (rc == MDB_NOTFOUND)
+                rc = 0;
+        }
+        err = sg_store_error(rc);
+    }
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err;
+    }
+    err = sg_store_txn_commit(&txn, false);
+    if (err == 0 && deleted != NULL)
+        *deleted = removed;
+    return err;
+}
+
+void sg_session_clear(struct sg_session *session)
+{
+    if (session == NULL)
+        return;
+    for (int f = 0; f < FIELD_COUNT; f++)
+        free(*field_ptr(session, f));
+    memset(session, 0, sizeof(*session));
+}

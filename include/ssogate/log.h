@@ -1,0 +1,47 @@
+/*
+ * JSON-lines logging on stderr. Each line is one JSON object written with a
+ * single write(2), so lines from several worker processes never interleave.
+ * Callers must never pass tokens, secrets or cookie values.
+ */
+#ifndef SSOGATE_LOG_H
+#define SSOGATE_LOG_H
+
+#include "ssogate/config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum sg_log_field_type {
+    SG_LOG_FIELD_STR,
+    SG_LOG_FIELD_INT,
+    SG_LOG_FIELD_BOOL,
+};
+
+/* One extra key of a log line; values are borrowed for the call. */
+struct sg_log_field {
+    const char *key;
+    enum sg_log_field_type type;
+    const char *str;
+    int64_t num;
+};
+
+#define SG_LOG_STR(k, v) ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_STR, .str = (v)})
+#define SG_LOG_INT(k, v) ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_INT, .num = (v)})
+#define SG_LOG_BOOL(k, v) ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_BOOL, .num = (v)})
+
+/* Lines below level are dropped. */
+void sg_log_set_level(enum sg_log_level level);
+int sg_log_enabled(enum sg_log_level level);
+
+/* Writes {"ts","level","event","msg"} with msg from the format. */
+void sg_log(enum sg_log_level level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Writes {"ts","level","event", fields...}; fields are borrowed. */
+void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_log_field *fields,
+                   size_t count);
+
+/* Parses "debug", "info", "warn", "error"; returns 0 or SG_EINVAL. */
+int sg_log_level_parse(const char *text, enum sg_log_level *out);
+
+#endif

@@ -1,0 +1,46 @@
+/*
+ * Listeners (plain or TLS), client connection accounting, limits and the
+ * graceful stop. Every request is handed to sg_router_handle (router.h).
+ */
+#ifndef SSOGATE_SERVER_H
+#define SSOGATE_SERVER_H
+
+#include "ssogate/config.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct sg_runtime;
+struct sg_server;
+struct sg_conn;
+
+/*
+ * Binds every listener of cfg (borrowed) and starts serving on rt's base.
+ * Logs an "listening" line per listener with the bound port. Returns 0 and
+ * the server in *out, or SG_ECONFIG / SG_EIO with a reason in errbuf.
+ */
+int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct sg_server **out,
+                    char *errbuf, size_t errlen);
+
+/* Applies the limits of a reloaded cfg (borrowed) to new connections and requests. */
+void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg);
+
+/* Closes the listening sockets; open connections go on. */
+void sg_server_stop_accepting(struct sg_server *srv);
+
+/* Client connections open now. */
+size_t sg_server_connection_count(const struct sg_server *srv);
+
+/* Frees the server and closes every connection. NULL-safe. */
+void sg_server_free(struct sg_server *srv);
+
+/* Called once when the client connection closes, before its requests are freed. */
+typedef void (*sg_conn_close_fn)(void *arg);
+
+/* Sets (or, with fn NULL, clears) the one close watcher of a connection. */
+void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg);
+
+/* True when the client reached a TLS listener. */
+bool sg_conn_is_tls(const struct sg_conn *conn);
+
+#endif

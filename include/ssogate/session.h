@@ -1,0 +1,128 @@
+/*
+ * Gateway sessions in the store.
+ *
+ * A session id is 256 random bits in base64url (43 characters), sent to the
+ * browser in the session cookie. The store never holds the id itself: the key
+ * of a record is SHA-256(id), so reading the store (or a backup of it) gives
+ * no usable cookie.
+ *
+ * Each session is indexed by its owners in sessions_by_owner, so that every
+ * session of a person can be ended at once: always by its IdP subject
+ * (sg_session_owner_idp of idp_issuer and idp_sub), and in link mode also by
+ * its PSA user (sg_session_owner_psa of psa_tenant and psa_user). The owners
+ * are derived from the record's fields, which are therefore its owner key.
+ *
+ * Records are a versioned binary layout with length-prefixed fields; decoding
+ * is bounds-checked and a record that does not decode gives SG_ESTORE.
+ */
+#ifndef SSOGATE_SESSION_H
+#define SSOGATE_SESSION_H
+
+#include "ssogate/store.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SG_SESSION_ID_LEN  43
+#define SG_SESSION_ID_SIZE (SG_SESSION_ID_LEN + 1)
+
+/* Bounds on record fields, in bytes. */
+#define SG_SESSION_NAME_MAX     255 /* idp_sub, idp_tenant, psa_tenant, psa_user */
+#define SG_SESSION_ISSUER_MAX   1024
+#define SG_SESSION_EMAIL_MAX    512
+#define SG_SESSION_ID_TOKEN_MAX 32768
+
+/*
+ * Touch writes last_seen only when it is at least this old (or a tenth of
+ * the idle timeout when that is shorter), so that most requests read only.
+ */
+#define SG_SESSION_TOUCH_INTERVAL_S 60
+
+/*
+ * A session record. String fields are NUL-terminated, owned by the struct
+ * when it was filled by sg_session_get (free with sg_session_clear) and
+ * borrowed by sg_session_create. Optional fields are NULL when absent.
+ */
+struct sg_session {
+    int64_t created_at;      /* seconds since the epoch */
+    int64_t last_seen;       /* last activity, updated by sg_session_touch */
+    uint32_t idle_timeout_s; /* expired when now - last_seen >= this; 0 = no idle limit */
+    int64_t expires_at;      /* absolute expiry: expired when now >= this */
+    char *idp_issuer;        /* optional */
+    char *idp_sub;           /* required */
+    char *idp_tenant;        /* optional */
+    char *email;             /* optional */
+    char *psa_tenant;        /* link mode: both psa_tenant and psa_user, or neither */
+    char *psa_user;
+    char *id_token; /* optional: the raw ID token, for RP-initiated logout's id_token_hint */
+};
+
+/* Writes a new random session id (43 base64url characters and a NUL) into out. */
+void sg_session_new_id(char out[SG_SESSION_ID_SIZE]);
+
+/* True when id has the shape of a session id (43 base64url characters). */
+bool sg_session_id_valid(const char *id);
+
+/*
+ * Builds the owner string of a PSA user (psa_tenant, psa_user) or of an IdP
+ * subject (issuer, may be NULL, and sub). Both are unambiguous whatever the
+ * ids contain. Returns 0 and hands back a new string in *out (caller frees),
+ * or SG_EINVAL for a missing or oversized id (*out NULL).
+ */
+int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **out);
+int sg_session_owner_idp(const char *issuer, const char *sub, char **out);
+
+/*
+ * Stores a new session under id with the fields of rec (borrowed).
+ * Returns 0, SG_EINVAL (malformed id, missing idp_sub, only one of
+ * psa_tenant/psa_user, a field over its bound or with a control
+ * character where ids have none, expires_at <= created_at), SG_EEXIST (id
+ * already used), SG_ETOOBIG (store full) or SG_ESTORE.
+ */
+int sg_session_create(struct sg_store *store, const char *id, const struct sg_session *rec);
+
+/*
+ * Looks up the session id at time now. Returns 0 and fills *out (caller
+ * clears it with sg_session_clear; out may be NULL to test existence),
+ * SG_ENOENT when there is none or it has expired (idle or absolute; an
+ * expired record is deleted), SG_EINVAL when id is not a session id, or
+ * SG_ESTORE (store failure, corrupt record). On error *out is zeroed.
+ */
+int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct sg_session *out);
+
+/*
+ * Records activity on session id at time now. Writes only when last_seen is
+ * older than the touch interval. Returns 0, SG_ENOENT (missing or expired;
+ * an expired record is deleted), SG_EINVAL or SG_ESTORE.
+ */
+int sg_session_touch(struct sg_store *store, const char *id, int64_t now);
+
+/* Deletes session id. Returns 0, SG_ENOENT, SG_EINVAL or SG_ESTORE. */
+int sg_session_delete(struct sg_store *store, const char *id);
+
+/*
+ * Deletes every session of owner (a string from sg_session_owner_*,
+ * borrowed). *deleted (may be NULL) gets the number of sessions removed.
+ * Returns 0 (also when there were none) or SG_ESTORE.
+ */
+int sg_session_delete_by_owner(struct sg_store *store, const char *owner, size_t *deleted);
+
+/*
+ * Same as sg_session_delete_by_owner inside the caller's write transaction
+ * (borrowed), which the caller commits or aborts.
+ */
+int sg_session_delete_by_owner_txn(struct sg_store_txn *txn, const char *owner, size_t *deleted);
+
+/*
+ * Deletes up to max expired (or undecodable) sessions, examining a bounded
+ * number of records per call and resuming where the previous call stopped,
+ * so that a periodic timer eventually visits every record. *deleted (may be
+ * NULL) gets the count. Returns 0 or SG_ESTORE.
+ */
+int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *deleted);
+
+/* Frees the strings of a record filled by sg_session_get and zeroes it. NULL-safe. */
+void sg_session_clear(struct sg_session *session);
+
+#endif

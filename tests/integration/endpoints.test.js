@@ -1,0 +1,103 @@
+'use strict';
+// The gateway's own endpoints: /_sso/healthz, /_sso/metrics, and /_sso/* never forwarded upstream.
+
+const assert = require('node:assert/strict');
+const { itest, request, rawExchange, parseMetrics, metricValue } = require('./lib/harness');
+
+async function setup(h) {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  return { up, gw };
+}
+
+itest('GET /_sso/healthz answers JSON status ok', async (t, h) => {
+  const { gw } = await setup(h);
+  const res = await request(gw, { path: '/_sso/healthz' });
+  assert.equal(res.status, 200);
+  assert.match(res.headers['content-type'] || '', /^application\/json/);
+  const body = JSON.parse(res.body.toString());
+  assert.equal(body.status, 'ok');
+});
+
+itest('GET /_sso/metrics exports the documented families in Prometheus text format', async (t, h) => {
+  const { gw } = await setup(h);
+  for (let i = 0; i < 5; i++) {
+    assert.equal((await request(gw, { path: `/echo/m${i}` })).status, 200);
+  }
+  assert.equal((await request(gw, { path: '/status/404' })).status, 404);
+  const res = await request(gw, { path: '/_sso/metrics' });
+  assert.equal(res.status, 200);
+  assert.match(res.headers['content-type'] || '', /^text\/plain/);
+  const text = res.body.toString();
+  const metrics = parseMetrics(text);
+
+  const ok = metricValue(metrics, 'ssogate_requests_total', { class: '2xx' });
+  assert.ok(ok >= 5, `ssogate_requests_total{class="2xx"} counts the proxied requests (got ${ok})`);
+  const notFound = metricValue(metrics, 'ssogate_requests_total', { class: '4xx' });
+  assert.ok(notFound >= 1, `ssogate_requests_total{class="4xx"} counts the 404 (got ${notFound})`);
+
+  const buckets = metrics.samples.filter((s) => s.name === 'ssogate_upstream_latency_seconds_bucket');
+  assert.ok(buckets.length >= 2, 'latency histogram buckets');
+  assert.ok(buckets.some((b) => b.labels.le === '+Inf'), 'a +Inf bucket');
+  for (let i = 1; i < buckets.length; i++) {
+    assert.ok(buckets[i].value >= buckets[i - 1].value, 'buckets are cumulative');
+  }
+  const inf = buckets.find((b) => b.labels.le === '+Inf').value;
+  assert.ok(inf >= 6, `every upstream exchange observed (got ${inf})`);
+  const count = metricValue(metrics, 'ssogate_upstream_latency_seconds_count');
+  assert.equal(count, inf, '_count equals the +Inf bucket');
+  assert.ok(metricValue(metrics, 'ssogate_upstream_latency_seconds_sum') >= 0, '_sum present');
+
+  const open = metricValue(metrics, 'ssogate_connections_open');
+  assert.ok(open >= 1, `ssogate_connections_open counts at least this connection (got ${open})`);
+  assert.notEqual(metricValue(metrics, 'ssogate_reloads_total', { result: 'ok' }), undefined);
+  assert.notEqual(metricValue(metrics, 'ssogate_reloads_total', { result: 'failed' }), undefined);
+  assert.ok(text.includes('ssogate_errors_total'), 'ssogate_errors_total is declared');
+
+  const families = new Set(metrics.samples.map((s) => s.name.replace(/_(bucket|sum|count)$/, '')));
+  for (const family of families) {
+    const type = metrics.types[family] || metrics.types[`${family}_total`] || metrics.types[family.replace(/_total$/, '')];
+    assert.ok(type, `# TYPE line for ${family}`);
+  }
+  assert.equal(metrics.types.ssogate_upstream_latency_seconds, 'histogram');
+});
+
+itest('/_sso/* is never forwarded upstream', async (t, h) => {
+  const { up, gw } = await setup(h);
+  const paths = [
+    ['GET', '/_sso/healthz'],
+    ['GET', '/_sso/metrics'],
+    ['GET', '/_sso/no-such-endpoint'],
+    ['POST', '/_sso/no-such-endpoint'],
+    ['GET', '/_sso/'],
+    ['GET', '/_sso/healthz?x=1'],
+    ['DELETE', '/_sso/metrics'],
+  ];
+  for (const [method, path] of paths) {
+    const res = await request(gw, { method, path, body: method === 'POST' ? 'x' : undefined });
+    assert.notEqual(res.headers['x-stub-server'], 'upstream', `${method} ${path} answered by the upstream`);
+    if (path.includes('no-such')) {
+      assert.equal(res.status, 404, `${method} ${path}: 404 from the gateway`);
+    }
+  }
+  const raw = await rawExchange(gw.port, 'GET /_sso/../_sso/healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  assert.ok(raw.status !== null);
+  const log = await up.requests();
+  const leaked = log.filter((r) => /^\/_sso(\/|$|\?)/.test(r.url) || r.url.includes('/_sso/'));
+  assert.deepEqual(leaked, [], 'no /_sso/ request at the upstream');
+});
+
+itest('the metrics count what happened', async (t, h) => {
+  const { gw } = await setup(h);
+  const before = await h.metrics(gw);
+  const ok = (m) => metricValue(m, 'ssogate_requests_total', { class: '2xx' }) || 0;
+  const server = (m) => metricValue(m, 'ssogate_requests_total', { class: '5xx' }) || 0;
+  for (let i = 0; i < 7; i++) {
+    await request(gw, { path: '/echo' });
+  }
+  await request(gw, { path: '/status/500' });
+  const after = await h.metrics(gw);
+  assert.ok(ok(after) - ok(before) >= 7, `7 more 2xx (before ${ok(before)}, after ${ok(after)})`);
+  assert.ok(ok(after) - ok(before) <= 8, 'and not many more (the metrics request itself may count)');
+  assert.equal(server(after) - server(before), 1, 'one more 5xx');
+});

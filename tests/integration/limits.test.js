@@ -1,0 +1,114 @@
+'use strict';
+// Request size limits (limits.header_bytes, limits.body_bytes) and slow clients (limits.client_timeout_s).
+
+const assert = require('node:assert/strict');
+const crypto = require('node:crypto');
+const { itest, request, rawExchange, SLOW } = require('./lib/harness');
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+async function setup(h) {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { header_bytes: 8192, body_bytes: MiB, client_timeout_s: 2 },
+  }));
+  return { up, gw };
+}
+
+const forwarded = async (up, marker) => (await up.requests()).filter((r) => r.url.includes(marker)).length;
+
+itest('headers over limits.header_bytes are refused with a 4xx and the connection closed', async (t, h) => {
+  const { up, gw } = await setup(h);
+  const ok = await request(gw, { path: '/echo/hdr-ok', headers: { 'x-filler': 'a'.repeat(6 * KiB) } });
+  assert.equal(ok.status, 200, 'headers under the limit pass');
+
+  const cases = [
+    ['one big header', `X-Filler: ${'b'.repeat(16 * KiB)}\r\n`],
+    ['many headers', Array.from({ length: 300 }, (_, i) => `X-Filler-${i}: ${'c'.repeat(40)}\r\n`).join('')],
+    ['a long request line', null],
+  ];
+  const statuses = [];
+  for (const [what, headers] of cases) {
+    const head = headers === null
+      ? `GET /echo/hdr-big?${'q'.repeat(16 * KiB)} HTTP/1.1\r\nHost: x\r\n\r\n`
+      : `GET /echo/hdr-big HTTP/1.1\r\nHost: x\r\n${headers}\r\n`;
+    // Sent in 4 KiB pieces, so an early answer is read before the rest can cause a reset.
+    const pieces = head.match(/[\s\S]{1,4096}/g);
+    const res = await rawExchange(gw.port, pieces, { ms: 5000 * SLOW, pauseMs: 30 });
+    assert.ok(res.status >= 400 && res.status < 500, `${what}: a 4xx answer (got ${res.status}: ${res.text.slice(0, 200)})`);
+    assert.ok(res.closed, `${what}: the connection is closed after the refusal`);
+    statuses.push(`${what}: ${res.status}`);
+  }
+  t.diagnostic(`oversized head answers: ${statuses.join('; ')} (431 expected where libevent can tell)`);
+  assert.equal(await forwarded(up, 'hdr-big'), 0, 'nothing oversized reached the upstream');
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+});
+
+itest('bodies over limits.body_bytes get 413', async (t, h) => {
+  const { up, gw } = await setup(h);
+  const exact = crypto.randomBytes(MiB);
+  const atLimit = await request(gw, { method: 'POST', path: '/echo/body-ok', body: exact });
+  assert.equal(atLimit.status, 200, 'a body of exactly the limit passes');
+  assert.equal(JSON.parse(atLimit.body.toString()).bodyLength, MiB);
+
+  // The body follows in pieces: a gateway that answers and closes early must not lose its answer to a
+  // reset caused by the rest of the upload.
+  const pieces = Array.from({ length: 8 }, () => Buffer.alloc(MiB / 4, 0x61));
+  const over = await rawExchange(gw.port,
+    [`POST /echo/body-big-cl HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 * MiB}\r\n\r\n`, ...pieces],
+    { ms: 5000 * SLOW, pauseMs: 100 });
+  assert.equal(over.status, 413, `declared length over the limit (got ${over.text.slice(0, 200)})`);
+
+  const declaredHuge = await rawExchange(gw.port,
+    `POST /echo/body-big-huge HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999\r\n\r\nabc`, { ms: 5000 * SLOW });
+  assert.ok(declaredHuge.status === 413 || declaredHuge.status === 400, `absurd Content-Length refused (got ${declaredHuge.status})`);
+
+  const chunk = 'd'.repeat(64 * KiB);
+  const chunks = Array.from({ length: 40 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+  const chunked = await rawExchange(gw.port,
+    [`POST /echo/body-big-chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`, ...chunks, '0\r\n\r\n'],
+    { ms: 8000 * SLOW, pauseMs: 20 });
+  assert.equal(chunked.status, 413, `chunked body over the limit (got ${chunked.text.slice(0, 200)})`);
+
+  assert.equal(await forwarded(up, 'body-big'), 0, 'no oversized body reached the upstream');
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+});
+
+itest('a slow-loris client is disconnected after client_timeout_s', async (t, h) => {
+  const { gw } = await setup(h);
+  const partial = await rawExchange(gw.port, 'GET /echo/loris HTTP/1.1\r\nHo', { ms: 8000 * SLOW });
+  assert.ok(partial.closed, `a partial request line is closed (waited ${partial.elapsedMs} ms)`);
+  assert.ok(partial.elapsedMs >= 1500, `not before the timeout (${partial.elapsedMs} ms)`);
+  assert.ok(partial.elapsedMs <= 5000 * SLOW, `soon after the 2 s timeout (${partial.elapsedMs} ms)`);
+
+  const silent = await rawExchange(gw.port, '', { ms: 8000 * SLOW });
+  assert.ok(silent.closed, `a client that sends nothing is closed (waited ${silent.elapsedMs} ms)`);
+  assert.ok(silent.elapsedMs <= 5000 * SLOW);
+
+  // One header line every second keeps the socket busy but never finishes the head: still closed.
+  const dribble = Array.from({ length: 12 }, (_, i) => (i === 0 ? 'GET /echo/loris HTTP/1.1\r\n' : `X-Drip-${i}: x\r\n`));
+  const slowHead = await rawExchange(gw.port, dribble, { ms: 14000 * SLOW, pauseMs: 1000 });
+  t.diagnostic(`dribbled head closed after ${slowHead.elapsedMs} ms`);
+  assert.ok(slowHead.closed, 'a head that never completes is closed');
+  assert.ok(slowHead.elapsedMs < 12000, `closed before the client finished dribbling (${slowHead.elapsedMs} ms)`);
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200, 'the gateway kept serving');
+});
+
+itest('a client that stops sending its body is disconnected', async (t, h) => {
+  const { gw } = await setup(h);
+  const res = await rawExchange(gw.port,
+    'POST /echo/stuck-body HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nonly a little', { ms: 8000 * SLOW });
+  assert.ok(res.closed, `closed (after ${res.elapsedMs} ms)`);
+  assert.ok(res.elapsedMs <= 5000 * SLOW, `within about client_timeout_s (${res.elapsedMs} ms)`);
+  assert.notEqual(res.status, 200, 'an incomplete request is never answered as a success');
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+});
+
+itest('many idle connections are all closed by the timeout', async (t, h) => {
+  const { gw } = await setup(h);
+  const results = await Promise.all(Array.from({ length: 50 }, () => rawExchange(gw.port, 'GET /', { ms: 8000 * SLOW })));
+  assert.ok(results.every((r) => r.closed), 'every idle connection closed');
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+});

@@ -1,0 +1,93 @@
+'use strict';
+// An upstream that is down or slow gets a clear error page with the request id, within the configured
+// time, and never takes the gateway down with it.
+
+const assert = require('node:assert/strict');
+const { itest, request, closedPort, SLOW } = require('./lib/harness');
+
+// The page must name the request id that the response header carries.
+function assertErrorPage(res, status) {
+  assert.equal(res.status, status, `status ${res.status}: ${res.body}`);
+  assert.match(res.headers['content-type'] || '', /^text\/html/, 'an HTML page');
+  const id = res.headers['x-request-id'];
+  assert.ok(id && id.length >= 8, `X-Request-Id on the error response (got ${JSON.stringify(id)})`);
+  assert.ok(res.body.toString().includes(id), `the page names the request id ${id}`);
+}
+
+itest('upstream down: 502 page with the request id', async (t, h) => {
+  const port = await closedPort();
+  const gw = await h.startGateway(h.config({ upstream: { url: `http://127.0.0.1:${port}`, connect_timeout_ms: 1000 } }));
+  const ids = new Set();
+  for (const method of ['GET', 'POST']) {
+    const started = Date.now();
+    const res = await request(gw, { method, path: '/echo?down=1', body: method === 'POST' ? 'payload' : undefined });
+    assertErrorPage(res, 502);
+    assert.ok(Date.now() - started < 3000 * SLOW, 'a refused connection fails fast');
+    ids.add(res.headers['x-request-id']);
+  }
+  assert.equal(ids.size, 2, 'every request gets its own id');
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200, 'the gateway keeps serving');
+});
+
+itest('upstream slower than response_timeout_ms: 504 page with the request id', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, response_timeout_ms: 1000 } }));
+  const started = Date.now();
+  const res = await request(gw, { path: '/slow?ms=4000' });
+  const elapsed = Date.now() - started;
+  assertErrorPage(res, 504);
+  assert.ok(elapsed >= 900, `not before the timeout (${elapsed} ms)`);
+  assert.ok(elapsed < 3500 * SLOW, `soon after the timeout (${elapsed} ms)`);
+
+  const fast = await request(gw, { path: '/slow?ms=100' });
+  assert.equal(fast.status, 200, 'an answer within the timeout passes');
+  assert.equal(JSON.parse(fast.body.toString()).method, 'GET');
+});
+
+itest('the upstream recovering after a 502 is used again', async (t, h) => {
+  const port = await closedPort();
+  const gw = await h.startGateway(h.config({ upstream: { url: `http://127.0.0.1:${port}` } }));
+  assertErrorPage(await request(gw, { path: '/echo' }), 502);
+  const up = await h.startStub({ args: ['--port', String(port)] });
+  assert.equal(up.port, port);
+  const res = await request(gw, { path: '/echo/recovered' });
+  assert.equal(res.status, 200);
+  assert.equal(JSON.parse(res.body.toString()).url, '/echo/recovered');
+});
+
+itest('an upstream that stalls mid-body is cut off, not waited for forever', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, response_timeout_ms: 1000 } }));
+  const started = Date.now();
+  const res = await request(gw, { path: '/stall?ms=8000', stream: true });
+  assert.equal(res.status, 200, 'headers came in time');
+  const outcome = await new Promise((resolve) => {
+    let bytes = 0;
+    res.res.on('data', (chunk) => {
+      bytes += chunk.length;
+    });
+    res.res.on('end', () => resolve({ complete: true, bytes }));
+    res.res.on('error', () => resolve({ complete: false, bytes }));
+    res.res.on('aborted', () => resolve({ complete: false, bytes }));
+  });
+  const elapsed = Date.now() - started;
+  assert.equal(outcome.complete, false, 'the truncated response must not look complete');
+  assert.ok(outcome.bytes < 1000);
+  assert.ok(elapsed < 5000 * SLOW, `cut off after about response_timeout_ms (${elapsed} ms)`);
+  assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+});
+
+itest('upstream errors are counted in ssogate_errors_total', async (t, h) => {
+  const port = await closedPort();
+  const gw = await h.startGateway(h.config({ upstream: { url: `http://127.0.0.1:${port}` } }));
+  const total = (m) => m.samples.filter((s) => s.name === 'ssogate_errors_total').reduce((a, s) => a + s.value, 0);
+  const before = total(await h.metrics(gw));
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await request(gw, { path: '/echo' })).status, 502);
+  }
+  const metrics = await h.metrics(gw);
+  const kinds = metrics.samples.filter((s) => s.name === 'ssogate_errors_total').map((s) => s.labels.kind);
+  t.diagnostic(`error kinds: ${kinds.join(', ')}`);
+  assert.ok(total(metrics) >= before + 3, `three more errors counted (before ${before}, after ${total(metrics)})`);
+  assert.ok(kinds.every((k) => typeof k === 'string' && k.length > 0), 'every error sample has a kind label');
+});

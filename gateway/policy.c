@@ -56,9 +56,9 @@ struct member;
 struct node {
     enum node_type type;
     bool boolean;
-    char *text;              /* string value, or a number as written; NUL-terminated */
-    size_t len;              /* bytes in text, which may itself contain a NUL */
-    struct member *members;  /* object members, or array items (key NULL) */
+    char *text;             /* string value, or a number as written; NUL-terminated */
+    size_t len;             /* bytes in text, which may itself contain a NUL */
+    struct member *members; /* object members, or array items (key NULL) */
     size_t count;
     size_t cap;
 };
@@ -383,6 +383,7 @@ end:
     return rc;
 }
 
+/* Fills the error record for a read_file failure; what names the file. */
 static void read_error(struct parser *p, int rc, const char *what, size_t max)
 {
     if (rc == SG_ETOOBIG)
@@ -465,11 +466,12 @@ static int tree_parse(struct parser *p, const char *json, size_t len, struct nod
 
 static bool is_host_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
-/* sg_url_parse with a reason for the error record (*why, static text). */
+/* sg_url_parse with a reason for the error record (*why, static text).
+ * out owns its strings on success and is zeroed on failure. */
 static int url_parse(const char *text, struct sg_url *out, const char **why)
 {
     memset(out, 0, sizeof(*out));
@@ -803,6 +805,7 @@ static int resolve_file(struct parser *p, const char *name, char **out)
     return 0;
 }
 
+/* Frees a NULL-terminated list and its strings; NULL-safe. */
 static void list_free(char **list)
 {
     if (list == NULL)
@@ -812,6 +815,7 @@ static void list_free(char **list)
     free(list);
 }
 
+/* A new NULL-terminated list of copies of items; the caller owns it. */
 static char **list_new(const char *const *items, size_t count)
 {
     char **list = sg_calloc(count + 1, sizeof(*list));
@@ -822,9 +826,10 @@ static char **list_new(const char *const *items, size_t count)
 
 /* ---- the schema walk ----------------------------------------------------- */
 
-static int parse_object(struct parser *p, const struct node *obj, const struct object_schema *schema,
-                        void *base);
+static int parse_object(struct parser *p, const struct node *obj,
+                        const struct object_schema *schema, void *base);
 
+/* Stores in *out the value of the name in v; names ends with a NULL name. */
 static int parse_enum(struct parser *p, const struct node *v, const struct enum_name *names,
                       int *out)
 {
@@ -847,6 +852,8 @@ static int parse_enum(struct parser *p, const struct node *v, const struct enum_
     return fail(p, "must be one of: %s", expected);
 }
 
+/* Replaces the list in *out (the old one is freed) with copies of v's
+ * strings, only once every item passed f->check. */
 static int parse_list(struct parser *p, const struct field *f, const struct node *v, char ***out)
 {
     if (v->type != NODE_ARRAY)
@@ -872,6 +879,8 @@ static int parse_list(struct parser *p, const struct field *f, const struct node
     return 0;
 }
 
+/* Checks v and stores it in base at f's offset, replacing (and freeing)
+ * the default there; the configuration owns what is stored. */
 static int parse_field(struct parser *p, const struct field *f, const struct node *v, void *base)
 {
     void *target = (char *)base + f->offset;
@@ -946,8 +955,8 @@ static const struct field *find_field(const struct object_schema *schema, const 
 
 /* Reads obj into base as the schema says: every key known, none twice,
  * every required one present, then the schema's cross-field check. */
-static int parse_object(struct parser *p, const struct node *obj, const struct object_schema *schema,
-                        void *base)
+static int parse_object(struct parser *p, const struct node *obj,
+                        const struct object_schema *schema, void *base)
 {
     bool seen[SG_SCHEMA_MAX_FIELDS] = {false};
     if (obj->type != NODE_OBJECT)
@@ -976,51 +985,51 @@ static int parse_object(struct parser *p, const struct node *obj, const struct o
     return schema->check != NULL ? schema->check(p, base) : 0;
 }
 
-#define FIELD(k, key, type, member, req)                                                           \
-    .name = key, .kind = k, .offset = offsetof(type, member),                                      \
-    .size = sizeof(((type *)0)->member), .required = req
-#define F_STRING(key, type, member, req, chk)                                                      \
+#define SG_FIELD(k, key, type, member, req)                                                        \
+    .name = key, .kind = k, .offset = offsetof(type, member), .size = sizeof(((type *)0)->member), \
+    .required = req
+#define SG_F_STRING(key, type, member, req, chk)                                                   \
     {                                                                                              \
-        FIELD(FIELD_STRING, key, type, member, req), .check = chk                                  \
+        SG_FIELD(FIELD_STRING, key, type, member, req), .check = chk                               \
     }
-#define F_FILE(key, type, member, req)                                                             \
+#define SG_F_FILE(key, type, member, req)                                                          \
     {                                                                                              \
-        FIELD(FIELD_FILE, key, type, member, req)                                                  \
+        SG_FIELD(FIELD_FILE, key, type, member, req)                                               \
     }
-#define F_URL(key, type, member, req)                                                              \
+#define SG_F_URL(key, type, member, req)                                                           \
     {                                                                                              \
-        FIELD(FIELD_URL, key, type, member, req)                                                   \
+        SG_FIELD(FIELD_URL, key, type, member, req)                                                \
     }
-#define F_BOOL(key, type, member)                                                                  \
+#define SG_F_BOOL(key, type, member)                                                               \
     {                                                                                              \
-        FIELD(FIELD_BOOL, key, type, member, false)                                                \
+        SG_FIELD(FIELD_BOOL, key, type, member, false)                                             \
     }
-#define F_INT(key, type, member, req, lo, hi)                                                      \
+#define SG_F_INT(key, type, member, req, lo, hi)                                                   \
     {                                                                                              \
-        FIELD(FIELD_INT, key, type, member, req), .min = lo, .max = hi                             \
+        SG_FIELD(FIELD_INT, key, type, member, req), .min = lo, .max = hi                          \
     }
-#define F_LIST(key, type, member, lo, hi, chk)                                                     \
+#define SG_F_LIST(key, type, member, lo, hi, chk)                                                  \
     {                                                                                              \
-        FIELD(FIELD_LIST, key, type, member, false), .min = lo, .max = hi, .check = chk            \
+        SG_FIELD(FIELD_LIST, key, type, member, false), .min = lo, .max = hi, .check = chk         \
     }
-#define F_ENUM(key, type, member, req, table)                                                      \
+#define SG_F_ENUM(key, type, member, req, table)                                                   \
     {                                                                                              \
-        FIELD(FIELD_ENUM, key, type, member, req), .names = table                                  \
+        SG_FIELD(FIELD_ENUM, key, type, member, req), .names = table                               \
     }
-#define F_OBJECT(key, type, member, req, schema)                                                   \
+#define SG_F_OBJECT(key, type, member, req, schema)                                                \
     {                                                                                              \
-        FIELD(FIELD_OBJECT, key, type, member, req), .object = &schema                             \
+        SG_FIELD(FIELD_OBJECT, key, type, member, req), .object = &schema                          \
     }
 /* An object whose keys fill fields of the enclosing struct itself. */
-#define F_INLINE(key, req, schema)                                                                 \
+#define SG_F_INLINE(key, req, schema)                                                              \
     {                                                                                              \
         .name = key, .kind = FIELD_OBJECT, .required = req, .object = &schema                      \
     }
-#define F_CUSTOM(key, req, fn)                                                                     \
+#define SG_F_CUSTOM(key, req, fn)                                                                  \
     {                                                                                              \
         .name = key, .kind = FIELD_CUSTOM, .required = req, .parse = fn                            \
     }
-#define SCHEMA(fields, chk)                                                                        \
+#define SG_SCHEMA(fields, chk)                                                                     \
     {                                                                                              \
         fields, SG_ARRAY_LEN(fields), chk                                                          \
     }
@@ -1069,18 +1078,19 @@ static const struct {
 /* -- listeners -- */
 
 static const struct field tls_fields[] = {
-    F_FILE("cert", struct sg_listener_config, tls_cert, true),
-    F_FILE("key", struct sg_listener_config, tls_key, true),
+    SG_F_FILE("cert", struct sg_listener_config, tls_cert, true),
+    SG_F_FILE("key", struct sg_listener_config, tls_key, true),
 };
-static const struct object_schema tls_schema = SCHEMA(tls_fields, NULL);
+static const struct object_schema tls_schema = SG_SCHEMA(tls_fields, NULL);
 
 static const struct field listener_fields[] = {
-    F_STRING("address", struct sg_listener_config, address, true, check_address),
-    F_INT("port", struct sg_listener_config, port, true, 0, 65535),
-    F_INLINE("tls", false, tls_schema),
+    SG_F_STRING("address", struct sg_listener_config, address, true, check_address),
+    SG_F_INT("port", struct sg_listener_config, port, true, 0, 65535),
+    SG_F_INLINE("tls", false, tls_schema),
 };
-static const struct object_schema listener_schema = SCHEMA(listener_fields, NULL);
+static const struct object_schema listener_schema = SG_SCHEMA(listener_fields, NULL);
 
+/* Reads 1..64 listeners; two may not share an address and a fixed port. */
 static int parse_listeners(struct parser *p, const struct node *v, void *base)
 {
     struct sg_config *cfg = base;
@@ -1109,33 +1119,33 @@ static int parse_listeners(struct parser *p, const struct node *v, void *base)
 /* -- upstream, psa -- */
 
 static const struct field upstream_fields[] = {
-    F_URL("url", struct sg_upstream_config, url, true),
-    F_FILE("ca_file", struct sg_upstream_config, ca_file, false),
-    F_INT("connect_timeout_ms", struct sg_upstream_config, connect_timeout_ms, false, 1,
-          SG_MS_PER_DAY),
-    F_INT("response_timeout_ms", struct sg_upstream_config, response_timeout_ms, false, 1,
-          SG_MS_PER_DAY),
-    F_INT("pool_size", struct sg_upstream_config, pool_size, false, 1, 4096),
+    SG_F_URL("url", struct sg_upstream_config, url, true),
+    SG_F_FILE("ca_file", struct sg_upstream_config, ca_file, false),
+    SG_F_INT("connect_timeout_ms", struct sg_upstream_config, connect_timeout_ms, false, 1,
+             SG_MS_PER_DAY),
+    SG_F_INT("response_timeout_ms", struct sg_upstream_config, response_timeout_ms, false, 1,
+             SG_MS_PER_DAY),
+    SG_F_INT("pool_size", struct sg_upstream_config, pool_size, false, 1, 4096),
 };
-static const struct object_schema upstream_schema = SCHEMA(upstream_fields, NULL);
+static const struct object_schema upstream_schema = SG_SCHEMA(upstream_fields, NULL);
 
 static const struct field whoami_fields[] = {
-    F_STRING("path", struct sg_whoami_config, path, false, check_site_path),
-    F_STRING("tenant", struct sg_whoami_config, tenant, false, check_pointer),
-    F_STRING("user", struct sg_whoami_config, user, false, check_pointer),
-    F_STRING("admin", struct sg_whoami_config, admin, false, check_pointer),
-    F_STRING("kind", struct sg_whoami_config, kind, false, check_pointer),
-    F_STRING("active", struct sg_whoami_config, active, false, check_pointer),
-    F_STRING("staff_kind", struct sg_whoami_config, staff_kind, false, NULL),
+    SG_F_STRING("path", struct sg_whoami_config, path, false, check_site_path),
+    SG_F_STRING("tenant", struct sg_whoami_config, tenant, false, check_pointer),
+    SG_F_STRING("user", struct sg_whoami_config, user, false, check_pointer),
+    SG_F_STRING("admin", struct sg_whoami_config, admin, false, check_pointer),
+    SG_F_STRING("kind", struct sg_whoami_config, kind, false, check_pointer),
+    SG_F_STRING("active", struct sg_whoami_config, active, false, check_pointer),
+    SG_F_STRING("staff_kind", struct sg_whoami_config, staff_kind, false, NULL),
 };
-static const struct object_schema whoami_schema = SCHEMA(whoami_fields, NULL);
+static const struct object_schema whoami_schema = SG_SCHEMA(whoami_fields, NULL);
 
 static const struct field psa_fields[] = {
-    F_STRING("login_path", struct sg_psa_config, login_path, false, check_site_path),
-    F_STRING("home_path", struct sg_psa_config, home_path, false, check_site_path),
-    F_OBJECT("whoami", struct sg_psa_config, whoami, false, whoami_schema),
+    SG_F_STRING("login_path", struct sg_psa_config, login_path, false, check_site_path),
+    SG_F_STRING("home_path", struct sg_psa_config, home_path, false, check_site_path),
+    SG_F_OBJECT("whoami", struct sg_psa_config, whoami, false, whoami_schema),
 };
-static const struct object_schema psa_schema = SCHEMA(psa_fields, NULL);
+static const struct object_schema psa_schema = SG_SCHEMA(psa_fields, NULL);
 
 /* -- idp -- */
 
@@ -1209,8 +1219,7 @@ static int idp_check(struct parser *p, void *base)
     }
     const char *secret = getenv(p->secret_env);
     if (secret == NULL)
-        return fail_at(p, "client_secret_env", "environment variable %s is not set",
-                       p->secret_env);
+        return fail_at(p, "client_secret_env", "environment variable %s is not set", p->secret_env);
     if (secret[0] == '\0')
         return fail_at(p, "client_secret_env", "environment variable %s is empty", p->secret_env);
     idp->client_secret = sg_strdup(secret);
@@ -1218,32 +1227,33 @@ static int idp_check(struct parser *p, void *base)
 }
 
 static const struct field claims_fields[] = {
-    F_STRING("tenant", struct sg_claims_config, tenant, false, NULL),
-    F_STRING("master", struct sg_claims_config, master, false, NULL),
-    F_STRING("module_urls", struct sg_claims_config, module_urls, false, NULL),
-    F_STRING("active", struct sg_claims_config, active, false, NULL),
-    F_STRING("email", struct sg_claims_config, email, false, NULL),
+    SG_F_STRING("tenant", struct sg_claims_config, tenant, false, NULL),
+    SG_F_STRING("master", struct sg_claims_config, master, false, NULL),
+    SG_F_STRING("module_urls", struct sg_claims_config, module_urls, false, NULL),
+    SG_F_STRING("active", struct sg_claims_config, active, false, NULL),
+    SG_F_STRING("email", struct sg_claims_config, email, false, NULL),
 };
-static const struct object_schema claims_schema = SCHEMA(claims_fields, NULL);
+static const struct object_schema claims_schema = SG_SCHEMA(claims_fields, NULL);
 
 static const struct field idp_fields[] = {
-    F_URL("issuer", struct sg_idp_config, issuer, true),
-    F_STRING("client_id", struct sg_idp_config, client_id, true, NULL),
-    F_CUSTOM("client_secret_file", false, parse_secret_file),
-    F_CUSTOM("client_secret_env", false, parse_secret_env),
-    F_LIST("scopes", struct sg_idp_config, scopes, 1, 32, check_token),
-    F_FILE("ca_file", struct sg_idp_config, ca_file, false),
-    F_BOOL("allow_insecure_http", struct sg_idp_config, allow_insecure_http),
-    F_INT("connect_timeout_ms", struct sg_idp_config, connect_timeout_ms, false, 1,
-          SG_MS_PER_DAY),
-    F_INT("timeout_ms", struct sg_idp_config, timeout_ms, false, 1, SG_MS_PER_DAY),
-    F_INT("clock_skew_s", struct sg_idp_config, clock_skew_s, false, 0, 3600),
-    F_ENUM("token_auth", struct sg_idp_config, token_auth, false, token_auth_names),
-    F_LIST("algorithms", struct sg_idp_config, algorithms, 1, 4, check_algorithm),
-    F_OBJECT("claims", struct sg_idp_config, claims, false, claims_schema),
+    SG_F_URL("issuer", struct sg_idp_config, issuer, true),
+    SG_F_STRING("client_id", struct sg_idp_config, client_id, true, NULL),
+    SG_F_CUSTOM("client_secret_file", false, parse_secret_file),
+    SG_F_CUSTOM("client_secret_env", false, parse_secret_env),
+    SG_F_LIST("scopes", struct sg_idp_config, scopes, 1, 32, check_token),
+    SG_F_FILE("ca_file", struct sg_idp_config, ca_file, false),
+    SG_F_BOOL("allow_insecure_http", struct sg_idp_config, allow_insecure_http),
+    SG_F_INT("connect_timeout_ms", struct sg_idp_config, connect_timeout_ms, false, 1,
+             SG_MS_PER_DAY),
+    SG_F_INT("timeout_ms", struct sg_idp_config, timeout_ms, false, 1, SG_MS_PER_DAY),
+    SG_F_INT("clock_skew_s", struct sg_idp_config, clock_skew_s, false, 0, 3600),
+    SG_F_ENUM("token_auth", struct sg_idp_config, token_auth, false, token_auth_names),
+    SG_F_LIST("algorithms", struct sg_idp_config, algorithms, 1, 4, check_algorithm),
+    SG_F_OBJECT("claims", struct sg_idp_config, claims, false, claims_schema),
 };
-static const struct object_schema idp_schema = SCHEMA(idp_fields, idp_check);
+static const struct object_schema idp_schema = SG_SCHEMA(idp_fields, idp_check);
 
+/* Frees the IdP settings, wiping the secret first; NULL-safe. */
 static void idp_free(struct sg_idp_config *idp)
 {
     if (idp == NULL)
@@ -1265,6 +1275,7 @@ static void idp_free(struct sg_idp_config *idp)
     free(idp);
 }
 
+/* Creates cfg->idp with its defaults and reads v into it. */
 static int parse_idp(struct parser *p, const struct node *v, void *base)
 {
     struct sg_config *cfg = base;
@@ -1287,6 +1298,7 @@ static int parse_idp(struct parser *p, const struct node *v, void *base)
 
 /* -- region, session, routes -- */
 
+/* Stores the normalised text of a valid URL as region.module_url. */
 static int parse_module_url(struct parser *p, const struct node *v, void *base)
 {
     struct sg_region_config *region = base;
@@ -1323,10 +1335,10 @@ static int region_check(struct parser *p, void *base)
 }
 
 static const struct field region_fields[] = {
-    F_STRING("name", struct sg_region_config, name, true, check_region_name),
-    F_CUSTOM("module_url", false, parse_module_url),
+    SG_F_STRING("name", struct sg_region_config, name, true, check_region_name),
+    SG_F_CUSTOM("module_url", false, parse_module_url),
 };
-static const struct object_schema region_schema = SCHEMA(region_fields, region_check);
+static const struct object_schema region_schema = SG_SCHEMA(region_fields, region_check);
 
 static int parse_region(struct parser *p, const struct node *v, void *base)
 {
@@ -1346,19 +1358,20 @@ static int session_check(struct parser *p, void *base)
 }
 
 static const struct field session_fields[] = {
-    F_STRING("cookie_name", struct sg_session_config, cookie_name, false, check_cookie_name),
-    F_INT("idle_timeout_s", struct sg_session_config, idle_timeout_s, false, 1, SG_S_PER_DAY),
-    F_INT("absolute_timeout_s", struct sg_session_config, absolute_timeout_s, false, 1,
-          SG_S_PER_MONTH),
+    SG_F_STRING("cookie_name", struct sg_session_config, cookie_name, false, check_cookie_name),
+    SG_F_INT("idle_timeout_s", struct sg_session_config, idle_timeout_s, false, 1, SG_S_PER_DAY),
+    SG_F_INT("absolute_timeout_s", struct sg_session_config, absolute_timeout_s, false, 1,
+             SG_S_PER_MONTH),
 };
-static const struct object_schema session_schema = SCHEMA(session_fields, session_check);
+static const struct object_schema session_schema = SG_SCHEMA(session_fields, session_check);
 
 static const struct field route_fields[] = {
-    F_STRING("prefix", struct sg_route_config, prefix, true, check_route_prefix),
-    F_ENUM("auth", struct sg_route_config, auth, true, auth_names),
+    SG_F_STRING("prefix", struct sg_route_config, prefix, true, check_route_prefix),
+    SG_F_ENUM("auth", struct sg_route_config, auth, true, auth_names),
 };
-static const struct object_schema route_schema = SCHEMA(route_fields, NULL);
+static const struct object_schema route_schema = SG_SCHEMA(route_fields, NULL);
 
+/* Reads the route table: prefixes lose trailing slashes and must differ. */
 static int parse_routes(struct parser *p, const struct node *v, void *base)
 {
     struct sg_config *cfg = base;
@@ -1392,26 +1405,25 @@ static int parse_routes(struct parser *p, const struct node *v, void *base)
 /* -- the top level -- */
 
 static const struct field limits_fields[] = {
-    F_INT("header_bytes", struct sg_limits_config, header_bytes, false, 1024, 1024 * 1024),
-    F_INT("body_bytes", struct sg_limits_config, body_bytes, false, 0, UINT64_C(4) << 30),
-    F_INT("connections", struct sg_limits_config, connections, false, 1, 1000000),
-    F_INT("logins_in_flight", struct sg_limits_config, logins_in_flight, false, 1, 1000000),
-    F_INT("client_timeout_s", struct sg_limits_config, client_timeout_s, false, 1,
-          SG_S_PER_DAY),
+    SG_F_INT("header_bytes", struct sg_limits_config, header_bytes, false, 1024, 1024 * 1024),
+    SG_F_INT("body_bytes", struct sg_limits_config, body_bytes, false, 0, UINT64_C(4) << 30),
+    SG_F_INT("connections", struct sg_limits_config, connections, false, 1, 1000000),
+    SG_F_INT("logins_in_flight", struct sg_limits_config, logins_in_flight, false, 1, 1000000),
+    SG_F_INT("client_timeout_s", struct sg_limits_config, client_timeout_s, false, 1, SG_S_PER_DAY),
 };
-static const struct object_schema limits_schema = SCHEMA(limits_fields, NULL);
+static const struct object_schema limits_schema = SG_SCHEMA(limits_fields, NULL);
 
 static const struct field assertion_fields[] = {
-    F_FILE("key_file", struct sg_assertion_config, key_file, false),
-    F_INT("ttl_s", struct sg_assertion_config, ttl_s, false, 1, 300),
+    SG_F_FILE("key_file", struct sg_assertion_config, key_file, false),
+    SG_F_INT("ttl_s", struct sg_assertion_config, ttl_s, false, 1, 300),
 };
-static const struct object_schema assertion_schema = SCHEMA(assertion_fields, NULL);
+static const struct object_schema assertion_schema = SG_SCHEMA(assertion_fields, NULL);
 
 static const struct field log_fields[] = {
-    F_ENUM("level", struct sg_config, log_level, false, log_level_names),
-    F_BOOL("access", struct sg_config, access_log),
+    SG_F_ENUM("level", struct sg_config, log_level, false, log_level_names),
+    SG_F_BOOL("access", struct sg_config, access_log),
 };
-static const struct object_schema log_schema = SCHEMA(log_fields, NULL);
+static const struct object_schema log_schema = SG_SCHEMA(log_fields, NULL);
 
 /* Checks that need the whole file: what depends on an IdP being there. */
 static int config_check(struct parser *p, void *base)
@@ -1434,30 +1446,31 @@ static int config_check(struct parser *p, void *base)
 }
 
 static const struct field config_fields[] = {
-    F_CUSTOM("listeners", true, parse_listeners),
-    F_URL("public_url", struct sg_config, public_url, true),
-    F_OBJECT("upstream", struct sg_config, upstream, true, upstream_schema),
-    F_OBJECT("psa", struct sg_config, psa, false, psa_schema),
-    F_CUSTOM("idp", false, parse_idp),
-    F_LIST("required_amr", struct sg_config, required_amr, 1, 16, check_token),
-    F_CUSTOM("region", false, parse_region),
-    F_OBJECT("session", struct sg_config, session, false, session_schema),
-    F_CUSTOM("routes", false, parse_routes),
-    F_ENUM("identity", struct sg_config, identity, false, identity_names),
-    F_FILE("data_dir", struct sg_config, data_dir, true),
-    F_OBJECT("limits", struct sg_config, limits, false, limits_schema),
-    F_OBJECT("assertion", struct sg_config, assertion, false, assertion_schema),
-    F_INLINE("log", false, log_schema),
-    F_INT("workers", struct sg_config, workers, false, 1, 64),
-    F_INT("drain_timeout_s", struct sg_config, drain_timeout_s, false, 1, 3600),
+    SG_F_CUSTOM("listeners", true, parse_listeners),
+    SG_F_URL("public_url", struct sg_config, public_url, true),
+    SG_F_OBJECT("upstream", struct sg_config, upstream, true, upstream_schema),
+    SG_F_OBJECT("psa", struct sg_config, psa, false, psa_schema),
+    SG_F_CUSTOM("idp", false, parse_idp),
+    SG_F_LIST("required_amr", struct sg_config, required_amr, 1, 16, check_token),
+    SG_F_CUSTOM("region", false, parse_region),
+    SG_F_OBJECT("session", struct sg_config, session, false, session_schema),
+    SG_F_CUSTOM("routes", false, parse_routes),
+    SG_F_ENUM("identity", struct sg_config, identity, false, identity_names),
+    SG_F_FILE("data_dir", struct sg_config, data_dir, true),
+    SG_F_OBJECT("limits", struct sg_config, limits, false, limits_schema),
+    SG_F_OBJECT("assertion", struct sg_config, assertion, false, assertion_schema),
+    SG_F_INLINE("log", false, log_schema),
+    SG_F_INT("workers", struct sg_config, workers, false, 1, 64),
+    SG_F_INT("drain_timeout_s", struct sg_config, drain_timeout_s, false, 1, 3600),
 };
-static const struct object_schema config_schema = SCHEMA(config_fields, config_check);
+static const struct object_schema config_schema = SG_SCHEMA(config_fields, config_check);
 
 _Static_assert(SG_ARRAY_LEN(config_fields) <= SG_SCHEMA_MAX_FIELDS, "too many fields");
 _Static_assert(SG_ARRAY_LEN(idp_fields) <= SG_SCHEMA_MAX_FIELDS, "too many fields");
 
 /* ---- the configuration object ------------------------------------------ */
 
+/* A configuration holding every default of config.h, refcount 1. */
 static struct sg_config *config_new(void)
 {
     struct sg_config *cfg = sg_calloc(1, sizeof(*cfg));
@@ -1494,6 +1507,7 @@ static struct sg_config *config_new(void)
     return cfg;
 }
 
+/* Frees cfg and all it owns, also when it was only partly filled. */
 static void config_free(struct sg_config *cfg)
 {
     free(cfg->path);

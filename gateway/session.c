@@ -310,7 +310,8 @@ static bool record_expired(const struct record_view *v, int64_t now)
 {
     if (now >= v->expires_at)
         return true;
-    return v->idle_timeout_s > 0 && now - v->last_seen >= (int64_t)v->idle_timeout_s;
+    /* Written so that no stored value can overflow the arithmetic. */
+    return v->idle_timeout_s > 0 && v->last_seen <= now - (int64_t)v->idle_timeout_s;
 }
 
 /* The owner hashes of a decoded record. */
@@ -359,8 +360,8 @@ static int index_owners(struct sg_store_txn *txn, const struct owner_hashes *own
  * Deletes the session stored under key and its index entries, in txn.
  * A record that does not decode is deleted too (its index entries, if any,
  * are removed when their owner's sessions are deleted). With only_expired,
- * a record that decodes is deleted only if it has expired at now. Returns 0, SG_ENOENT (none,
- * or not expired) or SG_ESTORE.
+ * a record that decodes is deleted only if it has expired at now.
+ * Returns 0, SG_ENOENT (none, or not expired) or SG_ESTORE.
  */
 static int delete_key_txn(struct sg_store_txn *txn, const unsigned char key[SESSION_KEY_LEN],
                           bool only_expired, int64_t now)
@@ -575,7 +576,7 @@ int sg_session_touch(struct sg_store *store, const char *id, int64_t now)
     int err = read_session(store, key, now, NULL, &last_seen, &idle);
     if (err != 0)
         return err;
-    if (now - last_seen < touch_interval(idle))
+    if (last_seen > now - touch_interval(idle))
         return 0;
     return write_last_seen(store, key, now);
 }

@@ -162,12 +162,17 @@ struct sg_config {
  * hands back a new configuration with a reference count of 1 in *out. On
  * failure returns SG_ECONFIG and fills *err (file, key path, problem); *out
  * is left NULL. Relative file names inside the configuration (TLS files,
- * secrets, data_dir, key_file) are resolved against the directory of path.
+ * secrets, data_dir, key_file) are resolved against the directory of path,
+ * made absolute. path and err are borrowed; err may be NULL. The client
+ * secret is read here (file or environment); files named for later use
+ * (TLS, CA, key_file) are not opened. Error messages never quote values.
  */
 int sg_config_load(const char *path, struct sg_config **out, struct sg_config_error *err);
 
-/* Same as sg_config_load, from a buffer; name is used in error records and
- * base_dir resolves relative file names. */
+/* Same as sg_config_load, from a buffer of len bytes (at most 1 MiB; need
+ * not be NUL-terminated); name is used in error records and as cfg->path,
+ * base_dir resolves relative file names (NULL keeps them as written). All
+ * pointers are borrowed. */
 int sg_config_parse(const char *name, const char *base_dir, const char *json, size_t len,
                     struct sg_config **out, struct sg_config_error *err);
 
@@ -177,11 +182,17 @@ struct sg_config *sg_config_ref(struct sg_config *cfg);
 /* Drops a reference; frees at zero. NULL-safe. */
 void sg_config_unref(struct sg_config *cfg);
 
-/* Parses an http(s) URL into out (caller frees with sg_url_clear). Returns 0 or SG_EINVAL. */
+/* Parses an http(s) URL into out (caller frees with sg_url_clear): host
+ * required, no user information, query or fragment; trailing slashes are
+ * dropped. Returns 0 or SG_EINVAL (out then zeroed). */
 int sg_url_parse(const char *text, struct sg_url *out);
 void sg_url_clear(struct sg_url *url);
 
-/* The route for a request path (longest matching prefix); never NULL. */
+/* The route for a request path: the longest prefix that matches on a
+ * segment boundary ("/admin" matches "/admin", "/admin/x", "/admin?q", not
+ * "/administrator"); a static {"/", SG_AUTH_OPTIONAL} when none does.
+ * Matching is byte-exact: the caller passes the decoded, dot-segment-free
+ * path. Never NULL; the result is borrowed from cfg (or static). */
 const struct sg_route_config *sg_config_route(const struct sg_config *cfg, const char *path);
 
 #endif

@@ -74,10 +74,10 @@ int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **ou
 int sg_session_owner_idp(const char *issuer, const char *sub, char **out);
 
 /*
- * Stores a new session under id with the fields of rec (borrowed).
- * Returns 0, SG_EINVAL (malformed id, missing idp_sub, only one of
- * psa_tenant/psa_user, a field over its bound or with a control
- * character where ids have none, expires_at <= created_at), SG_EEXIST (id
+ * Stores a new session under id with the fields of rec (borrowed), indexed
+ * under its owners. Returns 0, SG_EINVAL (malformed id, missing idp_sub, only
+ * one of psa_tenant/psa_user, an empty id field, a field over its bound or
+ * holding a control character, expires_at <= created_at), SG_EEXIST (id
  * already used), SG_ETOOBIG (store full) or SG_ESTORE.
  */
 int sg_session_create(struct sg_store *store, const char *id, const struct sg_session *rec);

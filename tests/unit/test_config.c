@@ -26,18 +26,18 @@ static char tmpdir_real[PATH_MAX];
 
 /* The smallest accepted file, and ways to extend or replace parts of it.
  * JSON is written with ' for " and turned back by json_text(). */
-#define L_ "'listeners':[{'address':'127.0.0.1','port':8080}]"
-#define P_ "'public_url':'https://psa.example.com'"
-#define U_ "'upstream':{'url':'http://127.0.0.1:9000'}"
-#define D_ "'data_dir':'data'"
-#define MINIMAL "{" L_ "," P_ "," U_ "," D_ "}"
+#define L_          "'listeners':[{'address':'127.0.0.1','port':8080}]"
+#define P_          "'public_url':'https://psa.example.com'"
+#define U_          "'upstream':{'url':'http://127.0.0.1:9000'}"
+#define D_          "'data_dir':'data'"
+#define MINIMAL     "{" L_ "," P_ "," U_ "," D_ "}"
 #define WITH(extra) "{" L_ "," P_ "," U_ "," D_ "," extra "}"
 #define NO_L(extra) "{" P_ "," U_ "," D_ "," extra "}"
 #define NO_P(extra) "{" L_ "," U_ "," D_ "," extra "}"
 #define NO_U(extra) "{" L_ "," P_ "," D_ "," extra "}"
 #define NO_D(extra) "{" L_ "," P_ "," U_ "," extra "}"
-#define IDP_BASE "'issuer':'https://idp.example.com','client_id':'psa'"
-#define IDP(extra) "'idp':{" IDP_BASE ",'client_secret_env':'SG_TEST_SECRET'" extra "}"
+#define IDP_BASE    "'issuer':'https://idp.example.com','client_id':'psa'"
+#define IDP(extra)  "'idp':{" IDP_BASE ",'client_secret_env':'SG_TEST_SECRET'" extra "}"
 
 static char *json_text(const char *s)
 {
@@ -423,8 +423,7 @@ static const struct bad_case bad_cases[] = {
      "must not be negative"},
     {NO_L("'listeners':[{'address':'127.0.0.1','port':80.5}]"), "listeners[0].port",
      "whole number"},
-    {NO_L("'listeners':[{'address':'127.0.0.1','port':8e1}]"), "listeners[0].port",
-     "whole number"},
+    {NO_L("'listeners':[{'address':'127.0.0.1','port':8e1}]"), "listeners[0].port", "whole number"},
     {NO_L("'listeners':[{'address':'127.0.0.1','port':80.0}]"), "listeners[0].port",
      "whole number"},
     {WITH("'workers':0"), "workers", "between 1 and 64"},
@@ -771,8 +770,7 @@ static void test_url_parse(void **state)
         {"http://host", "http://host", false, "host", 80, ""},
         {"https://host/", "https://host", true, "host", 443, ""},
         {"https://host//", "https://host", true, "host", 443, ""},
-        {"HTTPS://Host.Example.com", "HTTPS://Host.Example.com", true, "Host.Example.com", 443,
-         ""},
+        {"HTTPS://Host.Example.com", "HTTPS://Host.Example.com", true, "Host.Example.com", 443, ""},
         {"https://[::1]:8443", "https://[::1]:8443", true, "::1", 8443, ""},
         {"http://[2001:db8::1]/x/", "http://[2001:db8::1]/x", false, "2001:db8::1", 80, "/x"},
         {"http://127.0.0.1:9000/psa/", "http://127.0.0.1:9000/psa", false, "127.0.0.1", 9000,
@@ -839,8 +837,8 @@ static void test_secret_file(void **state)
         sg_config_unref(cfg);
     }
     /* An absolute name is used as written, whatever the base directory. */
-    char *json = sg_asprintf(WITH("'idp':{" IDP_BASE ",'client_secret_file':'%s/secret.txt'}"),
-                             tmpdir);
+    char *json =
+        sg_asprintf(WITH("'idp':{" IDP_BASE ",'client_secret_file':'%s/secret.txt'}"), tmpdir);
     char *text = json_text(json);
     struct sg_config *cfg = NULL;
     struct sg_config_error err;
@@ -856,8 +854,8 @@ static void test_secret_file(void **state)
 static void test_load(void **state)
 {
     char *path = sg_asprintf("%s/cfg.json", tmpdir);
-    char *json = json_text(NO_D("'data_dir':'state','idp':{" IDP_BASE
-                                ",'client_secret_file':'secret.txt'}"));
+    char *json = json_text(
+        NO_D("'data_dir':'state','idp':{" IDP_BASE ",'client_secret_file':'secret.txt'}"));
     write_file("cfg.json", json, strlen(json));
     free(json);
 
@@ -949,11 +947,11 @@ static void test_policy_examples(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_config),    cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_bad_inputs),     cmocka_unit_test(test_hostile_sizes),
-        cmocka_unit_test(test_mutations),      cmocka_unit_test(test_regions),
-        cmocka_unit_test(test_routes),         cmocka_unit_test(test_url_parse),
-        cmocka_unit_test(test_secret_file),    cmocka_unit_test(test_load),
+        cmocka_unit_test(test_full_config),     cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_inputs),      cmocka_unit_test(test_hostile_sizes),
+        cmocka_unit_test(test_mutations),       cmocka_unit_test(test_regions),
+        cmocka_unit_test(test_routes),          cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_secret_file),     cmocka_unit_test(test_load),
         cmocka_unit_test(test_policy_examples),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -306,6 +306,7 @@ static void test_stats(void **state)
     assert_true(stats.map_used > 0 && stats.map_used < stats.map_size);
     assert_string_equal(sg_store_db_name(SG_STORE_DB_SESSIONS_BY_OWNER), "sessions_by_owner");
     assert_string_equal(sg_store_db_name(SG_STORE_DB_COUNT), "unknown");
+    assert_int_equal(sg_store_sync(fx->store), 0);
 }
 
 static void test_nested_read_transactions(void **state)
@@ -719,6 +720,28 @@ static void test_session_corrupt(void **state)
     assert_int_equal(deleted, 0);
     free(owner);
     assert_int_equal(db_entries(fx->store, SG_STORE_DB_SESSIONS_BY_OWNER), 1);
+
+    /* Random bytes of random lengths never decode into anything out of bounds. */
+    for (int round = 0; round < 2000; round++) {
+        unsigned char len_byte;
+        sg_random_bytes(&len_byte, 1);
+        size_t len = (size_t)len_byte * 4;
+        sg_random_bytes(bad, len);
+        if (len > RECORD_HEADER_LEN && round % 2 == 0)
+            bad[0] = RECORD_VERSION;
+        struct record_view view;
+        int rc = record_decode(bad, len, &view);
+        assert_true(rc == 0 || rc == SG_ESTORE);
+    }
+
+    /* Extreme timestamps decode and compare without overflow. */
+    memcpy(bad, good, (size_t)good_len);
+    sg_store_put_be64(bad + OFFSET_LAST_SEEN, (uint64_t)INT64_MIN);
+    sg_store_put_be64(bad + 17, (uint64_t)INT64_MAX);
+    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
+    assert_int_equal(sg_session_touch(fx->store, id, INT64_MAX), SG_ENOENT);
+    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
+    assert_int_equal(sg_session_get(fx->store, id, NOW, NULL), SG_ENOENT);
 }
 
 /*

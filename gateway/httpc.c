@@ -1,0 +1,231 @@
+#include "ssogate/httpc.h"
+
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/upstream.h"
+
+#include <assert.h>
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTPC_MAGIC 0x48545043u
+
+struct sg_httpc_request {
+    uint32_t magic;
+    struct sg_httpc *client;
+    struct evhttp_request *req;   /* NULL once libevent is done with it */
+    struct sg_upstream_slot *slot;
+    struct event *deadline;
+    sg_httpc_cb cb;
+    void *arg;
+    enum evhttp_request_error error;
+    bool failed;
+    struct sg_httpc_request *prev, *next;
+};
+
+struct sg_httpc {
+    struct event_base *base;
+    struct sg_upstream *pool;
+    char *host_header;
+    char *base_path;
+    size_t max_response_bytes;
+    struct timeval timeout;
+    struct sg_httpc_request *requests;
+    unsigned in_flight;
+};
+
+int sg_httpc_new(struct event_base *base, struct evdns_base *dns, const struct sg_url *url,
+                 const struct sg_httpc_options *opts, struct sg_httpc **out, char *errbuf,
+                 size_t errlen)
+{
+    struct sg_upstream_config pool_cfg = {
+        .url = *url,
+        .ca_file = (char *)opts->ca_file,
+        .connect_timeout_ms = opts->timeout_ms,
+        .response_timeout_ms = opts->timeout_ms,
+        .pool_size = opts->pool_size ? opts->pool_size : 4,
+    };
+    struct sg_upstream *pool;
+    int err = sg_upstream_new(base, dns, &pool_cfg, &pool, errbuf, errlen);
+    if (err != 0)
+        return err;
+
+    struct sg_httpc *client = sg_calloc(1, sizeof(*client));
+    client->base = base;
+    client->pool = pool;
+    bool default_port = url->port == (url->https ? 443 : 80);
+    bool ipv6 = strchr(url->host, ':') != NULL;
+    client->host_header = default_port ? sg_asprintf(ipv6 ? "[%s]" : "%s", url->host)
+                                       : sg_asprintf(ipv6 ? "[%s]:%u" : "%s:%u", url->host,
+                                                     (unsigned)url->port);
+    client->max_response_bytes = opts->max_response_bytes;
+    client->timeout.tv_sec = opts->timeout_ms / 1000;
+    client->timeout.tv_usec = (opts->timeout_ms % 1000) * 1000;
+    *out = client;
+    return 0;
+}
+
+static void request_unlink(struct sg_httpc_request *r)
+{
+    struct sg_httpc *client = r->client;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        client->requests = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    client->in_flight--;
+}
+
+/* Ends a request: releases its slot and timer, then runs the callback (unless cancelled). */
+static void request_finish(struct sg_httpc_request *r, const char *err, int status,
+                           const char *body, size_t len)
+{
+    assert(r->magic == HTTPC_MAGIC);
+    request_unlink(r);
+    event_free(r->deadline);
+    if (r->slot != NULL)
+        sg_upstream_release(r->slot);
+    r->magic = 0;
+    sg_httpc_cb cb = r->cb;
+    void *arg = r->arg;
+    free(r);
+    if (cb != NULL)
+        cb(err, status, body, len, arg);
+}
+
+static void on_error(enum evhttp_request_error error, void *arg)
+{
+    struct sg_httpc_request *r = arg;
+    r->failed = true;
+    r->error = error;
+}
+
+static void on_done(struct evhttp_request *req, void *arg)
+{
+    struct sg_httpc_request *r = arg;
+    r->req = NULL;
+    if (r->failed || req == NULL || evhttp_request_get_response_code(req) == 0) {
+        const char *why = !r->failed                               ? "connect"
+                          : r->error == EVREQ_HTTP_TIMEOUT        ? "timeout"
+                          : r->error == EVREQ_HTTP_DATA_TOO_LONG ? "too_big"
+                                                                  : "broken";
+        request_finish(r, why, 0, NULL, 0);
+        return;
+    }
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    evbuffer_add(in, "", 1);
+    const char *body = (const char *)evbuffer_pullup(in, -1);
+    request_finish(r, NULL, evhttp_request_get_response_code(req), body, len);
+}
+
+static void cancel_in_libevent(struct sg_httpc_request *r)
+{
+    if (r->req != NULL) {
+        struct evhttp_request *req = r->req;
+        r->req = NULL;
+        r->cb = NULL; /* the error callback of a cancel must not reach the caller */
+        evhttp_cancel_request(req);
+    }
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_httpc_request *r = arg;
+    sg_httpc_cb cb = r->cb;
+    void *cb_arg = r->arg;
+    cancel_in_libevent(r);
+    r->cb = cb;
+    r->arg = cb_arg;
+    request_finish(r, "timeout", 0, NULL, 0);
+}
+
+static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evhttp_cmd_type cmd,
+                                              const char *target, const char *body,
+                                              const char *authorization, sg_httpc_cb cb,
+                                              void *arg)
+{
+    struct sg_httpc_request *r = sg_calloc(1, sizeof(*r));
+    r->magic = HTTPC_MAGIC;
+    r->client = client;
+    r->cb = cb;
+    r->arg = arg;
+    r->next = client->requests;
+    if (client->requests)
+        client->requests->prev = r;
+    client->requests = r;
+    client->in_flight++;
+
+    r->req = evhttp_request_new(on_done, r);
+    evhttp_request_set_error_cb(r->req, on_error);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(headers, "Host", client->host_header);
+    evhttp_add_header(headers, "Accept", "application/json");
+    evhttp_add_header(headers, "User-Agent", "ssogate");
+    if (authorization != NULL)
+        evhttp_add_header(headers, "Authorization", authorization);
+    if (body != NULL) {
+        evhttp_add_header(headers, "Content-Type", "application/x-www-form-urlencoded");
+        evbuffer_add(evhttp_request_get_output_buffer(r->req), body, strlen(body));
+    }
+
+    r->deadline = evtimer_new(client->base, on_deadline, r);
+    evtimer_add(r->deadline, &client->timeout);
+
+    struct evhttp_connection *conn = sg_upstream_acquire(client->pool, &r->slot);
+    evhttp_connection_set_max_body_size(conn, (ev_ssize_t)client->max_response_bytes);
+    if (evhttp_make_request(conn, r->req, cmd, target) != 0) {
+        r->req = NULL; /* libevent freed it */
+        /* Report asynchronously: callers never see their callback run
+         * before the start function returned. */
+        r->failed = true;
+        r->error = EVREQ_HTTP_EOF;
+        event_del(r->deadline);
+        static const struct timeval now = {0, 0};
+        evtimer_add(r->deadline, &now);
+    }
+    return r;
+}
+
+struct sg_httpc_request *sg_httpc_get(struct sg_httpc *client, const char *target, sg_httpc_cb cb,
+                                      void *arg)
+{
+    return request_start(client, EVHTTP_REQ_GET, target, NULL, NULL, cb, arg);
+}
+
+struct sg_httpc_request *sg_httpc_post_form(struct sg_httpc *client, const char *target,
+                                            const char *body, const char *authorization,
+                                            sg_httpc_cb cb, void *arg)
+{
+    return request_start(client, EVHTTP_REQ_POST, target, body, authorization, cb, arg);
+}
+
+void sg_httpc_cancel(struct sg_httpc_request *r)
+{
+    cancel_in_libevent(r);
+    r->cb = NULL;
+    request_finish(r, "cancelled", 0, NULL, 0);
+}
+
+unsigned sg_httpc_in_flight(const struct sg_httpc *client)
+{
+    return client->in_flight;
+}
+
+void sg_httpc_free(struct sg_httpc *client)
+{
+    if (client == NULL)
+        return;
+    while (client->requests != NULL)
+        sg_httpc_cancel(client->requests);
+    sg_upstream_unref(client->pool);
+    free(client->host_header);
+    free(client->base_path);
+    free(client);
+}

@@ -43,15 +43,17 @@ int sg_httpc_new(struct event_base *base, struct evdns_base *dns, const struct s
                  const struct sg_httpc_options *opts, struct sg_httpc **out, char *errbuf,
                  size_t errlen)
 {
+    char *ca_file = opts->ca_file ? sg_strdup(opts->ca_file) : NULL;
     struct sg_upstream_config pool_cfg = {
         .url = *url,
-        .ca_file = (char *)opts->ca_file,
+        .ca_file = ca_file,
         .connect_timeout_ms = opts->timeout_ms,
         .response_timeout_ms = opts->timeout_ms,
         .pool_size = opts->pool_size ? opts->pool_size : 4,
     };
     struct sg_upstream *pool;
     int err = sg_upstream_new(base, dns, &pool_cfg, &pool, errbuf, errlen);
+    free(ca_file);
     if (err != 0)
         return err;
 

@@ -4,6 +4,8 @@
 
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
 
 static const char *const error_names[SG_MERR__COUNT] = {
     [SG_MERR_BAD_REQUEST] = "bad_request",
@@ -35,6 +37,52 @@ static struct {
     uint64_t reloads_failed;
     int64_t connections_open;
 } metrics;
+
+#define MAX_SERIES 256
+
+static struct series {
+    const char *family;
+    const char *label;
+    const char *value;
+    uint64_t count;
+} series[MAX_SERIES];
+static size_t series_count;
+
+void sg_metrics_count(const char *family, const char *label, const char *value)
+{
+    for (size_t i = 0; i < series_count; i++) {
+        struct series *s = &series[i];
+        if (strcmp(s->family, family) == 0 && strcmp(s->value, value) == 0 &&
+            strcmp(s->label, label) == 0) {
+            s->count++;
+            return;
+        }
+    }
+    if (series_count == MAX_SERIES)
+        return; /* bounded: a label that is not from a fixed set is a bug, not a reason to grow */
+    series[series_count++] = (struct series){family, label, value, 1};
+}
+
+static void render_series(struct evbuffer *out)
+{
+    for (size_t i = 0; i < series_count; i++) {
+        bool first = true;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(series[j].family, series[i].family) == 0) {
+                first = false;
+                break;
+            }
+        }
+        if (!first)
+            continue;
+        evbuffer_add_printf(out, "# TYPE %s counter\n", series[i].family);
+        for (size_t j = i; j < series_count; j++) {
+            if (strcmp(series[j].family, series[i].family) == 0)
+                evbuffer_add_printf(out, "%s{%s=\"%s\"} %" PRIu64 "\n", series[j].family,
+                                    series[j].label, series[j].value, series[j].count);
+        }
+    }
+}
 
 void sg_metrics_response(int status)
 {
@@ -126,4 +174,5 @@ void sg_metrics_render(struct evbuffer *out)
     for (size_t i = 0; i < SG_MERR__COUNT; i++)
         evbuffer_add_printf(out, "ssogate_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_names[i],
                             metrics.errors[i]);
+    render_series(out);
 }

@@ -38,6 +38,14 @@ void sg_metrics_reload(int ok);
 void sg_metrics_connections(int64_t delta);
 int64_t sg_metrics_connections_open(void);
 
+/*
+ * Counts one event of a labelled counter family, e.g.
+ * sg_metrics_count("ssogate_logins_total", "result", "ok"). Names are static
+ * strings (borrowed for the life of the process); a family is declared by
+ * its first use. Not for the per-request hot path.
+ */
+void sg_metrics_count(const char *family, const char *label, const char *value);
+
 /* Label value of an error kind. */
 const char *sg_metrics_error_name(enum sg_metric_error kind);
 

@@ -124,8 +124,7 @@ int sg_cookie_find(const char *header, size_t len, const char *name, const char 
     size_t pos = 0;
     struct pair p;
     while (next_pair(header, len, &pos, &p)) {
-        if (!pair_well_formed(&p) || p.name_len != name_len ||
-            memcmp(p.name, name, name_len) != 0)
+        if (!pair_well_formed(&p) || p.name_len != name_len || memcmp(p.name, name, name_len) != 0)
             continue;
         *value = p.value;
         *value_len = p.value_len;
@@ -188,8 +187,9 @@ int sg_cookie_format(const char *name, const char *value, const struct sg_cookie
         same_site = "; SameSite=Lax";
     else if (attrs->same_site == SG_COOKIE_SAME_SITE_STRICT)
         same_site = "; SameSite=Strict";
-    *out = sg_asprintf("%s=%s%s%s%s%s%s%s", name, value, attrs->path ? "; Path=" : "",
-                       attrs->path ? attrs->path : "", max_age, attrs->http_only ? "; HttpOnly" : "",
-                       attrs->secure ? "; Secure" : "", same_site);
+    *out =
+        sg_asprintf("%s=%s%s%s%s%s%s%s", name, value, attrs->path ? "; Path=" : "",
+                    attrs->path ? attrs->path : "", max_age, attrs->http_only ? "; HttpOnly" : "",
+                    attrs->secure ? "; Secure" : "", same_site);
     return 0;
 }

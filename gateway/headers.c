@@ -8,8 +8,15 @@
 #include <strings.h>
 
 static const char *const hop_by_hop[] = {
-    "Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization", "Proxy-Connection",
-    "TE",         "Trailer",    "Transfer-Encoding",  "Upgrade",
+    "Connection",
+    "Keep-Alive",
+    "Proxy-Authenticate",
+    "Proxy-Authorization",
+    "Proxy-Connection",
+    "TE",
+    "Trailer",
+    "Transfer-Encoding",
+    "Upgrade",
 };
 
 /* Set by the gateway from the connection itself; a client's values are dropped. */
@@ -80,8 +87,7 @@ void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out)
 
     TAILQ_FOREACH(h, in, next)
     {
-        if (sg_headers_is_hop_by_hop(h->key) ||
-            sg_headers_listed_in_connection(connection, h->key))
+        if (sg_headers_is_hop_by_hop(h->key) || sg_headers_listed_in_connection(connection, h->key))
             continue;
         evhttp_add_header(out, h->key, h->value);
     }

@@ -18,7 +18,7 @@
 struct sg_httpc_request {
     uint32_t magic;
     struct sg_httpc *client;
-    struct evhttp_request *req;   /* NULL once libevent is done with it */
+    struct evhttp_request *req; /* NULL once libevent is done with it */
     struct sg_upstream_slot *slot;
     struct event *deadline;
     sg_httpc_cb cb;
@@ -62,9 +62,9 @@ int sg_httpc_new(struct event_base *base, struct evdns_base *dns, const struct s
     client->pool = pool;
     bool default_port = url->port == (url->https ? 443 : 80);
     bool ipv6 = strchr(url->host, ':') != NULL;
-    client->host_header = default_port ? sg_asprintf(ipv6 ? "[%s]" : "%s", url->host)
-                                       : sg_asprintf(ipv6 ? "[%s]:%u" : "%s:%u", url->host,
-                                                     (unsigned)url->port);
+    client->host_header =
+        default_port ? sg_asprintf(ipv6 ? "[%s]" : "%s", url->host)
+                     : sg_asprintf(ipv6 ? "[%s]:%u" : "%s:%u", url->host, (unsigned)url->port);
     client->max_response_bytes = opts->max_response_bytes;
     client->timeout.tv_sec = opts->timeout_ms / 1000;
     client->timeout.tv_usec = (opts->timeout_ms % 1000) * 1000;
@@ -113,10 +113,10 @@ static void on_done(struct evhttp_request *req, void *arg)
     struct sg_httpc_request *r = arg;
     r->req = NULL;
     if (r->failed || req == NULL || evhttp_request_get_response_code(req) == 0) {
-        const char *why = !r->failed                               ? "connect"
-                          : r->error == EVREQ_HTTP_TIMEOUT        ? "timeout"
+        const char *why = !r->failed                             ? "connect"
+                          : r->error == EVREQ_HTTP_TIMEOUT       ? "timeout"
                           : r->error == EVREQ_HTTP_DATA_TOO_LONG ? "too_big"
-                                                                  : "broken";
+                                                                 : "broken";
         request_finish(r, why, 0, NULL, 0);
         return;
     }
@@ -150,8 +150,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 
 static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evhttp_cmd_type cmd,
                                               const char *target, const char *body,
-                                              const char *authorization, sg_httpc_cb cb,
-                                              void *arg)
+                                              const char *authorization, sg_httpc_cb cb, void *arg)
 {
     struct sg_httpc_request *r = sg_calloc(1, sizeof(*r));
     r->magic = HTTPC_MAGIC;

@@ -492,7 +492,8 @@ static int jwk_read(yajl_val jwk, struct sg_jwk *key, const char **why)
             *why = "unsupported EC curve";
             return SG_EINVAL;
         }
-        if (jwk_bytes(jwk, "x", 32, 32, x, &len) != 0 || jwk_bytes(jwk, "y", 32, 32, y, &len) != 0) {
+        if (jwk_bytes(jwk, "x", 32, 32, x, &len) != 0 ||
+            jwk_bytes(jwk, "y", 32, 32, y, &len) != 0) {
             *why = "EC x or y missing or not 32 bytes";
             return SG_EINVAL;
         }
@@ -834,8 +835,8 @@ int sg_jwk_thumbprint(EVP_PKEY *pkey, char out[SG_JWK_THUMBPRINT_LEN + 1])
         canonical = sg_asprintf("{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", m.b, m.a);
         break;
     case SG_JWK_EC:
-        canonical = sg_asprintf("{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}",
-                                m.a, m.b);
+        canonical =
+            sg_asprintf("{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", m.a, m.b);
         break;
     case SG_JWK_OKP:
         canonical = sg_asprintf("{\"crv\":\"Ed25519\",\"kty\":\"OKP\",\"x\":\"%s\"}", m.a);
@@ -953,10 +954,9 @@ static bool signature_verifies(enum sg_jws_alg alg, EVP_PKEY *pkey, const unsign
     }
     if (EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) != 1)
         goto end;
-    if (alg == SG_JWS_PS256 &&
-        (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
-         EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1 ||
-         EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1))
+    if (alg == SG_JWS_PS256 && (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+                                EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1 ||
+                                EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1))
         goto end;
     ok = EVP_DigestVerify(ctx, sig, sig_len, input, input_len) == 1;
 end:
@@ -967,8 +967,8 @@ end:
 }
 
 /* Header checks in the order of enum sg_jws_status; sets *alg on OK. */
-static enum sg_jws_status check_header(yajl_val header, unsigned allowed_algs,
-                                       enum sg_jws_alg *alg, const char **kid)
+static enum sg_jws_status check_header(yajl_val header, unsigned allowed_algs, enum sg_jws_alg *alg,
+                                       const char **kid)
 {
     static const char *const forbidden[] = {"jku", "x5u", "jwk", "x5c"};
     const char *name = YAJL_GET_STRING(sg_jose_json_member(header, "alg"));
@@ -1056,8 +1056,8 @@ enum sg_jws_status sg_jws_verify(const char *token, size_t len, const struct sg_
         goto end;
     }
     /* The signing input is the ASCII of the first two parts as received. */
-    if (!signature_verifies(alg, key->pkey, (const unsigned char *)token,
-                            (size_t)(dot2 - token), sig, sig_len)) {
+    if (!signature_verifies(alg, key->pkey, (const unsigned char *)token, (size_t)(dot2 - token),
+                            sig, sig_len)) {
         status = SG_JWS_BAD_SIGNATURE;
         goto end;
     }
@@ -1480,8 +1480,8 @@ enum sg_jwt_status sg_jwt_validate_id_token(yajl_val claims, const struct sg_jwt
 
 static bool pkce_unreserved(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 int sg_pkce_challenge_s256(const char *verifier, size_t len, char out[SG_PKCE_CHALLENGE_LEN + 1])

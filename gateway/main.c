@@ -6,6 +6,7 @@
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/log.h"
+#include "ssogate/login.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
 #include "ssogate/store.h"
@@ -109,8 +110,8 @@ static int run(const char *path)
 
     rt.config_path = sg_strdup(path);
     rt.base = event_base_new();
-    rt.dns = evdns_base_new(rt.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                         EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    rt.dns = evdns_base_new(rt.base,
+                            EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (rt.base == NULL || rt.dns == NULL) {
         sg_log(SG_LOG_ERROR, "startup", "cannot create the event base or the resolver");
         sg_config_unref(cfg);
@@ -121,6 +122,7 @@ static int run(const char *path)
         sg_config_unref(cfg);
         goto end;
     }
+    rt.logins = sg_logins_new(&rt);
     if (sg_snapshot_new(&rt, cfg, &rt.current, errbuf, sizeof(errbuf)) != 0) {
         sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
         goto end;
@@ -136,10 +138,9 @@ static int run(const char *path)
     for (size_t i = 0; i < 3; i++)
         evsignal_add(signals[i], NULL);
 
-    sg_log_fields(SG_LOG_INFO, "started",
-                  (struct sg_log_field[]){SG_LOG_STR("version", SG_VERSION),
-                                         SG_LOG_STR("config", path)},
-                  2);
+    sg_log_fields(
+        SG_LOG_INFO, "started",
+        (struct sg_log_field[]){SG_LOG_STR("version", SG_VERSION), SG_LOG_STR("config", path)}, 2);
     event_base_dispatch(rt.base);
     sg_log(SG_LOG_INFO, "shutdown", "stopped");
     status = 0;
@@ -152,7 +153,9 @@ end:
     if (drain.tick != NULL)
         event_free(drain.tick);
     sg_server_free(rt.server);
+    sg_logins_free(rt.logins);
     sg_snapshot_unref(rt.current);
+    sg_signer_clear(&rt.retired);
     if (rt.dns != NULL)
         evdns_base_free(rt.dns, 0);
     /* Run deferred frees (connection pools) before the base goes. */

@@ -20,12 +20,13 @@ static const char *const error_names[SG_MERR__COUNT] = {
     [SG_MERR_CLIENT_ABORTED] = "client_aborted",
     [SG_MERR_RELOAD] = "reload",
     [SG_MERR_STORE] = "store",
+    [SG_MERR_ASSERTION] = "assertion",
 };
 
 /* Upper bounds of the latency histogram, in microseconds. */
-static const int64_t latency_bounds_us[] = {500,    1000,    2500,    5000,    10000,  25000,
-                                            50000,  100000,  250000,  500000,  1000000, 2500000,
-                                            5000000, 10000000};
+static const int64_t latency_bounds_us[] = {500,     1000,    2500,    5000,    10000,
+                                            25000,   50000,   100000,  250000,  500000,
+                                            1000000, 2500000, 5000000, 10000000};
 
 static struct {
     uint64_t responses[6]; /* 1xx..5xx, and [0] for anything else */

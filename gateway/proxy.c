@@ -1,7 +1,9 @@
 #include "ssogate/proxy.h"
 
 #include "ssogate/common.h"
+#include "ssogate/cookie.h"
 #include "ssogate/headers.h"
+#include "ssogate/identity.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
@@ -33,7 +35,7 @@ struct proxy {
     struct sg_snapshot *snap;      /* the snapshot the request began with */
     struct evhttp_request *client; /* NULL once the client side is done */
     struct sg_conn *conn;
-    struct evhttp_request *up;     /* NULL once the upstream side is done */
+    struct evhttp_request *up; /* NULL once the upstream side is done */
     struct evhttp_connection *up_conn;
     struct sg_upstream_slot *slot;
     struct sg_access access;
@@ -148,7 +150,8 @@ static void on_up_chunk(struct evhttp_request *up, void *arg)
 
     struct bufferevent *client_bev =
         evhttp_connection_get_bufferevent(evhttp_request_get_connection(p->client));
-    if (!p->paused && evbuffer_get_length(bufferevent_get_output(client_bev)) > SG_PROXY_HIGH_WATER) {
+    if (!p->paused &&
+        evbuffer_get_length(bufferevent_get_output(client_bev)) > SG_PROXY_HIGH_WATER) {
         p->paused = true;
         bufferevent_disable(evhttp_connection_get_bufferevent(p->up_conn), EV_READ);
     }
@@ -176,13 +179,13 @@ static void on_up_done(struct evhttp_request *up, void *arg)
         return;
     }
     bool timeout = p->up_failed && p->up_error == EVREQ_HTTP_TIMEOUT;
-    enum sg_metric_error kind = timeout ? SG_MERR_UPSTREAM_TIMEOUT
+    enum sg_metric_error kind = timeout            ? SG_MERR_UPSTREAM_TIMEOUT
                                 : p->reply_started ? SG_MERR_UPSTREAM_BROKEN
                                                    : SG_MERR_UPSTREAM_CONNECT;
     sg_metrics_error(kind);
     sg_log_fields(SG_LOG_WARN, "upstream_error",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
-                                         SG_LOG_STR("kind", sg_metrics_error_name(kind))},
+                                          SG_LOG_STR("kind", sg_metrics_error_name(kind))},
                   2);
     if (p->reply_started) {
         /* Part of the body is out: ending the reply normally would present a
@@ -239,8 +242,31 @@ static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
     evhttp_add_header(out, "X-Request-Id", p->access.request_id);
 }
 
+/* Removes the gateway's own cookies from the Cookie header going upstream. */
+static void strip_gateway_cookies(const struct sg_config *cfg, struct evkeyvalq *out)
+{
+    const char *cookie = evhttp_find_header(out, "Cookie");
+    if (cookie == NULL)
+        return;
+    static const char *const suffixes[] = {"", "_login"};
+    char *kept = sg_strdup(cookie);
+    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++) {
+        char *name = sg_identity_cookie_name(cfg, suffixes[i]);
+        char *next = NULL;
+        if (sg_cookie_remove(kept, strlen(kept), name, &next) == 0) {
+            free(kept);
+            kept = next;
+        }
+        free(name);
+    }
+    evhttp_remove_header(out, "Cookie");
+    if (*kept != '\0')
+        evhttp_add_header(out, "Cookie", kept);
+    free(kept);
+}
+
 void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                      struct sg_access *access)
+                      struct sg_access *access, const struct sg_identity *identity)
 {
     struct proxy *p = sg_calloc(1, sizeof(*p));
     p->magic = PROXY_MAGIC;
@@ -260,6 +286,15 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
     struct evkeyvalq *out = evhttp_request_get_output_headers(up);
     sg_headers_copy_request(evhttp_request_get_input_headers(req), out);
     add_forwarded_headers(p, req, out);
+    strip_gateway_cookies(p->snap->cfg, out);
+    if (identity != NULL && sg_identity_add_headers(p->snap, identity, out) != 0) {
+        sg_log(SG_LOG_ERROR, "assertion", "signing the identity assertion failed");
+        evhttp_request_free(up);
+        sg_metrics_error(SG_MERR_ASSERTION);
+        send_error_page(p, 500, "The gateway could not vouch for your identity. Please try again.");
+        p->up = NULL;
+        return;
+    }
     evbuffer_add_buffer(evhttp_request_get_output_buffer(up), evhttp_request_get_input_buffer(req));
 
     char *target = upstream_target(p->snap->cfg, req);

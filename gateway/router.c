@@ -2,6 +2,8 @@
 
 #include "ssogate/common.h"
 #include "ssogate/headers.h"
+#include "ssogate/identity.h"
+#include "ssogate/login.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 
 #define SSO_PREFIX "/_sso/"
 
@@ -117,18 +120,115 @@ static int handle_metrics(struct sg_runtime *rt, struct evhttp_request *req)
     return 200;
 }
 
-/* The gateway's own endpoints; returns the status sent. */
-static int handle_sso(struct sg_runtime *rt, struct evhttp_request *req, const char *path,
-                      const char *request_id)
+static int handle_jwks(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    struct evbuffer *body = evbuffer_new();
+    sg_signer_publish(rt, body);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Type", "application/jwk-set+json");
+    evhttp_add_header(headers, "Cache-Control", "max-age=60");
+    evhttp_send_reply(req, 200, "OK", body);
+    evbuffer_free(body);
+    return 200;
+}
+
+static void gen_member(yajl_gen g, const char *key, const char *value)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    if (value != NULL)
+        yajl_gen_string(g, (const unsigned char *)value, strlen(value));
+    else
+        yajl_gen_null(g);
+}
+
+static int handle_status(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    struct sg_identity identity;
+    int found = sg_identity_lookup(rt, rt->current->cfg, req, &identity);
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    yajl_gen_string(g, (const unsigned char *)"session", 7);
+    yajl_gen_bool(g, found == 0);
+    if (found == 0) {
+        gen_member(g, "subject", identity.session.idp_sub);
+        gen_member(g, "idp_tenant", identity.session.idp_tenant);
+        gen_member(g, "email", identity.session.email);
+        gen_member(g, "psa_tenant", identity.session.psa_tenant);
+        gen_member(g, "psa_user", identity.session.psa_user);
+        yajl_gen_string(g, (const unsigned char *)"expires_at", 10);
+        yajl_gen_integer(g, (long long)identity.session.expires_at);
+        sg_identity_clear(&identity);
+    }
+    yajl_gen_map_close(g);
+    const unsigned char *json;
+    size_t len;
+    yajl_gen_get_buf(g, &json, &len);
+    struct evbuffer *body = evbuffer_new();
+    evbuffer_add(body, json, len);
+    send_text(req, 200, "application/json", body);
+    evbuffer_free(body);
+    yajl_gen_free(g);
+    return 200;
+}
+
+static bool is_get(struct evhttp_request *req)
 {
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (strcmp(path, SSO_PREFIX "healthz") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD))
+    return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
+}
+
+/* The gateway's own endpoints; returns the status sent, or 0 when the
+ * handler took the access record and answers later. */
+static int handle_sso(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                      struct sg_access *access)
+{
+    const char *name = access->path + strlen(SSO_PREFIX);
+    if (strcmp(name, "healthz") == 0 && is_get(req))
         return handle_healthz(rt, req);
-    if (strcmp(path, SSO_PREFIX "metrics") == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD))
+    if (strcmp(name, "metrics") == 0 && is_get(req))
         return handle_metrics(rt, req);
+    if (strcmp(name, "jwks.json") == 0 && is_get(req))
+        return handle_jwks(rt, req);
+    if (strcmp(name, "status") == 0 && is_get(req))
+        return handle_status(rt, req);
+    if (strcmp(name, "login") == 0 && is_get(req))
+        return sg_login_start(rt, req, access->request_id);
+    if (strcmp(name, "callback") == 0 && is_get(req))
+        return sg_login_callback(rt, req, conn, access);
+    if (strcmp(name, "logout") == 0)
+        return sg_login_logout(rt, req, access->request_id);
     sg_page_send(req, 404, "Page not found", "There is no such page on this gateway.",
-                 request_id);
+                 access->request_id);
     return 404;
+}
+
+/* Forwards a request, with the identity of its session where the route wants one. */
+static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                          struct sg_access *access)
+{
+    const struct sg_config *cfg = rt->current->cfg;
+    const struct sg_route_config *route = sg_config_route(cfg, access->path);
+    struct sg_identity identity;
+    bool found = false;
+
+    if (route->auth != SG_AUTH_NONE) {
+        int err = sg_identity_lookup(rt, cfg, req, &identity);
+        if (err == SG_ESTORE)
+            sg_metrics_error(SG_MERR_STORE);
+        found = err == 0;
+    }
+    if (route->auth == SG_AUTH_REQUIRED && !found) {
+        if (is_get(req))
+            return sg_login_redirect_required(rt, req);
+        sg_page_send(req, 401, "Sign-in required",
+                     "This page needs you to be signed in. Open it again to sign in.",
+                     access->request_id);
+        return 401;
+    }
+    sg_proxy_forward(rt, req, conn, access, found ? &identity : NULL);
+    if (found)
+        sg_identity_clear(&identity);
+    return 0;
 }
 
 void sg_router_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn)
@@ -157,11 +257,12 @@ void sg_router_handle(struct sg_runtime *rt, struct evhttp_request *req, struct 
                      access.request_id);
         status = 431;
     } else if (strncmp(access.path, SSO_PREFIX, strlen(SSO_PREFIX)) == 0) {
-        status = handle_sso(rt, req, access.path, access.request_id);
+        status = handle_sso(rt, req, conn, &access);
     } else {
-        sg_proxy_forward(rt, req, conn, &access); /* takes the access record */
-        return;
+        status = handle_proxied(rt, req, conn, &access);
     }
+    if (status == 0)
+        return; /* the handler took the access record */
     sg_metrics_response(status);
     if (access_log)
         sg_access_log(&access, status, 0, 0);

@@ -3,10 +3,13 @@
 #include "ssogate/common.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
+#include "ssogate/oidc.h"
 #include "ssogate/server.h"
 #include "ssogate/upstream.h"
 
+#include <openssl/evp.h>
 #include <stdio.h>
+#include <string.h>
 #include <stdlib.h>
 
 int sg_snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snapshot **out,
@@ -20,9 +23,17 @@ int sg_snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snap
     }
     struct sg_snapshot *snap = sg_calloc(1, sizeof(*snap));
     snap->refcount = 1;
-    snap->generation = ++rt->next_generation;
     snap->cfg = cfg;
     snap->upstream = upstream;
+    err = sg_signer_load(cfg, &snap->signer, errbuf, errlen);
+    if (err == 0 && cfg->idp != NULL)
+        err = sg_oidc_new(rt, cfg, rt->current ? rt->current->oidc : NULL, &snap->oidc, errbuf,
+                          errlen);
+    if (err != 0) {
+        sg_snapshot_unref(snap);
+        return err;
+    }
+    snap->generation = ++rt->next_generation;
     *out = snap;
     return 0;
 }
@@ -37,6 +48,8 @@ void sg_snapshot_unref(struct sg_snapshot *snap)
 {
     if (snap == NULL || --snap->refcount > 0)
         return;
+    sg_oidc_free(snap->oidc);
+    sg_signer_clear(&snap->signer);
     sg_upstream_unref(snap->upstream);
     sg_config_unref(snap->cfg);
     free(snap);
@@ -59,6 +72,13 @@ int sg_runtime_reload(struct sg_runtime *rt)
         goto end;
     sg_server_apply(rt->server, snap->cfg);
     sg_log_set_level(snap->cfg->log_level);
+    if (strcmp(rt->current->signer.kid, snap->signer.kid) != 0) {
+        /* Assertions signed with the old key stay verifiable until they expire. */
+        sg_signer_clear(&rt->retired);
+        rt->retired = rt->current->signer;
+        EVP_PKEY_up_ref(rt->retired.key);
+        rt->retired_until = sg_now_s() + rt->current->cfg->assertion.ttl_s;
+    }
     sg_snapshot_unref(rt->current);
     rt->current = snap;
 
@@ -66,17 +86,17 @@ end:
     if (err != 0) {
         sg_metrics_reload(0);
         sg_metrics_error(SG_MERR_RELOAD);
-        sg_log_fields(SG_LOG_ERROR, "reload",
-                      (struct sg_log_field[]){SG_LOG_STR("result", "refused"),
-                                             SG_LOG_STR("reason", reason)},
-                      2);
+        sg_log_fields(
+            SG_LOG_ERROR, "reload",
+            (struct sg_log_field[]){SG_LOG_STR("result", "refused"), SG_LOG_STR("reason", reason)},
+            2);
     } else {
         sg_metrics_reload(1);
-        sg_log_fields(SG_LOG_INFO, "reload",
-                      (struct sg_log_field[]){SG_LOG_STR("result", "ok"),
-                                             SG_LOG_INT("generation",
-                                                        (int64_t)rt->current->generation)},
-                      2);
+        sg_log_fields(
+            SG_LOG_INFO, "reload",
+            (struct sg_log_field[]){SG_LOG_STR("result", "ok"),
+                                    SG_LOG_INT("generation", (int64_t)rt->current->generation)},
+            2);
     }
     return err;
 }

@@ -23,14 +23,14 @@
 /* libevent answers 413 by itself past this multiple of the configured
  * header limit; below it the gateway answers 431 (see router.c). */
 #define HEADER_HARD_LIMIT_FACTOR 2
-#define LISTEN_BACKLOG 4096
+#define LISTEN_BACKLOG           4096
 
 struct listener {
     struct sg_server *srv;
     struct evhttp *http;
     struct evconnlistener *lev; /* owned by http once bound */
     struct evhttp_bound_socket *bound;
-    SSL_CTX *ssl_ctx;           /* NULL for plain http */
+    SSL_CTX *ssl_ctx; /* NULL for plain http */
     char *address;
     uint16_t port;
 };
@@ -44,11 +44,11 @@ struct listener {
  */
 struct sg_conn {
     struct listener *listener;
-    struct bufferevent *bev;     /* our reference, dropped in conn_release */
+    struct bufferevent *bev; /* our reference, dropped in conn_release */
     int64_t accepted_us;
-    bool seen_request;           /* closecb installed */
-    bool closed;                 /* libevent let go of it */
-    evutil_socket_t fd;          /* -1 until the first request */
+    bool seen_request;  /* closecb installed */
+    bool closed;        /* libevent let go of it */
+    evutil_socket_t fd; /* -1 until the first request */
     sg_conn_close_fn on_close;
     void *on_close_arg;
     struct sg_conn *prev, *next;
@@ -58,9 +58,9 @@ struct sg_server {
     struct sg_runtime *rt;
     struct listener *listeners;
     size_t listener_count;
-    struct sg_conn *pending;     /* accepted, no request yet; oldest first */
+    struct sg_conn *pending; /* accepted, no request yet; oldest first */
     struct sg_conn *pending_tail;
-    struct sg_conn *active;      /* at least one request seen */
+    struct sg_conn *active; /* at least one request seen */
     size_t connection_count;
     size_t connection_limit;
     int64_t first_request_deadline_us;
@@ -293,8 +293,8 @@ static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, char *errbu
 
 static void apply_limits(struct evhttp *http, const struct sg_config *cfg)
 {
-    evhttp_set_max_headers_size(http, (ev_ssize_t)cfg->limits.header_bytes *
-                                          HEADER_HARD_LIMIT_FACTOR);
+    evhttp_set_max_headers_size(http,
+                                (ev_ssize_t)cfg->limits.header_bytes * HEADER_HARD_LIMIT_FACTOR);
     evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.body_bytes);
     evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
 }
@@ -351,8 +351,8 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     }
     sg_log_fields(SG_LOG_INFO, "listening",
                   (struct sg_log_field[]){SG_LOG_STR("address", l->address),
-                                         SG_LOG_INT("port", l->port),
-                                         SG_LOG_BOOL("tls", l->ssl_ctx != NULL)},
+                                          SG_LOG_INT("port", l->port),
+                                          SG_LOG_BOOL("tls", l->ssl_ctx != NULL)},
                   3);
     return 0;
 }

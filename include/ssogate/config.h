@@ -13,38 +13,39 @@
 
 /* Where a configuration error is, and what it is. Filled by sg_config_load. */
 struct sg_config_error {
-    char file[256];   /* the file that was being read */
-    char key[256];    /* JSON key path, e.g. "upstream.pool_size" or "listeners[1].port" */
-    char message[512];/* what is wrong */
+    char file[256];    /* the file that was being read */
+    char key[256];     /* JSON key path, e.g. "upstream.pool_size" or "listeners[1].port" */
+    char message[512]; /* what is wrong */
 };
 
 /* Parsed URL: scheme http or https only. */
 struct sg_url {
-    char *text;   /* the URL as configured, without a trailing slash */
+    char *text; /* the URL as configured, without a trailing slash */
     bool https;
-    char *host;   /* host name or address, without brackets for IPv6 */
-    uint16_t port;/* explicit port or the scheme's default */
-    char *path;   /* path part, "" when none (never ends with '/') */
+    char *host;    /* host name or address, without brackets for IPv6 */
+    uint16_t port; /* explicit port or the scheme's default */
+    char *path;    /* path part, "" when none (never ends with '/') */
 };
 
 struct sg_listener_config {
-    char *address;   /* e.g. "127.0.0.1" or "::1" */
-    uint16_t port;   /* 0 = any free port (tests read it back from the log) */
-    char *tls_cert;  /* PEM certificate chain file, NULL for plain http */
-    char *tls_key;   /* PEM private key file, NULL for plain http */
+    char *address;  /* e.g. "127.0.0.1" or "::1" */
+    uint16_t port;  /* 0 = any free port (tests read it back from the log) */
+    char *tls_cert; /* PEM certificate chain file, NULL for plain http */
+    char *tls_key;  /* PEM private key file, NULL for plain http */
 };
 
 struct sg_upstream_config {
     struct sg_url url;
-    char *ca_file;              /* CA bundle for an https upstream, NULL = system store */
-    uint32_t connect_timeout_ms;/* default 2000 */
-    uint32_t response_timeout_ms;/* time to the response headers, and between body reads; default 30000 */
-    uint32_t pool_size;         /* keep-alive connections kept, default 64 */
+    char *ca_file;                /* CA bundle for an https upstream, NULL = system store */
+    uint32_t connect_timeout_ms;  /* default 2000 */
+    uint32_t response_timeout_ms; /* time to the response headers, and between body reads; default
+                                     30000 */
+    uint32_t pool_size;           /* keep-alive connections kept, default 64 */
 };
 
 struct sg_whoami_config {
-    char *path;    /* e.g. "/api/whoami" */
-    char *tenant;  /* JSON pointers (RFC 6901) into the whoami answer */
+    char *path;   /* e.g. "/api/whoami" */
+    char *tenant; /* JSON pointers (RFC 6901) into the whoami answer */
     char *user;
     char *admin;
     char *kind;
@@ -74,15 +75,15 @@ struct sg_claims_config {
 struct sg_idp_config {
     struct sg_url issuer;
     char *client_id;
-    char *client_secret;        /* resolved from client_secret_file or client_secret_env */
-    char **scopes;              /* NULL-terminated; default openid, email, profile */
-    char *ca_file;              /* NULL = system store */
-    bool allow_insecure_http;   /* explicit opt-in for a plain-http IdP (loopback tests) */
-    uint32_t connect_timeout_ms;/* default 2000 */
-    uint32_t timeout_ms;        /* whole exchange, default 10000 */
-    uint32_t clock_skew_s;      /* default 60 */
+    char *client_secret;         /* resolved from client_secret_file or client_secret_env */
+    char **scopes;               /* NULL-terminated; default openid, email, profile */
+    char *ca_file;               /* NULL = system store */
+    bool allow_insecure_http;    /* explicit opt-in for a plain-http IdP (loopback tests) */
+    uint32_t connect_timeout_ms; /* default 2000 */
+    uint32_t timeout_ms;         /* whole exchange, default 10000 */
+    uint32_t clock_skew_s;       /* default 60 */
     enum sg_token_auth token_auth;
-    char **algorithms;          /* NULL-terminated allow-list, default RS256 PS256 ES256 EdDSA */
+    char **algorithms; /* NULL-terminated allow-list, default RS256 PS256 ES256 EdDSA */
     struct sg_claims_config claims;
 };
 
@@ -103,9 +104,9 @@ enum sg_identity_mode {
 };
 
 struct sg_session_config {
-    char *cookie_name;        /* default "ssogate"; "__Host-" is prepended when public_url is https */
-    uint32_t idle_timeout_s;  /* default 1800 */
-    uint32_t absolute_timeout_s;/* default 43200 */
+    char *cookie_name; /* default "ssogate"; "__Host-" is prepended when public_url is https */
+    uint32_t idle_timeout_s;     /* default 1800 */
+    uint32_t absolute_timeout_s; /* default 43200 */
 };
 
 struct sg_limits_config {
@@ -122,8 +123,9 @@ struct sg_region_config {
 };
 
 struct sg_assertion_config {
-    char *key_file;  /* PEM private key (EC P-256 or Ed25519); NULL = generated and kept in data_dir */
-    uint32_t ttl_s;  /* default 60, at most 300 */
+    char *
+        key_file; /* PEM private key (EC P-256 or Ed25519); NULL = generated and kept in data_dir */
+    uint32_t ttl_s; /* default 60, at most 300 */
 };
 
 enum sg_log_level {
@@ -135,26 +137,26 @@ enum sg_log_level {
 
 struct sg_config {
     int refcount;
-    char *path;                    /* the file it was loaded from */
+    char *path; /* the file it was loaded from */
     struct sg_listener_config *listeners;
-    size_t listener_count;         /* at least 1 */
+    size_t listener_count; /* at least 1 */
     struct sg_url public_url;
     struct sg_upstream_config upstream;
     struct sg_psa_config psa;
-    struct sg_idp_config *idp;     /* NULL when no IdP is configured (plain proxy) */
-    char **required_amr;           /* NULL-terminated, default otp, mfa */
+    struct sg_idp_config *idp; /* NULL when no IdP is configured (plain proxy) */
+    char **required_amr;       /* NULL-terminated, default otp, mfa */
     struct sg_region_config region;
     struct sg_session_config session;
-    struct sg_route_config *routes;/* longest prefix wins; none = every path "optional" */
+    struct sg_route_config *routes; /* longest prefix wins; none = every path "optional" */
     size_t route_count;
     enum sg_identity_mode identity;
     char *data_dir;
     struct sg_limits_config limits;
     struct sg_assertion_config assertion;
     enum sg_log_level log_level;
-    bool access_log;               /* default true */
-    uint32_t workers;              /* default 1 */
-    uint32_t drain_timeout_s;      /* SIGTERM drain bound, default 10 */
+    bool access_log;          /* default true */
+    uint32_t workers;         /* default 1 */
+    uint32_t drain_timeout_s; /* SIGTERM drain bound, default 10 */
 };
 
 /*

@@ -26,8 +26,8 @@ struct sg_url;
 typedef void (*sg_httpc_cb)(const char *err, int status, const char *body, size_t len, void *arg);
 
 struct sg_httpc_options {
-    const char *ca_file;      /* NULL = system store */
-    uint32_t timeout_ms;      /* the whole exchange */
+    const char *ca_file; /* NULL = system store */
+    uint32_t timeout_ms; /* the whole exchange */
     size_t max_response_bytes;
     unsigned pool_size;
 };

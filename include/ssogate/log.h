@@ -25,8 +25,8 @@ struct sg_log_field {
     int64_t num;
 };
 
-#define SG_LOG_STR(k, v) ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_STR, .str = (v)})
-#define SG_LOG_INT(k, v) ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_INT, .num = (v)})
+#define SG_LOG_STR(k, v)  ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_STR, .str = (v)})
+#define SG_LOG_INT(k, v)  ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_INT, .num = (v)})
 #define SG_LOG_BOOL(k, v) ((struct sg_log_field){.key = (k), .type = SG_LOG_FIELD_BOOL, .num = (v)})
 
 /* Lines below level are dropped. */

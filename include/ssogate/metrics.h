@@ -24,6 +24,7 @@ enum sg_metric_error {
     SG_MERR_CLIENT_ABORTED,
     SG_MERR_RELOAD,
     SG_MERR_STORE,
+    SG_MERR_ASSERTION,
     SG_MERR__COUNT
 };
 

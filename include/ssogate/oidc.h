@@ -18,20 +18,20 @@ struct sg_oidc;
 struct sg_oidc_exchange;
 struct sg_runtime;
 
-#define SG_OIDC_JWKS_REFETCH_S    30   /* minimum spacing of unknown-kid refetches */
-#define SG_OIDC_REFRESH_S         3600 /* background refresh of discovery and keys */
-#define SG_OIDC_MAX_DOCUMENT      (256 * 1024)
-#define SG_OIDC_STATE_TTL_S       600
+#define SG_OIDC_JWKS_REFETCH_S 30   /* minimum spacing of unknown-kid refetches */
+#define SG_OIDC_REFRESH_S      3600 /* background refresh of discovery and keys */
+#define SG_OIDC_MAX_DOCUMENT   (256 * 1024)
+#define SG_OIDC_STATE_TTL_S    600
 
 /* How a code exchange ended; every value is one log reason and one metric label. */
 enum sg_oidc_status {
     SG_OIDC_OK = 0,
-    SG_OIDC_NOT_READY,        /* discovery not done yet */
-    SG_OIDC_TOKEN_UNREACHABLE,/* network error or timeout at the token endpoint */
-    SG_OIDC_TOKEN_ERROR,      /* the token endpoint answered an error or non-JSON */
-    SG_OIDC_NO_ID_TOKEN,      /* the answer holds no id_token */
-    SG_OIDC_JWS_INVALID,      /* signature, alg, header, kid: detail says which */
-    SG_OIDC_CLAIMS_INVALID,   /* iss, aud, azp, exp, iat, nbf, nonce, sub: detail says which */
+    SG_OIDC_NOT_READY,         /* discovery not done yet */
+    SG_OIDC_TOKEN_UNREACHABLE, /* network error or timeout at the token endpoint */
+    SG_OIDC_TOKEN_ERROR,       /* the token endpoint answered an error or non-JSON */
+    SG_OIDC_NO_ID_TOKEN,       /* the answer holds no id_token */
+    SG_OIDC_JWS_INVALID,       /* signature, alg, header, kid: detail says which */
+    SG_OIDC_CLAIMS_INVALID,    /* iss, aud, azp, exp, iat, nbf, nonce, sub: detail says which */
     SG_OIDC_STATUS_COUNT
 };
 
@@ -62,8 +62,8 @@ const char *sg_oidc_end_session_endpoint(const struct sg_oidc *oidc);
  * token's claims) and id_token are borrowed for the call. detail is a short
  * static reason for the log and metrics (e.g. "exp", "bad_signature").
  */
-typedef void (*sg_oidc_exchange_cb)(enum sg_oidc_status status, const char *detail,
-                                    yajl_val claims, const char *id_token, void *arg);
+typedef void (*sg_oidc_exchange_cb)(enum sg_oidc_status status, const char *detail, yajl_val claims,
+                                    const char *id_token, void *arg);
 
 /*
  * Exchanges an authorization code (with its PKCE verifier) at the token

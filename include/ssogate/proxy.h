@@ -8,6 +8,7 @@
 
 struct evhttp_request;
 struct sg_access;
+struct sg_identity;
 struct sg_conn;
 struct sg_runtime;
 
@@ -18,9 +19,11 @@ struct sg_runtime;
  * Forwards req (borrowed from libevent until it completes) to the upstream of
  * the current snapshot, which the request keeps until it ends. The access
  * record is taken (moved from; the caller must not clear it). The response,
- * or an error page, is sent to the client.
+ * or an error page, is sent to the client. identity (borrowed for the call,
+ * may be NULL) adds the X-SSO-* headers; the gateway's own cookies never go
+ * upstream.
  */
 void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                      struct sg_access *access);
+                      struct sg_access *access, const struct sg_identity *identity);
 
 #endif

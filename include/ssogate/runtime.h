@@ -8,6 +8,7 @@
 #define SSOGATE_RUNTIME_H
 
 #include "ssogate/config.h"
+#include "ssogate/identity.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -17,12 +18,16 @@ struct evdns_base;
 struct sg_upstream;
 struct sg_server;
 struct sg_store;
+struct sg_oidc;
+struct sg_logins;
 
 struct sg_snapshot {
     int refcount;
     uint64_t generation;
-    struct sg_config *cfg;       /* owned reference */
-    struct sg_upstream *upstream;/* owned reference */
+    struct sg_config *cfg;        /* owned reference */
+    struct sg_upstream *upstream; /* owned reference */
+    struct sg_oidc *oidc;         /* owned; NULL without an idp */
+    struct sg_signer signer;      /* owned */
 };
 
 struct sg_runtime {
@@ -32,6 +37,9 @@ struct sg_runtime {
     struct sg_snapshot *current; /* owned reference; never NULL once started */
     struct sg_server *server;
     struct sg_store *store;
+    struct sg_logins *logins; /* logins in flight */
+    struct sg_signer retired; /* the signing key a reload replaced */
+    int64_t retired_until;    /* ...published until assertions it signed expired */
     uint64_t next_generation;
     bool draining;
     unsigned requests_in_flight;

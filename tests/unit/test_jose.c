@@ -1150,7 +1150,7 @@ static void test_random_token(void **state)
 
 static void test_alg_names(void **state)
 {
-    enum sg_jws_alg alg;
+    enum sg_jws_alg alg = 0;
     static const char *const names[] = {"RS256", "PS256", "ES256", "EdDSA"};
     for (size_t i = 0; i < SG_ARRAY_LEN(names); i++) {
         assert_int_equal(sg_jws_alg_parse(names[i], &alg), 0);

@@ -1,0 +1,190 @@
+#include "ssogate/identity.h"
+
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/cookie.h"
+#include "ssogate/jose.h"
+#include "ssogate/log.h"
+#include "ssogate/runtime.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+#define ASSERTION_KEY_FILE "assertion-key.pem"
+
+int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *errbuf, size_t errlen)
+{
+    struct sg_jose_error jerr = {0};
+    char *generated = NULL;
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    if (cfg->assertion.key_file != NULL) {
+        err = sg_jose_key_load_pem(cfg->assertion.key_file, &out->key, &jerr);
+    } else {
+        generated = sg_asprintf("%s/%s", cfg->data_dir, ASSERTION_KEY_FILE);
+        err = sg_jose_key_load_or_create(generated, SG_JWS_ES256, &out->key, &jerr);
+    }
+    enum sg_jws_alg alg;
+    if (err == 0 && sg_jose_key_alg(out->key, &alg) != 0) {
+        snprintf(jerr.what, sizeof(jerr.what), "the key is neither EC P-256 nor Ed25519");
+        err = SG_EINVAL;
+    }
+    if (err != 0) {
+        snprintf(errbuf, errlen, "assertion.key_file: %s: %s%s%s",
+                 cfg->assertion.key_file ? cfg->assertion.key_file : generated, jerr.what,
+                 jerr.openssl[0] ? ": " : "", jerr.openssl);
+        EVP_PKEY_free(out->key);
+        out->key = NULL;
+        free(generated);
+        return err;
+    }
+    free(generated);
+    out->alg = sg_jws_alg_name(alg);
+    sg_jwk_thumbprint(out->key, out->kid);
+    return 0;
+}
+
+void sg_signer_clear(struct sg_signer *signer)
+{
+    EVP_PKEY_free(signer->key);
+    signer->key = NULL;
+}
+
+void sg_signer_publish(const struct sg_runtime *rt, struct evbuffer *out)
+{
+    struct sg_jwk_set *set = sg_jwk_set_new();
+    const struct sg_signer *current = &rt->current->signer;
+    EVP_PKEY_up_ref(current->key);
+    sg_jwk_set_add(set, current->key, current->kid);
+    if (rt->retired.key != NULL && rt->retired_until > sg_now_s() &&
+        strcmp(rt->retired.kid, current->kid) != 0) {
+        EVP_PKEY_up_ref(rt->retired.key);
+        sg_jwk_set_add(set, rt->retired.key, rt->retired.kid);
+    }
+    char *json = sg_jwk_set_export_json(set);
+    evbuffer_add(out, json, strlen(json));
+    free(json);
+    sg_jwk_set_free(set);
+}
+
+bool sg_identity_cookie_secure(const struct sg_config *cfg)
+{
+    return cfg->public_url.https;
+}
+
+char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix)
+{
+    return sg_asprintf("%s%s%s", sg_identity_cookie_secure(cfg) ? "__Host-" : "",
+                       cfg->session.cookie_name, suffix);
+}
+
+int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
+                       struct evhttp_request *req, struct sg_identity *out)
+{
+    memset(out, 0, sizeof(*out));
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
+    if (header == NULL)
+        return SG_ENOENT;
+    char *name = sg_identity_cookie_name(cfg, "");
+    const char *value;
+    size_t len;
+    int err = sg_cookie_find(header, strlen(header), name, &value, &len);
+    free(name);
+    if (err != 0 || len != SG_SESSION_ID_LEN)
+        return SG_ENOENT;
+    memcpy(out->session_id, value, len);
+    out->session_id[len] = '\0';
+
+    int64_t now = sg_now_s();
+    err = sg_session_get(rt->store, out->session_id, now, &out->session);
+    if (err == 0)
+        err = sg_session_touch(rt->store, out->session_id, now);
+    if (err != 0) {
+        sg_identity_clear(out);
+        return err == SG_ENOENT || err == SG_EINVAL ? SG_ENOENT : err;
+    }
+    return 0;
+}
+
+void sg_identity_clear(struct sg_identity *identity)
+{
+    sg_session_clear(&identity->session);
+    OPENSSL_cleanse(identity->session_id, sizeof(identity->session_id));
+}
+
+static void gen_string(yajl_gen g, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    yajl_gen_string(g, (const unsigned char *)value, strlen(value));
+}
+
+static void gen_integer(yajl_gen g, const char *key, int64_t value)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    yajl_gen_integer(g, (long long)value);
+}
+
+/* Signs a fresh assertion of the session for the upstream. */
+static char *assertion_sign(const struct sg_snapshot *snap, const struct sg_session *s)
+{
+    const struct sg_config *cfg = snap->cfg;
+    bool link = cfg->identity == SG_IDENTITY_LINK && s->psa_user != NULL;
+    int64_t now = sg_now_s();
+    char jti[32];
+    sg_jose_random_token(16, jti, sizeof(jti));
+
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    gen_string(g, "iss", cfg->public_url.text);
+    gen_string(g, "aud", cfg->upstream.url.text);
+    gen_integer(g, "iat", now);
+    gen_integer(g, "exp", now + cfg->assertion.ttl_s);
+    gen_string(g, "jti", jti);
+    gen_string(g, "sub", link ? s->psa_user : s->idp_sub);
+    if (link) {
+        gen_string(g, "psa_tenant", s->psa_tenant);
+        gen_string(g, "psa_user", s->psa_user);
+    }
+    gen_string(g, "idp_tenant", s->idp_tenant);
+    gen_string(g, "idp_sub", s->idp_sub);
+    gen_string(g, "email", s->email);
+    yajl_gen_map_close(g);
+
+    const unsigned char *payload;
+    size_t len;
+    yajl_gen_get_buf(g, &payload, &len);
+    char *token = NULL;
+    if (sg_jws_sign(snap->signer.key, snap->signer.kid, (const char *)payload, len, &token) != 0)
+        token = NULL;
+    yajl_gen_free(g);
+    return token;
+}
+
+int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
+                            struct evkeyvalq *headers)
+{
+    const struct sg_session *s = &identity->session;
+    char *assertion = assertion_sign(snap, s);
+    if (assertion == NULL)
+        return SG_ECRYPTO;
+    evhttp_add_header(headers, "X-SSO-Subject", s->idp_sub);
+    if (s->idp_tenant != NULL)
+        evhttp_add_header(headers, "X-SSO-IdP-Tenant", s->idp_tenant);
+    if (s->email != NULL)
+        evhttp_add_header(headers, "X-SSO-Email", s->email);
+    if (snap->cfg->identity == SG_IDENTITY_LINK && s->psa_user != NULL) {
+        evhttp_add_header(headers, "X-SSO-Tenant", s->psa_tenant);
+        evhttp_add_header(headers, "X-SSO-User", s->psa_user);
+    }
+    evhttp_add_header(headers, "X-SSO-Assertion", assertion);
+    free(assertion);
+    return 0;
+}

@@ -1,0 +1,678 @@
+#include "ssogate/login.h"
+
+#include "ssogate/common.h"
+#include "ssogate/cookie.h"
+#include "ssogate/identity.h"
+#include "ssogate/jose.h"
+#include "ssogate/links.h"
+#include "ssogate/log.h"
+#include "ssogate/metrics.h"
+#include "ssogate/oidc.h"
+#include "ssogate/pages.h"
+#include "ssogate/router.h"
+#include "ssogate/runtime.h"
+#include "ssogate/server.h"
+#include "ssogate/session.h"
+
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BUCKETS        16384
+#define TOKEN_SIZE     48
+#define RETURN_TO_MAX  2048
+#define BINDING_SUFFIX "_login"
+#define LOGINS_METRIC  "ssogate_logins_total"
+
+struct login_state {
+    char state[TOKEN_SIZE];
+    char nonce[TOKEN_SIZE];
+    char verifier[TOKEN_SIZE];
+    unsigned char binding[SHA256_DIGEST_LENGTH]; /* hash of the browser's binding cookie */
+    char *return_to;
+    enum sg_login_purpose purpose;
+    int64_t created;
+    struct login_state *hnext;
+    struct login_state *older, *newer;
+};
+
+/* A callback waiting for its code exchange. */
+struct pending {
+    struct sg_logins *logins;
+    struct sg_snapshot *snap;
+    struct evhttp_request *req;
+    struct sg_conn *conn;
+    struct sg_access access;
+    struct login_state *state;
+    struct sg_oidc_exchange *exchange;
+    struct pending *prev, *next;
+};
+
+struct sg_logins {
+    struct sg_runtime *rt;
+    struct login_state *buckets[BUCKETS];
+    struct login_state *oldest, *newest;
+    size_t count;
+    struct pending *pending;
+    size_t pending_count;
+};
+
+static size_t bucket_of(const char *state)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)state; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h % BUCKETS;
+}
+
+static void state_free(struct login_state *s)
+{
+    if (s == NULL)
+        return;
+    free(s->return_to);
+    OPENSSL_cleanse(s, sizeof(*s));
+    free(s);
+}
+
+/* Takes s out of the table; the caller owns it afterwards. */
+static void state_unlink(struct sg_logins *logins, struct login_state *s)
+{
+    struct login_state **pp = &logins->buckets[bucket_of(s->state)];
+    while (*pp != s)
+        pp = &(*pp)->hnext;
+    *pp = s->hnext;
+    if (s->older)
+        s->older->newer = s->newer;
+    else
+        logins->oldest = s->newer;
+    if (s->newer)
+        s->newer->older = s->older;
+    else
+        logins->newest = s->older;
+    logins->count--;
+}
+
+static void expire_states(struct sg_logins *logins, int64_t now)
+{
+    while (logins->oldest != NULL && now - logins->oldest->created >= SG_OIDC_STATE_TTL_S) {
+        struct login_state *s = logins->oldest;
+        state_unlink(logins, s);
+        state_free(s);
+        sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
+    }
+}
+
+/* Finds and removes the state called name: a state is used at most once. */
+static struct login_state *state_take(struct sg_logins *logins, const char *name)
+{
+    expire_states(logins, sg_now_s());
+    for (struct login_state *s = logins->buckets[bucket_of(name)]; s != NULL; s = s->hnext) {
+        if (strcmp(s->state, name) == 0) {
+            state_unlink(logins, s);
+            return s;
+        }
+    }
+    return NULL;
+}
+
+struct sg_logins *sg_logins_new(struct sg_runtime *rt)
+{
+    struct sg_logins *logins = sg_calloc(1, sizeof(*logins));
+    logins->rt = rt;
+    return logins;
+}
+
+static void pending_free(struct pending *p);
+
+void sg_logins_free(struct sg_logins *logins)
+{
+    if (logins == NULL)
+        return;
+    while (logins->pending != NULL) {
+        struct pending *p = logins->pending;
+        sg_oidc_exchange_cancel(p->exchange);
+        sg_conn_on_close(p->conn, NULL, NULL);
+        pending_free(p);
+    }
+    while (logins->oldest != NULL) {
+        struct login_state *s = logins->oldest;
+        state_unlink(logins, s);
+        state_free(s);
+    }
+    free(logins);
+}
+
+size_t sg_logins_count(const struct sg_logins *logins)
+{
+    return logins->count + logins->pending_count;
+}
+
+bool sg_login_return_to_valid(const char *r)
+{
+    size_t len = strlen(r);
+    if (len == 0 || len > RETURN_TO_MAX || r[0] != '/')
+        return false;
+    if (len > 1 && (r[1] == '/' || r[1] == '\\'))
+        return false;
+    for (const unsigned char *p = (const unsigned char *)r; *p; p++) {
+        if (*p < 0x21 || *p > 0x7e || *p == '\\')
+            return false;
+    }
+    return true;
+}
+
+static const char *query_param(struct evkeyvalq *params, struct evhttp_request *req,
+                               const char *name)
+{
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (TAILQ_EMPTY(params) && query != NULL)
+        evhttp_parse_query_str(query, params);
+    return evhttp_find_header(params, name);
+}
+
+static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg, const char *suffix,
+                       const char *value, int64_t max_age)
+{
+    char *name = sg_identity_cookie_name(cfg, suffix);
+    char *header = NULL;
+    struct sg_cookie_attrs attrs = {
+        .path = "/",
+        .max_age = max_age,
+        .http_only = true,
+        .secure = sg_identity_cookie_secure(cfg),
+        .same_site = SG_COOKIE_SAME_SITE_LAX,
+    };
+    if (sg_cookie_format(name, value, &attrs, &header) == 0)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
+    free(header);
+    free(name);
+}
+
+/* The value of one of the gateway's cookies, copied into out; false when absent or malformed. */
+static bool get_cookie(struct evhttp_request *req, const struct sg_config *cfg, const char *suffix,
+                       char *out, size_t out_size)
+{
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
+    if (header == NULL)
+        return false;
+    char *name = sg_identity_cookie_name(cfg, suffix);
+    const char *value;
+    size_t len;
+    int err = sg_cookie_find(header, strlen(header), name, &value, &len);
+    free(name);
+    if (err != 0 || len == 0 || len >= out_size)
+        return false;
+    memcpy(out, value, len);
+    out[len] = '\0';
+    return true;
+}
+
+static void redirect(struct evhttp_request *req, int status, const char *location)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Location", location);
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_send_reply(req, status, sg_page_reason(status), NULL);
+}
+
+/* To the PSA's own login page with a notice the gateway shows there (B11). */
+static int redirect_to_psa_login(struct evhttp_request *req, const struct sg_config *cfg,
+                                 const char *notice)
+{
+    char *location = sg_asprintf("%s?sso_notice=%s", cfg->psa.login_path, notice);
+    redirect(req, 302, location);
+    free(location);
+    return 302;
+}
+
+static int too_busy(struct evhttp_request *req, const char *request_id, const char *why)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
+    sg_page_send(req, 503, "Sign-in is busy",
+                 "Too many sign-ins are in progress right now. Please try again in a few "
+                 "seconds.",
+                 request_id);
+    sg_metrics_count(LOGINS_METRIC, "result", why);
+    return 503;
+}
+
+int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
+{
+    const struct sg_snapshot *snap = rt->current;
+    const struct sg_config *cfg = snap->cfg;
+    struct sg_logins *logins = rt->logins;
+    struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+    int status;
+
+    if (snap->oidc == NULL) {
+        sg_page_send(req, 404, "Single sign-on is not configured",
+                     "This gateway has no identity provider configured.", request_id);
+        status = 404;
+        goto end;
+    }
+    if (!sg_oidc_ready(snap->oidc)) {
+        status = too_busy(req, request_id, "idp_not_ready");
+        goto end;
+    }
+    const char *return_to = query_param(&params, req, "return_to");
+    if (return_to == NULL)
+        return_to = cfg->psa.home_path;
+    if (!sg_login_return_to_valid(return_to)) {
+        sg_metrics_error(SG_MERR_BAD_REQUEST);
+        sg_metrics_count(LOGINS_METRIC, "result", "bad_return_to");
+        sg_page_send(req, 400, "Invalid return address",
+                     "Sign-in can only return to a page of this site.", request_id);
+        status = 400;
+        goto end;
+    }
+    expire_states(logins, sg_now_s());
+    if (sg_logins_count(logins) >= cfg->limits.logins_in_flight) {
+        status = too_busy(req, request_id, "too_many_in_flight");
+        goto end;
+    }
+
+    char binding[TOKEN_SIZE];
+    bool new_binding =
+        !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) || strlen(binding) != 43;
+    if (new_binding)
+        sg_jose_random_token(32, binding, sizeof(binding));
+
+    struct login_state *s = sg_calloc(1, sizeof(*s));
+    sg_jose_random_token(32, s->state, sizeof(s->state));
+    sg_jose_random_token(32, s->nonce, sizeof(s->nonce));
+    sg_jose_random_token(32, s->verifier, sizeof(s->verifier));
+    SHA256((const unsigned char *)binding, strlen(binding), s->binding);
+    s->return_to = sg_strdup(return_to);
+    s->purpose = SG_LOGIN_SESSION;
+    s->created = sg_now_s();
+    size_t b = bucket_of(s->state);
+    s->hnext = logins->buckets[b];
+    logins->buckets[b] = s;
+    s->older = logins->newest;
+    if (logins->newest)
+        logins->newest->newer = s;
+    else
+        logins->oldest = s;
+    logins->newest = s;
+    logins->count++;
+
+    char challenge[SG_PKCE_CHALLENGE_LEN + 1];
+    sg_pkce_challenge_s256(s->verifier, strlen(s->verifier), challenge);
+    const char *endpoint = sg_oidc_authorization_endpoint(snap->oidc);
+    char *client_id = evhttp_uriencode(cfg->idp->client_id, -1, 0);
+    char *redirect_uri = evhttp_uriencode(sg_oidc_redirect_uri(snap->oidc), -1, 0);
+    struct evbuffer *scope = evbuffer_new();
+    for (char **sc = cfg->idp->scopes; *sc != NULL; sc++)
+        evbuffer_add_printf(scope, "%s%s", sc == cfg->idp->scopes ? "" : " ", *sc);
+    evbuffer_add(scope, "", 1);
+    char *scope_enc = evhttp_uriencode((const char *)evbuffer_pullup(scope, -1), -1, 0);
+    char *location = sg_asprintf("%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s"
+                                 "&state=%s&nonce=%s&code_challenge=%s"
+                                 "&code_challenge_method=S256",
+                                 endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
+                                 redirect_uri, scope_enc, s->state, s->nonce, challenge);
+    if (new_binding)
+        set_cookie(req, cfg, BINDING_SUFFIX, binding, SG_OIDC_STATE_TTL_S);
+    redirect(req, 302, location);
+    sg_metrics_count(LOGINS_METRIC, "result", "started");
+    OPENSSL_cleanse(binding, sizeof(binding));
+    free(location);
+    free(scope_enc);
+    evbuffer_free(scope);
+    free(client_id);
+    free(redirect_uri);
+    status = 302;
+
+end:
+    evhttp_clear_headers(&params);
+    return status;
+}
+
+static void pending_free(struct pending *p)
+{
+    struct sg_logins *logins = p->logins;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        logins->pending = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    logins->pending_count--;
+    state_free(p->state);
+    sg_access_clear(&p->access);
+    sg_snapshot_unref(p->snap);
+    free(p);
+}
+
+/* The browser left while its code was being exchanged. */
+static void on_pending_client_close(void *arg)
+{
+    struct pending *p = arg;
+    sg_oidc_exchange_cancel(p->exchange);
+    sg_metrics_count(LOGINS_METRIC, "result", "client_gone");
+    pending_free(p);
+}
+
+/* The claims' string value of a configured claim name, or NULL. */
+static const char *claim(yajl_val claims, const char *name)
+{
+    return name != NULL ? sg_jwt_claim_string(claims, name) : NULL;
+}
+
+static bool has_second_factor(const struct sg_config *cfg, yajl_val claims)
+{
+    for (char **amr = cfg->required_amr; *amr != NULL; amr++) {
+        if (sg_jwt_claim_contains(claims, "amr", *amr))
+            return true;
+    }
+    return false;
+}
+
+/* Creates the session of a successful login and sends the browser on. */
+static int finish_session(struct pending *p, yajl_val claims, const char *id_token,
+                          const char *psa_tenant, const char *psa_user)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+    struct sg_runtime *rt = p->logins->rt;
+    char id[SG_SESSION_ID_SIZE];
+    int64_t now = sg_now_s();
+    sg_session_new_id(id);
+
+    const char *email = claim(claims, cfg->idp->claims.email);
+    struct sg_session rec = {
+        .created_at = now,
+        .last_seen = now,
+        .idle_timeout_s = cfg->session.idle_timeout_s,
+        .expires_at = now + cfg->session.absolute_timeout_s,
+        .idp_issuer = cfg->idp->issuer.text,
+        .idp_sub = (char *)(uintptr_t)sg_jwt_claim_string(claims, "sub"),
+        .idp_tenant = (char *)(uintptr_t)claim(claims, cfg->idp->claims.tenant),
+        .email = (char *)(uintptr_t)email,
+        .psa_tenant = (char *)(uintptr_t)psa_tenant,
+        .psa_user = (char *)(uintptr_t)psa_user,
+        .id_token =
+            strlen(id_token) <= SG_SESSION_ID_TOKEN_MAX ? (char *)(uintptr_t)id_token : NULL,
+    };
+    int err = sg_session_create(rt->store, id, &rec);
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        sg_metrics_count(LOGINS_METRIC, "result", "store_error");
+        sg_log(SG_LOG_ERROR, "login", "session not stored: %s", sg_strerror(err));
+        sg_page_send(p->req, 500, "Sign-in could not be completed",
+                     "The gateway could not record your session. Please try again.",
+                     p->access.request_id);
+        return 500;
+    }
+    set_cookie(p->req, cfg, "", id, cfg->session.absolute_timeout_s);
+    OPENSSL_cleanse(id, sizeof(id));
+    sg_metrics_count(LOGINS_METRIC, "result", "ok");
+    sg_log_fields(SG_LOG_INFO, "login",
+                  (struct sg_log_field[]){
+                      SG_LOG_STR("request_id", p->access.request_id), SG_LOG_STR("result", "ok"),
+                      SG_LOG_STR("idp_tenant", rec.idp_tenant),
+                      SG_LOG_STR("psa_tenant", psa_tenant), SG_LOG_STR("psa_user", psa_user)},
+                  5);
+    redirect(p->req, 302, p->state->return_to);
+    return 302;
+}
+
+static int refuse(struct pending *p, int status, const char *reason, const char *title,
+                  const char *message)
+{
+    sg_metrics_count(LOGINS_METRIC, "result", reason);
+    sg_log_fields(SG_LOG_WARN, "login",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                          SG_LOG_STR("result", reason)},
+                  2);
+    sg_page_send(p->req, status, title, message, p->access.request_id);
+    return status;
+}
+
+/* Steps 3 to 7 of the callback's decision order, once the code is exchanged. */
+static int decide(struct pending *p, enum sg_oidc_status status, const char *detail,
+                  yajl_val claims, const char *id_token)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+
+    if (status == SG_OIDC_TOKEN_UNREACHABLE || status == SG_OIDC_TOKEN_ERROR ||
+        status == SG_OIDC_NO_ID_TOKEN || status == SG_OIDC_NOT_READY) {
+        sg_log_fields(SG_LOG_WARN, "login",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                              SG_LOG_STR("result", sg_oidc_status_name(status)),
+                                              SG_LOG_STR("detail", detail)},
+                      3);
+        sg_metrics_count(LOGINS_METRIC, "result", sg_oidc_status_name(status));
+        char *retry = evhttp_uriencode(p->state->return_to, -1, 0);
+        char *message = sg_asprintf("The identity provider did not complete the sign-in. "
+                                    "Please try again: /_sso/login?return_to=%s",
+                                    retry);
+        sg_page_send(p->req, 502, "Sign-in failed", message, p->access.request_id);
+        free(message);
+        free(retry);
+        return 502;
+    }
+    if (status != SG_OIDC_OK) {
+        sg_log_fields(SG_LOG_WARN, "login",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                              SG_LOG_STR("result", "token_invalid"),
+                                              SG_LOG_STR("detail", detail)},
+                      3);
+        sg_metrics_count("ssogate_id_token_rejected_total", "reason", detail);
+        sg_metrics_count(LOGINS_METRIC, "result", "token_invalid");
+        sg_page_send(p->req, 401, "Sign-in refused",
+                     "The identity provider's answer could not be verified, so you were not "
+                     "signed in. Please try again; if it keeps happening, contact your "
+                     "administrator.",
+                     p->access.request_id);
+        return 401;
+    }
+    if (!has_second_factor(cfg, claims))
+        return refuse(p, 403, "no_second_factor", "Two-factor authentication required",
+                      "Your sign-in did not include a second factor (a 6-digit code). Set up "
+                      "two-factor authentication at the identity provider, then sign in again.");
+    bool active = true;
+    if (sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active) == 0 && !active) {
+        sg_metrics_count(LOGINS_METRIC, "result", "inactive");
+        return redirect_to_psa_login(p->req, cfg, "inactive");
+    }
+
+    if (cfg->identity == SG_IDENTITY_CLAIMS)
+        return finish_session(p, claims, id_token, NULL, NULL);
+
+    const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
+    const char *sub = sg_jwt_claim_string(claims, "sub");
+    char *psa_tenant = NULL, *psa_user = NULL;
+    int err = idp_tenant ? sg_links_user_get_by_idp(p->logins->rt->store, idp_tenant, sub,
+                                                    &psa_tenant, &psa_user)
+                         : SG_ENOENT;
+    int result;
+    if (err != 0) {
+        sg_metrics_count(LOGINS_METRIC, "result", "not_linked");
+        result = redirect_to_psa_login(p->req, cfg, "not_linked");
+    } else {
+        result = finish_session(p, claims, id_token, psa_tenant, psa_user);
+    }
+    free(psa_tenant);
+    free(psa_user);
+    return result;
+}
+
+static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_val claims,
+                         const char *id_token, void *arg)
+{
+    struct pending *p = arg;
+    sg_conn_on_close(p->conn, NULL, NULL);
+    int http_status = decide(p, status, detail, claims, id_token);
+    sg_metrics_response(http_status);
+    if (p->snap->cfg->access_log)
+        sg_access_log(&p->access, http_status, 0, 0);
+    pending_free(p);
+}
+
+int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                      struct sg_access *access)
+{
+    struct sg_snapshot *snap = rt->current;
+    const struct sg_config *cfg = snap->cfg;
+    struct sg_logins *logins = rt->logins;
+    struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+    struct login_state *s = NULL;
+    int status;
+
+    if (snap->oidc == NULL) {
+        sg_page_send(req, 404, "Single sign-on is not configured",
+                     "This gateway has no identity provider configured.", access->request_id);
+        status = 404;
+        goto end;
+    }
+    const char *state = query_param(&params, req, "state");
+    s = state != NULL ? state_take(logins, state) : NULL;
+    char binding[TOKEN_SIZE];
+    unsigned char binding_hash[SHA256_DIGEST_LENGTH];
+    bool bound = s != NULL && get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding));
+    if (bound) {
+        SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
+        bound = sg_memeq_ct(binding_hash, s->binding, sizeof(binding_hash));
+    }
+    if (!bound) {
+        sg_metrics_count(LOGINS_METRIC, "result", s == NULL ? "state_unknown" : "state_unbound");
+        sg_log_fields(SG_LOG_WARN, "login",
+                      (struct sg_log_field[]){
+                          SG_LOG_STR("request_id", access->request_id),
+                          SG_LOG_STR("result", s == NULL ? "state_unknown" : "state_unbound")},
+                      2);
+        sg_page_send(req, 400, "This sign-in link is no longer valid",
+                     "It has expired, was already used, or was started in another browser. "
+                     "Go back to the application and sign in again.",
+                     access->request_id);
+        status = 400;
+        goto end;
+    }
+    const char *error = evhttp_find_header(&params, "error");
+    if (error != NULL) {
+        sg_metrics_count(LOGINS_METRIC, "result", "idp_error");
+        sg_log_fields(SG_LOG_INFO, "login",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
+                                              SG_LOG_STR("result", "idp_error")},
+                      2);
+        status = redirect_to_psa_login(req, cfg,
+                                       strcmp(error, "access_denied") == 0 ? "denied" : "failed");
+        goto end;
+    }
+    const char *code = evhttp_find_header(&params, "code");
+    if (code == NULL || *code == '\0' || strlen(code) > 4096) {
+        sg_metrics_count(LOGINS_METRIC, "result", "no_code");
+        sg_page_send(req, 400, "Sign-in incomplete",
+                     "The identity provider sent no authorization code. Please sign in again.",
+                     access->request_id);
+        status = 400;
+        goto end;
+    }
+
+    struct pending *p = sg_calloc(1, sizeof(*p));
+    p->logins = logins;
+    p->snap = sg_snapshot_ref(snap);
+    p->req = req;
+    p->conn = conn;
+    p->access = *access;
+    p->state = s;
+    s = NULL;
+    p->next = logins->pending;
+    if (logins->pending)
+        logins->pending->prev = p;
+    logins->pending = p;
+    logins->pending_count++;
+    p->exchange = sg_oidc_exchange_code(snap->oidc, code, p->state->verifier, p->state->nonce,
+                                        on_exchanged, p);
+    if (p->exchange == NULL) {
+        *access = p->access; /* handed back: the router logs this one */
+        p->access.path = NULL;
+        status = too_busy(req, access->request_id, "idp_not_ready");
+        pending_free(p);
+        goto end;
+    }
+    sg_conn_on_close(conn, on_pending_client_close, p);
+    status = 0;
+
+end:
+    state_free(s);
+    evhttp_clear_headers(&params);
+    return status;
+}
+
+bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    const struct sg_url *pub = &rt->current->cfg->public_url;
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    const char *origin = evhttp_find_header(headers, "Origin");
+    if (origin != NULL)
+        return strcmp(origin, pub->text) == 0;
+    const char *referer = evhttp_find_header(headers, "Referer");
+    size_t len = strlen(pub->text);
+    return referer != NULL && strncmp(referer, pub->text, len) == 0 && referer[len] == '/';
+}
+
+int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
+{
+    const struct sg_snapshot *snap = rt->current;
+    const struct sg_config *cfg = snap->cfg;
+
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+        sg_page_send(req, 405, "Use the sign-out button",
+                     "Signing out needs a POST from this site's pages.", request_id);
+        return 405;
+    }
+    if (!sg_login_same_origin(rt, req)) {
+        sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "logout");
+        sg_page_send(req, 403, "Request refused",
+                     "This request did not come from this site, so it was refused.", request_id);
+        return 403;
+    }
+    struct sg_identity identity;
+    char *location = NULL;
+    if (sg_identity_lookup(rt, cfg, req, &identity) == 0) {
+        sg_session_delete(rt->store, identity.session_id);
+        const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
+        if (end_session != NULL) {
+            char *hint = identity.session.id_token
+                             ? evhttp_uriencode(identity.session.id_token, -1, 0)
+                             : NULL;
+            char *post_logout = sg_asprintf("%s/", cfg->public_url.text);
+            char *post_logout_enc = evhttp_uriencode(post_logout, -1, 0);
+            char *client_id = evhttp_uriencode(cfg->idp->client_id, -1, 0);
+            location = sg_asprintf("%s%sclient_id=%s&post_logout_redirect_uri=%s%s%s", end_session,
+                                   strchr(end_session, '?') ? "&" : "?", client_id, post_logout_enc,
+                                   hint ? "&id_token_hint=" : "", hint ? hint : "");
+            free(hint);
+            free(post_logout);
+            free(post_logout_enc);
+            free(client_id);
+        }
+        sg_identity_clear(&identity);
+        sg_metrics_count("ssogate_logouts_total", "result", "ok");
+    }
+    set_cookie(req, cfg, "", "", 0);
+    redirect(req, 303, location ? location : "/");
+    free(location);
+    return 303;
+}
+
+int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    const char *uri = evhttp_request_get_uri(req);
+    char *return_to = evhttp_uriencode(sg_login_return_to_valid(uri) ? uri : "/", -1, 0);
+    char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
+    redirect(req, 302, location);
+    free(location);
+    free(return_to);
+    return 302;
+}

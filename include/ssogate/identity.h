@@ -1,0 +1,72 @@
+/*
+ * Who the caller is, and how the upstream learns it: the session behind the
+ * gateway's cookie, the X-SSO-* headers and the X-SSO-Assertion JWS signed
+ * with the gateway's own key (published at /_sso/jwks.json).
+ */
+#ifndef SSOGATE_IDENTITY_H
+#define SSOGATE_IDENTITY_H
+
+#include "ssogate/session.h"
+
+#include <openssl/types.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct evbuffer;
+struct evhttp_request;
+struct evkeyvalq;
+struct sg_config;
+struct sg_runtime;
+struct sg_snapshot;
+
+/* The key that signs X-SSO-Assertion. */
+struct sg_signer {
+    EVP_PKEY *key;
+    char kid[64];
+    const char *alg; /* "ES256" or "EdDSA" */
+};
+
+/*
+ * Loads cfg's assertion.key_file, or the key kept in the data directory
+ * (assertion-key.pem, created as P-256 on first use). Returns 0 and fills
+ * *out, or an error with a reason in errbuf.
+ */
+int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *errbuf, size_t errlen);
+void sg_signer_clear(struct sg_signer *signer);
+
+/* Appends the JWKS of the current key and of a retired one still valid. */
+void sg_signer_publish(const struct sg_runtime *rt, struct evbuffer *out);
+
+/* The caller's session, when its cookie names a live one. */
+struct sg_identity {
+    char session_id[SG_SESSION_ID_SIZE];
+    struct sg_session session; /* owned */
+};
+
+/*
+ * The name of one of the gateway's cookies: cfg's session cookie name plus
+ * suffix ("" for the session), with the __Host- prefix when the public URL is
+ * https. Hands back a new string.
+ */
+char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix);
+
+/* True when the gateway's cookies must carry Secure (an https public URL). */
+bool sg_identity_cookie_secure(const struct sg_config *cfg);
+
+/*
+ * Finds the session of req's cookie and records the activity. Returns 0 and
+ * fills *out (clear with sg_identity_clear), SG_ENOENT when there is no live
+ * session, or SG_ESTORE.
+ */
+int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
+                       struct evhttp_request *req, struct sg_identity *out);
+void sg_identity_clear(struct sg_identity *identity);
+
+/*
+ * Adds X-SSO-Subject, -IdP-Tenant, -Email, -Tenant, -User (link mode) and a
+ * fresh X-SSO-Assertion for identity to headers. Returns 0 or SG_ECRYPTO.
+ */
+int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
+                            struct evkeyvalq *headers);
+
+#endif

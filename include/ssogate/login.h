@@ -1,0 +1,57 @@
+/*
+ * The login endpoints: /_sso/login starts an authorization code flow,
+ * /_sso/callback finishes it (the decision order of the specification),
+ * /_sso/logout ends the session. Login state lives in memory only: it is
+ * short-lived (SG_OIDC_STATE_TTL_S), single-use, bound to the browser that
+ * started it by a cookie, and bounded by limits.logins_in_flight.
+ */
+#ifndef SSOGATE_LOGIN_H
+#define SSOGATE_LOGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct evhttp_request;
+struct sg_access;
+struct sg_conn;
+struct sg_logins;
+struct sg_runtime;
+
+/* What a login is for; carried in the login state. */
+enum sg_login_purpose {
+    SG_LOGIN_SESSION = 0, /* log in: a new gateway session */
+    SG_LOGIN_LINK_TENANT, /* link the caller's PSA tenant to the IdP tenant */
+    SG_LOGIN_LINK_USER,   /* link the caller's PSA user to the IdP user */
+};
+
+struct sg_logins *sg_logins_new(struct sg_runtime *rt);
+
+/* Cancels exchanges in flight and frees every state. NULL-safe. */
+void sg_logins_free(struct sg_logins *logins);
+
+/* Logins in flight (states kept plus exchanges running). */
+size_t sg_logins_count(const struct sg_logins *logins);
+
+/*
+ * True when return_to is a same-origin relative path the gateway may
+ * redirect to: starts with one "/", no "//" or "/\" at its start, no
+ * backslash, no control or non-ASCII byte, at most 2048 bytes.
+ */
+bool sg_login_return_to_valid(const char *return_to);
+
+/*
+ * Handlers; each sends its response and returns the status (or 0 when the
+ * response is sent later, asynchronously). All arguments are borrowed.
+ */
+int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id);
+int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                      struct sg_access *access);
+int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id);
+
+/* Redirects (302) to the login start for a page that requires a session. */
+int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req);
+
+/* True when a state-changing POST comes from the gateway's own origin (Origin or Referer). */
+bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req);
+
+#endif

@@ -5,6 +5,7 @@
 #include "sg_build.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/identity.h"
 #include "ssogate/log.h"
 #include "ssogate/login.h"
 #include "ssogate/runtime.h"
@@ -86,7 +87,19 @@ static int check_only(const char *path)
         fprintf(stderr, "ssogate: %s: %s: %s\n", err.file, err.key, err.message);
         return 1;
     }
+    char reason[600];
+    struct sg_signer signer;
+    int rc = sg_server_check(cfg, reason, sizeof(reason));
+    if (rc == 0 && cfg->assertion.key_file != NULL) {
+        rc = sg_signer_load(cfg, &signer, reason, sizeof(reason));
+        if (rc == 0)
+            sg_signer_clear(&signer);
+    }
     sg_config_unref(cfg);
+    if (rc != 0) {
+        fprintf(stderr, "ssogate: %s: %s\n", path, reason);
+        return 1;
+    }
     printf("ssogate: %s: configuration is valid\n", path);
     return 0;
 }

@@ -66,6 +66,8 @@ void sg_page_send(struct evhttp_request *req, int status, const char *title, con
     evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
     evhttp_add_header(headers, "Cache-Control", "no-store");
     evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+    if (request_id != NULL)
+        evhttp_add_header(headers, "X-Request-Id", request_id);
     evhttp_add_header(headers, "Content-Security-Policy",
                       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
     evhttp_send_reply(req, status, sg_page_reason(status), body);

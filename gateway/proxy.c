@@ -295,7 +295,18 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
         p->up = NULL;
         return;
     }
-    evbuffer_add_buffer(evhttp_request_get_output_buffer(up), evhttp_request_get_input_buffer(req));
+    struct evbuffer *body = evhttp_request_get_output_buffer(up);
+    evbuffer_add_buffer(body, evhttp_request_get_input_buffer(req));
+    /* libevent adds Content-Length only to POST and PUT; a DELETE or PATCH
+     * with a body needs it too, and an empty POST needs "0". */
+    size_t body_len = evbuffer_get_length(body);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (body_len > 0 || cmd == EVHTTP_REQ_POST || cmd == EVHTTP_REQ_PUT ||
+        cmd == EVHTTP_REQ_PATCH) {
+        char length[24];
+        snprintf(length, sizeof(length), "%zu", body_len);
+        evhttp_add_header(out, "Content-Length", length);
+    }
 
     char *target = upstream_target(p->snap->cfg, req);
     p->up = up;

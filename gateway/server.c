@@ -15,10 +15,12 @@
 #include <netinet/in.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* libevent answers 413 by itself past this multiple of the configured
  * header limit; below it the gateway answers 431 (see router.c). */
@@ -270,20 +272,30 @@ static void on_request(struct evhttp_request *req, void *arg)
     sg_router_handle(l->srv->rt, req, conn_of_request(l->srv, req));
 }
 
-static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, char *errbuf, size_t errlen)
+static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, size_t index, char *errbuf,
+                                size_t errlen)
 {
+    const char *files[2] = {lc->tls_cert, lc->tls_key};
+    const char *keys[2] = {"cert", "key"};
+    for (size_t i = 0; i < 2; i++) {
+        if (access(files[i], R_OK) != 0) {
+            snprintf(errbuf, errlen, "listeners[%zu].tls.%s: cannot read %s: %s", index, keys[i],
+                     files[i], strerror(errno));
+            return NULL;
+        }
+    }
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    const char *what = NULL;
+    int bad = -1;
     if (SSL_CTX_use_certificate_chain_file(ctx, lc->tls_cert) != 1)
-        what = lc->tls_cert;
+        bad = 0;
     else if (SSL_CTX_use_PrivateKey_file(ctx, lc->tls_key, SSL_FILETYPE_PEM) != 1 ||
              SSL_CTX_check_private_key(ctx) != 1)
-        what = lc->tls_key;
-    if (what != NULL) {
-        snprintf(errbuf, errlen, "TLS: cannot use %s: %s", what,
-                 ERR_reason_error_string(ERR_peek_last_error()));
+        bad = 1;
+    if (bad >= 0) {
+        snprintf(errbuf, errlen, "listeners[%zu].tls.%s: cannot use %s: %s", index, keys[bad],
+                 files[bad], ERR_reason_error_string(ERR_peek_last_error()));
         ERR_clear_error();
         SSL_CTX_free(ctx);
         return NULL;
@@ -309,14 +321,19 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
 
     snprintf(spec, sizeof(spec), strchr(lc->address, ':') ? "[%s]:%u" : "%s:%u", lc->address,
              (unsigned)lc->port);
-    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+    /* Parsed without the port: libevent refuses port 0, which asks for any free port. */
+    if (evutil_parse_sockaddr_port(lc->address, (struct sockaddr *)&ss, &sslen) != 0) {
         snprintf(errbuf, errlen, "listener %s: not a numeric address", spec);
         return SG_ECONFIG;
     }
+    if (ss.ss_family == AF_INET6)
+        ((struct sockaddr_in6 *)&ss)->sin6_port = htons(lc->port);
+    else
+        ((struct sockaddr_in *)&ss)->sin_port = htons(lc->port);
     l->srv = srv;
     l->address = sg_strdup(lc->address);
     if (lc->tls_cert != NULL) {
-        l->ssl_ctx = tls_context_new(lc, errbuf, errlen);
+        l->ssl_ctx = tls_context_new(lc, (size_t)(l - srv->listeners), errbuf, errlen);
         if (l->ssl_ctx == NULL)
             return SG_ECONFIG;
     }
@@ -340,7 +357,9 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
-    evhttp_set_flags(l->http, EVHTTP_SERVER_LINGERING_CLOSE);
+    /* No EVHTTP_SERVER_LINGERING_CLOSE: libevent's lingering reads the whole
+     * declared body before answering, so an absurd Content-Length would be
+     * answered only by a timeout. Over-limit bodies get 413 at once. */
     apply_limits(l->http, cfg);
     evhttp_set_bevcb(l->http, on_new_connection, l);
     evhttp_set_gencb(l->http, on_request, l);
@@ -354,6 +373,19 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
                                           SG_LOG_INT("port", l->port),
                                           SG_LOG_BOOL("tls", l->ssl_ctx != NULL)},
                   3);
+    return 0;
+}
+
+int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->listener_count; i++) {
+        if (cfg->listeners[i].tls_cert == NULL)
+            continue;
+        SSL_CTX *ctx = tls_context_new(&cfg->listeners[i], i, errbuf, errlen);
+        if (ctx == NULL)
+            return SG_ECONFIG;
+        SSL_CTX_free(ctx);
+    }
     return 0;
 }
 

@@ -22,6 +22,12 @@ struct sg_conn;
 int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct sg_server **out,
                     char *errbuf, size_t errlen);
 
+/*
+ * Checks what sg_server_start would load from files (TLS certificates and
+ * keys) without binding. Returns 0 or SG_ECONFIG with a reason in errbuf.
+ */
+int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen);
+
 /* Applies the limits of a reloaded cfg (borrowed) to new connections and requests. */
 void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg);
 

@@ -18,6 +18,8 @@ const MAX_FORM_BYTES = 16 * 1024;
 const MAX_OTP_ATTEMPTS = 5;
 // How long a right password waits for its TOTP code.
 const OTP_WAIT_MS = 10 * 60 * 1000;
+// Above this many logins waiting for a code, expired ones are swept before adding one.
+const MAX_PENDING = 10000;
 
 const ACR_PASSWORD = 'urn:ssogate:idp:acr:pwd';
 const ACR_MFA = 'urn:ssogate:idp:acr:mfa';
@@ -222,11 +224,16 @@ function createInteractions({ accounts, getProvider, clientName }) {
       await finishLogin(req, res, uid, account, ['pwd']);
       return;
     }
+    if (pending.size >= MAX_PENDING) {
+      for (const key of pending.keys()) {
+        pendingFor(key);
+      }
+    }
     pending.set(uid, { sub: account.sub, attempts: 0, expiresAt: Date.now() + OTP_WAIT_MS });
     redirect(res, `/interaction/${encodeURIComponent(uid)}`);
   }
 
-  async function submitOtp(req, res, uid, form) {
+  async function submitOtp(req, res, uid, details, form) {
     const entry = pendingFor(uid);
     if (!entry) {
       redirect(res, `/interaction/${encodeURIComponent(uid)}`);
@@ -241,7 +248,10 @@ function createInteractions({ accounts, getProvider, clientName }) {
     entry.attempts += 1;
     if (entry.attempts >= MAX_OTP_ATTEMPTS) {
       pending.delete(uid);
-      send(res, 200, loginPage(uid, account.login, { message: 'Too many wrong codes. Sign in again.' }));
+      send(res, 200, loginPage(uid, clientName(details.params.client_id), {
+        message: 'Too many wrong codes. Sign in again.',
+        login: account.login,
+      }));
       return;
     }
     send(res, 200, otpPage(uid, account.login, { message: 'That code is not right. Try the current one.' }));
@@ -287,7 +297,7 @@ function createInteractions({ accounts, getProvider, clientName }) {
     } else if (action === 'login') {
       await submitLogin(req, res, uid, details, form);
     } else {
-      await submitOtp(req, res, uid, form);
+      await submitOtp(req, res, uid, details, form);
     }
   };
 }

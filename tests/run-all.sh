@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# The single test command: installs what is missing (as root on Debian 12), builds a release and a
+# sanitizer build, runs every meson test in each, checks the formatting, runs the fuzzers for a bounded
+# time when they exist. Idempotent: build directories are reused.
+#
+# Every test is counted: the Ok/Fail summary of each `meson test`, plus each other check as one test.
+# The last line printed is exactly "N passed, N failed"; the exit status is non-zero if any failed.
+#
+# Environment: FUZZ_SECONDS (per fuzzer, default 30), SKIP_FUZZ=1, SKIP_ASAN=1 to shorten a local run.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+LOG_DIR=$ROOT/build-logs
+mkdir -p "$LOG_DIR"
+
+PASSED=0
+FAILED=0
+FAILED_NAMES=()
+
+pass() {
+    PASSED=$((PASSED + $1))
+}
+
+fail() {
+    FAILED=$((FAILED + $1))
+    FAILED_NAMES+=("$2")
+}
+
+# Runs one check: check NAME COMMAND... ; output goes to build-logs/NAME.log, and its tail to stdout
+# when it fails. Returns the command's status.
+check() {
+    local name=$1
+    shift
+    local log="$LOG_DIR/$name.log"
+    echo "=== $name"
+    if "$@" >"$log" 2>&1; then
+        pass 1
+        echo "--- $name: ok"
+        return 0
+    fi
+    fail 1 "$name"
+    echo "--- $name: FAILED (last lines of $log):"
+    tail -n 60 "$log"
+    return 1
+}
+
+is_installed() {
+    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
+}
+
+install_packages() {
+    local wanted=(build-essential meson ninja-build pkg-config libevent-dev libyajl-dev liblmdb-dev
+        libcmocka-dev libssl-dev clang clang-format libclang-rt-14-dev openssl curl nginx-light wrk
+        lmdb-utils chromium)
+    # Debian's nodejs only when there is no node at all: a node installed otherwise is kept.
+    if ! command -v node >/dev/null; then
+        wanted+=(nodejs npm)
+    elif ! command -v npm >/dev/null; then
+        wanted+=(npm)
+    fi
+    local missing=()
+    for package in "${wanted[@]}"; do
+        is_installed "$package" || missing+=("$package")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        echo "all packages present"
+        return 0
+    fi
+    echo "missing: ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "not root: install them by hand"
+        return 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# Configures (or reconfigures) a build directory with the given options, then builds it.
+build() {
+    local dir=$1
+    shift
+    if [ -d "$dir/meson-private" ]; then
+        meson setup --reconfigure "$dir" "$@" || return 1
+    else
+        meson setup "$dir" "$@" || return 1
+    fi
+    ninja -C "$dir"
+}
+
+# Runs `meson test` in a build directory and counts its summary.
+meson_tests() {
+    local dir=$1
+    shift
+    local log="$LOG_DIR/test-$dir.log"
+    echo "=== meson test in $dir"
+    meson test -C "$dir" --print-errorlogs "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    local ok fails
+    ok=$(awk '/^Ok:/ {n += $2} /^Expected Fail:/ {n += $3} END {print n + 0}' "$log")
+    fails=$(awk '/^Fail:/ {n += $2} /^Unexpected Pass:/ {n += $3} /^Timeout:/ {n += $2} END {print n + 0}' "$log")
+    if ! grep -q '^Ok:' "$log"; then
+        fail 1 "meson test in $dir (no summary)"
+        return 1
+    fi
+    pass "$ok"
+    if [ "$fails" -gt 0 ]; then
+        fail "$fails" "meson test in $dir"
+    elif [ "$status" -ne 0 ]; then
+        fail 1 "meson test in $dir (exit $status)"
+    fi
+    echo "--- meson test in $dir: $ok ok, $fails failed"
+}
+
+# libFuzzer targets need clang; the compiler of an existing build dir is kept by meson.
+build_fuzz() {
+    CC=clang build build-fuzz -Dfuzz=true
+}
+
+format_check() {
+    local files
+    mapfile -t files < <(find gateway include tests bench -path tests/fuzz/corpus -prune -o \
+        \( -name '*.c' -o -name '*.h' \) -type f -print | sort)
+    echo "${#files[@]} files"
+    [ ${#files[@]} -eq 0 ] || clang-format --dry-run --Werror "${files[@]}"
+}
+
+check packages install_packages
+check npm-ci npm ci --no-audit --no-fund
+
+if check build-release build build-release --buildtype=release; then
+    meson_tests build-release
+fi
+
+if [ "${SKIP_ASAN:-0}" != 1 ]; then
+    if check build-asan build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+        ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:detect_leaks=1 \
+            UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+            SSOGATE_TEST_SLOWNESS=3 \
+            meson_tests build-asan --timeout-multiplier 3
+    fi
+fi
+
+check clang-format format_check
+
+if [ -f tests/fuzz/run-fuzzers.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
+    if check build-fuzz build_fuzz; then
+        check fuzzers bash tests/fuzz/run-fuzzers.sh build-fuzz "${FUZZ_SECONDS:-30}"
+    fi
+fi
+
+if [ ${#FAILED_NAMES[@]} -gt 0 ]; then
+    echo "failed: ${FAILED_NAMES[*]}"
+fi
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

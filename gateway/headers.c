@@ -65,16 +65,28 @@ bool sg_headers_listed_in_connection(const char *connection, const char *name)
     return false;
 }
 
+/* True when name is listed in any of the Connection header lines of headers. */
+static bool listed_in_any_connection(const struct evkeyvalq *headers, const char *name)
+{
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, headers, next)
+    {
+        if (strcasecmp(h->key, "Connection") == 0 &&
+            sg_headers_listed_in_connection(h->value, name))
+            return true;
+    }
+    return false;
+}
+
 void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
 {
-    const char *connection = evhttp_find_header(in, "Connection");
     const struct evkeyval *h;
 
     TAILQ_FOREACH(h, in, next)
     {
         if (sg_headers_is_hop_by_hop(h->key) || sg_headers_is_identity(h->key) ||
             in_list(h->key, gateway_owned, sizeof(gateway_owned) / sizeof(gateway_owned[0])) ||
-            sg_headers_listed_in_connection(connection, h->key))
+            listed_in_any_connection(in, h->key))
             continue;
         evhttp_add_header(out, h->key, h->value);
     }
@@ -82,12 +94,11 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
 
 void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out)
 {
-    const char *connection = evhttp_find_header(in, "Connection");
     const struct evkeyval *h;
 
     TAILQ_FOREACH(h, in, next)
     {
-        if (sg_headers_is_hop_by_hop(h->key) || sg_headers_listed_in_connection(connection, h->key))
+        if (sg_headers_is_hop_by_hop(h->key) || listed_in_any_connection(in, h->key))
             continue;
         evhttp_add_header(out, h->key, h->value);
     }

@@ -20,8 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(again);
         size_t short_len = 0;
-        if (out_len > 0 &&
-            sg_b64url_decode(text, size, out, out_len - 1, &short_len) != SG_ETOOBIG)
+        if (out_len > 0 && sg_b64url_decode(text, size, out, out_len - 1, &short_len) != SG_ETOOBIG)
             abort();
     }
     free(out);

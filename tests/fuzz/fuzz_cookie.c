@@ -41,10 +41,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     char *name = sg_strndup(header, (size_t)(nl - header));
     char *value = sg_strndup(nl + 1, size - (size_t)(nl + 1 - header));
-    struct sg_cookie_attrs attrs = {.path = "/", .max_age = (int64_t)size - 8, .http_only = true,
-                                    .secure = true, .same_site = SG_COOKIE_SAME_SITE_LAX};
+    struct sg_cookie_attrs attrs = {.path = "/",
+                                    .max_age = (int64_t)size - 8,
+                                    .http_only = true,
+                                    .secure = true,
+                                    .same_site = SG_COOKIE_SAME_SITE_LAX};
     char *out = NULL;
-    if (strlen(name) == (size_t)(nl - header) && strlen(value) == size - (size_t)(nl + 1 - header) &&
+    if (strlen(name) == (size_t)(nl - header) &&
+        strlen(value) == size - (size_t)(nl + 1 - header) &&
         sg_cookie_format(name, value, &attrs, &out) == 0) {
         const char *found = NULL;
         size_t found_len = 0;

@@ -129,6 +129,15 @@ writeCorpus('jws', {
   'dots': '..',
   'claims-json': JSON.stringify(claims),
   'claims-multi-aud': JSON.stringify({ ...claims, aud: ['client-1', 'x'] }),
+  // "HEADER\nPAYLOAD\nSIGNATURE" inputs for fuzz_jws.c's structured path.
+  'struct-ed': `{"alg":"EdDSA","kid":"ed1"}\n${JSON.stringify(claims)}\nsig`,
+  'struct-es': `{"alg":"ES256","kid":"ec1","typ":"JWT"}\n${JSON.stringify({ ...claims, aud: ['client-1', 'b'] })}\n`,
+  'struct-rs': `{"alg":"RS256"}\n{"sub":"x"}\n${'s'.repeat(256)}`,
+  'struct-none': '{"alg":"none"}\n{"sub":"x"}\n',
+  'struct-jku': '{"alg":"PS256","kid":"rsa1","jku":"https://x","crit":["exp"]}\n{}\n',
+  'struct-kid': '{"alg":"EdDSA","kid":"rsa1"}\n[]\nxx',
+  'struct-dup': '{"alg":"EdDSA","kid":"ed1","kid":"ec1"}\n{"a":1,"a":2}\n',
+  'struct-text': '{"alg":"EdDSA"}\nExample of Ed25519 signing\n',
   'claims-numbers': '{"iss":"https://idp.example","sub":"s","aud":"client-1","exp":-1,"iat":99999999999999999999,"nbf":1e3,"nonce":"n-0S6_WzA2Mj"}',
 });
 

@@ -145,7 +145,7 @@ function closedWithin(res, ms) {
 }
 
 // Creates the controls. idp: {issuer, currentKeySet() -> private JWKs, publishedKids() -> [kid],
-// rotateKeys({keepOld}) -> summary} (borrowed). enabled: whether /_test/ answers at all.
+// rotateKeys({keepOld}) -> Promise} (borrowed). enabled: whether /_test/ answers at all.
 // Returns {middleware (for provider.use), handle(req, res, url) for paths under /_test/}.
 function createControls({ idp, enabled }) {
   let counters = zeroCounters();
@@ -349,9 +349,9 @@ function createControls({ idp, enabled }) {
     keys: { method: 'GET', run: keysSummary },
     rotate: {
       method: 'POST',
-      run: (body) => {
+      run: async (body) => {
         const before = new Set(idp.publishedKids());
-        idp.rotateKeys({ keepOld: Boolean(body.keep_old) });
+        await idp.rotateKeys({ keepOld: Boolean(body.keep_old) });
         const summary = keysSummary();
         const now = new Set(summary.published);
         return { ...summary, removed: [...before].filter((kid) => !now.has(kid)) };

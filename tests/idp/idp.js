@@ -237,13 +237,13 @@ async function main() {
   } catch (err) {
     fail(`${options.config}: ${err.message}`);
   }
-  const { default: Provider } = await import('oidc-provider');
+  const [{ default: Provider }, firstKeySet] = await Promise.all([import('oidc-provider'), generateKeySet()]);
   const accounts = createAccounts(config);
   const clientNames = new Map(config.clients.map((c) => [c.client_id, c.client_name || c.client_id]));
   // Cookie keys outlive provider rebuilds (key rotation), so sessions and logins in flight survive.
   const cookieKeys = [crypto.randomBytes(32).toString('base64url')];
   // Newest first; oidc-provider signs with the first key of an alg, and publishes them all.
-  let keySets = [generateKeySet()];
+  let keySets = [firstKeySet];
   // The current provider and its request handler (Koa composes its middleware once per callback()).
   let provider = null;
   let providerHandler = null;
@@ -264,8 +264,9 @@ async function main() {
     issuer,
     currentKeySet: () => keySets[0],
     publishedKids: () => keySets.flat().map((jwk) => jwk.kid),
-    rotateKeys({ keepOld }) {
-      keySets = keepOld ? [generateKeySet(), ...keySets].slice(0, MAX_KEY_SETS) : [generateKeySet()];
+    async rotateKeys({ keepOld }) {
+      const fresh = await generateKeySet();
+      keySets = keepOld ? [fresh, ...keySets].slice(0, MAX_KEY_SETS) : [fresh];
       useProvider(buildProvider());
       log('keys_rotated', { keep_old: keepOld, kids: idp.publishedKids() });
     },
@@ -285,15 +286,14 @@ async function main() {
         }
         return { accountId: sub, claims: async () => accounts.claims(account) };
       },
-      // The custom claims belong to "openid" so that every ID token carries them; amr is a claim of its
-      // own (like acr) so that it is not filtered out.
+      // The custom claims, amr, acr and auth_time belong to "openid" so that every ID token carries them
+      // (oidc-provider otherwise puts acr, amr and auth_time in only when the request asks for them).
       claims: {
         acr: null,
-        amr: null,
         auth_time: null,
         iss: null,
         sid: null,
-        openid: ['sub', 'tenant', 'master', 'module_urls', 'active'],
+        openid: ['sub', 'tenant', 'master', 'module_urls', 'active', 'amr', 'acr', 'auth_time'],
         email: ['email', 'email_verified'],
         profile: ['name', 'preferred_username'],
       },

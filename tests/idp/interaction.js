@@ -40,7 +40,7 @@ const STYLE = `
          padding: .55rem .65rem; border: 1px solid #9aa5b4; border-radius: 4px; }
   button { font-size: 1rem; padding: .6rem 1.2rem; border-radius: 4px; border: 1px solid #1f5fbf;
          background: #1f6fdf; color: #fff; cursor: pointer; margin-top: 1.4rem; }
-  button.secondary { background: #fff; color: #1f5fbf; margin-left: .5rem; }
+  button.secondary { background: #fff; color: #1f5fbf; margin-top: .6rem; }
   .error { background: #fde8e8; border: 1px solid #e0a3a3; color: #8a1c1c; padding: .6rem .8rem; border-radius: 4px; }
   .hint { color: #5a6575; font-size: .9rem; }
   .code { letter-spacing: .3em; font-family: ui-monospace, monospace; }

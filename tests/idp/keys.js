@@ -4,19 +4,22 @@
 // the key by kid and check the alg against it.
 
 const crypto = require('node:crypto');
+const util = require('node:util');
 
 const ALGS = ['RS256', 'PS256', 'ES256', 'EdDSA'];
 
-// A new key pair for alg: {privateKey, publicKey} KeyObjects.
-function generateKeyPair(alg) {
+const generateKeyPairAsync = util.promisify(crypto.generateKeyPair);
+
+// The arguments of crypto.generateKeyPair for alg.
+function keyPairParams(alg) {
   switch (alg) {
     case 'RS256':
     case 'PS256':
-      return crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+      return ['rsa', { modulusLength: 2048 }];
     case 'ES256':
-      return crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      return ['ec', { namedCurve: 'P-256' }];
     case 'EdDSA':
-      return crypto.generateKeyPairSync('ed25519');
+      return ['ed25519', {}];
     default:
       throw new Error(`unsupported signing alg ${alg}`);
   }
@@ -27,15 +30,22 @@ function newKid(alg, prefix = '') {
   return `${prefix}${alg.toLowerCase()}-${crypto.randomBytes(8).toString('hex')}`;
 }
 
-// A private JWK (with kid, alg, use "sig") for alg; kidPrefix marks keys that are not the IdP's own.
-function generateJwk(alg, kidPrefix = '') {
-  const { privateKey } = generateKeyPair(alg);
+function toJwk(privateKey, alg, kidPrefix) {
   return { ...privateKey.export({ format: 'jwk' }), kid: newKid(alg, kidPrefix), alg, use: 'sig' };
 }
 
-// One private JWK per alg of ALGS, in that order.
+// A private JWK (with kid, alg, use "sig") for alg; kidPrefix marks keys that are not the IdP's own.
+function generateJwk(alg, kidPrefix = '') {
+  const { privateKey } = crypto.generateKeyPairSync(...keyPairParams(alg));
+  return toJwk(privateKey, alg, kidPrefix);
+}
+
+// Resolves one private JWK per alg of ALGS, in that order. Generated off the event loop (RSA takes a
+// while), all at once.
 function generateKeySet() {
-  return ALGS.map((alg) => generateJwk(alg));
+  return Promise.all(
+    ALGS.map(async (alg) => toJwk((await generateKeyPairAsync(...keyPairParams(alg))).privateKey, alg, '')),
+  );
 }
 
 // The public half of a private JWK (a new object; members of the private key removed).

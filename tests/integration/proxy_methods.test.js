@@ -29,23 +29,30 @@ itest('methods with bodies and query strings reach the upstream unchanged', asyn
     { method: 'POST', path: '/echo/empty', body: Buffer.alloc(0) },
     { method: 'GET', path: '/any/unknown/path.html?utf8=%C3%A9&plus=a+b' },
   ];
+  // Every case runs, and the failures are reported together.
+  const failures = [];
   for (const c of cases) {
     const headers = { ...(c.headers || {}) };
     if (c.body) {
       headers['content-length'] = c.body.length;
     }
-    const res = await request(gw, { method: c.method, path: c.path, headers, body: c.body });
-    assert.equal(res.status, 200, `${c.method} ${c.path}: ${res.body}`);
-    const echo = JSON.parse(res.body.toString());
-    assert.equal(echo.method, c.method, `${c.method} ${c.path}: method`);
-    assert.equal(echo.url, c.path, `${c.method} ${c.path}: path and query`);
-    const body = c.body || Buffer.alloc(0);
-    assert.equal(echo.bodyLength, body.length, `${c.method} ${c.path}: body length`);
-    assert.equal(echo.bodySha256, sha256(body), `${c.method} ${c.path}: body digest`);
-    if (c.headers && c.headers['content-type']) {
-      assert.equal(echo.headers['content-type'], c.headers['content-type'], 'content-type forwarded');
+    try {
+      const res = await request(gw, { method: c.method, path: c.path, headers, body: c.body });
+      assert.equal(res.status, 200, `status: ${res.body}`);
+      const echo = JSON.parse(res.body.toString());
+      assert.equal(echo.method, c.method, 'method');
+      assert.equal(echo.url, c.path, 'path and query');
+      const body = c.body || Buffer.alloc(0);
+      assert.equal(echo.bodyLength, body.length, 'body length');
+      assert.equal(echo.bodySha256, sha256(body), 'body digest');
+      if (c.headers && c.headers['content-type']) {
+        assert.equal(echo.headers['content-type'], c.headers['content-type'], 'content-type forwarded');
+      }
+    } catch (err) {
+      failures.push(`${c.method} ${c.path}${c.body ? ` (${c.body.length} byte body)` : ''}: ${err.message.split('\n')[0]}`);
     }
   }
+  assert.deepEqual(failures, []);
 });
 
 itest('HEAD gets the upstream headers and no body', async (t, h) => {

@@ -69,3 +69,14 @@ itest('-t refuses a TLS listener whose key file is missing', async (t, h) => {
   assert.equal(run.code, 1, `exit 1 (stderr: ${run.stderr})`);
   assert.match(run.stderr, /ssogate: .*: .*listeners\[0\]\.tls/);
 });
+
+itest('the daemon refuses to start when a TLS file is unusable', async (t, h) => {
+  const cert = h.makeCert();
+  const file = h.writeConfig(h.config({
+    listeners: [{ address: '127.0.0.1', port: 0, tls: { cert: cert.cert, key: h.file('missing-key.pem') } }],
+  }));
+  const run = await h.runGateway(['-c', file]);
+  assert.notEqual(run.code, 0, 'did not start');
+  assert.match(run.stderr, /missing-key\.pem|listeners\[0\]\.tls/, `the message names the file or key: ${run.stderr}`);
+  assert.ok(!/"event":"listening"/.test(run.stderr), 'never listened');
+});

@@ -40,7 +40,7 @@ static void test_find(void **state)
 {
     expect_find("sid=abc", "sid", "abc");
     expect_find("a=1; sid=abc; b=2", "sid", "abc");
-    expect_find("a=1;sid=abc;b=2", "sid", "abc");        /* no space */
+    expect_find("a=1;sid=abc;b=2", "sid", "abc");         /* no space */
     expect_find("a=1;  \tsid=abc  ;b=2", "sid", "abc");   /* extra whitespace */
     expect_find("sid=first; sid=second", "sid", "first"); /* first match wins */
     expect_find("sid=\"quoted\"", "sid", "quoted");
@@ -141,10 +141,14 @@ static void test_remove(void **state)
 static void test_format(void **state)
 {
     char *out = NULL;
-    struct sg_cookie_attrs a = {.path = "/", .max_age = 3600, .http_only = true, .secure = true,
+    struct sg_cookie_attrs a = {.path = "/",
+                                .max_age = 3600,
+                                .http_only = true,
+                                .secure = true,
                                 .same_site = SG_COOKIE_SAME_SITE_LAX};
     assert_int_equal(sg_cookie_format("sso_session", "YWJj", &a, &out), 0);
-    assert_string_equal(out, "sso_session=YWJj; Path=/; Max-Age=3600; HttpOnly; Secure; SameSite=Lax");
+    assert_string_equal(out,
+                        "sso_session=YWJj; Path=/; Max-Age=3600; HttpOnly; Secure; SameSite=Lax");
     free(out);
     a.max_age = 0;
     assert_int_equal(sg_cookie_format("sso_session", "", &a, &out), 0);

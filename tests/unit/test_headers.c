@@ -81,14 +81,29 @@ static void test_request_filter(void **state)
     assert_string_equal(evhttp_find_header(out, "Host"), "psa.example.com");
     assert_string_equal(evhttp_find_header(out, "Cookie"), "a=b");
     assert_string_equal(evhttp_find_header(out, "X-Forwarded-For"), "10.0.0.1");
-    const char *dropped[] = {"X-SSO-User",        "X-SSO-Tenant",     "X-SSO-Assertion",
-                             "Connection",        "X-Drop-Me",        "Keep-Alive",
-                             "Transfer-Encoding", "Content-Length",   "X-Forwarded-Proto",
-                             "X-Forwarded-Host",  "X-Request-Id",     "Upgrade"};
+    const char *dropped[] = {"X-SSO-User",        "X-SSO-Tenant",   "X-SSO-Assertion",
+                             "Connection",        "X-Drop-Me",      "Keep-Alive",
+                             "Transfer-Encoding", "Content-Length", "X-Forwarded-Proto",
+                             "X-Forwarded-Host",  "X-Request-Id",   "Upgrade"};
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
         if (evhttp_find_header(out, dropped[i]) != NULL)
             fail_msg("%s was forwarded", dropped[i]);
     }
+    headers_free(in);
+    headers_free(out);
+}
+
+static void test_several_connection_lines(void **state)
+{
+    struct evkeyvalq *in = headers_new();
+    struct evkeyvalq *out = headers_new();
+    evhttp_add_header(in, "Connection", "keep-alive");
+    evhttp_add_header(in, "Connection", "X-Second");
+    evhttp_add_header(in, "X-Second", "1");
+    evhttp_add_header(in, "X-Kept", "1");
+    sg_headers_copy_request(in, out);
+    assert_null(evhttp_find_header(out, "X-Second"));
+    assert_string_equal(evhttp_find_header(out, "X-Kept"), "1");
     headers_free(in);
     headers_free(out);
 }
@@ -139,7 +154,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hop_by_hop_names),  cmocka_unit_test(test_identity_namespace),
         cmocka_unit_test(test_connection_listed), cmocka_unit_test(test_request_filter),
-        cmocka_unit_test(test_response_filter),   cmocka_unit_test(test_wire_size),
+        cmocka_unit_test(test_response_filter),   cmocka_unit_test(test_several_connection_lines),
+        cmocka_unit_test(test_wire_size),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,20 +20,27 @@
 
 /* RFC 7515 A.2 (also the RFC 7517 A.1 key). */
 static const char rfc7515_rsa_n[] =
-    "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-4qPCJrcS2mJPMEzP1Pt0Bm4d4Ql"
-    "L-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-bSf63kpaSHSXndS5z5rexMdbBYUs"
-    "LA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-DWNmoud"
+    "ofgWCuLjybRlzo0tZWJjNiuSfb4p4fAkd_wWJcyQoTbji9k0l8W26mPddxHmfHQp-Vaw-"
+    "4qPCJrcS2mJPMEzP1Pt0Bm4d4Ql"
+    "L-yRT-SFd2lZS-pCgNMsD1W_YpRPEwOWvG6b32690r2jZ47soMZo9wGzjb_7OMg0LOL-"
+    "bSf63kpaSHSXndS5z5rexMdbBYUs"
+    "LA9e-KXBdQOS-UTo7WTBEMa2R2CapHg665xsmtdVMTBQY4uDZlxvb3qCo5ZwKh9kG4LT6_I5IhlJH7aGhyxXFvUK-"
+    "DWNmoud"
     "F8NAco9_h9iaGNj8q2ethFkMLs91kzk2PAcDTW9gb54h4FRWyuXpoQ";
 
-static const char rfc7515_payload_b64[] =
-    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
+static const char rfc7515_payload_b64[] = "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6"
+                                          "Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ";
 
 static const char rfc7515_a2_token[] =
     "eyJhbGciOiJSUzI1NiJ9."
-    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
-    "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_O8W2Fp5jujG"
-    "bds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
-    "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6"
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    "."
+    "cC4hiUPoj9Eetdgtv3hF80EGrhuB__dzERat0XF9g2VtQgr9PJbu3XOiZj5RZmh7AAuHIm4Bh-0Qc_lF5YKt_"
+    "O8W2Fp5jujG"
+    "bds9uJdbF9CUAr7t1dnZcAcQjbKBYNX4BAynRFdiuB--f_"
+    "nZLgrnbyTyWzO75vRK5h6xBArLIARNPvkSjtQBMHlb1L07Qe7K"
+    "0GarZRmB_eSN9383LcOLn6_dO--xi12jzDwusC-"
+    "eOkHWEsqtFZESc6BfI7noOPqvhJ1phCnvWh6IeYI2w9QOYEUipUTI8np6"
     "LbgGY9Fs98rqVt5AXLIhWkWywlVmtVrBp0igcN_IoypGlUPQGe77Rw";
 
 /* RFC 7515 A.3. */
@@ -41,7 +48,8 @@ static const char rfc7515_ec_x[] = "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU"
 static const char rfc7515_ec_y[] = "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0";
 static const char rfc7515_a3_token[] =
     "eyJhbGciOiJFUzI1NiJ9."
-    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ."
+    "eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFtcGxlLmNvbS9pc19yb290Ijp0cnVlfQ"
+    "."
     "DtEhU3ljbEg8L38VWAfUAqOyKAM6-Xx-F4GawxaepmXFCgfTjDxw5djxLa8ISlSApmWQxfKTUJqPP3-Kg6NU1Q";
 
 /* RFC 8037 A.1, A.4. */
@@ -110,12 +118,10 @@ static char *sign_token(const char *header, const char *payload, EVP_PKEY *pkey,
         assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
         assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, pss_salt), 1);
         assert_int_equal(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()), 1);
-        assert_int_equal(EVP_DigestSign(ctx, NULL, &sig_len, (unsigned char *)input,
-                                        strlen(input)),
+        assert_int_equal(EVP_DigestSign(ctx, NULL, &sig_len, (unsigned char *)input, strlen(input)),
                          1);
         sig = sg_malloc(sig_len);
-        assert_int_equal(EVP_DigestSign(ctx, sig, &sig_len, (unsigned char *)input,
-                                        strlen(input)),
+        assert_int_equal(EVP_DigestSign(ctx, sig, &sig_len, (unsigned char *)input, strlen(input)),
                          1);
         EVP_MD_CTX_free(ctx);
     } else {
@@ -159,7 +165,7 @@ static void test_b64url_vectors(void **state)
 {
     static const struct {
         const char *in, *out;
-    } v[] = {{"", ""},         {"f", "Zg"},         {"fo", "Zm8"},          {"foo", "Zm9v"},
+    } v[] = {{"", ""},           {"f", "Zg"},          {"fo", "Zm8"},          {"foo", "Zm9v"},
              {"foob", "Zm9vYg"}, {"fooba", "Zm9vYmE"}, {"foobar", "Zm9vYmFy"}, {"\xfb\xff", "-_8"}};
     for (size_t i = 0; i < SG_ARRAY_LEN(v); i++) {
         char out[32];
@@ -193,11 +199,11 @@ static void test_b64url_strict(void **state)
     unsigned char out[64];
     size_t n = 0;
     static const char *const bad[] = {
-        "Zg==", /* padding */
-        "Zg=",  "Z",    "Zm9vY", /* length % 4 == 1 */
-        "Zm+v", /* standard alphabet */
-        "Zm/v", "Zm 9", "Zm9\n", "Zh", /* non-zero unused bits: 'f' is Zg */
-        "Zm9", /* "fo" is Zm8 */
+        "Zg==",                              /* padding */
+        "Zg=",        "Z",    "Zm9vY",       /* length % 4 == 1 */
+        "Zm+v",                              /* standard alphabet */
+        "Zm/v",       "Zm 9", "Zm9\n", "Zh", /* non-zero unused bits: 'f' is Zg */
+        "Zm9",                               /* "fo" is Zm8 */
         "Zm\xc3\xa9",
     };
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++)
@@ -219,12 +225,12 @@ static void test_json_parse(void **state)
         "",
         "[]",
         "\"s\"",
-        "{\"a\":1,\"a\":2}",                 /* duplicate member */
-        "{\"a\":1}/*c*/",                    /* comment */
-        "{\"a\":/*c*/1}",                    /* comment */
-        "{\"a\":\"x\\u0000y\"}",             /* NUL escape */
-        "{\"a\":1} x",                       /* trailing garbage */
-        "{\"a\":\"\xff\"}",                  /* bad UTF-8 */
+        "{\"a\":1,\"a\":2}",                           /* duplicate member */
+        "{\"a\":1}/*c*/",                              /* comment */
+        "{\"a\":/*c*/1}",                              /* comment */
+        "{\"a\":\"x\\u0000y\"}",                       /* NUL escape */
+        "{\"a\":1} x",                                 /* trailing garbage */
+        "{\"a\":\"\xff\"}",                            /* bad UTF-8 */
         "{\"a\":[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]}", /* too deep */
         "{\"a\":\"unterminated\\",
     };
@@ -244,14 +250,14 @@ static void test_json_parse(void **state)
 static void test_rfc7515_a2_rs256(void **state)
 {
     /* The RFC's header has no kid: the set's single RSA key is used. */
-    char *json = sg_asprintf("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}]}",
-                             rfc7515_rsa_n);
+    char *json =
+        sg_asprintf("{\"keys\":[{\"kty\":\"RSA\",\"n\":\"%s\",\"e\":\"AQAB\"}]}", rfc7515_rsa_n);
     struct sg_jwk_set *set = parse_set(json);
     free(json);
     struct sg_jws_result r = {0};
-    assert_int_equal(sg_jws_verify(rfc7515_a2_token, strlen(rfc7515_a2_token), set, SG_JWS_RS256,
-                                   &r),
-                     SG_JWS_OK);
+    assert_int_equal(
+        sg_jws_verify(rfc7515_a2_token, strlen(rfc7515_a2_token), set, SG_JWS_RS256, &r),
+        SG_JWS_OK);
     assert_int_equal(r.alg, SG_JWS_RS256);
     assert_string_equal(sg_jwt_claim_string(r.claims, "iss"), "joe");
     int64_t exp = 0;
@@ -300,7 +306,8 @@ static void test_rfc7515_a3_es256(void **state)
     free(t);
     free(p);
     /* A DER signature instead of R||S is refused. */
-    t = sg_asprintf("eyJhbGciOiJFUzI1NiJ9.%s.MEUCIQDtEhU3ljbEg8L38VWAfUAqOyKA", rfc7515_payload_b64);
+    t = sg_asprintf("eyJhbGciOiJFUzI1NiJ9.%s.MEUCIQDtEhU3ljbEg8L38VWAfUAqOyKA",
+                    rfc7515_payload_b64);
     assert_int_equal(verify(t, set, SG_JWS_ES256), SG_JWS_BAD_SIGNATURE);
     free(t);
     sg_jwk_set_free(set);
@@ -308,8 +315,8 @@ static void test_rfc7515_a3_es256(void **state)
 
 static void test_rfc8037_ed25519(void **state)
 {
-    char *json = sg_asprintf("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\"}]}",
-                             rfc8037_x);
+    char *json =
+        sg_asprintf("{\"keys\":[{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"%s\"}]}", rfc8037_x);
     struct sg_jwk_set *set = parse_set(json);
     free(json);
     /* A.5: the signature verifies; the payload is text, not a JSON object, so
@@ -333,9 +340,9 @@ static void test_rfc8037_ed25519(void **state)
     /* A.4: signing with the RFC's private key gives the RFC's signature. */
     unsigned char d[32];
     size_t d_len = 0;
-    assert_int_equal(sg_b64url_decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A", 43, d,
-                                      sizeof(d), &d_len),
-                     0);
+    assert_int_equal(
+        sg_b64url_decode("nWGxne_9WmC6hEr0kuwsxERJxWl7MmkZcDusAxyuf2A", 43, d, sizeof(d), &d_len),
+        0);
     EVP_PKEY *priv = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, d, d_len);
     assert_non_null(priv);
     unsigned char *mine = NULL;
@@ -357,12 +364,15 @@ static void test_rfc8037_ed25519(void **state)
 
 static void test_rfc7638_thumbprint(void **state)
 {
-    const char *json =
-        "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAA"
-        "tVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN"
-        "5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbIS"
-        "D08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKn"
-        "qDKgw\",\"e\":\"AQAB\",\"alg\":\"RS256\",\"kid\":\"2011-04-29\"}]}";
+    const char *json = "{\"keys\":[{\"kty\":\"RSA\",\"n\":"
+                       "\"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAA"
+                       "tVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-"
+                       "5JsGY4Hc5n9yBXArwl93lqt7_RN"
+                       "5w6Cf0h4QyQ5v-65YGjQR0_"
+                       "FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbIS"
+                       "D08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-"
+                       "csFCur-kEgU8awapJzKn"
+                       "qDKgw\",\"e\":\"AQAB\",\"alg\":\"RS256\",\"kid\":\"2011-04-29\"}]}";
     struct sg_jwk_set *set = parse_set(json);
     char thumb[SG_JWK_THUMBPRINT_LEN + 1];
     assert_int_equal(sg_jwk_thumbprint(set->keys[0].pkey, thumb), 0);
@@ -405,8 +415,8 @@ static void test_hs256_with_rsa_public_key(void **state)
     char *input = sg_asprintf("%s.%s", h, rfc7515_payload_b64);
     unsigned char mac[32];
     unsigned int mac_len = 0;
-    assert_non_null(HMAC(EVP_sha256(), pem, (int)pem_len, (unsigned char *)input, strlen(input), mac,
-                         &mac_len));
+    assert_non_null(HMAC(EVP_sha256(), pem, (int)pem_len, (unsigned char *)input, strlen(input),
+                         mac, &mac_len));
     char *m = sg_b64url_encode_alloc(mac, mac_len);
     char *t = sg_asprintf("%s.%s", input, m);
     assert_int_equal(verify(t, set, SG_JWS_ALGS_ALL), SG_JWS_ALG_NOT_ALLOWED);
@@ -626,7 +636,13 @@ static void test_bad_payloads(void **state)
     EVP_PKEY *ec = new_key(SG_JWS_ES256);
     struct sg_jwk_set *set = set_of(ec, "k");
     static const char *const payloads[] = {
-        "[1]", "\"s\"", "12", "{\"a\":1", "{\"a\":1,\"a\":2}", "{\"sub\":\"x\\u0000y\"}", "",
+        "[1]",
+        "\"s\"",
+        "12",
+        "{\"a\":1",
+        "{\"a\":1,\"a\":2}",
+        "{\"sub\":\"x\\u0000y\"}",
+        "",
         "{\"a\":[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]}",
     };
     for (size_t i = 0; i < SG_ARRAY_LEN(payloads); i++) {
@@ -711,9 +727,10 @@ static void test_jwks_bad_keys(void **state)
                       rfc7515_ec_x);
     expect_skipped(jwk, "not on the curve");
     free(jwk);
-    expect_skipped("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
-                   "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
-                   "not on the curve");
+    expect_skipped(
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+        "\"y\":\"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+        "not on the curve");
     jwk = sg_asprintf("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"%s\",\"y\":\"%.42s\"}",
                       rfc7515_ec_x, rfc7515_ec_y);
     expect_skipped(jwk, "EC x or y");
@@ -728,8 +745,8 @@ static void test_jwks_bad_keys(void **state)
                       rfc7515_ec_x, rfc7515_ec_y);
     expect_skipped(jwk, "private");
     free(jwk);
-    jwk = sg_asprintf("{\"kty\":\"RSA\",\"use\":\"enc\",\"n\":\"%s\",\"e\":\"AQAB\"}",
-                      rfc7515_rsa_n);
+    jwk =
+        sg_asprintf("{\"kty\":\"RSA\",\"use\":\"enc\",\"n\":\"%s\",\"e\":\"AQAB\"}", rfc7515_rsa_n);
     expect_skipped(jwk, "use");
     free(jwk);
     jwk = sg_asprintf("{\"kty\":\"RSA\",\"key_ops\":[\"encrypt\"],\"n\":\"%s\",\"e\":\"AQAB\"}",
@@ -971,9 +988,9 @@ static enum sg_jwt_status validate(const char *claims_json, const struct sg_jwt_
 static char *claims_with(const char *name, const char *value)
 {
     static const char *const names[] = {"iss", "sub", "aud", "exp", "iat", "nonce"};
-    static const char *const values[] = {"\"https://idp.example\"", "\"248289761001\"",
-                                         "\"client-1\"", "1700000300", "1699999990",
-                                         "\"n-0S6_WzA2Mj\""};
+    static const char *const values[] = {
+        "\"https://idp.example\"", "\"248289761001\"", "\"client-1\"", "1700000300", "1699999990",
+        "\"n-0S6_WzA2Mj\""};
     char *out = sg_strdup("{");
     bool replaced = false;
     for (size_t i = 0; i < SG_ARRAY_LEN(names); i++) {
@@ -988,9 +1005,8 @@ static char *claims_with(const char *name, const char *value)
         free(out);
         out = next;
     }
-    char *next = (!replaced && value != NULL)
-                     ? sg_asprintf("%s,\"%s\":%s}", out, name, value)
-                     : sg_asprintf("%s}", out);
+    char *next = (!replaced && value != NULL) ? sg_asprintf("%s,\"%s\":%s}", out, name, value)
+                                              : sg_asprintf("%s}", out);
     free(out);
     return next;
 }
@@ -1165,32 +1181,19 @@ static void test_alg_names(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_b64url_vectors),
-        cmocka_unit_test(test_b64url_roundtrip),
-        cmocka_unit_test(test_b64url_strict),
-        cmocka_unit_test(test_json_parse),
-        cmocka_unit_test(test_rfc7515_a2_rs256),
-        cmocka_unit_test(test_rfc7515_a3_es256),
-        cmocka_unit_test(test_rfc8037_ed25519),
-        cmocka_unit_test(test_rfc7638_thumbprint),
-        cmocka_unit_test(test_alg_none),
-        cmocka_unit_test(test_hs256_with_rsa_public_key),
-        cmocka_unit_test(test_alg_not_allowed),
-        cmocka_unit_test(test_forbidden_headers),
-        cmocka_unit_test(test_kid_selection),
-        cmocka_unit_test(test_ps256),
-        cmocka_unit_test(test_token_structure),
-        cmocka_unit_test(test_bad_payloads),
-        cmocka_unit_test(test_status_strings),
-        cmocka_unit_test(test_jwks_bad_keys),
-        cmocka_unit_test(test_jwks_bad_documents),
-        cmocka_unit_test(test_sign_verify_roundtrip),
-        cmocka_unit_test(test_key_files),
-        cmocka_unit_test(test_claims),
-        cmocka_unit_test(test_claim_helpers),
-        cmocka_unit_test(test_pkce),
-        cmocka_unit_test(test_random_token),
-        cmocka_unit_test(test_alg_names),
+        cmocka_unit_test(test_b64url_vectors),     cmocka_unit_test(test_b64url_roundtrip),
+        cmocka_unit_test(test_b64url_strict),      cmocka_unit_test(test_json_parse),
+        cmocka_unit_test(test_rfc7515_a2_rs256),   cmocka_unit_test(test_rfc7515_a3_es256),
+        cmocka_unit_test(test_rfc8037_ed25519),    cmocka_unit_test(test_rfc7638_thumbprint),
+        cmocka_unit_test(test_alg_none),           cmocka_unit_test(test_hs256_with_rsa_public_key),
+        cmocka_unit_test(test_alg_not_allowed),    cmocka_unit_test(test_forbidden_headers),
+        cmocka_unit_test(test_kid_selection),      cmocka_unit_test(test_ps256),
+        cmocka_unit_test(test_token_structure),    cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_status_strings),     cmocka_unit_test(test_jwks_bad_keys),
+        cmocka_unit_test(test_jwks_bad_documents), cmocka_unit_test(test_sign_verify_roundtrip),
+        cmocka_unit_test(test_key_files),          cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_claim_helpers),      cmocka_unit_test(test_pkce),
+        cmocka_unit_test(test_random_token),       cmocka_unit_test(test_alg_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -346,11 +346,29 @@ function parseHttpResponse(buffer) {
   return { status: match ? Number(match[1]) : null, headers, body };
 }
 
+// True when buffer holds a whole response: head, and the body its Content-Length or chunked framing
+// announces (a response framed by the connection's end is never complete here).
+function responseComplete(buffer) {
+  const response = parseHttpResponse(buffer);
+  if (response === null) {
+    return false;
+  }
+  const headEnd = buffer.indexOf('\r\n\r\n') + 4;
+  if (/chunked/i.test(response.headers['transfer-encoding'] || '')) {
+    return buffer.subarray(headEnd).includes('0\r\n\r\n');
+  }
+  if (response.headers['content-length'] !== undefined) {
+    return buffer.length - headEnd >= Number(response.headers['content-length']);
+  }
+  return response.status === 204 || response.status === 304;
+}
+
 // Writes data (a string, Buffer, or array of them sent with pauseMs between them) on a raw TCP (or TLS)
 // connection and collects what comes back until the peer closes or ms pass.
 // Resolves {data: Buffer, text, closed: peer closed the connection, error, elapsedMs, status,
 // response: parseHttpResponse(data)}.
-function rawExchange(port, data, { ms = 5000 * SLOW, tls: useTls = false, ca, pauseMs = 0 } = {}) {
+// With untilComplete, it also ends as soon as one complete response (by its framing) has arrived.
+function rawExchange(port, data, { ms = 5000 * SLOW, tls: useTls = false, ca, pauseMs = 0, untilComplete = false } = {}) {
   return new Promise((resolve) => {
     const started = Date.now();
     const chunks = [];
@@ -379,7 +397,12 @@ function rawExchange(port, data, { ms = 5000 * SLOW, tls: useTls = false, ca, pa
       });
     };
     const timer = setTimeout(() => finish(false, null), ms);
-    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('data', (chunk) => {
+      chunks.push(chunk);
+      if (untilComplete && responseComplete(Buffer.concat(chunks))) {
+        finish(false, null);
+      }
+    });
     socket.on('end', () => finish(true, null));
     socket.on('close', () => finish(true, null));
     socket.on('error', (err) => finish(true, err));

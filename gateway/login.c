@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define BUCKETS        16384
 #define TOKEN_SIZE     48
@@ -39,6 +40,8 @@ struct login_state {
     unsigned char binding[SHA256_DIGEST_LENGTH]; /* hash of the browser's binding cookie */
     char *return_to;
     enum sg_login_purpose purpose;
+    char *psa_tenant; /* the PSA caller a link is for */
+    char *psa_user;
     int64_t created;
     struct login_state *hnext;
     struct login_state *older, *newer;
@@ -78,6 +81,8 @@ static void state_free(struct login_state *s)
     if (s == NULL)
         return;
     free(s->return_to);
+    free(s->psa_tenant);
+    free(s->psa_user);
     OPENSSL_cleanse(s, sizeof(*s));
     free(s);
 }
@@ -245,44 +250,28 @@ static int too_busy(struct evhttp_request *req, const char *request_id, const ch
     return 503;
 }
 
-int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
+int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id,
+                   enum sg_login_purpose purpose, const char *return_to, const char *psa_tenant,
+                   const char *psa_user, int status)
 {
     const struct sg_snapshot *snap = rt->current;
     const struct sg_config *cfg = snap->cfg;
     struct sg_logins *logins = rt->logins;
-    struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
-    int status;
 
     if (snap->oidc == NULL) {
         sg_page_send(req, 404, "Single sign-on is not configured",
                      "This gateway has no identity provider configured.", request_id);
-        status = 404;
-        goto end;
+        return 404;
     }
-    if (!sg_oidc_ready(snap->oidc)) {
-        status = too_busy(req, request_id, "idp_not_ready");
-        goto end;
-    }
-    const char *return_to = query_param(&params, req, "return_to");
-    if (return_to == NULL)
-        return_to = cfg->psa.home_path;
-    if (!sg_login_return_to_valid(return_to)) {
-        sg_metrics_error(SG_MERR_BAD_REQUEST);
-        sg_metrics_count(LOGINS_METRIC, "result", "bad_return_to");
-        sg_page_send(req, 400, "Invalid return address",
-                     "Sign-in can only return to a page of this site.", request_id);
-        status = 400;
-        goto end;
-    }
+    if (!sg_oidc_ready(snap->oidc))
+        return too_busy(req, request_id, "idp_not_ready");
     expire_states(logins, sg_now_s());
-    if (sg_logins_count(logins) >= cfg->limits.logins_in_flight) {
-        status = too_busy(req, request_id, "too_many_in_flight");
-        goto end;
-    }
+    if (sg_logins_count(logins) >= cfg->limits.logins_in_flight)
+        return too_busy(req, request_id, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
-    bool new_binding =
-        !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) || strlen(binding) != 43;
+    bool new_binding = !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) ||
+                       strlen(binding) != 43;
     if (new_binding)
         sg_jose_random_token(32, binding, sizeof(binding));
 
@@ -292,7 +281,9 @@ int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char
     sg_jose_random_token(32, s->verifier, sizeof(s->verifier));
     SHA256((const unsigned char *)binding, strlen(binding), s->binding);
     s->return_to = sg_strdup(return_to);
-    s->purpose = SG_LOGIN_SESSION;
+    s->purpose = purpose;
+    s->psa_tenant = psa_tenant ? sg_strdup(psa_tenant) : NULL;
+    s->psa_user = psa_user ? sg_strdup(psa_user) : NULL;
     s->created = sg_now_s();
     size_t b = bucket_of(s->state);
     s->hnext = logins->buckets[b];
@@ -322,7 +313,7 @@ int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char
                                  redirect_uri, scope_enc, s->state, s->nonce, challenge);
     if (new_binding)
         set_cookie(req, cfg, BINDING_SUFFIX, binding, SG_OIDC_STATE_TTL_S);
-    redirect(req, 302, location);
+    redirect(req, status, location);
     sg_metrics_count(LOGINS_METRIC, "result", "started");
     OPENSSL_cleanse(binding, sizeof(binding));
     free(location);
@@ -330,9 +321,26 @@ int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char
     evbuffer_free(scope);
     free(client_id);
     free(redirect_uri);
-    status = 302;
+    return status;
+}
 
-end:
+int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
+{
+    struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+    const char *return_to = query_param(&params, req, "return_to");
+    int status;
+    if (return_to == NULL)
+        return_to = rt->current->cfg->psa.home_path;
+    if (!sg_login_return_to_valid(return_to)) {
+        sg_metrics_error(SG_MERR_BAD_REQUEST);
+        sg_metrics_count(LOGINS_METRIC, "result", "bad_return_to");
+        sg_page_send(req, 400, "Invalid return address",
+                     "Sign-in can only return to a page of this site.", request_id);
+        status = 400;
+    } else {
+        status =
+            sg_login_begin(rt, req, request_id, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
+    }
     evhttp_clear_headers(&params);
     return status;
 }
@@ -437,6 +445,141 @@ static int refuse(struct pending *p, int status, const char *reason, const char 
     return status;
 }
 
+static bool url_equal(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    while (la > 0 && a[la - 1] == '/')
+        la--;
+    while (lb > 0 && b[lb - 1] == '/')
+        lb--;
+    return la == lb && strncasecmp(a, b, la) == 0;
+}
+
+/* True when the module URL claim (a string, an array of strings or an
+ * object of strings) names the region's expected URL (B2). */
+static bool module_url_matches(const struct sg_config *cfg, yajl_val claims)
+{
+    yajl_val v = sg_jose_json_member(claims, cfg->idp->claims.module_urls);
+    const char *expected = cfg->region.module_url;
+    if (YAJL_IS_STRING(v))
+        return url_equal(v->u.string, expected);
+    size_t count = YAJL_IS_ARRAY(v) ? v->u.array.len : YAJL_IS_OBJECT(v) ? v->u.object.len : 0;
+    for (size_t i = 0; i < count; i++) {
+        yajl_val item = YAJL_IS_ARRAY(v) ? v->u.array.values[i] : v->u.object.values[i];
+        if (YAJL_IS_STRING(item) && url_equal(item->u.string, expected))
+            return true;
+    }
+    return false;
+}
+
+static void log_link(struct pending *p, const char *what, const char *result,
+                     const char *idp_tenant)
+{
+    sg_log_fields(SG_LOG_INFO, "link",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                         SG_LOG_STR("link", what), SG_LOG_STR("result", result),
+                                         SG_LOG_STR("psa_tenant", p->state->psa_tenant),
+                                         SG_LOG_STR("psa_user", p->state->psa_user),
+                                         SG_LOG_STR("idp_tenant", idp_tenant)},
+                  6);
+    sg_metrics_count("ssogate_links_total", "result", result);
+}
+
+static int store_failure(struct pending *p, int err)
+{
+    sg_metrics_error(SG_MERR_STORE);
+    sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
+    sg_page_send(p->req, 500, "The link could not be saved",
+                 "The gateway could not record the link. Nothing was changed; please try again.",
+                 p->access.request_id);
+    return 500;
+}
+
+/* B1, B2, B4: the PSA tenant of an admin joins the IdP tenant of a master account. */
+static int link_tenant(struct pending *p, yajl_val claims)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+    const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
+    bool master = false;
+
+    if (idp_tenant == NULL) {
+        log_link(p, "tenant", "no_idp_tenant", NULL);
+        return refuse(p, 403, "no_idp_tenant", "No IT Complete tenant",
+                      "Your IT Complete account does not belong to a tenant, so there is nothing "
+                      "to link. Sign in with your tenant's master account.");
+    }
+    if (sg_jwt_claim_bool(claims, cfg->idp->claims.master, &master) != 0 || !master) {
+        log_link(p, "tenant", "not_master", idp_tenant);
+        return refuse(p, 403, "not_master", "A master account is required",
+                      "Only an IT Complete master account can turn on IT Complete for this "
+                      "tenant. Sign in with your tenant's master account and try again.");
+    }
+    if (!module_url_matches(cfg, claims)) {
+        log_link(p, "tenant", "module_url_mismatch", idp_tenant);
+        char *message = sg_asprintf(
+            "Your IT Complete tenant's module URL for this PSA is not this region's. In IT "
+            "Complete, set Admin Settings > Module URLs > BMS (and Profile Settings > Module "
+            "URLs) to %s, then turn IT Complete on again.",
+            cfg->region.module_url);
+        int status = refuse(p, 403, "module_url_mismatch", "Module URL does not match", message);
+        free(message);
+        return status;
+    }
+    int err = sg_links_tenant_put(p->logins->rt->store, p->state->psa_tenant, idp_tenant);
+    if (err == SG_EEXIST) {
+        log_link(p, "tenant", "already_mapped", idp_tenant);
+        return refuse(p, 409, "tenant_already_mapped", "Already mapped to another tenant",
+                      "This IT Complete tenant is already mapped to another PSA tenant. You can "
+                      "only connect one PSA tenant to one IT Complete tenant at a time: turn it "
+                      "off in the other PSA tenant first.");
+    }
+    if (err != 0)
+        return store_failure(p, err);
+    log_link(p, "tenant", "linked", idp_tenant);
+    redirect(p->req, 302, "/_sso/settings?done=tenant_linked");
+    return 302;
+}
+
+/* B5, B10: the PSA user joins the IdP user, then is signed in. */
+static int link_user(struct pending *p, yajl_val claims, const char *id_token)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+    struct sg_store *store = p->logins->rt->store;
+    const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
+    const char *sub = sg_jwt_claim_string(claims, "sub");
+    char *linked = NULL;
+
+    int err = sg_links_tenant_get_by_psa(store, p->state->psa_tenant, &linked);
+    if (err == SG_ENOENT) {
+        log_link(p, "user", "tenant_not_linked", idp_tenant);
+        return refuse(p, 409, "tenant_not_linked", "IT Complete is off for your company",
+                      "An administrator must turn on IT Complete for your company before you "
+                      "can enable it for your login.");
+    }
+    if (err != 0)
+        return store_failure(p, err);
+    bool same = idp_tenant != NULL && strcmp(linked, idp_tenant) == 0;
+    free(linked);
+    if (!same) {
+        log_link(p, "user", "wrong_idp_tenant", idp_tenant);
+        return refuse(p, 403, "wrong_idp_tenant", "Another IT Complete tenant",
+                      "The IT Complete account you signed in with belongs to another tenant "
+                      "than your company's. Sign in with your own company account.");
+    }
+    err = sg_links_user_put(store, p->state->psa_tenant, p->state->psa_user, idp_tenant, sub);
+    if (err == SG_EEXIST) {
+        log_link(p, "user", "already_linked", idp_tenant);
+        return refuse(p, 409, "user_already_linked", "Account already linked",
+                      "This IT Complete account is already linked to another PSA user (or your "
+                      "PSA user to another IT Complete account). An IT Complete account can be "
+                      "linked to one PSA user only; disable the other link first.");
+    }
+    if (err != 0)
+        return store_failure(p, err);
+    log_link(p, "user", "linked", idp_tenant);
+    return finish_session(p, claims, id_token, p->state->psa_tenant, p->state->psa_user);
+}
+
 /* Steps 3 to 7 of the callback's decision order, once the code is exchanged. */
 static int decide(struct pending *p, enum sg_oidc_status status, const char *detail,
                   yajl_val claims, const char *id_token)
@@ -485,6 +628,10 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         return redirect_to_psa_login(p->req, cfg, "inactive");
     }
 
+    if (p->state->purpose == SG_LOGIN_LINK_TENANT)
+        return link_tenant(p, claims);
+    if (p->state->purpose == SG_LOGIN_LINK_USER)
+        return link_user(p, claims, id_token);
     if (cfg->identity == SG_IDENTITY_CLAIMS)
         return finish_session(p, claims, id_token, NULL, NULL);
 

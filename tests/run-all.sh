@@ -6,12 +6,14 @@
 # Every test is counted: the Ok/Fail summary of each `meson test`, plus each other check as one test.
 # The last line printed is exactly "N passed, N failed"; the exit status is non-zero if any failed.
 #
-# Environment: FUZZ_SECONDS (per fuzzer, default 30), SKIP_FUZZ=1, SKIP_ASAN=1 to shorten a local run.
+# Environment: FUZZ_SECONDS (per fuzzer, default 30), SKIP_FUZZ=1, SKIP_ASAN=1 to shorten a local run,
+# BUILD_PREFIX (default "build-": build-release, build-asan, build-fuzz) to keep a run's builds apart.
 set -uo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT=$PWD
-LOG_DIR=$ROOT/build-logs
+PREFIX=${BUILD_PREFIX:-build-}
+LOG_DIR=$ROOT/${PREFIX}logs
 mkdir -p "$LOG_DIR"
 
 PASSED=0
@@ -27,7 +29,7 @@ fail() {
     FAILED_NAMES+=("$2")
 }
 
-# Runs one check: check NAME COMMAND... ; output goes to build-logs/NAME.log, and its tail to stdout
+# Runs one check: check NAME COMMAND... ; output goes to $LOG_DIR/NAME.log, and its tail to stdout
 # when it fails. Returns the command's status.
 check() {
     local name=$1
@@ -114,7 +116,7 @@ meson_tests() {
 
 # libFuzzer targets need clang; the compiler of an existing build dir is kept by meson.
 build_fuzz() {
-    CC=clang build build-fuzz -Dfuzz=true
+    CC=clang build "${PREFIX}fuzz" -Dfuzz=true
 }
 
 format_check() {
@@ -128,16 +130,16 @@ format_check() {
 check packages install_packages
 check npm-ci npm ci --no-audit --no-fund
 
-if check build-release build build-release --buildtype=release; then
-    meson_tests build-release
+if check build-release build "${PREFIX}release" --buildtype=release; then
+    meson_tests "${PREFIX}release"
 fi
 
 if [ "${SKIP_ASAN:-0}" != 1 ]; then
-    if check build-asan build build-asan -Db_sanitize=address,undefined -Db_lundef=false; then
+    if check build-asan build "${PREFIX}asan" -Db_sanitize=address,undefined -Db_lundef=false; then
         ASAN_OPTIONS=halt_on_error=1:abort_on_error=1:print_stacktrace=1:detect_leaks=1 \
             UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
             SSOGATE_TEST_SLOWNESS=3 \
-            meson_tests build-asan --timeout-multiplier 3
+            meson_tests "${PREFIX}asan" --timeout-multiplier 3
     fi
 fi
 
@@ -145,7 +147,7 @@ check clang-format format_check
 
 if [ -f tests/fuzz/run-fuzzers.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if check build-fuzz build_fuzz; then
-        check fuzzers bash tests/fuzz/run-fuzzers.sh build-fuzz "${FUZZ_SECONDS:-30}"
+        check fuzzers bash tests/fuzz/run-fuzzers.sh "${PREFIX}fuzz" "${FUZZ_SECONDS:-30}"
     fi
 fi
 

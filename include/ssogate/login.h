@@ -48,6 +48,16 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
                       struct sg_access *access);
 int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id);
 
+/*
+ * Starts an authorization code flow for purpose, answering req with a
+ * redirect (status: 302 for a GET, 303 after a POST) to the IdP. psa_tenant
+ * and psa_user (borrowed, NULL for a plain login) name the PSA caller a link
+ * is for. Returns the status sent.
+ */
+int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id,
+                   enum sg_login_purpose purpose, const char *return_to, const char *psa_tenant,
+                   const char *psa_user, int status);
+
 /* Redirects (302) to the login start for a page that requires a session. */
 int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req);
 

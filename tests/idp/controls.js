@@ -7,6 +7,7 @@ const childProcess = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const util = require('node:util');
 const { ALGS, generateJwk, publicJwk, privateKeyObject } = require('./keys');
 const { DEFECTS, tamperIdToken } = require('./tamper');
 
@@ -14,6 +15,8 @@ const MAX_JSON_BYTES = 64 * 1024;
 const MAX_HANG_MS = 10 * 60 * 1000;
 const HISTORY_LIMIT = 50;
 const OPENSSL_TIMEOUT_MS = 20000;
+
+const execFileAsync = util.promisify(childProcess.execFile);
 
 // Provider paths (the routes idp.js configures) -> counter and failure endpoint names.
 const ENDPOINTS = {
@@ -154,7 +157,7 @@ function createControls({ idp, enabled }) {
   // pending tampers, oldest first: {defect, resignWith, remaining}
   const tampers = [];
   const history = [];
-  // alg -> private JWK not in the JWKS, made on first use
+  // alg -> promise of a private JWK not in the JWKS, made on first use
   const attackerKeys = new Map();
   let x5uPromise = null;
 
@@ -165,29 +168,27 @@ function createControls({ idp, enabled }) {
     return attackerKeys.get(alg);
   }
 
-  // The attacker's ES256 key and a self-signed certificate for it (made once with openssl):
-  // resolves {jwk, pem}.
+  // Resolves the PEM of a self-signed certificate (made with openssl) for the private JWK.
+  async function selfSignedCertificate(jwk) {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssogate-idp-x5u-'));
+    try {
+      const keyFile = path.join(dir, 'key.pem');
+      fs.writeFileSync(keyFile, privateKeyObject(jwk).export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+      const { stdout } = await execFileAsync(
+        'openssl',
+        ['req', '-x509', '-new', '-key', keyFile, '-subj', '/CN=attacker', '-days', '2', '-sha256'],
+        { timeout: OPENSSL_TIMEOUT_MS },
+      );
+      return stdout;
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  // The attacker's ES256 key and a self-signed certificate for it, made once: resolves {jwk, pem}.
   function attackerCertificate() {
     if (x5uPromise === null) {
-      x5uPromise = new Promise((resolve, reject) => {
-        const jwk = attackerKeyFor('ES256');
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ssogate-idp-x5u-'));
-        const keyFile = path.join(dir, 'key.pem');
-        fs.writeFileSync(keyFile, privateKeyObject(jwk).export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
-        childProcess.execFile(
-          'openssl',
-          ['req', '-x509', '-new', '-key', keyFile, '-subj', '/CN=attacker', '-days', '2', '-sha256'],
-          { timeout: OPENSSL_TIMEOUT_MS },
-          (err, stdout) => {
-            fs.rmSync(dir, { recursive: true, force: true });
-            if (err) {
-              reject(err);
-            } else {
-              resolve({ jwk, pem: stdout });
-            }
-          },
-        );
-      });
+      x5uPromise = attackerKeyFor('ES256').then(async (jwk) => ({ jwk, pem: await selfSignedCertificate(jwk) }));
     }
     return x5uPromise;
   }
@@ -368,7 +369,8 @@ function createControls({ idp, enabled }) {
     if (name === 'attacker/jwks.json' || name === 'attacker/x5u.pem') {
       counters.attacker += 1;
       if (name === 'attacker/jwks.json') {
-        sendJson(res, 200, { keys: ALGS.map((alg) => publicJwk(attackerKeyFor(alg))) });
+        const keys = await Promise.all(ALGS.map((alg) => attackerKeyFor(alg)));
+        sendJson(res, 200, { keys: keys.map(publicJwk) });
       } else {
         const { pem } = await attackerCertificate();
         res.writeHead(200, { 'content-type': 'application/pem-certificate-chain', 'content-length': Buffer.byteLength(pem) });

@@ -34,18 +34,16 @@ function toJwk(privateKey, alg, kidPrefix) {
   return { ...privateKey.export({ format: 'jwk' }), kid: newKid(alg, kidPrefix), alg, use: 'sig' };
 }
 
-// A private JWK (with kid, alg, use "sig") for alg; kidPrefix marks keys that are not the IdP's own.
-function generateJwk(alg, kidPrefix = '') {
-  const { privateKey } = crypto.generateKeyPairSync(...keyPairParams(alg));
+// Resolves a new private JWK (with kid, alg, use "sig") for alg; kidPrefix marks keys that are not the
+// IdP's own. Generated off the event loop: RSA takes a while.
+async function generateJwk(alg, kidPrefix = '') {
+  const { privateKey } = await generateKeyPairAsync(...keyPairParams(alg));
   return toJwk(privateKey, alg, kidPrefix);
 }
 
-// Resolves one private JWK per alg of ALGS, in that order. Generated off the event loop (RSA takes a
-// while), all at once.
+// Resolves one private JWK per alg of ALGS, in that order, generated all at once.
 function generateKeySet() {
-  return Promise.all(
-    ALGS.map(async (alg) => toJwk((await generateKeyPairAsync(...keyPairParams(alg))).privateKey, alg, '')),
-  );
+  return Promise.all(ALGS.map((alg) => generateJwk(alg)));
 }
 
 // The public half of a private JWK (a new object; members of the private key removed).

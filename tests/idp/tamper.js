@@ -98,7 +98,7 @@ function keyFor(keySet, alg) {
 // re-signed with resignWith (an alg of ALGS; default the token's own). context:
 //   keySet: the IdP's current private JWKs (borrowed), issuer, clientId,
 //   accessToken: the access token issued with it (to recompute at_hash for another alg),
-//   attacker: {keyFor(alg) -> private JWK not in the JWKS, jwksUrl, x5uUrl, x5uKey: private ES256 JWK
+//   attacker: {keyFor(alg) -> promise of a private JWK not in the JWKS, jwksUrl, x5uUrl, x5uKey: private ES256 JWK
 //   whose certificate x5uUrl serves}.
 // Throws on an unknown defect or alg.
 async function tamperIdToken(token, { defect, resignWith, keySet, issuer, clientId, accessToken, attacker }) {
@@ -166,13 +166,13 @@ async function tamperIdToken(token, { defect, resignWith, keySet, issuer, client
     case 'wrong_nonce':
       return sign(header, { ...payload, nonce: b64url(crypto.randomBytes(16)) }, own);
     case 'unknown_kid': {
-      const stranger = attacker.keyFor(alg);
+      const stranger = await attacker.keyFor(alg);
       return sign({ ...header, kid: stranger.kid }, payload, stranger);
     }
     case 'jku_header':
-      return sign({ ...header, jku: attacker.jwksUrl }, payload, attacker.keyFor(alg));
+      return sign({ ...header, jku: attacker.jwksUrl }, payload, await attacker.keyFor(alg));
     case 'jwk_header': {
-      const stranger = attacker.keyFor(alg);
+      const stranger = await attacker.keyFor(alg);
       return sign({ ...header, jwk: { ...publicJwk(stranger), kid: own.kid } }, payload, stranger);
     }
     case 'x5u_header': {

@@ -4,6 +4,8 @@
 #include <event2/http.h>
 #include <stdlib.h>
 
+#include "ssogate/common.h"
+
 static const char stylesheet[] =
     "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f6f8;"
     "color:#1b2733}"
@@ -14,7 +16,14 @@ static const char stylesheet[] =
     "a,button{color:#0b57d0}"
     "button{background:#0b57d0;color:#fff;border:0;border-radius:4px;padding:.6rem 1.2rem;"
     "font-size:1rem;cursor:pointer}"
-    "button:focus,a:focus{outline:3px solid #f9ab00;outline-offset:2px}";
+    "button:focus,a:focus{outline:3px solid #f9ab00;outline-offset:2px}"
+    "button.secondary{background:#fff;color:#0b57d0;border:1px solid #0b57d0}"
+    "section{border-top:1px solid #d6dde4;padding-top:1rem;margin-top:1.5rem}"
+    "h2{font-size:1.1rem}"
+    ".banner{padding:.75rem 1rem;border-radius:4px;margin:1rem 0}"
+    ".ok{background:#e6f4ea;color:#0d652d;border:1px solid #34a853}"
+    ".warn{background:#fef7e0;color:#7a4f01;border:1px solid #f9ab00}"
+    ".state{font-weight:600}";
 
 static const struct {
     int status;
@@ -45,19 +54,23 @@ const char *sg_page_reason(int status)
     return "Error";
 }
 
-void sg_page_send(struct evhttp_request *req, int status, const char *title, const char *message,
-                  const char *request_id)
+char *sg_html_escape(const char *text)
+{
+    return evhttp_htmlescape(text);
+}
+
+void sg_page_send_html(struct evhttp_request *req, int status, const char *title,
+                       const char *body_html, const char *request_id)
 {
     struct evbuffer *body = evbuffer_new();
     char *title_html = evhttp_htmlescape(title);
-    char *message_html = evhttp_htmlescape(message);
 
     evbuffer_add_printf(body,
                         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
                         "<title>%s</title><style>%s</style></head>"
-                        "<body><main role=\"main\"><h1>%s</h1><p>%s</p>",
-                        title_html, stylesheet, title_html, message_html);
+                        "<body><main><h1>%s</h1>%s",
+                        title_html, stylesheet, title_html, body_html);
     if (request_id != NULL)
         evbuffer_add_printf(body, "<p class=\"ref\">Reference: <code>%s</code></p>", request_id);
     evbuffer_add_printf(body, "</main></body></html>\n");
@@ -66,12 +79,24 @@ void sg_page_send(struct evhttp_request *req, int status, const char *title, con
     evhttp_add_header(headers, "Content-Type", "text/html; charset=utf-8");
     evhttp_add_header(headers, "Cache-Control", "no-store");
     evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(headers, "X-Frame-Options", "DENY");
+    evhttp_add_header(headers, "Referrer-Policy", "same-origin");
     if (request_id != NULL)
         evhttp_add_header(headers, "X-Request-Id", request_id);
     evhttp_add_header(headers, "Content-Security-Policy",
-                      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'");
+                      "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: "
+                      "http:; frame-ancestors 'none'");
     evhttp_send_reply(req, status, sg_page_reason(status), body);
     evbuffer_free(body);
     free(title_html);
+}
+
+void sg_page_send(struct evhttp_request *req, int status, const char *title, const char *message,
+                  const char *request_id)
+{
+    char *message_html = evhttp_htmlescape(message);
+    char *body = sg_asprintf("<p>%s</p>", message_html);
+    sg_page_send_html(req, status, title, body, request_id);
+    free(body);
     free(message_html);
 }

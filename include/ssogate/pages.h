@@ -15,6 +15,16 @@ struct evhttp_request;
 void sg_page_send(struct evhttp_request *req, int status, const char *title, const char *message,
                   const char *request_id);
 
+/*
+ * Sends a page whose main content is body_html, trusted markup the caller
+ * built with every outside value escaped (sg_html_escape). title is plain text.
+ */
+void sg_page_send_html(struct evhttp_request *req, int status, const char *title,
+                       const char *body_html, const char *request_id);
+
+/* HTML-escapes text; hands back a new string. */
+char *sg_html_escape(const char *text);
+
 /* The reason phrase of a status code ("Bad Gateway"). */
 const char *sg_page_reason(int status);
 

@@ -4,6 +4,7 @@
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
 #include "ssogate/login.h"
+#include "ssogate/settings.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
@@ -17,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yajl/yajl_gen.h>
 
 #define SSO_PREFIX "/_sso/"
 
@@ -132,45 +132,6 @@ static int handle_jwks(struct sg_runtime *rt, struct evhttp_request *req)
     return 200;
 }
 
-static void gen_member(yajl_gen g, const char *key, const char *value)
-{
-    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
-    if (value != NULL)
-        yajl_gen_string(g, (const unsigned char *)value, strlen(value));
-    else
-        yajl_gen_null(g);
-}
-
-static int handle_status(struct sg_runtime *rt, struct evhttp_request *req)
-{
-    struct sg_identity identity;
-    int found = sg_identity_lookup(rt, rt->current->cfg, req, &identity);
-    yajl_gen g = yajl_gen_alloc(NULL);
-    yajl_gen_map_open(g);
-    yajl_gen_string(g, (const unsigned char *)"session", 7);
-    yajl_gen_bool(g, found == 0);
-    if (found == 0) {
-        gen_member(g, "subject", identity.session.idp_sub);
-        gen_member(g, "idp_tenant", identity.session.idp_tenant);
-        gen_member(g, "email", identity.session.email);
-        gen_member(g, "psa_tenant", identity.session.psa_tenant);
-        gen_member(g, "psa_user", identity.session.psa_user);
-        yajl_gen_string(g, (const unsigned char *)"expires_at", 10);
-        yajl_gen_integer(g, (long long)identity.session.expires_at);
-        sg_identity_clear(&identity);
-    }
-    yajl_gen_map_close(g);
-    const unsigned char *json;
-    size_t len;
-    yajl_gen_get_buf(g, &json, &len);
-    struct evbuffer *body = evbuffer_new();
-    evbuffer_add(body, json, len);
-    send_text(req, 200, "application/json", body);
-    evbuffer_free(body);
-    yajl_gen_free(g);
-    return 200;
-}
-
 static bool is_get(struct evhttp_request *req)
 {
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
@@ -189,14 +150,15 @@ static int handle_sso(struct sg_runtime *rt, struct evhttp_request *req, struct 
         return handle_metrics(rt, req);
     if (strcmp(name, "jwks.json") == 0 && is_get(req))
         return handle_jwks(rt, req);
-    if (strcmp(name, "status") == 0 && is_get(req))
-        return handle_status(rt, req);
     if (strcmp(name, "login") == 0 && is_get(req))
         return sg_login_start(rt, req, access->request_id);
     if (strcmp(name, "callback") == 0 && is_get(req))
         return sg_login_callback(rt, req, conn, access);
     if (strcmp(name, "logout") == 0)
         return sg_login_logout(rt, req, access->request_id);
+    int status = sg_settings_handle(rt, req, conn, access, name);
+    if (status >= 0)
+        return status;
     sg_page_send(req, 404, "Page not found", "There is no such page on this gateway.",
                  access->request_id);
     return 404;

@@ -160,16 +160,21 @@ class Child {
   }
 
   // Stops the process by PID: SIGTERM, then SIGKILL if it has not exited within STOP_TIMEOUT_MS.
+  // Returns true when the process was still running and this stop ended it with SIGTERM alone.
   async stop() {
+    let terminated = false;
     if (this.alive) {
       this.signal('SIGTERM');
       if ((await this.waitExit(STOP_TIMEOUT_MS)) === null) {
         this.signal('SIGKILL');
         await this.waitExit(STOP_TIMEOUT_MS);
+      } else {
+        terminated = true;
       }
     }
     this.proc.stdin.destroy();
     await new Promise((resolve) => this.logStream.end(resolve));
+    return terminated;
   }
 
   tail(n = 40) {
@@ -629,22 +634,44 @@ class Harness {
     process.stderr.write(`--- logs kept in ${this.dir}\n`);
   }
 
-  async cleanup(keep) {
+  // Stops every process and server. Returns what went wrong with the gateways on the way out: a
+  // sanitizer report anywhere in their output (leaks show up only at exit), or a gateway still running
+  // at the end that did not exit 0 on SIGTERM.
+  async stopAll() {
+    const problems = [];
     for (const child of [...this.children].reverse()) {
-      await child.stop();
+      const wasRunning = child.alive;
+      const terminated = await child.stop();
+      if (!(child instanceof Gateway || child.name === 'ssogate')) {
+        continue;
+      }
+      const report = child.stderrLines.find((l) => SANITIZER_REPORT.test(l));
+      if (report) {
+        problems.push(`ssogate pid ${child.pid}: sanitizer report: ${report}`);
+      }
+      if (wasRunning && child instanceof Gateway && !(terminated && child.exit.code === 0)) {
+        problems.push(`ssogate pid ${child.pid}: SIGTERM at the end of the test gave ${JSON.stringify(child.exit)}, not exit 0`);
+      }
     }
     for (const server of this.servers) {
       server.closeAllConnections?.();
       await new Promise((resolve) => server.close(resolve));
     }
-    if (!keep && !process.env.SSOGATE_KEEP_TEST_DIRS) {
+    return problems;
+  }
+
+  removeDir() {
+    if (!process.env.SSOGATE_KEEP_TEST_DIRS) {
       fs.rmSync(this.dir, { recursive: true, force: true });
     }
   }
 }
 
-// Declares a node:test test that gets a fresh Harness; on failure the processes' output is printed and
-// the temp dir kept. Every process is stopped either way.
+const SANITIZER_REPORT = /ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error: /;
+
+// Declares a node:test test that gets a fresh Harness. Every process is stopped either way; a gateway
+// that misbehaves on the way out (see stopAll) fails the test; on failure the processes' output is
+// printed and the temp dir kept.
 function itest(name, options, fn) {
   if (typeof options === 'function') {
     fn = options;
@@ -657,10 +684,15 @@ function itest(name, options, fn) {
       await fn(t, h);
       failed = false;
     } finally {
-      if (failed) {
+      const problems = await h.stopAll();
+      if (failed || problems.length > 0) {
         h.dump();
+      } else {
+        h.removeDir();
       }
-      await h.cleanup(failed);
+      if (!failed && problems.length > 0) {
+        assert.fail(problems.join('\n'));
+      }
     }
   });
 }

@@ -1,0 +1,496 @@
+#include "ssogate/settings.h"
+
+#include "ssogate/common.h"
+#include "ssogate/cookie.h"
+#include "ssogate/identity.h"
+#include "ssogate/jose.h"
+#include "ssogate/links.h"
+#include "ssogate/log.h"
+#include "ssogate/login.h"
+#include "ssogate/metrics.h"
+#include "ssogate/pages.h"
+#include "ssogate/router.h"
+#include "ssogate/runtime.h"
+#include "ssogate/server.h"
+#include "ssogate/whoami.h"
+
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+#define CSRF_SUFFIX  "_csrf"
+#define CSRF_LEN     43
+#define FORM_MAX     4096
+#define CSRF_METRIC  "ssogate_csrf_refused_total"
+
+enum action {
+    ACT_SETTINGS,
+    ACT_STATUS,
+    ACT_TENANT_ENABLE,
+    ACT_TENANT_DISABLE,
+    ACT_USER_ENABLE,
+    ACT_USER_DISABLE,
+};
+
+static const struct {
+    const char *name;
+    enum action action;
+    bool post;
+} endpoints[] = {
+    {"settings", ACT_SETTINGS, false},          {"status", ACT_STATUS, false},
+    {"tenant/enable", ACT_TENANT_ENABLE, true}, {"tenant/disable", ACT_TENANT_DISABLE, true},
+    {"user/enable", ACT_USER_ENABLE, true},     {"user/disable", ACT_USER_DISABLE, true},
+};
+
+struct settings_request {
+    struct sg_runtime *rt;
+    struct sg_snapshot *snap;
+    struct evhttp_request *req;
+    struct sg_conn *conn;
+    struct sg_access access;
+    struct sg_whoami_request *whoami;
+    enum action action;
+    char csrf[CSRF_LEN + 1]; /* the token the page embeds */
+    bool new_csrf;           /* the cookie must be set */
+    char *done;              /* ?done= of the settings page */
+};
+
+static void request_free(struct settings_request *s)
+{
+    sg_access_clear(&s->access);
+    sg_snapshot_unref(s->snap);
+    free(s->done);
+    free(s);
+}
+
+static void on_client_close(void *arg)
+{
+    struct settings_request *s = arg;
+    sg_whoami_cancel(s->whoami);
+    request_free(s);
+}
+
+/* The value of the CSRF cookie, when well-formed. */
+static bool csrf_cookie(struct evhttp_request *req, const struct sg_config *cfg,
+                        char out[CSRF_LEN + 1])
+{
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
+    if (header == NULL)
+        return false;
+    char *name = sg_identity_cookie_name(cfg, CSRF_SUFFIX);
+    const char *value;
+    size_t len;
+    int err = sg_cookie_find(header, strlen(header), name, &value, &len);
+    free(name);
+    if (err != 0 || len != CSRF_LEN)
+        return false;
+    memcpy(out, value, len);
+    out[len] = '\0';
+    return true;
+}
+
+/* A POST's own origin and CSRF token (the form field equals the cookie). */
+static bool post_trusted(struct sg_runtime *rt, struct evhttp_request *req)
+{
+    const struct sg_config *cfg = rt->current->cfg;
+    char cookie[CSRF_LEN + 1];
+    bool ok = false;
+    if (!sg_login_same_origin(rt, req) || !csrf_cookie(req, cfg, cookie))
+        return false;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    size_t len = evbuffer_get_length(in);
+    if (len == 0 || len > FORM_MAX)
+        return false;
+    char *form = sg_strndup((const char *)evbuffer_pullup(in, -1), len);
+    struct evkeyvalq fields = TAILQ_HEAD_INITIALIZER(fields);
+    if (evhttp_parse_query_str(form, &fields) == 0) {
+        const char *token = evhttp_find_header(&fields, "csrf");
+        ok = token != NULL && strlen(token) == CSRF_LEN && sg_memeq_ct(token, cookie, CSRF_LEN);
+    }
+    evhttp_clear_headers(&fields);
+    free(form);
+    return ok;
+}
+
+static void gen_key(yajl_gen g, const char *key)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+}
+
+static void gen_str(yajl_gen g, const char *key, const char *value)
+{
+    gen_key(g, key);
+    if (value != NULL)
+        yajl_gen_string(g, (const unsigned char *)value, strlen(value));
+    else
+        yajl_gen_null(g);
+}
+
+/* The status JSON: the session, and in link mode the PSA caller and its links. */
+static int send_status(struct settings_request *s, const struct sg_psa_user *user, bool link_mode)
+{
+    struct sg_store *store = s->rt->store;
+    struct sg_identity identity;
+    bool session = sg_identity_lookup(s->rt, s->snap->cfg, s->req, &identity) == 0;
+
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    gen_key(g, "session");
+    yajl_gen_bool(g, session);
+    if (session) {
+        gen_str(g, "subject", identity.session.idp_sub);
+        gen_str(g, "idp_tenant", identity.session.idp_tenant);
+        gen_str(g, "email", identity.session.email);
+        gen_str(g, "psa_tenant", identity.session.psa_tenant);
+        gen_str(g, "psa_user", identity.session.psa_user);
+        gen_key(g, "expires_at");
+        yajl_gen_integer(g, (long long)identity.session.expires_at);
+        sg_identity_clear(&identity);
+    }
+    if (link_mode) {
+        char *idp_tenant = NULL, *idp_sub = NULL;
+        gen_key(g, "psa");
+        if (user != NULL) {
+            yajl_gen_map_open(g);
+            gen_str(g, "tenant", user->tenant);
+            gen_str(g, "user", user->user);
+            gen_key(g, "admin");
+            yajl_gen_bool(g, user->admin);
+            gen_key(g, "staff");
+            yajl_gen_bool(g, user->staff);
+            yajl_gen_map_close(g);
+        } else {
+            yajl_gen_null(g);
+        }
+        bool tenant_linked =
+            user != NULL && sg_links_tenant_get_by_psa(store, user->tenant, &idp_tenant) == 0;
+        gen_key(g, "tenant_linked");
+        yajl_gen_bool(g, tenant_linked);
+        gen_str(g, "linked_idp_tenant", idp_tenant);
+        bool user_linked = user != NULL && sg_links_user_get_by_psa(store, user->tenant, user->user,
+                                                                    NULL, &idp_sub) == 0;
+        gen_key(g, "user_linked");
+        yajl_gen_bool(g, user_linked);
+        gen_str(g, "linked_idp_sub", idp_sub);
+        free(idp_tenant);
+        free(idp_sub);
+    }
+    yajl_gen_map_close(g);
+
+    const unsigned char *json;
+    size_t len;
+    yajl_gen_get_buf(g, &json, &len);
+    struct evbuffer *body = evbuffer_new();
+    evbuffer_add(body, json, len);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(s->req);
+    evhttp_add_header(headers, "Content-Type", "application/json");
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_send_reply(s->req, 200, "OK", body);
+    evbuffer_free(body);
+    yajl_gen_free(g);
+    return 200;
+}
+
+static const struct {
+    const char *done;
+    const char *text;
+} banners[] = {
+    {"tenant_linked", "IT Complete is now on for your company. Users can enable Log in with IT "
+                      "Complete in their settings."},
+    {"tenant_unlinked", "IT Complete is now off for your company. Every user link and IT Complete "
+                        "session of your company has ended; password sign-in still works."},
+    {"user_unlinked", "Log in with IT Complete is disabled for your login. Sign in with your PSA "
+                      "password from now on."},
+};
+
+static void add_button(struct evbuffer *out, const char *action, const char *csrf,
+                       const char *label, bool secondary)
+{
+    evbuffer_add_printf(out,
+                        "<form method=\"post\" action=\"/_sso/%s\">"
+                        "<input type=\"hidden\" name=\"csrf\" value=\"%s\">"
+                        "<button type=\"submit\"%s>%s</button></form>",
+                        action, csrf, secondary ? " class=\"secondary\"" : "", label);
+}
+
+static int send_settings(struct settings_request *s, const struct sg_psa_user *user)
+{
+    struct sg_store *store = s->rt->store;
+    struct evbuffer *out = evbuffer_new();
+    char *idp_tenant = NULL;
+    bool tenant_linked = sg_links_tenant_get_by_psa(store, user->tenant, &idp_tenant) == 0;
+    bool user_linked =
+        sg_links_user_get_by_psa(store, user->tenant, user->user, NULL, NULL) == 0;
+    char *name_html = sg_html_escape(user->user);
+    char *tenant_html = sg_html_escape(user->tenant);
+
+    for (size_t i = 0; s->done != NULL && i < SG_ARRAY_LEN(banners); i++) {
+        if (strcmp(s->done, banners[i].done) == 0)
+            evbuffer_add_printf(out, "<p class=\"banner ok\" role=\"status\">%s</p>",
+                                banners[i].text);
+    }
+    evbuffer_add_printf(out, "<p>Signed in to the PSA as <strong>%s</strong> (tenant %s).</p>",
+                        name_html, tenant_html);
+
+    evbuffer_add_printf(out, "<section aria-labelledby=\"login-itc\"><h2 id=\"login-itc\">Log in "
+                             "with IT Complete</h2>");
+    if (!user->staff) {
+        evbuffer_add_printf(out, "<p class=\"banner warn\" id=\"user-state\">Client portal users "
+                                 "cannot use Log in with IT Complete. Keep signing in with your "
+                                 "PSA password.</p>");
+    } else if (user_linked) {
+        evbuffer_add_printf(out, "<p id=\"user-state\">Status: <span class=\"state\">Enabled"
+                                 "</span>. You can sign in with your IT Complete account.</p>");
+        add_button(out, "user/disable", s->csrf, "Disable Log in with IT Complete", true);
+    } else if (tenant_linked) {
+        evbuffer_add_printf(out, "<p id=\"user-state\">Status: <span class=\"state\">Disabled"
+                                 "</span>. Enable it to sign in with your IT Complete account "
+                                 "and its two-factor code.</p>");
+        add_button(out, "user/enable", s->csrf, "Enable Log in with IT Complete", false);
+    } else {
+        evbuffer_add_printf(out, "<p id=\"user-state\">Not available yet: an administrator must "
+                                 "turn on IT Complete for your company first.</p>");
+    }
+    evbuffer_add_printf(out, "</section>");
+
+    if (user->admin && user->staff) {
+        evbuffer_add_printf(out, "<section aria-labelledby=\"tenant-itc\"><h2 id=\"tenant-itc\">"
+                                 "IT Complete for your company</h2>");
+        if (tenant_linked) {
+            char *idp_html = sg_html_escape(idp_tenant);
+            evbuffer_add_printf(out,
+                                "<p id=\"tenant-state\">Status: <span class=\"state\">On</span>"
+                                " &mdash; linked to IT Complete tenant <code>%s</code>.</p>",
+                                idp_html);
+            free(idp_html);
+            add_button(out, "tenant/disable", s->csrf, "Turn IT Complete off", true);
+        } else {
+            evbuffer_add_printf(out,
+                                "<p id=\"tenant-state\">Status: <span class=\"state\">Off</span>"
+                                ". Turning it on asks you to sign in with your IT Complete "
+                                "master account and its two-factor code.</p>");
+            add_button(out, "tenant/enable", s->csrf, "Turn IT Complete on", false);
+        }
+        evbuffer_add_printf(out, "</section>");
+    }
+    evbuffer_add(out, "", 1);
+    if (s->new_csrf) {
+        char *cookie_name = sg_identity_cookie_name(s->snap->cfg, CSRF_SUFFIX);
+        char *header = NULL;
+        struct sg_cookie_attrs attrs = {.path = "/",
+                                        .max_age = -1,
+                                        .http_only = true,
+                                        .secure = sg_identity_cookie_secure(s->snap->cfg),
+                                        .same_site = SG_COOKIE_SAME_SITE_STRICT};
+        if (sg_cookie_format(cookie_name, s->csrf, &attrs, &header) == 0)
+            evhttp_add_header(evhttp_request_get_output_headers(s->req), "Set-Cookie", header);
+        free(header);
+        free(cookie_name);
+    }
+    sg_page_send_html(s->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
+    evbuffer_free(out);
+    free(idp_tenant);
+    free(name_html);
+    free(tenant_html);
+    return 200;
+}
+
+static void see_other(struct evhttp_request *req, const char *location)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Location", location);
+    evhttp_add_header(headers, "Cache-Control", "no-store");
+    evhttp_send_reply(req, 303, "See Other", NULL);
+}
+
+static int forbidden(struct settings_request *s, const char *reason, const char *message)
+{
+    sg_metrics_count("ssogate_link_requests_total", "result", reason);
+    sg_page_send(s->req, 403, "Not allowed", message, s->access.request_id);
+    return 403;
+}
+
+static int store_error(struct settings_request *s, int err)
+{
+    sg_metrics_error(SG_MERR_STORE);
+    sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
+    sg_page_send(s->req, 500, "Nothing was changed",
+                 "The gateway could not update the links. Please try again.",
+                 s->access.request_id);
+    return 500;
+}
+
+static int act(struct settings_request *s, const struct sg_psa_user *user)
+{
+    struct sg_runtime *rt = s->rt;
+    const struct sg_config *cfg = s->snap->cfg;
+    int err;
+
+    switch (s->action) {
+    case ACT_STATUS:
+        return send_status(s, user, true);
+    case ACT_SETTINGS:
+        return send_settings(s, user);
+    case ACT_TENANT_ENABLE:
+        if (!user->admin || !user->staff)
+            return forbidden(s, "not_admin",
+                             "Only a PSA administrator can turn IT Complete on for the company.");
+        if (sg_links_tenant_get_by_psa(rt->store, user->tenant, NULL) == 0) {
+            see_other(s->req, "/_sso/settings");
+            return 303;
+        }
+        return sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_TENANT,
+                              "/_sso/settings", user->tenant, user->user, 303);
+    case ACT_TENANT_DISABLE:
+        if (!user->admin || !user->staff)
+            return forbidden(s, "not_admin",
+                             "Only a PSA administrator can turn IT Complete off for the company.");
+        err = sg_links_tenant_delete(rt->store, user->tenant, NULL);
+        if (err != 0 && err != SG_ENOENT)
+            return store_error(s, err);
+        sg_log_fields(SG_LOG_INFO, "link",
+                      (struct sg_log_field[]){SG_LOG_STR("link", "tenant"),
+                                             SG_LOG_STR("result", "unlinked"),
+                                             SG_LOG_STR("psa_tenant", user->tenant)},
+                      3);
+        sg_metrics_count("ssogate_links_total", "result", "tenant_unlinked");
+        see_other(s->req, "/_sso/settings?done=tenant_unlinked");
+        return 303;
+    case ACT_USER_ENABLE:
+        if (!user->staff)
+            return forbidden(s, "client_portal",
+                             "Client portal users cannot use Log in with IT Complete.");
+        if (!user->active)
+            return forbidden(s, "inactive", "Your PSA user is inactive.");
+        if (sg_links_tenant_get_by_psa(rt->store, user->tenant, NULL) != 0) {
+            sg_page_send(s->req, 409, "IT Complete is off for your company",
+                         "An administrator must turn on IT Complete for your company before you "
+                         "can enable it for your login.",
+                         s->access.request_id);
+            return 409;
+        }
+        return sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_USER,
+                              cfg->psa.home_path, user->tenant, user->user, 303);
+    case ACT_USER_DISABLE:
+        err = sg_links_user_delete(rt->store, user->tenant, user->user);
+        if (err != 0 && err != SG_ENOENT)
+            return store_error(s, err);
+        sg_log_fields(SG_LOG_INFO, "link",
+                      (struct sg_log_field[]){SG_LOG_STR("link", "user"),
+                                             SG_LOG_STR("result", "unlinked"),
+                                             SG_LOG_STR("psa_tenant", user->tenant),
+                                             SG_LOG_STR("psa_user", user->user)},
+                      4);
+        sg_metrics_count("ssogate_links_total", "result", "user_unlinked");
+        see_other(s->req, "/_sso/settings?done=user_unlinked");
+        return 303;
+    }
+    return 500;
+}
+
+static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg)
+{
+    struct settings_request *s = arg;
+    int status;
+    s->whoami = NULL;
+    sg_conn_on_close(s->conn, NULL, NULL);
+
+    if (err == NULL) {
+        status = act(s, user);
+    } else if (strcmp(err, "unauthenticated") == 0) {
+        if (s->action == ACT_STATUS) {
+            status = send_status(s, NULL, true);
+        } else {
+            char *login = sg_html_escape(s->snap->cfg->psa.login_path);
+            char *body = sg_asprintf("<p>Sign in to the PSA first, then come back to My "
+                                     "Settings.</p><p><a href=\"%s\">Go to the sign-in page</a>"
+                                     "</p>",
+                                     login);
+            sg_page_send_html(s->req, 401, "Sign in first", body, s->access.request_id);
+            free(body);
+            free(login);
+            status = 401;
+        }
+    } else {
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
+        sg_log_fields(SG_LOG_WARN, "whoami",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", s->access.request_id),
+                                             SG_LOG_STR("reason", err)},
+                      2);
+        sg_page_send(s->req, 502, "The PSA did not answer",
+                     "The gateway could not ask the PSA who you are. Please try again in a "
+                     "moment.",
+                     s->access.request_id);
+        status = 502;
+    }
+    sg_metrics_response(status);
+    if (s->snap->cfg->access_log)
+        sg_access_log(&s->access, status, 0, 0);
+    request_free(s);
+}
+
+int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                       struct sg_access *access, const char *name)
+{
+    size_t i = 0;
+    while (i < SG_ARRAY_LEN(endpoints) && strcmp(endpoints[i].name, name) != 0)
+        i++;
+    if (i == SG_ARRAY_LEN(endpoints))
+        return -1;
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (endpoints[i].post ? cmd != EVHTTP_REQ_POST : cmd != EVHTTP_REQ_GET) {
+        sg_page_send(req, 405, "Method not allowed",
+                     endpoints[i].post ? "Use the buttons of My Settings." : "Open this page with "
+                                                                             "a GET.",
+                     access->request_id);
+        return 405;
+    }
+    if (endpoints[i].post && !post_trusted(rt, req)) {
+        sg_metrics_count(CSRF_METRIC, "endpoint", endpoints[i].name);
+        sg_log_fields(SG_LOG_WARN, "csrf",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
+                                             SG_LOG_STR("endpoint", endpoints[i].name)},
+                      2);
+        sg_page_send(req, 403, "Request refused",
+                     "This request did not come from My Settings of this site, so nothing was "
+                     "changed. Open My Settings and try again.",
+                     access->request_id);
+        return 403;
+    }
+
+    struct settings_request *s = sg_calloc(1, sizeof(*s));
+    s->rt = rt;
+    s->snap = sg_snapshot_ref(rt->current);
+    s->req = req;
+    s->conn = conn;
+    s->action = endpoints[i].action;
+    if (!csrf_cookie(req, rt->current->cfg, s->csrf)) {
+        sg_jose_random_token(32, s->csrf, sizeof(s->csrf));
+        s->new_csrf = true;
+    }
+    if (s->action == ACT_SETTINGS) {
+        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+        const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
+        struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+        if (query != NULL && evhttp_parse_query_str(query, &params) == 0) {
+            const char *done = evhttp_find_header(&params, "done");
+            s->done = done ? sg_strdup(done) : NULL;
+        }
+        evhttp_clear_headers(&params);
+    }
+    if (s->action == ACT_STATUS && s->snap->cfg->identity == SG_IDENTITY_CLAIMS) {
+        int status = send_status(s, NULL, false);
+        request_free(s);
+        return status;
+    }
+    s->access = *access;
+    s->whoami = sg_whoami_fetch(s->snap, req, on_whoami, s);
+    sg_conn_on_close(conn, on_client_close, s);
+    return 0;
+}

@@ -270,8 +270,8 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
         return too_busy(req, request_id, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
-    bool new_binding = !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) ||
-                       strlen(binding) != 43;
+    bool new_binding =
+        !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) || strlen(binding) != 43;
     if (new_binding)
         sg_jose_random_token(32, binding, sizeof(binding));
 
@@ -338,8 +338,7 @@ int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char
                      "Sign-in can only return to a page of this site.", request_id);
         status = 400;
     } else {
-        status =
-            sg_login_begin(rt, req, request_id, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
+        status = sg_login_begin(rt, req, request_id, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
     }
     evhttp_clear_headers(&params);
     return status;
@@ -477,10 +476,10 @@ static void log_link(struct pending *p, const char *what, const char *result,
 {
     sg_log_fields(SG_LOG_INFO, "link",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
-                                         SG_LOG_STR("link", what), SG_LOG_STR("result", result),
-                                         SG_LOG_STR("psa_tenant", p->state->psa_tenant),
-                                         SG_LOG_STR("psa_user", p->state->psa_user),
-                                         SG_LOG_STR("idp_tenant", idp_tenant)},
+                                          SG_LOG_STR("link", what), SG_LOG_STR("result", result),
+                                          SG_LOG_STR("psa_tenant", p->state->psa_tenant),
+                                          SG_LOG_STR("psa_user", p->state->psa_user),
+                                          SG_LOG_STR("idp_tenant", idp_tenant)},
                   6);
     sg_metrics_count("ssogate_links_total", "result", result);
 }

@@ -10,6 +10,7 @@
 #include "ssogate/login.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
+#include "ssogate/session.h"
 #include "ssogate/store.h"
 
 #include <event2/dns.h>
@@ -33,6 +34,9 @@ static const char usage[] =
     "Signals: SIGHUP reloads the configuration (a bad file is refused and the\n"
     "running one kept); SIGTERM or SIGINT stops accepting, lets requests in\n"
     "flight finish for up to drain_timeout_s, and exits 0.\n";
+
+#define SWEEP_INTERVAL_S 30
+#define SWEEP_BATCH      1000
 
 struct drain {
     struct sg_runtime *rt;
@@ -70,6 +74,17 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
     d->tick = event_new(rt->base, -1, EV_PERSIST, on_drain_tick, d);
     event_add(d->tick, &tick);
     on_drain_tick(-1, 0, d);
+}
+
+/* Expired sessions are deleted in small batches so that no transaction is long. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_runtime *rt = arg;
+    size_t deleted = 0;
+    if (sg_session_sweep(rt->store, sg_now_s(), SWEEP_BATCH, &deleted) != 0)
+        sg_log(SG_LOG_ERROR, "session_sweep", "store failure");
+    else if (deleted > 0)
+        sg_log(SG_LOG_DEBUG, "session_sweep", "%zu expired sessions deleted", deleted);
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
@@ -111,6 +126,7 @@ static int run(const char *path)
     struct sg_runtime rt = {0};
     struct drain drain = {.rt = &rt};
     struct event *signals[4] = {0};
+    struct event *sweep = NULL;
     char errbuf[512];
     int status = 1;
 
@@ -150,6 +166,9 @@ static int run(const char *path)
     signals[2] = evsignal_new(rt.base, SIGINT, on_stop_signal, &drain);
     for (size_t i = 0; i < 3; i++)
         evsignal_add(signals[i], NULL);
+    static const struct timeval sweep_every = {SWEEP_INTERVAL_S, 0};
+    sweep = event_new(rt.base, -1, EV_PERSIST, on_sweep, &rt);
+    event_add(sweep, &sweep_every);
 
     sg_log_fields(
         SG_LOG_INFO, "started",
@@ -165,6 +184,8 @@ end:
     }
     if (drain.tick != NULL)
         event_free(drain.tick);
+    if (sweep != NULL)
+        event_free(sweep);
     sg_server_free(rt.server);
     sg_logins_free(rt.logins);
     sg_snapshot_unref(rt.current);

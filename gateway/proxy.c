@@ -4,6 +4,7 @@
 #include "ssogate/cookie.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
+#include "ssogate/inject.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
@@ -12,15 +13,19 @@
 #include "ssogate/server.h"
 #include "ssogate/upstream.h"
 
+#include <sys/queue.h>
+
 #include <assert.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define PROXY_MAGIC 0x50525859u
 
@@ -47,6 +52,9 @@ struct proxy {
     bool up_failed;
     bool reply_started;
     bool paused;
+    bool inject;           /* the PSA login page: gains the IT Complete block */
+    char *notice;          /* its notice code, may be NULL */
+    struct evbuffer *held; /* the page while it is being held for injection */
 };
 
 static void proxy_maybe_free(struct proxy *p)
@@ -56,6 +64,9 @@ static void proxy_maybe_free(struct proxy *p)
         return;
     p->rt->requests_in_flight--;
     sg_access_clear(&p->access);
+    free(p->notice);
+    if (p->held != NULL)
+        evbuffer_free(p->held);
     sg_snapshot_unref(p->snap);
     p->magic = 0;
     free(p);
@@ -115,12 +126,24 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
     sg_metrics_upstream_latency(p->up_latency_us);
     p->status = evhttp_request_get_response_code(up);
 
+    struct evkeyvalq *in = evhttp_request_get_input_headers(up);
     struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
-    sg_headers_copy_response(evhttp_request_get_input_headers(up), out);
+    sg_headers_copy_response(in, out);
     evhttp_add_header(out, "X-Request-Id", p->access.request_id);
     if (p->rt->draining)
         evhttp_add_header(out, "Connection", "close");
     evhttp_request_set_on_complete_cb(p->client, on_client_complete, p);
+
+    const char *type = evhttp_find_header(in, "Content-Type");
+    const char *length = evhttp_find_header(in, "Content-Length");
+    if (p->inject && p->status == 200 && type != NULL && strncasecmp(type, "text/html", 9) == 0 &&
+        evhttp_find_header(in, "Content-Encoding") == NULL &&
+        (length == NULL || strtoull(length, NULL, 10) <= SG_INJECT_MAX_PAGE)) {
+        /* Held whole, then sent with the block inserted (on_up_done). */
+        evhttp_remove_header(out, "Content-Length");
+        p->held = evbuffer_new();
+        return 0;
+    }
     evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(up));
     p->reply_started = true;
     return 0;
@@ -143,6 +166,15 @@ static void on_up_chunk(struct evhttp_request *up, void *arg)
 
     if (p->client == NULL) {
         evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    if (p->held != NULL) {
+        if (evbuffer_get_length(p->held) + evbuffer_get_length(in) > SG_INJECT_MAX_PAGE) {
+            sg_metrics_error(SG_MERR_UPSTREAM_BROKEN);
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return;
+        }
+        evbuffer_add_buffer(p->held, in);
         return;
     }
     p->bytes += evbuffer_get_length(in);
@@ -174,6 +206,19 @@ static void on_up_done(struct evhttp_request *up, void *arg)
         proxy_maybe_free(p);
         return;
     }
+    if (!failed && p->held != NULL) {
+        size_t len = evbuffer_get_length(p->held);
+        size_t out_len;
+        char *page = sg_inject_login_block((const char *)evbuffer_pullup(p->held, -1), len,
+                                           p->notice, &out_len);
+        struct evbuffer *body = evbuffer_new();
+        evbuffer_add_reference(body, page, out_len, NULL, NULL);
+        p->bytes = out_len;
+        evhttp_send_reply(p->client, p->status, sg_page_reason(p->status), body);
+        evbuffer_free(body);
+        free(page);
+        return;
+    }
     if (!failed) {
         evhttp_send_reply_end(p->client);
         return;
@@ -187,7 +232,7 @@ static void on_up_done(struct evhttp_request *up, void *arg)
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
                                           SG_LOG_STR("kind", sg_metrics_error_name(kind))},
                   2);
-    if (p->reply_started) {
+    if (p->reply_started && p->held == NULL) {
         /* Part of the body is out: ending the reply normally would present a
          * truncated body as complete, so the client connection is closed. */
         evhttp_connection_free(evhttp_request_get_connection(p->client));
@@ -308,6 +353,20 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
         evhttp_add_header(out, "Content-Length", length);
     }
 
+    const struct sg_config *cfg = p->snap->cfg;
+    if (cfg->idp != NULL && cfg->identity == SG_IDENTITY_LINK &&
+        evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
+        strcmp(p->access.path, cfg->psa.login_path) == 0) {
+        p->inject = true;
+        const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+        struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+        if (query != NULL && evhttp_parse_query_str(query, &params) == 0) {
+            const char *notice = evhttp_find_header(&params, "sso_notice");
+            if (sg_inject_notice_text(notice) != NULL)
+                p->notice = sg_strdup(notice);
+        }
+        evhttp_clear_headers(&params);
+    }
     char *target = upstream_target(p->snap->cfg, req);
     p->up = up;
     p->up_conn = sg_upstream_acquire(p->snap->upstream, &p->slot);

@@ -24,10 +24,10 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
-#define CSRF_SUFFIX  "_csrf"
-#define CSRF_LEN     43
-#define FORM_MAX     4096
-#define CSRF_METRIC  "ssogate_csrf_refused_total"
+#define CSRF_SUFFIX "_csrf"
+#define CSRF_LEN    43
+#define FORM_MAX    4096
+#define CSRF_METRIC "ssogate_csrf_refused_total"
 
 enum action {
     ACT_SETTINGS,
@@ -225,8 +225,7 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
     struct evbuffer *out = evbuffer_new();
     char *idp_tenant = NULL;
     bool tenant_linked = sg_links_tenant_get_by_psa(store, user->tenant, &idp_tenant) == 0;
-    bool user_linked =
-        sg_links_user_get_by_psa(store, user->tenant, user->user, NULL, NULL) == 0;
+    bool user_linked = sg_links_user_get_by_psa(store, user->tenant, user->user, NULL, NULL) == 0;
     char *name_html = sg_html_escape(user->user);
     char *tenant_html = sg_html_escape(user->tenant);
 
@@ -321,8 +320,7 @@ static int store_error(struct settings_request *s, int err)
     sg_metrics_error(SG_MERR_STORE);
     sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
     sg_page_send(s->req, 500, "Nothing was changed",
-                 "The gateway could not update the links. Please try again.",
-                 s->access.request_id);
+                 "The gateway could not update the links. Please try again.", s->access.request_id);
     return 500;
 }
 
@@ -356,8 +354,8 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
             return store_error(s, err);
         sg_log_fields(SG_LOG_INFO, "link",
                       (struct sg_log_field[]){SG_LOG_STR("link", "tenant"),
-                                             SG_LOG_STR("result", "unlinked"),
-                                             SG_LOG_STR("psa_tenant", user->tenant)},
+                                              SG_LOG_STR("result", "unlinked"),
+                                              SG_LOG_STR("psa_tenant", user->tenant)},
                       3);
         sg_metrics_count("ssogate_links_total", "result", "tenant_unlinked");
         see_other(s->req, "/_sso/settings?done=tenant_unlinked");
@@ -383,9 +381,9 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
             return store_error(s, err);
         sg_log_fields(SG_LOG_INFO, "link",
                       (struct sg_log_field[]){SG_LOG_STR("link", "user"),
-                                             SG_LOG_STR("result", "unlinked"),
-                                             SG_LOG_STR("psa_tenant", user->tenant),
-                                             SG_LOG_STR("psa_user", user->user)},
+                                              SG_LOG_STR("result", "unlinked"),
+                                              SG_LOG_STR("psa_tenant", user->tenant),
+                                              SG_LOG_STR("psa_user", user->user)},
                       4);
         sg_metrics_count("ssogate_links_total", "result", "user_unlinked");
         see_other(s->req, "/_sso/settings?done=user_unlinked");
@@ -421,7 +419,7 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
         sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
         sg_log_fields(SG_LOG_WARN, "whoami",
                       (struct sg_log_field[]){SG_LOG_STR("request_id", s->access.request_id),
-                                             SG_LOG_STR("reason", err)},
+                                              SG_LOG_STR("reason", err)},
                       2);
         sg_page_send(s->req, 502, "The PSA did not answer",
                      "The gateway could not ask the PSA who you are. Please try again in a "
@@ -446,8 +444,9 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (endpoints[i].post ? cmd != EVHTTP_REQ_POST : cmd != EVHTTP_REQ_GET) {
         sg_page_send(req, 405, "Method not allowed",
-                     endpoints[i].post ? "Use the buttons of My Settings." : "Open this page with "
-                                                                             "a GET.",
+                     endpoints[i].post ? "Use the buttons of My Settings."
+                                       : "Open this page with "
+                                         "a GET.",
                      access->request_id);
         return 405;
     }
@@ -455,7 +454,7 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
         sg_metrics_count(CSRF_METRIC, "endpoint", endpoints[i].name);
         sg_log_fields(SG_LOG_WARN, "csrf",
                       (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
-                                             SG_LOG_STR("endpoint", endpoints[i].name)},
+                                              SG_LOG_STR("endpoint", endpoints[i].name)},
                       2);
         sg_page_send(req, 403, "Request refused",
                      "This request did not come from My Settings of this site, so nothing was "

@@ -179,7 +179,8 @@ static void on_chunk(struct evhttp_request *up, void *arg)
 {
     struct sg_whoami_request *w = arg;
     struct evbuffer *in = evhttp_request_get_input_buffer(up);
-    if (w->too_big || evbuffer_get_length(w->body) + evbuffer_get_length(in) > SG_WHOAMI_MAX_BYTES) {
+    if (w->too_big ||
+        evbuffer_get_length(w->body) + evbuffer_get_length(in) > SG_WHOAMI_MAX_BYTES) {
         w->too_big = true;
         evbuffer_drain(in, evbuffer_get_length(in));
         return;

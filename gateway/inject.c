@@ -1,0 +1,74 @@
+#include "ssogate/inject.h"
+
+#include "ssogate/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const struct {
+    const char *code;
+    const char *text;
+} notices[] = {
+    {"inactive", "Your IT Complete account is inactive, so you were not signed in with it. Sign "
+                 "in with your PSA password, or ask your administrator to reactivate the account."},
+    {"denied", "IT Complete refused the sign-in (the account may be inactive). Sign in with your "
+               "PSA password, or ask your administrator."},
+    {"not_linked", "Your IT Complete account is not linked to a user here yet. Sign in with your "
+                   "PSA password, then enable Log in with IT Complete in My Settings."},
+    {"failed", "Signing in with IT Complete did not complete. Try again, or sign in with your PSA "
+               "password."},
+};
+
+const char *sg_inject_notice_text(const char *code)
+{
+    for (size_t i = 0; code != NULL && i < SG_ARRAY_LEN(notices); i++) {
+        if (strcmp(code, notices[i].code) == 0)
+            return notices[i].text;
+    }
+    return NULL;
+}
+
+/* Offset just past the first "<body" tag's ">", or 0 when there is none. */
+static size_t after_body_tag(const char *html, size_t len)
+{
+    for (size_t i = 0; i + 5 <= len; i++) {
+        if (html[i] != '<' || strncasecmp(html + i + 1, "body", 4) != 0)
+            continue;
+        size_t j = i + 5;
+        if (j < len && html[j] != '>' && html[j] != ' ' && html[j] != '\t' && html[j] != '\n' &&
+            html[j] != '\r')
+            continue;
+        while (j < len && html[j] != '>')
+            j++;
+        return j < len ? j + 1 : 0;
+    }
+    return 0;
+}
+
+char *sg_inject_login_block(const char *html, size_t len, const char *notice_code, size_t *out_len)
+{
+    const char *notice = sg_inject_notice_text(notice_code);
+    char *block = sg_asprintf(
+        "<div id=\"ssogate-login\" style=\"font-family:system-ui,sans-serif;max-width:32rem;"
+        "margin:1rem auto;padding:1rem;border:1px solid #d6dde4;border-radius:8px;"
+        "background:#fff;color:#1b2733\">%s%s%s"
+        "<a id=\"ssogate-login-button\" href=\"/_sso/login\" style=\"display:inline-block;"
+        "background:#0b57d0;color:#fff;padding:.6rem 1.2rem;border-radius:4px;"
+        "text-decoration:none;font-weight:600\">Log in with IT Complete</a></div>",
+        notice ? "<p id=\"ssogate-notice\" role=\"alert\" style=\"background:#fef7e0;"
+                 "color:#7a4f01;border:1px solid #f9ab00;padding:.75rem;border-radius:4px\">"
+               : "",
+        notice ? notice : "", notice ? "</p>" : "");
+    size_t at = after_body_tag(html, len);
+    size_t block_len = strlen(block);
+    char *out = sg_malloc(len + block_len + 1);
+    memcpy(out, html, at);
+    memcpy(out + at, block, block_len);
+    memcpy(out + at + block_len, html + at, len - at);
+    out[len + block_len] = '\0';
+    *out_len = len + block_len;
+    free(block);
+    return out;
+}

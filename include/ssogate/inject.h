@@ -1,0 +1,25 @@
+/*
+ * The PSA's own login page, unchanged upstream, gains the "Log in with IT
+ * Complete" button and, after a refused SSO login, a notice saying why: the
+ * gateway inserts one small block right after the page's <body> tag.
+ */
+#ifndef SSOGATE_INJECT_H
+#define SSOGATE_INJECT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define SG_INJECT_MAX_PAGE (1024 * 1024) /* larger login pages pass through unchanged */
+
+/* The notice text of a notice code ("inactive", "denied", "not_linked", "failed"); NULL if unknown.
+ */
+const char *sg_inject_notice_text(const char *code);
+
+/*
+ * Returns a new buffer (caller frees) holding html (len bytes, borrowed) with
+ * the block inserted after the first <body ...> tag (at the start when there
+ * is none), and its length in *out_len. notice_code may be NULL.
+ */
+char *sg_inject_login_block(const char *html, size_t len, const char *notice_code, size_t *out_len);
+
+#endif

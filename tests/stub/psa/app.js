@@ -146,6 +146,22 @@ async function readJsonObject(req, res) {
   return null;
 }
 
+// lib/server.js parses every request target with new URL() outside its try: a target such as "http://["
+// would throw and end the process. Answer those 400 before its handler sees them.
+function guardRequestTarget(server) {
+  const handlers = server.listeners('request');
+  server.removeAllListeners('request');
+  server.on('request', (req, res) => {
+    if (!URL.canParse(req.url, 'http://psa.invalid')) {
+      sendJson(res, 400, { error: 'bad request target' });
+      return;
+    }
+    for (const handler of handlers) {
+      handler(req, res);
+    }
+  });
+}
+
 // Creates the PSA over a dataset (data.js). Returns {stub, configure(values), config()}: stub is the
 // lib/server.js stub to listen with; configure sets any of gateway_jwks, audience ("auto" or a URL) and
 // issuer, and throws an Error naming the key when a value is invalid (nothing is changed then).
@@ -439,6 +455,7 @@ function createPsa(data) {
     routes: { login, logout, tickets, admin, api, __psa: control },
     fallback: home,
   });
+  guardRequestTarget(stub.server);
   return { stub, configure, config };
 }
 

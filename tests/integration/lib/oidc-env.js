@@ -1,0 +1,470 @@
+'use strict';
+// The whole OpenID Connect set for the oidc_*.test.js integration tests (issue 3): a throw-away CA
+// (tests/idp/make-ca.sh), the real test IdP over https with its test controls (tests/idp/idp.js), the stub
+// upstream (tests/stub/upstream.js) and ssogate in claims mode, all on loopback. Each process is stopped
+// by its PID when the Harness that owns it cleans up (the harness kills its own; the IdP is ours).
+//
+//   const { Harness } = require('./lib/harness');
+//   const { startOidcEnv } = require('./lib/oidc-env');
+//   const env = await startOidcEnv(h, { gateway: { session: { idle_timeout_s: 3 } } });
+//   const res = await env.login({ returnTo: '/private/x' });   // a full login through the IdP
+//
+// The gateway's listener port is chosen before anything starts, because the public URL, the IdP's
+// registered redirect URI and the listener must all carry the same real port.
+
+const assert = require('node:assert/strict');
+const childProcess = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const https = require('node:https');
+const path = require('node:path');
+const readline = require('node:readline');
+const { test, before, after } = require('node:test');
+const harness = require('./harness');
+const { login, Browser } = require('./login');
+
+const { SOURCE_DIR, SLOW, Harness, closedPort, metricValue, withTimeout } = harness;
+const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
+const START_TIMEOUT_MS = 20000 * SLOW;
+const STOP_TIMEOUT_MS = 10000 * SLOW;
+const CONTROL_TIMEOUT_MS = 15000 * SLOW;
+
+const CLIENT_ID = 'ssogate';
+const CLIENT_SECRET = 's3cret';
+const ALICE = {
+  login: 'alice',
+  password: 'pw',
+  sub: 'itc-user-alice',
+  tenant: 'itc-100',
+  master: true,
+  active: true,
+  email: 'alice@example.test',
+  totp_secret: 'JBSWY3DPEHPK3PXP',
+};
+// An inactive account: the IdP ends its login with error=access_denied (B11).
+const BOB = { login: 'bob', password: 'pw', sub: 'itc-user-bob', tenant: 'itc-100', active: false, email: 'bob@example.test', totp_secret: 'JBSWY3DPEHPK3PXP' };
+// An account with no TOTP enrolled: its ID token's amr is ["pwd"] only (B3).
+const CAROL = { login: 'carol', password: 'pw', sub: 'itc-user-carol', tenant: 'itc-100', active: true, email: 'carol@example.test' };
+const ACCOUNTS = { alice: ALICE, bob: BOB, carol: CAROL };
+
+const idpProcesses = new Set();
+process.on('exit', () => {
+  for (const proc of idpProcesses) {
+    try {
+      process.kill(proc.pid, 'SIGKILL');
+    } catch (err) {
+      // already gone
+    }
+  }
+});
+
+// The test IdP process. It has the shape Harness.cleanup and Harness.dump expect of a child (name, pid,
+// exit, stop(), tail()), so the harness stops it by its PID with the others.
+class IdpProcess {
+  constructor(dir, args) {
+    this.name = 'idp';
+    this.proc = childProcess.spawn(process.execPath, [path.join(IDP_DIR, 'idp.js'), ...args], {
+      cwd: dir,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    this.pid = this.proc.pid;
+    this.exit = null;
+    this.stdoutLines = [];
+    this.stderrLines = [];
+    this.log = fs.createWriteStream(path.join(dir, 'idp.log'));
+    idpProcesses.add(this.proc);
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        idpProcesses.delete(this.proc);
+        resolve(this.exit);
+      });
+    });
+    this.proc.on('error', (err) => this.stderrLines.push(`spawn error: ${err.message}`));
+    this.proc.stdin.on('error', () => {});
+    this.firstLine = new Promise((resolve) => {
+      readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
+        this.stdoutLines.push(line);
+        resolve(line);
+      });
+    });
+    readline.createInterface({ input: this.proc.stderr }).on('line', (line) => {
+      this.stderrLines.push(line);
+      this.log.write(`${line}\n`);
+    });
+  }
+
+  get alive() {
+    return this.exit === null && this.pid !== undefined;
+  }
+
+  // Resolves {issuer, port} from the IdP's ready line, or rejects (bounded) if it exits first.
+  async ready() {
+    const line = await withTimeout(
+      Promise.race([this.firstLine, this.exited.then(() => Promise.reject(new Error(`idp exited: ${this.tail()}`)))]),
+      START_TIMEOUT_MS,
+      'the IdP ready line',
+    );
+    return JSON.parse(line);
+  }
+
+  async stop() {
+    if (this.alive) {
+      process.kill(this.pid, 'SIGTERM');
+      if ((await withTimeout(this.exited, STOP_TIMEOUT_MS, 'idp exit').catch(() => null)) === null && this.alive) {
+        process.kill(this.pid, 'SIGKILL');
+        await withTimeout(this.exited, STOP_TIMEOUT_MS, 'idp exit after SIGKILL').catch(() => null);
+      }
+    }
+    this.proc.stdin.destroy();
+    await new Promise((resolve) => this.log.end(resolve));
+  }
+
+  tail(n = 40) {
+    return [...this.stdoutLines.slice(-n), ...this.stderrLines.slice(-n)].join('\n');
+  }
+}
+
+// A login.js Browser that also keeps every response it saw ({url, status, headers}, newest last) and,
+// while holdCallback is set, does not send the request to the gateway's callback: it records the URL in
+// heldCallback and answers with status 0, so a test can replay, forge or move the callback itself.
+class RecordingBrowser extends Browser {
+  constructor(options) {
+    super(options);
+    this.responses = [];
+    this.holdCallback = false;
+    this.heldCallback = undefined;
+  }
+
+  async request(url, options) {
+    const target = new URL(url);
+    if (this.holdCallback && target.pathname === '/_sso/callback') {
+      this.heldCallback = target.href;
+      return { status: 0, headers: {}, body: '', rawBody: Buffer.alloc(0), url: target.href };
+    }
+    const res = await super.request(url, options);
+    this.responses.push({ url: res.url, status: res.status, headers: res.headers });
+    return res;
+  }
+
+  // The last response received from a URL whose path is pathname, or undefined.
+  lastResponse(pathname) {
+    return [...this.responses].reverse().find((r) => new URL(r.url).pathname === pathname);
+  }
+}
+
+// One JSON request to the IdP's own origin (its /_test/ controls): resolves {status, body (parsed)}.
+function idpJson(issuer, ca, method, pathname, body) {
+  const target = new URL(pathname, issuer);
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  return new Promise((resolve, reject) => {
+    const req = https.request({
+      host: target.hostname,
+      port: target.port,
+      method,
+      path: target.pathname + target.search,
+      ca,
+      agent: false,
+      headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
+    });
+    const timer = setTimeout(() => req.destroy(new Error(`IdP control timed out: ${method} ${pathname}`)), CONTROL_TIMEOUT_MS);
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    req.on('response', (res) => {
+      const chunks = [];
+      res.on('data', (chunk) => chunks.push(chunk));
+      res.on('end', () => {
+        clearTimeout(timer);
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed;
+        try {
+          parsed = JSON.parse(text);
+        } catch (err) {
+          parsed = text;
+        }
+        resolve({ status: res.statusCode, body: parsed });
+      });
+    });
+    req.end(payload);
+  });
+}
+
+// Merges overrides into base one level deep (objects merged, anything else replaced); returns base.
+function mergeShallow(base, overrides) {
+  for (const [key, value] of Object.entries(overrides || {})) {
+    if (value && typeof value === 'object' && !Array.isArray(value) && base[key] && typeof base[key] === 'object') {
+      base[key] = { ...base[key], ...value };
+    } else {
+      base[key] = value;
+    }
+  }
+  return base;
+}
+
+// Starts CA, IdP, upstream stub and gateway for the Harness h (borrowed; it owns every process).
+// options: gateway (overrides of the gateway configuration, merged one level deep), client (overrides
+// of the IdP client), accounts (the IdP accounts, default alice, bob and carol).
+// Resolves the environment object described at each member below.
+async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.values(ACCOUNTS) } = {}) {
+  const caDir = h.file('ca');
+  childProcess.execFileSync(path.join(IDP_DIR, 'make-ca.sh'), [caDir], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
+  const caFile = path.join(caDir, 'ca.pem');
+  const ca = fs.readFileSync(caFile);
+
+  const gwPort = await closedPort();
+  const gwUrl = `http://127.0.0.1:${gwPort}`;
+  const idpConfig = {
+    clients: [{
+      client_id: CLIENT_ID,
+      client_secret: CLIENT_SECRET,
+      redirect_uris: [`${gwUrl}/_sso/callback`],
+      post_logout_redirect_uris: [`${gwUrl}/`],
+      id_token_signed_response_alg: 'ES256',
+      ...client,
+    }],
+    tenants: [{ id: 'itc-100', module_urls: { bms: 'https://bms.kaseya.com' } }],
+    accounts,
+  };
+  const idpConfigFile = h.file('idp.json');
+  fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
+  const idp = new IdpProcess(h.dir, [
+    '--config', idpConfigFile,
+    '--cert', path.join(caDir, 'server.pem'),
+    '--key', path.join(caDir, 'server-key.pem'),
+    '--test-controls', '--exit-with-stdin',
+  ]);
+  h.children.push(idp);
+  const { issuer } = await idp.ready();
+
+  const up = await h.startStub();
+  const config = mergeShallow(
+    h.config({
+      listeners: [{ address: '127.0.0.1', port: gwPort }],
+      public_url: gwUrl,
+      upstream: { url: up.url },
+      idp: { issuer, client_id: CLIENT_ID, client_secret_env: 'SG_SECRET', ca_file: caFile },
+      identity: 'claims',
+      routes: [{ prefix: '/', auth: 'optional' }, { prefix: '/private', auth: 'required' }],
+      limits: { client_timeout_s: 10 },
+    }),
+    gateway,
+  );
+  const configFile = h.writeConfig(config);
+  const gatewayEnv = { SG_SECRET: CLIENT_SECRET };
+
+  const env = {
+    h,
+    ca,
+    caFile,
+    issuer,
+    idp,
+    up,
+    config,
+    configFile,
+    gwUrl,
+    gwPort,
+    gw: undefined,
+    alice: ALICE,
+    accounts: ACCOUNTS,
+
+    // Starts (or starts again, on the same configuration, port and data dir) the gateway and waits
+    // until it has the IdP's discovery document and keys, so /_sso/login answers at once.
+    async startGateway() {
+      const gw = await h.startGateway(configFile, { env: gatewayEnv, listeners: 1 });
+      await gw.waitLog((l) => l.event === 'idp_discovery' && l.level === 'info', START_TIMEOUT_MS, 'IdP discovery');
+      await gw.waitLog((l) => l.event === 'idp_jwks' && l.level === 'info' && l.keys > 0, START_TIMEOUT_MS, 'IdP keys');
+      assert.equal(gw.port, gwPort, 'the gateway listens on the port of its public URL');
+      env.gw = gw;
+      return gw;
+    },
+
+    // Stops the gateway by its PID: SIGTERM (drained) or, with kill, SIGKILL; waits (bounded) for the exit.
+    async stopGateway({ kill = false } = {}) {
+      const gw = env.gw;
+      if (kill) {
+        gw.signal('SIGKILL');
+        const exit = await gw.waitExit(STOP_TIMEOUT_MS);
+        assert.ok(exit, 'the gateway died of SIGKILL');
+        assert.equal(exit.signal, 'SIGKILL');
+      } else {
+        await gw.stop();
+        assert.equal(gw.exit && gw.exit.code, 0, `the gateway exited 0 on SIGTERM (${JSON.stringify(gw.exit)})`);
+      }
+    },
+
+    // A new browser (its own cookie jar) that trusts the test CA.
+    browser(options = {}) {
+      return new RecordingBrowser({ ca, ...options });
+    },
+
+    // Logs in through the gateway and the IdP as a user would. options: browser (default a new one),
+    // account (default alice; an object like ALICE), returnTo (default /), start (a full URL instead),
+    // totpCode (a wrong code, say). Resolves login()'s result (status, headers, body, url, history,
+    // browser, steps) plus callback: the gateway's answer to /_sso/callback ({url, status, headers}).
+    async login({ browser = env.browser(), account = ALICE, returnTo = '/', start, totpCode } = {}) {
+      const startUrl = start || `${gwUrl}/_sso/login?return_to=${encodeURIComponent(returnTo)}`;
+      const res = await login({
+        start: startUrl,
+        login: account.login,
+        password: account.password,
+        totpSecret: account.totp_secret,
+        totpCode,
+        browser,
+      });
+      return { ...res, callback: browser.lastResponse('/_sso/callback') };
+    },
+
+    // Logs in up to the IdP's redirect to the gateway's callback, which is not sent; resolves its URL.
+    async authorize({ browser = env.browser(), account = ALICE, returnTo = '/' } = {}) {
+      browser.holdCallback = true;
+      try {
+        await env.login({ browser, account, returnTo });
+      } finally {
+        browser.holdCallback = false;
+      }
+      assert.ok(browser.heldCallback, 'the IdP redirected to the gateway callback');
+      const url = browser.heldCallback;
+      browser.heldCallback = undefined;
+      return url;
+    },
+
+    // GET /_sso/status with browser's cookies: the parsed JSON.
+    async status(browser) {
+      const res = await browser.request(`${gwUrl}/_sso/status`, { headers: { accept: 'application/json' } });
+      assert.equal(res.status, 200, 'GET /_sso/status');
+      return JSON.parse(res.body);
+    },
+
+    // The gateway's metrics, parsed (see harness.parseMetrics).
+    metrics() {
+      return h.metrics(env.gw);
+    },
+
+    // The value of a gateway counter (0 when not exported yet).
+    async counter(name, labels) {
+      return metricValue(await env.metrics(), name, labels) || 0;
+    },
+
+    // The sum of every sample of a family (all label values): e.g. every rejected ID token.
+    async counterSum(name) {
+      return (await env.metrics()).samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0);
+    },
+
+    // The IdP's test controls: control('POST', '/_test/tamper', {...}) resolves the parsed answer and
+    // asserts it was accepted.
+    async control(method, pathname, body) {
+      const res = await idpJson(issuer, ca, method, pathname, body);
+      assert.equal(res.status, 200, `IdP ${method} ${pathname}: ${JSON.stringify(res.body)}`);
+      return res.body;
+    },
+
+    async idpCounters() {
+      return env.control('GET', '/_test/counters');
+    },
+
+    // The JWKS the gateway publishes at /_sso/jwks.json.
+    async gatewayJwks() {
+      const res = await harness.request(env.gw, { path: '/_sso/jwks.json' });
+      assert.equal(res.status, 200, 'GET /_sso/jwks.json');
+      return JSON.parse(res.body.toString());
+    },
+  };
+  await env.startGateway();
+  return env;
+}
+
+// Verifies a compact JWS made by the gateway (X-SSO-Assertion) against its JWKS with node's crypto.
+// Returns {header, claims}; throws (assert) on a bad format, an unknown kid or a bad signature.
+function verifyAssertion(token, jwks) {
+  const parts = String(token).split('.');
+  assert.equal(parts.length, 3, 'the assertion is a compact JWS');
+  for (const part of parts) {
+    assert.match(part, /^[A-Za-z0-9_-]+$/, 'each part is base64url without padding');
+  }
+  const header = JSON.parse(Buffer.from(parts[0], 'base64url').toString('utf8'));
+  const claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  const jwk = jwks.keys.find((k) => k.kid === header.kid);
+  assert.ok(jwk, `kid ${header.kid} is in /_sso/jwks.json`);
+  assert.equal(jwk.d, undefined, 'the published JWK has no private part');
+  const key = crypto.createPublicKey({ key: jwk, format: 'jwk' });
+  const input = Buffer.from(`${parts[0]}.${parts[1]}`);
+  const signature = Buffer.from(parts[2], 'base64url');
+  let valid;
+  if (header.alg === 'ES256') {
+    valid = crypto.verify('sha256', input, { key, dsaEncoding: 'ieee-p1363' }, signature);
+  } else if (header.alg === 'EdDSA') {
+    valid = crypto.verify(null, input, key, signature);
+  } else {
+    assert.fail(`assertion alg ${header.alg} is neither ES256 nor EdDSA`);
+  }
+  assert.ok(valid, 'the assertion signature verifies with the published key');
+  return { header, claims };
+}
+
+// Parses a Set-Cookie list (string or array) into {name: {value, attributes: {lower-case name: value}}}.
+function parseSetCookies(setCookie) {
+  const out = {};
+  for (const line of [].concat(setCookie || [])) {
+    const [pair, ...attributes] = line.split(';');
+    const eq = pair.indexOf('=');
+    const parsed = { value: pair.slice(eq + 1).trim(), attributes: {}, raw: line };
+    for (const attribute of attributes) {
+      const aeq = attribute.indexOf('=');
+      const key = (aeq < 0 ? attribute : attribute.slice(0, aeq)).trim().toLowerCase();
+      parsed.attributes[key] = aeq < 0 ? true : attribute.slice(aeq + 1).trim();
+    }
+    out[pair.slice(0, eq).trim()] = parsed;
+  }
+  return out;
+}
+
+// One shared environment for every test of a file (starting one costs about a second): registers the
+// before/after hooks and returns oidcTest(name, [options], fn(env)), which declares a test that prints
+// the processes' output when it fails. The temp dir is kept when any test failed.
+function sharedOidcEnv(name, options = {}) {
+  const state = { h: undefined, env: undefined, failed: false };
+  before(async () => {
+    state.h = new Harness(name);
+    try {
+      state.env = await startOidcEnv(state.h, options);
+    } catch (err) {
+      state.failed = true;
+      state.h.dump();
+      throw err;
+    }
+  });
+  after(async () => {
+    if (state.h) {
+      await state.h.cleanup(state.failed);
+    }
+  });
+  function oidcTest(testName, testOptions, fn) {
+    if (typeof testOptions === 'function') {
+      fn = testOptions;
+      testOptions = {};
+    }
+    return test(testName, { timeout: 60000 * SLOW, ...testOptions }, async (t) => {
+      assert.ok(state.env, 'the OIDC environment started');
+      try {
+        await fn(state.env, t);
+      } catch (err) {
+        state.failed = true;
+        state.h.dump();
+        throw err;
+      }
+    });
+  }
+  return oidcTest;
+}
+
+module.exports = {
+  ACCOUNTS,
+  CLIENT_ID,
+  RecordingBrowser,
+  parseSetCookies,
+  sharedOidcEnv,
+  startOidcEnv,
+  verifyAssertion,
+};

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 static const char usage[] =
     "Usage: ssogate -c FILE [-t]\n"
@@ -202,6 +204,88 @@ end:
     return status;
 }
 
+/*
+ * With workers > 1 this process only supervises: it forks the workers (each
+ * binds the listeners with SO_REUSEPORT and opens the LMDB environment
+ * itself), forwards SIGHUP, SIGTERM and SIGINT to them, restarts a worker that
+ * died on its own, and exits when every worker has exited after a stop.
+ */
+static int supervise(const char *path, unsigned workers)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+
+    pid_t *pids = sg_calloc(workers, sizeof(*pids));
+    bool stopping = false;
+    int status = 0;
+
+    for (;;) {
+        for (unsigned i = 0; i < workers && !stopping; i++) {
+            if (pids[i] != 0)
+                continue;
+            pid_t pid = fork();
+            if (pid == 0) {
+                sigprocmask(SIG_UNBLOCK, &set, NULL);
+                _exit(run(path));
+            }
+            if (pid < 0) {
+                sg_log(SG_LOG_ERROR, "supervisor", "fork failed");
+                stopping = true;
+                status = 1;
+                break;
+            }
+            pids[i] = pid;
+            sg_log_fields(SG_LOG_INFO, "worker",
+                          (struct sg_log_field[]){SG_LOG_INT("worker", i),
+                                                 SG_LOG_INT("pid", pid)},
+                          2);
+        }
+        unsigned alive = 0;
+        for (unsigned i = 0; i < workers; i++)
+            alive += pids[i] != 0;
+        if (alive == 0)
+            break;
+
+        siginfo_t info;
+        int sig = sigwaitinfo(&set, &info);
+        if (sig == SIGCHLD) {
+            int wstatus;
+            pid_t pid;
+            while ((pid = waitpid(-1, &wstatus, WNOHANG)) > 0) {
+                for (unsigned i = 0; i < workers; i++) {
+                    if (pids[i] != pid)
+                        continue;
+                    pids[i] = 0;
+                    bool clean = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0;
+                    if (!clean)
+                        status = 1;
+                    if (!stopping) {
+                        sg_log(SG_LOG_ERROR, "worker", "worker %u (pid %d) died: restarting", i,
+                               (int)pid);
+                        sleep(1);
+                    }
+                }
+            }
+        } else if (sig == SIGHUP || sig == SIGTERM || sig == SIGINT) {
+            if (sig != SIGHUP) {
+                stopping = true;
+                status = 0;
+            }
+            for (unsigned i = 0; i < workers; i++) {
+                if (pids[i] != 0)
+                    kill(pids[i], sig);
+            }
+        }
+    }
+    free(pids);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -238,5 +322,25 @@ int main(int argc, char **argv)
         fputs(usage, stderr);
         return 2;
     }
-    return test ? check_only(path) : run(path);
+    if (test)
+        return check_only(path);
+
+    struct sg_config_error cerr = {0};
+    struct sg_config *cfg = NULL;
+    if (sg_config_load(path, &cfg, &cerr) != 0) {
+        fprintf(stderr, "ssogate: %s: %s: %s\n", cerr.file, cerr.key, cerr.message);
+        return 1;
+    }
+    unsigned workers = cfg->workers;
+    for (size_t i = 0; workers > 1 && i < cfg->listener_count; i++) {
+        if (cfg->listeners[i].port == 0) {
+            fprintf(stderr, "ssogate: %s: listeners[%zu].port: workers > 1 need a fixed port\n",
+                    path, i);
+            sg_config_unref(cfg);
+            return 1;
+        }
+    }
+    sg_log_set_level(cfg->log_level);
+    sg_config_unref(cfg);
+    return workers > 1 ? supervise(path, workers) : run(path);
 }

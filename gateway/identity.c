@@ -168,11 +168,58 @@ static char *assertion_sign(const struct sg_snapshot *snap, const struct sg_sess
     return token;
 }
 
+/*
+ * Signed assertions are reused for half their lifetime: signing costs more
+ * than the rest of a proxied request. A direct-mapped cache keyed by session
+ * id and snapshot generation (a reload may change the key or the claims);
+ * a collision simply replaces the older entry.
+ */
+#define ASSERTION_CACHE_SLOTS 32768
+
+static struct assertion_slot {
+    char session_id[SG_SESSION_ID_SIZE];
+    uint64_t generation;
+    int64_t refresh_at;
+    char *token;
+} assertion_cache[ASSERTION_CACHE_SLOTS];
+
+static size_t slot_of(const char *session_id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)session_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % ASSERTION_CACHE_SLOTS);
+}
+
+static const char *assertion_get(const struct sg_snapshot *snap, const struct sg_identity *identity)
+{
+    struct assertion_slot *slot = &assertion_cache[slot_of(identity->session_id)];
+    int64_t now = sg_now_s();
+    if (slot->token != NULL && slot->generation == snap->generation && now < slot->refresh_at &&
+        sg_memeq_ct(slot->session_id, identity->session_id, SG_SESSION_ID_SIZE))
+        return slot->token;
+    char *token = assertion_sign(snap, &identity->session);
+    if (token == NULL)
+        return NULL;
+    free(slot->token);
+    slot->token = token;
+    memcpy(slot->session_id, identity->session_id, SG_SESSION_ID_SIZE);
+    slot->generation = snap->generation;
+    slot->refresh_at = now + snap->cfg->assertion.ttl_s / 2;
+    return token;
+}
+
+void sg_identity_cache_clear(void)
+{
+    for (size_t i = 0; i < ASSERTION_CACHE_SLOTS; i++)
+        SG_FREE(assertion_cache[i].token);
+}
+
 int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                             struct evkeyvalq *headers)
 {
     const struct sg_session *s = &identity->session;
-    char *assertion = assertion_sign(snap, s);
+    const char *assertion = assertion_get(snap, identity);
     if (assertion == NULL)
         return SG_ECRYPTO;
     evhttp_add_header(headers, "X-SSO-Subject", s->idp_sub);
@@ -185,6 +232,5 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
         evhttp_add_header(headers, "X-SSO-User", s->psa_user);
     }
     evhttp_add_header(headers, "X-SSO-Assertion", assertion);
-    free(assertion);
     return 0;
 }

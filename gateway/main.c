@@ -200,6 +200,7 @@ end:
         event_base_free(rt.base);
     }
     sg_store_close(rt.store);
+    sg_identity_cache_clear();
     free(rt.config_path);
     return status;
 }

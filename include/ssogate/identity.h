@@ -63,10 +63,14 @@ int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
 void sg_identity_clear(struct sg_identity *identity);
 
 /*
- * Adds X-SSO-Subject, -IdP-Tenant, -Email, -Tenant, -User (link mode) and a
- * fresh X-SSO-Assertion for identity to headers. Returns 0 or SG_ECRYPTO.
+ * Adds X-SSO-Subject, -IdP-Tenant, -Email, -Tenant, -User (link mode) and an
+ * X-SSO-Assertion for identity to headers: one signed at most ttl_s/2 ago for
+ * this session and snapshot, else a fresh one. Returns 0 or SG_ECRYPTO.
  */
 int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                             struct evkeyvalq *headers);
+
+/* Frees the cached assertions (at exit). */
+void sg_identity_cache_clear(void);
 
 #endif

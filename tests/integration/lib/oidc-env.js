@@ -2,7 +2,7 @@
 // The whole OpenID Connect set for the oidc_*.test.js integration tests (issue 3): a throw-away CA
 // (tests/idp/make-ca.sh), the real test IdP over https with its test controls (tests/idp/idp.js), the stub
 // upstream (tests/stub/upstream.js) and ssogate in claims mode, all on loopback. Each process is stopped
-// by its PID when the Harness that owns it cleans up (the harness kills its own; the IdP is ours).
+// by its PID when the Harness that owns it stops everything (Harness.stopAll).
 //
 //   const { Harness } = require('./lib/harness');
 //   const { startOidcEnv } = require('./lib/oidc-env');
@@ -58,8 +58,8 @@ process.on('exit', () => {
   }
 });
 
-// The test IdP process. It has the shape Harness.cleanup and Harness.dump expect of a child (name, pid,
-// exit, stop(), tail()), so the harness stops it by its PID with the others.
+// The test IdP process. It has the shape Harness.stopAll and Harness.dump expect of a child (name, pid,
+// exit, alive, stop(), tail()), so the harness stops it by its PID with the others.
 class IdpProcess {
   constructor(dir, args) {
     this.name = 'idp';
@@ -108,6 +108,7 @@ class IdpProcess {
     return JSON.parse(line);
   }
 
+  // Stops the IdP by its PID: SIGTERM, then SIGKILL when it lingers. Returns true once it has exited.
   async stop() {
     if (this.alive) {
       process.kill(this.pid, 'SIGTERM');
@@ -118,6 +119,7 @@ class IdpProcess {
     }
     this.proc.stdin.destroy();
     await new Promise((resolve) => this.log.end(resolve));
+    return !this.alive;
   }
 
   tail(n = 40) {
@@ -436,9 +438,16 @@ function sharedOidcEnv(name, options = {}) {
     }
   });
   after(async () => {
-    if (state.h) {
-      await state.h.cleanup(state.failed);
+    if (state.h === undefined) {
+      return;
     }
+    const problems = await state.h.stopAll();
+    if (state.failed || problems.length > 0) {
+      state.h.dump();
+    } else {
+      state.h.removeDir();
+    }
+    assert.deepEqual(problems, [], 'the gateways stopped cleanly');
   });
   function oidcTest(testName, testOptions, fn) {
     if (typeof testOptions === 'function') {

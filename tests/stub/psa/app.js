@@ -334,7 +334,7 @@ function createPsa(data) {
     // A fresh id on every login: a session id planted before the login is worth nothing after it.
     dropSessions(req);
     const id = crypto.randomBytes(32).toString('base64url');
-    sessions.set(id, { tenant: user.tenant, user: user.id, created: Date.now() });
+    sessions.set(id, { tenant: user.tenant, user: user.id });
     if (sessions.size > MAX_SESSIONS) {
       sessions.delete(sessions.keys().next().value);
     }
@@ -459,4 +459,4 @@ function createPsa(data) {
   return { stub, configure, config };
 }
 
-module.exports = { createPsa, safeNext, SESSION_COOKIE };
+module.exports = { createPsa };

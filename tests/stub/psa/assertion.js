@@ -303,4 +303,4 @@ async function verifyAssertion(request, config, jwks, data, nowMs = Date.now()) 
   return { ok: true, user, claims };
 }
 
-module.exports = { JwksCache, verifyAssertion, parseJwks, REASONS, MAX_LIFETIME_S, CLOCK_SKEW_S };
+module.exports = { JwksCache, verifyAssertion, REASONS, MAX_LIFETIME_S };

@@ -129,4 +129,4 @@ function loadData(file) {
   }
 }
 
-module.exports = { buildData, loadData, KINDS };
+module.exports = { loadData, KINDS };

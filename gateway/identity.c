@@ -234,3 +234,22 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
     evhttp_add_header(headers, "X-SSO-Assertion", assertion);
     return 0;
 }
+
+void sg_identity_end(struct sg_runtime *rt, const struct sg_config *cfg,
+                     const struct sg_identity *identity, struct evhttp_request *req)
+{
+    sg_session_delete(rt->store, identity->session_id);
+    char *name = sg_identity_cookie_name(cfg, "");
+    char *header = NULL;
+    struct sg_cookie_attrs attrs = {
+        .path = "/",
+        .max_age = 0,
+        .http_only = true,
+        .secure = sg_identity_cookie_secure(cfg),
+        .same_site = SG_COOKIE_SAME_SITE_LAX,
+    };
+    if (sg_cookie_format(name, "", &attrs, &header) == 0)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
+    free(header);
+    free(name);
+}

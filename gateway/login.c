@@ -786,7 +786,7 @@ int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const cha
     struct sg_identity identity;
     char *location = NULL;
     if (sg_identity_lookup(rt, cfg, req, &identity) == 0) {
-        sg_session_delete(rt->store, identity.session_id);
+        sg_identity_end(rt, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token
@@ -806,7 +806,6 @@ int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const cha
         sg_identity_clear(&identity);
         sg_metrics_count("ssogate_logouts_total", "result", "ok");
     }
-    set_cookie(req, cfg, "", "", 0);
     redirect(req, 303, location ? location : "/");
     free(location);
     return 303;

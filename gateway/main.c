@@ -242,8 +242,7 @@ static int supervise(const char *path, unsigned workers)
             }
             pids[i] = pid;
             sg_log_fields(SG_LOG_INFO, "worker",
-                          (struct sg_log_field[]){SG_LOG_INT("worker", i),
-                                                 SG_LOG_INT("pid", pid)},
+                          (struct sg_log_field[]){SG_LOG_INT("worker", i), SG_LOG_INT("pid", pid)},
                           2);
         }
         unsigned alive = 0;

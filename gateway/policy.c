@@ -1143,6 +1143,7 @@ static const struct object_schema whoami_schema = SG_SCHEMA(whoami_fields, NULL)
 static const struct field psa_fields[] = {
     SG_F_STRING("login_path", struct sg_psa_config, login_path, false, check_site_path),
     SG_F_STRING("home_path", struct sg_psa_config, home_path, false, check_site_path),
+    SG_F_STRING("logout_path", struct sg_psa_config, logout_path, false, check_site_path),
     SG_F_OBJECT("whoami", struct sg_psa_config, whoami, false, whoami_schema),
 };
 static const struct object_schema psa_schema = SG_SCHEMA(psa_fields, NULL);
@@ -1480,6 +1481,7 @@ static struct sg_config *config_new(void)
     cfg->upstream.pool_size = 64;
     cfg->psa.login_path = sg_strdup("/login");
     cfg->psa.home_path = sg_strdup("/");
+    cfg->psa.logout_path = sg_strdup("/logout");
     cfg->psa.whoami.path = sg_strdup("/api/whoami");
     cfg->psa.whoami.tenant = sg_strdup("/tenant");
     cfg->psa.whoami.user = sg_strdup("/user");
@@ -1522,6 +1524,7 @@ static void config_free(struct sg_config *cfg)
     free(cfg->upstream.ca_file);
     free(cfg->psa.login_path);
     free(cfg->psa.home_path);
+    free(cfg->psa.logout_path);
     free(cfg->psa.whoami.path);
     free(cfg->psa.whoami.tenant);
     free(cfg->psa.whoami.user);

@@ -173,7 +173,8 @@ static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, str
     struct sg_identity identity;
     bool found = false;
 
-    if (route->auth != SG_AUTH_NONE) {
+    bool psa_logout = strcmp(access->path, cfg->psa.logout_path) == 0;
+    if (route->auth != SG_AUTH_NONE || psa_logout) {
         int err = sg_identity_lookup(rt, cfg, req, &identity);
         if (err == SG_ESTORE)
             sg_metrics_error(SG_MERR_STORE);
@@ -186,6 +187,12 @@ static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, str
                      "This page needs you to be signed in. Open it again to sign in.",
                      access->request_id);
         return 401;
+    }
+    if (found && psa_logout) {
+        /* Signing out of the PSA signs out of the gateway too; the PSA
+         * still gets the request, with the identity, to end its own. */
+        sg_identity_end(rt, cfg, &identity, req);
+        sg_metrics_count("ssogate_logouts_total", "result", "psa_logout");
     }
     sg_proxy_forward(rt, req, conn, access, found ? &identity : NULL);
     if (found)

@@ -147,7 +147,7 @@ check clang-format format_check
 
 if [ -f tests/fuzz/run-fuzzers.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if check build-fuzz build_fuzz; then
-        check fuzzers bash tests/fuzz/run-fuzzers.sh "${PREFIX}fuzz" "${FUZZ_SECONDS:-30}"
+        check fuzzers timeout 1800 bash tests/fuzz/run-fuzzers.sh "${PREFIX}fuzz" "${FUZZ_SECONDS:-30}"
     fi
 fi
 

@@ -54,8 +54,9 @@ struct sg_whoami_config {
 };
 
 struct sg_psa_config {
-    char *login_path; /* the PSA's own login page, default "/login" */
-    char *home_path;  /* default "/" */
+    char *login_path;  /* the PSA's own login page, default "/login" */
+    char *home_path;   /* default "/" */
+    char *logout_path; /* the PSA's sign-out: also ends the gateway session, default "/logout" */
     struct sg_whoami_config whoami;
 };
 

@@ -70,6 +70,13 @@ void sg_identity_clear(struct sg_identity *identity);
 int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                             struct evkeyvalq *headers);
 
+/*
+ * Ends the session of identity (deleted from the store) and adds to req's
+ * response a Set-Cookie that clears the session cookie. All borrowed.
+ */
+void sg_identity_end(struct sg_runtime *rt, const struct sg_config *cfg,
+                     const struct sg_identity *identity, struct evhttp_request *req);
+
 /* Frees the cached assertions (at exit). */
 void sg_identity_cache_clear(void);
 

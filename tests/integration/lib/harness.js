@@ -4,11 +4,11 @@
 // test ends, passed or failed, and killed on any exit of the test process.
 //
 // Usage:
-//   const { itest } = require('./lib/harness');
+//   const { itest, request } = require('./lib/harness');
 //   itest('name', async (t, h) => {
 //     const up = await h.startStub();
 //     const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
-//     const res = await h.request(gw, { path: '/echo' });
+//     const res = await request(gw, { path: '/echo' });
 //   });
 
 const assert = require('node:assert/strict');
@@ -697,11 +697,6 @@ function itest(name, options, fn) {
   });
 }
 
-// The header value as one string (node joins repeated headers; set-cookie stays an array).
-function echoHeader(echo, name) {
-  return echo.headers[name.toLowerCase()];
-}
-
 module.exports = {
   SLOW,
   SOURCE_DIR,
@@ -718,5 +713,4 @@ module.exports = {
   waitFor,
   withTimeout,
   sleep,
-  echoHeader,
 };

@@ -354,6 +354,13 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
       return (await env.metrics()).samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0);
     },
 
+    // Runs fn() and resolves {value: what it resolved, moved: metricsMoved over the call}.
+    async measure(fn) {
+      const before = await env.metrics();
+      const value = await fn();
+      return { value, moved: metricsMoved(before, await env.metrics()) };
+    },
+
     // The IdP's test controls: control('POST', '/_test/tamper', {...}) resolves the parsed answer and
     // asserts it was accepted.
     async control(method, pathname, body) {
@@ -375,6 +382,27 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
   };
   await env.startGateway();
   return env;
+}
+
+// The key of a sample in metricsMoved: name{label="value",...}, labels sorted by name.
+function metricKey(name, labels = {}) {
+  const pairs = Object.entries(labels).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return pairs.length === 0 ? name : `${name}{${pairs.map(([k, v]) => `${k}="${v}"`).join(',')}}`;
+}
+
+// What moved between two parsed metrics (harness.parseMetrics): {metricKey: delta} for every counter
+// sample that changed (histograms and gauges left out, since every request moves them).
+function metricsMoved(before, after) {
+  const old = new Map(before.samples.map((s) => [metricKey(s.name, s.labels), s.value]));
+  const moved = {};
+  for (const s of after.samples) {
+    const key = metricKey(s.name, s.labels);
+    const delta = s.value - (old.get(key) || 0);
+    if (delta !== 0 && s.name.endsWith('_total') && !s.name.startsWith('ssogate_requests_')) {
+      moved[key] = delta;
+    }
+  }
+  return moved;
 }
 
 // Verifies a compact JWS made by the gateway (X-SSO-Assertion) against its JWKS with node's crypto.
@@ -472,6 +500,8 @@ module.exports = {
   ACCOUNTS,
   CLIENT_ID,
   RecordingBrowser,
+  metricKey,
+  metricsMoved,
   parseSetCookies,
   sharedOidcEnv,
   startOidcEnv,

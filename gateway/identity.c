@@ -60,11 +60,9 @@ void sg_signer_publish(const struct sg_runtime *rt, struct evbuffer *out)
 {
     struct sg_jwk_set *set = sg_jwk_set_new();
     const struct sg_signer *current = &rt->current->signer;
-    EVP_PKEY_up_ref(current->key);
     sg_jwk_set_add(set, current->key, current->kid);
     if (rt->retired.key != NULL && rt->retired_until > sg_now_s() &&
         strcmp(rt->retired.kid, current->kid) != 0) {
-        EVP_PKEY_up_ref(rt->retired.key);
         sg_jwk_set_add(set, rt->retired.key, rt->retired.kid);
     }
     char *json = sg_jwk_set_export_json(set);

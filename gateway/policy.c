@@ -792,7 +792,7 @@ static int check_region_name(struct parser *p, const char *s)
  * handed back in *out. */
 static int resolve_file(struct parser *p, const char *name, char **out)
 {
-    char *resolved;
+    char *resolved = NULL;
     if (name[0] == '/' || p->base_dir == NULL || p->base_dir[0] == '\0')
         resolved = sg_strdup(name);
     else
@@ -833,7 +833,7 @@ static int parse_object(struct parser *p, const struct node *obj,
 static int parse_enum(struct parser *p, const struct node *v, const struct enum_name *names,
                       int *out)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = string_value(p, v, &s);
     if (rc != 0)
         return rc;
@@ -863,7 +863,7 @@ static int parse_list(struct parser *p, const struct field *f, const struct node
     char **list = sg_calloc(v->count + 1, sizeof(*list));
     for (size_t i = 0; i < v->count; i++) {
         size_t saved = path_push_index(p, i);
-        const char *s;
+        const char *s = NULL;
         int rc = string_value(p, v->members[i].value, &s);
         if (rc == 0 && f->check != NULL)
             rc = f->check(p, s);
@@ -884,7 +884,7 @@ static int parse_list(struct parser *p, const struct field *f, const struct node
 static int parse_field(struct parser *p, const struct field *f, const struct node *v, void *base)
 {
     void *target = (char *)base + f->offset;
-    const char *s;
+    const char *s = NULL;
     uint64_t number = 0;
     int rc;
     switch (f->kind) {
@@ -897,7 +897,7 @@ static int parse_field(struct parser *p, const struct field *f, const struct nod
         *(char **)target = sg_strdup(s);
         return 0;
     case FIELD_FILE: {
-        char *resolved;
+        char *resolved = NULL;
         if ((rc = string_value(p, v, &s)) != 0 || (rc = resolve_file(p, s, &resolved)) != 0)
             return rc;
         free(*(char **)target);
@@ -1152,7 +1152,7 @@ static const struct object_schema psa_schema = SG_SCHEMA(psa_fields, NULL);
 
 static int parse_secret_file(struct parser *p, const struct node *v, void *base)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = string_value(p, v, &s);
     if (rc == 0)
         rc = resolve_file(p, s, &p->secret_file);
@@ -1161,7 +1161,7 @@ static int parse_secret_file(struct parser *p, const struct node *v, void *base)
 
 static int parse_secret_env(struct parser *p, const struct node *v, void *base)
 {
-    const char *s;
+    const char *s = NULL;
     int rc = string_value(p, v, &s);
     if (rc == 0)
         rc = check_env_name(p, s);
@@ -1303,7 +1303,7 @@ static int parse_idp(struct parser *p, const struct node *v, void *base)
 static int parse_module_url(struct parser *p, const struct node *v, void *base)
 {
     struct sg_region_config *region = base;
-    const char *s, *why;
+    const char *s = NULL, *why = NULL;
     struct sg_url url;
     int rc = string_value(p, v, &s);
     if (rc != 0)

@@ -117,7 +117,7 @@ void sg_session_new_id(char out[SG_SESSION_ID_SIZE])
 
 bool sg_session_id_valid(const char *id)
 {
-    if (id == NULL)
+    if (id == NULL || strnlen(id, SG_SESSION_ID_LEN + 1) != SG_SESSION_ID_LEN)
         return false;
     size_t i = 0;
     for (; i < SG_SESSION_ID_LEN; i++) {

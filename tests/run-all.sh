@@ -114,6 +114,15 @@ meson_tests() {
     echo "--- meson test in $dir: $ok ok, $fails failed"
 }
 
+# `npm ci` in every directory with a lock file: the root, and test servers with their own dependencies.
+npm_install() {
+    local lock
+    while IFS= read -r lock; do
+        echo "npm ci in $(dirname "$lock")"
+        (cd "$(dirname "$lock")" && npm ci --no-audit --no-fund) || return 1
+    done < <(find . -name package-lock.json -not -path '*/node_modules/*' -not -path './build*' | sort)
+}
+
 # libFuzzer targets need clang; the compiler of an existing build dir is kept by meson.
 build_fuzz() {
     CC=clang build "${PREFIX}fuzz" -Dfuzz=true
@@ -128,7 +137,7 @@ format_check() {
 }
 
 check packages install_packages
-check npm-ci npm ci --no-audit --no-fund
+check npm-ci npm_install
 
 if check build-release build "${PREFIX}release" --buildtype=release; then
     meson_tests "${PREFIX}release"

@@ -961,7 +961,7 @@ static void test_links_tenant_delete_cascade(void **state)
 }
 
 struct collected {
-    char text[16][128];
+    char text[16][1100];
     size_t count;
     size_t stop_after;
 };

@@ -1,0 +1,110 @@
+'use strict';
+// Issue 3: the gateway's SSO sessions over time: idle and absolute expiry (session.idle_timeout_s 3,
+// absolute_timeout_s 6), and sessions that survive a restart and a kill -9 (LMDB under data_dir).
+// Expiry is checked with the cookie sent by hand, so the server's own check is what is tested, not the
+// cookie's Max-Age in a jar.
+
+const assert = require('node:assert/strict');
+const { request, sleep } = require('./lib/harness');
+const { sharedOidcEnv, verifyAssertion, parseSetCookies } = require('./lib/oidc-env');
+
+const IDLE_S = 3;
+const ABSOLUTE_S = 6;
+const shortTest = sharedOidcEnv('oidc_session_short', {
+  gateway: { session: { idle_timeout_s: IDLE_S, absolute_timeout_s: ABSOLUTE_S } },
+});
+const restartTest = sharedOidcEnv('oidc_session_restart');
+
+// A full login; resolves {cookie (the session id), loggedInAt (ms, after the session was created)}.
+async function loggedIn(env) {
+  const res = await env.login({ returnTo: '/echo/start' });
+  assert.equal(res.callback.status, 302, 'logged in');
+  const cookie = parseSetCookies(res.callback.headers['set-cookie']).ssogate;
+  assert.ok(cookie, 'the session cookie is set');
+  return { cookie: cookie.value, maxAge: Number(cookie.attributes['max-age']), loggedInAt: Date.now() };
+}
+
+// What the gateway makes of a request carrying the session cookie: {identity (the X-SSO-Subject the
+// upstream saw, or undefined), echo}.
+async function withCookie(env, cookie, path = '/echo/probe') {
+  const res = await request(env.gw, { path, headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(res.status, 200, `GET ${path}`);
+  const echo = JSON.parse(res.body.toString());
+  return { identity: echo.headers['x-sso-subject'], echo };
+}
+
+// Asserts that cookie no longer opens a session, in every way the user would notice.
+async function assertSessionGone(env, cookie, what) {
+  assert.equal((await withCookie(env, cookie)).identity, undefined, `${what}: no identity upstream`);
+  const required = await request(env.gw, { path: '/private/x', headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(required.status, 302, `${what}: a required route redirects to the login again`);
+  assert.match(required.headers.location, /^\/_sso\/login\?return_to=/);
+  const status = await request(env.gw, { path: '/_sso/status', headers: { cookie: `ssogate=${cookie}` } });
+  assert.deepEqual(JSON.parse(status.body.toString()), { session: false }, `${what}: /_sso/status`);
+}
+
+// Sleeps until ms after t0 (a Date.now() value).
+function sleepUntil(t0, ms) {
+  return sleep(Math.max(0, t0 + ms - Date.now()));
+}
+
+shortTest(`idle expiry: a session unused for more than ${IDLE_S} s is gone`, async (env) => {
+  const { cookie, maxAge, loggedInAt } = await loggedIn(env);
+  assert.ok(maxAge > 0 && maxAge <= ABSOLUTE_S, `the cookie's Max-Age (${maxAge}) is at most absolute_timeout_s`);
+  await sleepUntil(loggedInAt, 1000);
+  assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', 'used within the idle timeout: alive');
+  const lastUse = Date.now();
+  // More than IDLE_S whole seconds since the last use, yet under ABSOLUTE_S - 1 since the login, so only
+  // the idle timeout can be what ends it.
+  await sleepUntil(lastUse, IDLE_S * 1000 + 500);
+  assert.ok(Date.now() - loggedInAt < (ABSOLUTE_S - 1) * 1000, 'checked before the absolute timeout');
+  await assertSessionGone(env, cookie, 'idle');
+});
+
+shortTest(`absolute expiry: a session in constant use ends ${ABSOLUTE_S} s after the login`, async (env) => {
+  const { cookie, loggedInAt } = await loggedIn(env);
+  // Used every second (well within the idle timeout) until one second before the absolute timeout.
+  for (let second = 1; second <= ABSOLUTE_S - 2; second++) {
+    await sleepUntil(loggedInAt, second * 1000);
+    assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', `alive at ${second} s`);
+  }
+  // The store keeps whole seconds, so a session of ABSOLUTE_S lives between ABSOLUTE_S - 1 and
+  // ABSOLUTE_S real seconds: "just before" is under ABSOLUTE_S - 1.
+  await sleepUntil(loggedInAt, ABSOLUTE_S * 1000 - 1250);
+  assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', `still alive just before ${ABSOLUTE_S} s`);
+  await sleepUntil(loggedInAt, ABSOLUTE_S * 1000 + 700);
+  await assertSessionGone(env, cookie, 'absolute');
+});
+
+restartTest('the session survives a restart of the gateway (SIGTERM, start again)', async (env) => {
+  const { cookie } = await loggedIn(env);
+  const before = await withCookie(env, cookie);
+  const kidBefore = verifyAssertion(before.echo.headers['x-sso-assertion'], await env.gatewayJwks()).header.kid;
+
+  await env.stopGateway();
+  await env.startGateway();
+
+  const after = await withCookie(env, cookie);
+  assert.equal(after.identity, 'itc-user-alice', 'the same cookie still carries the identity');
+  const status = await request(env.gw, { path: '/_sso/status', headers: { cookie: `ssogate=${cookie}` } });
+  const body = JSON.parse(status.body.toString());
+  assert.equal(body.session, true);
+  assert.equal(body.subject, 'itc-user-alice');
+  const { header } = verifyAssertion(after.echo.headers['x-sso-assertion'], await env.gatewayJwks());
+  assert.equal(header.kid, kidBefore, 'the assertion key survives the restart too');
+  const required = await request(env.gw, { path: '/private/after-restart', headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(required.status, 200, 'a required route opens with the old cookie');
+});
+
+restartTest('the session survives a kill -9 right after the login', async (env) => {
+  const { cookie } = await loggedIn(env);
+  await env.stopGateway({ kill: true });
+  await env.startGateway();
+
+  assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', 'the session written just before the kill is there');
+  const required = await request(env.gw, { path: '/private/after-kill', headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(required.status, 200, 'a required route opens with the old cookie');
+
+  const again = await env.login({ returnTo: '/echo/new' });
+  assert.equal(again.callback.status, 302, 'new logins work after the kill');
+});

@@ -1,0 +1,139 @@
+'use strict';
+// Issue 3: the login state of the callback (step 1 of the decision order): single use, bound to the
+// browser that started the login, unforgeable; and the cap on logins in flight (limits.logins_in_flight).
+
+const assert = require('node:assert/strict');
+const { request } = require('./lib/harness');
+const { sharedOidcEnv, metricKey } = require('./lib/oidc-env');
+
+const oidcTest = sharedOidcEnv('oidc_state');
+const cappedTest = sharedOidcEnv('oidc_state_capped', { gateway: { limits: { logins_in_flight: 2 } } });
+
+const LOGINS = 'ssogate_logins_total';
+const STALE_PAGE = /This sign-in link is no longer valid/;
+
+function loginKey(result) {
+  return metricKey(LOGINS, { result });
+}
+
+// Asserts the 400 "no longer valid" answer of a refused callback, with no session cookie.
+function assertStale(res, what) {
+  assert.equal(res.status, 400, `${what}: 400`);
+  assert.match(res.body, STALE_PAGE, `${what}: the page says the link is no longer valid`);
+  assert.equal(res.headers.location, undefined, `${what}: no redirect`);
+  const lines = [].concat(res.headers['set-cookie'] || []);
+  assert.equal(lines.find((c) => /^ssogate=[^;]/.test(c)), undefined, `${what}: no session cookie`);
+}
+
+oidcTest('a replayed callback (same URL twice) is refused with 400 and no second exchange', async (env) => {
+  const browser = env.browser();
+  const callback = await env.authorize({ browser, returnTo: '/echo/replay' });
+  const first = await browser.request(callback);
+  assert.equal(first.status, 302, 'the first use logs in');
+  assert.equal(first.headers.location, '/echo/replay');
+  const session = browser.jar.get('ssogate', env.gwUrl);
+  assert.ok(session, 'the first use sets the session');
+
+  const tokensBefore = (await env.idpCounters()).token;
+  const { value: second, moved } = await env.measure(() => browser.request(callback));
+  assertStale(second, 'the replayed callback');
+  assert.deepEqual(moved, { [loginKey('state_unknown')]: 1 }, 'only state_unknown moved');
+  assert.equal((await env.idpCounters()).token, tokensBefore, 'the replay never reached the token endpoint');
+  assert.equal(browser.jar.get('ssogate', env.gwUrl), session, 'the session of the first use is untouched');
+
+  const other = env.browser();
+  const third = await other.request(callback);
+  assertStale(third, 'the replayed callback in another browser');
+});
+
+oidcTest('a forged, missing or oversized state is refused with 400', async (env) => {
+  const browser = env.browser();
+  const callback = new URL(await env.authorize({ browser }));
+  const real = callback.searchParams.get('state');
+  const code = callback.searchParams.get('code');
+  const forgeries = [
+    ['a random state', `state=${'A'.repeat(real.length)}&code=${code}`],
+    ['the real state with one character changed', `state=${(real[0] === 'x' ? 'y' : 'x') + real.slice(1)}&code=${code}`],
+    ['the real state cut short', `state=${real.slice(0, -1)}&code=${code}`],
+    ['the real state extended', `state=${real}A&code=${code}`],
+    ['no state', `code=${code}`],
+    ['an empty state', `state=&code=${code}`],
+    ['a huge state', `state=${'B'.repeat(6000)}&code=${code}`],
+  ];
+  const { moved } = await env.measure(async () => {
+    for (const [what, query] of forgeries) {
+      assertStale(await browser.request(`${env.gwUrl}/_sso/callback?${query}`), what);
+    }
+  });
+  assert.equal(moved[loginKey('state_unknown')], forgeries.length, `state_unknown counted each: ${JSON.stringify(moved)}`);
+  assert.equal(moved[loginKey('ok')], undefined);
+  assert.deepEqual(await env.status(browser), { session: false });
+
+  // The real state was never consumed by the forgeries: it still logs in.
+  const good = await browser.request(callback.href);
+  assert.equal(good.status, 302, 'the genuine callback still works');
+  assert.equal((await env.status(browser)).session, true);
+});
+
+oidcTest('a state used from another browser is refused with 400 (binding cookie)', async (env) => {
+  const victim = env.browser();
+  const callback = await env.authorize({ browser: victim });
+
+  const attacker = env.browser();
+  await env.authorize({ browser: attacker });
+  assert.ok(attacker.jar.get('ssogate_login', env.gwUrl), 'the attacker has a binding cookie of its own');
+  assert.notEqual(attacker.jar.get('ssogate_login', env.gwUrl), victim.jar.get('ssogate_login', env.gwUrl));
+  const { value: res, moved } = await env.measure(() => attacker.request(callback));
+  assertStale(res, "another browser's binding cookie");
+  assert.deepEqual(moved, { [loginKey('state_unbound')]: 1 });
+  assert.deepEqual(await env.status(attacker), { session: false });
+
+  const bare = env.browser();
+  const victim2 = env.browser();
+  const callback2 = await env.authorize({ browser: victim2 });
+  const { value: res2, moved: moved2 } = await env.measure(() => bare.request(callback2));
+  assertStale(res2, 'no binding cookie at all');
+  assert.deepEqual(moved2, { [loginKey('state_unbound')]: 1 });
+
+  const victim3 = env.browser();
+  const callback3 = await env.authorize({ browser: victim3 });
+  const forgedCookie = env.browser();
+  forgedCookie.jar.set(env.gwUrl, 'ssogate_login', 'A'.repeat(43));
+  assertStale(await forgedCookie.request(callback3), 'a forged binding cookie');
+});
+
+oidcTest('a callback with a valid state but no code is refused with 400', async (env) => {
+  const browser = env.browser();
+  const callback = new URL(await env.authorize({ browser }));
+  const state = callback.searchParams.get('state');
+  const { value: res, moved } = await env.measure(() => browser.request(`${env.gwUrl}/_sso/callback?state=${state}`));
+  assert.equal(res.status, 400);
+  assert.equal(moved[loginKey('no_code')], 1);
+  assert.deepEqual(await env.status(browser), { session: false });
+});
+
+cappedTest('logins_in_flight: past the cap /_sso/login answers 503 with Retry-After, and a finished login frees its slot', async (env) => {
+  const starts = [];
+  for (let i = 0; i < 2; i++) {
+    const browser = env.browser();
+    const res = await browser.request(`${env.gwUrl}/_sso/login?return_to=/echo/${i}`);
+    assert.equal(res.status, 302, `login ${i} within the cap starts`);
+    starts.push({ browser, location: res.headers.location });
+  }
+  const { value: busy, moved } = await env.measure(() => request(env.gw, { path: '/_sso/login?return_to=/' }));
+  assert.equal(busy.status, 503, 'the third login in flight is refused');
+  assert.ok(Number(busy.headers['retry-after']) > 0, `Retry-After: ${busy.headers['retry-after']}`);
+  assert.match(busy.body.toString(), /Sign-in is busy/);
+  assert.deepEqual(moved, { [loginKey('too_many_in_flight')]: 1 });
+
+  const required = await request(env.gw, { path: '/private/x' });
+  assert.equal(required.status, 302, 'a required route still redirects (the cap applies at /_sso/login)');
+  const proxied = await request(env.gw, { path: '/echo/still-served' });
+  assert.equal(proxied.status, 200, 'plain proxying is unaffected by the cap');
+
+  const done = await env.login({ browser: starts[0].browser, start: starts[0].location });
+  assert.equal(done.callback.status, 302, 'a login in flight completes');
+  assert.equal(done.status, 200);
+  const again = await request(env.gw, { path: '/_sso/login?return_to=/' });
+  assert.equal(again.status, 302, 'its slot is free again');
+});

@@ -212,7 +212,7 @@ static void on_up_done(struct evhttp_request *up, void *arg)
         char *page = sg_inject_login_block((const char *)evbuffer_pullup(p->held, -1), len,
                                            p->notice, &out_len);
         struct evbuffer *body = evbuffer_new();
-        evbuffer_add_reference(body, page, out_len, NULL, NULL);
+        evbuffer_add(body, page, out_len);
         p->bytes = out_len;
         evhttp_send_reply(p->client, p->status, sg_page_reason(p->status), body);
         evbuffer_free(body);

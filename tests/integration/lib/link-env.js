@@ -430,6 +430,25 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
       });
     },
 
+    // A hand-made POST to a gateway endpoint (e.g. /_sso/user/disable) from browser, as a forged form or a
+    // script would send it: csrf (default the browser's own ssogate_csrf cookie; null for no field), origin
+    // and referer (default Origin: the public URL; null for none). Follows redirects.
+    post(browser, action, { csrf, origin = gwUrl, referer = null } = {}) {
+      const token = csrf === undefined ? browser.jar.get('ssogate_csrf') : csrf;
+      const headers = {};
+      if (origin !== null) {
+        headers.origin = origin;
+      }
+      if (referer !== null) {
+        headers.referer = referer;
+      }
+      return browser.navigate(`${gwUrl}${action}`, {
+        method: 'POST',
+        form: token === null || token === undefined ? [['x', '1']] : [['csrf', token]],
+        headers,
+      });
+    },
+
     // Continues a login that stands on the IdP's pages (res, a navigate answer): fills #login-form with
     // account and, when asked, #otp-form with its TOTP code (or totpCode), then follows the redirects back
     // through the gateway. A form that is not on the page is skipped (an open IdP session). Resolves the last

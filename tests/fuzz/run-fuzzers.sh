@@ -32,7 +32,7 @@ max_len() {
 }
 
 failed=0
-for t in jws b64url jwks cookie; do
+for t in jws b64url jwks cookie redirect; do
     bin=$build/tests/fuzz/fuzz_$t
     if [ ! -x "$bin" ]; then
         echo "fuzz_$t: not built (configure with -Dfuzz=true and clang)" >&2

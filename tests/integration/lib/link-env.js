@@ -257,6 +257,16 @@ function textOf(html, id) {
     .trim();
 }
 
+// The visible text of a page's body (styles, scripts and tags removed, whitespace collapsed): for messages.
+function bodyText(html) {
+  return String(html)
+    .replace(/^[\s\S]*?<body\b[^>]*>/i, '')
+    .replace(/<(style|script)\b[\s\S]*?<\/\1>/gi, '')
+    .replace(/<[^>]*>/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim();
+}
+
 // The forms of a page that post to action (a path such as /_sso/tenant/enable).
 function formsTo(html, action) {
   return parseForms(html).filter((f) => f.action === action);
@@ -642,4 +652,4 @@ function sharedLinkEnv(name, options = {}) {
   return linkTest;
 }
 
-module.exports = { sharedLinkEnv, startLinkEnv, textOf, formsTo, US_MODULE_URL, UK_MODULE_URL, TOTP_SECRET };
+module.exports = { sharedLinkEnv, startLinkEnv, textOf, bodyText, formsTo, US_MODULE_URL, UK_MODULE_URL, TOTP_SECRET };

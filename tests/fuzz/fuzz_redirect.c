@@ -1,0 +1,36 @@
+/*
+ * Fuzz target for what the gateway does with outside input on its way to a
+ * redirect or a page: return_to validation (an accepted value must be a
+ * local path) and the login-page block insertion into arbitrary HTML.
+ */
+#include "ssogate/inject.h"
+#include "ssogate/login.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    memcpy(text, data, size);
+    text[size] = '\0';
+    if (sg_login_return_to_valid(text)) {
+        if (text[0] != '/' || text[1] == '/' || text[1] == '\\' || strchr(text, '\\') != NULL)
+            abort();
+        for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+            if (*p < 0x21 || *p > 0x7e)
+                abort();
+        }
+    }
+    size_t out_len;
+    char *page =
+        sg_inject_login_block((const char *)data, size, size > 0 ? "inactive" : NULL, &out_len);
+    if (out_len <= size || memmem(page, out_len, "ssogate-login", 13) == NULL)
+        abort();
+    free(page);
+    free(text);
+    return 0;
+}

@@ -1,0 +1,109 @@
+/* Unit tests of the gateway's pure helpers: redirect targets, JSON pointers, the login-page block.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ssogate/inject.h"
+#include "ssogate/login.h"
+#include "ssogate/whoami.h"
+
+static void test_return_to_accepts_local_paths(void **state)
+{
+    const char *good[] = {"/", "/tickets", "/a/b?x=1&y=%2F", "/_sso/settings", "/a//b"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (!sg_login_return_to_valid(good[i]))
+            fail_msg("refused %s", good[i]);
+    }
+}
+
+static void test_return_to_refuses_elsewhere(void **state)
+{
+    const char *bad[] = {
+        "",      "//evil.example/",       "/\\evil.example", "https://evil.example/",
+        "evil",  "javascript:alert(1)",   "/a\\b",           "/a b",
+        "/a\tb", "/a\r\nSet-Cookie: x=1", "/\x7f",           "/\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (sg_login_return_to_valid(bad[i]))
+            fail_msg("accepted %s", bad[i]);
+    }
+    char *long_path = malloc(3000);
+    memset(long_path, 'a', 2999);
+    long_path[0] = '/';
+    long_path[2999] = '\0';
+    assert_false(sg_login_return_to_valid(long_path));
+    free(long_path);
+}
+
+static void test_json_pointer(void **state)
+{
+    char err[128];
+    yajl_val doc = yajl_tree_parse(
+        "{\"a\":{\"b\":[10,{\"c~d\":\"x\",\"e/f\":true}]},\"\":1,\"n\":null}", err, sizeof(err));
+    assert_non_null(doc);
+    assert_ptr_equal(sg_json_pointer(doc, ""), doc);
+    yajl_val v = sg_json_pointer(doc, "/a/b/0");
+    assert_true(YAJL_IS_INTEGER(v));
+    assert_int_equal(YAJL_GET_INTEGER(v), 10);
+    v = sg_json_pointer(doc, "/a/b/1/c~0d");
+    assert_true(YAJL_IS_STRING(v));
+    assert_string_equal(YAJL_GET_STRING(v), "x");
+    assert_true(YAJL_IS_TRUE(sg_json_pointer(doc, "/a/b/1/e~1f")));
+    assert_true(YAJL_IS_INTEGER(sg_json_pointer(doc, "/")));
+    assert_null(sg_json_pointer(doc, "/a/b/2"));
+    assert_null(sg_json_pointer(doc, "/a/b/-1"));
+    assert_null(sg_json_pointer(doc, "/a/b/01x"));
+    assert_null(sg_json_pointer(doc, "/a/b/1/c~2d"));
+    assert_null(sg_json_pointer(doc, "a"));
+    assert_null(sg_json_pointer(doc, "/n/x"));
+    assert_null(sg_json_pointer(doc, NULL));
+    yajl_tree_free(doc);
+}
+
+static void test_inject_after_body(void **state)
+{
+    const char page[] = "<html><head></head><BODY class=\"x\"><p>PSA</p></body></html>";
+    size_t len;
+    char *out = sg_inject_login_block(page, strlen(page), "inactive", &len);
+    assert_int_equal(len, strlen(out));
+    const char *block = strstr(out, "<div id=\"ssogate-login\"");
+    assert_non_null(block);
+    assert_true(block > strstr(out, "<BODY class=\"x\">"));
+    assert_true(block < strstr(out, "<p>PSA</p>"));
+    assert_non_null(strstr(out, "ssogate-notice"));
+    assert_non_null(strstr(out, "href=\"/_sso/login\""));
+    free(out);
+}
+
+static void test_inject_without_body_or_notice(void **state)
+{
+    const char page[] = "<p>no body tag</p><bodyx>";
+    size_t len;
+    char *out = sg_inject_login_block(page, strlen(page), "made-up", &len);
+    assert_ptr_equal(strstr(out, "<div id=\"ssogate-login\""), out);
+    assert_null(strstr(out, "ssogate-notice"));
+    assert_non_null(strstr(out, page));
+    free(out);
+    out = sg_inject_login_block("<body", 5, NULL, &len);
+    assert_ptr_equal(strstr(out, "<div id=\"ssogate-login\""), out);
+    free(out);
+    assert_null(sg_inject_notice_text(NULL));
+    assert_non_null(sg_inject_notice_text("not_linked"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_return_to_accepts_local_paths),
+        cmocka_unit_test(test_return_to_refuses_elsewhere),
+        cmocka_unit_test(test_json_pointer),
+        cmocka_unit_test(test_inject_after_body),
+        cmocka_unit_test(test_inject_without_body_or_notice),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -365,6 +365,7 @@ static void on_pending_client_close(void *arg)
 {
     struct pending *p = arg;
     sg_oidc_exchange_cancel(p->exchange);
+    sg_request_free_orphan(p->req);
     sg_metrics_count(LOGINS_METRIC, "result", "client_gone");
     pending_free(p);
 }

@@ -6,24 +6,38 @@
 
 #include "ssogate/common.h"
 
+/* One stylesheet for every page of the gateway: inline (no external assets), text and controls at
+ * 4.5:1 contrast or more, and a focus ring that shows on light and dark backgrounds alike. */
 static const char stylesheet[] =
-    "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;background:#f4f6f8;"
-    "color:#1b2733}"
-    "main{max-width:36rem;margin:4rem auto;background:#fff;border-radius:8px;padding:2rem;"
-    "box-shadow:0 1px 3px rgba(0,0,0,.15)}"
-    "h1{font-size:1.4rem;margin-top:0}p{line-height:1.5}"
-    ".ref{color:#4a5866;font-size:.85rem}"
-    "a,button{color:#0b57d0}"
-    "button{background:#0b57d0;color:#fff;border:0;border-radius:4px;padding:.6rem 1.2rem;"
-    "font-size:1rem;cursor:pointer}"
-    "button:focus,a:focus{outline:3px solid #f9ab00;outline-offset:2px}"
-    "button.secondary{background:#fff;color:#0b57d0;border:1px solid #0b57d0}"
-    "section{border-top:1px solid #d6dde4;padding-top:1rem;margin-top:1.5rem}"
-    "h2{font-size:1.1rem}"
-    ".banner{padding:.75rem 1rem;border-radius:4px;margin:1rem 0}"
+    "*{box-sizing:border-box}"
+    "body{font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;margin:0;"
+    "background:#f4f6f8;color:#1b2733}"
+    "header{display:flex;align-items:center;gap:1.5rem;padding:0 1.5rem;min-height:3.25rem;"
+    "background:#1b2733;color:#fff}"
+    "header .brand{font-weight:700;flex:1}"
+    "header nav{display:flex;gap:1.25rem}"
+    "header a{color:#dbe6f5}"
+    "main{max-width:38rem;margin:3rem auto;background:#fff;border:1px solid #d6dde4;"
+    "border-radius:8px;padding:2rem;box-shadow:0 1px 3px rgba(0,0,0,.08)}"
+    "h1{font-size:1.5rem;line-height:1.25;margin:0 0 1rem}"
+    "h2{font-size:1.1rem;margin:0 0 .5rem}"
+    "p{margin:0 0 1rem}"
+    "a{color:#0b57d0}"
+    "code{font-size:.95em;background:#eef1f5;padding:0 .25rem;border-radius:3px}"
+    "button{font:inherit;font-weight:600;background:#0b57d0;color:#fff;border:1px solid #0b57d0;"
+    "border-radius:4px;padding:.55rem 1.2rem;cursor:pointer}"
+    "button:hover{background:#0842a0}"
+    "button.secondary{background:#fff;color:#0b57d0}"
+    "button.secondary:hover{background:#eef3fd}"
+    "a:focus,button:focus{outline:3px solid #f9ab00;outline-offset:2px}"
+    "form{margin:0}"
+    "section{border-top:1px solid #d6dde4;padding-top:1.25rem;margin-top:1.5rem}"
+    ".hint{color:#4a5866;font-size:.95rem}"
+    ".banner{padding:.75rem 1rem;border-radius:4px;margin:0 0 1rem}"
     ".ok{background:#e6f4ea;color:#0d652d;border:1px solid #34a853}"
-    ".warn{background:#fef7e0;color:#7a4f01;border:1px solid #f9ab00}"
-    ".state{font-weight:600}";
+    ".warn{background:#fef7e0;color:#6b4500;border:1px solid #f9ab00}"
+    ".state{font-weight:700}"
+    ".ref{color:#4a5866;font-size:.85rem;margin:1.5rem 0 0}";
 
 static const struct {
     int status;
@@ -69,10 +83,17 @@ void sg_page_send_html(struct evhttp_request *req, int status, const char *title
                         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                         "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
                         "<title>%s</title><style>%s</style></head>"
-                        "<body><main><h1>%s</h1>%s",
+                        "<body><header><span class=\"brand\">Log in with IT Complete</span>"
+                        "<nav aria-label=\"Where to go next\"><a href=\"/\">Back to the PSA</a>"
+                        "<a href=\"/_sso/settings\">My Settings</a></nav></header>"
+                        "<main><h1>%s</h1>%s",
                         title_html, stylesheet, title_html, body_html);
     if (request_id != NULL)
-        evbuffer_add_printf(body, "<p class=\"ref\">Reference: <code>%s</code></p>", request_id);
+        evbuffer_add_printf(
+            body,
+            "<p class=\"ref\">If you contact your administrator, quote this reference: "
+            "<code>%s</code></p>",
+            request_id);
     evbuffer_add_printf(body, "</main></body></html>\n");
 
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);

@@ -101,6 +101,7 @@ static void on_client_close(void *arg)
     sg_metrics_response(499);
     if (p->snap->cfg->access_log)
         sg_access_log(&p->access, 499, p->bytes, p->up_latency_us);
+    sg_request_free_orphan(p->client);
     p->client = NULL;
     if (p->up != NULL) {
         struct evhttp_request *up = p->up;

@@ -53,6 +53,7 @@ struct sg_conn {
     evutil_socket_t fd; /* -1 until the first request */
     sg_conn_close_fn on_close;
     void *on_close_arg;
+    struct event *release; /* runs once libevent has let go of the bufferevent */
     struct sg_conn *prev, *next;
 };
 
@@ -120,6 +121,8 @@ static void conn_release(struct sg_server *srv, struct sg_conn *c)
             sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
     }
     bufferevent_decref(c->bev);
+    if (c->release != NULL)
+        event_free(c->release);
     free(c);
     srv->connection_count--;
     sg_metrics_connections(-1);
@@ -147,9 +150,8 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     if (c->listener->srv->freeing)
         return;
     /* libevent frees the bufferevent right after this callback returns. */
-    if (event_base_once(c->listener->srv->rt->base, -1, EV_TIMEOUT, conn_release_deferred, c,
-                        &now) != 0)
-        abort();
+    c->release = evtimer_new(c->listener->srv->rt->base, conn_release_deferred, c);
+    evtimer_add(c->release, &now);
 }
 
 static bool released_by_libevent(struct bufferevent *bev)
@@ -463,6 +465,8 @@ void sg_server_free(struct sg_server *srv)
         while (lists[i] != NULL) {
             struct sg_conn *next = lists[i]->next;
             bufferevent_decref(lists[i]->bev);
+            if (lists[i]->release != NULL)
+                event_free(lists[i]->release);
             free(lists[i]);
             lists[i] = next;
         }
@@ -470,6 +474,12 @@ void sg_server_free(struct sg_server *srv)
     free(srv->by_fd);
     free(srv->listeners);
     free(srv);
+}
+
+void sg_request_free_orphan(struct evhttp_request *req)
+{
+    if (evhttp_request_get_connection(req) == NULL)
+        evhttp_request_free(req);
 }
 
 void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg)

@@ -73,6 +73,7 @@ static void on_client_close(void *arg)
 {
     struct settings_request *s = arg;
     sg_whoami_cancel(s->whoami);
+    sg_request_free_orphan(s->req);
     request_free(s);
 }
 

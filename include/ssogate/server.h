@@ -13,6 +13,7 @@
 struct sg_runtime;
 struct sg_server;
 struct sg_conn;
+struct evhttp_request;
 
 /*
  * Binds every listener of cfg (borrowed) and starts serving on rt's base.
@@ -39,6 +40,14 @@ size_t sg_server_connection_count(const struct sg_server *srv);
 
 /* Frees the server and closes every connection. NULL-safe. */
 void sg_server_free(struct sg_server *srv);
+
+/*
+ * When a client connection fails while a request on it still waits for its
+ * reply, libevent detaches the request and leaves it to its handler. A close
+ * watcher calls this on its request: it frees a detached request (one whose
+ * reply can no longer be sent) and leaves an attached one to libevent.
+ */
+void sg_request_free_orphan(struct evhttp_request *req);
 
 /* Called once when the client connection closes, before its requests are freed. */
 typedef void (*sg_conn_close_fn)(void *arg);

@@ -4,11 +4,13 @@
 // controls (controls.js). Serves https (or plain http with --http) on loopback only.
 //
 //   node tests/idp/idp.js --config idp.json --cert server.pem --key server-key.pem [--port N]
-//        [--host 127.0.0.1|::1] [--http] [--test-controls] [--exit-with-stdin]
+//        [--host 127.0.0.1|::1] [--http] [--test-controls] [--exit-with-stdin] [--token-delay-ms N]
 //
 // The certificate and key may come from IDP_TLS_CERT and IDP_TLS_KEY instead, the port from IDP_PORT.
 // When ready, prints one line on stdout: {"issuer":"https://127.0.0.1:PORT","port":PORT}. Diagnostics
 // go to stderr as JSON lines. SIGTERM or SIGINT (or stdin closing, with --exit-with-stdin) stop it.
+// --token-delay-ms N holds every token endpoint request N ms before it is handled: bench/run uses it to
+// keep thousands of logins in flight at the gateway (a slow IdP).
 
 const crypto = require('node:crypto');
 const fs = require('node:fs');
@@ -26,7 +28,7 @@ const MAX_KEY_SETS = 3;
 const SCOPES = ['openid', 'email', 'profile'];
 
 const USAGE = `usage: node idp.js --config FILE [--cert FILE --key FILE | --http] [--port N]
-       [--host 127.0.0.1|::1] [--test-controls] [--exit-with-stdin]`;
+       [--host 127.0.0.1|::1] [--test-controls] [--exit-with-stdin] [--token-delay-ms N]`;
 
 function log(event, fields = {}) {
   process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), event, ...fields })}\n`);
@@ -47,6 +49,7 @@ function parseArgs(argv) {
     http: false,
     testControls: false,
     exitWithStdin: false,
+    tokenDelayMs: 0,
   };
   const valueOf = (i, name) => {
     if (i + 1 >= argv.length) {
@@ -81,6 +84,9 @@ function parseArgs(argv) {
       case '--exit-with-stdin':
         options.exitWithStdin = true;
         break;
+      case '--token-delay-ms':
+        options.tokenDelayMs = Number(valueOf(i++, arg));
+        break;
       case '--help':
         process.stdout.write(`${USAGE}\n`);
         process.exit(0);
@@ -97,6 +103,9 @@ function parseArgs(argv) {
   }
   if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
     fail('the port must be an integer from 0 to 65535');
+  }
+  if (!Number.isInteger(options.tokenDelayMs) || options.tokenDelayMs < 0 || options.tokenDelayMs > 600000) {
+    fail('--token-delay-ms must be an integer from 0 to 600000');
   }
   if (!LOOPBACK_HOSTS.includes(options.host)) {
     fail(`--host must be a loopback address: ${LOOPBACK_HOSTS.join(' or ')}`);
@@ -406,6 +415,9 @@ ${form.replace('</form>', buttons)}`);
       controls.handle(req, res, url).catch(fallback);
     } else if (url.pathname.startsWith('/interaction/')) {
       interactions(req, res, url).catch(fallback);
+    } else if (options.tokenDelayMs > 0 && url.pathname === '/token') {
+      // The request body waits unread in the socket; the provider current when the delay ends answers.
+      setTimeout(() => providerHandler(req, res), options.tokenDelayMs);
     } else {
       providerHandler(req, res);
     }

@@ -595,6 +595,11 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
       return metricValue(await env.metrics(), name, labels) || 0;
     },
 
+    // The sum of every sample of a counter family (all label values).
+    async counterSum(name) {
+      return (await env.metrics()).samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0);
+    },
+
     // Runs fn() and resolves {value: what it resolved, moved: the counters that moved over the call}.
     async measure(fn) {
       const beforeMetrics = await env.metrics();

@@ -23,7 +23,7 @@ const { test, before, after } = require('node:test');
 const harness = require('./harness');
 const { login, Browser } = require('./login');
 
-const { SOURCE_DIR, SLOW, Harness, closedPort, metricValue, withTimeout } = harness;
+const { SOURCE_DIR, SLOW, Harness, closedPort, withTimeout } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const START_TIMEOUT_MS = 20000 * SLOW;
 const STOP_TIMEOUT_MS = 10000 * SLOW;
@@ -268,7 +268,6 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
     gwUrl,
     gwPort,
     gw: undefined,
-    alice: ALICE,
     accounts: ACCOUNTS,
 
     // Starts (or starts again, on the same configuration, port and data dir) the gateway and waits
@@ -342,16 +341,6 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
     // The gateway's metrics, parsed (see harness.parseMetrics).
     metrics() {
       return h.metrics(env.gw);
-    },
-
-    // The value of a gateway counter (0 when not exported yet).
-    async counter(name, labels) {
-      return metricValue(await env.metrics(), name, labels) || 0;
-    },
-
-    // The sum of every sample of a family (all label values): e.g. every rejected ID token.
-    async counterSum(name) {
-      return (await env.metrics()).samples.filter((s) => s.name === name).reduce((sum, s) => sum + s.value, 0);
     },
 
     // Runs fn() and resolves {value: what it resolved, moved: metricsMoved over the call}.

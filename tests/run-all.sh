@@ -6,7 +6,7 @@
 # Every test is counted: the Ok/Fail summary of each `meson test`, plus each other check as one test.
 # The last line printed is exactly "N passed, N failed"; the exit status is non-zero if any failed.
 #
-# Environment: FUZZ_SECONDS (per fuzzer, default 30), SKIP_FUZZ=1, SKIP_ASAN=1 to shorten a local run,
+# Environment: FUZZ_SECONDS (per fuzzer, default 60), SKIP_FUZZ=1, SKIP_ASAN=1 to shorten a local run,
 # BUILD_PREFIX (default "build-": build-release, build-asan, build-fuzz) to keep a run's builds apart.
 set -uo pipefail
 
@@ -45,37 +45,6 @@ check() {
     echo "--- $name: FAILED (last lines of $log):"
     tail -n 60 "$log"
     return 1
-}
-
-is_installed() {
-    dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
-}
-
-install_packages() {
-    local wanted=(build-essential meson ninja-build pkg-config libevent-dev libyajl-dev liblmdb-dev
-        libcmocka-dev libssl-dev clang clang-format libclang-rt-14-dev openssl curl nginx-light wrk
-        lmdb-utils chromium)
-    # Debian's nodejs only when there is no node at all: a node installed otherwise is kept.
-    if ! command -v node >/dev/null; then
-        wanted+=(nodejs npm)
-    elif ! command -v npm >/dev/null; then
-        wanted+=(npm)
-    fi
-    local missing=()
-    for package in "${wanted[@]}"; do
-        is_installed "$package" || missing+=("$package")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        echo "all packages present"
-        return 0
-    fi
-    echo "missing: ${missing[*]}"
-    if [ "$(id -u)" -ne 0 ]; then
-        echo "not root: install them by hand"
-        return 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update && apt-get install -y --no-install-recommends "${missing[@]}"
 }
 
 # Configures (or reconfigures) a build directory with the given options, then builds it.
@@ -136,7 +105,7 @@ format_check() {
     [ ${#files[@]} -eq 0 ] || clang-format --dry-run --Werror "${files[@]}"
 }
 
-check packages install_packages
+check packages scripts/install-deps.sh
 check npm-ci npm_install
 
 if check build-release build "${PREFIX}release" --buildtype=release; then
@@ -156,7 +125,7 @@ check clang-format format_check
 
 if [ -f tests/fuzz/run-fuzzers.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if check build-fuzz build_fuzz; then
-        check fuzzers timeout 1800 bash tests/fuzz/run-fuzzers.sh "${PREFIX}fuzz" "${FUZZ_SECONDS:-30}"
+        check fuzzers timeout 1800 bash tests/fuzz/run-fuzzers.sh "${PREFIX}fuzz" "${FUZZ_SECONDS:-60}"
     fi
 fi
 

@@ -56,7 +56,13 @@ function sendJson(res, status, value, extraHeaders = {}) {
 function createStub({ name, routes, fallback }) {
   const log = [];
   const server = http.createServer(async (req, res) => {
-    const url = new URL(req.url, 'http://stub.invalid');
+    let url;
+    try {
+      url = new URL(req.url, 'http://stub.invalid');
+    } catch {
+      sendJson(res, 400, { error: 'bad request target' });
+      return;
+    }
     const segments = url.pathname.split('/').filter((s) => s.length > 0);
     if (segments[0] === '__stub') {
       if (segments[1] === 'log') {

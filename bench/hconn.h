@@ -10,6 +10,7 @@
 #define SSOGATE_BENCH_HCONN_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 

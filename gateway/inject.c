@@ -13,12 +13,13 @@ static const struct {
 } notices[] = {
     {"inactive", "Your IT Complete account is inactive, so you were not signed in with it. Sign "
                  "in with your PSA password, or ask your administrator to reactivate the account."},
-    {"denied", "IT Complete refused the sign-in (the account may be inactive). Sign in with your "
-               "PSA password, or ask your administrator."},
+    {"denied", "IT Complete refused the sign-in: the account may be inactive, or the sign-in "
+               "was cancelled. Sign in with your PSA password, or ask your administrator to "
+               "check your IT Complete account."},
     {"not_linked", "Your IT Complete account is not linked to a user here yet. Sign in with your "
                    "PSA password, then enable Log in with IT Complete in My Settings."},
-    {"failed", "Signing in with IT Complete did not complete. Try again, or sign in with your PSA "
-               "password."},
+    {"failed", "Signing in with IT Complete did not complete. Try the button again, or sign in "
+               "with your PSA password."},
 };
 
 const char *sg_inject_notice_text(const char *code)
@@ -50,17 +51,26 @@ static size_t after_body_tag(const char *html, size_t len)
 char *sg_inject_login_block(const char *html, size_t len, const char *notice_code, size_t *out_len)
 {
     const char *notice = sg_inject_notice_text(notice_code);
+    /* The block lives inside the PSA's page: its rules are scoped to its own id, so that they win
+     * over the page's and leave the page's own elements alone. */
     char *block = sg_asprintf(
-        "<div id=\"ssogate-login\" style=\"font-family:system-ui,sans-serif;max-width:32rem;"
-        "margin:1rem auto;padding:1rem;border:1px solid #d6dde4;border-radius:8px;"
-        "background:#fff;color:#1b2733\">%s%s%s"
-        "<a id=\"ssogate-login-button\" href=\"/_sso/login\" style=\"display:inline-block;"
-        "background:#0b57d0;color:#fff;padding:.6rem 1.2rem;border-radius:4px;"
-        "text-decoration:none;font-weight:600\">Log in with IT Complete</a></div>",
-        notice ? "<p id=\"ssogate-notice\" role=\"alert\" style=\"background:#fef7e0;"
-                 "color:#7a4f01;border:1px solid #f9ab00;padding:.75rem;border-radius:4px\">"
-               : "",
-        notice ? notice : "", notice ? "</p>" : "");
+        "<div id=\"ssogate-login\" role=\"region\" aria-label=\"Log in with IT Complete\">"
+        "<style>#ssogate-login{font:16px/1.5 system-ui,-apple-system,'Segoe UI',Roboto,Arial,"
+        "sans-serif;box-sizing:border-box;max-width:32rem;margin:1rem auto;padding:1rem 1.25rem;"
+        "border:1px solid #d6dde4;border-radius:8px;background:#fff;color:#1b2733}"
+        "#ssogate-login p{margin:0 0 .75rem}"
+        "#ssogate-login [role=alert]{background:#fef7e0;color:#6b4500;border:1px solid #f9ab00;"
+        "padding:.75rem 1rem;border-radius:4px}"
+        "#ssogate-login-button{display:inline-block;background:#0b57d0;color:#fff;"
+        "padding:.55rem 1.2rem;border-radius:4px;text-decoration:none;font-weight:600}"
+        "#ssogate-login-button:hover{background:#0842a0}"
+        "#ssogate-login-button:focus{outline:3px solid #f9ab00;outline-offset:2px}</style>"
+        "%s%s%s"
+        "<p>Have an IT Complete account linked to your PSA user? Sign in with it and its "
+        "6-digit code. Otherwise, use your PSA password below.</p>"
+        "<a id=\"ssogate-login-button\" href=\"/_sso/login\">Log in with IT Complete</a></div>",
+        notice ? "<p id=\"ssogate-notice\" role=\"alert\">" : "", notice ? notice : "",
+        notice ? "</p>" : "");
     size_t at = after_body_tag(html, len);
     size_t block_len = strlen(block);
     char *out = sg_malloc(len + block_len + 1);

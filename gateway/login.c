@@ -13,6 +13,7 @@
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
 #include "ssogate/session.h"
+#include "ssogate/whoami.h"
 
 #include <sys/queue.h>
 
@@ -55,7 +56,10 @@ struct pending {
     struct sg_conn *conn;
     struct sg_access access;
     struct login_state *state;
-    struct sg_oidc_exchange *exchange;
+    struct sg_oidc_exchange *exchange;   /* while the code is exchanged */
+    struct sg_whoami_request *whoami;    /* while the PSA is asked about the user (B9) */
+    char session_id[SG_SESSION_ID_SIZE]; /* the session a successful login creates */
+    struct sg_session session;
     struct pending *prev, *next;
 };
 
@@ -143,7 +147,10 @@ void sg_logins_free(struct sg_logins *logins)
         return;
     while (logins->pending != NULL) {
         struct pending *p = logins->pending;
-        sg_oidc_exchange_cancel(p->exchange);
+        if (p->exchange != NULL)
+            sg_oidc_exchange_cancel(p->exchange);
+        if (p->whoami != NULL)
+            sg_whoami_cancel(p->whoami);
         sg_conn_on_close(p->conn, NULL, NULL);
         pending_free(p);
     }
@@ -355,6 +362,8 @@ static void pending_free(struct pending *p)
         p->next->prev = p->prev;
     logins->pending_count--;
     state_free(p->state);
+    sg_session_clear(&p->session);
+    OPENSSL_cleanse(p->session_id, sizeof(p->session_id));
     sg_access_clear(&p->access);
     sg_snapshot_unref(p->snap);
     free(p);
@@ -364,7 +373,10 @@ static void pending_free(struct pending *p)
 static void on_pending_client_close(void *arg)
 {
     struct pending *p = arg;
-    sg_oidc_exchange_cancel(p->exchange);
+    if (p->exchange != NULL)
+        sg_oidc_exchange_cancel(p->exchange);
+    if (p->whoami != NULL)
+        sg_whoami_cancel(p->whoami);
     sg_request_free_orphan(p->req);
     sg_metrics_count(LOGINS_METRIC, "result", "client_gone");
     pending_free(p);
@@ -386,31 +398,39 @@ static bool has_second_factor(const struct sg_config *cfg, yajl_val claims)
 }
 
 /* Creates the session of a successful login and sends the browser on. */
-static int finish_session(struct pending *p, yajl_val claims, const char *id_token,
-                          const char *psa_tenant, const char *psa_user)
+static char *dup_or_null(const char *s)
+{
+    return s != NULL ? sg_strdup(s) : NULL;
+}
+
+/* Prepares the session a successful login will create (p->session, p->session_id). */
+static void session_prepare(struct pending *p, yajl_val claims, const char *id_token,
+                            const char *psa_tenant, const char *psa_user)
 {
     const struct sg_config *cfg = p->snap->cfg;
-    struct sg_runtime *rt = p->logins->rt;
-    char id[SG_SESSION_ID_SIZE];
     int64_t now = sg_now_s();
-    sg_session_new_id(id);
-
-    const char *email = claim(claims, cfg->idp->claims.email);
-    struct sg_session rec = {
+    sg_session_new_id(p->session_id);
+    p->session = (struct sg_session){
         .created_at = now,
         .last_seen = now,
         .idle_timeout_s = cfg->session.idle_timeout_s,
         .expires_at = now + cfg->session.absolute_timeout_s,
-        .idp_issuer = cfg->idp->issuer.text,
-        .idp_sub = (char *)(uintptr_t)sg_jwt_claim_string(claims, "sub"),
-        .idp_tenant = (char *)(uintptr_t)claim(claims, cfg->idp->claims.tenant),
-        .email = (char *)(uintptr_t)email,
-        .psa_tenant = (char *)(uintptr_t)psa_tenant,
-        .psa_user = (char *)(uintptr_t)psa_user,
-        .id_token =
-            strlen(id_token) <= SG_SESSION_ID_TOKEN_MAX ? (char *)(uintptr_t)id_token : NULL,
+        .idp_issuer = sg_strdup(cfg->idp->issuer.text),
+        .idp_sub = dup_or_null(sg_jwt_claim_string(claims, "sub")),
+        .idp_tenant = dup_or_null(claim(claims, cfg->idp->claims.tenant)),
+        .email = dup_or_null(claim(claims, cfg->idp->claims.email)),
+        .psa_tenant = dup_or_null(psa_tenant),
+        .psa_user = dup_or_null(psa_user),
+        .id_token = strlen(id_token) <= SG_SESSION_ID_TOKEN_MAX ? sg_strdup(id_token) : NULL,
     };
-    int err = sg_session_create(rt->store, id, &rec);
+}
+
+/* Stores the prepared session and sends the browser on with its cookie. */
+static int finish_session(struct pending *p)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+    struct sg_runtime *rt = p->logins->rt;
+    int err = sg_session_create(rt->store, p->session_id, &p->session);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_metrics_count(LOGINS_METRIC, "result", "store_error");
@@ -420,14 +440,14 @@ static int finish_session(struct pending *p, yajl_val claims, const char *id_tok
                      p->access.request_id);
         return 500;
     }
-    set_cookie(p->req, cfg, "", id, cfg->session.absolute_timeout_s);
-    OPENSSL_cleanse(id, sizeof(id));
+    set_cookie(p->req, cfg, "", p->session_id, cfg->session.absolute_timeout_s);
     sg_metrics_count(LOGINS_METRIC, "result", "ok");
     sg_log_fields(SG_LOG_INFO, "login",
-                  (struct sg_log_field[]){
-                      SG_LOG_STR("request_id", p->access.request_id), SG_LOG_STR("result", "ok"),
-                      SG_LOG_STR("idp_tenant", rec.idp_tenant),
-                      SG_LOG_STR("psa_tenant", psa_tenant), SG_LOG_STR("psa_user", psa_user)},
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                          SG_LOG_STR("result", "ok"),
+                                          SG_LOG_STR("idp_tenant", p->session.idp_tenant),
+                                          SG_LOG_STR("psa_tenant", p->session.psa_tenant),
+                                          SG_LOG_STR("psa_user", p->session.psa_user)},
                   5);
     redirect(p->req, 302, p->state->return_to);
     return 302;
@@ -577,10 +597,39 @@ static int link_user(struct pending *p, yajl_val claims, const char *id_token)
     if (err != 0)
         return store_failure(p, err);
     log_link(p, "user", "linked", idp_tenant);
-    return finish_session(p, claims, id_token, p->state->psa_tenant, p->state->psa_user);
+    session_prepare(p, claims, id_token, p->state->psa_tenant, p->state->psa_user);
+    return finish_session(p);
 }
 
-/* Steps 3 to 7 of the callback's decision order, once the code is exchanged. */
+static void callback_done(struct pending *p, int http_status);
+
+/* The PSA's answer about the user of a login (link mode): staff only (B9). */
+static void on_login_whoami(const char *err, const struct sg_psa_user *user, void *arg)
+{
+    struct pending *p = arg;
+    int status;
+    p->whoami = NULL;
+    if (err == NULL && user->staff && user->active) {
+        status = finish_session(p);
+    } else if (err == NULL && !user->staff) {
+        status = refuse(p, 403, "client_portal", "Not available for client portal users",
+                        "Client portal users cannot log in with IT Complete. Sign in with your "
+                        "PSA password.");
+    } else if (err == NULL || strcmp(err, "unauthenticated") == 0) {
+        status = refuse(p, 403, "psa_refused", "The PSA did not accept this account",
+                        "Your PSA user is inactive or no longer exists, so you were not signed "
+                        "in. Ask your PSA administrator.");
+    } else {
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
+        status = refuse(p, 502, "psa_unreachable", "The PSA did not answer",
+                        "The gateway could not check your PSA user. Please try again in a "
+                        "moment.");
+    }
+    callback_done(p, status);
+}
+
+/* Steps 3 to 7 of the callback's decision order, once the code is exchanged;
+ * 0 when the answer waits for the PSA. */
 static int decide(struct pending *p, enum sg_oidc_status status, const char *detail,
                   yajl_val claims, const char *id_token)
 {
@@ -632,8 +681,10 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         return link_tenant(p, claims);
     if (p->state->purpose == SG_LOGIN_LINK_USER)
         return link_user(p, claims, id_token);
-    if (cfg->identity == SG_IDENTITY_CLAIMS)
-        return finish_session(p, claims, id_token, NULL, NULL);
+    if (cfg->identity == SG_IDENTITY_CLAIMS) {
+        session_prepare(p, claims, id_token, NULL, NULL);
+        return finish_session(p);
+    }
 
     const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
     const char *sub = sg_jwt_claim_string(claims, "sub");
@@ -646,23 +697,37 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         sg_metrics_count(LOGINS_METRIC, "result", "not_linked");
         result = redirect_to_psa_login(p->req, cfg, "not_linked");
     } else {
-        result = finish_session(p, claims, id_token, psa_tenant, psa_user);
+        /* B9 and the PSA's own view of the user: ask the PSA who this
+         * session would be, with the assertion the session will carry. */
+        session_prepare(p, claims, id_token, psa_tenant, psa_user);
+        struct sg_identity identity = {.session = p->session};
+        memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
+        p->whoami = sg_whoami_fetch(p->snap, p->req, &identity, on_login_whoami, p);
+        result = 0;
     }
     free(psa_tenant);
     free(psa_user);
     return result;
 }
 
-static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_val claims,
-                         const char *id_token, void *arg)
+/* The end of a callback: its access line, and the pending state freed. */
+static void callback_done(struct pending *p, int http_status)
 {
-    struct pending *p = arg;
     sg_conn_on_close(p->conn, NULL, NULL);
-    int http_status = decide(p, status, detail, claims, id_token);
     sg_metrics_response(http_status);
     if (p->snap->cfg->access_log)
         sg_access_log(&p->access, http_status, 0, 0);
     pending_free(p);
+}
+
+static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_val claims,
+                         const char *id_token, void *arg)
+{
+    struct pending *p = arg;
+    p->exchange = NULL;
+    int http_status = decide(p, status, detail, claims, id_token);
+    if (http_status != 0)
+        callback_done(p, http_status);
 }
 
 int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,

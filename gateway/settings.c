@@ -202,12 +202,13 @@ static const struct {
     const char *done;
     const char *text;
 } banners[] = {
-    {"tenant_linked", "IT Complete is now on for your company. Users can enable Log in with IT "
-                      "Complete in their settings."},
+    {"tenant_linked", "IT Complete is now on for your company. Each user can now enable Log in "
+                      "with IT Complete in their own My Settings."},
     {"tenant_unlinked", "IT Complete is now off for your company. Every user link and IT Complete "
-                        "session of your company has ended; password sign-in still works."},
-    {"user_unlinked", "Log in with IT Complete is disabled for your login. Sign in with your PSA "
-                      "password from now on."},
+                        "session of your company has ended; everyone signs in with their PSA "
+                        "password again."},
+    {"user_unlinked", "Log in with IT Complete is disabled for your login, and your IT Complete "
+                      "sessions have ended. Sign in with your PSA password from now on."},
 };
 
 static void add_button(struct evbuffer *out, const char *action, const char *csrf,
@@ -235,27 +236,33 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
             evbuffer_add_printf(out, "<p class=\"banner ok\" role=\"status\">%s</p>",
                                 banners[i].text);
     }
-    evbuffer_add_printf(out, "<p>Signed in to the PSA as <strong>%s</strong> (tenant %s).</p>",
+    evbuffer_add_printf(out,
+                        "<p>Signed in to the PSA as <strong>%s</strong> in PSA tenant "
+                        "<strong>%s</strong>.</p>",
                         name_html, tenant_html);
 
     evbuffer_add_printf(out, "<section aria-labelledby=\"login-itc\"><h2 id=\"login-itc\">Log in "
                              "with IT Complete</h2>");
     if (!user->staff) {
-        evbuffer_add_printf(out, "<p class=\"banner warn\" id=\"user-state\">Client portal users "
-                                 "cannot use Log in with IT Complete. Keep signing in with your "
-                                 "PSA password.</p>");
+        evbuffer_add_printf(out, "<p class=\"banner warn\" id=\"user-state\">Not available: "
+                                 "Client portal users cannot use Log in with IT Complete. Keep "
+                                 "signing in with your PSA password.</p>");
     } else if (user_linked) {
         evbuffer_add_printf(out, "<p id=\"user-state\">Status: <span class=\"state\">Enabled"
-                                 "</span>. You can sign in with your IT Complete account.</p>");
+                                 "</span>. On the PSA sign-in page, use the Log in with IT "
+                                 "Complete button. Disabling it ends your IT Complete sessions; "
+                                 "you then sign in with your PSA password.</p>");
         add_button(out, "user/disable", s->csrf, "Disable Log in with IT Complete", true);
     } else if (tenant_linked) {
         evbuffer_add_printf(out, "<p id=\"user-state\">Status: <span class=\"state\">Disabled"
-                                 "</span>. Enable it to sign in with your IT Complete account "
-                                 "and its two-factor code.</p>");
+                                 "</span>. Enabling it takes you to IT Complete: sign in there "
+                                 "with your own account and its 6-digit two-factor code, and "
+                                 "you come back to the PSA signed in.</p>");
         add_button(out, "user/enable", s->csrf, "Enable Log in with IT Complete", false);
     } else {
         evbuffer_add_printf(out, "<p id=\"user-state\">Not available yet: an administrator must "
-                                 "turn on IT Complete for your company first.</p>");
+                                 "turn on IT Complete for your company first. Until then, sign in "
+                                 "with your PSA password.</p>");
     }
     evbuffer_add_printf(out, "</section>");
 
@@ -266,15 +273,18 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
             char *idp_html = sg_html_escape(idp_tenant);
             evbuffer_add_printf(out,
                                 "<p id=\"tenant-state\">Status: <span class=\"state\">On</span>"
-                                " &mdash; linked to IT Complete tenant <code>%s</code>.</p>",
+                                " &mdash; linked to IT Complete tenant <code>%s</code>. Turning "
+                                "it off unlinks every user of your company and ends their IT "
+                                "Complete sessions.</p>",
                                 idp_html);
             free(idp_html);
             add_button(out, "tenant/disable", s->csrf, "Turn IT Complete off", true);
         } else {
             evbuffer_add_printf(out,
                                 "<p id=\"tenant-state\">Status: <span class=\"state\">Off</span>"
-                                ". Turning it on asks you to sign in with your IT Complete "
-                                "master account and its two-factor code.</p>");
+                                ". Turning it on takes you to IT Complete: sign in there with "
+                                "your tenant's master account and its 6-digit two-factor code. "
+                                "One IT Complete tenant can be linked to one PSA tenant only.</p>");
             add_button(out, "tenant/enable", s->csrf, "Turn IT Complete on", false);
         }
         evbuffer_add_printf(out, "</section>");
@@ -339,7 +349,8 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     case ACT_TENANT_ENABLE:
         if (!user->admin || !user->staff)
             return forbidden(s, "not_admin",
-                             "Only a PSA administrator can turn IT Complete on for the company.");
+                             "Only a PSA administrator can turn IT Complete on for the company, "
+                             "so nothing was changed. Ask one of your administrators.");
         if (sg_links_tenant_get_by_psa(rt->store, user->tenant, NULL) == 0) {
             see_other(s->req, "/_sso/settings");
             return 303;
@@ -349,7 +360,8 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     case ACT_TENANT_DISABLE:
         if (!user->admin || !user->staff)
             return forbidden(s, "not_admin",
-                             "Only a PSA administrator can turn IT Complete off for the company.");
+                             "Only a PSA administrator can turn IT Complete off for the company, "
+                             "so nothing was changed. Ask one of your administrators.");
         err = sg_links_tenant_delete(rt->store, user->tenant, NULL);
         if (err != 0 && err != SG_ENOENT)
             return store_error(s, err);
@@ -364,13 +376,16 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     case ACT_USER_ENABLE:
         if (!user->staff)
             return forbidden(s, "client_portal",
-                             "Client portal users cannot use Log in with IT Complete.");
+                             "Client portal users cannot use Log in with IT Complete, so nothing "
+                             "was changed. Keep signing in with your PSA password.");
         if (!user->active)
-            return forbidden(s, "inactive", "Your PSA user is inactive.");
+            return forbidden(s, "inactive",
+                             "Your PSA user is inactive, so Log in with IT Complete cannot be "
+                             "enabled. Ask your administrator to reactivate it.");
         if (sg_links_tenant_get_by_psa(rt->store, user->tenant, NULL) != 0) {
             sg_page_send(s->req, 409, "IT Complete is off for your company",
                          "An administrator must turn on IT Complete for your company before you "
-                         "can enable it for your login.",
+                         "can enable it for your login. Nothing was changed.",
                          s->access.request_id);
             return 409;
         }
@@ -407,9 +422,10 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
             status = send_status(s, NULL, true);
         } else {
             char *login = sg_html_escape(s->snap->cfg->psa.login_path);
-            char *body = sg_asprintf("<p>Sign in to the PSA first, then come back to My "
-                                     "Settings.</p><p><a href=\"%s\">Go to the sign-in page</a>"
-                                     "</p>",
+            char *body = sg_asprintf("<p>My Settings needs to know who you are in the PSA, and "
+                                     "you are not signed in to it. Sign in, then come back to My "
+                                     "Settings.</p><p><a href=\"%s\">Go to the PSA sign-in "
+                                     "page</a></p>",
                                      login);
             sg_page_send_html(s->req, 401, "Sign in first", body, s->access.request_id);
             free(body);
@@ -423,8 +439,8 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
                                               SG_LOG_STR("reason", err)},
                       2);
         sg_page_send(s->req, 502, "The PSA did not answer",
-                     "The gateway could not ask the PSA who you are. Please try again in a "
-                     "moment.",
+                     "The gateway could not ask the PSA who you are, so nothing was changed. "
+                     "Please try again in a moment.",
                      s->access.request_id);
         status = 502;
     }
@@ -445,9 +461,9 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (endpoints[i].post ? cmd != EVHTTP_REQ_POST : cmd != EVHTTP_REQ_GET) {
         sg_page_send(req, 405, "Method not allowed",
-                     endpoints[i].post ? "Use the buttons of My Settings."
-                                       : "Open this page with "
-                                         "a GET.",
+                     endpoints[i].post ? "Nothing was changed. Open My Settings and use its "
+                                         "buttons."
+                                       : "Open this page from a link or the address bar.",
                      access->request_id);
         return 405;
     }
@@ -490,7 +506,11 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
         return status;
     }
     s->access = *access;
-    s->whoami = sg_whoami_fetch(s->snap, req, on_whoami, s);
+    struct sg_identity identity;
+    bool session = sg_identity_lookup(rt, s->snap->cfg, req, &identity) == 0;
+    s->whoami = sg_whoami_fetch(s->snap, req, session ? &identity : NULL, on_whoami, s);
+    if (session)
+        sg_identity_clear(&identity);
     sg_conn_on_close(conn, on_client_close, s);
     return 0;
 }

@@ -194,7 +194,8 @@ static void on_deferred_failure(evutil_socket_t fd, short what, void *arg)
 }
 
 struct sg_whoami_request *sg_whoami_fetch(struct sg_snapshot *snap, struct evhttp_request *req,
-                                          sg_whoami_cb cb, void *arg)
+                                          const struct sg_identity *identity, sg_whoami_cb cb,
+                                          void *arg)
 {
     const struct sg_config *cfg = snap->cfg;
     struct sg_whoami_request *w = sg_calloc(1, sizeof(*w));
@@ -220,6 +221,8 @@ struct sg_whoami_request *sg_whoami_fetch(struct sg_snapshot *snap, struct evhtt
         free(kept);
         free(name);
     }
+    if (identity != NULL)
+        sg_identity_add_headers(snap, identity, out);
     char *target = sg_asprintf("%s%s", cfg->upstream.url.path, cfg->psa.whoami.path);
     w->conn = sg_upstream_acquire(snap->upstream, &w->slot);
     if (evhttp_make_request(w->conn, w->up, EVHTTP_REQ_GET, target) != 0) {

@@ -10,6 +10,7 @@
 #include <yajl/yajl_tree.h>
 
 struct evhttp_request;
+struct sg_identity;
 struct sg_snapshot;
 struct sg_whoami_request;
 
@@ -34,11 +35,15 @@ typedef void (*sg_whoami_cb)(const char *err, const struct sg_psa_user *user, vo
 /*
  * Asks the upstream of snap (borrowed; the request keeps a reference) who the
  * caller of req (borrowed for the call: its Cookie header is copied) is.
- * Returns a handle valid until the callback runs or sg_whoami_cancel; the
- * callback never runs before this returns.
+ * identity (may be NULL; borrowed for the call) is the caller's SSO session:
+ * its X-SSO-* headers and assertion go along, so that a user signed in with
+ * IT Complete only is known to the PSA too. Returns a handle valid until the
+ * callback runs or sg_whoami_cancel; the callback never runs before this
+ * returns.
  */
 struct sg_whoami_request *sg_whoami_fetch(struct sg_snapshot *snap, struct evhttp_request *req,
-                                          sg_whoami_cb cb, void *arg);
+                                          const struct sg_identity *identity, sg_whoami_cb cb,
+                                          void *arg);
 
 /* Cancels: the callback will not run. */
 void sg_whoami_cancel(struct sg_whoami_request *request);

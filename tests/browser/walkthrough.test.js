@@ -346,23 +346,35 @@ step('B11: an inactive IT Complete user lands on the PSA login page with the not
   await shot(page, 'inactive-psa-login-notice');
 });
 
-step('B8: bob, signed in with IT Complete, disables his link: "Disable" becomes "Enable"', { independent: true }, async () => {
+step('B8: signed in with IT Complete only, bob opens My Settings from the PSA', { independent: true }, async () => {
   const page = state.contexts.bob.pages()[0];
-  const settings = await page.goto(`${state.env.gwUrl}/_sso/settings`);
+  await page.goto(`${state.env.gwUrl}/`);
+  assert.equal(await textOf(page, '#auth-method'), 'IT Complete', 'no PSA password session in this browser');
+  const [settings] = await Promise.all([
+    page.waitForResponse((r) => new URL(r.url()).pathname === '/_sso/settings'),
+    page.click('#my-settings'),
+  ]);
+  await page.waitForLoadState('load');
   await shot(page, 'bob-sso-settings');
-  assert.equal(
-    settings.status(),
-    200,
-    `My Settings for a user signed in with IT Complete only (no PSA cookie): ${await textOf(page, 'main')}`,
-  );
+  assert.equal(settings.status(), 200, `My Settings answered: ${await textOf(page, 'main')}`);
+  await page.getByRole('button', { name: 'Disable Log in with IT Complete' }).waitFor();
+});
+
+step('B8: bob disables his link in My Settings: "Disable" becomes "Enable"', async () => {
+  const page = state.contexts.bob.pages()[0];
+  await page.goto(`${state.env.gwUrl}/`);
+  await Promise.all([page.waitForURL((url) => url.pathname === '/login'), page.click('#sign-out-form button')]);
+  await psaLogin(page, BOB);
+  await page.click('#my-settings');
+  await page.waitForURL((url) => url.pathname === '/_sso/settings');
   await page.getByRole('button', { name: 'Disable Log in with IT Complete' }).click();
   await page.waitForURL((url) => url.searchParams.get('done') === 'user_unlinked');
   assert.match(await textOf(page, '[role=status]'), /Log in with IT Complete is disabled/);
   assert.match(await textOf(page, '#user-state'), /Disabled/);
   await page.getByRole('button', { name: 'Enable Log in with IT Complete' }).waitFor();
   await shot(page, 'bob-disabled');
-  const status = await page.request.get(`${state.env.gwUrl}/_sso/status`);
-  assert.equal((await status.json()).session, false, 'disabling ended his IT Complete session');
+  const status = await (await page.request.get(`${state.env.gwUrl}/_sso/status`)).json();
+  assert.equal(status.user_linked, false, 'the link is gone');
 });
 
 step('B7: the admin turns IT Complete off', async () => {

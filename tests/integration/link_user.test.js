@@ -120,7 +120,11 @@ linkTest('B9: client-portal users can neither link nor log in with IT Complete',
   await env.psaReset();
   const { value: login, moved } = await env.measure(() => env.ssoLogin(t.user));
   const status = await env.status(login.browser);
-  const decisions = (await env.psaLog()).filter((d) => d.method === 'assertion');
+  // The gateway asks the PSA's whoami, with the assertion the session would carry, what kind of user
+  // this is: that one call is how B9 is decided. No other page may see the user through IT Complete.
+  const decisions = (await env.psaLog()).filter((d) => d.method === 'assertion' && d.path !== '/api/whoami');
+  assert.ok(moved.client_portal === 1 || JSON.stringify(moved).includes('client_portal'),
+    `the refusal is counted as client_portal (moved ${JSON.stringify(moved)})`);
   assert.equal(
     status.session,
     false,
@@ -128,7 +132,7 @@ linkTest('B9: client-portal users can neither link nor log in with IT Complete',
       `-> ${login.callback && login.callback.headers.location}, landed on ${login.url}, ` +
       `#auth-method ${textOf(login.body, 'auth-method')}, logins_total moved ${JSON.stringify(moved)})`,
   );
-  assert.deepEqual(decisions, [], 'the PSA never saw the client-portal user through IT Complete');
+  assert.deepEqual(decisions, [], 'no PSA page saw the client-portal user through IT Complete');
 });
 
 linkTest('B10: an IdP user linked to one PSA user cannot be linked to another, nor a PSA user to two', async (env) => {

@@ -28,12 +28,19 @@
 #include <string.h>
 #include <strings.h>
 
-#define BUCKETS        16384
 #define TOKEN_SIZE     48
+#define TOKEN_LEN      43 /* 32 random bytes in base64url */
 #define RETURN_TO_MAX  2048
 #define BINDING_SUFFIX "_login"
 #define LOGINS_METRIC  "ssogate_logins_total"
+#define RECORD_MAX     (8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1 + 3 * (2 + RETURN_TO_MAX))
 
+/*
+ * A login in flight. Kept in the store (database "logins", keyed by the
+ * SHA-256 of the state, never the state itself) so that every worker process
+ * can finish a login another one started; taken out in one write transaction,
+ * so a state is used at most once across all workers.
+ */
 struct login_state {
     char state[TOKEN_SIZE];
     char nonce[TOKEN_SIZE];
@@ -44,8 +51,6 @@ struct login_state {
     char *psa_tenant; /* the PSA caller a link is for */
     char *psa_user;
     int64_t created;
-    struct login_state *hnext;
-    struct login_state *older, *newer;
 };
 
 /* A callback waiting for its code exchange. */
@@ -65,20 +70,9 @@ struct pending {
 
 struct sg_logins {
     struct sg_runtime *rt;
-    struct login_state *buckets[BUCKETS];
-    struct login_state *oldest, *newest;
-    size_t count;
     struct pending *pending;
     size_t pending_count;
 };
-
-static size_t bucket_of(const char *state)
-{
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)state; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h % BUCKETS;
-}
 
 static void state_free(struct login_state *s)
 {
@@ -91,45 +85,181 @@ static void state_free(struct login_state *s)
     free(s);
 }
 
-/* Takes s out of the table; the caller owns it afterwards. */
-static void state_unlink(struct sg_logins *logins, struct login_state *s)
+static void state_key(const char *state, unsigned char key[SHA256_DIGEST_LENGTH])
 {
-    struct login_state **pp = &logins->buckets[bucket_of(s->state)];
-    while (*pp != s)
-        pp = &(*pp)->hnext;
-    *pp = s->hnext;
-    if (s->older)
-        s->older->newer = s->newer;
-    else
-        logins->oldest = s->newer;
-    if (s->newer)
-        s->newer->older = s->older;
-    else
-        logins->newest = s->older;
-    logins->count--;
+    SHA256((const unsigned char *)state, strlen(state), key);
 }
 
-static void expire_states(struct sg_logins *logins, int64_t now)
+static size_t put_text(unsigned char *p, const char *text)
 {
-    while (logins->oldest != NULL && now - logins->oldest->created >= SG_OIDC_STATE_TTL_S) {
-        struct login_state *s = logins->oldest;
-        state_unlink(logins, s);
-        state_free(s);
-        sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
+    size_t len = text ? strlen(text) : 0;
+    p[0] = (unsigned char)(len >> 8);
+    p[1] = (unsigned char)(len & 0xff);
+    if (len > 0)
+        memcpy(p + 2, text, len);
+    return 2 + len;
+}
+
+/* Reads a length-prefixed text at *off; NULL (and *ok false) when it overruns. */
+static char *get_text(const unsigned char *p, size_t len, size_t *off, bool *ok)
+{
+    if (*off + 2 > len) {
+        *ok = false;
+        return NULL;
     }
+    size_t n = ((size_t)p[*off] << 8) | p[*off + 1];
+    *off += 2;
+    if (*off + n > len || n > RETURN_TO_MAX) {
+        *ok = false;
+        return NULL;
+    }
+    char *text = n > 0 ? sg_strndup((const char *)p + *off, n) : NULL;
+    *off += n;
+    return text;
 }
 
-/* Finds and removes the state called name: a state is used at most once. */
+static size_t state_encode(const struct login_state *s, unsigned char *out)
+{
+    size_t off = 0;
+    sg_store_put_be64(out, (uint64_t)s->created);
+    off += 8;
+    memcpy(out + off, s->nonce, TOKEN_LEN);
+    off += TOKEN_LEN;
+    memcpy(out + off, s->verifier, TOKEN_LEN);
+    off += TOKEN_LEN;
+    memcpy(out + off, s->binding, SHA256_DIGEST_LENGTH);
+    off += SHA256_DIGEST_LENGTH;
+    out[off++] = (unsigned char)s->purpose;
+    off += put_text(out + off, s->return_to);
+    off += put_text(out + off, s->psa_tenant);
+    off += put_text(out + off, s->psa_user);
+    return off;
+}
+
+/* Decodes a stored state; NULL when the record is malformed. */
+static struct login_state *state_decode(const char *name, const unsigned char *p, size_t len)
+{
+    size_t fixed = 8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1;
+    if (len < fixed || strlen(name) >= TOKEN_SIZE)
+        return NULL;
+    struct login_state *s = sg_calloc(1, sizeof(*s));
+    bool ok = true;
+    size_t off = 0;
+    memcpy(s->state, name, strlen(name) + 1);
+    s->created = (int64_t)sg_store_get_be64(p);
+    off += 8;
+    memcpy(s->nonce, p + off, TOKEN_LEN);
+    off += TOKEN_LEN;
+    memcpy(s->verifier, p + off, TOKEN_LEN);
+    off += TOKEN_LEN;
+    memcpy(s->binding, p + off, SHA256_DIGEST_LENGTH);
+    off += SHA256_DIGEST_LENGTH;
+    s->purpose = (enum sg_login_purpose)p[off++];
+    s->return_to = get_text(p, len, &off, &ok);
+    s->psa_tenant = get_text(p, len, &off, &ok);
+    s->psa_user = get_text(p, len, &off, &ok);
+    if (!ok || off != len || s->return_to == NULL || s->purpose > SG_LOGIN_LINK_USER) {
+        state_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* Stores a new login state. Returns 0 or an SG_E* code. */
+static int state_put(struct sg_logins *logins, const struct login_state *s)
+{
+    struct sg_store *store = logins->rt->store;
+    struct sg_store_txn txn;
+    unsigned char key[SHA256_DIGEST_LENGTH];
+    unsigned char record[RECORD_MAX];
+    state_key(s->state, key);
+    MDB_val k = {sizeof(key), key};
+    MDB_val v = {state_encode(s, record), record};
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    int rc = mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &k, &v, 0);
+    if (rc != 0) {
+        sg_store_txn_abort(&txn);
+        return sg_store_error(rc);
+    }
+    return sg_store_txn_commit(&txn, false);
+}
+
+/* Finds and removes the state called name: a state is used at most once,
+ * whichever worker asks. NULL when unknown, expired or unreadable. */
 static struct login_state *state_take(struct sg_logins *logins, const char *name)
 {
-    expire_states(logins, sg_now_s());
-    for (struct login_state *s = logins->buckets[bucket_of(name)]; s != NULL; s = s->hnext) {
-        if (strcmp(s->state, name) == 0) {
-            state_unlink(logins, s);
-            return s;
-        }
+    struct sg_store *store = logins->rt->store;
+    struct sg_store_txn txn;
+    unsigned char key[SHA256_DIGEST_LENGTH];
+    struct login_state *s = NULL;
+    state_key(name, key);
+    MDB_val k = {sizeof(key), key}, v;
+    if (sg_store_txn_begin(store, true, &txn) != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        return NULL;
     }
-    return NULL;
+    MDB_dbi dbi = sg_store_dbi(store, SG_STORE_DB_LOGINS);
+    if (mdb_get(txn.txn, dbi, &k, &v) == 0) {
+        s = state_decode(name, v.mv_data, v.mv_size);
+        mdb_del(txn.txn, dbi, &k, NULL);
+    }
+    if (sg_store_txn_commit(&txn, false) != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        state_free(s);
+        return NULL;
+    }
+    if (s != NULL && sg_now_s() - s->created >= SG_OIDC_STATE_TTL_S) {
+        sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
+        state_free(s);
+        s = NULL;
+    }
+    return s;
+}
+
+/* Login states kept, in every worker; expired ones count until swept. */
+static size_t states_kept(struct sg_logins *logins)
+{
+    struct sg_store *store = logins->rt->store;
+    struct sg_store_txn txn;
+    MDB_stat stat;
+    if (sg_store_txn_begin(store, false, &txn) != 0)
+        return 0;
+    size_t n = mdb_stat(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &stat) == 0
+                   ? stat.ms_entries
+                   : 0;
+    sg_store_txn_abort(&txn);
+    return n;
+}
+
+size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
+{
+    struct sg_store *store = logins->rt->store;
+    struct sg_store_txn txn;
+    MDB_cursor *cursor;
+    MDB_val k, v;
+    size_t deleted = 0;
+    if (sg_store_txn_begin(store, true, &txn) != 0)
+        return 0;
+    if (mdb_cursor_open(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &cursor) != 0) {
+        sg_store_txn_abort(&txn);
+        return 0;
+    }
+    int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
+    while (rc == 0 && deleted < max) {
+        bool expired =
+            v.mv_size < 8 || now - (int64_t)sg_store_get_be64(v.mv_data) >= SG_OIDC_STATE_TTL_S;
+        if (expired && mdb_cursor_del(cursor, 0) == 0) {
+            deleted++;
+            sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
+        }
+        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cursor);
+    if (sg_store_txn_commit(&txn, false) != 0)
+        return 0;
+    return deleted;
 }
 
 struct sg_logins *sg_logins_new(struct sg_runtime *rt)
@@ -154,17 +284,12 @@ void sg_logins_free(struct sg_logins *logins)
         sg_conn_on_close(p->conn, NULL, NULL);
         pending_free(p);
     }
-    while (logins->oldest != NULL) {
-        struct login_state *s = logins->oldest;
-        state_unlink(logins, s);
-        state_free(s);
-    }
     free(logins);
 }
 
-size_t sg_logins_count(const struct sg_logins *logins)
+size_t sg_logins_count(struct sg_logins *logins)
 {
-    return logins->count + logins->pending_count;
+    return states_kept(logins) + logins->pending_count;
 }
 
 bool sg_login_return_to_valid(const char *r)
@@ -272,36 +397,36 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     }
     if (!sg_oidc_ready(snap->oidc))
         return too_busy(req, request_id, "idp_not_ready");
-    expire_states(logins, sg_now_s());
-    if (sg_logins_count(logins) >= cfg->limits.logins_in_flight)
+    if (sg_logins_count(logins) >= cfg->limits.logins_in_flight &&
+        (sg_logins_sweep(logins, sg_now_s(), SIZE_MAX) == 0 ||
+         sg_logins_count(logins) >= cfg->limits.logins_in_flight))
         return too_busy(req, request_id, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
-    bool new_binding =
-        !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) || strlen(binding) != 43;
+    bool new_binding = !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) ||
+                       strlen(binding) != TOKEN_LEN;
     if (new_binding)
         sg_jose_random_token(32, binding, sizeof(binding));
 
-    struct login_state *s = sg_calloc(1, sizeof(*s));
+    struct login_state state = {
+        .return_to = (char *)(uintptr_t)return_to,
+        .purpose = purpose,
+        .psa_tenant = (char *)(uintptr_t)psa_tenant,
+        .psa_user = (char *)(uintptr_t)psa_user,
+        .created = sg_now_s(),
+    };
+    struct login_state *s = &state;
     sg_jose_random_token(32, s->state, sizeof(s->state));
     sg_jose_random_token(32, s->nonce, sizeof(s->nonce));
     sg_jose_random_token(32, s->verifier, sizeof(s->verifier));
     SHA256((const unsigned char *)binding, strlen(binding), s->binding);
-    s->return_to = sg_strdup(return_to);
-    s->purpose = purpose;
-    s->psa_tenant = psa_tenant ? sg_strdup(psa_tenant) : NULL;
-    s->psa_user = psa_user ? sg_strdup(psa_user) : NULL;
-    s->created = sg_now_s();
-    size_t b = bucket_of(s->state);
-    s->hnext = logins->buckets[b];
-    logins->buckets[b] = s;
-    s->older = logins->newest;
-    if (logins->newest)
-        logins->newest->newer = s;
-    else
-        logins->oldest = s;
-    logins->newest = s;
-    logins->count++;
+    int err = state_put(logins, s);
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        sg_log(SG_LOG_ERROR, "login", "login state not stored: %s", sg_strerror(err));
+        OPENSSL_cleanse(&state, sizeof(state));
+        return too_busy(req, request_id, "store_error");
+    }
 
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
     sg_pkce_challenge_s256(s->verifier, strlen(s->verifier), challenge);
@@ -328,6 +453,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     evbuffer_free(scope);
     free(client_id);
     free(redirect_uri);
+    OPENSSL_cleanse(&state, sizeof(state));
     return status;
 }
 

@@ -87,6 +87,7 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         sg_log(SG_LOG_ERROR, "session_sweep", "store failure");
     else if (deleted > 0)
         sg_log(SG_LOG_DEBUG, "session_sweep", "%zu expired sessions deleted", deleted);
+    sg_logins_sweep(rt->logins, sg_now_s(), SWEEP_BATCH);
 }
 
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)

@@ -37,6 +37,7 @@ static const struct {
     [SG_STORE_DB_USER_BY_PSA] = {"user_by_psa", 0},
     [SG_STORE_DB_USER_BY_IDP] = {"user_by_idp", 0},
     [SG_STORE_DB_JWKS] = {"jwks", 0},
+    [SG_STORE_DB_LOGINS] = {"logins", 0},
 };
 
 static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)

@@ -1,15 +1,17 @@
 /*
  * The login endpoints: /_sso/login starts an authorization code flow,
  * /_sso/callback finishes it (the decision order of the specification),
- * /_sso/logout ends the session. Login state lives in memory only: it is
- * short-lived (SG_OIDC_STATE_TTL_S), single-use, bound to the browser that
- * started it by a cookie, and bounded by limits.logins_in_flight.
+ * /_sso/logout ends the session. Login state is short-lived
+ * (SG_OIDC_STATE_TTL_S), single-use, bound to the browser that started it by
+ * a cookie, bounded by limits.logins_in_flight, and kept in the store so
+ * that any worker can finish a login another started.
  */
 #ifndef SSOGATE_LOGIN_H
 #define SSOGATE_LOGIN_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct evhttp_request;
 struct sg_access;
@@ -29,8 +31,11 @@ struct sg_logins *sg_logins_new(struct sg_runtime *rt);
 /* Cancels exchanges in flight and frees every state. NULL-safe. */
 void sg_logins_free(struct sg_logins *logins);
 
-/* Logins in flight (states kept plus exchanges running). */
-size_t sg_logins_count(const struct sg_logins *logins);
+/* Logins in flight: states kept in the store (by every worker) plus callbacks running here. */
+size_t sg_logins_count(struct sg_logins *logins);
+
+/* Deletes at most max expired login states; returns how many. */
+size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max);
 
 /*
  * True when return_to is a same-origin relative path the gateway may

@@ -55,6 +55,7 @@ enum sg_store_db {
     SG_STORE_DB_USER_BY_PSA,
     SG_STORE_DB_USER_BY_IDP,
     SG_STORE_DB_JWKS,
+    SG_STORE_DB_LOGINS, /* login states in flight, shared by the workers */
     SG_STORE_DB_COUNT
 };
 

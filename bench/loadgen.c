@@ -138,7 +138,6 @@ struct load {
     struct sg_hconn *probe_conn;
     struct event *probe_timer;
     int64_t probe_sent_us;
-    bool probe_busy;
 };
 
 struct flow {
@@ -586,13 +585,20 @@ static void slot_send(struct slot *s)
     const char *cookie = ld->sessions[ld->next_session++ % ld->session_count];
     if (s->conn == NULL)
         s->conn = sg_hconn_new(ld->client, &ld->target);
+    s->sent_us = sg_mono_us();
+    ld->steady_started++;
+    if (sg_hconn_request(s->conn, "GET", &ld->target, cookie, NULL, on_slot_response, s) != 0) {
+        /* No socket to be had: this slot stops rather than spin. */
+        count_error(ld, "steady", "connect");
+        ld->steady_done++;
+        if (ld->slots_busy == 0) {
+            ld->steady_end_us = sg_mono_us();
+            event_base_loopexit(ld->base, NULL);
+        }
+        return;
+    }
     s->busy = true;
     ld->slots_busy++;
-    ld->steady_started++;
-    s->sent_us = sg_mono_us();
-    if (sg_hconn_request(s->conn, "GET", &ld->target, cookie, NULL, on_slot_response, s) != 0) {
-        on_slot_response("connect", NULL, s);
-    }
 }
 
 static void steady_begin(struct load *ld)
@@ -634,7 +640,6 @@ static void maybe_done(struct load *ld)
 static void on_probe_response(const char *err, const struct sg_hresp *resp, void *arg)
 {
     struct load *ld = arg;
-    ld->probe_busy = false;
     if (err != NULL)
         count_error(ld, "probe", err);
     else if (resp->status != 200)
@@ -651,7 +656,6 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
     struct load *ld = arg;
     if (ld->probe_conn == NULL)
         ld->probe_conn = sg_hconn_new(ld->client, &ld->probe_url);
-    ld->probe_busy = true;
     ld->probe_sent_us = sg_mono_us();
     if (sg_hconn_request(ld->probe_conn, "GET", &ld->probe_url, NULL, NULL, on_probe_response,
                          ld) != 0)

@@ -421,12 +421,20 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
         if (s->action == ACT_STATUS) {
             status = send_status(s, NULL, true);
         } else {
+            /* A user who just disabled their only sign-in (an SSO session)
+             * lands here: the banner still says that it worked. */
+            const char *done = NULL;
+            for (size_t i = 0; s->done != NULL && i < SG_ARRAY_LEN(banners); i++) {
+                if (strcmp(s->done, banners[i].done) == 0)
+                    done = banners[i].text;
+            }
             char *login = sg_html_escape(s->snap->cfg->psa.login_path);
-            char *body = sg_asprintf("<p>My Settings needs to know who you are in the PSA, and "
-                                     "you are not signed in to it. Sign in, then come back to My "
-                                     "Settings.</p><p><a href=\"%s\">Go to the PSA sign-in "
+            char *body = sg_asprintf("%s%s%s<p>My Settings needs to know who you are in the PSA, "
+                                     "and you are not signed in to it. Sign in, then come back to "
+                                     "My Settings.</p><p><a href=\"%s\">Go to the PSA sign-in "
                                      "page</a></p>",
-                                     login);
+                                     done ? "<p class=\"banner ok\" role=\"status\">" : "",
+                                     done ? done : "", done ? "</p>" : "", login);
             sg_page_send_html(s->req, 401, "Sign in first", body, s->access.request_id);
             free(body);
             free(login);

@@ -42,7 +42,9 @@
 #define ERROR_KIND_LEN     64
 #define ACCOUNTS_MAX       1000000
 #define ACCOUNT_LINE_MAX   1024
-/* File descriptors kept beyond the connections: listeners of nothing, stdio, files, epoll. */
+/* Seconds between progress lines when stderr is not a terminal. */
+#define PROGRESS_LOG_S     10
+/* Descriptors needed beyond the flows' connections: stdio, the probe, output files, epoll. */
 #define FD_SPARE           64
 
 enum hop {
@@ -88,6 +90,7 @@ struct options {
     unsigned request_concurrency;
     uint64_t steady_requests;
     unsigned probe_interval_ms;
+    bool one_connection;
     bool quiet;
 };
 
@@ -132,6 +135,7 @@ struct load {
     struct event *sigint;
     uint64_t last_progress_ok;
     uint64_t last_progress_requests;
+    unsigned progress_ticks;
     bool interrupted;
 
     struct sg_hurl probe_url;
@@ -144,7 +148,9 @@ struct flow {
     struct load *ld;
     const struct account *account;
     struct sg_jar *jar;
-    struct sg_hconn *conn;
+    /* Kept-alive connections, as a browser keeps them: to the gateway, and to the IdP. */
+    struct sg_hconn *gateway_conn;
+    struct sg_hconn *idp_conn;
     struct sg_hurl url;
     char *body; /* the form body of a POST, NULL for a GET */
     bool post;
@@ -202,7 +208,8 @@ static uint64_t error_total(const struct load *ld)
 
 static void flow_free(struct flow *f)
 {
-    sg_hconn_free(f->conn);
+    sg_hconn_free(f->gateway_conn);
+    sg_hconn_free(f->idp_conn);
     sg_jar_free(f->jar);
     sg_hurl_clear(&f->url);
     free(f->body);
@@ -318,20 +325,27 @@ static void on_flow_response(const char *err, const struct sg_hresp *resp, void 
 static void flow_send(struct flow *f)
 {
     struct load *ld = f->ld;
-    if (f->conn != NULL && !sg_hconn_same_origin(f->conn, &f->url)) {
-        /* One connection per flow at a time: browsers keep more, but 10,000 flows must fit the
-         * descriptor limit. */
-        sg_hconn_free(f->conn);
-        f->conn = NULL;
+    bool to_gateway = strcmp(f->url.origin, ld->target.origin) == 0;
+    struct sg_hconn **conn = to_gateway ? &f->gateway_conn : &f->idp_conn;
+    struct sg_hconn **other = to_gateway ? &f->idp_conn : &f->gateway_conn;
+    if (ld->opt.one_connection && *other != NULL) {
+        /* Fewer descriptors than a browser uses, so that 10,000 flows fit the limit. */
+        sg_hconn_free(*other);
+        *other = NULL;
     }
-    if (f->conn == NULL)
-        f->conn = sg_hconn_new(ld->client, &f->url);
+    if (*conn != NULL && !sg_hconn_same_origin(*conn, &f->url)) {
+        /* Another IdP origin than before (a redirect elsewhere): a new connection. */
+        sg_hconn_free(*conn);
+        *conn = NULL;
+    }
+    if (*conn == NULL)
+        *conn = sg_hconn_new(ld->client, &f->url);
     char *path = sg_hurl_path(&f->url);
     char *cookie = sg_jar_header(f->jar, f->url.origin, path);
     free(path);
     if (f->hop_start_us == 0)
         f->hop_start_us = sg_mono_us();
-    int err = sg_hconn_request(f->conn, f->post ? "POST" : "GET", &f->url, cookie,
+    int err = sg_hconn_request(*conn, f->post ? "POST" : "GET", &f->url, cookie,
                                f->post ? f->body : NULL, on_flow_response, f);
     free(cookie);
     if (err != 0)
@@ -667,26 +681,31 @@ static void on_probe_timer(evutil_socket_t fd, short what, void *arg)
 static void on_progress(evutil_socket_t fd, short what, void *arg)
 {
     struct load *ld = arg;
+    bool tty = isatty(STDERR_FILENO);
+    /* Into a log, a line every PROGRESS_LOG_S seconds is plenty. */
+    if (!tty && ++ld->progress_ticks % PROGRESS_LOG_S != 0)
+        return;
+    unsigned span = tty ? 1 : PROGRESS_LOG_S;
     double elapsed = (double)(sg_mono_us() - ld->start_us) / 1e6;
     char line[256];
     if (!ld->steady_phase) {
-        uint64_t now_ok = ld->flows_ok - ld->last_progress_ok;
+        uint64_t recent = ld->flows_ok - ld->last_progress_ok;
         ld->last_progress_ok = ld->flows_ok;
         snprintf(line, sizeof(line),
                  "[%6.1fs] flows %llu started, %llu ok, %llu failed, %u in flight, %u conns | "
-                 "%llu logins/s",
+                 "%.0f logins/s",
                  elapsed, (unsigned long long)ld->flows_started, (unsigned long long)ld->flows_ok,
                  (unsigned long long)ld->flows_failed, ld->in_flight,
-                 sg_hclient_open_count(ld->client), (unsigned long long)now_ok);
+                 sg_hclient_open_count(ld->client), (double)recent / span);
     } else {
-        uint64_t now_done = ld->steady_done - ld->last_progress_requests;
+        uint64_t recent = ld->steady_done - ld->last_progress_requests;
         ld->last_progress_requests = ld->steady_done;
         snprintf(line, sizeof(line),
-                 "[%6.1fs] steady: %zu sessions, %llu requests, %llu/s, %llu errors", elapsed,
-                 ld->session_count, (unsigned long long)ld->steady_done,
-                 (unsigned long long)now_done, (unsigned long long)error_total(ld));
+                 "[%6.1fs] steady: %zu sessions, %llu requests, %.0f/s, %llu errors", elapsed,
+                 ld->session_count, (unsigned long long)ld->steady_done, (double)recent / span,
+                 (unsigned long long)error_total(ld));
     }
-    if (isatty(STDERR_FILENO))
+    if (tty)
         fprintf(stderr, "\r%-120s", line);
     else
         fprintf(stderr, "%s\n", line);
@@ -785,10 +804,12 @@ static int write_json(const struct load *ld, const char *file)
     fprintf(out,
             ",\n  \"options\": {\"flows\": %llu, \"concurrency\": %u, \"duration_s\": %.3f, "
             "\"think_ms\": %u, \"requests\": %u, \"timeout_ms\": %u, \"rate\": %.3f, "
-            "\"sessions\": %llu, \"request_concurrency\": %u, \"accounts\": %zu},\n",
+            "\"sessions\": %llu, \"request_concurrency\": %u, \"accounts\": %zu, "
+            "\"one_connection\": %s},\n",
             (unsigned long long)ld->opt.flows, ld->opt.concurrency, ld->opt.duration_s,
             ld->opt.think_ms, ld->opt.requests, ld->opt.timeout_ms, ld->opt.rate,
-            (unsigned long long)ld->opt.sessions, ld->opt.request_concurrency, ld->account_count);
+            (unsigned long long)ld->opt.sessions, ld->opt.request_concurrency, ld->account_count,
+            ld->opt.one_connection ? "true" : "false");
     fprintf(out,
             "  \"flows\": {\"started\": %llu, \"ok\": %llu, \"failed\": %llu},\n"
             "  \"login_seconds\": %.3f,\n  \"logins_per_s\": %.3f,\n",
@@ -938,6 +959,8 @@ static void usage(FILE *out)
             "  --think-ms MS             pause before each form and authenticated request\n"
             "  --requests N              authenticated requests per flow after its login\n"
             "  --timeout-ms MS           bound on every wait of a request (default 30000)\n"
+            "  --one-connection          a flow keeps one connection, not one to the gateway\n"
+            "                            and one to the IdP (half the descriptors)\n"
             "  --sessions N              steady mode: log N flows in, then spread requests\n"
             "                            over their sessions\n"
             "  --request-concurrency N   steady mode: requests in flight (default 64)\n"
@@ -974,6 +997,7 @@ enum {
     OPT_THINK,
     OPT_REQUESTS,
     OPT_TIMEOUT,
+    OPT_ONE_CONNECTION,
     OPT_SESSIONS,
     OPT_REQUEST_CONCURRENCY,
     OPT_STEADY_REQUESTS,
@@ -998,6 +1022,7 @@ static const struct option long_options[] = {
     {"think-ms", required_argument, NULL, OPT_THINK},
     {"requests", required_argument, NULL, OPT_REQUESTS},
     {"timeout-ms", required_argument, NULL, OPT_TIMEOUT},
+    {"one-connection", no_argument, NULL, OPT_ONE_CONNECTION},
     {"sessions", required_argument, NULL, OPT_SESSIONS},
     {"request-concurrency", required_argument, NULL, OPT_REQUEST_CONCURRENCY},
     {"steady-requests", required_argument, NULL, OPT_STEADY_REQUESTS},
@@ -1067,6 +1092,9 @@ static int parse_options(struct load *ld, int argc, char **argv)
         case OPT_TIMEOUT:
             ok = parse_number(optarg, 1, 3600000, &v);
             o->timeout_ms = (unsigned)v;
+            break;
+        case OPT_ONE_CONNECTION:
+            o->one_connection = true;
             break;
         case OPT_SESSIONS:
             ok = parse_number(optarg, 1, 1e8, &v);
@@ -1183,7 +1211,9 @@ int main(int argc, char **argv)
     }
     signal(SIGPIPE, SIG_IGN);
     rlim_t nofile = raise_nofile();
-    rlim_t needed = (rlim_t)ld.opt.concurrency + ld.opt.request_concurrency + FD_SPARE;
+    rlim_t needed = (rlim_t)ld.opt.concurrency * (ld.opt.one_connection ? 1 : 2) + FD_SPARE;
+    if (ld.opt.sessions > 0)
+        needed += ld.opt.request_concurrency;
     if (nofile < needed) {
         fprintf(stderr,
                 "ssogate-load: %u flows and %u requests in flight need %llu descriptors; the "

@@ -1,7 +1,8 @@
 -- wrk script for bench/run: every request carries the Cookie header of the next session in the file
 -- named after "--" (one Cookie header value per line, as ssogate-load --cookies-out writes), so the
 -- requests are spread over all the sessions held. With no file the requests carry no cookie.
--- done() prints one line "WRK_JSON {...}" with requests/s, errors and latency percentiles in ms.
+-- done() prints one line "WRK_JSON {...}" with requests/s, bytes, errors and latency percentiles in ms
+-- (wrk counts a 3xx as a success: bench/run tells a redirect to the login from the page by the bytes).
 
 local requests = {}
 local next_index = 1
@@ -39,11 +40,11 @@ function done(summary, latency, requests_made)
     curve[i] = string.format("[%g, %.3f]", p, latency:percentile(p) / 1000)
   end
   io.write(string.format(
-    'WRK_JSON {"requests": %d, "seconds": %.3f, "requests_per_s": %.2f, ' ..
+    'WRK_JSON {"requests": %d, "bytes": %d, "seconds": %.3f, "requests_per_s": %.2f, ' ..
     '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
     '"mean_ms": %.3f, "p50_ms": %.3f, "p90_ms": %.3f, "p99_ms": %.3f, "max_ms": %.3f, ' ..
     '"percentiles": [%s]}\n',
-    summary.requests, seconds, summary.requests / seconds,
+    summary.requests, summary.bytes, seconds, summary.requests / seconds,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.mean / 1000, latency:percentile(50) / 1000, latency:percentile(90) / 1000,
     latency:percentile(99) / 1000, latency.max / 1000, table.concat(curve, ", ")))

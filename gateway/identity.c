@@ -82,25 +82,33 @@ char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix)
                        cfg->session.cookie_name, suffix);
 }
 
+bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
+                            const char *suffix, char *out, size_t len)
+{
+    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
+    if (header == NULL)
+        return false;
+    char *name = sg_identity_cookie_name(cfg, suffix);
+    const char *value;
+    size_t value_len;
+    int err = sg_cookie_find(header, strlen(header), name, &value, &value_len);
+    free(name);
+    if (err != 0 || value_len != len)
+        return false;
+    memcpy(out, value, len);
+    out[len] = '\0';
+    return true;
+}
+
 int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out)
 {
     memset(out, 0, sizeof(*out));
-    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
-    if (header == NULL)
+    if (!sg_identity_cookie_get(req, cfg, "", out->session_id, SG_SESSION_ID_LEN))
         return SG_ENOENT;
-    char *name = sg_identity_cookie_name(cfg, "");
-    const char *value;
-    size_t len;
-    int err = sg_cookie_find(header, strlen(header), name, &value, &len);
-    free(name);
-    if (err != 0 || len != SG_SESSION_ID_LEN)
-        return SG_ENOENT;
-    memcpy(out->session_id, value, len);
-    out->session_id[len] = '\0';
 
     int64_t now = sg_now_s();
-    err = sg_session_get(rt->store, out->session_id, now, &out->session);
+    int err = sg_session_get(rt->store, out->session_id, now, &out->session);
     if (err == 0)
         err = sg_session_touch(rt->store, out->session_id, now);
     if (err != 0) {

@@ -29,10 +29,10 @@
 
 /* ---- error record ---- */
 
-static void set_error(struct sg_jose_error *err, const char *where, const char *fmt, ...)
+static void jose_set_error(struct sg_jose_error *err, const char *where, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void set_error(struct sg_jose_error *err, const char *where, const char *fmt, ...)
+static void jose_set_error(struct sg_jose_error *err, const char *where, const char *fmt, ...)
 {
     unsigned long code = ERR_peek_last_error();
     if (err == NULL) {
@@ -561,22 +561,22 @@ int sg_jwk_set_parse(const char *json, size_t len, struct sg_jwk_set **out,
     struct sg_jwk_set *set = NULL;
     int rc = sg_jose_json_parse_object(json, len, SG_JOSE_MAX_JWKS, &doc);
     if (rc == SG_ETOOBIG) {
-        set_error(err, "JWKS", "document larger than %d bytes", SG_JOSE_MAX_JWKS);
+        jose_set_error(err, "JWKS", "document larger than %d bytes", SG_JOSE_MAX_JWKS);
         goto end;
     }
     if (rc != 0) {
-        set_error(err, "JWKS", "not a JSON object (or nested deeper than %d)",
-                  SG_JOSE_MAX_JSON_DEPTH);
+        jose_set_error(err, "JWKS", "not a JSON object (or nested deeper than %d)",
+                       SG_JOSE_MAX_JSON_DEPTH);
         goto end;
     }
     yajl_val keys = sg_jose_json_member(doc, "keys");
     if (!YAJL_IS_ARRAY(keys)) {
-        set_error(err, "JWKS", "no \"keys\" array");
+        jose_set_error(err, "JWKS", "no \"keys\" array");
         rc = SG_EINVAL;
         goto end;
     }
     if (keys->u.array.len > SG_JOSE_MAX_KEYS) {
-        set_error(err, "JWKS", "more than %d keys", SG_JOSE_MAX_KEYS);
+        jose_set_error(err, "JWKS", "more than %d keys", SG_JOSE_MAX_KEYS);
         rc = SG_ETOOBIG;
         goto end;
     }
@@ -590,7 +590,7 @@ int sg_jwk_set_parse(const char *json, size_t len, struct sg_jwk_set **out,
         if (set->skipped++ == 0) {
             char where[32];
             snprintf(where, sizeof(where), "keys[%zu]", i);
-            set_error(err, where, "key skipped: %s", why);
+            jose_set_error(err, where, "key skipped: %s", why);
         }
         ERR_clear_error();
     }
@@ -1203,19 +1203,19 @@ int sg_jose_key_load_pem(const char *path, EVP_PKEY **out, struct sg_jose_error 
     FILE *f = fopen(path, "r");
     if (f == NULL) {
         int e = errno;
-        set_error(err, path, "cannot open: %s", strerror(e));
+        jose_set_error(err, path, "cannot open: %s", strerror(e));
         return e == ENOENT ? SG_ENOENT : SG_EIO;
     }
     EVP_PKEY *pkey = PEM_read_PrivateKey(f, NULL, no_passphrase, NULL);
     fclose(f);
     if (pkey == NULL) {
-        set_error(err, path, "not an unencrypted PEM private key");
+        jose_set_error(err, path, "not an unencrypted PEM private key");
         return SG_EINVAL;
     }
     enum sg_jws_alg alg;
     if (sg_jose_key_alg(pkey, &alg) != 0) {
         EVP_PKEY_free(pkey);
-        set_error(err, path, "key is neither EC P-256 nor Ed25519");
+        jose_set_error(err, path, "key is neither EC P-256 nor Ed25519");
         return SG_EINVAL;
     }
     *out = pkey;
@@ -1229,7 +1229,7 @@ int sg_jose_key_save_pem(const char *path, EVP_PKEY *pkey, struct sg_jose_error 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (f == NULL) {
-        set_error(err, tmp, "cannot create: %s", strerror(errno));
+        jose_set_error(err, tmp, "cannot create: %s", strerror(errno));
         if (fd >= 0)
             close(fd);
         goto end;
@@ -1237,12 +1237,12 @@ int sg_jose_key_save_pem(const char *path, EVP_PKEY *pkey, struct sg_jose_error 
     bool written = PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1;
     written = fflush(f) == 0 && fsync(fileno(f)) == 0 && written;
     if (fclose(f) != 0 || !written) {
-        set_error(err, tmp, "cannot write the key");
+        jose_set_error(err, tmp, "cannot write the key");
         unlink(tmp);
         goto end;
     }
     if (rename(tmp, path) != 0) {
-        set_error(err, path, "cannot rename into place: %s", strerror(errno));
+        jose_set_error(err, path, "cannot rename into place: %s", strerror(errno));
         unlink(tmp);
         goto end;
     }
@@ -1261,7 +1261,7 @@ int sg_jose_key_load_or_create(const char *path, enum sg_jws_alg alg, EVP_PKEY *
     EVP_PKEY *pkey = NULL;
     rc = sg_jose_key_generate(alg, &pkey);
     if (rc != 0) {
-        set_error(err, path, "cannot generate a %s key", sg_jws_alg_name(alg));
+        jose_set_error(err, path, "cannot generate a %s key", sg_jws_alg_name(alg));
         return rc;
     }
     rc = sg_jose_key_save_pem(path, pkey, err);

@@ -334,25 +334,6 @@ static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg, 
     free(name);
 }
 
-/* The value of one of the gateway's cookies, copied into out; false when absent or malformed. */
-static bool get_cookie(struct evhttp_request *req, const struct sg_config *cfg, const char *suffix,
-                       char *out, size_t out_size)
-{
-    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
-    if (header == NULL)
-        return false;
-    char *name = sg_identity_cookie_name(cfg, suffix);
-    const char *value;
-    size_t len;
-    int err = sg_cookie_find(header, strlen(header), name, &value, &len);
-    free(name);
-    if (err != 0 || len == 0 || len >= out_size)
-        return false;
-    memcpy(out, value, len);
-    out[len] = '\0';
-    return true;
-}
-
 static void redirect(struct evhttp_request *req, int status, const char *location)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
@@ -403,8 +384,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
         return too_busy(req, request_id, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
-    bool new_binding = !get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding)) ||
-                       strlen(binding) != TOKEN_LEN;
+    bool new_binding = !sg_identity_cookie_get(req, cfg, BINDING_SUFFIX, binding, TOKEN_LEN);
     if (new_binding)
         sg_jose_random_token(32, binding, sizeof(binding));
 
@@ -876,7 +856,7 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     s = state != NULL ? state_take(logins, state) : NULL;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
-    bool bound = s != NULL && get_cookie(req, cfg, BINDING_SUFFIX, binding, sizeof(binding));
+    bool bound = s != NULL && sg_identity_cookie_get(req, cfg, BINDING_SUFFIX, binding, TOKEN_LEN);
     if (bound) {
         SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s->binding, sizeof(binding_hash));

@@ -1,5 +1,7 @@
 #include "ssogate/session.h"
 
+#include "ssogate/jose.h"
+
 #include "ssogate/common.h"
 
 #include <openssl/sha.h>
@@ -81,38 +83,9 @@ static char **field_ptr(struct sg_session *s, enum field f)
     return (char **)((char *)s + field_specs[f].offset);
 }
 
-/* Unpadded base64url (RFC 4648 section 5) of len bytes into out (4*ceil(len/3) + 1 bytes). */
-static void base64url_encode(const unsigned char *in, size_t len, char *out)
-{
-    static const char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    size_t o = 0;
-    size_t i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = alphabet[v >> 18];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = alphabet[(v >> 6) & 63];
-        out[o++] = alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)in[i] << 16;
-        out[o++] = alphabet[v >> 18];
-        out[o++] = alphabet[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
-        out[o++] = alphabet[v >> 18];
-        out[o++] = alphabet[(v >> 12) & 63];
-        out[o++] = alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-}
-
 void sg_session_new_id(char out[SG_SESSION_ID_SIZE])
 {
-    unsigned char bytes[32];
-    sg_random_bytes(bytes, sizeof(bytes));
-    base64url_encode(bytes, sizeof(bytes), out);
+    sg_jose_random_token(32, out, SG_SESSION_ID_SIZE);
 }
 
 bool sg_session_id_valid(const char *id)

@@ -77,32 +77,14 @@ static void on_client_close(void *arg)
     request_free(s);
 }
 
-/* The value of the CSRF cookie, when well-formed. */
-static bool csrf_cookie(struct evhttp_request *req, const struct sg_config *cfg,
-                        char out[CSRF_LEN + 1])
-{
-    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
-    if (header == NULL)
-        return false;
-    char *name = sg_identity_cookie_name(cfg, CSRF_SUFFIX);
-    const char *value;
-    size_t len;
-    int err = sg_cookie_find(header, strlen(header), name, &value, &len);
-    free(name);
-    if (err != 0 || len != CSRF_LEN)
-        return false;
-    memcpy(out, value, len);
-    out[len] = '\0';
-    return true;
-}
-
 /* A POST's own origin and CSRF token (the form field equals the cookie). */
 static bool post_trusted(struct sg_runtime *rt, struct evhttp_request *req)
 {
     const struct sg_config *cfg = rt->current->cfg;
     char cookie[CSRF_LEN + 1];
     bool ok = false;
-    if (!sg_login_same_origin(rt, req) || !csrf_cookie(req, cfg, cookie))
+    if (!sg_login_same_origin(rt, req) ||
+        !sg_identity_cookie_get(req, cfg, CSRF_SUFFIX, cookie, CSRF_LEN))
         return false;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
@@ -494,7 +476,7 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     s->req = req;
     s->conn = conn;
     s->action = endpoints[i].action;
-    if (!csrf_cookie(req, rt->current->cfg, s->csrf)) {
+    if (!sg_identity_cookie_get(req, rt->current->cfg, CSRF_SUFFIX, s->csrf, CSRF_LEN)) {
         sg_jose_random_token(32, s->csrf, sizeof(s->csrf));
         s->new_csrf = true;
     }

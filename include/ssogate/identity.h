@@ -50,6 +50,14 @@ struct sg_identity {
  */
 char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix);
 
+/*
+ * Copies the value of the gateway's cookie with suffix (see
+ * sg_identity_cookie_name) into out (len + 1 bytes) when req carries one of
+ * exactly len bytes; false otherwise.
+ */
+bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
+                            const char *suffix, char *out, size_t len);
+
 /* True when the gateway's cookies must carry Secure (an https public URL). */
 bool sg_identity_cookie_secure(const struct sg_config *cfg);
 

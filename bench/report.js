@@ -1,0 +1,279 @@
+'use strict';
+// The report of a bench/run: reads RESULTS/raw/*.json, prints each figure with its ratio to the peers
+// and the issue's target, writes RESULTS/summary.json, and draws the latency distributions as PNG
+// (gnuplot). Usage: node bench/report.js RESULTS_DIR
+
+const fs = require('node:fs');
+const path = require('node:path');
+const { execFileSync } = require('node:child_process');
+
+const dir = process.argv[2];
+if (!dir) {
+  process.stderr.write('usage: node bench/report.js RESULTS_DIR\n');
+  process.exit(2);
+}
+const raw = path.join(dir, 'raw');
+const run = JSON.parse(fs.readFileSync(path.join(raw, 'run.json'), 'utf8'));
+const files = fs.readdirSync(raw).filter((f) => f.endsWith('.json') && f !== 'run.json');
+const read = (f) => JSON.parse(fs.readFileSync(path.join(raw, f), 'utf8'));
+
+const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+const mean = (xs) => (xs.length ? sum(xs) / xs.length : NaN);
+const fmt = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
+const out = [];
+const say = (line = '') => out.push(line);
+const summary = { run, wrk: {}, logins: {}, inflight: null, workers: null, targets: [] };
+
+// One of the issue's targets: records it and says whether it is met, and by how much it is missed.
+function target(name, value, op, bound, unit = '') {
+  const met = Number.isFinite(value) && (op === '>=' ? value >= bound : value <= bound);
+  let miss = '';
+  if (!met && Number.isFinite(value) && bound === 0) {
+    miss = ` (${value})`;
+  } else if (!met && Number.isFinite(value)) {
+    miss = op === '>=' ? ` (short by ${fmt((1 - value / bound) * 100, 0)}%)` : ` (over by ${fmt((value / bound - 1) * 100, 0)}%)`;
+  }
+  summary.targets.push({ name, value, op, bound, unit, met });
+  return `${name}: ${fmt(value)}${unit}  target ${op} ${bound}${unit}: ${met ? 'met' : `MISSED${miss}`}`;
+}
+
+// ---- 1. authenticated requests (wrk) ----
+function wrkAggregate(entries) {
+  const w = entries.map((e) => e.wrk);
+  const requests = sum(w.map((x) => x.requests));
+  const errors = sum(w.map((x) => Object.values(x.errors).reduce((a, b) => a + b, 0)));
+  return {
+    rounds: entries.length,
+    requests_per_s: mean(w.map((x) => x.requests_per_s)),
+    p50_ms: mean(w.map((x) => x.p50_ms)),
+    p90_ms: mean(w.map((x) => x.p90_ms)),
+    p99_ms: mean(w.map((x) => x.p99_ms)),
+    max_ms: Math.max(...w.map((x) => x.max_ms)),
+    errors,
+    cpu_us_per_request: requests ? (sum(entries.map((e) => e.cpu_s)) / requests) * 1e6 : NaN,
+    bytes_per_request: requests ? sum(w.map((x) => x.bytes)) / requests : NaN,
+    percentiles: w[0].percentiles,
+  };
+}
+
+function group(regex) {
+  const groups = {};
+  for (const f of files) {
+    const m = regex.exec(f);
+    if (m) {
+      const key = m.slice(1, -1).join('/');
+      (groups[key] = groups[key] || []).push(read(f));
+    }
+  }
+  return groups;
+}
+
+const wrkGroups = group(/^wrk-(\d+)-(\w+)-(\d+)\.json$/);
+const levels = [...new Set(Object.keys(wrkGroups).map((k) => Number(k.split('/')[0])))].sort((a, b) => a - b);
+const sessionGroups = group(/^sessions-(\d+)-(\w+)-(\d+)\.json$/);
+for (const level of levels) {
+  const result = {};
+  for (const t of ['ssogate', 'apache', 'nginx']) {
+    if (wrkGroups[`${level}/${t}`]) {
+      result[t] = wrkAggregate(wrkGroups[`${level}/${t}`]);
+      const made = sessionGroups[`${level}/${t}`];
+      if (made) {
+        result[t].sessions_held = sum(made.map((e) => e.load.flows.ok));
+        result[t].session_login_failures = sum(made.map((e) => e.load.flows.failed));
+        result[t].login_cpu_ms = (sum(made.map((e) => e.cpu_s)) / Math.max(1, result[t].sessions_held)) * 1000;
+      }
+      // A redirect to the login instead of the page would be far fewer bytes than the page.
+      result[t].suspect = result[t].bytes_per_request < run.options.body_bytes;
+    }
+  }
+  summary.wrk[level] = result;
+  say(`1. Authenticated requests: wrk -t2 -c64 -d${run.options.duration_s}s, ${run.options.body_bytes}-byte page, each request a different session; ${level} sessions held`);
+  say('   target    sessions     req/s   p50 ms   p90 ms   p99 ms   max ms  CPU us/req  errors');
+  for (const [t, r] of Object.entries(result)) {
+    say(`   ${t.padEnd(9)} ${String(r.sessions_held ?? '-').padStart(8)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p90_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.max_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT: responses smaller than the page (not authenticated?)' : ''}`);
+  }
+  const s = result.ssogate;
+  if (s && result.nginx) {
+    say(`   ${target(`ssogate/nginx req/s (${level} sessions)`, s.requests_per_s / result.nginx.requests_per_s, '>=', 0.8, 'x')}`);
+  }
+  if (s && result.apache) {
+    say(`   ssogate/mod_auth_openidc req/s: ${fmt(s.requests_per_s / result.apache.requests_per_s)}x; CPU per request mod_auth_openidc/ssogate: ${fmt(result.apache.cpu_us_per_request / s.cpu_us_per_request)}x`);
+  }
+  if (s && result.nginx) {
+    say(`   CPU per request ssogate/nginx: ${fmt(s.cpu_us_per_request / result.nginx.cpu_us_per_request)}x`);
+  }
+  say();
+}
+if (levels.length >= 2) {
+  const small = summary.wrk[levels[0]].ssogate;
+  const large = summary.wrk[levels[levels.length - 1]].ssogate;
+  if (small && large) {
+    say(`   ${target(`ssogate CPU per request, ${levels[levels.length - 1]} sessions / ${levels[0]}`, large.cpu_us_per_request / small.cpu_us_per_request, '<=', 1.1, 'x')}`);
+    say(`   ssogate req/s, ${levels[levels.length - 1]} sessions / ${levels[0]}: ${fmt(large.requests_per_s / small.requests_per_s)}x`);
+    const a0 = summary.wrk[levels[0]].apache;
+    const a1 = summary.wrk[levels[levels.length - 1]].apache;
+    if (a0 && a1) {
+      say(`   mod_auth_openidc CPU per request, ${levels[levels.length - 1]} sessions / ${levels[0]}: ${fmt(a1.cpu_us_per_request / a0.cpu_us_per_request)}x`);
+    }
+    say();
+  }
+}
+
+// ---- 2. logins ----
+const loginGroups = group(/^logins-(\w+)-(\d+)\.json$/);
+if (Object.keys(loginGroups).length) {
+  say(`2. Logins: the same flows through each gateway (concurrency ${run.options.concurrency}), same IdP`);
+  say('   gateway   logins  failed  logins/s  login p50 ms  login p99 ms  callback p50 ms  CPU ms/login');
+  for (const [g, entries] of Object.entries(loginGroups)) {
+    const ok = sum(entries.map((e) => e.load.flows.ok));
+    const r = {
+      logins: ok,
+      failed: sum(entries.map((e) => e.load.flows.failed)),
+      logins_per_s: mean(entries.map((e) => e.load.logins_per_s)),
+      login_p50_ms: mean(entries.map((e) => e.load.hops.login?.p50_ms ?? NaN)),
+      login_p99_ms: mean(entries.map((e) => e.load.hops.login?.p99_ms ?? NaN)),
+      callback_p50_ms: mean(entries.map((e) => e.load.hops.callback?.p50_ms ?? NaN)),
+      cpu_ms_per_login: ok ? (sum(entries.map((e) => e.cpu_s)) / ok) * 1000 : NaN,
+      errors: entries.reduce((acc, e) => ({ ...acc, ...e.load.errors }), {}),
+      hops: entries[0].load.hops,
+    };
+    summary.logins[g] = r;
+    say(`   ${g.padEnd(9)} ${String(r.logins).padStart(6)} ${String(r.failed).padStart(7)} ${fmt(r.logins_per_s, 1).padStart(9)} ${fmt(r.login_p50_ms).padStart(13)} ${fmt(r.login_p99_ms).padStart(13)} ${fmt(r.callback_p50_ms).padStart(16)} ${fmt(r.cpu_ms_per_login, 3).padStart(13)}`);
+  }
+  const s = summary.logins.ssogate;
+  const a = summary.logins.apache;
+  if (s) {
+    say(`   ${target('ssogate CPU per login', s.cpu_ms_per_login, '<=', 0.3, ' ms')}`);
+    say(`   (CPU seconds per 1,000 logins: ssogate ${fmt(s.cpu_ms_per_login)}${a ? `, mod_auth_openidc ${fmt(a.cpu_ms_per_login)}` : ''})`);
+  }
+  if (s && a) {
+    say(`   ${target('CPU per login mod_auth_openidc/ssogate', a.cpu_ms_per_login / s.cpu_ms_per_login, '>=', 10, 'x')}`);
+    say(`   logins/s ssogate/mod_auth_openidc: ${fmt(s.logins_per_s / a.logins_per_s)}x (both bounded by the IdP)`);
+  }
+  for (const level of levels) {
+    const r = summary.wrk[level];
+    if (r.ssogate?.login_cpu_ms !== undefined && r.apache?.login_cpu_ms !== undefined && level > 1000) {
+      say(`   while logging ${level} sessions in: CPU ms/login ssogate ${fmt(r.ssogate.login_cpu_ms, 3)}, mod_auth_openidc ${fmt(r.apache.login_cpu_ms, 3)}`);
+    }
+  }
+  say();
+}
+
+// ---- 3. logins in flight ----
+if (files.includes('inflight.json')) {
+  const l = read('inflight.json');
+  const extra = files.includes('inflight-ssogate.json') ? read('inflight-ssogate.json') : {};
+  const r = {
+    flows: l.load.flows,
+    errors_total: l.load.errors_total,
+    errors: l.load.errors,
+    cpu_s: l.cpu_s,
+    peak_rss_mib: (extra.peak_rss_kib ?? NaN) / 1024,
+    healthz_p50_ms: l.load.hops.probe?.p50_ms ?? NaN,
+    healthz_p99_ms: l.load.hops.probe?.p99_ms ?? NaN,
+    healthz_max_ms: l.load.hops.probe?.max_ms ?? NaN,
+    login_p50_ms: l.load.hops.login?.p50_ms ?? NaN,
+    login_p99_ms: l.load.hops.login?.p99_ms ?? NaN,
+    callback_p99_ms: l.load.hops.callback?.p99_ms ?? NaN,
+    logins_by_result: extra.logins_by_result,
+  };
+  summary.inflight = r;
+  say(`3. ${l.load.options.concurrency} logins in flight at once, IdP token answers delayed by 1 s (ssogate)`);
+  say(`   flows ${r.flows.started} started, ${r.flows.ok} ok, ${r.flows.failed} failed; login p50 ${fmt(r.login_p50_ms)} ms, p99 ${fmt(r.login_p99_ms)} ms; ssogate CPU ${fmt(r.cpu_s)} s`);
+  say(`   errors: ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
+  if (r.logins_by_result) {
+    say(`   ssogate_logins_total: ${Object.entries(r.logins_by_result).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  }
+  say(`   /_sso/healthz meanwhile: p50 ${fmt(r.healthz_p50_ms)} ms, max ${fmt(r.healthz_max_ms)} ms`);
+  say(`   ${target('ssogate peak RSS', r.peak_rss_mib, '<=', 256, ' MiB')}`);
+  say(`   ${target('errors', r.errors_total, '<=', 0, '')}`);
+  say(`   ${target('/_sso/healthz p99', r.healthz_p99_ms, '<=', 20, ' ms')}`);
+  say();
+}
+
+// ---- 4. workers ----
+const workerGroups = group(/^workers-(\d+)-(\d+)\.json$/);
+if (workerGroups['1'] && workerGroups['2']) {
+  const one = wrkAggregate(workerGroups['1']);
+  const two = wrkAggregate(workerGroups['2']);
+  summary.workers = { 1: one, 2: two };
+  say('4. ssogate workers (wrk -t2 -c64, 100 sessions held)');
+  say('   workers     req/s   p50 ms   p99 ms  CPU us/req  errors');
+  for (const [n, r] of [['1', one], ['2', two]]) {
+    say(`   ${n.padEnd(7)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT' : ''}`);
+  }
+  say(`   ${target('two workers / one, req/s', two.requests_per_s / one.requests_per_s, '>=', 1.6, 'x')}`);
+  say('   (wrk and the upstream share the same 2 cores)');
+  say();
+}
+
+const m = run.machine;
+say(`Machine: ${m.cpus} cores (${m.model}), ${m.memory_mib} MiB, Linux ${m.kernel}; nginx ${run.versions.nginx}, ${run.versions.apache}, mod_auth_openidc ${run.versions.mod_auth_openidc}, wrk ${run.versions.wrk}; commit ${run.commit}`);
+const missed = summary.targets.filter((t) => !t.met);
+say(`Targets: ${summary.targets.length - missed.length} met, ${missed.length} missed${missed.length ? `: ${missed.map((t) => t.name).join('; ')}` : ''}`);
+
+fs.writeFileSync(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
+fs.writeFileSync(path.join(dir, 'summary.txt'), `${out.join('\n')}\n`);
+process.stdout.write(`${out.join('\n')}\n`);
+
+// ---- plots ----
+// Latency against percentile, on a "nines" axis: x = -log10(1 - p/100), so p90 is 1, p99 is 2.
+function curveFile(name, percentiles) {
+  const lines = percentiles.filter(([p]) => p < 100).map(([p, ms]) => `${-Math.log10(1 - p / 100)} ${Math.max(ms, 0.001)}`);
+  fs.writeFileSync(path.join(dir, `${name}.dat`), `${lines.join('\n')}\n`);
+  return `${name}.dat`;
+}
+const plots = [];
+function plot(png, title, series) {
+  if (series.length === 0) {
+    return;
+  }
+  plots.push(`set output '${png}'
+set title '${title.replace(/'/g, '')}'
+plot ${series.map(([file, label]) => `'${file}' using 1:2 with linespoints title '${label}'`).join(', ')}`);
+}
+for (const level of levels) {
+  plot(`wrk-${level}.png`, `Authenticated request latency, ${level} sessions held (wrk -c64)`,
+    Object.entries(summary.wrk[level]).map(([t, r]) => [curveFile(`wrk-${level}-${t}`, r.percentiles), t]));
+}
+plot('logins.png', 'Login latency (whole flow) and callback hop',
+  Object.entries(summary.logins).flatMap(([g, r]) => [
+    ...(r.hops.login ? [[curveFile(`login-${g}`, r.hops.login.percentiles), `${g} login`]] : []),
+    ...(r.hops.callback ? [[curveFile(`callback-${g}`, r.hops.callback.percentiles), `${g} callback`]] : []),
+  ]));
+if (summary.inflight && files.includes('inflight.json')) {
+  const hops = read('inflight.json').load.hops;
+  plot('inflight.png', 'Logins in flight: /_sso/healthz and login latency',
+    ['probe', 'login', 'callback'].filter((h) => hops[h]).map((h) => [curveFile(`inflight-${h}`, hops[h].percentiles), h === 'probe' ? '/_sso/healthz' : h]));
+}
+if (summary.workers) {
+  plot('workers.png', 'ssogate workers: authenticated request latency',
+    Object.entries(summary.workers).map(([n, r]) => [curveFile(`workers-${n}`, r.percentiles), `${n} worker${n === '1' ? '' : 's'}`]));
+}
+if (plots.length) {
+  const script = `set terminal pngcairo size 900,540
+set logscale y
+set xlabel 'percentile'
+set ylabel 'latency (ms)'
+set xtics ('0' 0, '90' 1, '99' 2, '99.9' 3, '99.99' 4)
+set grid
+set key top left
+${plots.join('\n')}
+`;
+  fs.writeFileSync(path.join(dir, 'plots.gp'), script);
+  if (fs.existsSync(path.join(raw, 'inflight-rss.tsv'))) {
+    fs.appendFileSync(path.join(dir, 'plots.gp'), `set output 'inflight-rss.png'
+unset logscale y
+set xtics auto
+set xlabel 'seconds'
+set ylabel 'RSS (MiB)'
+set title 'ssogate resident memory while logins are in flight'
+plot 'raw/inflight-rss.tsv' using 1:($2/1024) every ::1 with lines title 'ssogate RSS'
+`);
+  }
+  try {
+    execFileSync('gnuplot', ['plots.gp'], { cwd: dir, stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (err) {
+    process.stderr.write(`bench/report.js: gnuplot failed: ${err.message}\n`);
+  }
+}

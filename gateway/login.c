@@ -388,14 +388,12 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     if (new_binding)
         sg_jose_random_token(32, binding, sizeof(binding));
 
-    struct login_state state = {
-        .return_to = (char *)(uintptr_t)return_to,
-        .purpose = purpose,
-        .psa_tenant = (char *)(uintptr_t)psa_tenant,
-        .psa_user = (char *)(uintptr_t)psa_user,
-        .created = sg_now_s(),
-    };
-    struct login_state *s = &state;
+    struct login_state *s = sg_calloc(1, sizeof(*s));
+    s->return_to = sg_strdup(return_to);
+    s->purpose = purpose;
+    s->psa_tenant = psa_tenant ? sg_strdup(psa_tenant) : NULL;
+    s->psa_user = psa_user ? sg_strdup(psa_user) : NULL;
+    s->created = sg_now_s();
     sg_jose_random_token(32, s->state, sizeof(s->state));
     sg_jose_random_token(32, s->nonce, sizeof(s->nonce));
     sg_jose_random_token(32, s->verifier, sizeof(s->verifier));
@@ -404,7 +402,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_log(SG_LOG_ERROR, "login", "login state not stored: %s", sg_strerror(err));
-        OPENSSL_cleanse(&state, sizeof(state));
+        state_free(s);
         return too_busy(req, request_id, "store_error");
     }
 
@@ -433,7 +431,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     evbuffer_free(scope);
     free(client_id);
     free(redirect_uri);
-    OPENSSL_cleanse(&state, sizeof(state));
+    state_free(s);
     return status;
 }
 

@@ -166,7 +166,7 @@ static const char *find_tag(const char *p, const char *end, const char *name)
 /* Whether an input of this type submits its value without a click or a check. */
 static bool input_submits(const char *type)
 {
-    static const char *const skipped[] = {"submit", "button", "image", "reset",
+    static const char *const skipped[] = {"submit", "button",   "image", "reset",
                                           "file",   "checkbox", "radio"};
     if (type == NULL)
         return true;

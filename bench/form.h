@@ -32,7 +32,8 @@ struct sg_form {
  */
 int sg_form_find(const char *html, size_t len, const char *id, struct sg_form *form);
 
-/* Sets field name to value (both borrowed, copied), replacing an existing one. Returns 0 or SG_ETOOBIG. */
+/* Sets field name to value (both borrowed, copied), replacing an existing one. Returns 0 or
+ * SG_ETOOBIG. */
 int sg_form_set(struct sg_form *form, const char *name, const char *value);
 
 /* The fields as application/x-www-form-urlencoded, newly allocated (the caller frees it). */

@@ -49,14 +49,14 @@ struct sg_hconn {
     struct sg_hurl url; /* the origin; target unused */
     struct bufferevent *bev;
     bool connected;
-    bool reused;            /* the current request went out on a connection that served one before */
-    bool got_bytes;         /* some of the current response arrived */
-    bool close_after;       /* the response says the connection ends with it */
-    bool head;              /* the current request is a HEAD: no body follows */
-    struct evbuffer *sent;  /* the current request, kept to send once more */
+    bool reused;           /* the current request went out on a connection that served one before */
+    bool got_bytes;        /* some of the current response arrived */
+    bool close_after;      /* the response says the connection ends with it */
+    bool head;             /* the current request is a HEAD: no body follows */
+    struct evbuffer *sent; /* the current request, kept to send once more */
     enum read_state state;
     enum body_mode body_mode;
-    uint64_t remaining;     /* body bytes or chunk bytes still to read */
+    uint64_t remaining; /* body bytes or chunk bytes still to read */
     unsigned header_count;
     struct sg_hresp resp;
     sg_hconn_cb cb;

@@ -26,7 +26,7 @@ struct evbuffer;
 /* An absolute http(s) URL of a numeric host ("localhost" is taken as 127.0.0.1). */
 struct sg_hurl {
     bool https;
-    char host[SG_HURL_HOST_MAX];     /* without brackets */
+    char host[SG_HURL_HOST_MAX];          /* without brackets */
     char authority[SG_HURL_HOST_MAX + 8]; /* the Host header: host[:port] as written */
     char origin[SG_HURL_ORIGIN_MAX]; /* "scheme://host:port": the key of jars and connections */
     uint16_t port;
@@ -61,10 +61,10 @@ char *sg_hurl_path(const struct sg_hurl *url);
 /* A response, borrowed by the callback for its duration. */
 struct sg_hresp {
     int status;
-    char *location;                            /* NULL when absent */
-    char *set_cookies[SG_HRESP_COOKIES_MAX];   /* the first ones, if there are more */
+    char *location;                          /* NULL when absent */
+    char *set_cookies[SG_HRESP_COOKIES_MAX]; /* the first ones, if there are more */
     unsigned set_cookie_count;
-    struct evbuffer *body;                     /* at most SG_HRESP_BODY_MAX bytes */
+    struct evbuffer *body; /* at most SG_HRESP_BODY_MAX bytes */
 };
 
 /*

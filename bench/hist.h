@@ -10,7 +10,7 @@
 #include <stdint.h>
 
 /* Values above this (in microseconds, about 137 s) are recorded as this. */
-#define SG_HIST_MAX_US ((int64_t)1 << 37)
+#define SG_HIST_MAX_US  ((int64_t)1 << 37)
 #define SG_HIST_BUCKETS 4096
 
 struct sg_hist {

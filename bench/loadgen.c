@@ -36,16 +36,16 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#define CONCURRENCY_MAX    10000
-#define REDIRECTS_MAX      20
-#define ERROR_KINDS_MAX    64
-#define ERROR_KIND_LEN     64
-#define ACCOUNTS_MAX       1000000
-#define ACCOUNT_LINE_MAX   1024
+#define CONCURRENCY_MAX  10000
+#define REDIRECTS_MAX    20
+#define ERROR_KINDS_MAX  64
+#define ERROR_KIND_LEN   64
+#define ACCOUNTS_MAX     1000000
+#define ACCOUNT_LINE_MAX 1024
 /* Seconds between progress lines when stderr is not a terminal. */
-#define PROGRESS_LOG_S     10
+#define PROGRESS_LOG_S 10
 /* Descriptors needed beyond the flows' connections: stdio, the probe, output files, epoll. */
-#define FD_SPARE           64
+#define FD_SPARE 64
 
 enum hop {
     HOP_GATEWAY,
@@ -533,8 +533,7 @@ static void spawn(struct load *ld)
         if (ld->opt.rate > 0) {
             double elapsed_s = (double)(sg_mono_us() - ld->start_us) / 1e6;
             if ((double)ld->flows_started >= elapsed_s * ld->opt.rate + 1) {
-                struct timeval tv = {.tv_sec = 0,
-                                     .tv_usec = (suseconds_t)(1e6 / ld->opt.rate) + 1};
+                struct timeval tv = {.tv_sec = 0, .tv_usec = (suseconds_t)(1e6 / ld->opt.rate) + 1};
                 if (tv.tv_usec >= 1000000) {
                     tv.tv_sec = tv.tv_usec / 1000000;
                     tv.tv_usec %= 1000000;
@@ -789,9 +788,9 @@ static void json_string(FILE *out, const char *s)
 
 static int write_json(const struct load *ld, const char *file)
 {
-    static const double points[] = {0,  5,  10, 15, 20,   25,   30,   35,   40,    45,  50,
-                                    55, 60, 65, 70, 75,   80,   85,   90,   95,    97,  98,
-                                    99, 99.5, 99.9, 99.95, 99.99, 100};
+    static const double points[] = {0,  5,  10, 15,   20,   25,    30,    35, 40, 45,
+                                    50, 55, 60, 65,   70,   75,    80,    85, 90, 95,
+                                    97, 98, 99, 99.5, 99.9, 99.95, 99.99, 100};
     FILE *out = fopen(file, "w");
     if (out == NULL) {
         fprintf(stderr, "ssogate-load: %s: %s\n", file, strerror(errno));
@@ -814,8 +813,8 @@ static int write_json(const struct load *ld, const char *file)
             "  \"flows\": {\"started\": %llu, \"ok\": %llu, \"failed\": %llu},\n"
             "  \"login_seconds\": %.3f,\n  \"logins_per_s\": %.3f,\n",
             (unsigned long long)ld->flows_started, (unsigned long long)ld->flows_ok,
-            (unsigned long long)ld->flows_failed,
-            (double)(ld->logins_done_us - ld->start_us) / 1e6, logins_per_s(ld));
+            (unsigned long long)ld->flows_failed, (double)(ld->logins_done_us - ld->start_us) / 1e6,
+            logins_per_s(ld));
     fprintf(out,
             "  \"steady\": {\"sessions\": %zu, \"requests\": %llu, \"seconds\": %.3f, "
             "\"requests_per_s\": %.3f},\n",
@@ -923,8 +922,8 @@ static int read_accounts(struct load *ld, const char *file)
     }
     fclose(in);
     if (err != 0)
-        fprintf(stderr, "ssogate-load: %s:%u: not login:password:base32secret (%s)\n", file,
-                number, sg_strerror(err));
+        fprintf(stderr, "ssogate-load: %s:%u: not login:password:base32secret (%s)\n", file, number,
+                sg_strerror(err));
     return err;
 }
 
@@ -1226,9 +1225,8 @@ int main(int argc, char **argv)
 
     char errbuf[256];
     ld.base = event_base_new();
-    if (ld.base == NULL ||
-        sg_hclient_new(ld.base, ld.opt.ca_file, (int)ld.opt.timeout_ms, &ld.client, errbuf,
-                       sizeof(errbuf)) != 0) {
+    if (ld.base == NULL || sg_hclient_new(ld.base, ld.opt.ca_file, (int)ld.opt.timeout_ms,
+                                          &ld.client, errbuf, sizeof(errbuf)) != 0) {
         fprintf(stderr, "ssogate-load: %s\n", ld.base ? errbuf : "no event base");
         load_clear(&ld);
         return 1;

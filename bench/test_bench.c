@@ -99,8 +99,9 @@ static void test_jar(void **state)
     assert_string_equal(sg_jar_get(jar, gw, "b"), "new");
     assert_int_equal(sg_jar_store(jar, gw, "/", "b=; Path=/; Max-Age=0"), 0);
     assert_null(sg_jar_get(jar, gw, "b"));
-    assert_int_equal(sg_jar_store(jar, gw, "/", "here=; Path=/_sso; expires=Thu, 01 Jan 1970 "
-                                                "00:00:00 GMT"),
+    assert_int_equal(sg_jar_store(jar, gw, "/",
+                                  "here=; Path=/_sso; expires=Thu, 01 Jan 1970 "
+                                  "00:00:00 GMT"),
                      0);
     assert_null(sg_jar_get(jar, gw, "here"));
 
@@ -221,9 +222,9 @@ static void test_urls(void **state)
     sg_hurl_clear(&r);
 
     static const char *const bad[] = {
-        "ftp://127.0.0.1/",      "http://example.com/", "http://127.0.0.1:0/",
-        "http://127.0.0.1:99999", "http://u@127.0.0.1/", "http:///x",
-        "http://[::1/",          "http://127.0.0.1/a b",
+        "ftp://127.0.0.1/",       "http://example.com/",  "http://127.0.0.1:0/",
+        "http://127.0.0.1:99999", "http://u@127.0.0.1/",  "http:///x",
+        "http://[::1/",           "http://127.0.0.1/a b",
     };
     for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
         assert_int_not_equal(sg_hurl_parse(bad[i], &r), 0);
@@ -308,8 +309,8 @@ static void test_responses(void **state)
         {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "parse", 0, NULL, 0},
         {"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "parse", 0, NULL, 0},
         {"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n", "too_big", 0, NULL, 0},
-        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n", "too_big",
-         0, NULL, 0},
+        {"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF\r\n", "too_big", 0,
+         NULL, 0},
         {"SSH-2.0-OpenSSH\r\n", "parse", 0, NULL, 0},
         {"HTTP/2 200\r\n\r\n", "parse", 0, NULL, 0},
         {"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", "parse", 0, NULL, 0},
@@ -337,8 +338,7 @@ static void test_responses(void **state)
         run.c = &cases[i];
         run.called = false;
         struct sg_hconn *conn = sg_hconn_new(client, &url);
-        assert_int_equal(sg_hconn_request(conn, "GET", &url, "a=1", NULL, on_canned_response,
-                                          &run),
+        assert_int_equal(sg_hconn_request(conn, "GET", &url, "a=1", NULL, on_canned_response, &run),
                          0);
         event_base_dispatch(base);
         assert_true(run.called);
@@ -354,10 +354,14 @@ static void test_responses(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_totp_rfc6238), cmocka_unit_test(test_totp_base32_refuses),
-        cmocka_unit_test(test_hist),         cmocka_unit_test(test_jar),
-        cmocka_unit_test(test_form_login_page), cmocka_unit_test(test_form_hostile),
-        cmocka_unit_test(test_urls),         cmocka_unit_test(test_responses),
+        cmocka_unit_test(test_totp_rfc6238),
+        cmocka_unit_test(test_totp_base32_refuses),
+        cmocka_unit_test(test_hist),
+        cmocka_unit_test(test_jar),
+        cmocka_unit_test(test_form_login_page),
+        cmocka_unit_test(test_form_hostile),
+        cmocka_unit_test(test_urls),
+        cmocka_unit_test(test_responses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

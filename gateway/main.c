@@ -141,7 +141,12 @@ static int run(const char *path)
     signal(SIGPIPE, SIG_IGN);
 
     rt.config_path = sg_strdup(path);
-    rt.base = event_base_new();
+    /* One thread: no locks. The changelist folds the many enable/disable
+     * pairs of a proxied request into one epoll_ctl per descriptor. */
+    struct event_config *event_cfg = event_config_new();
+    event_config_set_flag(event_cfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    rt.base = event_base_new_with_config(event_cfg);
+    event_config_free(event_cfg);
     rt.dns = evdns_base_new(rt.base,
                             EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (rt.base == NULL || rt.dns == NULL) {

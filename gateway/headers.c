@@ -19,12 +19,11 @@ static const char *const hop_by_hop[] = {
     "Upgrade",
 };
 
-/* Set by the gateway from the connection itself; a client's values are dropped. */
+/* Set by the gateway from the connection itself; a client's values are dropped.
+ * Expect too: the gateway has read the whole body before it forwards, and an
+ * interim 100 from the upstream would be taken for the response. */
 static const char *const gateway_owned[] = {
-    "Content-Length",
-    "X-Forwarded-Proto",
-    "X-Forwarded-Host",
-    "X-Request-Id",
+    "Content-Length", "Expect", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id",
 };
 
 static bool in_list(const char *name, const char *const *list, size_t count)

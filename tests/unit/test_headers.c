@@ -75,16 +75,26 @@ static void test_request_filter(void **state)
     evhttp_add_header(in, "X-Request-Id", "client-chosen");
     evhttp_add_header(in, "X-Forwarded-For", "10.0.0.1");
     evhttp_add_header(in, "Upgrade", "websocket");
+    evhttp_add_header(in, "Expect", "100-continue");
 
     sg_headers_copy_request(in, out);
 
     assert_string_equal(evhttp_find_header(out, "Host"), "psa.example.com");
     assert_string_equal(evhttp_find_header(out, "Cookie"), "a=b");
     assert_string_equal(evhttp_find_header(out, "X-Forwarded-For"), "10.0.0.1");
-    const char *dropped[] = {"X-SSO-User",        "X-SSO-Tenant",   "X-SSO-Assertion",
-                             "Connection",        "X-Drop-Me",      "Keep-Alive",
-                             "Transfer-Encoding", "Content-Length", "X-Forwarded-Proto",
-                             "X-Forwarded-Host",  "X-Request-Id",   "Upgrade"};
+    const char *dropped[] = {"X-SSO-User",
+                             "X-SSO-Tenant",
+                             "X-SSO-Assertion",
+                             "Connection",
+                             "X-Drop-Me",
+                             "Keep-Alive",
+                             "Transfer-Encoding",
+                             "Content-Length",
+                             "X-Forwarded-Proto",
+                             "X-Forwarded-Host",
+                             "X-Request-Id",
+                             "Upgrade",
+                             "Expect"};
     for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++) {
         if (evhttp_find_header(out, dropped[i]) != NULL)
             fail_msg("%s was forwarded", dropped[i]);

@@ -34,7 +34,7 @@ function target(name, value, op, bound, unit = '') {
     miss = op === '>=' ? ` (short by ${fmt((1 - value / bound) * 100, 0)}%)` : ` (over by ${fmt((value / bound - 1) * 100, 0)}%)`;
   }
   summary.targets.push({ name, value, op, bound, unit, met });
-  return `${name}: ${fmt(value)}${unit}  target ${op} ${bound}${unit}: ${met ? 'met' : `MISSED${miss}`}`;
+  return `${name}: ${Number.isInteger(value) ? value : fmt(value)}${unit}  target ${op} ${bound}${unit}: ${met ? 'met' : `MISSED${miss}`}`;
 }
 
 // ---- 1. authenticated requests (wrk) ----
@@ -186,7 +186,14 @@ if (files.includes('inflight.json')) {
   }
   say(`   /_sso/healthz meanwhile: p50 ${fmt(r.healthz_p50_ms)} ms, max ${fmt(r.healthz_max_ms)} ms`);
   say(`   ${target('ssogate peak RSS', r.peak_rss_mib, '<=', 256, ' MiB')}`);
-  say(`   ${target('errors', r.errors_total, '<=', 0, '')}`);
+  // Errors on the IdP's own pages (idp_*) are the test IdP giving way, not the gateway.
+  const gatewayErrors = sum(Object.entries(r.errors).filter(([k]) => !k.startsWith('idp_')).map(([, v]) => v));
+  r.gateway_errors = gatewayErrors;
+  r.idp_errors = r.errors_total - gatewayErrors;
+  say(`   ${target('errors at the gateway (redirect, callback, first page, healthz)', gatewayErrors, '<=', 0, '')}`);
+  if (r.idp_errors > 0) {
+    say(`   (and ${r.idp_errors} failures on the test IdP's own pages, which serves about 150-250 logins/s)`);
+  }
   say(`   ${target('/_sso/healthz p99', r.healthz_p99_ms, '<=', 20, ' ms')}`);
   say();
 }
@@ -251,13 +258,13 @@ if (summary.workers) {
     Object.entries(summary.workers).map(([n, r]) => [curveFile(`workers-${n}`, r.percentiles), `${n} worker${n === '1' ? '' : 's'}`]));
 }
 if (plots.length) {
-  const script = `set terminal pngcairo size 900,540
+  const script = `set terminal pngcairo noenhanced size 900,540
 set logscale y
 set xlabel 'percentile'
 set ylabel 'latency (ms)'
 set xtics ('0' 0, '90' 1, '99' 2, '99.9' 3, '99.99' 4)
 set grid
-set key top left
+set key bottom right box opaque
 ${plots.join('\n')}
 `;
   fs.writeFileSync(path.join(dir, 'plots.gp'), script);

@@ -4,11 +4,11 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdio.h>
 #include <string.h>
 
-#define TOTP_STEP_S 30
-#define TOTP_DIGITS 6
+#define TOTP_STEP_S  30
+#define TOTP_DIGITS  6
+#define TOTP_MODULUS 1000000u /* 10^TOTP_DIGITS */
 
 static int base32_value(int c)
 {
@@ -62,9 +62,11 @@ int sg_totp_code(const unsigned char *key, size_t key_len, int64_t unix_s, char 
     unsigned offset = mac[mac_len - 1] & 0x0f;
     uint32_t binary = ((uint32_t)(mac[offset] & 0x7f) << 24) | ((uint32_t)mac[offset + 1] << 16) |
                       ((uint32_t)mac[offset + 2] << 8) | (uint32_t)mac[offset + 3];
-    uint32_t modulus = 1;
-    for (int i = 0; i < TOTP_DIGITS; i++)
-        modulus *= 10;
-    snprintf(code, 7, "%06u", (unsigned)(binary % modulus));
+    uint32_t value = binary % TOTP_MODULUS;
+    for (int i = TOTP_DIGITS - 1; i >= 0; i--) {
+        code[i] = (char)('0' + value % 10);
+        value /= 10;
+    }
+    code[TOTP_DIGITS] = '\0';
     return 0;
 }

@@ -86,6 +86,17 @@ static void fetch_discovery(struct sg_oidc *oidc);
 static void fetch_keys(struct sg_oidc *oidc);
 
 /*
+ * Connections kept to one IdP origin. A code exchange holds its connection
+ * until the token endpoint answers, so a slow IdP needs as many connections
+ * as logins wait on it: up to logins_in_flight, within bounds.
+ */
+static unsigned idp_pool_size(const struct sg_config *cfg)
+{
+    uint32_t n = cfg->limits.logins_in_flight;
+    return n < IDP_POOL_MIN ? IDP_POOL_MIN : n > IDP_POOL_MAX ? IDP_POOL_MAX : (unsigned)n;
+}
+
+/*
  * Splits an absolute URL into the client of its origin and the request
  * target (path and query). The scheme must be https unless the configuration
  * allows plain http. Returns the client, or NULL with a reason in errbuf.
@@ -135,7 +146,7 @@ static struct sg_httpc *client_for(struct sg_oidc *oidc, const char *url, char *
         .ca_file = oidc->idp->ca_file,
         .timeout_ms = oidc->idp->timeout_ms,
         .max_response_bytes = SG_OIDC_MAX_DOCUMENT,
-        .pool_size = 8,
+        .pool_size = idp_pool_size(oidc->cfg),
     };
     int err = sg_httpc_new(oidc->rt->base, oidc->rt->dns, &u, &opts, &client, errbuf, errlen);
     free(host_copy);

@@ -22,6 +22,8 @@
 #define MAX_IAT_AGE_S  600
 #define RETRY_MIN_S    1
 #define RETRY_MAX_S    60
+#define IDP_POOL_MIN   8
+#define IDP_POOL_MAX   2048
 
 struct origin_client {
     char *origin; /* scheme://host:port */

@@ -380,6 +380,8 @@ int sg_hconn_request(struct sg_hconn *conn, const char *method, const struct sg_
 {
     if (conn->cb != NULL || !sg_hconn_same_origin(conn, url))
         return SG_EINVAL;
+    if (url->https && conn->client->ssl_ctx == NULL)
+        return SG_ECONFIG;
     struct evbuffer *req = evbuffer_new();
     evbuffer_add_printf(req,
                         "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: ssogate-load/1\r\n"

@@ -109,8 +109,8 @@ bool sg_hconn_same_origin(const struct sg_hconn *conn, const struct sg_hurl *url
  * Reconnects when the connection was closed; a request that a kept-alive
  * connection loses before any answer is sent once more on a new one, as
  * browsers do. Returns 0 (cb runs later, exactly once) or SG_EINVAL when
- * conn is busy or of another origin, or SG_EUPSTREAM when no socket could
- * be made (cb does not run).
+ * conn is busy or of another origin, SG_ECONFIG for https without a CA
+ * file, or SG_EUPSTREAM when no socket could be made (cb does not run).
  */
 int sg_hconn_request(struct sg_hconn *conn, const char *method, const struct sg_hurl *url,
                      const char *cookie, const char *body, sg_hconn_cb cb, void *arg);

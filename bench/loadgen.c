@@ -349,7 +349,7 @@ static void flow_send(struct flow *f)
                                f->post ? f->body : NULL, on_flow_response, f);
     free(cookie);
     if (err != 0)
-        flow_fail(f, "connect");
+        flow_fail(f, err == SG_ECONFIG ? "https_without_ca" : "connect");
 }
 
 static void login_done(struct flow *f)

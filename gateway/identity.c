@@ -176,49 +176,63 @@ static char *assertion_sign(const struct sg_snapshot *snap, const struct sg_sess
 
 /*
  * Signed assertions are reused for half their lifetime: signing costs more
- * than the rest of a proxied request. A direct-mapped cache keyed by session
- * id and snapshot generation (a reload may change the key or the claims);
- * a collision simply replaces the older entry.
+ * than the rest of a proxied request. A 4-way set-associative cache keyed by
+ * session id and snapshot generation (a reload may change the key or the
+ * claims); a full set gives up its entry that is due soonest. Sized so that
+ * tens of thousands of sessions rarely evict each other.
  */
-#define ASSERTION_CACHE_SLOTS 32768
+#define ASSERTION_CACHE_SETS 16384
+#define ASSERTION_CACHE_WAYS 4
 
 static struct assertion_slot {
     char session_id[SG_SESSION_ID_SIZE];
     uint64_t generation;
     int64_t refresh_at;
     char *token;
-} assertion_cache[ASSERTION_CACHE_SLOTS];
+} assertion_cache[ASSERTION_CACHE_SETS][ASSERTION_CACHE_WAYS];
 
-static size_t slot_of(const char *session_id)
+static size_t set_of(const char *session_id)
 {
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)session_id; *p; p++)
         h = (h ^ *p) * 1099511628211ull;
-    return (size_t)(h % ASSERTION_CACHE_SLOTS);
+    return (size_t)(h % ASSERTION_CACHE_SETS);
 }
 
 static const char *assertion_get(const struct sg_snapshot *snap, const struct sg_identity *identity)
 {
-    struct assertion_slot *slot = &assertion_cache[slot_of(identity->session_id)];
+    struct assertion_slot *set = assertion_cache[set_of(identity->session_id)];
+    struct assertion_slot *victim = &set[0];
     int64_t now = sg_now_s();
-    if (slot->token != NULL && slot->generation == snap->generation && now < slot->refresh_at &&
-        sg_memeq_ct(slot->session_id, identity->session_id, SG_SESSION_ID_SIZE))
-        return slot->token;
+    for (size_t way = 0; way < ASSERTION_CACHE_WAYS; way++) {
+        struct assertion_slot *slot = &set[way];
+        if (slot->token != NULL &&
+            sg_memeq_ct(slot->session_id, identity->session_id, SG_SESSION_ID_SIZE)) {
+            if (slot->generation == snap->generation && now < slot->refresh_at)
+                return slot->token;
+            victim = slot;
+            break;
+        }
+        if (victim->token != NULL && (slot->token == NULL || slot->refresh_at < victim->refresh_at))
+            victim = slot;
+    }
     char *token = assertion_sign(snap, &identity->session);
     if (token == NULL)
         return NULL;
-    free(slot->token);
-    slot->token = token;
-    memcpy(slot->session_id, identity->session_id, SG_SESSION_ID_SIZE);
-    slot->generation = snap->generation;
-    slot->refresh_at = now + snap->cfg->assertion.ttl_s / 2;
+    free(victim->token);
+    victim->token = token;
+    memcpy(victim->session_id, identity->session_id, SG_SESSION_ID_SIZE);
+    victim->generation = snap->generation;
+    victim->refresh_at = now + snap->cfg->assertion.ttl_s / 2;
     return token;
 }
 
 void sg_identity_cache_clear(void)
 {
-    for (size_t i = 0; i < ASSERTION_CACHE_SLOTS; i++)
-        SG_FREE(assertion_cache[i].token);
+    for (size_t i = 0; i < ASSERTION_CACHE_SETS; i++) {
+        for (size_t way = 0; way < ASSERTION_CACHE_WAYS; way++)
+            SG_FREE(assertion_cache[i][way].token);
+    }
 }
 
 int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,

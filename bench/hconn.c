@@ -48,6 +48,7 @@ struct sg_hconn {
     struct sg_hclient *client;
     struct sg_hurl url; /* the origin; target unused */
     struct bufferevent *bev;
+    SSL_SESSION *session; /* to resume TLS on the next connection, as a browser does */
     bool connected;
     bool reused;           /* the current request went out on a connection that served one before */
     bool got_bytes;        /* some of the current response arrived */
@@ -256,6 +257,14 @@ static void close_socket(struct sg_hconn *conn)
 {
     if (conn->bev == NULL)
         return;
+    SSL *ssl = conn->url.https ? bufferevent_openssl_get_ssl(conn->bev) : NULL;
+    SSL_SESSION *session = ssl != NULL && conn->connected ? SSL_get1_session(ssl) : NULL;
+    if (session != NULL && SSL_SESSION_is_resumable(session)) {
+        SSL_SESSION_free(conn->session);
+        conn->session = session;
+    } else {
+        SSL_SESSION_free(session);
+    }
     bufferevent_free(conn->bev);
     conn->bev = NULL;
     conn->connected = false;
@@ -276,6 +285,7 @@ void sg_hconn_free(struct sg_hconn *conn)
     if (conn == NULL)
         return;
     close_socket(conn);
+    SSL_SESSION_free(conn->session);
     resp_clear(&conn->resp);
     if (conn->sent)
         evbuffer_free(conn->sent);
@@ -329,6 +339,8 @@ static int open_socket(struct sg_hconn *conn)
         } else {
             X509_VERIFY_PARAM_set1_ip_asc(param, conn->url.host);
         }
+        if (conn->session != NULL)
+            SSL_set_session(ssl, conn->session);
         bev = bufferevent_openssl_socket_new(client->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                              BEV_OPT_CLOSE_ON_FREE);
         if (bev == NULL) {

@@ -1,7 +1,8 @@
 /*
  * The load tool's HTTP/1.1 client: URLs of numeric hosts, and one
  * connection to one origin at a time (plain or TLS through
- * bufferevent_openssl), kept alive between requests, one request in flight.
+ * bufferevent_openssl, resuming the TLS session of the connection before),
+ * kept alive between requests, one request in flight.
  * A response is read whole (status, the few headers a browser needs here,
  * a bounded body: Content-Length, chunked, or up to the close). Every wait
  * is bounded by the client's timeout.

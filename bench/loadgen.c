@@ -117,6 +117,7 @@ struct load {
 
     uint64_t flows_started, flows_ok, flows_failed;
     unsigned in_flight;
+    unsigned in_flight_max;
     int64_t start_us, last_login_us, logins_done_us;
     bool no_more_flows;
 
@@ -152,8 +153,9 @@ struct flow {
     struct sg_hconn *gateway_conn;
     struct sg_hconn *idp_conn;
     struct sg_hurl url;
-    char *body; /* the form body of a POST, NULL for a GET */
+    struct sg_form form; /* what a POST submits (the request is a GET when post is false) */
     bool post;
+    bool type_code; /* the TOTP code goes in when the form is sent: the user types it last */
     enum hop hop;
     int64_t hop_start_us;
     int64_t login_start_us;
@@ -212,7 +214,7 @@ static void flow_free(struct flow *f)
     sg_hconn_free(f->idp_conn);
     sg_jar_free(f->jar);
     sg_hurl_clear(&f->url);
-    free(f->body);
+    sg_form_clear(&f->form);
     if (f->think)
         event_free(f->think);
     free(f);
@@ -282,15 +284,11 @@ static bool submit_form(struct flow *f, const struct sg_hresp *resp, const char 
         flow_fail(f, err == SG_ENOENT ? "no_form" : "bad_form");
         return false;
     }
-    if (strcmp(id, "login-form") == 0) {
+    f->type_code = strcmp(id, "otp-form") == 0;
+    if (!f->type_code) {
         err = sg_form_set(&form, "login", f->account->login);
         if (err == 0)
             err = sg_form_set(&form, "password", f->account->password);
-    } else {
-        char code[7];
-        err = sg_totp_code(f->account->key, f->account->key_len, sg_now_s(), code);
-        if (err == 0)
-            err = sg_form_set(&form, "code", code);
     }
     struct sg_hurl next;
     if (err == 0)
@@ -300,10 +298,9 @@ static bool submit_form(struct flow *f, const struct sg_hresp *resp, const char 
         flow_fail(f, "bad_form");
         return false;
     }
-    free(f->body);
-    f->body = strcmp(form.method, "POST") == 0 ? sg_form_encode(&form) : NULL;
-    f->post = f->body != NULL;
-    sg_form_clear(&form);
+    sg_form_clear(&f->form);
+    f->form = form;
+    f->post = strcmp(form.method, "POST") == 0;
     sg_hurl_clear(&f->url);
     f->url = next;
     f->redirects = 0;
@@ -343,11 +340,24 @@ static void flow_send(struct flow *f)
     char *path = sg_hurl_path(&f->url);
     char *cookie = sg_jar_header(f->jar, f->url.origin, path);
     free(path);
+    char *body = NULL;
+    if (f->post && f->type_code) {
+        char code[7];
+        if (sg_totp_code(f->account->key, f->account->key_len, sg_now_s(), code) != 0 ||
+            sg_form_set(&f->form, "code", code) != 0) {
+            free(cookie);
+            flow_fail(f, "bad_form");
+            return;
+        }
+    }
+    if (f->post)
+        body = sg_form_encode(&f->form);
     if (f->hop_start_us == 0)
         f->hop_start_us = sg_mono_us();
-    int err = sg_hconn_request(*conn, f->post ? "POST" : "GET", &f->url, cookie,
-                               f->post ? f->body : NULL, on_flow_response, f);
+    int err = sg_hconn_request(*conn, f->post ? "POST" : "GET", &f->url, cookie, body,
+                               on_flow_response, f);
     free(cookie);
+    free(body);
     if (err != 0)
         flow_fail(f, err == SG_ECONFIG ? "https_without_ca" : "connect");
 }
@@ -419,7 +429,7 @@ static void on_redirect(struct flow *f, const struct sg_hresp *resp)
     f->url = next;
     if (!keep_method) {
         f->post = false;
-        SG_FREE(f->body);
+        sg_form_clear(&f->form);
     }
     flow_next(f, false);
 }
@@ -493,7 +503,7 @@ static void on_flow_response(const char *err, const struct sg_hresp *resp, void 
     }
     f->hop = HOP_AUTHED;
     f->post = false;
-    SG_FREE(f->body);
+    sg_form_clear(&f->form);
     sg_hurl_clear(&f->url);
     sg_hurl_copy(&f->url, &ld->target);
     flow_next(f, true);
@@ -510,6 +520,8 @@ static void flow_start(struct load *ld)
     sg_hurl_copy(&f->url, &ld->target);
     ld->flows_started++;
     ld->in_flight++;
+    if (ld->in_flight > ld->in_flight_max)
+        ld->in_flight_max = ld->in_flight;
     f->login_start_us = sg_mono_us();
     flow_send(f);
 }
@@ -744,9 +756,11 @@ static void print_table(const struct load *ld)
     if (isatty(STDERR_FILENO) && !ld->opt.quiet)
         fputc('\n', stderr);
     printf("ssogate-load %s: %s\n", ld->opt.label ? ld->opt.label : "", ld->opt.target);
-    printf("flows: %llu started, %llu ok, %llu failed; %.1f logins/s (concurrency %u)\n",
+    printf("flows: %llu started, %llu ok, %llu failed; %.1f logins/s (concurrency %u, at most %u "
+           "in flight)\n",
            (unsigned long long)ld->flows_started, (unsigned long long)ld->flows_ok,
-           (unsigned long long)ld->flows_failed, logins_per_s(ld), ld->opt.concurrency);
+           (unsigned long long)ld->flows_failed, logins_per_s(ld), ld->opt.concurrency,
+           ld->in_flight_max);
     if (ld->steady_phase)
         printf("steady: %zu sessions, %llu requests at concurrency %u, %.1f requests/s\n",
                ld->session_count, (unsigned long long)ld->steady_done, ld->opt.request_concurrency,
@@ -809,12 +823,13 @@ static int write_json(const struct load *ld, const char *file)
             ld->opt.think_ms, ld->opt.requests, ld->opt.timeout_ms, ld->opt.rate,
             (unsigned long long)ld->opt.sessions, ld->opt.request_concurrency, ld->account_count,
             ld->opt.one_connection ? "true" : "false");
-    fprintf(out,
-            "  \"flows\": {\"started\": %llu, \"ok\": %llu, \"failed\": %llu},\n"
-            "  \"login_seconds\": %.3f,\n  \"logins_per_s\": %.3f,\n",
-            (unsigned long long)ld->flows_started, (unsigned long long)ld->flows_ok,
-            (unsigned long long)ld->flows_failed, (double)(ld->logins_done_us - ld->start_us) / 1e6,
-            logins_per_s(ld));
+    fprintf(
+        out,
+        "  \"flows\": {\"started\": %llu, \"ok\": %llu, \"failed\": %llu, \"in_flight_max\": %u},\n"
+        "  \"login_seconds\": %.3f,\n  \"logins_per_s\": %.3f,\n",
+        (unsigned long long)ld->flows_started, (unsigned long long)ld->flows_ok,
+        (unsigned long long)ld->flows_failed, ld->in_flight_max,
+        (double)(ld->logins_done_us - ld->start_us) / 1e6, logins_per_s(ld));
     fprintf(out,
             "  \"steady\": {\"sessions\": %zu, \"requests\": %llu, \"seconds\": %.3f, "
             "\"requests_per_s\": %.3f},\n",

@@ -178,7 +178,9 @@ if (files.includes('inflight.json')) {
     logins_by_result: extra.logins_by_result,
   };
   summary.inflight = r;
-  say(`3. ${l.load.options.concurrency} logins in flight at once, IdP token answers delayed by 1 s (ssogate)`);
+  r.in_flight_max = l.load.flows.in_flight_max;
+  say(`3. Logins in flight, IdP token answers delayed by 1 s (ssogate): at most ${r.in_flight_max} at once`);
+  say(`   (flows started at ${l.load.options.rate}/s, ${l.load.options.think_ms / 1000} s per IdP form)`);
   say(`   flows ${r.flows.started} started, ${r.flows.ok} ok, ${r.flows.failed} failed; login p50 ${fmt(r.login_p50_ms)} ms, p99 ${fmt(r.login_p99_ms)} ms; ssogate CPU ${fmt(r.cpu_s)} s`);
   say(`   errors: ${Object.entries(r.errors).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'}`);
   if (r.logins_by_result) {
@@ -192,7 +194,7 @@ if (files.includes('inflight.json')) {
   r.idp_errors = r.errors_total - gatewayErrors;
   say(`   ${target('errors at the gateway (redirect, callback, first page, healthz)', gatewayErrors, '<=', 0, '')}`);
   if (r.idp_errors > 0) {
-    say(`   (and ${r.idp_errors} failures on the test IdP's own pages, which serves about 150-250 logins/s)`);
+    say(`   (and ${r.idp_errors} failures on the test IdP's own pages: the IdP giving way)`);
   }
   say(`   ${target('/_sso/healthz p99', r.healthz_p99_ms, '<=', 20, ' ms')}`);
   say();

@@ -14,7 +14,7 @@ const childProcess = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
 const readline = require('node:readline');
-const { SOURCE_DIR, SLOW, closedPort, withTimeout } = require('../integration/lib/harness');
+const { SOURCE_DIR, SLOW, reservedPort, withTimeout } = require('../integration/lib/harness');
 
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const DEMO_DIR = path.join(SOURCE_DIR, 'demo');
@@ -101,7 +101,7 @@ async function startDemoEnv(h) {
 
   // The public URL, the IdP's redirect URI, the PSA's issuer and JWKS URL and the listener all carry
   // this port, so it is chosen before anything starts.
-  const gwPort = await closedPort();
+  const gwPort = await reservedPort();
   const gwUrl = `http://127.0.0.1:${gwPort}`;
 
   const idpConfig = JSON.parse(fs.readFileSync(path.join(DEMO_DIR, 'idp.json'), 'utf8'));

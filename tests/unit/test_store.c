@@ -354,7 +354,6 @@ static void test_session_id(void **state)
     assert_false(sg_session_id_valid(bad));
     assert_false(sg_session_id_valid(NULL));
     assert_false(sg_session_id_valid(""));
-
 }
 
 static void test_session_roundtrip(void **state)

@@ -454,6 +454,24 @@ function closedPort() {
   });
 }
 
+// A free loopback port for a server whose port must be known before it starts (the gateway's public URL
+// names it, and the IdP registers it). Chosen below the kernel's ephemeral range (32768-60999), so that
+// no outgoing connection of another process can take it between this check and the server's bind.
+async function reservedPort() {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * 12000);
+    const free = await new Promise((resolve) => {
+      const server = net.createServer();
+      server.once('error', () => resolve(false));
+      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+    });
+    if (free) {
+      return port;
+    }
+  }
+  throw new Error('no free loopback port below the ephemeral range after 50 tries');
+}
+
 // Parses Prometheus text format into {samples: [{name, labels: {}, value}], types: {family: type}}.
 function parseMetrics(text) {
   const samples = [];
@@ -698,6 +716,7 @@ function itest(name, options, fn) {
 }
 
 module.exports = {
+  reservedPort,
   SLOW,
   SOURCE_DIR,
   SSOGATE_BIN,

@@ -36,7 +36,7 @@ const { findForm, parseForms } = require('./login');
 const { totp } = require('../../idp/totp');
 const { RecordingBrowser, metricsMoved } = require('./oidc-env');
 
-const { SOURCE_DIR, SSOGATE_BIN, SLOW, Harness, closedPort, metricValue, withTimeout } = harness;
+const { SOURCE_DIR, SSOGATE_BIN, SLOW, Harness, metricValue, withTimeout } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const ADMIN_BIN = process.env.SSOGATE_ADMIN_BIN || path.join(path.dirname(SSOGATE_BIN), 'ssogate-admin');
 const START_TIMEOUT_MS = 20000 * SLOW;
@@ -282,7 +282,7 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
   const ca = fs.readFileSync(caFile);
   const sets = new Map(tenants.map((name) => [name, tenantSet(name)]));
 
-  const gwPort = await closedPort();
+  const gwPort = await harness.reservedPort();
   const gwUrl = `http://127.0.0.1:${gwPort}`;
 
   const idpConfig = {

@@ -23,7 +23,7 @@ const { test, before, after } = require('node:test');
 const harness = require('./harness');
 const { login, Browser } = require('./login');
 
-const { SOURCE_DIR, SLOW, Harness, closedPort, withTimeout } = harness;
+const { SOURCE_DIR, SLOW, Harness, withTimeout } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const START_TIMEOUT_MS = 20000 * SLOW;
 const STOP_TIMEOUT_MS = 10000 * SLOW;
@@ -215,7 +215,7 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
   const caFile = path.join(caDir, 'ca.pem');
   const ca = fs.readFileSync(caFile);
 
-  const gwPort = await closedPort();
+  const gwPort = await harness.reservedPort();
   const gwUrl = `http://127.0.0.1:${gwPort}`;
   const idpConfig = {
     clients: [{

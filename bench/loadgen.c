@@ -123,7 +123,7 @@ struct load {
 
     /* Steady mode: the sessions' Cookie headers for the target, then the request phase. */
     char **sessions;
-    size_t session_count;
+    size_t session_count, session_capacity;
     bool steady_phase;
     int64_t steady_start_us, steady_end_us;
     uint64_t steady_started, steady_done;
@@ -169,7 +169,6 @@ struct slot {
     struct load *ld;
     struct sg_hconn *conn;
     int64_t sent_us;
-    bool busy;
 };
 
 static void flow_send(struct flow *f);
@@ -228,7 +227,10 @@ static void flow_end(struct flow *f, bool ok)
         if (ld->opt.sessions > 0 || ld->opt.cookies_out != NULL) {
             char *cookie = sg_jar_header(f->jar, ld->target.origin, ld->target_path);
             if (cookie != NULL) {
-                ld->sessions = sg_realloc(ld->sessions, (ld->session_count + 1) * sizeof(char *));
+                if (ld->session_count == ld->session_capacity) {
+                    ld->session_capacity = ld->session_capacity ? 2 * ld->session_capacity : 256;
+                    ld->sessions = sg_realloc(ld->sessions, ld->session_capacity * sizeof(char *));
+                }
                 ld->sessions[ld->session_count++] = cookie;
             }
         }
@@ -582,7 +584,6 @@ static void on_slot_response(const char *err, const struct sg_hresp *resp, void 
 {
     struct slot *s = arg;
     struct load *ld = s->ld;
-    s->busy = false;
     ld->slots_busy--;
     ld->steady_done++;
     if (err != NULL) {
@@ -622,7 +623,6 @@ static void slot_send(struct slot *s)
         }
         return;
     }
-    s->busy = true;
     ld->slots_busy++;
 }
 

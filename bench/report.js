@@ -51,6 +51,8 @@ function wrkAggregate(entries) {
     max_ms: Math.max(...w.map((x) => x.max_ms)),
     errors,
     cpu_us_per_request: requests ? (sum(entries.map((e) => e.cpu_s)) / requests) * 1e6 : NaN,
+    // Cores the target kept busy: below 1 for a one-process target means it waited on the others.
+    cores: sum(entries.map((e) => e.cpu_s)) / sum(w.map((x) => x.seconds)),
     bytes_per_request: requests ? sum(w.map((x) => x.bytes)) / requests : NaN,
     percentiles: w[0].percentiles,
   };
@@ -88,9 +90,9 @@ for (const level of levels) {
   }
   summary.wrk[level] = result;
   say(`1. Authenticated requests: wrk -t2 -c64 -d${run.options.duration_s}s, ${run.options.body_bytes}-byte page, each request a different session; ${level} sessions held`);
-  say('   target    sessions     req/s   p50 ms   p90 ms   p99 ms   max ms  CPU us/req  errors');
+  say('   target    sessions     req/s   p50 ms   p90 ms   p99 ms   max ms  CPU us/req  cores  errors');
   for (const [t, r] of Object.entries(result)) {
-    say(`   ${t.padEnd(9)} ${String(r.sessions_held ?? '-').padStart(8)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p90_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.max_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT: responses smaller than the page (not authenticated?)' : ''}`);
+    say(`   ${t.padEnd(9)} ${String(r.sessions_held ?? '-').padStart(8)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p90_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.max_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${fmt(r.cores).padStart(6)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT: responses smaller than the page (not authenticated?)' : ''}`);
   }
   const s = result.ssogate;
   if (s && result.nginx) {
@@ -207,12 +209,12 @@ if (workerGroups['1'] && workerGroups['2']) {
   const two = wrkAggregate(workerGroups['2']);
   summary.workers = { 1: one, 2: two };
   say('4. ssogate workers (wrk -t2 -c64, 100 sessions held)');
-  say('   workers     req/s   p50 ms   p99 ms  CPU us/req  errors');
+  say('   workers     req/s   p50 ms   p99 ms  CPU us/req  cores  errors');
   for (const [n, r] of [['1', one], ['2', two]]) {
-    say(`   ${n.padEnd(7)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT' : ''}`);
+    say(`   ${n.padEnd(7)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${fmt(r.cores).padStart(6)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT' : ''}`);
   }
   say(`   ${target('two workers / one, req/s', two.requests_per_s / one.requests_per_s, '>=', 1.6, 'x')}`);
-  say('   (wrk and the upstream share the same 2 cores)');
+  say(`   (cores: what ssogate kept busy; wrk and the upstream nginx share the same ${run.machine.cpus} cores)`);
   say();
 }
 

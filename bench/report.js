@@ -150,7 +150,7 @@ if (Object.keys(loginGroups).length) {
   }
   if (s && a) {
     say(`   ${target('CPU per login mod_auth_openidc/ssogate', a.cpu_ms_per_login / s.cpu_ms_per_login, '>=', 10, 'x')}`);
-    say(`   logins/s ssogate/mod_auth_openidc: ${fmt(s.logins_per_s / a.logins_per_s)}x (both bounded by the IdP)`);
+    say(`   logins/s ssogate/mod_auth_openidc: ${fmt(s.logins_per_s / a.logins_per_s)}x (the same IdP, one node process, serves both)`);
   }
   for (const level of levels) {
     const r = summary.wrk[level];

@@ -740,7 +740,7 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     const struct sg_config *cfg = p->snap->cfg;
 
     if (status == SG_OIDC_TOKEN_UNREACHABLE || status == SG_OIDC_TOKEN_ERROR ||
-        status == SG_OIDC_NO_ID_TOKEN || status == SG_OIDC_NOT_READY) {
+        status == SG_OIDC_NO_ID_TOKEN) {
         sg_log_fields(SG_LOG_WARN, "login",
                       (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
                                               SG_LOG_STR("result", sg_oidc_status_name(status)),

@@ -71,7 +71,6 @@ struct sg_oidc {
 
 static const char *const status_names[SG_OIDC_STATUS_COUNT] = {
     [SG_OIDC_OK] = "ok",
-    [SG_OIDC_NOT_READY] = "not_ready",
     [SG_OIDC_TOKEN_UNREACHABLE] = "token_unreachable",
     [SG_OIDC_TOKEN_ERROR] = "token_error",
     [SG_OIDC_NO_ID_TOKEN] = "no_id_token",
@@ -594,8 +593,8 @@ void sg_oidc_exchange_cancel(struct sg_oidc_exchange *ex)
     exchange_free(ex);
 }
 
-int sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg, const struct sg_oidc *previous,
-                struct sg_oidc **out, char *errbuf, size_t errlen)
+struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
+                            const struct sg_oidc *previous)
 {
     struct sg_oidc *oidc = sg_calloc(1, sizeof(*oidc));
     oidc->rt = rt;
@@ -633,10 +632,7 @@ int sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg, const struct
         schedule_refresh(oidc, 0);
     else
         fetch_discovery(oidc);
-    (void)errbuf;
-    (void)errlen;
-    *out = oidc;
-    return 0;
+    return oidc;
 }
 
 void sg_oidc_free(struct sg_oidc *oidc)

@@ -27,8 +27,7 @@ int sg_snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snap
     snap->upstream = upstream;
     err = sg_signer_load(cfg, &snap->signer, errbuf, errlen);
     if (err == 0 && cfg->idp != NULL)
-        err = sg_oidc_new(rt, cfg, rt->current ? rt->current->oidc : NULL, &snap->oidc, errbuf,
-                          errlen);
+        snap->oidc = sg_oidc_new(rt, cfg, rt->current ? rt->current->oidc : NULL);
     if (err != 0) {
         sg_snapshot_unref(snap);
         return err;

@@ -49,7 +49,6 @@ struct sg_conn {
     struct bufferevent *bev; /* our reference, dropped in conn_release */
     int64_t accepted_us;
     bool seen_request;  /* closecb installed */
-    bool closed;        /* libevent let go of it */
     evutil_socket_t fd; /* -1 until the first request */
     sg_conn_close_fn on_close;
     void *on_close_arg;
@@ -141,7 +140,6 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     struct sg_conn *c = arg;
     static const struct timeval now = {0, 0};
 
-    c->closed = true;
     if (c->on_close != NULL) {
         sg_conn_close_fn fn = c->on_close;
         c->on_close = NULL;

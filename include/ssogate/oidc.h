@@ -26,7 +26,6 @@ struct sg_runtime;
 /* How a code exchange ended; every value is one log reason and one metric label. */
 enum sg_oidc_status {
     SG_OIDC_OK = 0,
-    SG_OIDC_NOT_READY,         /* discovery not done yet */
     SG_OIDC_TOKEN_UNREACHABLE, /* network error or timeout at the token endpoint */
     SG_OIDC_TOKEN_ERROR,       /* the token endpoint answered an error or non-JSON */
     SG_OIDC_NO_ID_TOKEN,       /* the answer holds no id_token */
@@ -42,10 +41,10 @@ const char *sg_oidc_status_name(enum sg_oidc_status status);
  * provider, as the snapshot guarantees). previous (may be NULL) is the
  * provider being replaced: with the same issuer its discovery document and
  * keys are reused at once. Starts discovery (and JWKS) fetches in the
- * background. Returns 0 or SG_ECONFIG with errbuf.
+ * background, and returns the new provider.
  */
-int sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg, const struct sg_oidc *previous,
-                struct sg_oidc **out, char *errbuf, size_t errlen);
+struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
+                            const struct sg_oidc *previous);
 
 /* Cancels the provider's fetches and frees it. NULL-safe. */
 void sg_oidc_free(struct sg_oidc *oidc);
@@ -69,7 +68,8 @@ typedef void (*sg_oidc_exchange_cb)(enum sg_oidc_status status, const char *deta
  * Exchanges an authorization code (with its PKCE verifier) at the token
  * endpoint, then verifies the ID token against the JWKS and the expected
  * nonce. Strings are copied. Returns a handle valid until the callback runs
- * or sg_oidc_exchange_cancel; the callback never runs before this returns.
+ * or sg_oidc_exchange_cancel (the callback never runs before this returns),
+ * or NULL when discovery is not done yet or the token endpoint is refused.
  */
 struct sg_oidc_exchange *sg_oidc_exchange_code(struct sg_oidc *oidc, const char *code,
                                                const char *verifier, const char *nonce,

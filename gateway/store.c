@@ -221,8 +221,12 @@ int sg_store_open_with(const char *data_dir, const struct sg_store_options *opts
      * MDB_NOTLS: a read transaction is tied to its MDB_txn, not to the
      * thread, so the cached reader works whatever thread calls us.
      * MDB_NOSYNC: see the durability policy in store.h.
+     * MDB_WRITEMAP: a commit writes into the shared map instead of making a
+     * pwrite per dirty page, so a session write costs no system call; the
+     * pages are in the page cache at once (they survive kill -9), and
+     * sg_store_sync (msync) still makes link changes durable.
      */
-    rc = mdb_env_open(store->env, data_dir, MDB_NOTLS | MDB_NOSYNC, 0600);
+    rc = mdb_env_open(store->env, data_dir, MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP, 0600);
     if (rc != 0) {
         set_error(errbuf, errlen, "lmdb open %s: %s", data_dir, mdb_strerror(rc));
         goto fail;

@@ -10,10 +10,12 @@
  *   user_by_psa        psa_tenant NUL psa_user -> idp_tenant NUL idp_sub
  *   user_by_idp        idp_tenant NUL idp_sub -> psa_tenant NUL psa_user
  *   jwks               issuer -> fetch time and JWKS JSON
+ *   logins             SHA-256(state) -> login state in flight (login.c)
  *
- * Durability policy. The environment is opened with MDB_NOSYNC: a commit
- * write()s its pages into the OS page cache and returns without fsync, so a
- * session write never waits for the disk on the event loop. Committed data
+ * Durability policy. The environment is opened with MDB_NOSYNC and
+ * MDB_WRITEMAP: a commit writes its pages into the shared map (the OS page
+ * cache) and returns without fsync or any write system call, so a session
+ * write never waits for the disk on the event loop. Committed data
  * survives the process dying in any way (kill -9 included); only a power loss
  * or kernel crash can lose the commits since the last flush, and LMDB stays
  * consistent (it then shows an older snapshot). Link changes are rare and the

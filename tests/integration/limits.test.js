@@ -1,9 +1,11 @@
 'use strict';
-// Request size limits (limits.header_bytes, limits.body_bytes) and slow clients (limits.client_timeout_s).
+// Request size limits (limits.header_bytes, limits.body_bytes), slow clients (limits.client_timeout_s) and
+// the connection limit (limits.connections).
 
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { itest, request, rawExchange, SLOW } = require('./lib/harness');
+const net = require('node:net');
+const { itest, request, rawExchange, metricValue, SLOW } = require('./lib/harness');
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -111,4 +113,38 @@ itest('many idle connections are all closed by the timeout', async (t, h) => {
   const results = await Promise.all(Array.from({ length: 50 }, () => rawExchange(gw.port, 'GET /', { ms: 8000 * SLOW })));
   assert.ok(results.every((r) => r.closed), 'every idle connection closed');
   assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+});
+
+itest('at limits.connections the gateway stops accepting, and resumes when a connection ends', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { connections: 4, client_timeout_s: 30 },
+  }));
+  const idle = await Promise.all(Array.from({ length: 4 }, () => new Promise((resolve, reject) => {
+    const socket = net.connect(gw.port, '127.0.0.1', () => resolve(socket));
+    socket.on('error', reject);
+  })));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+
+  // A fifth client waits in the listen backlog: nothing answers it while four connections are open.
+  const started = Date.now();
+  let answeredAt = null;
+  const fifth = request(gw, { path: '/echo/over-limit' }).then((res) => {
+    answeredAt = Date.now();
+    return res;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1500 * SLOW));
+  assert.equal(answeredAt, null, 'no answer while the connection limit is reached');
+
+  idle[0].destroy();
+  const res = await fifth;
+  assert.equal(res.status, 200, 'served once a connection ended');
+  assert.ok(answeredAt - started <= 6000 * SLOW, `served soon after (${answeredAt - started} ms)`);
+  for (const socket of idle) {
+    socket.destroy();
+  }
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_errors_total', { kind: 'connection_limit' }) >= 1,
+    'the pause is counted');
 });

@@ -36,7 +36,6 @@ struct sg_httpc {
     size_t max_response_bytes;
     struct timeval timeout;
     struct sg_httpc_request *requests;
-    unsigned in_flight;
 };
 
 int sg_httpc_new(struct event_base *base, struct evdns_base *dns, const struct sg_url *url,
@@ -81,7 +80,6 @@ static void request_unlink(struct sg_httpc_request *r)
         client->requests = r->next;
     if (r->next)
         r->next->prev = r->prev;
-    client->in_flight--;
 }
 
 /* Ends a request: releases its slot and timer, then runs the callback (unless cancelled). */
@@ -161,7 +159,6 @@ static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evht
     if (client->requests)
         client->requests->prev = r;
     client->requests = r;
-    client->in_flight++;
 
     r->req = evhttp_request_new(on_done, r);
     evhttp_request_set_error_cb(r->req, on_error);
@@ -212,11 +209,6 @@ void sg_httpc_cancel(struct sg_httpc_request *r)
     cancel_in_libevent(r);
     r->cb = NULL;
     request_finish(r, "cancelled", 0, NULL, 0);
-}
-
-unsigned sg_httpc_in_flight(const struct sg_httpc *client)
-{
-    return client->in_flight;
 }
 
 void sg_httpc_free(struct sg_httpc *client)

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -25,17 +24,6 @@ void sg_log_set_level(enum sg_log_level level)
 int sg_log_enabled(enum sg_log_level level)
 {
     return level >= current_level;
-}
-
-int sg_log_level_parse(const char *text, enum sg_log_level *out)
-{
-    for (size_t i = 0; i < SG_ARRAY_LEN(level_names); i++) {
-        if (strcasecmp(text, level_names[i]) == 0) {
-            *out = (enum sg_log_level)i;
-            return 0;
-        }
-    }
-    return SG_EINVAL;
 }
 
 static void gen_string(yajl_gen gen, const char *s)

@@ -121,11 +121,6 @@ void sg_metrics_connections(int64_t delta)
     metrics.connections_open += delta;
 }
 
-int64_t sg_metrics_connections_open(void)
-{
-    return metrics.connections_open;
-}
-
 const char *sg_metrics_error_name(enum sg_metric_error kind)
 {
     return error_names[kind];

@@ -436,11 +436,6 @@ void sg_server_stop_accepting(struct sg_server *srv)
     srv->stopped = true;
 }
 
-size_t sg_server_connection_count(const struct sg_server *srv)
-{
-    return srv->connection_count;
-}
-
 void sg_server_free(struct sg_server *srv)
 {
     if (srv == NULL)

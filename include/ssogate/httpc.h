@@ -61,7 +61,4 @@ struct sg_httpc_request *sg_httpc_post_form(struct sg_httpc *client, const char 
 /* Cancels a request: its callback will not run. */
 void sg_httpc_cancel(struct sg_httpc_request *request);
 
-/* Requests in flight on this client. */
-unsigned sg_httpc_in_flight(const struct sg_httpc *client);
-
 #endif

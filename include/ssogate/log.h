@@ -41,7 +41,4 @@ void sg_log(enum sg_log_level level, const char *event, const char *fmt, ...)
 void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_log_field *fields,
                    size_t count);
 
-/* Parses "debug", "info", "warn", "error"; returns 0 or SG_EINVAL. */
-int sg_log_level_parse(const char *text, enum sg_log_level *out);
-
 #endif

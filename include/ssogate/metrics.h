@@ -37,7 +37,6 @@ void sg_metrics_upstream_latency(int64_t micros);
 void sg_metrics_error(enum sg_metric_error kind);
 void sg_metrics_reload(int ok);
 void sg_metrics_connections(int64_t delta);
-int64_t sg_metrics_connections_open(void);
 
 /*
  * Counts one event of a labelled counter family, e.g.

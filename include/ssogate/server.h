@@ -35,9 +35,6 @@ void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg);
 /* Closes the listening sockets; open connections go on. */
 void sg_server_stop_accepting(struct sg_server *srv);
 
-/* Client connections open now. */
-size_t sg_server_connection_count(const struct sg_server *srv);
-
 /* Frees the server and closes every connection. NULL-safe. */
 void sg_server_free(struct sg_server *srv);
 

@@ -9,6 +9,7 @@
 #include "ssogate/metrics.h"
 #include "ssogate/oidc.h"
 #include "ssogate/pages.h"
+#include "ssogate/redirect.h"
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
@@ -30,10 +31,9 @@
 
 #define TOKEN_SIZE     48
 #define TOKEN_LEN      43 /* 32 random bytes in base64url */
-#define RETURN_TO_MAX  2048
 #define BINDING_SUFFIX "_login"
 #define LOGINS_METRIC  "ssogate_logins_total"
-#define RECORD_MAX     (8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1 + 3 * (2 + RETURN_TO_MAX))
+#define RECORD_MAX     (8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1 + 3 * (2 + SG_REDIRECT_MAX))
 
 /*
  * A login in flight. Kept in the store (database "logins", keyed by the
@@ -109,7 +109,7 @@ static char *get_text(const unsigned char *p, size_t len, size_t *off, bool *ok)
     }
     size_t n = ((size_t)p[*off] << 8) | p[*off + 1];
     *off += 2;
-    if (*off + n > len || n > RETURN_TO_MAX) {
+    if (*off + n > len || n > SG_REDIRECT_MAX) {
         *ok = false;
         return NULL;
     }
@@ -292,20 +292,6 @@ size_t sg_logins_count(struct sg_logins *logins)
     return states_kept(logins) + logins->pending_count;
 }
 
-bool sg_login_return_to_valid(const char *r)
-{
-    size_t len = strlen(r);
-    if (len == 0 || len > RETURN_TO_MAX || r[0] != '/')
-        return false;
-    if (len > 1 && (r[1] == '/' || r[1] == '\\'))
-        return false;
-    for (const unsigned char *p = (const unsigned char *)r; *p; p++) {
-        if (*p < 0x21 || *p > 0x7e || *p == '\\')
-            return false;
-    }
-    return true;
-}
-
 static const char *query_param(struct evkeyvalq *params, struct evhttp_request *req,
                                const char *name)
 {
@@ -442,7 +428,7 @@ int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char
     int status;
     if (return_to == NULL)
         return_to = rt->current->cfg->psa.home_path;
-    if (!sg_login_return_to_valid(return_to)) {
+    if (!sg_redirect_target_valid(return_to)) {
         sg_metrics_error(SG_MERR_BAD_REQUEST);
         sg_metrics_count(LOGINS_METRIC, "result", "bad_return_to");
         sg_page_send(req, 400, "Invalid return address",
@@ -984,7 +970,7 @@ int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const cha
 int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req)
 {
     const char *uri = evhttp_request_get_uri(req);
-    char *return_to = evhttp_uriencode(sg_login_return_to_valid(uri) ? uri : "/", -1, 0);
+    char *return_to = evhttp_uriencode(sg_redirect_target_valid(uri) ? uri : "/", -1, 0);
     char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
     redirect(req, 302, location);
     free(location);

@@ -38,13 +38,6 @@ size_t sg_logins_count(struct sg_logins *logins);
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max);
 
 /*
- * True when return_to is a same-origin relative path the gateway may
- * redirect to: starts with one "/", no "//" or "/\" at its start, no
- * backslash, no control or non-ASCII byte, at most 2048 bytes.
- */
-bool sg_login_return_to_valid(const char *return_to);
-
-/*
  * Handlers; each sends its response and returns the status (or 0 when the
  * response is sent later, asynchronously). All arguments are borrowed.
  */

@@ -3,8 +3,9 @@
  * redirect or a page: return_to validation (an accepted value must be a
  * local path) and the login-page block insertion into arbitrary HTML.
  */
-#include "ssogate/inject.h"
-#include "ssogate/login.h"
+#include "../../gateway/common.c"
+#include "../../gateway/inject.c"
+#include "../../gateway/redirect.c"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,7 +18,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *text = malloc(size + 1);
     memcpy(text, data, size);
     text[size] = '\0';
-    if (sg_login_return_to_valid(text)) {
+    if (sg_redirect_target_valid(text)) {
         if (text[0] != '/' || text[1] == '/' || text[1] == '\\' || strchr(text, '\\') != NULL)
             abort();
         for (const unsigned char *p = (const unsigned char *)text; *p; p++) {

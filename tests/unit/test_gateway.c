@@ -10,14 +10,14 @@
 #include <cmocka.h>
 
 #include "ssogate/inject.h"
-#include "ssogate/login.h"
+#include "ssogate/redirect.h"
 #include "ssogate/whoami.h"
 
 static void test_return_to_accepts_local_paths(void **state)
 {
     const char *good[] = {"/", "/tickets", "/a/b?x=1&y=%2F", "/_sso/settings", "/a//b"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
-        if (!sg_login_return_to_valid(good[i]))
+        if (!sg_redirect_target_valid(good[i]))
             fail_msg("refused %s", good[i]);
     }
 }
@@ -29,14 +29,14 @@ static void test_return_to_refuses_elsewhere(void **state)
         "evil",  "javascript:alert(1)",   "/a\\b",           "/a b",
         "/a\tb", "/a\r\nSet-Cookie: x=1", "/\x7f",           "/\xc3\xa9"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        if (sg_login_return_to_valid(bad[i]))
+        if (sg_redirect_target_valid(bad[i]))
             fail_msg("accepted %s", bad[i]);
     }
     char *long_path = malloc(3000);
     memset(long_path, 'a', 2999);
     long_path[0] = '/';
     long_path[2999] = '\0';
-    assert_false(sg_login_return_to_valid(long_path));
+    assert_false(sg_redirect_target_valid(long_path));
     free(long_path);
 }
 

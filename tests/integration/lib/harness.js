@@ -21,7 +21,7 @@ const os = require('node:os');
 const path = require('node:path');
 const readline = require('node:readline');
 const tls = require('node:tls');
-const { test } = require('node:test');
+const { after, before, test } = require('node:test');
 
 const SOURCE_DIR = process.env.SSOGATE_SOURCE_DIR || path.resolve(__dirname, '..', '..', '..');
 const BUILD_DIR = process.env.SSOGATE_BUILD_DIR || path.join(SOURCE_DIR, 'build');
@@ -715,7 +715,54 @@ function itest(name, options, fn) {
   });
 }
 
+// One shared environment for every test of a file (starting one costs a second or two): registers the
+// before/after hooks, starts the environment with start(harness) and returns
+// envTest(name, [options], fn(env, t)), which declares a test that prints the processes' output when it
+// fails. The temp dir is kept when any test failed.
+function sharedEnv(name, start) {
+  const state = { h: undefined, env: undefined, failed: false };
+  before(async () => {
+    state.h = new Harness(name);
+    try {
+      state.env = await start(state.h);
+    } catch (err) {
+      state.failed = true;
+      state.h.dump();
+      throw err;
+    }
+  });
+  after(async () => {
+    if (state.h === undefined) {
+      return;
+    }
+    const problems = await state.h.stopAll();
+    if (state.failed || problems.length > 0) {
+      state.h.dump();
+    } else {
+      state.h.removeDir();
+    }
+    assert.deepEqual(problems, [], 'the gateways stopped cleanly');
+  });
+  return function envTest(testName, testOptions, fn) {
+    if (typeof testOptions === 'function') {
+      fn = testOptions;
+      testOptions = {};
+    }
+    return test(testName, { timeout: 60000 * SLOW, ...testOptions }, async (t) => {
+      assert.ok(state.env, `the environment of ${name} started`);
+      try {
+        await fn(state.env, t);
+      } catch (err) {
+        state.failed = true;
+        state.h.dump();
+        throw err;
+      }
+    });
+  };
+}
+
 module.exports = {
+  sharedEnv,
   reservedPort,
   SLOW,
   SOURCE_DIR,

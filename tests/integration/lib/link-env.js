@@ -30,7 +30,6 @@ const fs = require('node:fs');
 const https = require('node:https');
 const path = require('node:path');
 const readline = require('node:readline');
-const { test, before, after } = require('node:test');
 const harness = require('./harness');
 const { findForm, parseForms } = require('./login');
 const { totp } = require('../../idp/totp');
@@ -611,50 +610,9 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
   return env;
 }
 
-// One shared environment for every test of a file (starting one costs a couple of seconds): registers the
-// before/after hooks and returns linkTest(name, [options], fn(env, t)), which declares a test that prints
-// the processes' output when it fails. The temp dir is kept when any test failed.
+// One shared environment for every test of a file: see harness.sharedEnv.
 function sharedLinkEnv(name, options = {}) {
-  const state = { h: undefined, env: undefined, failed: false };
-  before(async () => {
-    state.h = new Harness(name);
-    try {
-      state.env = await startLinkEnv(state.h, options);
-    } catch (err) {
-      state.failed = true;
-      state.h.dump();
-      throw err;
-    }
-  });
-  after(async () => {
-    if (state.h === undefined) {
-      return;
-    }
-    const problems = await state.h.stopAll();
-    if (state.failed || problems.length > 0) {
-      state.h.dump();
-    } else {
-      state.h.removeDir();
-    }
-    assert.deepEqual(problems, [], 'the gateways stopped cleanly');
-  });
-  function linkTest(testName, testOptions, fn) {
-    if (typeof testOptions === 'function') {
-      fn = testOptions;
-      testOptions = {};
-    }
-    return test(testName, { timeout: 60000 * SLOW, ...testOptions }, async (t) => {
-      assert.ok(state.env, 'the link environment started');
-      try {
-        await fn(state.env, t);
-      } catch (err) {
-        state.failed = true;
-        state.h.dump();
-        throw err;
-      }
-    });
-  }
-  return linkTest;
+  return harness.sharedEnv(name, (h) => startLinkEnv(h, options));
 }
 
 module.exports = { sharedLinkEnv, startLinkEnv, textOf, bodyText, formsTo, US_MODULE_URL, UK_MODULE_URL, TOTP_SECRET };

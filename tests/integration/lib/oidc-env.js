@@ -19,7 +19,6 @@ const fs = require('node:fs');
 const https = require('node:https');
 const path = require('node:path');
 const readline = require('node:readline');
-const { test, before, after } = require('node:test');
 const harness = require('./harness');
 const { login, Browser } = require('./login');
 
@@ -439,50 +438,9 @@ function parseSetCookies(setCookie) {
   return out;
 }
 
-// One shared environment for every test of a file (starting one costs about a second): registers the
-// before/after hooks and returns oidcTest(name, [options], fn(env)), which declares a test that prints
-// the processes' output when it fails. The temp dir is kept when any test failed.
+// One shared environment for every test of a file: see harness.sharedEnv.
 function sharedOidcEnv(name, options = {}) {
-  const state = { h: undefined, env: undefined, failed: false };
-  before(async () => {
-    state.h = new Harness(name);
-    try {
-      state.env = await startOidcEnv(state.h, options);
-    } catch (err) {
-      state.failed = true;
-      state.h.dump();
-      throw err;
-    }
-  });
-  after(async () => {
-    if (state.h === undefined) {
-      return;
-    }
-    const problems = await state.h.stopAll();
-    if (state.failed || problems.length > 0) {
-      state.h.dump();
-    } else {
-      state.h.removeDir();
-    }
-    assert.deepEqual(problems, [], 'the gateways stopped cleanly');
-  });
-  function oidcTest(testName, testOptions, fn) {
-    if (typeof testOptions === 'function') {
-      fn = testOptions;
-      testOptions = {};
-    }
-    return test(testName, { timeout: 60000 * SLOW, ...testOptions }, async (t) => {
-      assert.ok(state.env, 'the OIDC environment started');
-      try {
-        await fn(state.env, t);
-      } catch (err) {
-        state.failed = true;
-        state.h.dump();
-        throw err;
-      }
-    });
-  }
-  return oidcTest;
+  return harness.sharedEnv(name, (h) => startOidcEnv(h, options));
 }
 
 module.exports = {

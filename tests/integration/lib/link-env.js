@@ -27,20 +27,18 @@
 const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
-const https = require('node:https');
 const path = require('node:path');
 const readline = require('node:readline');
 const harness = require('./harness');
 const { findForm, parseForms } = require('./login');
 const { totp } = require('../../idp/totp');
-const { RecordingBrowser, metricsMoved } = require('./oidc-env');
+const { RecordingBrowser, idpJson, metricsMoved } = require('./oidc-env');
 
 const { SOURCE_DIR, SSOGATE_BIN, SLOW, Harness, metricValue, withTimeout } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const ADMIN_BIN = process.env.SSOGATE_ADMIN_BIN || path.join(path.dirname(SSOGATE_BIN), 'ssogate-admin');
 const START_TIMEOUT_MS = 20000 * SLOW;
 const STOP_TIMEOUT_MS = 10000 * SLOW;
-const CONTROL_TIMEOUT_MS = 15000 * SLOW;
 const ADMIN_TIMEOUT_MS = 15000 * SLOW;
 
 const CLIENT_ID = 'ssogate';
@@ -178,44 +176,6 @@ function tenantSet(name) {
     nototp,
     inactive: account('inactive', { active: false }),
   };
-}
-
-// The IdP's answer to one JSON request on its own origin (its /_test/ controls): {status, body (parsed)}.
-function idpJson(issuer, ca, method, pathname, body) {
-  const target = new URL(pathname, issuer);
-  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = https.request({
-      host: target.hostname,
-      port: target.port,
-      method,
-      path: target.pathname + target.search,
-      ca,
-      agent: false,
-      headers: payload ? { 'content-type': 'application/json', 'content-length': payload.length } : {},
-    });
-    const timer = setTimeout(() => req.destroy(new Error(`IdP control timed out: ${method} ${pathname}`)), CONTROL_TIMEOUT_MS);
-    req.on('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-    req.on('response', (res) => {
-      const chunks = [];
-      res.on('data', (chunk) => chunks.push(chunk));
-      res.on('end', () => {
-        clearTimeout(timer);
-        const text = Buffer.concat(chunks).toString('utf8');
-        let parsed;
-        try {
-          parsed = JSON.parse(text);
-        } catch (err) {
-          parsed = text;
-        }
-        resolve({ status: res.statusCode, body: parsed });
-      });
-    });
-    req.end(payload);
-  });
 }
 
 // Runs a program to its end, bounded by ms (then killed by its PID); resolves {code, signal, stdout, stderr}.

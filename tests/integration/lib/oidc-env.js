@@ -445,6 +445,7 @@ function sharedOidcEnv(name, options = {}) {
 
 module.exports = {
   ACCOUNTS,
+  idpJson,
   CLIENT_ID,
   RecordingBrowser,
   metricKey,

@@ -13,80 +13,13 @@
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const readline = require('node:readline');
-const { SOURCE_DIR, SLOW, reservedPort, withTimeout } = require('../integration/lib/harness');
+const { SOURCE_DIR, SLOW, ReadyLineProcess, reservedPort } = require('../integration/lib/harness');
 
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const DEMO_DIR = path.join(SOURCE_DIR, 'demo');
 const PSA_DATA = path.join(SOURCE_DIR, 'tests', 'stub', 'psa', 'demo-data.json');
 const START_TIMEOUT_MS = 20000 * SLOW;
-const STOP_TIMEOUT_MS = 10000 * SLOW;
 const SECRET_ENV = 'SSOGATE_DEMO_SECRET';
-
-// The IdP: a node process that prints one JSON "ready" line on stdout. It has what Harness.stopAll and
-// Harness.dump expect of a child (name, pid, exit, alive, stderrLines, stop(), tail()).
-class IdpProcess {
-  constructor(args, dir) {
-    this.name = 'idp';
-    this.proc = childProcess.spawn(process.execPath, args, { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.pid = this.proc.pid;
-    this.exit = null;
-    this.stdoutLines = [];
-    this.stderrLines = [];
-    this.log = fs.createWriteStream(path.join(dir, 'idp.log'));
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        resolve(this.exit);
-      });
-    });
-    this.proc.on('error', (err) => this.stderrLines.push(`spawn error: ${err.message}`));
-    this.proc.stdin.on('error', () => {});
-    this.firstLine = new Promise((resolve) => {
-      readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
-        this.stdoutLines.push(line);
-        resolve(line);
-      });
-    });
-    readline.createInterface({ input: this.proc.stderr }).on('line', (line) => {
-      this.stderrLines.push(line);
-      this.log.write(`${line}\n`);
-    });
-  }
-
-  get alive() {
-    return this.exit === null && this.pid !== undefined;
-  }
-
-  // Resolves the parsed ready line; rejects (bounded) when the process exits first.
-  async ready() {
-    const line = await withTimeout(
-      Promise.race([this.firstLine, this.exited.then(() => Promise.reject(new Error(`idp exited: ${this.tail()}`)))]),
-      START_TIMEOUT_MS,
-      'the IdP ready line',
-    );
-    return JSON.parse(line);
-  }
-
-  // SIGTERM by PID, SIGKILL when it lingers; bounded.
-  async stop() {
-    if (this.alive) {
-      process.kill(this.pid, 'SIGTERM');
-      const exit = await withTimeout(this.exited, STOP_TIMEOUT_MS, 'idp exit').catch(() => null);
-      if (exit === null && this.alive) {
-        process.kill(this.pid, 'SIGKILL');
-        await withTimeout(this.exited, STOP_TIMEOUT_MS, 'idp exit after SIGKILL').catch(() => null);
-      }
-    }
-    this.proc.stdin.destroy();
-    await new Promise((resolve) => this.log.end(resolve));
-    return !this.alive;
-  }
-
-  tail(n = 40) {
-    return [...this.stdoutLines.slice(-n), ...this.stderrLines.slice(-n)].join('\n');
-  }
-}
 
 // Starts CA, IdP, PSA and gateway for the Harness h (borrowed; it owns every process it starts).
 // Resolves {gwUrl, gwPort, issuer, caFile, idpCertFile, gw, idp, psa, configFile}.
@@ -113,7 +46,8 @@ async function startDemoEnv(h) {
   fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
   const client = idpConfig.clients[0];
 
-  const idp = new IdpProcess(
+  const idp = new ReadyLineProcess(
+    'idp',
     [
       path.join(IDP_DIR, 'idp.js'),
       '--config', idpConfigFile,

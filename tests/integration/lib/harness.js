@@ -33,6 +33,7 @@ const SLOW = Number(process.env.SSOGATE_TEST_SLOWNESS || 1);
 const START_TIMEOUT_MS = 15000 * SLOW;
 const STOP_TIMEOUT_MS = 10000 * SLOW;
 const REQUEST_TIMEOUT_MS = 15000 * SLOW;
+const READY_TIMEOUT_MS = 20000 * SLOW;
 
 const live = new Set();
 process.on('exit', () => {
@@ -715,6 +716,84 @@ function itest(name, options, fn) {
   });
 }
 
+const spawned = new Set();
+process.on('exit', () => {
+  for (const proc of spawned) {
+    try {
+      process.kill(proc.pid, 'SIGKILL');
+    } catch (err) {
+      // already gone
+    }
+  }
+});
+
+// A node process that prints one JSON "ready" line on stdout (the IdP). It has the shape Harness.stopAll
+// and Harness.dump expect of a child (name, pid, exit, alive, stop(), tail()), so the harness stops it by
+// its PID with the others.
+class ReadyLineProcess {
+  constructor(name, args, dir) {
+    this.name = name;
+    this.proc = childProcess.spawn(process.execPath, args, { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
+    this.pid = this.proc.pid;
+    this.exit = null;
+    this.stdoutLines = [];
+    this.stderrLines = [];
+    this.log = fs.createWriteStream(path.join(dir, `${name}.log`));
+    spawned.add(this.proc);
+    this.exited = new Promise((resolve) => {
+      this.proc.on('exit', (code, signal) => {
+        this.exit = { code, signal };
+        spawned.delete(this.proc);
+        resolve(this.exit);
+      });
+    });
+    this.proc.on('error', (err) => this.stderrLines.push(`spawn error: ${err.message}`));
+    this.proc.stdin.on('error', () => {});
+    this.firstLine = new Promise((resolve) => {
+      readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
+        this.stdoutLines.push(line);
+        resolve(line);
+      });
+    });
+    readline.createInterface({ input: this.proc.stderr }).on('line', (line) => {
+      this.stderrLines.push(line);
+      this.log.write(`${line}\n`);
+    });
+  }
+
+  get alive() {
+    return this.exit === null && this.pid !== undefined;
+  }
+
+  // Resolves the parsed ready line, or rejects (bounded) when the process exits first.
+  async ready() {
+    const line = await withTimeout(
+      Promise.race([this.firstLine, this.exited.then(() => Promise.reject(new Error(`${this.name} exited: ${this.tail()}`)))]),
+      READY_TIMEOUT_MS,
+      `the ${this.name} ready line`,
+    );
+    return JSON.parse(line);
+  }
+
+  // Stops the process by its PID: SIGTERM, then SIGKILL when it lingers. Returns true once it has exited.
+  async stop() {
+    if (this.alive) {
+      process.kill(this.pid, 'SIGTERM');
+      if ((await withTimeout(this.exited, STOP_TIMEOUT_MS, `${this.name} exit`).catch(() => null)) === null && this.alive) {
+        process.kill(this.pid, 'SIGKILL');
+        await withTimeout(this.exited, STOP_TIMEOUT_MS, `${this.name} exit after SIGKILL`).catch(() => null);
+      }
+    }
+    this.proc.stdin.destroy();
+    await new Promise((resolve) => this.log.end(resolve));
+    return !this.alive;
+  }
+
+  tail(n = 40) {
+    return [...this.stdoutLines.slice(-n), ...this.stderrLines.slice(-n)].join('\n');
+  }
+}
+
 // One shared environment for every test of a file (starting one costs a second or two): registers the
 // before/after hooks, starts the environment with start(harness) and returns
 // envTest(name, [options], fn(env, t)), which declares a test that prints the processes' output when it
@@ -762,6 +841,7 @@ function sharedEnv(name, start) {
 }
 
 module.exports = {
+  ReadyLineProcess,
   sharedEnv,
   reservedPort,
   SLOW,

@@ -28,13 +28,12 @@ const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const readline = require('node:readline');
 const harness = require('./harness');
 const { findForm, parseForms } = require('./login');
 const { totp } = require('../../idp/totp');
 const { RecordingBrowser, idpJson, metricsMoved } = require('./oidc-env');
 
-const { SOURCE_DIR, SSOGATE_BIN, SLOW, Harness, metricValue, withTimeout } = harness;
+const { SOURCE_DIR, SSOGATE_BIN, SLOW, Harness, metricValue } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const ADMIN_BIN = process.env.SSOGATE_ADMIN_BIN || path.join(path.dirname(SSOGATE_BIN), 'ssogate-admin');
 const START_TIMEOUT_MS = 20000 * SLOW;
@@ -58,84 +57,6 @@ const MASTER_EMEA = {
   email: 'master@emea.test',
   totp_secret: TOTP_SECRET,
 };
-
-const spawned = new Set();
-process.on('exit', () => {
-  for (const proc of spawned) {
-    try {
-      process.kill(proc.pid, 'SIGKILL');
-    } catch (err) {
-      // already gone
-    }
-  }
-});
-
-// A child process that prints one JSON "ready" line on stdout (the IdP). It has the shape Harness.stopAll
-// and Harness.dump expect of a child (name, pid, exit, alive, stop(), tail()), so the harness stops it by
-// its PID with the others.
-class ReadyLineProcess {
-  constructor(name, args, dir) {
-    this.name = name;
-    this.proc = childProcess.spawn(process.execPath, args, { cwd: dir, stdio: ['pipe', 'pipe', 'pipe'] });
-    this.pid = this.proc.pid;
-    this.exit = null;
-    this.stdoutLines = [];
-    this.stderrLines = [];
-    this.log = fs.createWriteStream(path.join(dir, `${name}.log`));
-    spawned.add(this.proc);
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        spawned.delete(this.proc);
-        resolve(this.exit);
-      });
-    });
-    this.proc.on('error', (err) => this.stderrLines.push(`spawn error: ${err.message}`));
-    this.proc.stdin.on('error', () => {});
-    this.firstLine = new Promise((resolve) => {
-      readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
-        this.stdoutLines.push(line);
-        resolve(line);
-      });
-    });
-    readline.createInterface({ input: this.proc.stderr }).on('line', (line) => {
-      this.stderrLines.push(line);
-      this.log.write(`${line}\n`);
-    });
-  }
-
-  get alive() {
-    return this.exit === null && this.pid !== undefined;
-  }
-
-  // Resolves the parsed ready line, or rejects (bounded) when the process exits first.
-  async ready() {
-    const line = await withTimeout(
-      Promise.race([this.firstLine, this.exited.then(() => Promise.reject(new Error(`${this.name} exited: ${this.tail()}`)))]),
-      START_TIMEOUT_MS,
-      `the ${this.name} ready line`,
-    );
-    return JSON.parse(line);
-  }
-
-  // Stops the process by its PID: SIGTERM, then SIGKILL when it lingers. Returns true once it has exited.
-  async stop() {
-    if (this.alive) {
-      process.kill(this.pid, 'SIGTERM');
-      if ((await withTimeout(this.exited, STOP_TIMEOUT_MS, `${this.name} exit`).catch(() => null)) === null && this.alive) {
-        process.kill(this.pid, 'SIGKILL');
-        await withTimeout(this.exited, STOP_TIMEOUT_MS, `${this.name} exit after SIGKILL`).catch(() => null);
-      }
-    }
-    this.proc.stdin.destroy();
-    await new Promise((resolve) => this.log.end(resolve));
-    return !this.alive;
-  }
-
-  tail(n = 40) {
-    return [...this.stdoutLines.slice(-n), ...this.stderrLines.slice(-n)].join('\n');
-  }
-}
 
 // The PSA users and IdP accounts of tenant name (see the header).
 function tenantSet(name) {
@@ -263,7 +184,7 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
   };
   const idpConfigFile = h.file('idp.json');
   fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
-  const idp = new ReadyLineProcess('idp', [
+  const idp = new harness.ReadyLineProcess('idp', [
     path.join(IDP_DIR, 'idp.js'),
     '--config', idpConfigFile,
     '--cert', path.join(caDir, 'server.pem'),

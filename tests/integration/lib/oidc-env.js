@@ -18,11 +18,10 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const https = require('node:https');
 const path = require('node:path');
-const readline = require('node:readline');
 const harness = require('./harness');
 const { login, Browser } = require('./login');
 
-const { SOURCE_DIR, SLOW, Harness, withTimeout } = harness;
+const { SOURCE_DIR, SLOW, Harness } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
 const START_TIMEOUT_MS = 20000 * SLOW;
 const STOP_TIMEOUT_MS = 10000 * SLOW;
@@ -45,86 +44,6 @@ const BOB = { login: 'bob', password: 'pw', sub: 'itc-user-bob', tenant: 'itc-10
 // An account with no TOTP enrolled: its ID token's amr is ["pwd"] only (B3).
 const CAROL = { login: 'carol', password: 'pw', sub: 'itc-user-carol', tenant: 'itc-100', active: true, email: 'carol@example.test' };
 const ACCOUNTS = { alice: ALICE, bob: BOB, carol: CAROL };
-
-const idpProcesses = new Set();
-process.on('exit', () => {
-  for (const proc of idpProcesses) {
-    try {
-      process.kill(proc.pid, 'SIGKILL');
-    } catch (err) {
-      // already gone
-    }
-  }
-});
-
-// The test IdP process. It has the shape Harness.stopAll and Harness.dump expect of a child (name, pid,
-// exit, alive, stop(), tail()), so the harness stops it by its PID with the others.
-class IdpProcess {
-  constructor(dir, args) {
-    this.name = 'idp';
-    this.proc = childProcess.spawn(process.execPath, [path.join(IDP_DIR, 'idp.js'), ...args], {
-      cwd: dir,
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    this.pid = this.proc.pid;
-    this.exit = null;
-    this.stdoutLines = [];
-    this.stderrLines = [];
-    this.log = fs.createWriteStream(path.join(dir, 'idp.log'));
-    idpProcesses.add(this.proc);
-    this.exited = new Promise((resolve) => {
-      this.proc.on('exit', (code, signal) => {
-        this.exit = { code, signal };
-        idpProcesses.delete(this.proc);
-        resolve(this.exit);
-      });
-    });
-    this.proc.on('error', (err) => this.stderrLines.push(`spawn error: ${err.message}`));
-    this.proc.stdin.on('error', () => {});
-    this.firstLine = new Promise((resolve) => {
-      readline.createInterface({ input: this.proc.stdout }).on('line', (line) => {
-        this.stdoutLines.push(line);
-        resolve(line);
-      });
-    });
-    readline.createInterface({ input: this.proc.stderr }).on('line', (line) => {
-      this.stderrLines.push(line);
-      this.log.write(`${line}\n`);
-    });
-  }
-
-  get alive() {
-    return this.exit === null && this.pid !== undefined;
-  }
-
-  // Resolves {issuer, port} from the IdP's ready line, or rejects (bounded) if it exits first.
-  async ready() {
-    const line = await withTimeout(
-      Promise.race([this.firstLine, this.exited.then(() => Promise.reject(new Error(`idp exited: ${this.tail()}`)))]),
-      START_TIMEOUT_MS,
-      'the IdP ready line',
-    );
-    return JSON.parse(line);
-  }
-
-  // Stops the IdP by its PID: SIGTERM, then SIGKILL when it lingers. Returns true once it has exited.
-  async stop() {
-    if (this.alive) {
-      process.kill(this.pid, 'SIGTERM');
-      if ((await withTimeout(this.exited, STOP_TIMEOUT_MS, 'idp exit').catch(() => null)) === null && this.alive) {
-        process.kill(this.pid, 'SIGKILL');
-        await withTimeout(this.exited, STOP_TIMEOUT_MS, 'idp exit after SIGKILL').catch(() => null);
-      }
-    }
-    this.proc.stdin.destroy();
-    await new Promise((resolve) => this.log.end(resolve));
-    return !this.alive;
-  }
-
-  tail(n = 40) {
-    return [...this.stdoutLines.slice(-n), ...this.stderrLines.slice(-n)].join('\n');
-  }
-}
 
 // A login.js Browser that also keeps every response it saw ({url, status, headers}, newest last) and,
 // while holdCallback is set, does not send the request to the gateway's callback: it records the URL in
@@ -230,12 +149,13 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
   };
   const idpConfigFile = h.file('idp.json');
   fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
-  const idp = new IdpProcess(h.dir, [
+  const idp = new harness.ReadyLineProcess('idp', [
+    path.join(IDP_DIR, 'idp.js'),
     '--config', idpConfigFile,
     '--cert', path.join(caDir, 'server.pem'),
     '--key', path.join(caDir, 'server-key.pem'),
     '--test-controls', '--exit-with-stdin',
-  ]);
+  ], h.dir);
   h.children.push(idp);
   const { issuer } = await idp.ready();
 

@@ -33,6 +33,7 @@
 #define TOKEN_LEN      43 /* 32 random bytes in base64url */
 #define BINDING_SUFFIX "_login"
 #define LOGINS_METRIC  "ssogate_logins_total"
+#define SWEEP_AT_LIMIT 1000 /* expired states dropped at once when the cap is reached */
 #define RECORD_MAX     (8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1 + 3 * (2 + SG_REDIRECT_MAX))
 
 /*
@@ -365,7 +366,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     if (!sg_oidc_ready(snap->oidc))
         return too_busy(req, request_id, "idp_not_ready");
     if (sg_logins_count(logins) >= cfg->limits.logins_in_flight &&
-        (sg_logins_sweep(logins, sg_now_s(), SIZE_MAX) == 0 ||
+        (sg_logins_sweep(logins, sg_now_s(), SWEEP_AT_LIMIT) == 0 ||
          sg_logins_count(logins) >= cfg->limits.logins_in_flight))
         return too_busy(req, request_id, "too_many_in_flight");
 
@@ -543,16 +544,23 @@ static int finish_session(struct pending *p)
     return 302;
 }
 
+/* The refusal page of a callback, counted; the caller has logged why. */
+static int refusal_page(struct pending *p, int status, const char *reason, const char *title,
+                        const char *message)
+{
+    sg_metrics_count(LOGINS_METRIC, "result", reason);
+    sg_page_send(p->req, status, title, message, p->access.request_id);
+    return status;
+}
+
 static int refuse(struct pending *p, int status, const char *reason, const char *title,
                   const char *message)
 {
-    sg_metrics_count(LOGINS_METRIC, "result", reason);
     sg_log_fields(SG_LOG_WARN, "login",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
                                           SG_LOG_STR("result", reason)},
                   2);
-    sg_page_send(p->req, status, title, message, p->access.request_id);
-    return status;
+    return refusal_page(p, status, reason, title, message);
 }
 
 static bool url_equal(const char *a, const char *b)
@@ -614,15 +622,16 @@ static int link_tenant(struct pending *p, yajl_val claims)
 
     if (idp_tenant == NULL) {
         log_link(p, "tenant", "no_idp_tenant", NULL);
-        return refuse(p, 403, "no_idp_tenant", "No IT Complete tenant",
-                      "Your IT Complete account does not belong to a tenant, so there is nothing "
-                      "to link. Sign in with your tenant's master account.");
+        return refusal_page(
+            p, 403, "no_idp_tenant", "No IT Complete tenant",
+            "Your IT Complete account does not belong to a tenant, so there is nothing "
+            "to link. Sign in with your tenant's master account.");
     }
     if (sg_jwt_claim_bool(claims, cfg->idp->claims.master, &master) != 0 || !master) {
         log_link(p, "tenant", "not_master", idp_tenant);
-        return refuse(p, 403, "not_master", "A master account is required",
-                      "Only an IT Complete master account can turn on IT Complete for this "
-                      "tenant. Sign in with your tenant's master account and try again.");
+        return refusal_page(p, 403, "not_master", "A master account is required",
+                            "Only an IT Complete master account can turn on IT Complete for this "
+                            "tenant. Sign in with your tenant's master account and try again.");
     }
     if (!module_url_matches(cfg, claims)) {
         log_link(p, "tenant", "module_url_mismatch", idp_tenant);
@@ -631,17 +640,19 @@ static int link_tenant(struct pending *p, yajl_val claims)
             "Complete, set Admin Settings > Module URLs > BMS (and Profile Settings > Module "
             "URLs) to %s, then turn IT Complete on again.",
             cfg->region.module_url);
-        int status = refuse(p, 403, "module_url_mismatch", "Module URL does not match", message);
+        int status =
+            refusal_page(p, 403, "module_url_mismatch", "Module URL does not match", message);
         free(message);
         return status;
     }
     int err = sg_links_tenant_put(p->logins->rt->store, p->state->psa_tenant, idp_tenant);
     if (err == SG_EEXIST) {
         log_link(p, "tenant", "already_mapped", idp_tenant);
-        return refuse(p, 409, "tenant_already_mapped", "Already mapped to another tenant",
-                      "This IT Complete tenant is already mapped to another PSA tenant. You can "
-                      "only connect one PSA tenant to one IT Complete tenant at a time: turn it "
-                      "off in the other PSA tenant first.");
+        return refusal_page(
+            p, 409, "tenant_already_mapped", "Already mapped to another tenant",
+            "This IT Complete tenant is already mapped to another PSA tenant. You can "
+            "only connect one PSA tenant to one IT Complete tenant at a time: turn it "
+            "off in the other PSA tenant first.");
     }
     if (err != 0)
         return store_failure(p, err);
@@ -662,9 +673,9 @@ static int link_user(struct pending *p, yajl_val claims, const char *id_token)
     int err = sg_links_tenant_get_by_psa(store, p->state->psa_tenant, &linked);
     if (err == SG_ENOENT) {
         log_link(p, "user", "tenant_not_linked", idp_tenant);
-        return refuse(p, 409, "tenant_not_linked", "IT Complete is off for your company",
-                      "An administrator must turn on IT Complete for your company before you "
-                      "can enable it for your login.");
+        return refusal_page(p, 409, "tenant_not_linked", "IT Complete is off for your company",
+                            "An administrator must turn on IT Complete for your company before you "
+                            "can enable it for your login.");
     }
     if (err != 0)
         return store_failure(p, err);
@@ -672,17 +683,18 @@ static int link_user(struct pending *p, yajl_val claims, const char *id_token)
     free(linked);
     if (!same) {
         log_link(p, "user", "wrong_idp_tenant", idp_tenant);
-        return refuse(p, 403, "wrong_idp_tenant", "Another IT Complete tenant",
-                      "The IT Complete account you signed in with belongs to another tenant "
-                      "than your company's. Sign in with your own company account.");
+        return refusal_page(p, 403, "wrong_idp_tenant", "Another IT Complete tenant",
+                            "The IT Complete account you signed in with belongs to another tenant "
+                            "than your company's. Sign in with your own company account.");
     }
     err = sg_links_user_put(store, p->state->psa_tenant, p->state->psa_user, idp_tenant, sub);
     if (err == SG_EEXIST) {
         log_link(p, "user", "already_linked", idp_tenant);
-        return refuse(p, 409, "user_already_linked", "Account already linked",
-                      "This IT Complete account is already linked to another PSA user (or your "
-                      "PSA user to another IT Complete account). An IT Complete account can be "
-                      "linked to one PSA user only; disable the other link first.");
+        return refusal_page(
+            p, 409, "user_already_linked", "Account already linked",
+            "This IT Complete account is already linked to another PSA user (or your "
+            "PSA user to another IT Complete account). An IT Complete account can be "
+            "linked to one PSA user only; disable the other link first.");
     }
     if (err != 0)
         return store_failure(p, err);

@@ -205,6 +205,8 @@ end:
         event_base_loop(rt.base, EVLOOP_NONBLOCK);
         event_base_free(rt.base);
     }
+    if (rt.store != NULL && sg_store_sync(rt.store) != 0)
+        sg_log(SG_LOG_ERROR, "shutdown", "the store could not be flushed to disk");
     sg_store_close(rt.store);
     sg_identity_cache_clear();
     free(rt.config_path);

@@ -20,8 +20,9 @@
  * or kernel crash can lose the commits since the last flush, and LMDB stays
  * consistent (it then shows an older snapshot). Link changes are rare and the
  * user is told they succeeded, so they commit with durable = true, which
- * fsyncs before returning. sg_store_sync flushes everything: call it from a
- * periodic timer (a few seconds) and at shutdown.
+ * fsyncs before returning. sg_store_sync flushes everything: the gateway calls
+ * it once the event loop has stopped; in between, the kernel writes dirty
+ * pages back on its own (within about 30 s).
  *
  * Processes. Several worker processes may share one data directory; each
  * opens its own store after fork (an environment must never be used in a
@@ -106,8 +107,8 @@ int sg_store_open_with(const char *data_dir, const struct sg_store_options *opts
 void sg_store_close(struct sg_store *store);
 
 /*
- * Flushes every commit to disk (fsync). Blocks for the duration of the
- * fsync: call it from a timer, not per request. Returns 0 or SG_EIO.
+ * Flushes every commit to disk (msync/fsync). Blocks for the duration of the
+ * flush: never call it on the event loop's request path. Returns 0 or SG_EIO.
  */
 int sg_store_sync(struct sg_store *store);
 

@@ -123,7 +123,7 @@ linkTest('B9: client-portal users can neither link nor log in with IT Complete',
   // The gateway asks the PSA's whoami, with the assertion the session would carry, what kind of user
   // this is: that one call is how B9 is decided. No other page may see the user through IT Complete.
   const decisions = (await env.psaLog()).filter((d) => d.method === 'assertion' && d.path !== '/api/whoami');
-  assert.ok(moved.client_portal === 1 || JSON.stringify(moved).includes('client_portal'),
+  assert.equal(moved['ssogate_logins_total{result="client_portal"}'], 1,
     `the refusal is counted as client_portal (moved ${JSON.stringify(moved)})`);
   assert.equal(
     status.session,

@@ -15,8 +15,52 @@ struct evkeyvalq;
 /* True for the fixed hop-by-hop header names (case-insensitive). */
 bool sg_headers_is_hop_by_hop(const char *name);
 
-/* True for a header in the gateway's identity namespace: X-SSO-* (case-insensitive). */
+/*
+ * True for a header in the gateway's identity namespace: X-SSO-*, compared
+ * case-insensitively with '_' and '-' taken as equal (CGI, WSGI, PHP and IIS
+ * fold them together, so "X_SSO_User" would read as X-SSO-User upstream).
+ */
 bool sg_headers_is_identity(const char *name);
+
+/* True when a and b are the same header name for any upstream: ASCII case
+ * folded, '_' taken as '-'. */
+bool sg_headers_name_eq(const char *a, const char *b);
+
+/* True when name is an RFC 9110 token (tchar only, at least one byte). */
+bool sg_headers_is_token(const char *name);
+
+/* Why a request's header section is refused (RFC 9110, RFC 9112). */
+enum sg_headers_status {
+    SG_HEADERS_OK = 0,
+    SG_HEADERS_BAD_NAME,                /* not a token: space before ':', CTL, separator, empty */
+    SG_HEADERS_BAD_VALUE,               /* CR, LF, NUL, DEL or a CTL other than HTAB */
+    SG_HEADERS_BAD_CONTENT_LENGTH,      /* not 1*DIGIT, too large, or more than one line */
+    SG_HEADERS_TRANSFER_ENCODING,       /* anything but exactly "chunked" (answered 501) */
+    SG_HEADERS_LENGTH_AND_CHUNKED,      /* Content-Length and Transfer-Encoding together */
+    SG_HEADERS_CHUNKED_HTTP10,          /* Transfer-Encoding in an HTTP/1.0 request */
+    SG_HEADERS_NO_HOST,                 /* HTTP/1.1 without Host */
+    SG_HEADERS_SEVERAL_HOSTS,           /* more than one Host line */
+    SG_HEADERS_BAD_HOST,                /* Host is not uri-host [":" port] */
+    SG_HEADERS_PROTECTED_IN_CONNECTION, /* Connection names Host, Content-Length, ... */
+    SG_HEADERS__COUNT
+};
+
+/*
+ * Checks a request's header section as received (in is borrowed): every
+ * name a token, every value free of control bytes, at most one well-formed
+ * Content-Length, Transfer-Encoding exactly "chunked" and never with
+ * Content-Length or in HTTP/1.0, exactly one valid Host in HTTP/1.1 (at most
+ * one in 1.0), and no Connection option naming a header the gateway
+ * depends on (Host, Content-Length, Transfer-Encoding, Cookie, X-Forwarded-*,
+ * X-Request-Id, the identity namespace).
+ */
+enum sg_headers_status sg_headers_validate(const struct evkeyvalq *in, bool http11);
+
+/* The HTTP status that answers a refusal: 501 for an unknown transfer coding, else 400. */
+int sg_headers_status_http(enum sg_headers_status status);
+
+/* The reason of a status as a short snake_case word ("bad_name"). */
+const char *sg_headers_status_name(enum sg_headers_status status);
 
 /* True when name is listed in the Connection header value connection (may be NULL). */
 bool sg_headers_listed_in_connection(const char *connection, const char *name);

@@ -453,3 +453,173 @@ function takeResponse(buf, noBody) {
 }
 
 module.exports = { startRecorder, parseHead, headerValues, takeChunked, RawConn, takeResponse };
+
+// ---------------------------------------------------------------------------------------------------
+// What an upstream makes of a path, and the corpus runner shared by the strict_* suites.
+
+const UNRESERVED = /[A-Za-z0-9\-._~]/;
+
+// RFC 3986 section 5.2.4, remove_dot_segments, as written (empty segments are segments).
+function removeDotSegments(input) {
+  let rest = input;
+  let out = '';
+  while (rest.length > 0) {
+    if (rest.startsWith('../')) {
+      rest = rest.slice(3);
+    } else if (rest.startsWith('./')) {
+      rest = rest.slice(2);
+    } else if (rest.startsWith('/./')) {
+      rest = rest.slice(2);
+    } else if (rest === '/.') {
+      rest = '/';
+    } else if (rest.startsWith('/../')) {
+      rest = rest.slice(3);
+      out = out.slice(0, Math.max(0, out.lastIndexOf('/')));
+    } else if (rest === '/..') {
+      rest = '/';
+      out = out.slice(0, Math.max(0, out.lastIndexOf('/')));
+    } else if (rest === '.' || rest === '..') {
+      rest = '';
+    } else {
+      const next = rest.indexOf('/', rest.startsWith('/') ? 1 : 0);
+      const segment = next < 0 ? rest : rest.slice(0, next);
+      out += segment;
+      rest = next < 0 ? '' : rest.slice(next);
+    }
+  }
+  return out;
+}
+
+// The paths ordinary upstreams resolve from a request-line target (the query cut off): escapes of
+// unreserved characters decoded (RFC 3986 6.2.2.2), `;` parameters cut from every segment (Tomcat,
+// Spring, Jetty), and then either repeated slashes merged before the dot segments are removed, or the
+// dot segments removed first (RFC 3986 5.2.4 as written) and the slashes merged after. `..` above the
+// root is dropped, as browsers and most servers do. decodeSlash: %2F read as `/` too (an upstream that
+// decodes it); caseInsensitive: folded to lower case (IIS). Returns both readings.
+function upstreamViews(target, { decodeSlash = false, caseInsensitive = false } = {}) {
+  let path = target.split('?')[0].split('#')[0];
+  path = path.replace(/%([0-9A-Fa-f]{2})/g, (all, hex) => {
+    const ch = String.fromCharCode(Number.parseInt(hex, 16));
+    if (UNRESERVED.test(ch) || (decodeSlash && ch === '/')) {
+      return ch;
+    }
+    return `%${hex.toUpperCase()}`;
+  });
+  path = path.split('/').map((s) => s.split(';')[0]).join('/');
+  const merge = (p) => p.replace(/\/{2,}/g, '/');
+  const views = [removeDotSegments(merge(path)), merge(removeDotSegments(path))].map((p) => {
+    const rooted = p.startsWith('/') ? p : `/${p}`;
+    return caseInsensitive ? rooted.toLowerCase() : rooted;
+  });
+  return views;
+}
+
+// The first reading of upstreamViews (slashes merged first).
+function upstreamView(target, options) {
+  return upstreamViews(target, options)[0];
+}
+
+// True when path (a resolved path) lies under prefix on a segment boundary.
+function under(path, prefix) {
+  return path === prefix || path.startsWith(`${prefix}/`);
+}
+
+// The value of ssogate_bad_requests_total{reason} (0 when absent).
+async function badRequests(gw, reason) {
+  const { request, parseMetrics, metricValue } = require('./harness');
+  const res = await request(gw, { path: '/_sso/metrics' });
+  if (res.status !== 200) {
+    throw new Error(`GET /_sso/metrics: ${res.status}`);
+  }
+  return metricValue(parseMetrics(res.body.toString()), 'ssogate_bad_requests_total', { reason }) || 0;
+}
+
+const show = (data) => JSON.stringify(Buffer.isBuffer(data) ? data.toString('latin1') : data).slice(0, 400);
+
+// Runs one raw-socket case against ctx = {gw, rec, authority (what the upstream's Host must be),
+// protectedPrefix (default /app), view (options of upstreamView)}. A case:
+//   {name, send: bytes, status: N or [N...], reason: the bad_requests reason (checked on the metric),
+//    up: the target the upstream must receive (status 200), method (default GET),
+//    safe: true (an ambiguous vector: 302, 400, or 200 with a target resolving outside the prefix),
+//    keepAlive: false (the answer may close the connection), check(entry, res): more assertions}
+// Asserts what the client got, what the upstream got, and, after a refusal, that the connection closed;
+// after an accepted request, that the same connection still serves a request.
+async function runCase(ctx, c) {
+  const assert = require('node:assert/strict');
+  const label = `${c.name}: ${show(c.send)}`;
+  const mark = ctx.rec.mark();
+  const before = c.reason ? await badRequests(ctx.gw, c.reason) : 0;
+  const conn = await RawConn.open(ctx.gw.port);
+  try {
+    conn.write(c.send);
+    const res = await conn.read(5000, { noBody: c.method === 'HEAD' });
+    assert.ok(res, `${label}: no complete answer (closed: ${conn.closed}, got ${show(conn.buf)})`);
+    const allowed = c.safe ? [200, 302, 400] : [].concat(c.status);
+    assert.ok(allowed.includes(res.status),
+      `${label}: status ${res.status}, expected ${allowed.join(' or ')}\n${res.head}\n${res.body.toString('latin1').slice(0, 300)}`);
+    // Give a wrongly forwarded request time to show up at the upstream before looking.
+    const got = () => ctx.rec.since(mark);
+    if (res.status === 200) {
+      await ctx.rec.waitCount(mark + 1, 3000).catch(() => {});
+    } else {
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const lines = got().map((e) => e.requestLine || e.error);
+    if (res.status !== 200) {
+      assert.deepEqual(lines, [], `${label}: answered ${res.status}, yet the upstream received ${show(lines)}`);
+      if (res.status === 302) {
+        assert.match(res.header('location') || '', /^\/_sso\/login\?return_to=/, `${label}: a redirect to the login`);
+      }
+      if (res.status === 400 || res.status === 501) {
+        assert.ok(await conn.waitClosed(1000), `${label}: the connection stays open after a ${res.status} refusal`);
+        if (c.reason) {
+          const after = await badRequests(ctx.gw, c.reason);
+          assert.equal(after - before, 1, `${label}: ssogate_bad_requests_total{reason="${c.reason}"} went from ${before} to ${after}`);
+        }
+      }
+    } else {
+      assert.equal(lines.length, 1, `${label}: the upstream received ${show(lines)}, expected one request`);
+      const entry = got()[0];
+      assert.ok(!entry.error, `${label}: the upstream could not parse what it got: ${entry.error}`);
+      const method = c.method || 'GET';
+      if (c.up !== undefined) {
+        assert.equal(entry.requestLine, `${method} ${c.up} HTTP/1.1`, `${label}: the request line upstream`);
+      }
+      if (c.safe) {
+        for (const view of upstreamViews(entry.target, ctx.view)) {
+          assert.ok(!under(view, ctx.protectedPrefix || '/app'),
+            `${label}: forwarded as ${entry.requestLine}, which an upstream resolves to ${view}`);
+        }
+      }
+      const hosts = entry.headers.filter(([n]) => n.toLowerCase() === 'host').map(([, v]) => v);
+      assert.deepEqual(hosts, [ctx.authority], `${label}: Host upstream`);
+      const xfh = entry.headers.filter(([n]) => n.toLowerCase() === 'x-forwarded-host').map(([, v]) => v);
+      assert.deepEqual(xfh, [ctx.authority], `${label}: X-Forwarded-Host upstream`);
+      const forged = entry.headers.filter(([n]) => /^x[-_]sso[-_]/i.test(n));
+      assert.deepEqual(forged, [], `${label}: no identity header upstream without a session`);
+      const echo = JSON.parse(res.body.toString());
+      assert.equal(echo.seq, entry.seq, `${label}: the client got the upstream's answer to this request`);
+      if (c.check) {
+        await c.check(entry, res);
+      }
+    }
+    if (res.status !== 400 && res.status !== 501 && c.keepAlive !== false) {
+      const followMark = ctx.rec.mark();
+      conn.write('GET /public/follow-up HTTP/1.1\r\nHost: client.example.test\r\n\r\n');
+      const next = await conn.read(5000);
+      assert.ok(next && next.status === 200, `${label}: the connection serves another request (got ${next ? next.status : 'nothing'})`);
+      assert.deepEqual(ctx.rec.since(followMark).map((e) => e.requestLine), ['GET /public/follow-up HTTP/1.1'],
+        `${label}: the follow-up request upstream`);
+    }
+  } finally {
+    conn.destroy();
+  }
+}
+
+module.exports.upstreamView = upstreamView;
+module.exports.upstreamViews = upstreamViews;
+module.exports.removeDotSegments = removeDotSegments;
+module.exports.under = under;
+module.exports.badRequests = badRequests;
+module.exports.runCase = runCase;
+module.exports.show = show;

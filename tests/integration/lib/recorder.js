@@ -534,6 +534,9 @@ async function badRequests(gw, reason) {
   return metricValue(parseMetrics(res.body.toString()), 'ssogate_bad_requests_total', { reason }) || 0;
 }
 
+// Answers after which the request's framing cannot be trusted: the connection must close.
+const REFUSALS = [400, 413, 431, 501];
+
 const show = (data) => JSON.stringify(Buffer.isBuffer(data) ? data.toString('latin1') : data).slice(0, 400);
 
 // Runs one raw-socket case against ctx = {gw, rec, authority (what the upstream's Host must be),
@@ -570,7 +573,7 @@ async function runCase(ctx, c) {
       if (res.status === 302) {
         assert.match(res.header('location') || '', /^\/_sso\/login\?return_to=/, `${label}: a redirect to the login`);
       }
-      if (res.status === 400 || res.status === 501) {
+      if (REFUSALS.includes(res.status)) {
         assert.ok(await conn.waitClosed(1000), `${label}: the connection stays open after a ${res.status} refusal`);
         if (c.reason) {
           const after = await badRequests(ctx.gw, c.reason);
@@ -603,7 +606,7 @@ async function runCase(ctx, c) {
         await c.check(entry, res);
       }
     }
-    if (res.status !== 400 && res.status !== 501 && c.keepAlive !== false) {
+    if (!REFUSALS.includes(res.status) && c.keepAlive !== false) {
       const followMark = ctx.rec.mark();
       conn.write('GET /public/follow-up HTTP/1.1\r\nHost: client.example.test\r\n\r\n');
       const next = await conn.read(5000);

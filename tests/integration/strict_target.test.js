@@ -169,6 +169,9 @@ const STRICT = [
   ['/public/%252e%252e/app/x', 400, 'double_encoding'],
   ['/public/%252F', 400, 'double_encoding'],
   ['/public/%2525', 400, 'double_encoding'],
+  // %25 followed by escapes of hex digits: decoding those would forward %252e, a double encoding.
+  ['/public/%25%32%65', 400, null],
+  ['/public/%25%36%31pp', 400, null],
   ['/public/%25', 200, '/public/%25'],
   ['/public/%25zz', 200, '/public/%25zz'],
   // UTF-8.

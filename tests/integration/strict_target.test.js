@@ -357,6 +357,25 @@ envTest('request targets: slash and dot mixes never reach /app', async (env) => 
   assert.deepEqual(failures, [], failures.join('\n'));
 });
 
+// With %2F kept, an escaped slash next to a dot segment: the match path (/app//..) reads as / when the
+// slashes merge first and as /app/ when the dots go first (RFC 3986 as written, Apache's
+// ap_getparents). Either refused or sent to the login; forwarded only as a path no upstream reads under /app.
+const LOOSE_AMBIGUOUS = ['/app%2F%2f%2e%2e', '/app%2F%2F..', '/app%2F%2F../x', '/APP%2F%2F%2E%2E/'];
+
+envTest('request targets: kept %2F next to dot segments never reach /app', async (env) => {
+  assert.ok(env.loose, `the gateway with escaped_slashes keep started: ${env.looseError && env.looseError.message}`);
+  const ctx = { gw: env.loose, rec: env.rec, authority: AUTHORITY, view: { decodeSlash: true, caseInsensitive: true } };
+  const failures = [];
+  for (const target of LOOSE_AMBIGUOUS) {
+    try {
+      await runCase(ctx, { name: `loose mix ${target}`, send: get(target), safe: true });
+    } catch (err) {
+      failures.push(err.message.split('\n')[0]);
+    }
+  }
+  assert.deepEqual(failures, [], failures.join('\n'));
+});
+
 envTest('absolute-form targets: only the public URL\'s own authority, reduced to origin-form', async (env) => {
   const ctx = { gw: env.strict, rec: env.rec, authority: AUTHORITY };
   const own = `http://${AUTHORITY}`;
@@ -386,7 +405,9 @@ envTest('absolute-form targets: only the public URL\'s own authority, reduced to
   const failures = [];
   for (const row of rows) {
     try {
-      await runCase(ctx, toCase(row, 'absolute'));
+      // libevent reads an absolute-form request as a proxy request and closes the connection after
+      // it; keep-alive after one is not part of the documented behaviour, so it is not asserted.
+      await runCase(ctx, { ...toCase(row, 'absolute'), keepAlive: false });
     } catch (err) {
       failures.push(err.message.split('\n')[0]);
     }

@@ -492,10 +492,11 @@ function removeDotSegments(input) {
 
 // The paths ordinary upstreams resolve from a request-line target (the query cut off): escapes of
 // unreserved characters decoded (RFC 3986 6.2.2.2), `;` parameters cut from every segment (Tomcat,
-// Spring, Jetty), and then either repeated slashes merged before the dot segments are removed, or the
-// dot segments removed first (RFC 3986 5.2.4 as written) and the slashes merged after. `..` above the
+// Spring, Jetty) before or after the dot segments are resolved, and repeated slashes merged before the
+// dot segments are removed, or the dot segments removed first (RFC 3986 5.2.4 as written) and the
+// slashes merged after. `..` above the
 // root is dropped, as browsers and most servers do. decodeSlash: %2F read as `/` too (an upstream that
-// decodes it); caseInsensitive: folded to lower case (IIS). Returns both readings.
+// decodes it); caseInsensitive: folded to lower case (IIS). Returns the four readings.
 function upstreamViews(target, { decodeSlash = false, caseInsensitive = false } = {}) {
   let path = target.split('?')[0].split('#')[0];
   path = path.replace(/%([0-9A-Fa-f]{2})/g, (all, hex) => {
@@ -505,9 +506,15 @@ function upstreamViews(target, { decodeSlash = false, caseInsensitive = false } 
     }
     return `%${hex.toUpperCase()}`;
   });
-  path = path.split('/').map((s) => s.split(';')[0]).join('/');
+  const cut = (p) => p.split('/').map((s) => s.split(';')[0]).join('/');
   const merge = (p) => p.replace(/\/{2,}/g, '/');
-  const views = [removeDotSegments(merge(path)), merge(removeDotSegments(path))].map((p) => {
+  const views = [
+    removeDotSegments(merge(cut(path))),
+    merge(removeDotSegments(cut(path))),
+    // and servers that cut the parameters only after resolving the dot segments
+    cut(removeDotSegments(merge(path))),
+    merge(cut(removeDotSegments(path))),
+  ].map((p) => {
     const rooted = p.startsWith('/') ? p : `/${p}`;
     return caseInsensitive ? rooted.toLowerCase() : rooted;
   });

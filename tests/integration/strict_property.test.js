@@ -16,7 +16,8 @@ const { sharedEnv, closedPort } = require('./lib/harness');
 const { startRecorder, RawConn, upstreamViews, under, show } = require('./lib/recorder');
 
 const AUTHORITY = 'gw.example.test:8443';
-const SEED = Number(process.env.SSOGATE_PROPERTY_SEED || (Date.now() % 2147483647));
+// A fixed default seed keeps CI deterministic; set SSOGATE_PROPERTY_SEED (e.g. to a time) to explore further.
+const SEED = Number(process.env.SSOGATE_PROPERTY_SEED || 12345);
 const STRICT_COUNT = 2000;
 const LOOSE_COUNT = 1000;
 const TIME_BUDGET_MS = 40000;

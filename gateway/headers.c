@@ -4,6 +4,7 @@
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <ctype.h>
 #include <stdint.h>
 #include <string.h>
 #include <strings.h>
@@ -32,8 +33,7 @@ static const char *const gateway_owned[] = {
 /* Named in Connection, these would let a client remove what the gateway
  * relies on, or what the upstream needs to frame and place the request. */
 static const char *const connection_protected[] = {
-    "Host",         "Content-Length",   "Transfer-Encoding", "Cookie",
-    "X-Request-Id", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For",
+    "Host", "Content-Length", "Transfer-Encoding", "Cookie", "X-Request-Id",
 };
 
 static unsigned char fold(unsigned char c)
@@ -254,7 +254,14 @@ static bool host_ok(const char *value)
         while (*p != '\0' && *p != ':') {
             unsigned char c = (unsigned char)*p;
             bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-            if (!alnum && strchr("-._~!$&'()*+,;=%", c) == NULL)
+            if (c == '%') {
+                /* pct-encoded: exactly two hex digits */
+                if (!isxdigit((unsigned char)p[1]) || !isxdigit((unsigned char)p[2]))
+                    return false;
+                p += 3;
+                continue;
+            }
+            if (!alnum && strchr("-._~!$&'()*+,;=", c) == NULL)
                 return false;
             p++;
         }
@@ -275,6 +282,24 @@ static bool host_ok(const char *value)
 }
 
 /* True when a Connection value names a header the gateway depends on. */
+/* True when the Connection option [start, start + len) names a header the
+ * gateway depends on: one of connection_protected, any X-Forwarded-*, or the
+ * identity namespace, whatever its length. */
+static bool option_protected(const char *start, size_t len)
+{
+    static const char forwarded[] = "X-Forwarded-";
+    if (len >= 6 && name_prefix_eq(start, "X-SSO-", 6))
+        return true;
+    if (len >= sizeof(forwarded) - 1 && name_prefix_eq(start, forwarded, sizeof(forwarded) - 1))
+        return true;
+    for (size_t i = 0; i < sizeof(connection_protected) / sizeof(connection_protected[0]); i++) {
+        if (strlen(connection_protected[i]) == len &&
+            name_prefix_eq(start, connection_protected[i], len))
+            return true;
+    }
+    return false;
+}
+
 static bool connection_names_protected(const char *value)
 {
     const char *p = value;
@@ -284,17 +309,7 @@ static bool connection_names_protected(const char *value)
         const char *start = p;
         while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
             p++;
-        size_t len = (size_t)(p - start);
-        if (len == 0)
-            continue;
-        char option[64];
-        if (len >= sizeof(option))
-            continue; /* longer than any protected name */
-        memcpy(option, start, len);
-        option[len] = '\0';
-        if (sg_headers_is_identity(option) ||
-            in_list(option, connection_protected,
-                    sizeof(connection_protected) / sizeof(connection_protected[0])))
+        if (p > start && option_protected(start, (size_t)(p - start)))
             return true;
     }
     return false;

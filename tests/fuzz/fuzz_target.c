@@ -1,0 +1,401 @@
+/*
+ * Fuzzes the request-target normaliser. The first byte chooses the options
+ * (bit 0 keep_encoded_slash, bit 1 case_insensitive, bit 2 asterisk_allowed,
+ * bit 3 https, bits 4-5 the host, bits 6-7 the port), the rest is the target.
+ *
+ * Properties of an OK result: the path begins with '/' (or is "*"), has no
+ * "//", no dot segment, no dot segment with parameters, only pchar bytes,
+ * escapes with upper-case hex that decode to neither an unreserved character,
+ * NUL, '\', a kept-only '/', nor a second escape, and decodes to UTF-8; the
+ * match path is the path with %2F decoded, ';' parameters cut and dot segments
+ * removed (lower case when case-insensitive), so it holds no ';'; the query is
+ * the input's, byte for byte, and holds only query bytes; normalising
+ * path[?query] again gives the same result. A refusal zeroes *out. The options
+ * only ever do what they say: case_insensitive changes the match path's case
+ * and may add refusals, keep_encoded_slash only matters with %2F, and
+ * asterisk_allowed only for "*".
+ */
+#include "../../gateway/target.c"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const hosts[] = {"gw.example", "::1", "127.0.0.1", "GW.Example"};
+static const uint16_t ports[] = {80, 443, 8080, 8443};
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "fuzz_target: %s:%d: %s\n", __FILE__, __LINE__, #cond);                \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static bool same(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static bool is_upper_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+static bool is_hex(char c)
+{
+    return is_upper_hex(c) || (c >= 'a' && c <= 'f');
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return c - 'A' + 10;
+}
+
+static bool is_unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static bool is_sub_delim(unsigned char c)
+{
+    return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
+}
+
+/* RFC 3986 query bytes plus what WHATWG lets browsers send unencoded. */
+static bool is_query_byte(unsigned char c)
+{
+    return is_unreserved(c) || is_sub_delim(c) || (c != '\0' && strchr(":@/?%[]{}|\\^`", c));
+}
+
+/* True when the n bytes of s are well-formed UTF-8 (no overlong form, no
+ * surrogate, nothing above U+10FFFF). */
+static bool is_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned char c = s[i];
+        size_t more;
+        uint32_t cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if (c >= 0xc2 && c <= 0xdf) {
+            more = 1;
+            cp = c & 0x1f;
+        } else if (c >= 0xe0 && c <= 0xef) {
+            more = 2;
+            cp = c & 0x0f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            more = 3;
+            cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i <= more)
+            return false;
+        for (size_t k = 1; k <= more; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + k] & 0x3f);
+        }
+        if ((more == 2 && cp < 0x800) || (more == 3 && cp < 0x10000) || cp > 0x10ffff ||
+            (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += more + 1;
+    }
+    return true;
+}
+
+/* Checks the shape of a normalised path: begins with '/', no empty segment
+ * but the last, no "." or ".." segment. */
+static void check_segments(const char *path)
+{
+    CHECK(path[0] == '/');
+    CHECK(strstr(path, "//") == NULL);
+    const char *seg = path + 1;
+    for (;;) {
+        size_t n = strcspn(seg, "/");
+        CHECK(!(n == 1 && seg[0] == '.'));
+        CHECK(!(n == 2 && seg[0] == '.' && seg[1] == '.'));
+        if (seg[n] == '\0')
+            break;
+        seg += n + 1;
+    }
+}
+
+/* Checks the forwarded path's bytes and escapes. */
+static void check_path_bytes(const char *path, const struct sg_target_options *opts)
+{
+    size_t n = strlen(path);
+    unsigned char *decoded = malloc(n + 1);
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c == '%') {
+            CHECK(i + 2 < n && is_upper_hex(path[i + 1]) && is_upper_hex(path[i + 2]));
+            unsigned char v = (unsigned char)(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
+            CHECK(!is_unreserved(v));
+            CHECK(v != 0 && v != '\\');
+            CHECK(v != '/' || opts->keep_encoded_slash);
+            if (v == '%')
+                CHECK(!(i + 4 < n && is_hex(path[i + 3]) && is_hex(path[i + 4])));
+            decoded[d++] = v;
+            i += 2;
+        } else {
+            CHECK(is_unreserved(c) || is_sub_delim(c) || c == ':' || c == '@' || c == '/');
+            decoded[d++] = c;
+        }
+    }
+    CHECK(is_utf8(decoded, d));
+    free(decoded);
+
+    /* No dot segment with parameters, and with case-insensitive paths no
+     * segment ending in '.' or a space. */
+    const char *seg = path + 1;
+    for (;;) {
+        size_t len = strcspn(seg, "/");
+        CHECK(strncmp(seg, ".;", 2) != 0 && strncmp(seg, "..;", 3) != 0);
+        if (opts->case_insensitive && len > 0) {
+            CHECK(seg[len - 1] != '.');
+            CHECK(!(len >= 3 && strncmp(seg + len - 3, "%20", 3) == 0));
+        }
+        if (seg[len] == '\0')
+            break;
+        seg += len + 1;
+    }
+}
+
+/*
+ * The match path as documented, computed from the forwarded path: %2F decoded
+ * to '/', every segment cut at its first ';', empty, "." and ".." segments
+ * resolved, a trailing slash kept. Returns NULL when ".." goes above the root.
+ */
+static char *expected_match(const char *path, bool case_insensitive)
+{
+    size_t n = strlen(path);
+    char *decoded = malloc(n + 1);
+    size_t d = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (strncmp(path + i, "%2F", 3) == 0) {
+            decoded[d++] = '/';
+            i += 2;
+        } else {
+            decoded[d++] = path[i];
+        }
+    }
+    decoded[d] = '\0';
+
+    char *out = malloc(d + 2);
+    size_t o = 0;
+    size_t *starts = malloc((d + 1) * sizeof(*starts));
+    size_t depth = 0;
+    bool trailing = false;
+    const char *seg = decoded + 1;
+    for (;;) {
+        size_t len = strcspn(seg, "/");
+        size_t cut = strcspn(seg, ";/");
+        bool last = seg[len] == '\0';
+        trailing = false;
+        if (cut == 0 || (cut == 1 && seg[0] == '.')) {
+            trailing = true;
+        } else if (cut == 2 && seg[0] == '.' && seg[1] == '.') {
+            if (depth == 0) {
+                free(decoded);
+                free(out);
+                free(starts);
+                return NULL;
+            }
+            o = starts[--depth];
+            trailing = true;
+        } else {
+            starts[depth++] = o;
+            out[o++] = '/';
+            memcpy(out + o, seg, cut);
+            o += cut;
+        }
+        if (last)
+            break;
+        seg += len + 1;
+    }
+    if (trailing || o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    if (case_insensitive) {
+        for (char *p = out; *p; p++) {
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        }
+    }
+    free(decoded);
+    free(starts);
+    return out;
+}
+
+static void check_match(const struct sg_target *t, const struct sg_target_options *opts)
+{
+    const char *match = t->match;
+    check_segments(match);
+    CHECK(strchr(match, ';') == NULL);
+    CHECK(strstr(match, "%2F") == NULL && strstr(match, "%2f") == NULL);
+    for (const char *p = match; *p; p++) {
+        if (*p == '%') {
+            CHECK(is_hex(p[1]) && is_hex(p[2]));
+            if (!opts->case_insensitive)
+                CHECK(is_upper_hex(p[1]) && is_upper_hex(p[2]));
+            p += 2;
+        } else if (opts->case_insensitive) {
+            CHECK(!(*p >= 'A' && *p <= 'Z'));
+        }
+    }
+    char *expected = expected_match(t->path, opts->case_insensitive);
+    CHECK(expected != NULL);
+    if (opts->case_insensitive)
+        CHECK(strcasecmp(expected, match) == 0);
+    else
+        CHECK(strcmp(expected, match) == 0);
+    free(expected);
+    CHECK(sg_target_under(match, match, opts->case_insensitive));
+    CHECK(sg_target_under(match, "/", opts->case_insensitive));
+}
+
+/* Normalises from an exact-size copy, so a read past len is caught. */
+static enum sg_target_status normalize(const char *raw, size_t len,
+                                       const struct sg_target_options *opts, struct sg_target *out)
+{
+    char *copy = malloc(len ? len : 1);
+    memcpy(copy, raw, len);
+    enum sg_target_status status = sg_target_normalize(copy, len, opts, out);
+    free(copy);
+    CHECK(status >= SG_TARGET_OK && status < SG_TARGET__COUNT);
+    CHECK(sg_target_status_name(status) != NULL);
+    if (status != SG_TARGET_OK)
+        CHECK(out->path == NULL && out->match == NULL && out->query == NULL && !out->asterisk &&
+              !out->absolute);
+    else
+        CHECK(out->path != NULL && out->match != NULL);
+    return status;
+}
+
+static bool same_result(const struct sg_target *a, const struct sg_target *b)
+{
+    return same(a->path, b->path) && same(a->match, b->match) && same(a->query, b->query) &&
+           a->asterisk == b->asterisk;
+}
+
+static void check_ok(const char *raw, size_t len, const struct sg_target_options *opts,
+                     const struct sg_target *t)
+{
+    if (t->asterisk) {
+        CHECK(opts->asterisk_allowed && len == 1 && raw[0] == '*');
+        CHECK(strcmp(t->path, "*") == 0 && t->query == NULL && !t->absolute);
+    } else {
+        CHECK(t->absolute == (len > 0 && raw[0] != '/'));
+        check_segments(t->path);
+        check_path_bytes(t->path, opts);
+        check_match(t, opts);
+    }
+
+    /* The query, byte for byte. */
+    const char *mark = memchr(raw, '?', len);
+    if (mark == NULL) {
+        CHECK(t->query == NULL);
+    } else {
+        size_t query_len = len - (size_t)(mark + 1 - raw);
+        CHECK(t->query != NULL && strlen(t->query) == query_len &&
+              memcmp(t->query, mark + 1, query_len) == 0);
+        for (size_t i = 0; i < query_len; i++) {
+            CHECK(is_query_byte((unsigned char)t->query[i]));
+            if (t->query[i] == '%')
+                CHECK(i + 2 < query_len && is_hex(t->query[i + 1]) && is_hex(t->query[i + 2]));
+        }
+    }
+    CHECK(strlen(t->path) + (t->query ? strlen(t->query) + 1 : 0) <= len);
+
+    /* Idempotence. */
+    size_t again_len = strlen(t->path) + (t->query ? 1 + strlen(t->query) : 0);
+    char *again = malloc(again_len + 1);
+    snprintf(again, again_len + 1, "%s%s%s", t->path, t->query ? "?" : "",
+             t->query ? t->query : "");
+    struct sg_target second;
+    CHECK(normalize(again, again_len, opts, &second) == SG_TARGET_OK);
+    CHECK(same_result(t, &second));
+    CHECK(!second.absolute);
+    sg_target_clear(&second);
+    free(again);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size == 0)
+        return 0;
+    uint8_t bits = data[0];
+    struct sg_target_options opts = {
+        .keep_encoded_slash = (bits & 1) != 0,
+        .case_insensitive = (bits & 2) != 0,
+        .asterisk_allowed = (bits & 4) != 0,
+        .https = (bits & 8) != 0,
+        .host = hosts[(bits >> 4) & 3],
+        .port = ports[(bits >> 6) & 3],
+    };
+    const char *raw = (const char *)data + 1;
+    size_t len = size - 1;
+
+    struct sg_target t;
+    memset(&t, 0, sizeof(t));
+    enum sg_target_status status = normalize(raw, len, &opts, &t);
+    if (status == SG_TARGET_OK)
+        check_ok(raw, len, &opts, &t);
+
+    /* Each option does only what it says. */
+    struct sg_target other;
+    struct sg_target_options flipped = opts;
+    flipped.case_insensitive = !opts.case_insensitive;
+    enum sg_target_status other_status = normalize(raw, len, &flipped, &other);
+    const struct sg_target *ci = opts.case_insensitive ? &t : &other;
+    const struct sg_target *cs = opts.case_insensitive ? &other : &t;
+    enum sg_target_status ci_status = opts.case_insensitive ? status : other_status;
+    enum sg_target_status cs_status = opts.case_insensitive ? other_status : status;
+    if (ci_status == SG_TARGET_OK) {
+        CHECK(cs_status == SG_TARGET_OK);
+        CHECK(same(ci->path, cs->path) && same(ci->query, cs->query));
+        CHECK(strcasecmp(ci->match, cs->match) == 0);
+    }
+    sg_target_clear(&other);
+
+    flipped = opts;
+    flipped.keep_encoded_slash = !opts.keep_encoded_slash;
+    other_status = normalize(raw, len, &flipped, &other);
+    const struct sg_target *kept = opts.keep_encoded_slash ? &t : &other;
+    const struct sg_target *refused = opts.keep_encoded_slash ? &other : &t;
+    enum sg_target_status kept_status = opts.keep_encoded_slash ? status : other_status;
+    enum sg_target_status refused_status = opts.keep_encoded_slash ? other_status : status;
+    if (refused_status == SG_TARGET_OK) {
+        CHECK(kept_status == SG_TARGET_OK && same_result(kept, refused));
+    } else if (kept_status == SG_TARGET_OK) {
+        CHECK(refused_status == SG_TARGET_ENCODED_SLASH && strstr(kept->path, "%2F") != NULL);
+    }
+    sg_target_clear(&other);
+
+    if (!(len == 1 && raw[0] == '*')) {
+        flipped = opts;
+        flipped.asterisk_allowed = !opts.asterisk_allowed;
+        other_status = normalize(raw, len, &flipped, &other);
+        CHECK(other_status == status);
+        if (status == SG_TARGET_OK)
+            CHECK(same_result(&t, &other) && !t.asterisk);
+        sg_target_clear(&other);
+    }
+    sg_target_clear(&t);
+    return 0;
+}

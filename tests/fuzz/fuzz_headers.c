@@ -34,7 +34,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
         }                                                                                          \
     } while (0)
 
-static bool is_tchar(unsigned char c)
+static bool spec_is_tchar(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
            (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
@@ -45,13 +45,13 @@ static bool own_is_token(const char *s)
     if (*s == '\0')
         return false;
     for (; *s; s++) {
-        if (!is_tchar((unsigned char)*s))
+        if (!spec_is_tchar((unsigned char)*s))
             return false;
     }
     return true;
 }
 
-static char fold(char c)
+static char spec_fold(char c)
 {
     if (c >= 'A' && c <= 'Z')
         return (char)(c - 'A' + 'a');
@@ -64,7 +64,7 @@ static bool own_name_eq_n(const char *a, size_t n, const char *b)
     if (strlen(b) != n)
         return false;
     for (size_t i = 0; i < n; i++) {
-        if (fold(a[i]) != fold(b[i]))
+        if (spec_fold(a[i]) != spec_fold(b[i]))
             return false;
     }
     return true;
@@ -89,7 +89,7 @@ static bool protected_option(const char *option, size_t n)
            (n >= 6 && own_name_eq_n(option, 6, "x-sso-"));
 }
 
-static bool is_digits(const char *s)
+static bool spec_is_digits(const char *s)
 {
     if (*s == '\0')
         return false;
@@ -160,7 +160,7 @@ static struct summary check_ok(const struct evkeyvalq *headers)
             CHECK(strpbrk(h->value, " \t/?#@\\") == NULL);
         } else if (strcasecmp(h->key, "Content-Length") == 0) {
             s.lengths++;
-            CHECK(is_digits(h->value));
+            CHECK(spec_is_digits(h->value));
         } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
             s.encodings++;
             CHECK(strcasecmp(h->value, "chunked") == 0);

@@ -15,6 +15,7 @@
  * and may add refusals, keep_encoded_slash only matters with %2F, and
  * asterisk_allowed only for "*".
  */
+#include "../../gateway/common.c"
 #include "../../gateway/target.c"
 
 #include <stdint.h>
@@ -42,17 +43,17 @@ static bool same(const char *a, const char *b)
     return strcmp(a, b) == 0;
 }
 
-static bool is_upper_hex(char c)
+static bool spec_is_upper_hex(char c)
 {
     return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
 }
 
-static bool is_hex(char c)
+static bool spec_is_hex(char c)
 {
-    return is_upper_hex(c) || (c >= 'a' && c <= 'f');
+    return spec_is_upper_hex(c) || (c >= 'a' && c <= 'f');
 }
 
-static int hex_value(char c)
+static int spec_hex_value(char c)
 {
     if (c >= '0' && c <= '9')
         return c - '0';
@@ -61,26 +62,27 @@ static int hex_value(char c)
     return c - 'A' + 10;
 }
 
-static bool is_unreserved(unsigned char c)
+static bool spec_is_unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
            c == '.' || c == '_' || c == '~';
 }
 
-static bool is_sub_delim(unsigned char c)
+static bool spec_is_sub_delim(unsigned char c)
 {
     return c != '\0' && strchr("!$&'()*+,;=", c) != NULL;
 }
 
 /* RFC 3986 query bytes plus what WHATWG lets browsers send unencoded. */
-static bool is_query_byte(unsigned char c)
+static bool spec_is_query_byte(unsigned char c)
 {
-    return is_unreserved(c) || is_sub_delim(c) || (c != '\0' && strchr(":@/?%[]{}|\\^`", c));
+    return spec_is_unreserved(c) || spec_is_sub_delim(c) ||
+           (c != '\0' && strchr(":@/?%[]{}|\\^`", c));
 }
 
 /* True when the n bytes of s are well-formed UTF-8 (no overlong form, no
  * surrogate, nothing above U+10FFFF). */
-static bool is_utf8(const unsigned char *s, size_t n)
+static bool spec_is_utf8(const unsigned char *s, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -143,21 +145,23 @@ static void check_path_bytes(const char *path, const struct sg_target_options *o
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)path[i];
         if (c == '%') {
-            CHECK(i + 2 < n && is_upper_hex(path[i + 1]) && is_upper_hex(path[i + 2]));
-            unsigned char v = (unsigned char)(hex_value(path[i + 1]) * 16 + hex_value(path[i + 2]));
-            CHECK(!is_unreserved(v));
+            CHECK(i + 2 < n && spec_is_upper_hex(path[i + 1]) && spec_is_upper_hex(path[i + 2]));
+            unsigned char v =
+                (unsigned char)(spec_hex_value(path[i + 1]) * 16 + spec_hex_value(path[i + 2]));
+            CHECK(!spec_is_unreserved(v));
             CHECK(v != 0 && v != '\\');
             CHECK(v != '/' || opts->keep_encoded_slash);
             if (v == '%')
-                CHECK(!(i + 4 < n && is_hex(path[i + 3]) && is_hex(path[i + 4])));
+                CHECK(!(i + 4 < n && spec_is_hex(path[i + 3]) && spec_is_hex(path[i + 4])));
             decoded[d++] = v;
             i += 2;
         } else {
-            CHECK(is_unreserved(c) || is_sub_delim(c) || c == ':' || c == '@' || c == '/');
+            CHECK(spec_is_unreserved(c) || spec_is_sub_delim(c) || c == ':' || c == '@' ||
+                  c == '/');
             decoded[d++] = c;
         }
     }
-    CHECK(is_utf8(decoded, d));
+    CHECK(spec_is_utf8(decoded, d));
     free(decoded);
 
     /* No dot segment with parameters, and with case-insensitive paths no
@@ -250,9 +254,9 @@ static void check_match(const struct sg_target *t, const struct sg_target_option
     CHECK(strstr(match, "%2F") == NULL && strstr(match, "%2f") == NULL);
     for (const char *p = match; *p; p++) {
         if (*p == '%') {
-            CHECK(is_hex(p[1]) && is_hex(p[2]));
+            CHECK(spec_is_hex(p[1]) && spec_is_hex(p[2]));
             if (!opts->case_insensitive)
-                CHECK(is_upper_hex(p[1]) && is_upper_hex(p[2]));
+                CHECK(spec_is_upper_hex(p[1]) && spec_is_upper_hex(p[2]));
             p += 2;
         } else if (opts->case_insensitive) {
             CHECK(!(*p >= 'A' && *p <= 'Z'));
@@ -315,9 +319,10 @@ static void check_ok(const char *raw, size_t len, const struct sg_target_options
         CHECK(t->query != NULL && strlen(t->query) == query_len &&
               memcmp(t->query, mark + 1, query_len) == 0);
         for (size_t i = 0; i < query_len; i++) {
-            CHECK(is_query_byte((unsigned char)t->query[i]));
+            CHECK(spec_is_query_byte((unsigned char)t->query[i]));
             if (t->query[i] == '%')
-                CHECK(i + 2 < query_len && is_hex(t->query[i + 1]) && is_hex(t->query[i + 2]));
+                CHECK(i + 2 < query_len && spec_is_hex(t->query[i + 1]) &&
+                      spec_is_hex(t->query[i + 2]));
         }
     }
     CHECK(strlen(t->path) + (t->query ? strlen(t->query) + 1 : 0) <= len);

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "../../gateway/common.c"
 #include "../../gateway/target.c"
 
 /* A vector whose exact refusal reason the documentation leaves open: any
@@ -225,6 +226,10 @@ static const struct vector vectors[] = {
     NO(P_PLAIN, "/%25%34%31", SG_TARGET_DOUBLE_ENCODING),
     NO(P_PLAIN, "/%25%32%65", SG_TARGET_DOUBLE_ENCODING),
     NO(P_PLAIN, "/%25%341", SG_TARGET_DOUBLE_ENCODING),
+    NO(P_PLAIN, "/%254%31", SG_TARGET_DOUBLE_ENCODING),
+    NO(P_PLAIN, "/%25%32%46", SG_TARGET_DOUBLE_ENCODING),
+    /* Forwarded as /%2561dmin, which a double-decoding upstream reads as /admin. */
+    NO(P_PLAIN, "/%25%36%31dmin", SG_TARGET_DOUBLE_ENCODING),
     NO(P_PLAIN, "/%zz", SG_TARGET_BAD_ESCAPE),
     NO(P_PLAIN, "/%u002e", SG_TARGET_BAD_ESCAPE),
     NO(P_PLAIN, "/a%", SG_TARGET_BAD_ESCAPE),

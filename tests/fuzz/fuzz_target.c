@@ -8,7 +8,9 @@
  * escapes with upper-case hex that decode to neither an unreserved character,
  * NUL, '\', a kept-only '/', nor a second escape, and decodes to UTF-8; the
  * match path is the path with %2F decoded, ';' parameters cut and dot segments
- * removed (lower case when case-insensitive), so it holds no ';'; the query is
+ * removed (lower case when case-insensitive), so it holds no ';', and the
+ * variants are exactly the other distinct readings (%2F not decoded, ';' not
+ * cut), each as normalised as the match path; the query is
  * the input's, byte for byte, and holds only query bytes; normalising
  * path[?query] again gives the same result. A refusal zeroes *out. The options
  * only ever do what they say: case_insensitive changes the match path's case
@@ -179,17 +181,20 @@ static void check_path_bytes(const char *path, const struct sg_target_options *o
 }
 
 /*
- * The match path as documented, computed from the forwarded path: %2F decoded
- * to '/', every segment cut at its first ';', empty, "." and ".." segments
- * resolved, a trailing slash kept. Returns NULL when ".." goes above the root.
+ * One reading of the forwarded path as documented: %2F decoded to '/' when
+ * decode_slash, every segment cut at its first ';' when cut, then empty, "."
+ * and ".." segments resolved, a trailing slash kept, lower case when
+ * case-insensitive. The match path is the reading with both. Returns NULL
+ * when ".." goes above the root.
  */
-static char *expected_match(const char *path, bool case_insensitive)
+static char *expected_reading(const char *path, bool decode_slash, bool cut_parameters,
+                              bool case_insensitive)
 {
     size_t n = strlen(path);
     char *decoded = malloc(n + 1);
     size_t d = 0;
     for (size_t i = 0; i < n; i++) {
-        if (strncmp(path + i, "%2F", 3) == 0) {
+        if (decode_slash && strncmp(path + i, "%2F", 3) == 0) {
             decoded[d++] = '/';
             i += 2;
         } else {
@@ -206,7 +211,7 @@ static char *expected_match(const char *path, bool case_insensitive)
     const char *seg = decoded + 1;
     for (;;) {
         size_t len = strcspn(seg, "/");
-        size_t cut = strcspn(seg, ";/");
+        size_t cut = cut_parameters ? strcspn(seg, ";/") : len;
         bool last = seg[len] == '\0';
         trailing = false;
         if (cut == 0 || (cut == 1 && seg[0] == '.')) {
@@ -244,13 +249,11 @@ static char *expected_match(const char *path, bool case_insensitive)
     return out;
 }
 
-static void check_match(const struct sg_target *t, const struct sg_target_options *opts)
+/* Checks one reading of the path (the match path or a variant). */
+static void check_reading(const char *reading, const struct sg_target_options *opts)
 {
-    const char *match = t->match;
-    check_segments(match);
-    CHECK(strchr(match, ';') == NULL);
-    CHECK(strstr(match, "%2F") == NULL && strstr(match, "%2f") == NULL);
-    for (const char *p = match; *p; p++) {
+    check_segments(reading);
+    for (const char *p = reading; *p; p++) {
         if (*p == '%') {
             CHECK(spec_is_hex(p[1]) && spec_is_hex(p[2]));
             if (!opts->case_insensitive)
@@ -261,7 +264,7 @@ static void check_match(const struct sg_target *t, const struct sg_target_option
         }
     }
     if (opts->case_insensitive) {
-        for (const char *seg = match + 1;;) {
+        for (const char *seg = reading + 1;;) {
             size_t len = strcspn(seg, "/");
             CHECK(len == 0 || seg[len - 1] != '.');
             CHECK(!(len >= 3 && strncmp(seg + len - 3, "%20", 3) == 0));
@@ -270,15 +273,58 @@ static void check_match(const struct sg_target *t, const struct sg_target_option
             seg += len + 1;
         }
     }
-    char *expected = expected_match(t->path, opts->case_insensitive);
-    CHECK(expected != NULL);
-    if (opts->case_insensitive)
-        CHECK(strcasecmp(expected, match) == 0);
-    else
-        CHECK(strcmp(expected, match) == 0);
+    CHECK(sg_target_under(reading, reading, opts->case_insensitive));
+    CHECK(sg_target_under(reading, "/", opts->case_insensitive));
+}
+
+static bool same_text(const char *a, const char *b, bool case_insensitive)
+{
+    return case_insensitive ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
+}
+
+/* The match path and the variants: exactly the distinct readings of the
+ * path, the match path the one with %2F decoded and parameters cut. */
+static void check_readings(const struct sg_target *t, const struct sg_target_options *opts)
+{
+    bool ci = opts->case_insensitive;
+    CHECK(strchr(t->match, ';') == NULL);
+    CHECK(strstr(t->match, "%2F") == NULL && strstr(t->match, "%2f") == NULL);
+    check_reading(t->match, opts);
+    char *expected = expected_reading(t->path, true, true, ci);
+    CHECK(expected != NULL && same_text(expected, t->match, ci));
     free(expected);
-    CHECK(sg_target_under(match, match, opts->case_insensitive));
-    CHECK(sg_target_under(match, "/", opts->case_insensitive));
+
+    CHECK(t->variant_count <= SG_TARGET_VARIANTS_MAX);
+    bool has_slash = opts->keep_encoded_slash && strstr(t->path, "%2F") != NULL;
+    bool has_param = strchr(t->path, ';') != NULL;
+    char *readings[3];
+    size_t count = 0;
+    for (int decode = 0; decode <= 1; decode++) {
+        for (int cut = 0; cut <= 1; cut++) {
+            if ((decode && cut) || (decode && !has_slash) || (cut && !has_param))
+                continue;
+            char *r = expected_reading(t->path, decode, cut, ci);
+            CHECK(r != NULL);
+            bool seen = same_text(r, t->match, ci);
+            for (size_t i = 0; i < count && !seen; i++)
+                seen = same_text(r, readings[i], ci);
+            if (seen)
+                free(r);
+            else
+                readings[count++] = r;
+        }
+    }
+    CHECK(t->variant_count == count);
+    for (size_t v = 0; v < t->variant_count; v++) {
+        check_reading(t->variants[v], opts);
+        CHECK(!same_text(t->variants[v], t->match, ci));
+        bool found = false;
+        for (size_t i = 0; i < count; i++)
+            found = found || same_text(t->variants[v], readings[i], ci);
+        CHECK(found);
+    }
+    for (size_t i = 0; i < count; i++)
+        free(readings[i]);
 }
 
 /* Normalises from an exact-size copy, so a read past len is caught. */
@@ -293,7 +339,7 @@ static enum sg_target_status normalize(const char *raw, size_t len,
     CHECK(sg_target_status_name(status) != NULL);
     if (status != SG_TARGET_OK)
         CHECK(out->path == NULL && out->match == NULL && out->query == NULL && !out->asterisk &&
-              !out->absolute);
+              !out->absolute && out->variant_count == 0);
     else
         CHECK(out->path != NULL && out->match != NULL);
     return status;
@@ -301,6 +347,12 @@ static enum sg_target_status normalize(const char *raw, size_t len,
 
 static bool same_result(const struct sg_target *a, const struct sg_target *b)
 {
+    if (a->variant_count != b->variant_count)
+        return false;
+    for (size_t i = 0; i < a->variant_count; i++) {
+        if (!same(a->variants[i], b->variants[i]))
+            return false;
+    }
     return same(a->path, b->path) && same(a->match, b->match) && same(a->query, b->query) &&
            a->asterisk == b->asterisk;
 }
@@ -310,12 +362,13 @@ static void check_ok(const char *raw, size_t len, const struct sg_target_options
 {
     if (t->asterisk) {
         CHECK(opts->asterisk_allowed && len == 1 && raw[0] == '*');
-        CHECK(strcmp(t->path, "*") == 0 && t->query == NULL && !t->absolute);
+        CHECK(strcmp(t->path, "*") == 0 && t->query == NULL && !t->absolute &&
+              t->variant_count == 0);
     } else {
         CHECK(t->absolute == (len > 0 && raw[0] != '/'));
         check_segments(t->path);
         check_path_bytes(t->path, opts);
-        check_match(t, opts);
+        check_readings(t, opts);
     }
 
     /* The query, byte for byte. */

@@ -214,7 +214,12 @@ static const struct vector vectors[] = {
     OKM(P_KEEP, "/a%2F%2Fb", "/a%2F%2Fb", "/a/b", NULL),
     OKM(P_KEEP, "/a%2F;x/b", "/a%2F;x/b", "/a/b", NULL),
     OKM(P_KEEP, "/pub%2F..%2Fadmin?x", "/pub%2F..%2Fadmin", "/admin", "x"),
-    NO(P_KEEP, "/%2F..%2F..%2Fetc", SG_TARGET_ABOVE_ROOT),
+    /* A kept %2F forming an empty segment before "..": "a//.." pops the empty
+     * segment (RFC 3986) or "a" (servers merging slashes first). */
+    NO(P_KEEP, "/%2F..%2F..%2Fetc", SG_TARGET_ENCODED_SLASH),
+    NO(P_KEEP, "/app%2F%2F../x", SG_TARGET_ENCODED_SLASH),
+    /* The gateway resolves it before forwarding: nothing left to read twice. */
+    OK(P_KEEP, "/a/b%2F/../c", "/a/c"),
 
     /* %00, double encoding, malformed escapes. */
     NO(P_PLAIN, "/a%00b", SG_TARGET_ENCODED_NUL),
@@ -383,6 +388,7 @@ static enum sg_target_status normalize_copy(const char *raw, size_t len,
 
 static void assert_zeroed(const struct sg_target *t)
 {
+    assert_int_equal(t->variant_count, 0);
     assert_null(t->path);
     assert_null(t->match);
     assert_null(t->query);
@@ -422,7 +428,8 @@ static const char *show(const char *s)
 static bool check_vector(const struct vector *v)
 {
     /* Filled with a sentinel, so that a field the normaliser leaves alone shows. */
-    struct sg_target t = {sentinel, sentinel, sentinel, true, true};
+    struct sg_target t = {
+        .path = sentinel, .match = sentinel, .query = sentinel, .asterisk = true, .absolute = true};
     enum sg_target_status got = normalize_copy(v->raw, raw_len(v), &profiles[v->profile], &t);
     bool ok = true;
 
@@ -465,6 +472,14 @@ static bool check_vector(const struct vector *v)
                     show(t.query));
             ok = false;
         }
+        bool other_readings = strchr(v->path, ';') != NULL ||
+                              (profiles[v->profile].keep_encoded_slash && strstr(v->path, "%2F"));
+        if (!other_readings && t.variant_count != 0) {
+            print_vector(v);
+            fprintf(stderr, "  %zu variants (first %s) of a path with one reading\n",
+                    t.variant_count, t.variants[0]);
+            ok = false;
+        }
         bool absolute = v->raw[0] != '/';
         if (t.absolute != absolute) {
             print_vector(v);
@@ -473,7 +488,8 @@ static bool check_vector(const struct vector *v)
         }
     }
     if (got != SG_TARGET_OK) {
-        if (t.path != NULL || t.match != NULL || t.query != NULL || t.asterisk || t.absolute) {
+        if (t.path != NULL || t.match != NULL || t.query != NULL || t.asterisk || t.absolute ||
+            t.variant_count != 0) {
             print_vector(v);
             fprintf(stderr, "  refused, but *out is not zeroed\n");
             ok = false;
@@ -494,6 +510,17 @@ static void test_vectors(void **state)
         fail_msg("%zu of %zu vectors failed", failed, VECTOR_COUNT);
 }
 
+static bool same_variants(const struct sg_target *a, const struct sg_target *b)
+{
+    if (a->variant_count != b->variant_count)
+        return false;
+    for (size_t i = 0; i < a->variant_count; i++) {
+        if (!same_string(a->variants[i], b->variants[i]))
+            return false;
+    }
+    return true;
+}
+
 /* Normalising path[?query] of every OK result again gives the same result. */
 static void test_idempotent(void **state)
 {
@@ -512,7 +539,8 @@ static void test_idempotent(void **state)
         enum sg_target_status status = normalize_copy(again, len, opts, &second);
         checked++;
         if (status != SG_TARGET_OK || !same_string(first.path, second.path) ||
-            !same_string(first.match, second.match) || !same_string(first.query, second.query)) {
+            !same_string(first.match, second.match) || !same_string(first.query, second.query) ||
+            !same_variants(&first, &second)) {
             print_vector(v);
             fprintf(stderr, "  first:  path %s, match %s, query %s\n", first.path, first.match,
                     show(first.query));
@@ -701,6 +729,51 @@ static void test_options_consistent(void **state)
     }
 }
 
+/* The other readings of a path with ';' or a kept %2F (policy/README.md:
+ * "the strictest route wins"), compared as sets. */
+static void test_variants(void **state)
+{
+    static const struct {
+        enum profile profile;
+        const char *raw;
+        const char *match;
+        const char *variants[SG_TARGET_VARIANTS_MAX + 1];
+    } cases[] = {
+        {P_PLAIN, "/app;x/y", "/app/y", {"/app;x/y"}},
+        {P_PLAIN, "/public;x", "/public", {"/public;x"}},
+        {P_PLAIN, "/a;b;c/d;e?q", "/a/d", {"/a;b;c/d;e"}},
+        {P_CI, "/App;X/Y", "/app/y", {"/app;x/y"}},
+        {P_KEEP, "/a%2Fb", "/a/b", {"/a%2Fb"}},
+        {P_KEEP, "/a%2F..%2Fb", "/b", {"/a%2F..%2Fb"}},
+        {P_KEEP_CI, "/A%2fB", "/a/b", {"/a%2fb"}},
+        {P_KEEP, "/a%2Fb;x/c", "/a/b/c", {"/a%2Fb;x/c", "/a/b;x/c", "/a%2Fb/c"}},
+        {P_PLAIN, "/a/b", "/a/b", {NULL}},
+        {P_KEEP, "/a/b", "/a/b", {NULL}},
+        {P_PLAIN, "/a%3Bb", "/a%3Bb", {NULL}},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sg_target t = {0};
+        assert_int_equal(
+            normalize_copy(cases[i].raw, strlen(cases[i].raw), &profiles[cases[i].profile], &t),
+            SG_TARGET_OK);
+        assert_string_equal(t.match, cases[i].match);
+        size_t expected = 0;
+        while (cases[i].variants[expected] != NULL)
+            expected++;
+        if (t.variant_count != expected)
+            fail_msg("%s: %zu variants, expected %zu", cases[i].raw, t.variant_count, expected);
+        for (size_t e = 0; e < expected; e++) {
+            bool found = false;
+            for (size_t g = 0; g < t.variant_count; g++)
+                found = found || strcmp(t.variants[g], cases[i].variants[e]) == 0;
+            if (!found)
+                fail_msg("%s: variant %s missing", cases[i].raw, cases[i].variants[e]);
+        }
+        sg_target_clear(&t);
+        assert_zeroed(&t);
+    }
+}
+
 static void test_clear(void **state)
 {
     sg_target_clear(NULL);
@@ -819,6 +892,7 @@ int main(void)
         cmocka_unit_test(test_clear),
         cmocka_unit_test(test_status_names),
         cmocka_unit_test(test_under),
+        cmocka_unit_test(test_variants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cmocka.h>
@@ -170,13 +171,417 @@ static void test_wire_size(void **state)
     headers_free(h);
 }
 
+/* Appends name: value to h by hand, as the parser would have stored it:
+ * evhttp_add_header refuses some of the names and values tested here. */
+static void add_raw(struct evkeyvalq *h, const char *name, const char *value)
+{
+    struct evkeyval *e = calloc(1, sizeof(*e));
+    assert_non_null(e);
+    e->key = strdup(name);
+    e->value = strdup(value);
+    assert_non_null(e->key);
+    assert_non_null(e->value);
+    TAILQ_INSERT_TAIL(h, e, next);
+}
+
+/* Validates a header section given as name, value, ..., NULL. */
+static enum sg_headers_status validate_pairs(bool http11, const char *const *pairs)
+{
+    struct evkeyvalq *h = headers_new();
+    for (size_t i = 0; pairs[i] != NULL; i += 2)
+        add_raw(h, pairs[i], pairs[i + 1]);
+    enum sg_headers_status status = sg_headers_validate(h, http11);
+    headers_free(h);
+    return status;
+}
+
+/* Validates an HTTP/1.1 section of a valid Host and one more line. */
+static enum sg_headers_status validate_one(const char *name, const char *value)
+{
+    const char *pairs[] = {"Host", "gw.example", name, value, NULL};
+    return validate_pairs(true, pairs);
+}
+
+#define assert_status(expected, got)                                                               \
+    do {                                                                                           \
+        enum sg_headers_status got_ = (got);                                                       \
+        if (got_ != (expected))                                                                    \
+            fail_msg("expected %s, got %s", sg_headers_status_name(expected),                      \
+                     sg_headers_status_name(got_));                                                \
+    } while (0)
+
+/* Prints why one case of a table failed and counts it, so that a run shows
+ * every failing case. */
+__attribute__((format(printf, 2, 3))) static void report_failure(unsigned *failed, const char *fmt,
+                                                                 ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    (*failed)++;
+}
+
+static void test_validate_ordinary(void **state)
+{
+    const char *request[] = {"Host",
+                             "gw.example",
+                             "User-Agent",
+                             "Mozilla/5.0 (X11; Linux x86_64)",
+                             "Accept",
+                             "text/html,*/*;q=0.8",
+                             "Cookie",
+                             "a=b; c=d",
+                             "Connection",
+                             "keep-alive",
+                             "Content-Length",
+                             "5",
+                             "X-Empty",
+                             "",
+                             "X-Tab",
+                             "a\tb",
+                             "X-Obs-Text",
+                             "caf\xc3\xa9",
+                             "X-Forwarded-For",
+                             "10.0.0.1",
+                             NULL};
+    assert_status(SG_HEADERS_OK, validate_pairs(true, request));
+    assert_status(SG_HEADERS_OK, validate_pairs(false, request));
+    const char *bare10[] = {"Accept", "*/*", NULL};
+    assert_status(SG_HEADERS_OK, validate_pairs(false, bare10));
+    const char *empty[] = {NULL};
+    assert_status(SG_HEADERS_OK, validate_pairs(false, empty));
+
+    /* Through evhttp_add_header too, as the server's own list is built. */
+    struct evkeyvalq *h = headers_new();
+    evhttp_add_header(h, "Host", "gw.example:8443");
+    evhttp_add_header(h, "Transfer-Encoding", "chunked");
+    assert_status(SG_HEADERS_OK, sg_headers_validate(h, true));
+    headers_free(h);
+}
+
+static void test_validate_names(void **state)
+{
+    unsigned failed = 0;
+    static const char *const bad[] = {
+        "Bad Name", "Name ", " Name", "\vName", "Na\x7fme", "(x)",    "a/b",  "a@b",
+        "\"q\"",    "",      "a:b",   "a\tb",   "\xc3\xa4", "a{b}",   "a,b",  "a;b",
+        "a=b",      "a[b]",  "a?b",   "a\\b",   "a<b>",     "X-\x01", "X\rY", "X\nY",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (validate_one(bad[i], "v") != SG_HEADERS_BAD_NAME)
+            report_failure(&failed, "name %zu \"%s\" not refused as bad_name", i, bad[i]);
+    }
+    static const char *const good[] = {
+        "X-Custom_1", "!#$%&'*+-.^_`|~09azAZ", "a", "X-SSOUser", "ETag",
+    };
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (validate_one(good[i], "v") != SG_HEADERS_OK)
+            report_failure(&failed, "name \"%s\" refused", good[i]);
+    }
+    /* A bad name on the Host line itself, in HTTP/1.0 too. */
+    const char *host_space[] = {"Host ", "gw.example", NULL};
+    assert_int_not_equal(validate_pairs(false, host_space), SG_HEADERS_OK);
+    const char *bad10[] = {"X Y", "1", NULL};
+    assert_status(SG_HEADERS_BAD_NAME, validate_pairs(false, bad10));
+    assert_int_equal(failed, 0);
+}
+
+static void test_validate_values(void **state)
+{
+    unsigned failed = 0;
+    static const char *const bad[] = {
+        "a\rb", "a\nb", "a\r\n b", "a\x01", "a\x7f-b", "\x1f", "\x0b", "\x1b[31m", "x\r",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (validate_one("X-Value", bad[i]) != SG_HEADERS_BAD_VALUE)
+            report_failure(&failed, "value %zu not refused as bad_value", i);
+    }
+    static const char *const good[] = {"a\tb", "\tx", "caf\xc3\xa9", "", "~!@#$%^&*()", "\xff"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (validate_one("X-Value", good[i]) != SG_HEADERS_OK)
+            report_failure(&failed, "value %zu refused", i);
+    }
+    const char *bad10[] = {"X-Value", "a\x01", NULL};
+    assert_status(SG_HEADERS_BAD_VALUE, validate_pairs(false, bad10));
+    assert_int_equal(failed, 0);
+}
+
+static void test_validate_content_length(void **state)
+{
+    unsigned failed = 0;
+    static const char *const good[] = {"5", "0", "05", "1234567890"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        if (validate_one("Content-Length", good[i]) != SG_HEADERS_OK)
+            report_failure(&failed, "Content-Length \"%s\" refused", good[i]);
+    }
+    static const char *const bad[] = {"+5",
+                                      "-1",
+                                      "5, 5",
+                                      "",
+                                      "0x5",
+                                      "5a",
+                                      "1e3",
+                                      "5 5",
+                                      "5.0",
+                                      " ",
+                                      "99999999999999999999999999"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (validate_one("Content-Length", bad[i]) != SG_HEADERS_BAD_CONTENT_LENGTH)
+            report_failure(&failed, "Content-Length \"%s\" not refused", bad[i]);
+    }
+    const char *twice_same[] = {"Host", "h", "Content-Length", "5", "Content-Length", "5", NULL};
+    assert_status(SG_HEADERS_BAD_CONTENT_LENGTH, validate_pairs(true, twice_same));
+    const char *twice_other[] = {"Host", "h", "Content-Length", "5", "content-length", "6", NULL};
+    assert_status(SG_HEADERS_BAD_CONTENT_LENGTH, validate_pairs(true, twice_other));
+    const char *twice10[] = {"CONTENT-LENGTH", "0", "Content-Length", "0", NULL};
+    assert_status(SG_HEADERS_BAD_CONTENT_LENGTH, validate_pairs(false, twice10));
+    assert_int_equal(failed, 0);
+}
+
+static void test_validate_transfer_encoding(void **state)
+{
+    unsigned failed = 0;
+    assert_status(SG_HEADERS_OK, validate_one("Transfer-Encoding", "chunked"));
+    assert_status(SG_HEADERS_OK, validate_one("transfer-encoding", "chunked"));
+    static const char *const bad[] = {
+        "gzip, chunked", "chunked, chunked", "identity",      "gzip",    "chunked;x=1", "",
+        "xchunked",      "chunked,",         "chunked, gzip", "deflate",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        enum sg_headers_status status = validate_one("Transfer-Encoding", bad[i]);
+        if (status != SG_HEADERS_TRANSFER_ENCODING)
+            report_failure(&failed, "Transfer-Encoding \"%s\": %s", bad[i],
+                           sg_headers_status_name(status));
+        assert_int_equal(sg_headers_status_http(status), 501);
+    }
+    /* Two lines are one list: chunked twice. */
+    const char *twice[] = {"Host",    "h", "Transfer-Encoding", "chunked", "Transfer-Encoding",
+                           "chunked", NULL};
+    assert_status(SG_HEADERS_TRANSFER_ENCODING, validate_pairs(true, twice));
+    const char *gzip_then_chunked[] = {
+        "Host", "h", "Transfer-Encoding", "gzip", "Transfer-Encoding", "chunked", NULL};
+    assert_status(SG_HEADERS_TRANSFER_ENCODING, validate_pairs(true, gzip_then_chunked));
+
+    /* With Content-Length, in either order. */
+    const char *te_cl[] = {"Host", "h", "Transfer-Encoding", "chunked", "Content-Length",
+                           "5",    NULL};
+    assert_status(SG_HEADERS_LENGTH_AND_CHUNKED, validate_pairs(true, te_cl));
+    const char *cl_te[] = {"Host",    "h", "Content-Length", "0", "Transfer-Encoding",
+                           "chunked", NULL};
+    assert_status(SG_HEADERS_LENGTH_AND_CHUNKED, validate_pairs(true, cl_te));
+    assert_int_equal(sg_headers_status_http(SG_HEADERS_LENGTH_AND_CHUNKED), 400);
+
+    /* HTTP/1.0 has no chunked coding. */
+    const char *te10[] = {"Transfer-Encoding", "chunked", NULL};
+    assert_status(SG_HEADERS_CHUNKED_HTTP10, validate_pairs(false, te10));
+    const char *te10_host[] = {"Host", "h", "Transfer-Encoding", "chunked", NULL};
+    assert_status(SG_HEADERS_CHUNKED_HTTP10, validate_pairs(false, te10_host));
+    assert_int_equal(sg_headers_status_http(SG_HEADERS_CHUNKED_HTTP10), 400);
+    assert_int_equal(failed, 0);
+}
+
+/* Transfer-coding names are case-insensitive (RFC 9112 section 7). */
+static void test_validate_transfer_encoding_case(void **state)
+{
+    assert_status(SG_HEADERS_OK, validate_one("Transfer-Encoding", "Chunked"));
+    assert_status(SG_HEADERS_OK, validate_one("Transfer-Encoding", "CHUNKED"));
+}
+
+static void test_validate_host(void **state)
+{
+    unsigned failed = 0;
+    const char *none11[] = {"Accept", "*/*", NULL};
+    assert_status(SG_HEADERS_NO_HOST, validate_pairs(true, none11));
+    const char *empty[] = {NULL};
+    assert_status(SG_HEADERS_NO_HOST, validate_pairs(true, empty));
+    const char *two_same[] = {"Host", "gw.example", "Host", "gw.example", NULL};
+    assert_status(SG_HEADERS_SEVERAL_HOSTS, validate_pairs(true, two_same));
+    assert_status(SG_HEADERS_SEVERAL_HOSTS, validate_pairs(false, two_same));
+    const char *two_cases[] = {"Host", "gw.example", "HOST", "evil.example", NULL};
+    assert_status(SG_HEADERS_SEVERAL_HOSTS, validate_pairs(true, two_cases));
+    assert_status(SG_HEADERS_SEVERAL_HOSTS, validate_pairs(false, two_cases));
+
+    static const char *const good[] = {"gw.example",   "gw.example:8080", "[::1]:8443",
+                                       "[::1]",        "127.0.0.1:80",    "GW.Example",
+                                       "a-b.example1", "localhost"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        const char *pairs[] = {"Host", good[i], NULL};
+        if (validate_pairs(true, pairs) != SG_HEADERS_OK ||
+            validate_pairs(false, pairs) != SG_HEADERS_OK)
+            report_failure(&failed, "Host \"%s\" refused", good[i]);
+    }
+    static const char *const bad[] = {
+        "a b",     "a/b",  "a@b",    "user@gw.example", "host:port",   "h:8080:1", "[::1", "::1",
+        "host:-1", "a\\b", "host?x", "host#x",          "gw.example/", "[::1]x",   "a%zz", "%",
+        "[]",      "h:8a", "a%4"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *pairs[] = {"Host", bad[i], NULL};
+        if (validate_pairs(true, pairs) != SG_HEADERS_BAD_HOST)
+            report_failure(&failed, "Host \"%s\" not refused in HTTP/1.1", bad[i]);
+        if (validate_pairs(false, pairs) != SG_HEADERS_BAD_HOST)
+            report_failure(&failed, "Host \"%s\" not refused in HTTP/1.0", bad[i]);
+    }
+    assert_int_equal(failed, 0);
+}
+
+static void test_validate_connection(void **state)
+{
+    unsigned failed = 0;
+    static const char *const protected_options[] = {
+        "Host",
+        "content-length",
+        "Transfer-Encoding",
+        "Cookie",
+        "X-Forwarded-For",
+        "X-Forwarded-Host",
+        "x-forwarded-proto",
+        "X-Request-Id",
+        "X-SSO-User",
+        "x_sso_user",
+        "X-Sso-Assertion",
+        "keep-alive, X-Forwarded-Host",
+        "close,cookie",
+        "x_forwarded_host",
+        "X_Request_Id",
+        /* "a X-Forwarded-* header": not only the three the gateway sets. */
+        "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
+        /* The identity namespace has no length limit. */
+        "X-SSO-Aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+        "keep-alive, x_sso_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+    };
+    for (size_t i = 0; i < sizeof(protected_options) / sizeof(protected_options[0]); i++) {
+        enum sg_headers_status status = validate_one("Connection", protected_options[i]);
+        if (status != SG_HEADERS_PROTECTED_IN_CONNECTION)
+            report_failure(&failed, "Connection: %s gives %s", protected_options[i],
+                           sg_headers_status_name(status));
+    }
+    static const char *const allowed[] = {"keep-alive",          "close",    "Upgrade", "X-Custom",
+                                          "keep-alive, Upgrade", "X-SSOUser"};
+    for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++) {
+        if (validate_one("Connection", allowed[i]) != SG_HEADERS_OK)
+            report_failure(&failed, "Connection: %s refused", allowed[i]);
+    }
+    /* The second Connection line counts as much as the first. */
+    const char *second[] = {"Host",         "h", "Connection", "keep-alive", "Connection",
+                            "X-SSO-Tenant", NULL};
+    assert_status(SG_HEADERS_PROTECTED_IN_CONNECTION, validate_pairs(true, second));
+    const char *in10[] = {"Connection", "Host", NULL};
+    assert_status(SG_HEADERS_PROTECTED_IN_CONNECTION, validate_pairs(false, in10));
+    assert_int_equal(failed, 0);
+}
+
+static void test_status_http_and_names(void **state)
+{
+    static const struct {
+        enum sg_headers_status status;
+        const char *name;
+        int http;
+    } documented[] = {
+        {SG_HEADERS_BAD_NAME, "bad_name", 400},
+        {SG_HEADERS_BAD_VALUE, "bad_value", 400},
+        {SG_HEADERS_BAD_CONTENT_LENGTH, "bad_content_length", 400},
+        {SG_HEADERS_TRANSFER_ENCODING, "transfer_encoding", 501},
+        {SG_HEADERS_LENGTH_AND_CHUNKED, "length_and_chunked", 400},
+        {SG_HEADERS_CHUNKED_HTTP10, "chunked_http10", 400},
+        {SG_HEADERS_NO_HOST, "no_host", 400},
+        {SG_HEADERS_SEVERAL_HOSTS, "several_hosts", 400},
+        {SG_HEADERS_BAD_HOST, "bad_host", 400},
+        {SG_HEADERS_PROTECTED_IN_CONNECTION, "protected_in_connection", 400},
+    };
+    assert_int_equal(sizeof(documented) / sizeof(documented[0]), SG_HEADERS__COUNT - 1);
+    for (size_t i = 0; i < sizeof(documented) / sizeof(documented[0]); i++) {
+        assert_string_equal(sg_headers_status_name(documented[i].status), documented[i].name);
+        assert_int_equal(sg_headers_status_http(documented[i].status), documented[i].http);
+    }
+    for (int a = 0; a < SG_HEADERS__COUNT; a++) {
+        assert_non_null(sg_headers_status_name(a));
+        for (int b = a + 1; b < SG_HEADERS__COUNT; b++)
+            assert_string_not_equal(sg_headers_status_name(a), sg_headers_status_name(b));
+    }
+}
+
+static void test_identity_folding(void **state)
+{
+    assert_true(sg_headers_is_identity("X_SSO_User"));
+    assert_true(sg_headers_is_identity("x-sso_subject"));
+    assert_true(sg_headers_is_identity("X-SSO_Subject"));
+    assert_true(sg_headers_is_identity("x_sso-tenant"));
+    assert_true(sg_headers_is_identity("X_Sso_Assertion"));
+    assert_false(sg_headers_is_identity("X-SSOUser"));
+    assert_false(sg_headers_is_identity("X_SSOUser"));
+    assert_false(sg_headers_is_identity("XSSO-User"));
+    assert_false(sg_headers_is_identity("X-SS0-User"));
+    assert_false(sg_headers_is_identity("X-SSO"));
+    assert_false(sg_headers_is_identity("X_SSO"));
+    assert_false(sg_headers_is_identity(""));
+    assert_false(sg_headers_is_identity("X--SSO-User"));
+}
+
+static void test_name_eq(void **state)
+{
+    assert_true(sg_headers_name_eq("Host", "host"));
+    assert_true(sg_headers_name_eq("X-Forwarded-Host", "x_forwarded_host"));
+    assert_true(sg_headers_name_eq("a_b", "A-B"));
+    assert_true(sg_headers_name_eq("a-b", "a_b"));
+    assert_true(sg_headers_name_eq("X-Request-Id", "X-REQUEST-ID"));
+    assert_true(sg_headers_name_eq("", ""));
+    assert_false(sg_headers_name_eq("Host", "Hos"));
+    assert_false(sg_headers_name_eq("Hos", "Host"));
+    assert_false(sg_headers_name_eq("X-A", "X-A-"));
+    assert_false(sg_headers_name_eq("X-A", "XA"));
+    assert_false(sg_headers_name_eq("a.b", "a-b"));
+    assert_false(sg_headers_name_eq("a", ""));
+    /* Only ASCII letters fold: 0xC3 0xA4 is not 0xC3 0x84. */
+    assert_false(sg_headers_name_eq("\xc3\xa4", "\xc3\x84"));
+}
+
+static void test_is_token(void **state)
+{
+    assert_true(sg_headers_is_token("a"));
+    assert_true(sg_headers_is_token("Content-Type"));
+    assert_true(sg_headers_is_token("!#$%&'*+-.^_`|~09azAZ"));
+    assert_false(sg_headers_is_token(""));
+    assert_false(sg_headers_is_token("a b"));
+    assert_false(sg_headers_is_token("a\x7f"));
+    assert_false(sg_headers_is_token("a\x80"));
+    assert_false(sg_headers_is_token("a:"));
+    static const char separators[] = "\"(),/:;<=>?@[\\]{} \t";
+    for (const char *c = separators; *c; c++) {
+        char name[4] = {'a', *c, 'b', '\0'};
+        if (sg_headers_is_token(name))
+            fail_msg("'%c' taken as a tchar", *c);
+    }
+    for (int c = 1; c < 0x20; c++) {
+        char name[2] = {(char)c, '\0'};
+        assert_false(sg_headers_is_token(name));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_hop_by_hop_names),  cmocka_unit_test(test_identity_namespace),
-        cmocka_unit_test(test_connection_listed), cmocka_unit_test(test_request_filter),
-        cmocka_unit_test(test_response_filter),   cmocka_unit_test(test_several_connection_lines),
+        cmocka_unit_test(test_hop_by_hop_names),
+        cmocka_unit_test(test_identity_namespace),
+        cmocka_unit_test(test_connection_listed),
+        cmocka_unit_test(test_request_filter),
+        cmocka_unit_test(test_response_filter),
+        cmocka_unit_test(test_several_connection_lines),
         cmocka_unit_test(test_wire_size),
+        cmocka_unit_test(test_validate_ordinary),
+        cmocka_unit_test(test_validate_names),
+        cmocka_unit_test(test_validate_values),
+        cmocka_unit_test(test_validate_content_length),
+        cmocka_unit_test(test_validate_transfer_encoding),
+        cmocka_unit_test(test_validate_transfer_encoding_case),
+        cmocka_unit_test(test_validate_host),
+        cmocka_unit_test(test_validate_connection),
+        cmocka_unit_test(test_status_http_and_names),
+        cmocka_unit_test(test_identity_folding),
+        cmocka_unit_test(test_name_eq),
+        cmocka_unit_test(test_is_token),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -155,7 +155,7 @@ int sg_cookie_remove_any(const char *header, size_t len, const char *const *name
     while (next_pair(header, len, &pos, &p)) {
         bool named = false;
         for (size_t i = 0; i < count && p.name != NULL && !named; i++)
-            named = strncmp(p.name, names[i], p.name_len) == 0 && names[i][p.name_len] == '\0';
+            named = strlen(names[i]) == p.name_len && memcmp(p.name, names[i], p.name_len) == 0;
         if (named)
             continue;
         if (o > 0) {

@@ -1126,6 +1126,8 @@ static const struct field upstream_fields[] = {
     SG_F_INT("response_timeout_ms", struct sg_upstream_config, response_timeout_ms, false, 1,
              SG_MS_PER_DAY),
     SG_F_INT("pool_size", struct sg_upstream_config, pool_size, false, 1, 4096),
+    SG_F_INT("websocket_idle_timeout_s", struct sg_upstream_config, websocket_idle_timeout_s, false,
+             1, 86400),
 };
 static const struct object_schema upstream_schema = SG_SCHEMA(upstream_fields, NULL);
 
@@ -1479,6 +1481,7 @@ static struct sg_config *config_new(void)
     cfg->upstream.connect_timeout_ms = 2000;
     cfg->upstream.response_timeout_ms = 30000;
     cfg->upstream.pool_size = 64;
+    cfg->upstream.websocket_idle_timeout_s = 300;
     cfg->psa.login_path = sg_strdup("/login");
     cfg->psa.home_path = sg_strdup("/");
     cfg->psa.logout_path = sg_strdup("/logout");

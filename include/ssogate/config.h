@@ -41,6 +41,7 @@ struct sg_upstream_config {
     uint32_t response_timeout_ms; /* time to the response headers, and between body reads; default
                                      30000 */
     uint32_t pool_size;           /* keep-alive connections kept, default 64 */
+    uint32_t websocket_idle_timeout_s; /* a tunnel without traffic is closed; default 300 */
 };
 
 struct sg_whoami_config {

@@ -590,11 +590,9 @@ static void tunnel_open(struct tunnel *t)
 
     /* The takeover (see the top of this file). */
     bufferevent_setcb(t->client, on_tunnel_read, on_tunnel_write, on_tunnel_event, t);
-    bufferevent_set_timeouts(t->client, NULL, NULL);
     bufferevent_setwatermark(t->client, EV_READ, 0, 0);
     bufferevent_setwatermark(t->client, EV_WRITE, SG_TUNNEL_BUFFER_MAX / 2, 0);
     bufferevent_setcb(t->up, on_tunnel_read, on_tunnel_write, on_tunnel_event, t);
-    bufferevent_set_timeouts(t->up, NULL, NULL);
     bufferevent_setwatermark(t->up, EV_WRITE, SG_TUNNEL_BUFFER_MAX / 2, 0);
 
     t->state = TUNNEL_OPEN;
@@ -614,6 +612,10 @@ static void tunnel_open(struct tunnel *t)
     /* Frames sent right behind either head go first. */
     bufferevent_enable(t->client, EV_READ | EV_WRITE);
     bufferevent_enable(t->up, EV_READ | EV_WRITE);
+    /* Idle is the shared timer's business. Cleared once enabled: libevent
+     * removes the timer of a pending event only. */
+    bufferevent_set_timeouts(t->client, NULL, NULL);
+    bufferevent_set_timeouts(t->up, NULL, NULL);
     splice_from(t, t->up);
     splice_from(t, t->client);
 }

@@ -4,6 +4,7 @@
 
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <stdint.h>
 #include <string.h>
 #include <strings.h>
 
@@ -19,17 +20,49 @@ static const char *const hop_by_hop[] = {
     "Upgrade",
 };
 
-/* Set by the gateway from the connection itself; a client's values are dropped.
+/* Set by the gateway from the connection itself; a client's values are dropped
+ * (X-Forwarded-For is read by the proxy, which appends to it).
  * Expect too: the gateway has read the whole body before it forwards, and an
  * interim 100 from the upstream would be taken for the response. */
 static const char *const gateway_owned[] = {
-    "Content-Length", "Expect", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Request-Id",
+    "Content-Length",   "Expect",       "X-Forwarded-Proto",
+    "X-Forwarded-Host", "X-Request-Id", "X-Forwarded-For",
 };
+
+/* Named in Connection, these would let a client remove what the gateway
+ * relies on, or what the upstream needs to frame and place the request. */
+static const char *const connection_protected[] = {
+    "Host",         "Content-Length",   "Transfer-Encoding", "Cookie",
+    "X-Request-Id", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-For",
+};
+
+static unsigned char fold(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return (unsigned char)(c - 'A' + 'a');
+    return c == '_' ? '-' : c;
+}
+
+/* Compares the first n bytes of a and b as header names (see sg_headers_name_eq). */
+static bool name_prefix_eq(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] == '\0' || b[i] == '\0' || fold((unsigned char)a[i]) != fold((unsigned char)b[i]))
+            return false;
+    }
+    return true;
+}
+
+bool sg_headers_name_eq(const char *a, const char *b)
+{
+    size_t n = strlen(a);
+    return n == strlen(b) && name_prefix_eq(a, b, n);
+}
 
 static bool in_list(const char *name, const char *const *list, size_t count)
 {
     for (size_t i = 0; i < count; i++) {
-        if (strcasecmp(name, list[i]) == 0)
+        if (sg_headers_name_eq(name, list[i]))
             return true;
     }
     return false;
@@ -42,7 +75,22 @@ bool sg_headers_is_hop_by_hop(const char *name)
 
 bool sg_headers_is_identity(const char *name)
 {
-    return strncasecmp(name, "X-SSO-", 6) == 0;
+    return name_prefix_eq(name, "X-SSO-", 6);
+}
+
+bool sg_headers_is_token(const char *name)
+{
+    /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
+     * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
+    if (*name == '\0')
+        return false;
+    for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
+        bool alnum =
+            (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
+        if (!alnum && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+            return false;
+    }
+    return true;
 }
 
 bool sg_headers_listed_in_connection(const char *connection, const char *name)
@@ -85,6 +133,7 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
     {
         if (sg_headers_is_hop_by_hop(h->key) || sg_headers_is_identity(h->key) ||
             in_list(h->key, gateway_owned, sizeof(gateway_owned) / sizeof(gateway_owned[0])) ||
+            sg_headers_name_eq(h->key, "Host") || sg_headers_name_eq(h->key, "Cookie") ||
             listed_in_any_connection(in, h->key))
             continue;
         evhttp_add_header(out, h->key, h->value);
@@ -113,4 +162,148 @@ size_t sg_headers_wire_size(const struct evkeyvalq *headers)
         total += strlen(h->key) + strlen(h->value) + 4;
     }
     return total;
+}
+
+/* A value may hold visible ASCII, obs-text, SP and HTAB (RFC 9110 5.5). */
+static bool value_ok(const char *value)
+{
+    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+static bool digits_only(const char *value)
+{
+    size_t n = 0;
+    for (; value[n] != '\0'; n++) {
+        if (value[n] < '0' || value[n] > '9')
+            return false;
+    }
+    return n > 0 && n <= 18; /* fits in an int64 */
+}
+
+/* uri-host [ ":" port ]: reg-name or an IP literal in brackets (RFC 3986 3.2.2). */
+static bool host_ok(const char *value)
+{
+    const char *p = value;
+    if (*p == '[') {
+        const char *close = strchr(p, ']');
+        if (close == NULL || close == p + 1)
+            return false;
+        for (const char *q = p + 1; q < close; q++) {
+            if (strchr("0123456789abcdefABCDEF:.", *q) == NULL)
+                return false;
+        }
+        p = close + 1;
+    } else {
+        const char *start = p;
+        while (*p != '\0' && *p != ':') {
+            unsigned char c = (unsigned char)*p;
+            bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+            if (!alnum && strchr("-._~!$&'()*+,;=%", c) == NULL)
+                return false;
+            p++;
+        }
+        if (p == start)
+            return false;
+    }
+    if (*p == '\0')
+        return true;
+    if (*p != ':')
+        return false;
+    p++;
+    size_t digits = 0;
+    for (; *p != '\0'; p++, digits++) {
+        if (*p < '0' || *p > '9' || digits >= 5)
+            return false;
+    }
+    return true; /* "host:" is allowed: an empty port means the default */
+}
+
+/* True when a Connection value names a header the gateway depends on. */
+static bool connection_names_protected(const char *value)
+{
+    const char *p = value;
+    while (*p != '\0') {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *start = p;
+        while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
+            p++;
+        size_t len = (size_t)(p - start);
+        if (len == 0)
+            continue;
+        char option[64];
+        if (len >= sizeof(option))
+            continue; /* longer than any protected name */
+        memcpy(option, start, len);
+        option[len] = '\0';
+        if (sg_headers_is_identity(option) ||
+            in_list(option, connection_protected,
+                    sizeof(connection_protected) / sizeof(connection_protected[0])))
+            return true;
+    }
+    return false;
+}
+
+enum sg_headers_status sg_headers_validate(const struct evkeyvalq *in, bool http11)
+{
+    const struct evkeyval *h;
+    unsigned hosts = 0, lengths = 0, encodings = 0;
+    const char *host = NULL;
+
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (!sg_headers_is_token(h->key))
+            return SG_HEADERS_BAD_NAME;
+        if (!value_ok(h->value))
+            return SG_HEADERS_BAD_VALUE;
+        if (strcasecmp(h->key, "Host") == 0) {
+            hosts++;
+            host = h->value;
+        } else if (strcasecmp(h->key, "Content-Length") == 0) {
+            if (++lengths > 1 || !digits_only(h->value))
+                return SG_HEADERS_BAD_CONTENT_LENGTH;
+        } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
+            if (++encodings > 1 || strcasecmp(h->value, "chunked") != 0)
+                return SG_HEADERS_TRANSFER_ENCODING;
+        } else if (strcasecmp(h->key, "Connection") == 0) {
+            if (connection_names_protected(h->value))
+                return SG_HEADERS_PROTECTED_IN_CONNECTION;
+        }
+    }
+    if (encodings > 0 && lengths > 0)
+        return SG_HEADERS_LENGTH_AND_CHUNKED;
+    if (encodings > 0 && !http11)
+        return SG_HEADERS_CHUNKED_HTTP10;
+    if (hosts > 1)
+        return SG_HEADERS_SEVERAL_HOSTS;
+    if (hosts == 0)
+        return http11 ? SG_HEADERS_NO_HOST : SG_HEADERS_OK;
+    return host_ok(host) ? SG_HEADERS_OK : SG_HEADERS_BAD_HOST;
+}
+
+int sg_headers_status_http(enum sg_headers_status status)
+{
+    return status == SG_HEADERS_TRANSFER_ENCODING ? 501 : 400;
+}
+
+const char *sg_headers_status_name(enum sg_headers_status status)
+{
+    static const char *const names[SG_HEADERS__COUNT] = {
+        [SG_HEADERS_OK] = "ok",
+        [SG_HEADERS_BAD_NAME] = "bad_name",
+        [SG_HEADERS_BAD_VALUE] = "bad_value",
+        [SG_HEADERS_BAD_CONTENT_LENGTH] = "bad_content_length",
+        [SG_HEADERS_TRANSFER_ENCODING] = "transfer_encoding",
+        [SG_HEADERS_LENGTH_AND_CHUNKED] = "length_and_chunked",
+        [SG_HEADERS_CHUNKED_HTTP10] = "chunked_http10",
+        [SG_HEADERS_NO_HOST] = "no_host",
+        [SG_HEADERS_SEVERAL_HOSTS] = "several_hosts",
+        [SG_HEADERS_BAD_HOST] = "bad_host",
+        [SG_HEADERS_PROTECTED_IN_CONNECTION] = "protected_in_connection",
+    };
+    return (unsigned)status < SG_HEADERS__COUNT ? names[status] : "unknown";
 }

@@ -5,14 +5,19 @@
 #include "ssogate/cookie.h"
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
+#include "ssogate/metrics.h"
 #include "ssogate/runtime.h"
+
+#include <sys/queue.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <yajl/yajl_gen.h>
 
 #define ASSERTION_KEY_FILE "assertion-key.pem"
@@ -82,38 +87,156 @@ char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix)
                        cfg->session.cookie_name, suffix);
 }
 
+/*
+ * Collects the distinct values of cookie name that are exactly len bytes
+ * long, from every Cookie line of in, in order, at most max of them, into
+ * out (max slots of len + 1 bytes). Values of another length are garbage to
+ * the gateway and skipped. Returns how many were found.
+ */
+static size_t cookie_values(const struct evkeyvalq *in, const char *name, size_t len, char *out,
+                            size_t max)
+{
+    size_t count = 0;
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (strcasecmp(h->key, "Cookie") != 0)
+            continue;
+        const char *rest = h->value;
+        size_t rest_len = strlen(rest);
+        const char *value;
+        size_t value_len;
+        while (sg_cookie_find(rest, rest_len, name, &value, &value_len) == 0) {
+            size_t consumed = (size_t)(value - rest) + value_len;
+            rest += consumed;
+            rest_len -= consumed;
+            if (value_len != len)
+                continue;
+            bool seen = false;
+            for (size_t i = 0; i < count && !seen; i++)
+                seen = memcmp(out + i * (len + 1), value, len) == 0;
+            if (seen)
+                continue;
+            if (count == max)
+                return count;
+            memcpy(out + count * (len + 1), value, len);
+            out[count * (len + 1) + len] = '\0';
+            count++;
+        }
+    }
+    return count;
+}
+
 bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
                             const char *suffix, char *out, size_t len)
 {
-    const char *header = evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
-    if (header == NULL)
-        return false;
     char *name = sg_identity_cookie_name(cfg, suffix);
-    const char *value;
-    size_t value_len;
-    int err = sg_cookie_find(header, strlen(header), name, &value, &value_len);
+    char *values = sg_malloc(2 * (len + 1));
+    /* Two different values: one was planted; neither is trusted. */
+    size_t count = cookie_values(evhttp_request_get_input_headers(req), name, len, values, 2);
+    if (count == 1)
+        memcpy(out, values, len + 1);
+    free(values);
     free(name);
-    if (err != 0 || value_len != len)
-        return false;
-    memcpy(out, value, len);
-    out[len] = '\0';
+    return count == 1;
+}
+
+char *sg_identity_upstream_cookie(const struct sg_config *cfg, const struct evkeyvalq *in)
+{
+    static const char *const suffixes[] = {SG_COOKIE_SESSION, SG_COOKIE_LOGIN, SG_COOKIE_CSRF};
+    char *names[SG_ARRAY_LEN(suffixes)];
+    char *joined = NULL;
+    const struct evkeyval *h;
+
+    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++)
+        names[i] = sg_identity_cookie_name(cfg, suffixes[i]);
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (strcasecmp(h->key, "Cookie") != 0)
+            continue;
+        char *kept = sg_strdup(h->value);
+        for (size_t i = 0; i < SG_ARRAY_LEN(names) && kept != NULL; i++) {
+            char *next = NULL;
+            int err = sg_cookie_remove(kept, strlen(kept), names[i], &next);
+            free(kept);
+            kept = err == 0 ? next : NULL; /* too big to read: dropped whole */
+        }
+        if (kept == NULL || *kept == '\0') {
+            free(kept);
+        } else if (joined == NULL) {
+            joined = kept;
+        } else {
+            char *both = sg_asprintf("%s; %s", joined, kept);
+            free(joined);
+            free(kept);
+            joined = both;
+        }
+    }
+    for (size_t i = 0; i < SG_ARRAY_LEN(names); i++)
+        free(names[i]);
+    return joined;
+}
+
+static bool same_owner(const struct sg_session *a, const struct sg_session *b)
+{
+    const char *fa[] = {a->idp_issuer, a->idp_sub, a->psa_tenant, a->psa_user};
+    const char *fb[] = {b->idp_issuer, b->idp_sub, b->psa_tenant, b->psa_user};
+    for (size_t i = 0; i < SG_ARRAY_LEN(fa); i++) {
+        if ((fa[i] == NULL) != (fb[i] == NULL) || (fa[i] != NULL && strcmp(fa[i], fb[i]) != 0))
+            return false;
+    }
     return true;
 }
+
+#define SESSION_COOKIES_MAX 4
 
 int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out)
 {
+    char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
     memset(out, 0, sizeof(*out));
-    if (!sg_identity_cookie_get(req, cfg, "", out->session_id, SG_SESSION_ID_LEN))
-        return SG_ENOENT;
+    char *name = sg_identity_cookie_name(cfg, SG_COOKIE_SESSION);
+    size_t count = cookie_values(evhttp_request_get_input_headers(req), name, SG_SESSION_ID_LEN,
+                                 &ids[0][0], SESSION_COOKIES_MAX);
+    free(name);
 
     int64_t now = sg_now_s();
-    int err = sg_session_get(rt->store, out->session_id, now, &out->session);
+    bool found = false;
+    int err = 0;
+    for (size_t i = 0; i < count; i++) {
+        struct sg_session other;
+        struct sg_session *into = found ? &other : &out->session;
+        int rc = sg_session_get(rt->store, ids[i], now, into);
+        if (rc == SG_ENOENT || rc == SG_EINVAL)
+            continue; /* unknown, expired or garbage: never hides the real one */
+        if (rc != 0) {
+            err = rc;
+            break;
+        }
+        if (!found) {
+            found = true;
+            memcpy(out->session_id, ids[i], SG_SESSION_ID_SIZE);
+            continue;
+        }
+        bool same = same_owner(&out->session, &other);
+        sg_session_clear(&other);
+        if (!same) {
+            /* Sessions of two identities: one was planted (cookie tossing). */
+            sg_metrics_count("ssogate_session_cookie_conflicts_total", "result", "refused");
+            sg_log(SG_LOG_WARN, "session_cookie_conflict",
+                   "cookies of sessions of different users: none is used");
+            err = SG_EEXIST;
+            break;
+        }
+    }
+    OPENSSL_cleanse(ids, sizeof(ids));
+    if (err == 0 && !found)
+        err = SG_ENOENT;
     if (err == 0)
         err = sg_session_touch(rt->store, out->session_id, now);
     if (err != 0) {
         sg_identity_clear(out);
-        return err == SG_ENOENT || err == SG_EINVAL ? SG_ENOENT : err;
+        return err == SG_EINVAL ? SG_ENOENT : err;
     }
     return 0;
 }

@@ -31,7 +31,6 @@
 
 #define TOKEN_SIZE     48
 #define TOKEN_LEN      43 /* 32 random bytes in base64url */
-#define BINDING_SUFFIX "_login"
 #define LOGINS_METRIC  "ssogate_logins_total"
 #define SWEEP_AT_LIMIT 1000 /* expired states dropped at once when the cap is reached */
 #define RECORD_MAX     (8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1 + 3 * (2 + SG_REDIRECT_MAX))
@@ -371,7 +370,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
         return too_busy(req, request_id, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
-    bool new_binding = !sg_identity_cookie_get(req, cfg, BINDING_SUFFIX, binding, TOKEN_LEN);
+    bool new_binding = !sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (new_binding)
         sg_jose_random_token(32, binding, sizeof(binding));
 
@@ -409,7 +408,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
                                  redirect_uri, scope_enc, s->state, s->nonce, challenge);
     if (new_binding)
-        set_cookie(req, cfg, BINDING_SUFFIX, binding, SG_OIDC_STATE_TTL_S);
+        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_OIDC_STATE_TTL_S);
     redirect(req, status, location);
     sg_metrics_count(LOGINS_METRIC, "result", "started");
     OPENSSL_cleanse(binding, sizeof(binding));
@@ -852,7 +851,7 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     s = state != NULL ? state_take(logins, state) : NULL;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
-    bool bound = s != NULL && sg_identity_cookie_get(req, cfg, BINDING_SUFFIX, binding, TOKEN_LEN);
+    bool bound = s != NULL && sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (bound) {
         SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s->binding, sizeof(binding_hash));
@@ -909,7 +908,7 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
                                         on_exchanged, p);
     if (p->exchange == NULL) {
         *access = p->access; /* handed back: the router logs this one */
-        p->access.path = NULL;
+        memset(&p->access.target, 0, sizeof(p->access.target));
         status = too_busy(req, access->request_id, "idp_not_ready");
         pending_free(p);
         goto end;

@@ -11,6 +11,7 @@
 #include "ssogate/config.h"
 
 #include "ssogate/common.h"
+#include "ssogate/target.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -707,6 +708,19 @@ static int check_route_prefix(struct parser *p, const char *s)
         return rc;
     if (strcmp(s, "/_sso") == 0 || strncmp(s, "/_sso/", 6) == 0)
         return fail(p, "must not be under /_sso/, which belongs to the gateway");
+    /* Requests are matched on their normalised path: a prefix in another
+     * form would never match anything. */
+    struct sg_target_options opts = {0};
+    struct sg_target target;
+    size_t len = strlen(s);
+    while (len > 1 && s[len - 1] == '/')
+        len--;
+    bool same = sg_target_normalize(s, len, &opts, &target) == SG_TARGET_OK &&
+                strlen(target.match) == len && memcmp(target.match, s, len) == 0;
+    sg_target_clear(&target);
+    if (!same)
+        return fail(p, "must be a normalised path (no '.', '..', '//', ';', escapes of "
+                       "unreserved characters, lower-case hex)");
     return 0;
 }
 
@@ -1047,6 +1061,24 @@ static const struct enum_name identity_names[] = {
     {NULL, 0},
 };
 
+static const struct enum_name paths_names[] = {
+    {"case-sensitive", SG_PATHS_CASE_SENSITIVE},
+    {"case-insensitive", SG_PATHS_CASE_INSENSITIVE},
+    {NULL, 0},
+};
+
+static const struct enum_name escaped_slashes_names[] = {
+    {"refuse", SG_ESCAPED_SLASHES_REFUSE},
+    {"keep", SG_ESCAPED_SLASHES_KEEP},
+    {NULL, 0},
+};
+
+static const struct enum_name host_header_names[] = {
+    {"public", SG_HOST_HEADER_PUBLIC},
+    {"upstream", SG_HOST_HEADER_UPSTREAM},
+    {NULL, 0},
+};
+
 static const struct enum_name token_auth_names[] = {
     {"client_secret_basic", SG_TOKEN_AUTH_CLIENT_SECRET_BASIC},
     {"client_secret_post", SG_TOKEN_AUTH_CLIENT_SECRET_POST},
@@ -1126,6 +1158,10 @@ static const struct field upstream_fields[] = {
     SG_F_INT("response_timeout_ms", struct sg_upstream_config, response_timeout_ms, false, 1,
              SG_MS_PER_DAY),
     SG_F_INT("pool_size", struct sg_upstream_config, pool_size, false, 1, 4096),
+    SG_F_ENUM("paths", struct sg_upstream_config, paths, false, paths_names),
+    SG_F_ENUM("escaped_slashes", struct sg_upstream_config, escaped_slashes, false,
+              escaped_slashes_names),
+    SG_F_ENUM("host_header", struct sg_upstream_config, host_header, false, host_header_names),
     SG_F_INT("websocket_idle_timeout_s", struct sg_upstream_config, websocket_idle_timeout_s, false,
              1, 86400),
 };
@@ -1413,6 +1449,7 @@ static const struct field limits_fields[] = {
     SG_F_INT("connections", struct sg_limits_config, connections, false, 1, 1000000),
     SG_F_INT("logins_in_flight", struct sg_limits_config, logins_in_flight, false, 1, 1000000),
     SG_F_INT("client_timeout_s", struct sg_limits_config, client_timeout_s, false, 1, SG_S_PER_DAY),
+    SG_F_INT("min_body_rate", struct sg_limits_config, min_body_rate, false, 1, 1u << 30),
 };
 static const struct object_schema limits_schema = SG_SCHEMA(limits_fields, NULL);
 
@@ -1428,12 +1465,26 @@ static const struct field log_fields[] = {
 };
 static const struct object_schema log_schema = SG_SCHEMA(log_fields, NULL);
 
+/* "host[:port]" of url, the port left out when it is the scheme's default. */
+static char *url_authority(const struct sg_url *url)
+{
+    bool v6 = strchr(url->host, ':') != NULL;
+    bool default_port = url->port == (url->https ? 443 : 80);
+    if (default_port)
+        return sg_asprintf(v6 ? "[%s]" : "%s", url->host);
+    return sg_asprintf(v6 ? "[%s]:%u" : "%s:%u", url->host, (unsigned)url->port);
+}
+
 /* Checks that need the whole file: what depends on an IdP being there. */
 static int config_check(struct parser *p, void *base)
 {
     struct sg_config *cfg = base;
     if (cfg->public_url.path[0] != '\0')
         return fail_at(p, "public_url", "must not have a path: the gateway serves the whole site");
+    free(cfg->upstream.host);
+    cfg->upstream.host =
+        url_authority(cfg->upstream.host_header == SG_HOST_HEADER_UPSTREAM ? &cfg->upstream.url
+                                                                           : &cfg->public_url);
     if (cfg->idp == NULL && cfg->identity == SG_IDENTITY_CLAIMS)
         return fail_at(p, "identity", "claims needs an idp");
     for (size_t i = 0; cfg->idp == NULL && i < cfg->route_count; i++) {
@@ -1504,6 +1555,7 @@ static struct sg_config *config_new(void)
     cfg->limits.connections = 10000;
     cfg->limits.logins_in_flight = 10000;
     cfg->limits.client_timeout_s = 30;
+    cfg->limits.min_body_rate = 1024;
     cfg->assertion.ttl_s = 60;
     cfg->log_level = SG_LOG_INFO;
     cfg->access_log = true;
@@ -1525,6 +1577,7 @@ static void config_free(struct sg_config *cfg)
     sg_url_clear(&cfg->public_url);
     sg_url_clear(&cfg->upstream.url);
     free(cfg->upstream.ca_file);
+    free(cfg->upstream.host);
     free(cfg->psa.login_path);
     free(cfg->psa.home_path);
     free(cfg->psa.logout_path);
@@ -1644,16 +1697,6 @@ void sg_config_unref(struct sg_config *cfg)
 /* A prefix matches the path itself and whatever lies below it on a segment
  * boundary: "/admin" matches "/admin", "/admin/x" and "/admin?x", never
  * "/administrator". */
-static bool prefix_matches(const char *prefix, const char *path)
-{
-    size_t n = strlen(prefix);
-    if (strncmp(path, prefix, n) != 0)
-        return false;
-    if (n > 0 && prefix[n - 1] == '/')
-        return true;
-    return path[n] == '\0' || path[n] == '/' || path[n] == '?';
-}
-
 const struct sg_route_config *sg_config_route(const struct sg_config *cfg, const char *path)
 {
     static const struct sg_route_config default_route = {"/", SG_AUTH_OPTIONAL};
@@ -1664,10 +1707,23 @@ const struct sg_route_config *sg_config_route(const struct sg_config *cfg, const
     for (size_t i = 0; i < cfg->route_count; i++) {
         const struct sg_route_config *route = &cfg->routes[i];
         size_t len = strlen(route->prefix);
-        if (len > best_len && prefix_matches(route->prefix, path)) {
+        if (len > best_len && sg_target_under(path, route->prefix,
+                                              cfg->upstream.paths == SG_PATHS_CASE_INSENSITIVE)) {
             best = route;
             best_len = len;
         }
     }
     return best;
+}
+
+bool sg_config_path_is(const struct sg_config *cfg, const char *match, const char *path)
+{
+    if (cfg->upstream.paths == SG_PATHS_CASE_INSENSITIVE)
+        return strcasecmp(match, path) == 0;
+    return strcmp(match, path) == 0;
+}
+
+bool sg_config_path_under(const struct sg_config *cfg, const char *match, const char *prefix)
+{
+    return sg_target_under(match, prefix, cfg->upstream.paths == SG_PATHS_CASE_INSENSITIVE);
 }

@@ -251,18 +251,12 @@ static void on_up_done(struct evhttp_request *up, void *arg)
                         "moment.");
 }
 
-/* The request target for the upstream: its base path, then the client's path and query. */
-static char *upstream_target(const struct sg_config *cfg, struct evhttp_request *req)
+/* The request target for the upstream: its base path, then the normalised
+ * path and the query as received (both checked by the router). */
+static char *upstream_target(const struct sg_config *cfg, const struct sg_target *target)
 {
-    const char *uri = evhttp_request_get_uri(req);
-    if (uri[0] == '/')
-        return sg_asprintf("%s%s", cfg->upstream.url.path, uri);
-
-    const struct evhttp_uri *parsed = evhttp_request_get_evhttp_uri(req);
-    const char *path = evhttp_uri_get_path(parsed);
-    const char *query = evhttp_uri_get_query(parsed);
-    return sg_asprintf("%s%s%s%s", cfg->upstream.url.path, (path && *path) ? path : "/",
-                       query ? "?" : "", query ? query : "");
+    return sg_asprintf("%s%s%s%s", cfg->upstream.url.path, target->path, target->query ? "?" : "",
+                       target->query ? target->query : "");
 }
 
 static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
@@ -274,7 +268,6 @@ static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
     evhttp_connection_get_peer(evhttp_request_get_connection(req), &peer, &port);
 
     const char *prior = evhttp_find_header(in, "X-Forwarded-For");
-    evhttp_remove_header(out, "X-Forwarded-For");
     if (prior != NULL) {
         char *joined = sg_asprintf("%s, %s", prior, peer ? peer : "unknown");
         evhttp_add_header(out, "X-Forwarded-For", joined);
@@ -283,35 +276,14 @@ static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
         evhttp_add_header(out, "X-Forwarded-For", peer ? peer : "unknown");
     }
     evhttp_add_header(out, "X-Forwarded-Proto", sg_conn_is_tls(p->conn) ? "https" : "http");
-    const char *host = evhttp_find_header(in, "Host");
-    if (host != NULL)
-        evhttp_add_header(out, "X-Forwarded-Host", host);
-    else
-        evhttp_add_header(out, "Host", p->snap->cfg->upstream.url.host);
+    /* One documented authority (upstream.host_header), never the client's. */
+    evhttp_add_header(out, "Host", p->snap->cfg->upstream.host);
+    evhttp_add_header(out, "X-Forwarded-Host", p->snap->cfg->upstream.host);
     evhttp_add_header(out, "X-Request-Id", p->access.request_id);
-}
-
-/* Removes the gateway's own cookies from the Cookie header going upstream. */
-static void strip_gateway_cookies(const struct sg_config *cfg, struct evkeyvalq *out)
-{
-    const char *cookie = evhttp_find_header(out, "Cookie");
-    if (cookie == NULL)
-        return;
-    static const char *const suffixes[] = {"", "_login"};
-    char *kept = sg_strdup(cookie);
-    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++) {
-        char *name = sg_identity_cookie_name(cfg, suffixes[i]);
-        char *next = NULL;
-        if (sg_cookie_remove(kept, strlen(kept), name, &next) == 0) {
-            free(kept);
-            kept = next;
-        }
-        free(name);
-    }
-    evhttp_remove_header(out, "Cookie");
-    if (*kept != '\0')
-        evhttp_add_header(out, "Cookie", kept);
-    free(kept);
+    char *cookie = sg_identity_upstream_cookie(p->snap->cfg, in);
+    if (cookie != NULL)
+        evhttp_add_header(out, "Cookie", cookie);
+    free(cookie);
 }
 
 void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
@@ -335,7 +307,6 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
     struct evkeyvalq *out = evhttp_request_get_output_headers(up);
     sg_headers_copy_request(evhttp_request_get_input_headers(req), out);
     add_forwarded_headers(p, req, out);
-    strip_gateway_cookies(p->snap->cfg, out);
     if (identity != NULL && sg_identity_add_headers(p->snap, identity, out) != 0) {
         sg_log(SG_LOG_ERROR, "assertion", "signing the identity assertion failed");
         evhttp_request_free(up);
@@ -346,7 +317,7 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
     }
     if (sg_tunnel_is_handshake(req)) {
         /* A WebSocket handshake: the tunnel takes the client side from here (tunnel.h). */
-        char *target = upstream_target(p->snap->cfg, req);
+        char *target = upstream_target(p->snap->cfg, &p->access.target);
         sg_tunnel_start(rt, req, conn, &p->access, target, out, identity);
         free(target);
         evhttp_request_free(up);
@@ -370,9 +341,9 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
     const struct sg_config *cfg = p->snap->cfg;
     if (cfg->idp != NULL && cfg->identity == SG_IDENTITY_LINK &&
         evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
-        strcmp(p->access.path, cfg->psa.login_path) == 0) {
+        sg_config_path_is(cfg, p->access.target.match, cfg->psa.login_path)) {
         p->inject = true;
-        const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+        const char *query = p->access.target.query;
         struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
         if (query != NULL && evhttp_parse_query_str(query, &params) == 0) {
             const char *notice = evhttp_find_header(&params, "sso_notice");
@@ -381,7 +352,7 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
         }
         evhttp_clear_headers(&params);
     }
-    char *target = upstream_target(p->snap->cfg, req);
+    char *target = upstream_target(p->snap->cfg, &p->access.target);
     p->up = up;
     p->up_conn = sg_upstream_acquire(p->snap->upstream, &p->slot);
     p->up_start_us = sg_mono_us();

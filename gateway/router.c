@@ -15,6 +15,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,17 +60,15 @@ static void request_id_next(char out[40])
 
 void sg_access_init(struct sg_access *access, struct evhttp_request *req, int64_t start_us)
 {
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     request_id_next(access->request_id);
     access->method = method_name(evhttp_request_get_command(req));
-    access->path = sg_strdup(path ? path : "");
+    memset(&access->target, 0, sizeof(access->target));
     access->start_us = start_us;
 }
 
 void sg_access_clear(struct sg_access *access)
 {
-    SG_FREE(access->path);
+    sg_target_clear(&access->target);
 }
 
 void sg_access_log(const struct sg_access *access, int status, uint64_t bytes, int64_t upstream_us)
@@ -78,7 +77,7 @@ void sg_access_log(const struct sg_access *access, int status, uint64_t bytes, i
                   (struct sg_log_field[]){
                       SG_LOG_STR("request_id", access->request_id),
                       SG_LOG_STR("method", access->method),
-                      SG_LOG_STR("path", access->path),
+                      SG_LOG_STR("path", access->target.path ? access->target.path : ""),
                       SG_LOG_INT("status", status),
                       SG_LOG_INT("bytes", (int64_t)bytes),
                       SG_LOG_INT("duration_us", sg_mono_us() - access->start_us),
@@ -144,7 +143,8 @@ static bool is_get(struct evhttp_request *req)
 static int handle_sso(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
                       struct sg_access *access)
 {
-    const char *name = access->path + strlen(SSO_PREFIX);
+    const char *match = access->target.match;
+    const char *name = strlen(match) >= strlen(SSO_PREFIX) ? match + strlen(SSO_PREFIX) : "";
     if (strcmp(name, "healthz") == 0 && is_get(req))
         return handle_healthz(rt, req);
     if (strcmp(name, "metrics") == 0 && is_get(req))
@@ -170,16 +170,25 @@ static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, str
                           struct sg_access *access)
 {
     const struct sg_config *cfg = rt->current->cfg;
-    const struct sg_route_config *route = sg_config_route(cfg, access->path);
+    const struct sg_route_config *route = sg_config_route(cfg, access->target.match);
     struct sg_identity identity;
-    bool found = false;
+    bool found = false, conflict = false;
 
-    bool psa_logout = strcmp(access->path, cfg->psa.logout_path) == 0;
+    bool psa_logout = sg_config_path_is(cfg, access->target.match, cfg->psa.logout_path);
     if (route->auth != SG_AUTH_NONE || psa_logout) {
         int err = sg_identity_lookup(rt, cfg, req, &identity);
         if (err == SG_ESTORE)
             sg_metrics_error(SG_MERR_STORE);
         found = err == 0;
+        conflict = err == SG_EEXIST;
+    }
+    if (route->auth == SG_AUTH_REQUIRED && conflict) {
+        /* A redirect to log in would come back to the same cookies. */
+        sg_page_send(req, 400, "Conflicting sign-in cookies",
+                     "Your browser sent sign-in cookies of different users, so none of them "
+                     "is used. Clear this site's cookies and sign in again.",
+                     access->request_id);
+        return 400;
     }
     if (route->auth == SG_AUTH_REQUIRED && !found) {
         if (is_get(req) && !sg_tunnel_is_handshake(req)) /* a WebSocket cannot follow it */
@@ -201,36 +210,89 @@ static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, str
     return 0;
 }
 
-void sg_router_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn)
+/* Refuses a request whose framing or target cannot be trusted: a page, a log
+ * line with the reason, a metric, and the connection closed after it. */
+static int refuse(struct evhttp_request *req, const struct sg_access *access, int status,
+                  const char *reason, const char *message)
 {
-    struct sg_access access;
-    sg_access_init(&access, req, sg_mono_us());
-    const struct sg_config *cfg = rt->current->cfg;
-    bool access_log = cfg->access_log;
-    int status;
+    sg_metrics_error(SG_MERR_BAD_REQUEST);
+    sg_metrics_count("ssogate_bad_requests_total", "reason", reason);
+    sg_log_fields(SG_LOG_INFO, "bad_request",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
+                                          SG_LOG_STR("reason", reason)},
+                  2);
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    sg_page_send(req, status, sg_page_reason(status), message, access->request_id);
+    return status;
+}
 
-    if (rt->draining)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-    if (access.path[0] != '/') {
-        sg_metrics_error(SG_MERR_BAD_REQUEST);
-        sg_page_send(req, 400, "Bad request", "The request target is not a path.",
-                     access.request_id);
-        status = 400;
-    } else if (sg_headers_wire_size(evhttp_request_get_input_headers(req)) >
-               cfg->limits.header_bytes) {
+/* OPTIONS *: the server's own capabilities (RFC 9110 9.3.7); never forwarded. */
+static int handle_asterisk(struct evhttp_request *req)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
+    evhttp_add_header(headers, "Content-Length", "0");
+    evhttp_send_reply(req, 204, "No Content", NULL);
+    return 204;
+}
+
+/*
+ * Checks the header section and normalises the target into access->target.
+ * Returns 0 when the request may go on, or the status of the refusal sent.
+ */
+static int check_request(const struct sg_config *cfg, struct evhttp_request *req,
+                         struct sg_access *access)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    if (sg_headers_wire_size(in) > cfg->limits.header_bytes) {
         sg_metrics_error(SG_MERR_HEADER_TOO_BIG);
         sg_log(SG_LOG_INFO, "header_too_big", "request headers over %u bytes refused",
                (unsigned)cfg->limits.header_bytes);
         sg_page_send(req, 431, "Request headers too large",
                      "The request carried more header data than this gateway accepts. Clearing "
                      "this site's cookies usually helps.",
-                     access.request_id);
-        status = 431;
-    } else if (strncmp(access.path, SSO_PREFIX, strlen(SSO_PREFIX)) == 0) {
-        status = handle_sso(rt, req, conn, &access);
-    } else {
-        status = handle_proxied(rt, req, conn, &access);
+                     access->request_id);
+        return 431;
     }
+    bool http11 = req->major == 1 && req->minor >= 1;
+    enum sg_headers_status hs = sg_headers_validate(in, http11);
+    if (hs != SG_HEADERS_OK)
+        return refuse(req, access, sg_headers_status_http(hs), sg_headers_status_name(hs),
+                      "The request's headers are malformed or ambiguous.");
+
+    const char *raw = evhttp_request_get_uri(req);
+    struct sg_target_options opts = {
+        .keep_encoded_slash = cfg->upstream.escaped_slashes == SG_ESCAPED_SLASHES_KEEP,
+        .case_insensitive = cfg->upstream.paths == SG_PATHS_CASE_INSENSITIVE,
+        .asterisk_allowed = evhttp_request_get_command(req) == EVHTTP_REQ_OPTIONS,
+        .https = cfg->public_url.https,
+        .host = cfg->public_url.host,
+        .port = cfg->public_url.port,
+    };
+    enum sg_target_status ts =
+        sg_target_normalize(raw ? raw : "", raw ? strlen(raw) : 0, &opts, &access->target);
+    if (ts != SG_TARGET_OK)
+        return refuse(req, access, 400, sg_target_status_name(ts),
+                      "The address asked for is malformed or ambiguous.");
+    return 0;
+}
+
+void sg_router_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn)
+{
+    struct sg_access access;
+    sg_access_init(&access, req, sg_mono_us());
+    const struct sg_config *cfg = rt->current->cfg;
+    bool access_log = cfg->access_log;
+
+    if (rt->draining)
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    int status = check_request(cfg, req, &access);
+    if (status == 0 && access.target.asterisk)
+        status = handle_asterisk(req);
+    else if (status == 0 && sg_config_path_under(cfg, access.target.match, "/_sso"))
+        status = handle_sso(rt, req, conn, &access);
+    else if (status == 0)
+        status = handle_proxied(rt, req, conn, &access);
     if (status == 0)
         return; /* the handler took the access record */
     sg_metrics_response(status);

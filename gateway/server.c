@@ -6,6 +6,7 @@
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -47,9 +48,19 @@ struct listener {
 struct sg_conn {
     struct listener *listener;
     struct bufferevent *bev; /* our reference, dropped in conn_release */
+    struct evbuffer_cb_entry *input_cb;
     int64_t accepted_us;
-    bool seen_request;  /* closecb installed */
-    evutil_socket_t fd; /* -1 until the first request */
+    /* A request is being received: bytes came in since the last request was
+     * handed over (or since accept). Its deadline is reading_since +
+     * client_timeout + reading_bytes / min_body_rate. */
+    bool reading;
+    bool tunnel;  /* no longer HTTP: no request deadline, never idle */
+    bool closing; /* shut down by the gateway, waiting for libevent */
+    int64_t reading_since;
+    uint64_t reading_bytes;
+    int64_t last_active_us; /* last byte received or request handed over */
+    bool seen_request;      /* closecb installed */
+    evutil_socket_t fd;     /* -1 until the first request */
     sg_conn_close_fn on_close;
     void *on_close_arg;
     struct event *release; /* runs once libevent has let go of the bufferevent */
@@ -65,7 +76,8 @@ struct sg_server {
     struct sg_conn *active; /* at least one request seen */
     size_t connection_count;
     size_t connection_limit;
-    int64_t first_request_deadline_us;
+    int64_t client_timeout_us;
+    uint64_t min_body_rate; /* bytes per second */
     bool accepting_paused;
     bool stopped;
     bool freeing; /* connections close synchronously: no deferred release */
@@ -119,6 +131,7 @@ static void conn_release(struct sg_server *srv, struct sg_conn *c)
         if (ssl != NULL && !SSL_is_init_finished(ssl))
             sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
     }
+    evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
     bufferevent_decref(c->bev);
     if (c->release != NULL)
         event_free(c->release);
@@ -161,28 +174,86 @@ static bool released_by_libevent(struct bufferevent *bev)
     return readcb == NULL && writecb == NULL && eventcb == NULL;
 }
 
+/* Closes a connection from under libevent: it sees the end of the stream
+ * and frees the connection the usual way. */
+static void conn_shutdown(struct sg_conn *c)
+{
+    evutil_socket_t sock = bufferevent_getfd(c->bev);
+    if (sock >= 0)
+        shutdown(sock, SHUT_RDWR);
+    c->closing = true;
+    c->reading = false;
+}
+
+/* True when the request being received is past its deadline (see struct sg_conn). */
+static bool request_late(const struct sg_server *srv, const struct sg_conn *c, int64_t now)
+{
+    if (!c->reading || c->tunnel || c->closing)
+        return false;
+    int64_t allowance = (int64_t)(c->reading_bytes * 1000000 / srv->min_body_rate);
+    return now - c->reading_since > srv->client_timeout_us + allowance;
+}
+
 /* Once a second: drop connections libevent closed before any request, and
- * close those that did not complete a first request in time (slow loris). */
+ * close those whose request does not arrive in time (slow loris), on a
+ * connection's first request and on every later one. */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_server *srv = arg;
     int64_t now = sg_mono_us();
-    struct sg_conn *c = srv->pending;
+    struct sg_conn *lists[2] = {srv->pending, srv->active};
 
-    while (c != NULL) {
-        struct sg_conn *next = c->next;
-        if (released_by_libevent(c->bev)) {
-            conn_release(srv, c);
-        } else if (now - c->accepted_us > srv->first_request_deadline_us) {
-            evutil_socket_t sock = bufferevent_getfd(c->bev);
-            if (sock >= 0)
-                shutdown(sock, SHUT_RDWR);
-            sg_metrics_error(SG_MERR_CLIENT_TIMEOUT);
-            sg_log(SG_LOG_INFO, "client_timeout", "no complete request in time: closing");
-            c->accepted_us = INT64_MAX / 2;
+    for (size_t i = 0; i < 2; i++) {
+        struct sg_conn *c = lists[i];
+        while (c != NULL) {
+            struct sg_conn *next = c->next;
+            if (!c->seen_request && released_by_libevent(c->bev)) {
+                conn_release(srv, c);
+            } else if (request_late(srv, c, now)) {
+                conn_shutdown(c);
+                sg_metrics_error(SG_MERR_CLIENT_TIMEOUT);
+                sg_log(SG_LOG_INFO, "client_timeout", "no complete request in time: closing");
+            }
+            c = next;
         }
-        c = next;
     }
+}
+
+/* Counts what a client sends; evhttp reads and drains the same buffer. */
+static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct sg_conn *c = arg;
+    if (info->n_added == 0)
+        return;
+    int64_t now = sg_mono_us();
+    c->last_active_us = now;
+    if (!c->reading) {
+        c->reading = true;
+        c->reading_since = now;
+        c->reading_bytes = 0;
+    }
+    c->reading_bytes += info->n_added;
+}
+
+/*
+ * At the connection limit: closes the keep-alive connection that has been
+ * idle longest (waiting for its next request, nothing received), so that
+ * idle connections cannot hold every slot. Returns false when none is idle.
+ */
+static bool reclaim_idle(struct sg_server *srv)
+{
+    struct sg_conn *oldest = NULL;
+    for (struct sg_conn *c = srv->active; c != NULL; c = c->next) {
+        if (c->reading || c->tunnel || c->closing || !(bufferevent_get_enabled(c->bev) & EV_READ))
+            continue; /* receiving, tunnelled, or a request in the works */
+        if (oldest == NULL || c->last_active_us < oldest->last_active_us)
+            oldest = c;
+    }
+    if (oldest == NULL)
+        return false;
+    conn_shutdown(oldest);
+    sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "connection_limit");
+    return true;
 }
 
 static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
@@ -205,6 +276,10 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
     c->listener = l;
     c->bev = bev;
     c->accepted_us = sg_mono_us();
+    c->reading = true; /* the first request's deadline runs from accept */
+    c->reading_since = c->accepted_us;
+    c->last_active_us = c->accepted_us;
+    c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
     c->fd = -1;
     c->prev = srv->pending_tail;
     if (srv->pending_tail)
@@ -214,8 +289,10 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
     srv->pending_tail = c;
     srv->connection_count++;
     sg_metrics_connections(1);
-    if (srv->connection_count >= srv->connection_limit)
+    if (srv->connection_count >= srv->connection_limit) {
         set_accepting(srv, false);
+        reclaim_idle(srv);
+    }
     return bev;
 }
 
@@ -269,7 +346,10 @@ static struct sg_conn *conn_of_request(struct sg_server *srv, struct evhttp_requ
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct listener *l = arg;
-    sg_router_handle(l->srv->rt, req, conn_of_request(l->srv, req));
+    struct sg_conn *c = conn_of_request(l->srv, req);
+    c->reading = false; /* received in time; the next request's clock starts at its first byte */
+    c->last_active_us = sg_mono_us();
+    sg_router_handle(l->srv->rt, req, c);
 }
 
 static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, size_t index, char *errbuf,
@@ -415,7 +495,8 @@ int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct s
 void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
 {
     srv->connection_limit = cfg->limits.connections;
-    srv->first_request_deadline_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
+    srv->client_timeout_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
+    srv->min_body_rate = cfg->limits.min_body_rate;
     for (size_t i = 0; i < srv->listener_count; i++) {
         if (srv->listeners[i].http != NULL)
             apply_limits(srv->listeners[i].http, cfg);
@@ -457,6 +538,7 @@ void sg_server_free(struct sg_server *srv)
     for (size_t i = 0; i < 2; i++) {
         while (lists[i] != NULL) {
             struct sg_conn *next = lists[i]->next;
+            evbuffer_remove_cb_entry(bufferevent_get_input(lists[i]->bev), lists[i]->input_cb);
             bufferevent_decref(lists[i]->bev);
             if (lists[i]->release != NULL)
                 event_free(lists[i]->release);
@@ -484,4 +566,10 @@ void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg)
 bool sg_conn_is_tls(const struct sg_conn *conn)
 {
     return conn->listener->ssl_ctx != NULL;
+}
+
+void sg_conn_set_tunnel(struct sg_conn *conn)
+{
+    conn->tunnel = true;
+    conn->reading = false;
 }

@@ -24,7 +24,6 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
-#define CSRF_SUFFIX "_csrf"
 #define CSRF_LEN    43
 #define FORM_MAX    4096
 #define CSRF_METRIC "ssogate_csrf_refused_total"
@@ -84,7 +83,7 @@ static bool post_trusted(struct sg_runtime *rt, struct evhttp_request *req)
     char cookie[CSRF_LEN + 1];
     bool ok = false;
     if (!sg_login_same_origin(rt, req) ||
-        !sg_identity_cookie_get(req, cfg, CSRF_SUFFIX, cookie, CSRF_LEN))
+        !sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, cookie, CSRF_LEN))
         return false;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
@@ -273,7 +272,7 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
     }
     evbuffer_add(out, "", 1);
     if (s->new_csrf) {
-        char *cookie_name = sg_identity_cookie_name(s->snap->cfg, CSRF_SUFFIX);
+        char *cookie_name = sg_identity_cookie_name(s->snap->cfg, SG_COOKIE_CSRF);
         char *header = NULL;
         struct sg_cookie_attrs attrs = {.path = "/",
                                         .max_age = -1,
@@ -476,7 +475,7 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     s->req = req;
     s->conn = conn;
     s->action = endpoints[i].action;
-    if (!sg_identity_cookie_get(req, rt->current->cfg, CSRF_SUFFIX, s->csrf, CSRF_LEN)) {
+    if (!sg_identity_cookie_get(req, rt->current->cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
         sg_jose_random_token(32, s->csrf, sizeof(s->csrf));
         s->new_csrf = true;
     }

@@ -603,7 +603,7 @@ static void tunnel_open(struct tunnel *t)
     sg_log_fields(SG_LOG_INFO, "tunnel_open",
                   (struct sg_log_field[]){
                       SG_LOG_STR("request_id", t->access.request_id),
-                      SG_LOG_STR("path", t->access.path),
+                      SG_LOG_STR("path", t->access.target.path),
                       SG_LOG_BOOL("session", t->session_id[0] != '\0'),
                       SG_LOG_INT("upstream_us", t->up_latency_us),
                   },
@@ -710,7 +710,7 @@ void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct s
     t->conn = conn;
     t->evcon = evhttp_request_get_connection(req);
     t->access = *access;
-    access->path = NULL;
+    memset(&access->target, 0, sizeof(access->target)); /* moved: the tunnel frees it */
     if (identity != NULL)
         memcpy(t->session_id, identity->session_id, sizeof(t->session_id));
     TAILQ_INIT(&t->headers);
@@ -722,6 +722,9 @@ void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct s
     rt->requests_in_flight++;
     live_add(t);
     sg_conn_on_close(conn, on_client_gone, t);
+    /* No request deadline from here on: frames may follow the handshake at
+     * once, and the connection is never reused for HTTP (a refusal closes it). */
+    sg_conn_set_tunnel(conn);
 
     t->request_head = request_head_new(t->snap->cfg, target, headers);
     t->up_start_us = sg_mono_us();

@@ -209,18 +209,13 @@ struct sg_whoami_request *sg_whoami_fetch(struct sg_snapshot *snap, struct evhtt
     evhttp_request_set_chunked_cb(w->up, on_chunk);
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(w->up);
-    const char *host = evhttp_find_header(in, "Host");
-    evhttp_add_header(out, "Host", host ? host : cfg->upstream.url.host);
+    evhttp_add_header(out, "Host", cfg->upstream.host);
+    evhttp_add_header(out, "X-Forwarded-Host", cfg->upstream.host);
     evhttp_add_header(out, "Accept", "application/json");
-    const char *cookie = evhttp_find_header(in, "Cookie");
-    if (cookie != NULL) {
-        char *name = sg_identity_cookie_name(cfg, "");
-        char *kept = NULL;
-        if (sg_cookie_remove(cookie, strlen(cookie), name, &kept) == 0 && *kept != '\0')
-            evhttp_add_header(out, "Cookie", kept);
-        free(kept);
-        free(name);
-    }
+    char *cookie = sg_identity_upstream_cookie(cfg, in);
+    if (cookie != NULL)
+        evhttp_add_header(out, "Cookie", cookie);
+    free(cookie);
     if (identity != NULL)
         sg_identity_add_headers(snap, identity, out);
     char *target = sg_asprintf("%s%s", cfg->upstream.url.path, cfg->psa.whoami.path);

@@ -34,6 +34,21 @@ struct sg_listener_config {
     char *tls_key;  /* PEM private key file, NULL for plain http */
 };
 
+enum sg_paths_mode {
+    SG_PATHS_CASE_SENSITIVE = 0,
+    SG_PATHS_CASE_INSENSITIVE, /* IIS/Windows: /APP/x is /app/x */
+};
+
+enum sg_escaped_slashes {
+    SG_ESCAPED_SLASHES_REFUSE = 0,
+    SG_ESCAPED_SLASHES_KEEP, /* %2F forwarded unchanged; routes see '/' */
+};
+
+enum sg_host_header {
+    SG_HOST_HEADER_PUBLIC = 0, /* the authority of public_url */
+    SG_HOST_HEADER_UPSTREAM,   /* the authority of upstream.url */
+};
+
 struct sg_upstream_config {
     struct sg_url url;
     char *ca_file;                /* CA bundle for an https upstream, NULL = system store */
@@ -41,6 +56,10 @@ struct sg_upstream_config {
     uint32_t response_timeout_ms; /* time to the response headers, and between body reads; default
                                      30000 */
     uint32_t pool_size;           /* keep-alive connections kept, default 64 */
+    enum sg_paths_mode paths;
+    enum sg_escaped_slashes escaped_slashes;
+    enum sg_host_header host_header;
+    char *host; /* derived: the Host and X-Forwarded-Host sent upstream ("host[:port]") */
     uint32_t websocket_idle_timeout_s; /* a tunnel without traffic is closed; default 300 */
 };
 
@@ -117,6 +136,7 @@ struct sg_limits_config {
     uint32_t connections;      /* default 10000 */
     uint32_t logins_in_flight; /* default 10000 */
     uint32_t client_timeout_s; /* idle/slow client timeout, default 30 */
+    uint32_t min_body_rate;    /* bytes/s a request keeps up after client_timeout_s, default 1024 */
 };
 
 struct sg_region_config {
@@ -192,11 +212,17 @@ void sg_config_unref(struct sg_config *cfg);
 int sg_url_parse(const char *text, struct sg_url *out);
 void sg_url_clear(struct sg_url *url);
 
-/* The route for a request path: the longest prefix that matches on a
- * segment boundary ("/admin" matches "/admin", "/admin/x", "/admin?q", not
- * "/administrator"); a static {"/", SG_AUTH_OPTIONAL} when none does.
- * Matching is byte-exact: the caller passes the decoded, dot-segment-free
- * path. Never NULL; the result is borrowed from cfg (or static). */
+/* The route for a request's match path (target.h): the longest prefix that
+ * matches on a segment boundary ("/admin" matches "/admin", "/admin/x", not
+ * "/administrator"), case folded when upstream.paths is case-insensitive; a
+ * static {"/", SG_AUTH_OPTIONAL} when none does. Never NULL; the result is
+ * borrowed from cfg (or static). */
 const struct sg_route_config *sg_config_route(const struct sg_config *cfg, const char *path);
+
+/* True when a request's match path is the configured site path (psa.login_path,
+ * ...), or lies under it for sg_config_path_under; case folded when
+ * upstream.paths is case-insensitive. */
+bool sg_config_path_is(const struct sg_config *cfg, const char *match, const char *path);
+bool sg_config_path_under(const struct sg_config *cfg, const char *match, const char *prefix);
 
 #endif

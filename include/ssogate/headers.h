@@ -67,10 +67,10 @@ bool sg_headers_listed_in_connection(const char *connection, const char *name);
 
 /*
  * Copies the client's request headers from `in` to `out` for the upstream:
- * drops hop-by-hop headers, headers named in Connection, the identity
- * namespace, Content-Length (libevent sets it from the body), and the
- * X-Forwarded-Proto, X-Forwarded-Host and X-Request-Id headers that the
- * gateway sets itself (X-Forwarded-For is kept: the proxy appends to it). Both lists are borrowed.
+ * drops hop-by-hop headers, headers named in Connection, and every header
+ * whose name, with '_' taken as '-', is one the gateway owns: the identity
+ * namespace, Content-Length, Expect, Host, Cookie and X-Forwarded-For/-Proto/
+ * -Host, X-Request-Id (the proxy sets those itself). Both lists are borrowed.
  */
 void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out);
 

@@ -43,6 +43,12 @@ struct sg_identity {
     struct sg_session session; /* owned */
 };
 
+/* The gateway's cookies, by the suffix added to session.cookie_name: the one
+ * table of them (sg_identity_upstream_cookie strips every one). */
+#define SG_COOKIE_SESSION ""
+#define SG_COOKIE_LOGIN   "_login"
+#define SG_COOKIE_CSRF    "_csrf"
+
 /*
  * The name of one of the gateway's cookies: cfg's session cookie name plus
  * suffix ("" for the session), with the __Host- prefix when the public URL is
@@ -52,19 +58,30 @@ char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix);
 
 /*
  * Copies the value of the gateway's cookie with suffix (see
- * sg_identity_cookie_name) into out (len + 1 bytes) when req carries one of
- * exactly len bytes; false otherwise.
+ * sg_identity_cookie_name) into out (len + 1 bytes) when req's Cookie lines
+ * carry exactly one distinct value of exactly len bytes; false when there is
+ * none or when two differ (one was planted).
  */
 bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
                             const char *suffix, char *out, size_t len);
+
+/*
+ * The Cookie header for the upstream: the pairs of every Cookie line of in
+ * (borrowed), in order, joined with "; ", without any of the gateway's
+ * cookies. Hands back a new string, or NULL when nothing is left.
+ */
+char *sg_identity_upstream_cookie(const struct sg_config *cfg, const struct evkeyvalq *in);
 
 /* True when the gateway's cookies must carry Secure (an https public URL). */
 bool sg_identity_cookie_secure(const struct sg_config *cfg);
 
 /*
- * Finds the session of req's cookie and records the activity. Returns 0 and
- * fills *out (clear with sg_identity_clear), SG_ENOENT when there is no live
- * session, or SG_ESTORE.
+ * Finds the session of req's session cookie and records the activity. Every
+ * session cookie value in every Cookie line is looked at (up to four):
+ * unknown, expired and malformed ones are ignored; when the live ones belong
+ * to different identities none is used. Returns 0 and fills *out (clear with
+ * sg_identity_clear), SG_ENOENT when there is no live session, SG_EEXIST for
+ * sessions of different identities, or SG_ESTORE.
  */
 int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out);

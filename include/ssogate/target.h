@@ -26,19 +26,19 @@
  * log line and the metric label) and to 400, except where noted. */
 enum sg_target_status {
     SG_TARGET_OK = 0,
-    SG_TARGET_EMPTY,             /* nothing, or neither "/...", "http(s)://..." nor "*" */
-    SG_TARGET_TOO_LONG,          /* over SG_TARGET_MAX_LEN */
-    SG_TARGET_BAD_BYTE,          /* a byte RFC 3986 does not allow in a path (space, CTL, '\', ...) */
-    SG_TARGET_BAD_ESCAPE,        /* '%' not followed by two hex digits */
-    SG_TARGET_ENCODED_NUL,       /* %00 */
-    SG_TARGET_ENCODED_SLASH,     /* %2F (unless kept by configuration) or %5C */
-    SG_TARGET_DOUBLE_ENCODING,   /* %25 followed by two hex digits */
-    SG_TARGET_BAD_UTF8,          /* decoded bytes that are not well-formed UTF-8 */
-    SG_TARGET_ABOVE_ROOT,        /* ".." above "/" */
-    SG_TARGET_DOT_PARAMETER,     /* ".;x" or "..;x": a dot segment some servers see through */
-    SG_TARGET_TRAILING_DOT,      /* case-insensitive paths: a segment ending in '.' or space */
-    SG_TARGET_BAD_QUERY,         /* a query byte outside RFC 3986 (and WHATWG's tolerance) */
-    SG_TARGET_FRAGMENT,          /* '#' in a request target */
+    SG_TARGET_EMPTY,           /* nothing, or neither "/...", "http(s)://..." nor "*" */
+    SG_TARGET_TOO_LONG,        /* over SG_TARGET_MAX_LEN */
+    SG_TARGET_BAD_BYTE,        /* a byte RFC 3986 does not allow in a path (space, CTL, '\', ...) */
+    SG_TARGET_BAD_ESCAPE,      /* '%' not followed by two hex digits */
+    SG_TARGET_ENCODED_NUL,     /* %00 */
+    SG_TARGET_ENCODED_SLASH,   /* %2F (unless kept by configuration) or %5C */
+    SG_TARGET_DOUBLE_ENCODING, /* %25 followed by two hex digits */
+    SG_TARGET_BAD_UTF8,        /* decoded bytes that are not well-formed UTF-8 */
+    SG_TARGET_ABOVE_ROOT,      /* ".." above "/" */
+    SG_TARGET_DOT_PARAMETER,   /* ".;x" or "..;x": a dot segment some servers see through */
+    SG_TARGET_TRAILING_DOT,    /* case-insensitive paths: a segment ending in '.' or space */
+    SG_TARGET_BAD_QUERY,       /* a query byte outside RFC 3986 (and WHATWG's tolerance) */
+    SG_TARGET_FRAGMENT,        /* '#' in a request target */
     SG_TARGET_FOREIGN_AUTHORITY, /* absolute-form for another scheme, host or port */
     SG_TARGET_ASTERISK,          /* "*" with a method other than OPTIONS */
     SG_TARGET__COUNT
@@ -57,11 +57,11 @@ struct sg_target_options {
 
 /* A normalised target. Every string is owned (sg_target_clear frees them). */
 struct sg_target {
-    char *path;     /* forwarded path, begins with '/'; "*" for the asterisk form */
-    char *match;    /* path the routes and the gateway's endpoints are matched on */
-    char *query;    /* without '?', NULL when the target had none ("" when it had "?") */
-    bool asterisk;  /* OPTIONS * */
-    bool absolute;  /* came in absolute-form (reduced to origin-form) */
+    char *path;    /* forwarded path, begins with '/'; "*" for the asterisk form */
+    char *match;   /* path the routes and the gateway's endpoints are matched on */
+    char *query;   /* without '?', NULL when the target had none ("" when it had "?") */
+    bool asterisk; /* OPTIONS * */
+    bool absolute; /* came in absolute-form (reduced to origin-form) */
 };
 
 /*

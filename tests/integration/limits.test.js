@@ -148,3 +148,111 @@ itest('at limits.connections the gateway stops accepting, and resumes when a con
   assert.ok(metricValue(metrics, 'ssogate_errors_total', { kind: 'connection_limit' }) >= 1,
     'the pause is counted');
 });
+
+// A raw keep-alive connection: send bytes, wait for one complete response (by Content-Length).
+function keepAlive(port) {
+  const socket = net.connect(port, '127.0.0.1');
+  let data = Buffer.alloc(0);
+  let closedAt = null;
+  const waiters = [];
+  socket.on('data', (chunk) => {
+    data = Buffer.concat([data, chunk]);
+    waiters.forEach((w) => w());
+  });
+  socket.on('close', () => {
+    closedAt = Date.now();
+    waiters.forEach((w) => w());
+  });
+  socket.on('error', () => {});
+  const response = (ms) => new Promise((resolve, reject) => {
+    const check = () => {
+      const text = data.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      const length = /\r\ncontent-length: *(\d+)/i.exec(text);
+      if (end >= 0 && length && data.length >= end + 4 + Number(length[1])) {
+        const status = Number(text.slice(9, 12));
+        data = data.subarray(end + 4 + Number(length[1]));
+        clearTimeout(timer);
+        resolve(status);
+      } else if (closedAt !== null) {
+        clearTimeout(timer);
+        reject(new Error('closed before a response'));
+      }
+    };
+    const timer = setTimeout(() => reject(new Error('no response in time')), ms);
+    waiters.push(check);
+    check();
+  });
+  const ready = new Promise((resolve) => socket.once('connect', resolve));
+  return { socket, ready, response, closed: () => closedAt };
+}
+
+itest('every request on a keep-alive connection has a deadline, not only the first (issue 9)', async (t, h) => {
+  const { up, gw } = await setup(h);
+  const c = keepAlive(gw.port);
+  await c.ready;
+  c.socket.write('GET /echo/ka-first HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.equal(await c.response(5000 * SLOW), 200, 'the first request is served');
+
+  // The second request trickles a byte every 400 ms: at 2.5 B/s it never earns more time.
+  const second = Buffer.from(`GET /echo/ka-second HTTP/1.1\r\nHost: x\r\nX-Pad: ${'p'.repeat(200)}\r\n\r\n`);
+  const started = Date.now();
+  for (let i = 0; i < second.length && c.closed() === null && Date.now() - started < 20000 * SLOW; i++) {
+    c.socket.write(second.subarray(i, i + 1));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  }
+  assert.ok(c.closed() !== null, 'the trickled second request is cut off');
+  const elapsed = c.closed() - started;
+  t.diagnostic(`second request closed after ${elapsed} ms (client_timeout_s 2)`);
+  assert.ok(elapsed >= 1500 && elapsed <= 5000 * SLOW, `about client_timeout_s after its first byte (${elapsed} ms)`);
+  assert.equal(await forwarded(up, 'ka-second'), 0, 'the incomplete request never reached the upstream');
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_errors_total', { kind: 'client_timeout' }) >= 1, 'counted');
+});
+
+itest('an upload at a fair rate outlives client_timeout_s (limits.min_body_rate)', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { client_timeout_s: 2, min_body_rate: 1024 },
+  }));
+  // 24 KiB in 2 KiB pieces every 400 ms: 4.8 s in all, about 5 KiB/s, well above 1 KiB/s.
+  const pieces = Array.from({ length: 12 }, () => Buffer.alloc(2 * KiB, 0x62));
+  const res = await rawExchange(gw.port,
+    [`POST /echo/fair-upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${24 * KiB}\r\nConnection: close\r\n\r\n`, ...pieces],
+    { ms: 15000 * SLOW, pauseMs: 400 });
+  t.diagnostic(`answered after ${res.elapsedMs} ms`);
+  assert.equal(res.status, 200, `the slow but steady upload is served (got ${res.text.slice(0, 120)})`);
+  assert.ok(res.elapsedMs > 4000, 'it really took longer than client_timeout_s');
+  assert.equal(JSON.parse(res.response.body.toString()).bodyLength, 24 * KiB);
+});
+
+itest('at limits.connections the longest-idle keep-alive connection is closed first (issue 9)', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { connections: 3, client_timeout_s: 30 },
+  }));
+  const idle = [];
+  for (let i = 0; i < 3; i++) {
+    const c = keepAlive(gw.port);
+    await c.ready;
+    c.socket.write(`GET /echo/idle-${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    assert.equal(await c.response(5000 * SLOW), 200);
+    idle.push(c);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  const started = Date.now();
+  const res = await request(gw, { path: '/echo/newcomer' });
+  assert.equal(res.status, 200, 'a new client is served although three idle connections held the limit');
+  assert.ok(Date.now() - started <= 3000 * SLOW, `served at once (${Date.now() - started} ms)`);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.ok(idle[0].closed() !== null, 'the oldest idle connection was closed');
+  assert.equal(idle[2].closed(), null, 'the most recent idle connection was kept');
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'connection_limit' }) >= 1,
+    'the reclaim is counted');
+  for (const c of idle) {
+    c.socket.destroy();
+  }
+});

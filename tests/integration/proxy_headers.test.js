@@ -148,11 +148,14 @@ itest('hop-by-hop response headers are not passed to the client', async (t, h) =
 });
 
 itest('X-Forwarded-For, -Proto and -Host are set', async (t, h) => {
-  const { gw } = await setup(h);
-  const plain = echoOf(await request(gw, { path: '/echo/xff', headers: { host: 'psa.example.test:8443' } }));
+  // Host and X-Forwarded-Host come from the public URL (upstream.host_header "public"), never the client.
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ public_url: 'https://psa.example.test:8443', upstream: { url: up.url } }));
+  const plain = echoOf(await request(gw, { path: '/echo/xff', headers: { host: 'other.example.test' } }));
   assert.equal(plain.headers['x-forwarded-for'], '127.0.0.1');
   assert.equal(plain.headers['x-forwarded-proto'], 'http');
   assert.equal(plain.headers['x-forwarded-host'], 'psa.example.test:8443');
+  assert.equal(plain.headers.host, 'psa.example.test:8443');
 
   const chained = echoOf(await request(gw, {
     path: '/echo/xff',
@@ -161,7 +164,7 @@ itest('X-Forwarded-For, -Proto and -Host are set', async (t, h) => {
   const hops = chained.headers['x-forwarded-for'].split(',').map((s) => s.trim());
   assert.deepEqual(hops, ['203.0.113.7', '127.0.0.1'], 'client address appended to the chain');
   assert.equal(chained.headers['x-forwarded-proto'], 'http', 'the scheme the gateway saw, not the client\'s claim');
-  assert.equal(chained.headers['x-forwarded-host'], 'psa.example.test', 'the Host the gateway saw');
+  assert.equal(chained.headers['x-forwarded-host'], 'psa.example.test:8443', 'the public authority, not the client\'s claim');
   assert.equal(chained.rawHeaders.filter(([n]) => /^x-forwarded-proto$/i.test(n)).length, 1, 'one X-Forwarded-Proto');
 });
 

@@ -6,6 +6,7 @@
  */
 #include "../../gateway/common.c"
 #include "../../gateway/policy.c"
+#include "../../gateway/target.c"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -730,7 +731,7 @@ static void test_routes(void **state)
         {"/admin", "/admin", SG_AUTH_REQUIRED},
         {"/admin/", "/admin", SG_AUTH_REQUIRED},
         {"/admin/x/y", "/admin", SG_AUTH_REQUIRED},
-        {"/admin?tab=1", "/admin", SG_AUTH_REQUIRED},
+        {"/ADMIN", "/", SG_AUTH_NONE},
         {"/administrator", "/", SG_AUTH_NONE},
         {"/admin/public", "/admin/public", SG_AUTH_OPTIONAL},
         {"/admin/public/x", "/admin/public", SG_AUTH_OPTIONAL},
@@ -755,6 +756,26 @@ static void test_routes(void **state)
     assert_int_equal(route->auth, SG_AUTH_OPTIONAL);
     assert_int_equal(sg_config_route(cfg, "/admin/x")->auth, SG_AUTH_REQUIRED);
     sg_config_unref(cfg);
+
+    /* A PSA on IIS: matching folds case. */
+    cfg =
+        parse_ok(NO_U(IDP("") ",'upstream':{'url':'http://127.0.0.1:9','paths':'case-insensitive'},"
+                              "'routes':[{'prefix':'/Admin','auth':'required'}]"));
+    assert_int_equal(sg_config_route(cfg, "/admin/x")->auth, SG_AUTH_REQUIRED);
+    assert_int_equal(sg_config_route(cfg, "/ADMIN")->auth, SG_AUTH_REQUIRED);
+    assert_int_equal(sg_config_route(cfg, "/administrator")->auth, SG_AUTH_OPTIONAL);
+    assert_true(sg_config_path_is(cfg, "/login", "/LOGIN"));
+    sg_config_unref(cfg);
+
+    /* A prefix is written in the normalised form requests are matched in. */
+    static const char *const unnormalised[] = {"/admin/../x", "/a//b",    "/./a",
+                                               "/%61dmin",    "/admin;x", "/a%2fb"};
+    for (size_t i = 0; i < SG_ARRAY_LEN(unnormalised); i++) {
+        char *json =
+            sg_asprintf(WITH(IDP("") ",'routes':[{'prefix':'%s','auth':'none'}]"), unnormalised[i]);
+        expect_refused(json, "routes[0].prefix", "");
+        free(json);
+    }
 }
 
 static void test_url_parse(void **state)

@@ -1,0 +1,479 @@
+#include "ssogate/target.h"
+
+#include "ssogate/common.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+/* A growing byte string; out of memory aborts (sg_realloc). */
+struct buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+static void buf_reserve(struct buf *b, size_t more)
+{
+    if (b->len + more + 1 <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + more + 1)
+        cap *= 2;
+    b->data = sg_realloc(b->data, cap);
+    b->cap = cap;
+}
+
+static void buf_add(struct buf *b, const char *data, size_t len)
+{
+    buf_reserve(b, len);
+    memcpy(b->data + b->len, data, len);
+    b->len += len;
+    b->data[b->len] = '\0';
+}
+
+static void buf_byte(struct buf *b, char c)
+{
+    buf_add(b, &c, 1);
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static bool is_unreserved(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+static bool is_sub_delim(unsigned char c)
+{
+    return strchr("!$&'()*+,;=", c) != NULL && c != '\0';
+}
+
+/* RFC 3986 pchar without pct-encoded: what may stand raw in a path segment. */
+static bool is_pchar(unsigned char c)
+{
+    return is_unreserved(c) || is_sub_delim(c) || c == ':' || c == '@';
+}
+
+/* Query bytes: RFC 3986 query characters, plus those browsers send raw
+ * (the WHATWG URL standard leaves them unencoded in a query). */
+static bool is_query_char(unsigned char c)
+{
+    return is_pchar(c) || c == '/' || c == '?' || (c != '\0' && strchr("[]{}|\\^`", c) != NULL);
+}
+
+/* True when the two bytes at p (of which at least two remain) are hex digits. */
+static bool hex_pair(const char *p, const char *end)
+{
+    return end - p >= 2 && hex_value((unsigned char)p[0]) >= 0 &&
+           hex_value((unsigned char)p[1]) >= 0;
+}
+
+/*
+ * UTF-8 well-formedness of the decoded bytes (RFC 3629): no overlong forms,
+ * no surrogates, nothing above U+10FFFF. Fed one decoded byte at a time.
+ */
+struct utf8 {
+    unsigned need;        /* continuation bytes still expected */
+    unsigned char lo, hi; /* allowed range of the next continuation byte */
+};
+
+static bool utf8_feed(struct utf8 *u, unsigned char c)
+{
+    if (u->need > 0) {
+        if (c < u->lo || c > u->hi)
+            return false;
+        u->need--;
+        u->lo = 0x80;
+        u->hi = 0xBF;
+        return true;
+    }
+    u->lo = 0x80;
+    u->hi = 0xBF;
+    if (c < 0x80)
+        return true;
+    if (c >= 0xC2 && c <= 0xDF) {
+        u->need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        u->need = 2;
+        if (c == 0xE0)
+            u->lo = 0xA0;
+        else if (c == 0xED)
+            u->hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        u->need = 3;
+        if (c == 0xF0)
+            u->lo = 0x90;
+        else if (c == 0xF4)
+            u->hi = 0x8F;
+    } else {
+        return false;
+    }
+    return true;
+}
+
+/* Segment flags of one normalising pass. */
+struct pass {
+    bool decode;         /* first pass: decode escapes, check every byte */
+    bool keep_slash;     /* first pass: %2F stays (as part of its segment) */
+    bool cut_parameters; /* second pass: a segment ends at its first ';' */
+    bool windows;        /* a segment may not end in '.' or a space */
+};
+
+/*
+ * Appends to seg the normalised form of one raw segment [p, end): escapes of
+ * unreserved characters decoded, other escapes upper-cased, every byte
+ * checked. Used by the first pass only.
+ */
+static enum sg_target_status segment_decode(const char *p, const char *end, bool keep_slash,
+                                            struct utf8 *u, struct buf *seg)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c != '%') {
+            if (!is_pchar(c))
+                return SG_TARGET_BAD_BYTE;
+            if (u->need > 0)
+                return SG_TARGET_BAD_UTF8;
+            buf_byte(seg, (char)c);
+            p++;
+            continue;
+        }
+        if (!hex_pair(p + 1, end))
+            return SG_TARGET_BAD_ESCAPE;
+        unsigned char v =
+            (unsigned char)(hex_value((unsigned char)p[1]) * 16 + hex_value((unsigned char)p[2]));
+        p += 3;
+        if (v == 0)
+            return SG_TARGET_ENCODED_NUL;
+        if (v == '\\' || (v == '/' && !keep_slash))
+            return SG_TARGET_ENCODED_SLASH;
+        if (v == '%' && hex_pair(p, end))
+            return SG_TARGET_DOUBLE_ENCODING;
+        if (!utf8_feed(u, v))
+            return SG_TARGET_BAD_UTF8;
+        if (is_unreserved(v)) {
+            buf_byte(seg, (char)v);
+        } else {
+            char esc[3] = {'%', hex[v >> 4], hex[v & 15]};
+            buf_add(seg, esc, 3);
+        }
+    }
+    return SG_TARGET_OK;
+}
+
+static bool ends_like_windows_trims(const char *s, size_t len)
+{
+    if (len == 0)
+        return false;
+    if (s[len - 1] == '.' || s[len - 1] == ' ')
+        return true;
+    return len >= 3 && memcmp(s + len - 3, "%20", 3) == 0;
+}
+
+/*
+ * One normalising pass over the path [p, end) (it begins with '/'): segments
+ * split at raw '/', each made canonical, "." and ".." applied (RFC 3986
+ * 5.2.4), empty segments merged. The result goes to out.
+ */
+static enum sg_target_status normalize_path(const char *p, const char *end, const struct pass *pass,
+                                            struct buf *out)
+{
+    enum sg_target_status status = SG_TARGET_OK;
+    struct buf seg = {0};
+    struct utf8 u = {0};
+    size_t *starts = NULL; /* where each kept segment's "/" begins in out */
+    size_t depth = 0, cap = 0;
+    bool trailing = false;
+
+    out->len = 0;
+    buf_reserve(out, (size_t)(end - p));
+    out->data[0] = '\0';
+    p++; /* the leading '/' */
+    for (;;) {
+        const char *slash = memchr(p, '/', (size_t)(end - p));
+        const char *seg_end = slash ? slash : end;
+        bool last = slash == NULL;
+
+        seg.len = 0;
+        buf_reserve(&seg, 0);
+        seg.data[0] = '\0';
+        if (pass->decode) {
+            status = segment_decode(p, seg_end, pass->keep_slash, &u, &seg);
+            if (status == SG_TARGET_OK && u.need > 0)
+                status = SG_TARGET_BAD_UTF8; /* a character cut by '/' */
+            if (status != SG_TARGET_OK)
+                goto end;
+        } else {
+            const char *cut = seg_end;
+            if (pass->cut_parameters) {
+                const char *semi = memchr(p, ';', (size_t)(seg_end - p));
+                if (semi != NULL)
+                    cut = semi;
+            }
+            buf_add(&seg, p, (size_t)(cut - p));
+        }
+
+        bool dot = seg.len == 1 && seg.data[0] == '.';
+        bool dotdot = seg.len == 2 && seg.data[0] == '.' && seg.data[1] == '.';
+        if (pass->decode && seg.len >= 2 && seg.data[0] == '.' &&
+            (seg.data[1] == ';' || (seg.len >= 3 && seg.data[1] == '.' && seg.data[2] == ';'))) {
+            status = SG_TARGET_DOT_PARAMETER;
+            goto end;
+        }
+        if (dotdot) {
+            if (depth == 0) {
+                status = SG_TARGET_ABOVE_ROOT;
+                goto end;
+            }
+            out->len = starts[--depth];
+            out->data[out->len] = '\0';
+        } else if (!dot && seg.len > 0) {
+            if (pass->windows && ends_like_windows_trims(seg.data, seg.len)) {
+                status = SG_TARGET_TRAILING_DOT;
+                goto end;
+            }
+            if (depth == cap) {
+                cap = cap ? cap * 2 : 16;
+                starts = sg_realloc(starts, cap * sizeof(*starts));
+            }
+            starts[depth++] = out->len;
+            buf_byte(out, '/');
+            buf_add(out, seg.data, seg.len);
+        }
+        if (last) {
+            trailing = seg.len == 0 || dot || dotdot;
+            break;
+        }
+        p = slash + 1;
+    }
+    if (depth == 0 || trailing)
+        buf_byte(out, '/');
+end:
+    free(seg.data);
+    free(starts);
+    return status;
+}
+
+/* The second pass: the route's view of the forwarded path. */
+static enum sg_target_status match_path(const char *path, const struct sg_target_options *opts,
+                                        struct buf *out)
+{
+    struct buf src = {0};
+    size_t len = strlen(path);
+    buf_reserve(&src, len);
+    src.data[0] = '\0';
+    for (size_t i = 0; i < len; i++) {
+        if (opts->keep_encoded_slash && path[i] == '%' && i + 2 < len && path[i + 1] == '2' &&
+            path[i + 2] == 'F') {
+            buf_byte(&src, '/');
+            i += 2;
+        } else {
+            buf_byte(&src, path[i]);
+        }
+    }
+    struct pass pass = {.cut_parameters = true, .windows = opts->case_insensitive};
+    enum sg_target_status status = normalize_path(src.data, src.data + src.len, &pass, out);
+    free(src.data);
+    if (status == SG_TARGET_OK && opts->case_insensitive) {
+        for (size_t i = 0; i < out->len; i++) {
+            if (out->data[i] >= 'A' && out->data[i] <= 'Z')
+                out->data[i] = (char)(out->data[i] - 'A' + 'a');
+        }
+    }
+    return status;
+}
+
+/*
+ * Absolute-form (RFC 9112 3.2.2): "http(s)://authority[path][?query]". The
+ * authority must be the gateway's own; *rest points at what follows it.
+ */
+static enum sg_target_status absolute_form(const char *raw, const char *end,
+                                           const struct sg_target_options *opts, const char **rest)
+{
+    bool https;
+    const char *p;
+    if ((size_t)(end - raw) >= 7 && strncasecmp(raw, "http://", 7) == 0) {
+        https = false;
+        p = raw + 7;
+    } else if ((size_t)(end - raw) >= 8 && strncasecmp(raw, "https://", 8) == 0) {
+        https = true;
+        p = raw + 8;
+    } else {
+        return SG_TARGET_EMPTY;
+    }
+    const char *auth_end = p;
+    while (auth_end < end && *auth_end != '/' && *auth_end != '?' && *auth_end != '#')
+        auth_end++;
+    *rest = auth_end;
+    if (opts->host == NULL || https != opts->https || auth_end == p)
+        return SG_TARGET_FOREIGN_AUTHORITY;
+
+    const char *host = p, *host_end;
+    const char *port = NULL;
+    if (*p == '[') {
+        host = p + 1;
+        host_end = memchr(host, ']', (size_t)(auth_end - host));
+        if (host_end == NULL)
+            return SG_TARGET_FOREIGN_AUTHORITY;
+        if (host_end + 1 < auth_end) {
+            if (host_end[1] != ':')
+                return SG_TARGET_FOREIGN_AUTHORITY;
+            port = host_end + 2;
+        }
+    } else {
+        host_end = memchr(p, ':', (size_t)(auth_end - p));
+        if (host_end != NULL)
+            port = host_end + 1;
+        else
+            host_end = auth_end;
+    }
+    size_t host_len = (size_t)(host_end - host);
+    if (host_len == 0 || host_len != strlen(opts->host) ||
+        strncasecmp(host, opts->host, host_len) != 0)
+        return SG_TARGET_FOREIGN_AUTHORITY;
+
+    unsigned long port_value = https ? 443 : 80;
+    if (port != NULL && port < auth_end) {
+        port_value = 0;
+        for (const char *d = port; d < auth_end; d++) {
+            if (*d < '0' || *d > '9' || port_value > 65535)
+                return SG_TARGET_FOREIGN_AUTHORITY;
+            port_value = port_value * 10 + (unsigned long)(*d - '0');
+        }
+    }
+    if (port_value != opts->port)
+        return SG_TARGET_FOREIGN_AUTHORITY;
+    return SG_TARGET_OK;
+}
+
+static enum sg_target_status check_query(const char *p, const char *end)
+{
+    for (; p < end; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '%') {
+            if (!hex_pair(p + 1, end))
+                return SG_TARGET_BAD_QUERY;
+            p += 2;
+        } else if (!is_query_char(c)) {
+            return SG_TARGET_BAD_QUERY;
+        }
+    }
+    return SG_TARGET_OK;
+}
+
+enum sg_target_status sg_target_normalize(const char *raw, size_t len,
+                                          const struct sg_target_options *opts,
+                                          struct sg_target *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (len == 0)
+        return SG_TARGET_EMPTY;
+    if (len > SG_TARGET_MAX_LEN)
+        return SG_TARGET_TOO_LONG;
+    const char *end = raw + len;
+    if (memchr(raw, '#', len) != NULL)
+        return SG_TARGET_FRAGMENT;
+    if (len == 1 && raw[0] == '*') {
+        if (!opts->asterisk_allowed)
+            return SG_TARGET_ASTERISK;
+        out->path = sg_strdup("*");
+        out->match = sg_strdup("*");
+        out->asterisk = true;
+        return SG_TARGET_OK;
+    }
+
+    const char *path = raw;
+    bool absolute = false;
+    if (raw[0] != '/') {
+        enum sg_target_status status = absolute_form(raw, end, opts, &path);
+        if (status != SG_TARGET_OK)
+            return status;
+        absolute = true;
+    }
+    const char *query = memchr(path, '?', (size_t)(end - path));
+    const char *path_end = query ? query : end;
+    if (query != NULL) {
+        enum sg_target_status status = check_query(query + 1, end);
+        if (status != SG_TARGET_OK)
+            return status;
+    }
+
+    struct buf forwarded = {0}, match = {0};
+    enum sg_target_status status;
+    struct pass first = {.decode = true, .keep_slash = opts->keep_encoded_slash};
+    if (path == path_end) {
+        buf_byte(&forwarded, '/'); /* "http://host" or "http://host?q" */
+        status = SG_TARGET_OK;
+    } else {
+        status = normalize_path(path, path_end, &first, &forwarded);
+    }
+    if (status == SG_TARGET_OK)
+        status = match_path(forwarded.data, opts, &match);
+    if (status != SG_TARGET_OK) {
+        free(forwarded.data);
+        free(match.data);
+        return status;
+    }
+    out->path = forwarded.data;
+    out->match = match.data;
+    out->absolute = absolute;
+    if (query != NULL)
+        out->query = sg_strndup(query + 1, (size_t)(end - query - 1));
+    return SG_TARGET_OK;
+}
+
+void sg_target_clear(struct sg_target *target)
+{
+    if (target == NULL)
+        return;
+    free(target->path);
+    free(target->match);
+    free(target->query);
+    memset(target, 0, sizeof(*target));
+}
+
+const char *sg_target_status_name(enum sg_target_status status)
+{
+    static const char *const names[SG_TARGET__COUNT] = {
+        [SG_TARGET_OK] = "ok",
+        [SG_TARGET_EMPTY] = "empty",
+        [SG_TARGET_TOO_LONG] = "too_long",
+        [SG_TARGET_BAD_BYTE] = "bad_byte",
+        [SG_TARGET_BAD_ESCAPE] = "bad_escape",
+        [SG_TARGET_ENCODED_NUL] = "encoded_nul",
+        [SG_TARGET_ENCODED_SLASH] = "encoded_slash",
+        [SG_TARGET_DOUBLE_ENCODING] = "double_encoding",
+        [SG_TARGET_BAD_UTF8] = "bad_utf8",
+        [SG_TARGET_ABOVE_ROOT] = "above_root",
+        [SG_TARGET_DOT_PARAMETER] = "dot_parameter",
+        [SG_TARGET_TRAILING_DOT] = "trailing_dot",
+        [SG_TARGET_BAD_QUERY] = "bad_query",
+        [SG_TARGET_FRAGMENT] = "fragment",
+        [SG_TARGET_FOREIGN_AUTHORITY] = "foreign_authority",
+        [SG_TARGET_ASTERISK] = "asterisk",
+    };
+    return (unsigned)status < SG_TARGET__COUNT ? names[status] : "unknown";
+}
+
+bool sg_target_under(const char *match, const char *prefix, bool case_insensitive)
+{
+    size_t n = strlen(prefix);
+    while (n > 0 && prefix[n - 1] == '/')
+        n--;
+    if (n == 0)
+        return true;
+    int diff = case_insensitive ? strncasecmp(match, prefix, n) : strncmp(match, prefix, n);
+    return diff == 0 && (match[n] == '\0' || match[n] == '/');
+}

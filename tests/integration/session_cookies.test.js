@@ -1,0 +1,75 @@
+'use strict';
+// Issue 9: the gateway's cookies and cookie tossing. Real sessions from real logins (oidc-provider IdP):
+// every session cookie value in every Cookie line is looked at; garbage and unknown values never hide
+// the real session; live sessions of two different users are both refused; the gateway's cookies never
+// reach the upstream from any Cookie line.
+
+const assert = require('node:assert/strict');
+const { request } = require('./lib/harness');
+const { ACCOUNTS, sharedOidcEnv, parseSetCookies } = require('./lib/oidc-env');
+
+const DAVE = { ...ACCOUNTS.alice, login: 'dave', sub: 'itc-user-dave', email: 'dave@example.test' };
+const test = sharedOidcEnv('session_cookies', { accounts: [ACCOUNTS.alice, DAVE] });
+
+async function sessionOf(env, account) {
+  const res = await env.login({ account, returnTo: '/echo/start' });
+  assert.equal(res.callback.status, 302, `${account.login} logged in`);
+  const cookie = parseSetCookies(res.callback.headers['set-cookie']).ssogate;
+  assert.ok(cookie, 'the session cookie is set');
+  return cookie.value;
+}
+
+// What the upstream saw for a request with these Cookie lines: {status, subject, cookie}.
+async function seen(env, cookieLines, path = '/echo/cookies') {
+  const res = await request(env.gw, { path, headers: cookieLines.map((line) => ['Cookie', line]) });
+  if (res.status !== 200) {
+    return { status: res.status, body: res.body.toString() };
+  }
+  const echo = JSON.parse(res.body.toString());
+  return { status: 200, subject: echo.headers['x-sso-subject'], cookie: echo.headers.cookie };
+}
+
+const UNKNOWN = 'A'.repeat(43); // well-formed, but no such session
+
+test('cookie tossing: garbage, unknown and conflicting session cookies', async (env) => {
+  const alice1 = await sessionOf(env, ACCOUNTS.alice);
+  const alice2 = await sessionOf(env, ACCOUNTS.alice);
+  const dave = await sessionOf(env, DAVE);
+
+  assert.equal((await seen(env, [`ssogate=${alice1}`])).subject, 'itc-user-alice', 'one cookie: its session');
+  assert.equal((await seen(env, [`ssogate=garbage; ssogate=${alice1}`])).subject, 'itc-user-alice',
+    'a planted garbage value first does not hide the real session');
+  assert.equal((await seen(env, [`ssogate=${UNKNOWN}`, `ssogate=${alice1}`])).subject, 'itc-user-alice',
+    'an unknown value in an earlier Cookie line does not hide the real session');
+  assert.equal((await seen(env, [`ssogate=${alice2}; ssogate=${alice1}`])).subject, 'itc-user-alice',
+    'two sessions of the same user: that user');
+
+  const conflict = await seen(env, [`ssogate=${dave}; x=1`, `ssogate=${alice1}`]);
+  assert.equal(conflict.status, 200, 'an optional route still answers');
+  assert.equal(conflict.subject, undefined, 'sessions of two users: no identity at all, neither wins');
+  assert.equal(conflict.cookie, 'x=1', 'and no gateway cookie upstream');
+
+  const required = await request(env.gw, { path: '/private/x', headers: [['Cookie', `ssogate=${dave}; ssogate=${alice1}`]] });
+  assert.equal(required.status, 400, 'a required route refuses instead of looping through a login');
+  assert.match(required.body.toString(), /Conflicting sign-in cookies/);
+  const alone = await request(env.gw, { path: '/private/x', headers: [['Cookie', `ssogate=${alice1}`]] });
+  assert.equal(alone.status, 200, 'the real cookie alone still works');
+
+  const metrics = await env.metrics();
+  const conflicts = metrics.samples.find((s) => s.name === 'ssogate_session_cookie_conflicts_total');
+  assert.ok(conflicts && conflicts.value >= 2, 'conflicts are counted');
+});
+
+test('no gateway cookie reaches the upstream, from any Cookie line', async (env) => {
+  const alice = await sessionOf(env, ACCOUNTS.alice);
+  const lines = [
+    `a=1; ssogate=${alice}; b=2`,
+    'ssogate_csrf=tok; c=3',
+    'ssogate_login=bind',
+    `d=4; ssogate=${UNKNOWN}`,
+  ];
+  const res = await seen(env, lines);
+  assert.equal(res.status, 200);
+  assert.equal(res.subject, 'itc-user-alice', 'the session was found in the first line');
+  assert.equal(res.cookie, 'a=1; b=2; c=3; d=4', 'the other cookies arrive, in order, in one line');
+});

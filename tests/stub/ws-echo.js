@@ -242,6 +242,10 @@ function createWsEcho({ name, tlsOptions }) {
       }
     };
     socket.on('close', () => end('closed'));
+    socket.on('end', () => {
+      end('peer ended');
+      socket.end();
+    });
     const send = (frame) => {
       record.bytesOut += frame.length;
       if (!socket.write(frame)) {

@@ -514,7 +514,7 @@ itest('TLS both ways: a wss client on a TLS listener, tunnelled to an https upst
   await gw.waitLog((l) => l.event === 'tunnel_close' && l.reason === 'client_closed', 5000 * SLOW, 'tunnel_close');
 });
 
-itest('tunnels count in limits.connections and SIGTERM closes them after drain_timeout_s', async (t, h) => {
+itest('tunnels count in limits.connections, outlive a reload, and SIGTERM closes them after drain_timeout_s', async (t, h) => {
   const stub = await startWsStub(h);
   const gw = await h.startGateway(h.config({ upstream: { url: stub.url }, limits: { connections: 2 }, drain_timeout_s: 2 }));
   const a = await wsConnect(gw.port);
@@ -527,6 +527,11 @@ itest('tunnels count in limits.connections and SIGTERM closes them after drain_t
   assert.equal(early, 'waiting', 'no third connection served while two tunnels are open');
   b.conn.destroy();
   assert.equal((await third).status, 200, 'served once a tunnel closed');
+
+  // A reload leaves the open tunnel on the snapshot it began with.
+  gw.signal('SIGHUP');
+  await gw.waitLog((l) => l.event === 'reload' && l.result === 'ok', 5000 * SLOW, 'the reload');
+  assert.equal((await a.conn.roundTrip(ws.OP_TEXT, 'after reload')).payload.toString(), 'after reload');
 
   const signalled = Date.now();
   gw.signal('SIGTERM');

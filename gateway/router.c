@@ -165,12 +165,26 @@ static int handle_sso(struct sg_runtime *rt, struct evhttp_request *req, struct 
     return 404;
 }
 
+/* The route of a target: the strictest among the readings an upstream may
+ * make of it (target.h), so that no reading reaches a protected prefix. */
+static const struct sg_route_config *route_of(const struct sg_config *cfg,
+                                              const struct sg_target *target)
+{
+    const struct sg_route_config *route = sg_config_route(cfg, target->match);
+    for (size_t i = 0; i < target->variant_count; i++) {
+        const struct sg_route_config *other = sg_config_route(cfg, target->variants[i]);
+        if (other->auth > route->auth)
+            route = other;
+    }
+    return route;
+}
+
 /* Forwards a request, with the identity of its session where the route wants one. */
 static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
                           struct sg_access *access)
 {
     const struct sg_config *cfg = rt->current->cfg;
-    const struct sg_route_config *route = sg_config_route(cfg, access->target.match);
+    const struct sg_route_config *route = route_of(cfg, &access->target);
     struct sg_identity identity;
     bool found = false, conflict = false;
 

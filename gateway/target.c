@@ -126,8 +126,9 @@ static bool utf8_feed(struct utf8 *u, unsigned char c)
 struct pass {
     bool decode;         /* first pass: decode escapes, check every byte */
     bool keep_slash;     /* first pass: %2F stays (as part of its segment) */
-    bool cut_parameters; /* second pass: a segment ends at its first ';' */
+    bool cut_parameters; /* a later pass: a segment ends at its first ';' */
     bool windows;        /* a segment may not end in '.' or a space */
+    bool strict_empty;   /* a later pass: ".." after an empty segment is ambiguous */
 };
 
 /*
@@ -196,6 +197,7 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
     size_t *starts = NULL; /* where each kept segment's "/" begins in out */
     size_t depth = 0, cap = 0;
     bool trailing = false;
+    bool empty_seen = false;
 
     out->len = 0;
     buf_reserve(out, (size_t)(end - p));
@@ -232,6 +234,14 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
             status = SG_TARGET_DOT_PARAMETER;
             goto end;
         }
+        if (!last && seg.len == 0)
+            empty_seen = true;
+        if (dotdot && pass->strict_empty && empty_seen) {
+            /* "a//..": RFC 3986 pops the empty segment, a server that
+             * merges slashes first pops "a". Only a decoded %2F gets here. */
+            status = SG_TARGET_ENCODED_SLASH;
+            goto end;
+        }
         if (dotdot) {
             if (depth == 0) {
                 status = SG_TARGET_ABOVE_ROOT;
@@ -266,16 +276,19 @@ end:
     return status;
 }
 
-/* The second pass: the route's view of the forwarded path. */
-static enum sg_target_status match_path(const char *path, const struct sg_target_options *opts,
-                                        struct buf *out)
+/*
+ * A later pass: one reading of the forwarded path that an upstream may make,
+ * with kept %2F decoded to '/' (decode_slash) and ';' parameters cut (cut).
+ */
+static enum sg_target_status reading(const char *path, const struct sg_target_options *opts,
+                                     bool decode_slash, bool cut, char **out)
 {
-    struct buf src = {0};
+    struct buf src = {0}, norm = {0};
     size_t len = strlen(path);
     buf_reserve(&src, len);
     src.data[0] = '\0';
     for (size_t i = 0; i < len; i++) {
-        if (opts->keep_encoded_slash && path[i] == '%' && i + 2 < len && path[i + 1] == '2' &&
+        if (decode_slash && path[i] == '%' && i + 2 < len && path[i + 1] == '2' &&
             path[i + 2] == 'F') {
             buf_byte(&src, '/');
             i += 2;
@@ -283,16 +296,65 @@ static enum sg_target_status match_path(const char *path, const struct sg_target
             buf_byte(&src, path[i]);
         }
     }
-    struct pass pass = {.cut_parameters = true, .windows = opts->case_insensitive};
-    enum sg_target_status status = normalize_path(src.data, src.data + src.len, &pass, out);
+    struct pass pass = {
+        .cut_parameters = cut, .windows = opts->case_insensitive, .strict_empty = true};
+    enum sg_target_status status = normalize_path(src.data, src.data + src.len, &pass, &norm);
     free(src.data);
-    if (status == SG_TARGET_OK && opts->case_insensitive) {
-        for (size_t i = 0; i < out->len; i++) {
-            if (out->data[i] >= 'A' && out->data[i] <= 'Z')
-                out->data[i] = (char)(out->data[i] - 'A' + 'a');
+    if (status != SG_TARGET_OK) {
+        free(norm.data);
+        return status;
+    }
+    if (opts->case_insensitive) {
+        for (size_t i = 0; i < norm.len; i++) {
+            if (norm.data[i] >= 'A' && norm.data[i] <= 'Z')
+                norm.data[i] = (char)(norm.data[i] - 'A' + 'a');
         }
     }
+    *out = norm.data;
+    return SG_TARGET_OK;
+}
+
+/*
+ * Every reading of the forwarded path: the match path (kept %2F decoded,
+ * parameters cut) and, where the path has a kept %2F or a ';', the others
+ * (not decoded, not cut, both), as out->variants. Any reading that is
+ * ambiguous or above the root refuses the target.
+ */
+static enum sg_target_status readings(const struct sg_target_options *opts, struct sg_target *out)
+{
+    bool has_slash = opts->keep_encoded_slash && strstr(out->path, "%2F") != NULL;
+    bool has_param = strchr(out->path, ';') != NULL;
+    enum sg_target_status status = reading(out->path, opts, true, true, &out->match);
+    static const bool others[3][2] = {{false, false}, {true, false}, {false, true}};
+    for (size_t v = 0; status == SG_TARGET_OK && v < 3; v++) {
+        bool decode = others[v][0] && has_slash, cut = others[v][1] && has_param;
+        if (decode == has_slash && cut == has_param)
+            continue; /* reads as the match path does */
+        char *variant = NULL;
+        status = reading(out->path, opts, decode, cut, &variant);
+        if (status != SG_TARGET_OK)
+            break;
+        bool seen = strcmp(variant, out->match) == 0;
+        for (size_t i = 0; i < out->variant_count && !seen; i++)
+            seen = strcmp(variant, out->variants[i]) == 0;
+        if (seen)
+            free(variant);
+        else
+            out->variants[out->variant_count++] = variant;
+    }
     return status;
+}
+
+/* A %25 before two hex digits in the result: a server decoding twice would
+ * see an escape that the gateway never checked (also when decoding
+ * unreserved escapes formed it, as in "%25%32%65"). */
+static bool double_encoded(const char *path)
+{
+    for (const char *p = strstr(path, "%25"); p != NULL; p = strstr(p + 1, "%25")) {
+        if (hex_value((unsigned char)p[3]) >= 0 && hex_value((unsigned char)p[4]) >= 0)
+            return true;
+    }
+    return false;
 }
 
 /*
@@ -410,7 +472,7 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
             return status;
     }
 
-    struct buf forwarded = {0}, match = {0};
+    struct buf forwarded = {0};
     enum sg_target_status status;
     struct pass first = {.decode = true, .keep_slash = opts->keep_encoded_slash};
     if (path == path_end) {
@@ -419,15 +481,18 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
     } else {
         status = normalize_path(path, path_end, &first, &forwarded);
     }
-    if (status == SG_TARGET_OK)
-        status = match_path(forwarded.data, opts, &match);
+    if (status == SG_TARGET_OK && double_encoded(forwarded.data))
+        status = SG_TARGET_DOUBLE_ENCODING;
     if (status != SG_TARGET_OK) {
         free(forwarded.data);
-        free(match.data);
         return status;
     }
     out->path = forwarded.data;
-    out->match = match.data;
+    status = readings(opts, out);
+    if (status != SG_TARGET_OK) {
+        sg_target_clear(out);
+        return status;
+    }
     out->absolute = absolute;
     if (query != NULL)
         out->query = sg_strndup(query + 1, (size_t)(end - query - 1));
@@ -440,6 +505,8 @@ void sg_target_clear(struct sg_target *target)
         return;
     free(target->path);
     free(target->match);
+    for (size_t i = 0; i < target->variant_count; i++)
+        free(target->variants[i]);
     free(target->query);
     memset(target, 0, sizeof(*target));
 }

@@ -10,7 +10,9 @@
  * repeated slashes merged. The match path (for routing only) is the forwarded
  * path with kept %2F decoded to "/", ";" parameters cut from every segment,
  * then normalised again, and folded to lower case when paths are
- * case-insensitive. The query is forwarded byte for byte once checked.
+ * case-insensitive; where an upstream may read the path otherwise (not
+ * decoding %2F, not cutting ';'), those readings are kept too, and the route
+ * is the strictest of all. The query is forwarded byte for byte once checked.
  */
 #ifndef SSOGATE_TARGET_H
 #define SSOGATE_TARGET_H
@@ -55,10 +57,17 @@ struct sg_target_options {
     uint16_t port;
 };
 
+#define SG_TARGET_VARIANTS_MAX 3
+
 /* A normalised target. Every string is owned (sg_target_clear frees them). */
 struct sg_target {
-    char *path;    /* forwarded path, begins with '/'; "*" for the asterisk form */
-    char *match;   /* path the routes and the gateway's endpoints are matched on */
+    char *path;  /* forwarded path, begins with '/'; "*" for the asterisk form */
+    char *match; /* path the routes and the gateway's endpoints are matched on */
+    /* The other readings an upstream may make of path when it holds a kept
+     * %2F or a ';' (not decoding %2F, not cutting parameters): the route is
+     * the strictest of those of match and every variant. */
+    char *variants[SG_TARGET_VARIANTS_MAX];
+    size_t variant_count;
     char *query;   /* without '?', NULL when the target had none ("" when it had "?") */
     bool asterisk; /* OPTIONS * */
     bool absolute; /* came in absolute-form (reduced to origin-form) */

@@ -135,9 +135,16 @@ int sg_cookie_find(const char *header, size_t len, const char *name, const char 
 
 int sg_cookie_remove(const char *header, size_t len, const char *name, char **out)
 {
-    size_t name_len = strlen(name);
-    if (!valid_name(name, name_len))
-        return SG_EINVAL;
+    return sg_cookie_remove_any(header, len, &name, 1, out);
+}
+
+int sg_cookie_remove_any(const char *header, size_t len, const char *const *names, size_t count,
+                         char **out)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (!valid_name(names[i], strlen(names[i])))
+            return SG_EINVAL;
+    }
     if (len > SG_COOKIE_MAX_HEADER)
         return SG_ETOOBIG;
     /* Kept pieces are at most len bytes with one ';' between each two, and
@@ -146,7 +153,10 @@ int sg_cookie_remove(const char *header, size_t len, const char *name, char **ou
     size_t o = 0, pos = 0;
     struct pair p;
     while (next_pair(header, len, &pos, &p)) {
-        if (p.name != NULL && p.name_len == name_len && memcmp(p.name, name, name_len) == 0)
+        bool named = false;
+        for (size_t i = 0; i < count && p.name != NULL && !named; i++)
+            named = strncmp(p.name, names[i], p.name_len) == 0 && names[i][p.name_len] == '\0';
+        if (named)
             continue;
         if (o > 0) {
             copy[o++] = ';';

@@ -55,8 +55,12 @@ static bool name_prefix_eq(const char *a, const char *b, size_t n)
 
 bool sg_headers_name_eq(const char *a, const char *b)
 {
-    size_t n = strlen(a);
-    return n == strlen(b) && name_prefix_eq(a, b, n);
+    for (;; a++, b++) {
+        if (fold((unsigned char)*a) != fold((unsigned char)*b))
+            return false;
+        if (*a == '\0')
+            return true;
+    }
 }
 
 static bool in_list(const char *name, const char *const *list, size_t count)
@@ -78,16 +82,27 @@ bool sg_headers_is_identity(const char *name)
     return name_prefix_eq(name, "X-SSO-", 6);
 }
 
+/* RFC 9110 5.6.2 tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
+ * "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
+static bool is_tchar(unsigned char c)
+{
+    static bool table[256];
+    static bool ready;
+    if (!ready) {
+        for (int i = 0; i < 256; i++)
+            table[i] = (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z') || (i >= '0' && i <= '9') ||
+                       (i != 0 && strchr("!#$%&'*+-.^_`|~", i) != NULL);
+        ready = true;
+    }
+    return table[c];
+}
+
 bool sg_headers_is_token(const char *name)
 {
-    /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
-     * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
     if (*name == '\0')
         return false;
     for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
-        bool alnum =
-            (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9');
-        if (!alnum && strchr("!#$%&'*+-.^_`|~", *p) == NULL)
+        if (!is_tchar(*p))
             return false;
     }
     return true;
@@ -125,18 +140,55 @@ static bool listed_in_any_connection(const struct evkeyvalq *headers, const char
     return false;
 }
 
+/* True when the client's header name is one the gateway drops or sets itself. */
+static bool gateway_decides(const char *name)
+{
+    /* Every such name begins with one of these letters ('_' folds to '-'). */
+    switch (fold((unsigned char)name[0])) {
+    case 'c':
+    case 'e':
+    case 'h':
+    case 'k':
+    case 'p':
+    case 't':
+    case 'u':
+    case 'x':
+        break;
+    default:
+        return false;
+    }
+    return sg_headers_is_hop_by_hop(name) || sg_headers_is_identity(name) ||
+           in_list(name, gateway_owned, sizeof(gateway_owned) / sizeof(gateway_owned[0])) ||
+           sg_headers_name_eq(name, "Host") || sg_headers_name_eq(name, "Cookie");
+}
+
+#define CONNECTION_LINES_MAX 8
+
 void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
 {
     const struct evkeyval *h;
+    const char *connection[CONNECTION_LINES_MAX];
+    size_t lines = 0;
+    bool many = false;
 
     TAILQ_FOREACH(h, in, next)
     {
-        if (sg_headers_is_hop_by_hop(h->key) || sg_headers_is_identity(h->key) ||
-            in_list(h->key, gateway_owned, sizeof(gateway_owned) / sizeof(gateway_owned[0])) ||
-            sg_headers_name_eq(h->key, "Host") || sg_headers_name_eq(h->key, "Cookie") ||
-            listed_in_any_connection(in, h->key))
+        if (strcasecmp(h->key, "Connection") != 0)
             continue;
-        evhttp_add_header(out, h->key, h->value);
+        if (lines == CONNECTION_LINES_MAX)
+            many = true;
+        else
+            connection[lines++] = h->value;
+    }
+    TAILQ_FOREACH(h, in, next)
+    {
+        if (gateway_decides(h->key))
+            continue;
+        bool listed = many && listed_in_any_connection(in, h->key);
+        for (size_t i = 0; i < lines && !listed; i++)
+            listed = sg_headers_listed_in_connection(connection[i], h->key);
+        if (!listed)
+            evhttp_add_header(out, h->key, h->value);
     }
 }
 
@@ -260,6 +312,9 @@ enum sg_headers_status sg_headers_validate(const struct evkeyvalq *in, bool http
             return SG_HEADERS_BAD_NAME;
         if (!value_ok(h->value))
             return SG_HEADERS_BAD_VALUE;
+        char first = (char)(h->key[0] | 0x20);
+        if (first != 'h' && first != 'c' && first != 't')
+            continue; /* none of the names below */
         if (strcasecmp(h->key, "Host") == 0) {
             hosts++;
             host = h->value;

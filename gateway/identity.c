@@ -81,10 +81,9 @@ bool sg_identity_cookie_secure(const struct sg_config *cfg)
     return cfg->public_url.https;
 }
 
-char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix)
+const char *sg_identity_cookie_name(const struct sg_config *cfg, enum sg_cookie_kind kind)
 {
-    return sg_asprintf("%s%s%s", sg_identity_cookie_secure(cfg) ? "__Host-" : "",
-                       cfg->session.cookie_name, suffix);
+    return cfg->session.cookies[kind];
 }
 
 /*
@@ -128,40 +127,32 @@ static size_t cookie_values(const struct evkeyvalq *in, const char *name, size_t
 }
 
 bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
-                            const char *suffix, char *out, size_t len)
+                            enum sg_cookie_kind kind, char *out, size_t len)
 {
-    char *name = sg_identity_cookie_name(cfg, suffix);
     char *values = sg_malloc(2 * (len + 1));
     /* Two different values: one was planted; neither is trusted. */
-    size_t count = cookie_values(evhttp_request_get_input_headers(req), name, len, values, 2);
+    size_t count = cookie_values(evhttp_request_get_input_headers(req),
+                                 sg_identity_cookie_name(cfg, kind), len, values, 2);
     if (count == 1)
         memcpy(out, values, len + 1);
     free(values);
-    free(name);
     return count == 1;
 }
 
 char *sg_identity_upstream_cookie(const struct sg_config *cfg, const struct evkeyvalq *in)
 {
-    static const char *const suffixes[] = {SG_COOKIE_SESSION, SG_COOKIE_LOGIN, SG_COOKIE_CSRF};
-    char *names[SG_ARRAY_LEN(suffixes)];
+    const char *const *names = (const char *const *)cfg->session.cookies;
     char *joined = NULL;
     const struct evkeyval *h;
 
-    for (size_t i = 0; i < SG_ARRAY_LEN(suffixes); i++)
-        names[i] = sg_identity_cookie_name(cfg, suffixes[i]);
     TAILQ_FOREACH(h, in, next)
     {
         if (strcasecmp(h->key, "Cookie") != 0)
             continue;
-        char *kept = sg_strdup(h->value);
-        for (size_t i = 0; i < SG_ARRAY_LEN(names) && kept != NULL; i++) {
-            char *next = NULL;
-            int err = sg_cookie_remove(kept, strlen(kept), names[i], &next);
-            free(kept);
-            kept = err == 0 ? next : NULL; /* too big to read: dropped whole */
-        }
-        if (kept == NULL || *kept == '\0') {
+        char *kept = NULL;
+        if (sg_cookie_remove_any(h->value, strlen(h->value), names, SG_COOKIE__COUNT, &kept) != 0)
+            continue; /* too big to read: dropped whole */
+        if (*kept == '\0') {
             free(kept);
         } else if (joined == NULL) {
             joined = kept;
@@ -172,8 +163,6 @@ char *sg_identity_upstream_cookie(const struct sg_config *cfg, const struct evke
             joined = both;
         }
     }
-    for (size_t i = 0; i < SG_ARRAY_LEN(names); i++)
-        free(names[i]);
     return joined;
 }
 
@@ -195,10 +184,9 @@ int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
 {
     char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
     memset(out, 0, sizeof(*out));
-    char *name = sg_identity_cookie_name(cfg, SG_COOKIE_SESSION);
-    size_t count = cookie_values(evhttp_request_get_input_headers(req), name, SG_SESSION_ID_LEN,
+    size_t count = cookie_values(evhttp_request_get_input_headers(req),
+                                 sg_identity_cookie_name(cfg, SG_COOKIE_SESSION), SG_SESSION_ID_LEN,
                                  &ids[0][0], SESSION_COOKIES_MAX);
-    free(name);
 
     int64_t now = sg_now_s();
     bool found = false;
@@ -382,7 +370,7 @@ void sg_identity_end(struct sg_runtime *rt, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req)
 {
     sg_session_delete(rt->store, identity->session_id);
-    char *name = sg_identity_cookie_name(cfg, "");
+    const char *name = sg_identity_cookie_name(cfg, SG_COOKIE_SESSION);
     char *header = NULL;
     struct sg_cookie_attrs attrs = {
         .path = "/",
@@ -394,5 +382,4 @@ void sg_identity_end(struct sg_runtime *rt, const struct sg_config *cfg,
     if (sg_cookie_format(name, "", &attrs, &header) == 0)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
     free(header);
-    free(name);
 }

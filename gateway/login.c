@@ -302,10 +302,10 @@ static const char *query_param(struct evkeyvalq *params, struct evhttp_request *
     return evhttp_find_header(params, name);
 }
 
-static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg, const char *suffix,
-                       const char *value, int64_t max_age)
+static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg,
+                       enum sg_cookie_kind kind, const char *value, int64_t max_age)
 {
-    char *name = sg_identity_cookie_name(cfg, suffix);
+    const char *name = sg_identity_cookie_name(cfg, kind);
     char *header = NULL;
     struct sg_cookie_attrs attrs = {
         .path = "/",
@@ -317,7 +317,6 @@ static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg, 
     if (sg_cookie_format(name, value, &attrs, &header) == 0)
         evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
     free(header);
-    free(name);
 }
 
 static void redirect(struct evhttp_request *req, int status, const char *location)
@@ -530,7 +529,7 @@ static int finish_session(struct pending *p)
                      p->access.request_id);
         return 500;
     }
-    set_cookie(p->req, cfg, "", p->session_id, cfg->session.absolute_timeout_s);
+    set_cookie(p->req, cfg, SG_COOKIE_SESSION, p->session_id, cfg->session.absolute_timeout_s);
     sg_metrics_count(LOGINS_METRIC, "result", "ok");
     sg_log_fields(SG_LOG_INFO, "login",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),

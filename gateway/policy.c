@@ -1481,6 +1481,12 @@ static int config_check(struct parser *p, void *base)
     struct sg_config *cfg = base;
     if (cfg->public_url.path[0] != '\0')
         return fail_at(p, "public_url", "must not have a path: the gateway serves the whole site");
+    static const char *const cookie_suffixes[SG_COOKIE__COUNT] = {"", "_login", "_csrf"};
+    for (size_t i = 0; i < SG_COOKIE__COUNT; i++) {
+        free(cfg->session.cookies[i]);
+        cfg->session.cookies[i] = sg_asprintf("%s%s%s", cfg->public_url.https ? "__Host-" : "",
+                                              cfg->session.cookie_name, cookie_suffixes[i]);
+    }
     free(cfg->upstream.host);
     cfg->upstream.host =
         url_authority(cfg->upstream.host_header == SG_HOST_HEADER_UPSTREAM ? &cfg->upstream.url
@@ -1593,6 +1599,8 @@ static void config_free(struct sg_config *cfg)
     free(cfg->region.name);
     free(cfg->region.module_url);
     free(cfg->session.cookie_name);
+    for (size_t i = 0; i < SG_COOKIE__COUNT; i++)
+        free(cfg->session.cookies[i]);
     for (size_t i = 0; i < cfg->route_count; i++)
         free(cfg->routes[i].prefix);
     free(cfg->routes);

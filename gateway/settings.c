@@ -272,7 +272,7 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
     }
     evbuffer_add(out, "", 1);
     if (s->new_csrf) {
-        char *cookie_name = sg_identity_cookie_name(s->snap->cfg, SG_COOKIE_CSRF);
+        const char *cookie_name = sg_identity_cookie_name(s->snap->cfg, SG_COOKIE_CSRF);
         char *header = NULL;
         struct sg_cookie_attrs attrs = {.path = "/",
                                         .max_age = -1,
@@ -282,7 +282,6 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
         if (sg_cookie_format(cookie_name, s->csrf, &attrs, &header) == 0)
             evhttp_add_header(evhttp_request_get_output_headers(s->req), "Set-Cookie", header);
         free(header);
-        free(cookie_name);
     }
     sg_page_send_html(s->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
     evbuffer_free(out);

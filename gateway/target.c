@@ -48,28 +48,44 @@ static int hex_value(unsigned char c)
     return -1;
 }
 
+/* Character classes of RFC 3986, one bit each in a table of the 256 bytes. */
+enum {
+    C_UNRESERVED = 1, /* ALPHA DIGIT - . _ ~ */
+    C_PCHAR = 2,      /* unreserved, sub-delims, ':' and '@': raw in a path segment */
+    C_QUERY = 4,      /* pchar, '/', '?', and what browsers send raw in a query (WHATWG) */
+};
+
+static unsigned char char_class(unsigned char c)
+{
+    static unsigned char table[256];
+    static bool ready;
+    if (!ready) {
+        for (int i = 1; i < 256; i++) {
+            bool unreserved = (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z') ||
+                              (i >= '0' && i <= '9') || strchr("-._~", i) != NULL;
+            bool pchar = unreserved || strchr("!$&'()*+,;=:@", i) != NULL;
+            bool query = pchar || strchr("/?[]{}|\\^`", i) != NULL;
+            table[i] = (unsigned char)((unreserved ? C_UNRESERVED : 0) | (pchar ? C_PCHAR : 0) |
+                                       (query ? C_QUERY : 0));
+        }
+        ready = true;
+    }
+    return table[c];
+}
+
 static bool is_unreserved(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
+    return (char_class(c) & C_UNRESERVED) != 0;
 }
 
-static bool is_sub_delim(unsigned char c)
-{
-    return strchr("!$&'()*+,;=", c) != NULL && c != '\0';
-}
-
-/* RFC 3986 pchar without pct-encoded: what may stand raw in a path segment. */
 static bool is_pchar(unsigned char c)
 {
-    return is_unreserved(c) || is_sub_delim(c) || c == ':' || c == '@';
+    return (char_class(c) & C_PCHAR) != 0;
 }
 
-/* Query bytes: RFC 3986 query characters, plus those browsers send raw
- * (the WHATWG URL standard leaves them unencoded in a query). */
 static bool is_query_char(unsigned char c)
 {
-    return is_pchar(c) || c == '/' || c == '?' || (c != '\0' && strchr("[]{}|\\^`", c) != NULL);
+    return (char_class(c) & C_QUERY) != 0;
 }
 
 /* True when the two bytes at p (of which at least two remain) are hex digits. */

@@ -124,10 +124,20 @@ enum sg_identity_mode {
     SG_IDENTITY_CLAIMS,
 };
 
+/* The gateway's own cookies: the one table of them. Every one is removed
+ * from every Cookie line before a request goes upstream. */
+enum sg_cookie_kind {
+    SG_COOKIE_SESSION = 0, /* session.cookie_name */
+    SG_COOKIE_LOGIN,       /* NAME_login: binds a login in flight to its browser */
+    SG_COOKIE_CSRF,        /* NAME_csrf: My Settings' double-submit token */
+    SG_COOKIE__COUNT
+};
+
 struct sg_session_config {
     char *cookie_name; /* default "ssogate"; "__Host-" is prepended when public_url is https */
-    uint32_t idle_timeout_s;     /* default 1800 */
-    uint32_t absolute_timeout_s; /* default 43200 */
+    char *cookies[SG_COOKIE__COUNT]; /* derived: the full names, prefix and suffix included */
+    uint32_t idle_timeout_s;         /* default 1800 */
+    uint32_t absolute_timeout_s;     /* default 43200 */
 };
 
 struct sg_limits_config {

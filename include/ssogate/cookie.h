@@ -38,6 +38,10 @@ int sg_cookie_find(const char *header, size_t len, const char *name, const char 
  */
 int sg_cookie_remove(const char *header, size_t len, const char *name, char **out);
 
+/* The same for count names at once, in one pass (names borrowed). */
+int sg_cookie_remove_any(const char *header, size_t len, const char *const *names, size_t count,
+                         char **out);
+
 enum sg_cookie_same_site {
     SG_COOKIE_SAME_SITE_UNSET = 0, /* no SameSite attribute */
     SG_COOKIE_SAME_SITE_LAX,       /* survives the top-level redirect back from the IdP */

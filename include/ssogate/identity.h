@@ -6,6 +6,7 @@
 #ifndef SSOGATE_IDENTITY_H
 #define SSOGATE_IDENTITY_H
 
+#include "ssogate/config.h"
 #include "ssogate/session.h"
 
 #include <openssl/types.h>
@@ -43,27 +44,20 @@ struct sg_identity {
     struct sg_session session; /* owned */
 };
 
-/* The gateway's cookies, by the suffix added to session.cookie_name: the one
- * table of them (sg_identity_upstream_cookie strips every one). */
-#define SG_COOKIE_SESSION ""
-#define SG_COOKIE_LOGIN   "_login"
-#define SG_COOKIE_CSRF    "_csrf"
-
 /*
- * The name of one of the gateway's cookies: cfg's session cookie name plus
- * suffix ("" for the session), with the __Host- prefix when the public URL is
- * https. Hands back a new string.
+ * The name of one of the gateway's cookies (config.h enum sg_cookie_kind):
+ * cfg's session cookie name plus its suffix, with the __Host- prefix when the
+ * public URL is https. Borrowed from cfg.
  */
-char *sg_identity_cookie_name(const struct sg_config *cfg, const char *suffix);
+const char *sg_identity_cookie_name(const struct sg_config *cfg, enum sg_cookie_kind kind);
 
 /*
- * Copies the value of the gateway's cookie with suffix (see
- * sg_identity_cookie_name) into out (len + 1 bytes) when req's Cookie lines
+ * Copies the value of the gateway's cookie kind into out (len + 1 bytes) when req's Cookie lines
  * carry exactly one distinct value of exactly len bytes; false when there is
  * none or when two differ (one was planted).
  */
 bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
-                            const char *suffix, char *out, size_t len);
+                            enum sg_cookie_kind kind, char *out, size_t len);
 
 /*
  * The Cookie header for the upstream: the pairs of every Cookie line of in

@@ -136,6 +136,29 @@ static void test_remove(void **state)
     char *out = NULL;
     assert_int_equal(sg_cookie_remove("a=1", 3, "bad name", &out), SG_EINVAL);
     assert_null(out);
+
+    /* The gateway's three cookies at once (issue 9): every copy of each, prefixes respected. */
+    static const char *const names[] = {"ssogate", "ssogate_login", "ssogate_csrf"};
+    static const struct {
+        const char *header, *want;
+    } cases[] = {
+        {"a=1; ssogate=s; ssogate_csrf=c; b=2; ssogate_login=l", "a=1; b=2"},
+        {"ssogate_csrf=1;ssogate_csrf=2", ""},
+        {"ssogatex=1; ssogate_=2; ssogat=3; Ssogate=4",
+         "ssogatex=1; ssogate_=2; ssogat=3; Ssogate=4"},
+        {"ssogate_login; ssogate_login=; x=\"q\"", "ssogate_login; x=\"q\""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(
+            sg_cookie_remove_any(cases[i].header, strlen(cases[i].header), names, 3, &out), 0);
+        if (strcmp(out, cases[i].want) != 0)
+            fail_msg("[%s]: got [%s], want [%s]", cases[i].header, out, cases[i].want);
+        free(out);
+    }
+    static const char *const bad[] = {"ssogate", "no good"};
+    out = NULL;
+    assert_int_equal(sg_cookie_remove_any("a=1", 3, bad, 2, &out), SG_EINVAL);
+    assert_null(out);
 }
 
 static void test_format(void **state)

@@ -1162,6 +1162,8 @@ static const struct field upstream_fields[] = {
     SG_F_ENUM("escaped_slashes", struct sg_upstream_config, escaped_slashes, false,
               escaped_slashes_names),
     SG_F_ENUM("host_header", struct sg_upstream_config, host_header, false, host_header_names),
+    SG_F_INT("websocket_idle_timeout_s", struct sg_upstream_config, websocket_idle_timeout_s, false,
+             1, 86400),
 };
 static const struct object_schema upstream_schema = SG_SCHEMA(upstream_fields, NULL);
 
@@ -1536,6 +1538,7 @@ static struct sg_config *config_new(void)
     cfg->upstream.connect_timeout_ms = 2000;
     cfg->upstream.response_timeout_ms = 30000;
     cfg->upstream.pool_size = 64;
+    cfg->upstream.websocket_idle_timeout_s = 300;
     cfg->psa.login_path = sg_strdup("/login");
     cfg->psa.home_path = sg_strdup("/");
     cfg->psa.logout_path = sg_strdup("/logout");

@@ -11,6 +11,7 @@
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
+#include "ssogate/tunnel.h"
 #include "ssogate/upstream.h"
 
 #include <sys/queue.h>
@@ -126,6 +127,8 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
     p->up_latency_us = sg_mono_us() - p->up_start_us;
     sg_metrics_upstream_latency(p->up_latency_us);
     p->status = evhttp_request_get_response_code(up);
+    if (p->status == 101)
+        return -1; /* protocols switch only in a tunnel (tunnel.h): a 502 */
 
     struct evkeyvalq *in = evhttp_request_get_input_headers(up);
     struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
@@ -310,6 +313,16 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
         sg_metrics_error(SG_MERR_ASSERTION);
         send_error_page(p, 500, "The gateway could not vouch for your identity. Please try again.");
         p->up = NULL;
+        return;
+    }
+    if (sg_tunnel_is_handshake(req)) {
+        /* A WebSocket handshake: the tunnel takes the client side from here (tunnel.h). */
+        char *target = upstream_target(p->snap->cfg, &p->access.target);
+        sg_tunnel_start(rt, req, conn, &p->access, target, out, identity);
+        free(target);
+        evhttp_request_free(up);
+        p->client = NULL;
+        proxy_maybe_free(p);
         return;
     }
     struct evbuffer *body = evhttp_request_get_output_buffer(up);

@@ -11,6 +11,7 @@
 #include "ssogate/proxy.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
+#include "ssogate/tunnel.h"
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -204,7 +205,7 @@ static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, str
         return 400;
     }
     if (route->auth == SG_AUTH_REQUIRED && !found) {
-        if (is_get(req))
+        if (is_get(req) && !sg_tunnel_is_handshake(req)) /* a WebSocket cannot follow it */
             return sg_login_redirect_required(rt, req);
         sg_page_send(req, 401, "Sign-in required",
                      "This page needs you to be signed in. Open it again to sign in.",

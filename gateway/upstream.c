@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Response headers from the upstream are bounded; bodies stream. */
 #define UPSTREAM_MAX_HEADER_BYTES (64 * 1024)
@@ -34,7 +35,8 @@ struct sg_upstream {
     uint16_t port;
     bool host_is_ip;
     struct timeval timeout;
-    SSL_CTX *ssl_ctx; /* NULL for plain http */
+    struct timeval connect_timeout; /* raw connections (sg_upstream_connect) */
+    SSL_CTX *ssl_ctx;               /* NULL for plain http */
     struct sg_upstream_slot *slots;
     size_t slot_count;
     size_t next; /* where the search for an idle slot starts: spreads the load */
@@ -59,6 +61,8 @@ int sg_upstream_new(struct event_base *base, struct evdns_base *dns,
     up->host_is_ip = is_ip_literal(up->host);
     up->timeout.tv_sec = cfg->response_timeout_ms / 1000;
     up->timeout.tv_usec = (cfg->response_timeout_ms % 1000) * 1000;
+    up->connect_timeout.tv_sec = cfg->connect_timeout_ms / 1000;
+    up->connect_timeout.tv_usec = (cfg->connect_timeout_ms % 1000) * 1000;
     up->slot_count = cfg->pool_size ? cfg->pool_size : 1;
     up->slots = sg_calloc(up->slot_count, sizeof(*up->slots));
     for (size_t i = 0; i < up->slot_count; i++)
@@ -129,19 +133,28 @@ static void on_https_close(struct evhttp_connection *conn, void *arg)
     slot->dead = true;
 }
 
+/* A new TLS session for a connection to up: SNI and the peer's name (or IP) verified. */
+static SSL *ssl_new(struct sg_upstream *up)
+{
+    SSL *ssl = SSL_new(up->ssl_ctx);
+    if (ssl == NULL)
+        abort();
+    if (!up->host_is_ip) {
+        SSL_set_tlsext_host_name(ssl, up->host);
+        SSL_set1_host(ssl, up->host);
+    } else {
+        X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), up->host);
+    }
+    return ssl;
+}
+
 static struct evhttp_connection *connection_new(struct sg_upstream *up,
                                                 struct sg_upstream_slot *slot)
 {
     struct evhttp_connection *conn;
 
     if (up->ssl_ctx != NULL) {
-        SSL *ssl = SSL_new(up->ssl_ctx);
-        if (!up->host_is_ip) {
-            SSL_set_tlsext_host_name(ssl, up->host);
-            SSL_set1_host(ssl, up->host);
-        } else {
-            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), up->host);
-        }
+        SSL *ssl = ssl_new(up);
         struct bufferevent *bev = bufferevent_openssl_socket_new(
             up->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
         conn = evhttp_connection_base_bufferevent_new(up->base, up->dns, bev, up->host, up->port);
@@ -195,4 +208,25 @@ void sg_upstream_release(struct sg_upstream_slot *slot)
 {
     slot->active--;
     sg_upstream_unref(slot->pool);
+}
+
+struct bufferevent *sg_upstream_connect(struct sg_upstream *up, sg_upstream_event_fn eventcb,
+                                        void *arg)
+{
+    /* Deferred callbacks: an immediate failure (a resolver or socket error)
+     * is reported from the loop, never from inside this call. */
+    int options = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+    struct bufferevent *bev =
+        up->ssl_ctx != NULL ? bufferevent_openssl_socket_new(up->base, -1, ssl_new(up),
+                                                             BUFFEREVENT_SSL_CONNECTING, options)
+                            : bufferevent_socket_new(up->base, -1, options);
+    if (bev == NULL)
+        abort();
+    bufferevent_setcb(bev, NULL, NULL, eventcb, arg);
+    bufferevent_set_timeouts(bev, &up->connect_timeout, &up->connect_timeout);
+    if (bufferevent_socket_connect_hostname(bev, up->dns, AF_UNSPEC, up->host, up->port) != 0) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    return bev;
 }

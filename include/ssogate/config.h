@@ -60,6 +60,7 @@ struct sg_upstream_config {
     enum sg_escaped_slashes escaped_slashes;
     enum sg_host_header host_header;
     char *host; /* derived: the Host and X-Forwarded-Host sent upstream ("host[:port]") */
+    uint32_t websocket_idle_timeout_s; /* a tunnel without traffic is closed; default 300 */
 };
 
 struct sg_whoami_config {

@@ -9,6 +9,7 @@
 
 #include "ssogate/config.h"
 
+struct bufferevent;
 struct event_base;
 struct evdns_base;
 struct evhttp_connection;
@@ -42,5 +43,24 @@ struct evhttp_connection *sg_upstream_acquire(struct sg_upstream *up,
 
 /* Ends the use of a slot taken by sg_upstream_acquire. */
 void sg_upstream_release(struct sg_upstream_slot *slot);
+
+/* A bufferevent event callback (event2/bufferevent.h's bufferevent_event_cb). */
+typedef void (*sg_upstream_event_fn)(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * Opens a new connection to up's host outside the pool, for a tunnel
+ * (tunnel.h): a socket bufferevent, or for https a bufferevent_openssl with
+ * the pool's SSL_CTX, SNI and the certificate verified against the host name
+ * (or IP), as for the pool's own connections. The host is resolved through
+ * the pool's evdns base. Callbacks are deferred, so none runs inside this
+ * call: eventcb (with arg, borrowed) gets BEV_EVENT_CONNECTED once connected
+ * (for https once the TLS handshake succeeded), else BEV_EVENT_ERROR or
+ * BEV_EVENT_TIMEOUT after connect_timeout_ms, which is set as the read and
+ * write timeout for the caller to change once connected. Returns the
+ * bufferevent, handed to the caller (bufferevent_free closes it), or NULL
+ * when the connection cannot even start. The pool is borrowed for the call.
+ */
+struct bufferevent *sg_upstream_connect(struct sg_upstream *up, sg_upstream_event_fn eventcb,
+                                        void *arg);
 
 #endif

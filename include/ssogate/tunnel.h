@@ -1,0 +1,60 @@
+/*
+ * WebSocket tunnels (RFC 6455): a handshake is forwarded to the upstream on
+ * a connection of its own; when the upstream switches protocols, the client
+ * connection is taken from libevent's HTTP server and the two connections
+ * are spliced byte for byte, with backpressure both ways. Other upgrade
+ * protocols (h2c) are never tunnelled. How the client connection is taken
+ * over, and how a tunnel ends, is told at the top of gateway/tunnel.c.
+ */
+#ifndef SSOGATE_TUNNEL_H
+#define SSOGATE_TUNNEL_H
+
+#include <stdbool.h>
+
+struct evhttp_request;
+struct evkeyvalq;
+struct sg_access;
+struct sg_conn;
+struct sg_identity;
+struct sg_runtime;
+
+/* Bytes queued towards one side of a tunnel above which the other side is no
+ * longer read; reading resumes once half of it has been written. */
+#define SG_TUNNEL_BUFFER_MAX (256 * 1024)
+
+/* Bounds on the upstream's answer to a handshake: its head, and the body of a
+ * refusal (a longer one is answered 502). */
+#define SG_TUNNEL_HEAD_MAX (64 * 1024)
+#define SG_TUNNEL_BODY_MAX (256 * 1024)
+
+/*
+ * True when req (borrowed) is a WebSocket handshake the gateway tunnels: a
+ * GET in HTTP/1.1 without a body, exactly one Upgrade header whose value is
+ * the token "websocket" (case-insensitive), and "upgrade" among the options
+ * of its Connection header(s). Anything else, "Upgrade: h2c" included, is an
+ * ordinary request whose Upgrade header is dropped as hop-by-hop.
+ */
+bool sg_tunnel_is_handshake(struct evhttp_request *req);
+
+/*
+ * Forwards the handshake req to the upstream of rt's current snapshot (the
+ * tunnel keeps a reference to it) on a new connection, and answers req:
+ * with the upstream's 101 followed by the tunnel, with the upstream's other
+ * answer relayed (and the connection closed), or with a 502/504 page.
+ *
+ * req is borrowed from libevent until the tunnel ends; conn (borrowed) gets
+ * the tunnel as its close watcher (sg_conn_on_close) in place of the
+ * caller's. access is taken: moved from, so the caller's record is left
+ * cleared. target (the request target for the upstream) and headers (the
+ * request headers as built for an ordinary forward: filtered, X-Forwarded-*,
+ * identity, without Connection and Upgrade) are borrowed for the call: the
+ * request head is written from them at once. identity (may be NULL) is
+ * borrowed for the call: the tunnel keeps a copy of its session id and is
+ * closed as soon as that session is gone from the store. The tunnel counts in
+ * rt->requests_in_flight until it ends.
+ */
+void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
+                     struct sg_access *access, const char *target, const struct evkeyvalq *headers,
+                     const struct sg_identity *identity);
+
+#endif

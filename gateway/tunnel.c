@@ -770,6 +770,10 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
         if (t->session_id[0] == '\0' || t->state != TUNNEL_OPEN)
             continue;
         int err = sg_session_get(t->rt->store, t->session_id, now_s, NULL);
+        /* Traffic in the last second is activity of the session, as a request
+         * would be (the store writes at most once per touch interval). */
+        if (err == 0 && now_us - t->last_active_us < 1000000)
+            err = sg_session_touch(t->rt->store, t->session_id, now_s);
         if (err == SG_ENOENT || err == SG_EINVAL) {
             tunnel_end(t, "session_ended");
         } else if (err != 0) {

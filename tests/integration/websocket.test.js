@@ -632,3 +632,36 @@ sessionTest('a session deleted behind the gateway (B8-style, in the store) close
   assert.ok(await res.conn.closedWithin(2500 * SLOW), 'the tunnel closed once the session was gone');
   res.conn.destroy();
 });
+
+// Sessions with a short idle timeout: traffic in a tunnel is activity of its session.
+const idleSessionTest = harness.sharedEnv('websocket_idle_sessions', async (h) => {
+  const stub = await startWsStub(h);
+  const env = await startOidcEnv(h, {
+    gateway: { upstream: { url: stub.url }, session: { idle_timeout_s: 3, absolute_timeout_s: 60 } },
+  });
+  env.stub = stub;
+  return env;
+});
+
+idleSessionTest('traffic in a tunnel keeps its session alive past the idle timeout', async (env, t) => {
+  const login = await env.login({ returnTo: '/' });
+  const cookie = cookieOf(env, login.browser);
+  const res = await wsConnect(env.gwPort, { path: '/private/ws/echo', headers: [['Cookie', cookie]] });
+  assertSwitched(res, 'a handshake with a session');
+  const started = Date.now();
+  try {
+    // 6 s of traffic, twice the session's idle timeout, with no HTTP request beside it.
+    for (let i = 0; Date.now() - started < 6000; i++) {
+      const echo = await res.conn.roundTrip(ws.OP_TEXT, `tick ${i}`);
+      assert.equal(echo.payload.toString(), `tick ${i}`, `the tunnel is open after ${Date.now() - started} ms`);
+      await sleep(700);
+    }
+    const status = await request(env.gw, { path: '/_sso/status', headers: { cookie, accept: 'application/json' } });
+    assert.equal(status.status, 200);
+    assert.equal(JSON.parse(status.body.toString()).session, true,
+      'the session outlived its idle timeout thanks to the tunnel\'s traffic');
+  } finally {
+    res.conn.destroy();
+  }
+  t.diagnostic(`tunnel and session alive ${Date.now() - started} ms with idle_timeout_s 3`);
+});

@@ -108,20 +108,28 @@ bool sg_headers_is_token(const char *name)
     return true;
 }
 
+/* The next comma-separated option of a Connection value from *p: false at
+ * the end; else its first byte and length, and *p moves past it. */
+static bool next_option(const char **p, const char **start, size_t *len)
+{
+    while (**p == ' ' || **p == '\t' || **p == ',')
+        (*p)++;
+    *start = *p;
+    while (**p != '\0' && **p != ',' && **p != ' ' && **p != '\t')
+        (*p)++;
+    *len = (size_t)(*p - *start);
+    return *len > 0;
+}
+
 bool sg_headers_listed_in_connection(const char *connection, const char *name)
 {
     if (connection == NULL)
         return false;
     size_t name_len = strlen(name);
-    const char *p = connection;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        size_t len = (size_t)(p - start);
-        if (len == name_len && len > 0 && strncasecmp(start, name, len) == 0)
+    const char *p = connection, *start;
+    size_t len;
+    while (next_option(&p, &start, &len)) {
+        if (len == name_len && strncasecmp(start, name, len) == 0)
             return true;
     }
     return false;
@@ -302,14 +310,10 @@ static bool option_protected(const char *start, size_t len)
 
 static bool connection_names_protected(const char *value)
 {
-    const char *p = value;
-    while (*p != '\0') {
-        while (*p == ' ' || *p == '\t' || *p == ',')
-            p++;
-        const char *start = p;
-        while (*p != '\0' && *p != ',' && *p != ' ' && *p != '\t')
-            p++;
-        if (p > start && option_protected(start, (size_t)(p - start)))
+    const char *p = value, *start;
+    size_t len;
+    while (next_option(&p, &start, &len)) {
+        if (option_protected(start, len))
             return true;
     }
     return false;

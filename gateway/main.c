@@ -49,7 +49,8 @@ struct drain {
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct drain *d = arg;
-    if (d->rt->requests_in_flight == 0 || sg_mono_us() >= d->deadline_us) {
+    bool done = d->rt->requests_in_flight == 0 && !sg_server_writing(d->rt->server);
+    if (done || sg_mono_us() >= d->deadline_us) {
         if (d->rt->requests_in_flight > 0)
             sg_log(SG_LOG_WARN, "shutdown", "drain timeout: %u requests cut short",
                    d->rt->requests_in_flight);

@@ -573,3 +573,12 @@ void sg_conn_set_tunnel(struct sg_conn *conn)
     conn->tunnel = true;
     conn->reading = false;
 }
+
+bool sg_server_writing(const struct sg_server *srv)
+{
+    for (const struct sg_conn *c = srv->active; c != NULL; c = c->next) {
+        if (!c->closing && evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
+            return true;
+    }
+    return false;
+}

@@ -32,6 +32,10 @@ int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen);
 /* Applies the limits of a reloaded cfg (borrowed) to new connections and requests. */
 void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg);
 
+/* True while an answer is still being written to some client: a drain waits
+ * for it, so that an answer handed to libevent is not cut off at exit. */
+bool sg_server_writing(const struct sg_server *srv);
+
 /* Closes the listening sockets; open connections go on. */
 void sg_server_stop_accepting(struct sg_server *srv);
 

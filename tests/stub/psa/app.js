@@ -5,7 +5,8 @@
 // Settings page, as a PSA configured for header authentication would.
 //
 // Test controls (asked directly, never through the gateway): GET /__psa/log (the last authentication
-// decisions), POST /__psa/reset (clears them), GET|POST /__psa/config (issuer, audience, gateway JWKS URL),
+// decisions), POST /__psa/reset (clears them), GET|POST /__psa/config (issuer, audience, gateway JWKS URL,
+// whoami_delay_ms),
 // POST /__psa/users (changes a user: active, admin, kind, name, email). The shared stub skeleton adds
 // /__stub/log, the raw requests received.
 
@@ -23,7 +24,8 @@ const DECISION_LOG_LIMIT = 200;
 const MAX_FORM_BYTES = 16 * 1024;
 const MAX_CONTROL_BYTES = 64 * 1024;
 const MAX_NEXT_LENGTH = 2048;
-const CONFIG_KEYS = ['gateway_jwks', 'audience', 'issuer'];
+const CONFIG_KEYS = ['gateway_jwks', 'audience', 'issuer', 'whoami_delay_ms'];
+const MAX_WHOAMI_DELAY_MS = 60000;
 // What POST /__psa/users may change, and the values each accepts.
 const USER_PATCH = {
   active: (v) => typeof v === 'boolean',
@@ -166,7 +168,7 @@ function guardRequestTarget(server) {
 // lib/server.js stub to listen with; configure sets any of gateway_jwks, audience ("auto" or a URL) and
 // issuer, and throws an Error naming the key when a value is invalid (nothing is changed then).
 function createPsa(data) {
-  const settings = { gateway_jwks: null, audience: null, issuer: null };
+  const settings = { gateway_jwks: null, audience: null, issuer: null, whoami_delay_ms: 0 };
   const jwks = new JwksCache();
   const sessions = new Map();
   const decisions = [];
@@ -176,6 +178,12 @@ function createPsa(data) {
     for (const [key, value] of Object.entries(values)) {
       if (!CONFIG_KEYS.includes(key)) {
         throw new Error(`${key}: unknown key (known: ${CONFIG_KEYS.join(', ')})`);
+      }
+      if (key === 'whoami_delay_ms') {
+        if (!Number.isInteger(value) || value < 0 || value > MAX_WHOAMI_DELAY_MS) {
+          throw new Error(`${key}: must be an integer from 0 to ${MAX_WHOAMI_DELAY_MS}`);
+        }
+        continue;
       }
       if (typeof value !== 'string' || !(isHttpUrl(value) || (key === 'audience' && value === 'auto'))) {
         throw new Error(`${key}: must be an http or https URL${key === 'audience' ? ' or "auto"' : ''}`);
@@ -390,8 +398,10 @@ function createPsa(data) {
     if (!PAGE_METHODS.includes(req.method)) {
       return methodNotAllowed(res, PAGE_METHODS);
     }
+    // whoami_delay_ms (a test control) holds the answer: a slow PSA.
     return withUser(req, res, ctx, true, (caller) =>
-      sendJson(res, 200, whoamiBody(caller), { 'cache-control': 'no-store' }),
+      new Promise((resolve) => setTimeout(resolve, settings.whoami_delay_ms)).then(() =>
+        sendJson(res, 200, whoamiBody(caller), { 'cache-control': 'no-store' })),
     );
   }
 

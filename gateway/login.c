@@ -695,12 +695,14 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
     int err = sg_links_tenant_get_by_psa(store, psa_tenant, &tenant_idp);
     if (err == SG_ENOENT)
         err = 0;
-    else if (err == 0 && token->idp_tenant != NULL)
+    /* B10 needs both users' links, once the tenant is linked. */
+    if (err == 0 && tenant_idp != NULL && token->idp_tenant != NULL) {
         err = looked_up(
             sg_links_user_get_by_psa(store, psa_tenant, psa_user, &user_idp_tenant, &user_idp_sub));
-    if (err == 0 && tenant_idp != NULL && token->idp_tenant != NULL)
-        err = looked_up(sg_links_user_get_by_idp(store, token->idp_tenant, token->sub,
-                                                 &user_psa_tenant, &user_psa_user));
+        if (err == 0)
+            err = looked_up(sg_links_user_get_by_idp(store, token->idp_tenant, token->sub,
+                                                     &user_psa_tenant, &user_psa_user));
+    }
     struct sg_linking_links links = {.tenant_idp = tenant_idp,
                                      .user_idp_tenant = user_idp_tenant,
                                      .user_idp_sub = user_idp_sub,

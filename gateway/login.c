@@ -4,6 +4,7 @@
 #include "ssogate/cookie.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
+#include "ssogate/linking.h"
 #include "ssogate/links.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
@@ -27,7 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #define TOKEN_SIZE     48
 #define TOKEN_LEN      43 /* 32 random bytes in base64url */
@@ -477,15 +477,6 @@ static const char *claim(yajl_val claims, const char *name)
     return name != NULL ? sg_jwt_claim_string(claims, name) : NULL;
 }
 
-static bool has_second_factor(const struct sg_config *cfg, yajl_val claims)
-{
-    for (char **amr = cfg->required_amr; *amr != NULL; amr++) {
-        if (sg_jwt_claim_contains(claims, "amr", *amr))
-            return true;
-    }
-    return false;
-}
-
 /* Creates the session of a successful login and sends the browser on. */
 static char *dup_or_null(const char *s)
 {
@@ -542,50 +533,59 @@ static int finish_session(struct pending *p)
     return 302;
 }
 
-/* The refusal page of a callback, counted; the caller has logged why. */
-static int refusal_page(struct pending *p, int status, const char *reason, const char *title,
-                        const char *message)
+/* The strings of a claim: v itself, the strings of an array and, with
+ * objects, the string values of an object. Hands back a new array of
+ * pointers borrowed from v (caller frees), their number in *count. */
+static const char **claim_strings(yajl_val v, bool objects, size_t *count)
 {
-    sg_metrics_count(LOGINS_METRIC, "result", reason);
-    sg_page_send(p->req, status, title, message, p->access.request_id);
-    return status;
-}
-
-static int refuse(struct pending *p, int status, const char *reason, const char *title,
-                  const char *message)
-{
-    sg_log_fields(SG_LOG_WARN, "login",
-                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
-                                          SG_LOG_STR("result", reason)},
-                  2);
-    return refusal_page(p, status, reason, title, message);
-}
-
-static bool url_equal(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    while (la > 0 && a[la - 1] == '/')
-        la--;
-    while (lb > 0 && b[lb - 1] == '/')
-        lb--;
-    return la == lb && strncasecmp(a, b, la) == 0;
-}
-
-/* True when the module URL claim (a string, an array of strings or an
- * object of strings) names the region's expected URL (B2). */
-static bool module_url_matches(const struct sg_config *cfg, yajl_val claims)
-{
-    yajl_val v = sg_jose_json_member(claims, cfg->idp->claims.module_urls);
-    const char *expected = cfg->region.module_url;
-    if (YAJL_IS_STRING(v))
-        return url_equal(v->u.string, expected);
-    size_t count = YAJL_IS_ARRAY(v) ? v->u.array.len : YAJL_IS_OBJECT(v) ? v->u.object.len : 0;
-    for (size_t i = 0; i < count; i++) {
-        yajl_val item = YAJL_IS_ARRAY(v) ? v->u.array.values[i] : v->u.object.values[i];
-        if (YAJL_IS_STRING(item) && url_equal(item->u.string, expected))
-            return true;
+    size_t len = YAJL_IS_STRING(v)              ? 1
+                 : YAJL_IS_ARRAY(v)             ? v->u.array.len
+                 : objects && YAJL_IS_OBJECT(v) ? v->u.object.len
+                                                : 0;
+    const char **out = sg_calloc(len + 1, sizeof(*out));
+    *count = 0;
+    for (size_t i = 0; i < len; i++) {
+        yajl_val item = YAJL_IS_STRING(v)  ? v
+                        : YAJL_IS_ARRAY(v) ? v->u.array.values[i]
+                                           : v->u.object.values[i];
+        if (YAJL_IS_STRING(item))
+            out[(*count)++] = item->u.string;
     }
-    return false;
+    return out;
+}
+
+/* What the ID token says, for linking.c; strings borrowed from claims. */
+struct token {
+    struct sg_linking_token facts;
+    const char **module_urls; /* owned */
+    const char **amr;         /* owned */
+};
+
+static void token_read(const struct sg_config *cfg, yajl_val claims, struct token *t)
+{
+    bool master = false, active = true;
+    t->module_urls = claim_strings(sg_jose_json_member(claims, cfg->idp->claims.module_urls), true,
+                                   &t->facts.module_url_count);
+    t->amr = claim_strings(sg_jose_json_member(claims, "amr"), false, &t->facts.amr_count);
+    t->facts.module_urls = t->module_urls;
+    t->facts.amr = t->amr;
+    t->facts.sub = sg_jwt_claim_string(claims, "sub");
+    t->facts.idp_tenant = claim(claims, cfg->idp->claims.tenant);
+    t->facts.master = sg_jwt_claim_bool(claims, cfg->idp->claims.master, &master) == 0 && master;
+    t->facts.active =
+        !(sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active) == 0 && !active);
+}
+
+static void token_clear(struct token *t)
+{
+    free(t->module_urls);
+    free(t->amr);
+}
+
+static struct sg_linking_rules rules_of(const struct sg_config *cfg)
+{
+    return (struct sg_linking_rules){.required_amr = (const char *const *)cfg->required_amr,
+                                     .module_url = cfg->region.module_url};
 }
 
 static void log_link(struct pending *p, const char *what, const char *result,
@@ -598,7 +598,40 @@ static void log_link(struct pending *p, const char *what, const char *result,
                                           SG_LOG_STR("psa_user", p->state->psa_user),
                                           SG_LOG_STR("idp_tenant", idp_tenant)},
                   6);
-    sg_metrics_count("ssogate_links_total", "result", result);
+}
+
+/* Answers the callback as linking.c's table says for decision: its log
+ * lines, counters and page or redirect. Returns the status sent, or 0 when
+ * the caller goes on. */
+static int answer(struct pending *p, enum sg_linking_decision decision, const char *idp_tenant)
+{
+    const struct sg_linking_answer *a = sg_linking_answer(decision);
+    const struct sg_config *cfg = p->snap->cfg;
+    if (a->log_reason != NULL)
+        sg_log_fields(SG_LOG_WARN, "login",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                                              SG_LOG_STR("result", a->log_reason)},
+                      2);
+    if (a->link != NULL)
+        log_link(p, a->link, a->link_result, idp_tenant);
+    if (a->links_result != NULL)
+        sg_metrics_count("ssogate_links_total", "result", a->links_result);
+    if (a->login_result != NULL)
+        sg_metrics_count(LOGINS_METRIC, "result", a->login_result);
+    if (a->status == 0)
+        return 0;
+    if (a->notice != NULL)
+        return redirect_to_psa_login(p->req, cfg, a->notice);
+    if (a->location != NULL) {
+        redirect(p->req, a->status, a->location);
+        return a->status;
+    }
+    char *message = a->names_module_url
+                        ? sg_asprintf("%s%s%s", a->message, cfg->region.module_url, a->tail)
+                        : sg_strdup(a->message);
+    sg_page_send(p->req, a->status, a->title, message, p->access.request_id);
+    free(message);
+    return a->status;
 }
 
 static int store_failure(struct pending *p, int err)
@@ -611,93 +644,90 @@ static int store_failure(struct pending *p, int err)
     return 500;
 }
 
-/* B1, B2, B4: the PSA tenant of an admin joins the IdP tenant of a master account. */
-static int link_tenant(struct pending *p, yajl_val claims)
+/* A lookup's result as linking.c reads it: 0 (found), or not found for
+ * SG_ENOENT and for an id that no link can hold; else the store failed. */
+static int looked_up(int err)
 {
-    const struct sg_config *cfg = p->snap->cfg;
-    const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
-    bool master = false;
-
-    if (idp_tenant == NULL) {
-        log_link(p, "tenant", "no_idp_tenant", NULL);
-        return refusal_page(
-            p, 403, "no_idp_tenant", "No IT Complete tenant",
-            "Your IT Complete account does not belong to a tenant, so there is nothing "
-            "to link. Sign in with your tenant's master account.");
-    }
-    if (sg_jwt_claim_bool(claims, cfg->idp->claims.master, &master) != 0 || !master) {
-        log_link(p, "tenant", "not_master", idp_tenant);
-        return refusal_page(p, 403, "not_master", "A master account is required",
-                            "Only an IT Complete master account can turn on IT Complete for this "
-                            "tenant. Sign in with your tenant's master account and try again.");
-    }
-    if (!module_url_matches(cfg, claims)) {
-        log_link(p, "tenant", "module_url_mismatch", idp_tenant);
-        char *message = sg_asprintf(
-            "Your IT Complete tenant's module URL for this PSA is not this region's. In IT "
-            "Complete, set Admin Settings > Module URLs > BMS (and Profile Settings > Module "
-            "URLs) to %s, then turn IT Complete on again.",
-            cfg->region.module_url);
-        int status =
-            refusal_page(p, 403, "module_url_mismatch", "Module URL does not match", message);
-        free(message);
-        return status;
-    }
-    int err = sg_links_tenant_put(p->logins->rt->store, p->state->psa_tenant, idp_tenant);
-    if (err == SG_EEXIST) {
-        log_link(p, "tenant", "already_mapped", idp_tenant);
-        return refusal_page(
-            p, 409, "tenant_already_mapped", "Already mapped to another tenant",
-            "This IT Complete tenant is already mapped to another PSA tenant. You can "
-            "only connect one PSA tenant to one IT Complete tenant at a time: turn it "
-            "off in the other PSA tenant first.");
-    }
-    if (err != 0)
-        return store_failure(p, err);
-    log_link(p, "tenant", "linked", idp_tenant);
-    redirect(p->req, 302, "/_sso/settings?done=tenant_linked");
-    return 302;
+    return err == SG_ENOENT || err == SG_EINVAL ? 0 : err;
 }
 
-/* B5, B10: the PSA user joins the IdP user, then is signed in. */
-static int link_user(struct pending *p, yajl_val claims, const char *id_token)
+/* B1, B2, B4: the PSA tenant of an admin joins the IdP tenant of a master account. */
+static int link_tenant(struct pending *p, const struct sg_linking_token *token)
 {
     const struct sg_config *cfg = p->snap->cfg;
     struct sg_store *store = p->logins->rt->store;
-    const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
-    const char *sub = sg_jwt_claim_string(claims, "sub");
-    char *linked = NULL;
+    struct sg_linking_rules rules = rules_of(cfg);
+    char *tenant_idp = NULL, *tenant_psa = NULL;
+    int err = 0;
+    if (token->idp_tenant != NULL) {
+        err = looked_up(sg_links_tenant_get_by_psa(store, p->state->psa_tenant, &tenant_idp));
+        if (err == 0)
+            err = looked_up(sg_links_tenant_get_by_idp(store, token->idp_tenant, &tenant_psa));
+    }
+    struct sg_linking_links links = {.tenant_idp = tenant_idp, .tenant_psa = tenant_psa};
+    enum sg_linking_decision decision =
+        sg_linking_tenant(&rules, token, p->state->psa_tenant, &links);
+    free(tenant_idp);
+    free(tenant_psa);
+    if (decision == SG_LINKING_TENANT_LINK && err == 0) {
+        err = sg_links_tenant_put(store, p->state->psa_tenant, token->idp_tenant);
+        if (err == SG_EEXIST) {
+            decision = SG_LINKING_TENANT_ALREADY_MAPPED;
+            err = 0;
+        }
+    }
+    if (err != 0)
+        return store_failure(p, err);
+    return answer(p, decision, token->idp_tenant);
+}
 
-    int err = sg_links_tenant_get_by_psa(store, p->state->psa_tenant, &linked);
-    if (err == SG_ENOENT) {
-        log_link(p, "user", "tenant_not_linked", idp_tenant);
-        return refusal_page(p, 409, "tenant_not_linked", "IT Complete is off for your company",
-                            "An administrator must turn on IT Complete for your company before you "
-                            "can enable it for your login.");
+/* B5, B10: the PSA user joins the IdP user, then is signed in. */
+static int link_user(struct pending *p, const struct sg_linking_token *token, yajl_val claims,
+                     const char *id_token)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+    struct sg_store *store = p->logins->rt->store;
+    struct sg_linking_rules rules = rules_of(cfg);
+    const char *psa_tenant = p->state->psa_tenant, *psa_user = p->state->psa_user;
+    char *tenant_idp = NULL, *user_idp_tenant = NULL, *user_idp_sub = NULL;
+    char *user_psa_tenant = NULL, *user_psa_user = NULL;
+
+    int err = sg_links_tenant_get_by_psa(store, psa_tenant, &tenant_idp);
+    if (err == SG_ENOENT)
+        err = 0;
+    /* B10 needs both users' links, once the tenant is linked. */
+    if (err == 0 && tenant_idp != NULL && token->idp_tenant != NULL) {
+        err = looked_up(
+            sg_links_user_get_by_psa(store, psa_tenant, psa_user, &user_idp_tenant, &user_idp_sub));
+        if (err == 0)
+            err = looked_up(sg_links_user_get_by_idp(store, token->idp_tenant, token->sub,
+                                                     &user_psa_tenant, &user_psa_user));
+    }
+    struct sg_linking_links links = {.tenant_idp = tenant_idp,
+                                     .user_idp_tenant = user_idp_tenant,
+                                     .user_idp_sub = user_idp_sub,
+                                     .user_psa_tenant = user_psa_tenant,
+                                     .user_psa_user = user_psa_user};
+    enum sg_linking_decision decision =
+        sg_linking_user(&rules, token, psa_tenant, psa_user, &links);
+    free(tenant_idp);
+    free(user_idp_tenant);
+    free(user_idp_sub);
+    free(user_psa_tenant);
+    free(user_psa_user);
+    if (decision == SG_LINKING_USER_LINK && err == 0) {
+        err = sg_links_user_put(store, psa_tenant, psa_user, token->idp_tenant, token->sub);
+        if (err == SG_EEXIST) {
+            decision = SG_LINKING_USER_ALREADY_LINKED;
+            err = 0;
+        }
     }
     if (err != 0)
         return store_failure(p, err);
-    bool same = idp_tenant != NULL && strcmp(linked, idp_tenant) == 0;
-    free(linked);
-    if (!same) {
-        log_link(p, "user", "wrong_idp_tenant", idp_tenant);
-        return refusal_page(p, 403, "wrong_idp_tenant", "Another IT Complete tenant",
-                            "The IT Complete account you signed in with belongs to another tenant "
-                            "than your company's. Sign in with your own company account.");
-    }
-    err = sg_links_user_put(store, p->state->psa_tenant, p->state->psa_user, idp_tenant, sub);
-    if (err == SG_EEXIST) {
-        log_link(p, "user", "already_linked", idp_tenant);
-        return refusal_page(
-            p, 409, "user_already_linked", "Account already linked",
-            "This IT Complete account is already linked to another PSA user (or your "
-            "PSA user to another IT Complete account). An IT Complete account can be "
-            "linked to one PSA user only; disable the other link first.");
-    }
-    if (err != 0)
-        return store_failure(p, err);
-    log_link(p, "user", "linked", idp_tenant);
-    session_prepare(p, claims, id_token, p->state->psa_tenant, p->state->psa_user);
+    int status = answer(p, decision, token->idp_tenant);
+    if (status != 0)
+        return status;
+    session_prepare(p, claims, id_token, psa_tenant, psa_user);
     return finish_session(p);
 }
 
@@ -707,25 +737,53 @@ static void callback_done(struct pending *p, int http_status);
 static void on_login_whoami(const char *err, const struct sg_psa_user *user, void *arg)
 {
     struct pending *p = arg;
-    int status;
     p->whoami = NULL;
-    if (err == NULL && user->staff && user->active) {
-        status = finish_session(p);
-    } else if (err == NULL && !user->staff) {
-        status = refuse(p, 403, "client_portal", "Not available for client portal users",
-                        "Client portal users cannot log in with IT Complete. Sign in with your "
-                        "PSA password.");
-    } else if (err == NULL || strcmp(err, "unauthenticated") == 0) {
-        status = refuse(p, 403, "psa_refused", "The PSA did not accept this account",
-                        "Your PSA user is inactive or no longer exists, so you were not signed "
-                        "in. Ask your PSA administrator.");
-    } else {
+    bool reachable = err == NULL || strcmp(err, "unauthenticated") == 0;
+    struct sg_linking_caller caller = {0};
+    if (err == NULL)
+        caller = (struct sg_linking_caller){.tenant = user->tenant,
+                                            .user = user->user,
+                                            .admin = user->admin,
+                                            .staff = user->staff,
+                                            .active = user->active};
+    enum sg_linking_decision decision =
+        sg_linking_login_psa(err == NULL ? &caller : NULL, reachable);
+    if (!reachable)
         sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
-        status = refuse(p, 502, "psa_unreachable", "The PSA did not answer",
-                        "The gateway could not check your PSA user. Please try again in a "
-                        "moment.");
-    }
+    int status = answer(p, decision, NULL);
+    if (status == 0)
+        status = finish_session(p);
     callback_done(p, status);
+}
+
+/* Step 7 of the callback's decision order for a login (B6), with the token's
+ * checks before it; 0 when the answer waits for the PSA. */
+static int login(struct pending *p, const struct sg_linking_token *token, yajl_val claims,
+                 const char *id_token)
+{
+    const struct sg_config *cfg = p->snap->cfg;
+    struct sg_linking_rules rules = rules_of(cfg);
+    char *psa_tenant = NULL, *psa_user = NULL;
+    if (token->idp_tenant != NULL &&
+        sg_links_user_get_by_idp(p->logins->rt->store, token->idp_tenant, token->sub, &psa_tenant,
+                                 &psa_user) != 0) {
+        free(psa_tenant);
+        free(psa_user);
+        psa_tenant = psa_user = NULL;
+    }
+    struct sg_linking_links links = {.user_psa_tenant = psa_tenant, .user_psa_user = psa_user};
+    int result = answer(p, sg_linking_login(&rules, token, &links), token->idp_tenant);
+    if (result == 0) {
+        /* B9 and the PSA's own view of the user: ask the PSA who this
+         * session would be, with the assertion the session will carry. */
+        session_prepare(p, claims, id_token, psa_tenant, psa_user);
+        struct sg_identity identity = {.session = p->session};
+        memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
+        p->whoami = sg_whoami_fetch(p->snap, p->req, &identity, on_login_whoami, p);
+    }
+    free(psa_tenant);
+    free(psa_user);
+    return result;
 }
 
 /* Steps 3 to 7 of the callback's decision order, once the code is exchanged;
@@ -767,46 +825,23 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
                      p->access.request_id);
         return 401;
     }
-    if (!has_second_factor(cfg, claims))
-        return refuse(p, 403, "no_second_factor", "Two-factor authentication required",
-                      "Your sign-in did not include a second factor (a 6-digit code). Set up "
-                      "two-factor authentication at the identity provider, then sign in again.");
-    bool active = true;
-    if (sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active) == 0 && !active) {
-        sg_metrics_count(LOGINS_METRIC, "result", "inactive");
-        return redirect_to_psa_login(p->req, cfg, "inactive");
-    }
 
-    if (p->state->purpose == SG_LOGIN_LINK_TENANT)
-        return link_tenant(p, claims);
-    if (p->state->purpose == SG_LOGIN_LINK_USER)
-        return link_user(p, claims, id_token);
-    if (cfg->identity == SG_IDENTITY_CLAIMS) {
+    struct token token = {0};
+    token_read(cfg, claims, &token);
+    struct sg_linking_rules rules = rules_of(cfg);
+    /* Steps 5 and 6 come before any store lookup of step 7. */
+    int result = answer(p, sg_linking_check_token(&rules, &token.facts), NULL);
+    if (result == 0 && p->state->purpose == SG_LOGIN_LINK_TENANT) {
+        result = link_tenant(p, &token.facts);
+    } else if (result == 0 && p->state->purpose == SG_LOGIN_LINK_USER) {
+        result = link_user(p, &token.facts, claims, id_token);
+    } else if (result == 0 && cfg->identity == SG_IDENTITY_CLAIMS) {
         session_prepare(p, claims, id_token, NULL, NULL);
-        return finish_session(p);
+        result = finish_session(p);
+    } else if (result == 0) {
+        result = login(p, &token.facts, claims, id_token);
     }
-
-    const char *idp_tenant = claim(claims, cfg->idp->claims.tenant);
-    const char *sub = sg_jwt_claim_string(claims, "sub");
-    char *psa_tenant = NULL, *psa_user = NULL;
-    int err = idp_tenant ? sg_links_user_get_by_idp(p->logins->rt->store, idp_tenant, sub,
-                                                    &psa_tenant, &psa_user)
-                         : SG_ENOENT;
-    int result;
-    if (err != 0) {
-        sg_metrics_count(LOGINS_METRIC, "result", "not_linked");
-        result = redirect_to_psa_login(p->req, cfg, "not_linked");
-    } else {
-        /* B9 and the PSA's own view of the user: ask the PSA who this
-         * session would be, with the assertion the session will carry. */
-        session_prepare(p, claims, id_token, psa_tenant, psa_user);
-        struct sg_identity identity = {.session = p->session};
-        memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
-        p->whoami = sg_whoami_fetch(p->snap, p->req, &identity, on_login_whoami, p);
-        result = 0;
-    }
-    free(psa_tenant);
-    free(psa_user);
+    token_clear(&token);
     return result;
 }
 

@@ -4,6 +4,7 @@
 #include "ssogate/cookie.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
+#include "ssogate/linking.h"
 #include "ssogate/links.h"
 #include "ssogate/log.h"
 #include "ssogate/login.h"
@@ -202,13 +203,57 @@ static void add_button(struct evbuffer *out, const char *action, const char *csr
                         action, csrf, secondary ? " class=\"secondary\"" : "", label);
 }
 
+/* The PSA caller as linking.c reads it; strings borrowed from user. */
+static struct sg_linking_caller caller_of(const struct sg_psa_user *user)
+{
+    return (struct sg_linking_caller){.tenant = user->tenant,
+                                      .user = user->user,
+                                      .admin = user->admin,
+                                      .staff = user->staff,
+                                      .active = user->active};
+}
+
+/* The links of the caller's tenant and user, looked up (a failed lookup reads
+ * as "not linked"): the strings, and the view of them linking.c reads. */
+struct caller_links {
+    char *tenant_idp;
+    char *user_idp_tenant;
+    char *user_idp_sub;
+    struct sg_linking_links view;
+};
+
+static void links_of(struct sg_store *store, const struct sg_psa_user *user,
+                     struct caller_links *links)
+{
+    *links = (struct caller_links){0};
+    if (sg_links_tenant_get_by_psa(store, user->tenant, &links->tenant_idp) != 0) {
+        free(links->tenant_idp);
+        links->tenant_idp = NULL;
+    }
+    if (sg_links_user_get_by_psa(store, user->tenant, user->user, &links->user_idp_tenant,
+                                 &links->user_idp_sub) != 0) {
+        free(links->user_idp_tenant);
+        free(links->user_idp_sub);
+        links->user_idp_tenant = links->user_idp_sub = NULL;
+    }
+    links->view = (struct sg_linking_links){.tenant_idp = links->tenant_idp,
+                                            .user_idp_tenant = links->user_idp_tenant,
+                                            .user_idp_sub = links->user_idp_sub};
+}
+
+static void links_clear(struct caller_links *links)
+{
+    free(links->tenant_idp);
+    free(links->user_idp_tenant);
+    free(links->user_idp_sub);
+}
+
 static int send_settings(struct settings_request *s, const struct sg_psa_user *user)
 {
-    struct sg_store *store = s->rt->store;
     struct evbuffer *out = evbuffer_new();
-    char *idp_tenant = NULL;
-    bool tenant_linked = sg_links_tenant_get_by_psa(store, user->tenant, &idp_tenant) == 0;
-    bool user_linked = sg_links_user_get_by_psa(store, user->tenant, user->user, NULL, NULL) == 0;
+    struct sg_linking_caller caller = caller_of(user);
+    struct caller_links links;
+    links_of(s->rt->store, user, &links);
     char *name_html = sg_html_escape(user->user);
     char *tenant_html = sg_html_escape(user->tenant);
 
@@ -224,34 +269,41 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
 
     evbuffer_add_printf(out, "<section aria-labelledby=\"login-itc\"><h2 id=\"login-itc\">Log in "
                              "with IT Complete</h2>");
-    if (!user->staff) {
+    switch (sg_linking_user_offer(&caller, &links.view)) {
+    case SG_LINKING_OFFER_USER_PORTAL:
         evbuffer_add_printf(out, "<p class=\"banner warn\" id=\"user-state\">Not available: "
                                  "Client portal users cannot use Log in with IT Complete. Keep "
                                  "signing in with your PSA password.</p>");
-    } else if (user_linked) {
+        break;
+    case SG_LINKING_OFFER_USER_DISABLE:
         evbuffer_add_printf(out, "<p id=\"user-state\">Status: <span class=\"state\">Enabled"
                                  "</span>. On the PSA sign-in page, use the Log in with IT "
                                  "Complete button. Disabling it ends your IT Complete sessions; "
                                  "you then sign in with your PSA password.</p>");
         add_button(out, "user/disable", s->csrf, "Disable Log in with IT Complete", true);
-    } else if (tenant_linked) {
+        break;
+    case SG_LINKING_OFFER_USER_ENABLE:
         evbuffer_add_printf(out, "<p id=\"user-state\">Status: <span class=\"state\">Disabled"
                                  "</span>. Enabling it takes you to IT Complete: sign in there "
                                  "with your own account and its 6-digit two-factor code, and "
                                  "you come back to the PSA signed in.</p>");
         add_button(out, "user/enable", s->csrf, "Enable Log in with IT Complete", false);
-    } else {
+        break;
+    case SG_LINKING_OFFER_USER_NOT_YET:
+    default:
         evbuffer_add_printf(out, "<p id=\"user-state\">Not available yet: an administrator must "
                                  "turn on IT Complete for your company first. Until then, sign in "
                                  "with your PSA password.</p>");
+        break;
     }
     evbuffer_add_printf(out, "</section>");
 
-    if (user->admin && user->staff) {
+    enum sg_linking_offer tenant_offer = sg_linking_tenant_offer(&caller, &links.view);
+    if (tenant_offer != SG_LINKING_OFFER_TENANT_NONE) {
         evbuffer_add_printf(out, "<section aria-labelledby=\"tenant-itc\"><h2 id=\"tenant-itc\">"
                                  "IT Complete for your company</h2>");
-        if (tenant_linked) {
-            char *idp_html = sg_html_escape(idp_tenant);
+        if (tenant_offer == SG_LINKING_OFFER_TENANT_DISABLE) {
+            char *idp_html = sg_html_escape(links.tenant_idp);
             evbuffer_add_printf(out,
                                 "<p id=\"tenant-state\">Status: <span class=\"state\">On</span>"
                                 " &mdash; linked to IT Complete tenant <code>%s</code>. Turning "
@@ -285,7 +337,7 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
     }
     sg_page_send_html(s->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
     evbuffer_free(out);
-    free(idp_tenant);
+    links_clear(&links);
     free(name_html);
     free(tenant_html);
     return 200;
@@ -299,13 +351,6 @@ static void see_other(struct evhttp_request *req, const char *location)
     evhttp_send_reply(req, 303, "See Other", NULL);
 }
 
-static int forbidden(struct settings_request *s, const char *reason, const char *message)
-{
-    sg_metrics_count("ssogate_link_requests_total", "result", reason);
-    sg_page_send(s->req, 403, "Not allowed", message, s->access.request_id);
-    return 403;
-}
-
 static int store_error(struct settings_request *s, int err)
 {
     sg_metrics_error(SG_MERR_STORE);
@@ -315,11 +360,44 @@ static int store_error(struct settings_request *s, int err)
     return 500;
 }
 
+/* Answers a POST as linking.c's table says for decision: its log line,
+ * counters and page or redirect. Returns the status sent, or 0 when the
+ * caller goes on. */
+static int answer(struct settings_request *s, enum sg_linking_decision decision,
+                  const struct sg_psa_user *user)
+{
+    const struct sg_linking_answer *a = sg_linking_answer(decision);
+    if (a->link != NULL) {
+        bool user_link = strcmp(a->link, "user") == 0;
+        sg_log_fields(SG_LOG_INFO, "link",
+                      (struct sg_log_field[]){SG_LOG_STR("link", a->link),
+                                              SG_LOG_STR("result", a->link_result),
+                                              SG_LOG_STR("psa_tenant", user->tenant),
+                                              SG_LOG_STR("psa_user", user->user)},
+                      user_link ? 4 : 3);
+    }
+    if (a->links_result != NULL)
+        sg_metrics_count("ssogate_links_total", "result", a->links_result);
+    if (a->request_result != NULL)
+        sg_metrics_count("ssogate_link_requests_total", "result", a->request_result);
+    if (a->status == 0)
+        return 0;
+    if (a->location != NULL)
+        see_other(s->req, a->location);
+    else
+        sg_page_send(s->req, a->status, a->title, a->message, s->access.request_id);
+    return a->status;
+}
+
+/* The POSTs: linking.c decides, the store changes here. */
 static int act(struct settings_request *s, const struct sg_psa_user *user)
 {
     struct sg_runtime *rt = s->rt;
     const struct sg_config *cfg = s->snap->cfg;
-    int err;
+    struct sg_linking_caller caller = caller_of(user);
+    struct caller_links links;
+    enum sg_linking_decision decision;
+    int err, status;
 
     switch (s->action) {
     case ACT_STATUS:
@@ -327,63 +405,34 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     case ACT_SETTINGS:
         return send_settings(s, user);
     case ACT_TENANT_ENABLE:
-        if (!user->admin || !user->staff)
-            return forbidden(s, "not_admin",
-                             "Only a PSA administrator can turn IT Complete on for the company, "
-                             "so nothing was changed. Ask one of your administrators.");
-        if (sg_links_tenant_get_by_psa(rt->store, user->tenant, NULL) == 0) {
-            see_other(s->req, "/_sso/settings");
-            return 303;
-        }
-        return sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_TENANT,
-                              "/_sso/settings", user->tenant, user->user, 303);
+        links_of(rt->store, user, &links);
+        decision = sg_linking_tenant_enable(&caller, &links.view);
+        links_clear(&links);
+        status = answer(s, decision, user);
+        return status != 0 ? status
+                           : sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_TENANT,
+                                            "/_sso/settings", user->tenant, user->user, 303);
     case ACT_TENANT_DISABLE:
-        if (!user->admin || !user->staff)
-            return forbidden(s, "not_admin",
-                             "Only a PSA administrator can turn IT Complete off for the company, "
-                             "so nothing was changed. Ask one of your administrators.");
-        err = sg_links_tenant_delete(rt->store, user->tenant, NULL);
-        if (err != 0 && err != SG_ENOENT)
-            return store_error(s, err);
-        sg_log_fields(SG_LOG_INFO, "link",
-                      (struct sg_log_field[]){SG_LOG_STR("link", "tenant"),
-                                              SG_LOG_STR("result", "unlinked"),
-                                              SG_LOG_STR("psa_tenant", user->tenant)},
-                      3);
-        sg_metrics_count("ssogate_links_total", "result", "tenant_unlinked");
-        see_other(s->req, "/_sso/settings?done=tenant_unlinked");
-        return 303;
-    case ACT_USER_ENABLE:
-        if (!user->staff)
-            return forbidden(s, "client_portal",
-                             "Client portal users cannot use Log in with IT Complete, so nothing "
-                             "was changed. Keep signing in with your PSA password.");
-        if (!user->active)
-            return forbidden(s, "inactive",
-                             "Your PSA user is inactive, so Log in with IT Complete cannot be "
-                             "enabled. Ask your administrator to reactivate it.");
-        if (sg_links_tenant_get_by_psa(rt->store, user->tenant, NULL) != 0) {
-            sg_page_send(s->req, 409, "IT Complete is off for your company",
-                         "An administrator must turn on IT Complete for your company before you "
-                         "can enable it for your login. Nothing was changed.",
-                         s->access.request_id);
-            return 409;
+        decision = sg_linking_tenant_disable(&caller);
+        if (decision == SG_LINKING_TENANT_DISABLE) {
+            err = sg_links_tenant_delete(rt->store, user->tenant, NULL);
+            if (err != 0 && err != SG_ENOENT)
+                return store_error(s, err);
         }
-        return sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_USER,
-                              cfg->psa.home_path, user->tenant, user->user, 303);
+        return answer(s, decision, user);
+    case ACT_USER_ENABLE:
+        links_of(rt->store, user, &links);
+        decision = sg_linking_user_enable(&caller, &links.view);
+        links_clear(&links);
+        status = answer(s, decision, user);
+        return status != 0 ? status
+                           : sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_USER,
+                                            cfg->psa.home_path, user->tenant, user->user, 303);
     case ACT_USER_DISABLE:
         err = sg_links_user_delete(rt->store, user->tenant, user->user);
         if (err != 0 && err != SG_ENOENT)
             return store_error(s, err);
-        sg_log_fields(SG_LOG_INFO, "link",
-                      (struct sg_log_field[]){SG_LOG_STR("link", "user"),
-                                              SG_LOG_STR("result", "unlinked"),
-                                              SG_LOG_STR("psa_tenant", user->tenant),
-                                              SG_LOG_STR("psa_user", user->user)},
-                      4);
-        sg_metrics_count("ssogate_links_total", "result", "user_unlinked");
-        see_other(s->req, "/_sso/settings?done=user_unlinked");
-        return 303;
+        return answer(s, sg_linking_user_disable(), user);
     }
     return 500;
 }

@@ -443,6 +443,7 @@ int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char
 static void pending_free(struct pending *p)
 {
     struct sg_logins *logins = p->logins;
+    logins->rt->requests_in_flight--;
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -927,6 +928,8 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
 
     struct pending *p = sg_calloc(1, sizeof(*p));
     p->logins = logins;
+    /* In flight until its answer is sent: a drain waits for it. */
+    logins->rt->requests_in_flight++;
     p->snap = sg_snapshot_ref(snap);
     p->req = req;
     p->conn = conn;

@@ -63,6 +63,7 @@ struct settings_request {
 
 static void request_free(struct settings_request *s)
 {
+    s->rt->requests_in_flight--;
     sg_access_clear(&s->access);
     sg_snapshot_unref(s->snap);
     free(s->done);
@@ -519,6 +520,8 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
 
     struct settings_request *s = sg_calloc(1, sizeof(*s));
     s->rt = rt;
+    /* In flight until its answer is sent: a drain waits for it. */
+    rt->requests_in_flight++;
     s->snap = sg_snapshot_ref(rt->current);
     s->req = req;
     s->conn = conn;

@@ -38,7 +38,7 @@ async function terminateDuring(env, pending) {
   gw.signal('SIGTERM');
   const answer = await pending;
   const exit = await gw.waitExit(15000 * SLOW);
-  const shutdown = gw.logs.slice(from).find((l) => l.event === 'shutdown');
+  const shutdown = gw.logs.slice(from).find((l) => l.event === 'shutdown' && /draining/.test(l.msg));
   return { answer, exit, shutdown };
 }
 
@@ -57,7 +57,7 @@ test('(a) SIGTERM while a login callback waits on the token endpoint', async (en
   assert.equal(answer.status, 302, `the callback got its real answer (${answer.status})`);
   assert.match(String(answer.headers['set-cookie']), /ssogate=/, 'with the new session');
   assert.deepEqual(exit, { code: 0, signal: null }, 'then the gateway exited 0');
-  assert.match(shutdown.message, /draining 1 requests? in flight/, `counted: ${shutdown.message}`);
+  assert.match(shutdown.msg, /draining 1 requests? in flight/, `counted: ${shutdown.msg}`);
 });
 
 test('(b) SIGTERM while My Settings waits on a slow whoami', async (env) => {
@@ -69,7 +69,7 @@ test('(b) SIGTERM while My Settings waits on a slow whoami', async (env) => {
     assert.equal(answer.status, 200, `My Settings got its real page (${answer.status})`);
     assert.match(answer.body, /IT Complete/, 'the page itself');
     assert.deepEqual(exit, { code: 0, signal: null });
-    assert.match(shutdown.message, /draining 1 requests? in flight/, `counted: ${shutdown.message}`);
+    assert.match(shutdown.msg, /draining 1 requests? in flight/, `counted: ${shutdown.msg}`);
   } finally {
     await setWhoamiDelay(env, 0);
   }
@@ -88,9 +88,8 @@ test('(c) SIGTERM while a tenant link waits on its exchange: the link is written
   assert.equal(answer.status, 302, `the link callback got its real answer (${answer.status})`);
   assert.match(answer.headers.location, /done=tenant_linked/, 'the tenant was linked');
   assert.deepEqual(exit, { code: 0, signal: null });
-  await env.startGateway();
   const link = await env.tenantLink('t2');
-  assert.ok(link, 'the link written during the drain is in the store after the restart');
+  assert.ok(link, 'the link written during the drain is in the store the gateway left');
 });
 
 async function setWhoamiDelay(env, ms) {

@@ -11,6 +11,7 @@
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
 #include "ssogate/session.h"
+#include "ssogate/signer.h"
 #include "ssogate/store.h"
 
 #include <event2/dns.h>

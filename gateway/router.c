@@ -11,6 +11,7 @@
 #include "ssogate/proxy.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
+#include "ssogate/signer.h"
 #include "ssogate/tunnel.h"
 
 #include <event2/buffer.h>
@@ -123,7 +124,7 @@ static int handle_metrics(struct sg_runtime *rt, struct evhttp_request *req)
 static int handle_jwks(struct sg_runtime *rt, struct evhttp_request *req)
 {
     struct evbuffer *body = evbuffer_new();
-    sg_signer_publish(rt, body);
+    sg_signer_publish(&rt->current->signer, &rt->retired, rt->retired_until, sg_now_s(), body);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", "application/jwk-set+json");
     evhttp_add_header(headers, "Cache-Control", "max-age=60");

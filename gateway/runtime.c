@@ -7,7 +7,6 @@
 #include "ssogate/server.h"
 #include "ssogate/upstream.h"
 
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <string.h>
 #include <stdlib.h>
@@ -73,9 +72,7 @@ int sg_runtime_reload(struct sg_runtime *rt)
     sg_log_set_level(snap->cfg->log_level);
     if (strcmp(rt->current->signer.kid, snap->signer.kid) != 0) {
         /* Assertions signed with the old key stay verifiable until they expire. */
-        sg_signer_clear(&rt->retired);
-        rt->retired = rt->current->signer;
-        EVP_PKEY_up_ref(rt->retired.key);
+        sg_signer_retire(&rt->retired, &rt->current->signer);
         rt->retired_until = sg_now_s() + rt->current->cfg->assertion.ttl_s;
     }
     sg_snapshot_unref(rt->current);

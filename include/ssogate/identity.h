@@ -9,34 +9,14 @@
 #include "ssogate/config.h"
 #include "ssogate/session.h"
 
-#include <openssl/types.h>
 #include <stdbool.h>
 #include <stddef.h>
 
-struct evbuffer;
 struct evhttp_request;
 struct evkeyvalq;
 struct sg_config;
 struct sg_runtime;
 struct sg_snapshot;
-
-/* The key that signs X-SSO-Assertion. */
-struct sg_signer {
-    EVP_PKEY *key;
-    char kid[64];
-    const char *alg; /* "ES256" or "EdDSA" */
-};
-
-/*
- * Loads cfg's assertion.key_file, or the key kept in the data directory
- * (assertion-key.pem, created as P-256 on first use). Returns 0 and fills
- * *out, or an error with a reason in errbuf.
- */
-int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *errbuf, size_t errlen);
-void sg_signer_clear(struct sg_signer *signer);
-
-/* Appends the JWKS of the current key and of a retired one still valid. */
-void sg_signer_publish(const struct sg_runtime *rt, struct evbuffer *out);
 
 /* The caller's session, when its cookie names a live one. */
 struct sg_identity {

@@ -8,7 +8,7 @@
 #define SSOGATE_RUNTIME_H
 
 #include "ssogate/config.h"
-#include "ssogate/identity.h"
+#include "ssogate/signer.h"
 
 #include <stdbool.h>
 #include <stdint.h>

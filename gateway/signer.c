@@ -1,0 +1,72 @@
+#include "ssogate/signer.h"
+
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/jose.h"
+
+#include <event2/buffer.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ASSERTION_KEY_FILE "assertion-key.pem"
+
+int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *errbuf, size_t errlen)
+{
+    struct sg_jose_error jerr = {0};
+    char *generated = NULL;
+    int err;
+
+    memset(out, 0, sizeof(*out));
+    if (cfg->assertion.key_file != NULL) {
+        err = sg_jose_key_load_pem(cfg->assertion.key_file, &out->key, &jerr);
+    } else {
+        generated = sg_asprintf("%s/%s", cfg->data_dir, ASSERTION_KEY_FILE);
+        err = sg_jose_key_load_or_create(generated, SG_JWS_ES256, &out->key, &jerr);
+    }
+    enum sg_jws_alg alg;
+    if (err == 0 && sg_jose_key_alg(out->key, &alg) != 0) {
+        snprintf(jerr.what, sizeof(jerr.what), "the key is neither EC P-256 nor Ed25519");
+        err = SG_EINVAL;
+    }
+    if (err != 0) {
+        snprintf(errbuf, errlen, "assertion.key_file: %s: %s%s%s",
+                 cfg->assertion.key_file ? cfg->assertion.key_file : generated, jerr.what,
+                 jerr.openssl[0] ? ": " : "", jerr.openssl);
+        EVP_PKEY_free(out->key);
+        out->key = NULL;
+        free(generated);
+        return err;
+    }
+    free(generated);
+    out->alg = sg_jws_alg_name(alg);
+    sg_jwk_thumbprint(out->key, out->kid);
+    return 0;
+}
+
+void sg_signer_clear(struct sg_signer *signer)
+{
+    EVP_PKEY_free(signer->key);
+    signer->key = NULL;
+}
+
+void sg_signer_retire(struct sg_signer *retired, const struct sg_signer *current)
+{
+    sg_signer_clear(retired);
+    *retired = *current;
+    EVP_PKEY_up_ref(retired->key);
+}
+
+void sg_signer_publish(const struct sg_signer *current, const struct sg_signer *retired,
+                       int64_t retired_until, int64_t now, struct evbuffer *out)
+{
+    struct sg_jwk_set *set = sg_jwk_set_new();
+    sg_jwk_set_add(set, current->key, current->kid);
+    if (retired->key != NULL && retired_until > now && strcmp(retired->kid, current->kid) != 0)
+        sg_jwk_set_add(set, retired->key, retired->kid);
+    char *json = sg_jwk_set_export_json(set);
+    evbuffer_add(out, json, strlen(json));
+    free(json);
+    sg_jwk_set_free(set);
+}

@@ -4,10 +4,10 @@
 #include "ssogate/config.h"
 #include "ssogate/httpc.h"
 #include "ssogate/jose.h"
+#include "ssogate/jwks.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/runtime.h"
-#include "ssogate/store.h"
 
 #include <assert.h>
 #include <event2/event.h>
@@ -58,9 +58,7 @@ struct sg_oidc {
     struct sg_httpc_request *discovery_req;
     unsigned discovery_backoff_s;
 
-    struct sg_jwk_set *keys;
-    int64_t keys_fetched_at;
-    int64_t last_unknown_kid_fetch;
+    struct sg_jwks *jwks;
     struct sg_httpc_request *jwks_req;
     struct sg_oidc_exchange *key_waiters;
 
@@ -263,7 +261,7 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
                   (struct sg_log_field[]){SG_LOG_STR("issuer", issuer),
                                           SG_LOG_BOOL("end_session", end_session != NULL)},
                   2);
-    if (oidc->keys == NULL || sg_now_s() - oidc->keys_fetched_at >= SG_OIDC_REFRESH_S)
+    if (sg_jwks_stale(oidc->jwks, sg_now_s(), SG_OIDC_REFRESH_S))
         fetch_keys(oidc);
     schedule_refresh(oidc, SG_OIDC_REFRESH_S);
 }
@@ -313,47 +311,15 @@ static void wake_key_waiters(struct sg_oidc *oidc)
     }
 }
 
-static bool keys_load(struct sg_oidc *oidc, const char *json, size_t len, int64_t fetched_at,
-                      const char *source)
-{
-    struct sg_jose_error jerr = {0};
-    struct sg_jwk_set *set = NULL;
-    if (sg_jwk_set_parse(json, len, &set, &jerr) != 0) {
-        sg_log_fields(SG_LOG_ERROR, "idp_jwks",
-                      (struct sg_log_field[]){SG_LOG_STR("source", source),
-                                              SG_LOG_STR("where", jerr.where),
-                                              SG_LOG_STR("reason", jerr.what)},
-                      3);
-        return false;
-    }
-    sg_jwk_set_free(oidc->keys);
-    oidc->keys = set;
-    oidc->keys_fetched_at = fetched_at;
-    sg_log_fields(SG_LOG_INFO, "idp_jwks",
-                  (struct sg_log_field[]){SG_LOG_STR("source", source),
-                                          SG_LOG_INT("keys", (int64_t)set->count),
-                                          SG_LOG_INT("skipped", (int64_t)set->skipped)},
-                  3);
-    return true;
-}
-
 static void on_keys(const char *err, int status, const char *body, size_t len, void *arg)
 {
     struct sg_oidc *oidc = arg;
     oidc->jwks_req = NULL;
     const char *result = err ? err : status != 200 ? "http_status" : "ok";
 
-    if (err == NULL && status == 200) {
-        int64_t now = sg_now_s();
-        if (keys_load(oidc, body, len, now, "fetch")) {
-            if (sg_store_jwks_put(oidc->rt->store, oidc->issuer, body, len, now) != 0) {
-                sg_metrics_error(SG_MERR_STORE);
-                sg_log(SG_LOG_ERROR, "idp_jwks", "could not cache the JWKS in the store");
-            }
-        } else {
-            result = "invalid";
-        }
-    }
+    if (err == NULL && status == 200 &&
+        sg_jwks_replace(oidc->jwks, oidc->issuer, body, len, sg_now_s()) != 0)
+        result = "invalid";
     count_fetch("jwks", result);
     if (strcmp(result, "ok") != 0)
         sg_log(SG_LOG_ERROR, "idp_jwks", "JWKS fetch failed (%s): keeping the cached keys", result);
@@ -385,13 +351,12 @@ static int verify_token(struct sg_oidc_exchange *ex, yajl_val *claims_out, const
     enum sg_jws_status jst = SG_JWS_KID_UNKNOWN;
     int status;
 
-    if (oidc->keys != NULL)
-        jst =
-            sg_jws_verify(ex->id_token, strlen(ex->id_token), oidc->keys, oidc->allowed_algs, &res);
+    const struct sg_jwk_set *keys = sg_jwks_keys(oidc->jwks);
+    if (keys != NULL)
+        jst = sg_jws_verify(ex->id_token, strlen(ex->id_token), keys, oidc->allowed_algs, &res);
     if (jst == SG_JWS_KID_UNKNOWN && !ex->refetched) {
         int64_t now = sg_now_s();
-        bool allowed =
-            oidc->jwks_req != NULL || now - oidc->last_unknown_kid_fetch >= SG_OIDC_JWKS_REFETCH_S;
+        bool allowed = oidc->jwks_req != NULL || sg_jwks_refetch_allowed(oidc->jwks, now);
         if (allowed && oidc->jwks_uri != NULL) {
             sg_jws_result_clear(&res);
             ex->waiting_keys = true;
@@ -400,7 +365,7 @@ static int verify_token(struct sg_oidc_exchange *ex, yajl_val *claims_out, const
                 oidc->key_waiters->prev = ex;
             oidc->key_waiters = ex;
             if (oidc->jwks_req == NULL) {
-                oidc->last_unknown_kid_fetch = now;
+                sg_jwks_refetch_started(oidc->jwks, now);
                 fetch_keys(oidc);
             }
             return -1;
@@ -609,25 +574,19 @@ struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
     }
     oidc->refresh = evtimer_new(rt->base, on_refresh, oidc);
 
-    if (previous != NULL && previous->issuer != NULL &&
-        issuer_equal(previous->idp->issuer.text, cfg->idp->issuer.text)) {
+    bool same_issuer = previous != NULL && previous->issuer != NULL &&
+                       issuer_equal(previous->idp->issuer.text, cfg->idp->issuer.text);
+    if (same_issuer) {
         oidc->issuer = sg_strdup(previous->issuer);
         oidc->authorization_endpoint = sg_strdup(previous->authorization_endpoint);
         oidc->token_endpoint = sg_strdup(previous->token_endpoint);
         oidc->jwks_uri = sg_strdup(previous->jwks_uri);
         oidc->end_session_endpoint =
             previous->end_session_endpoint ? sg_strdup(previous->end_session_endpoint) : NULL;
-        oidc->last_unknown_kid_fetch = previous->last_unknown_kid_fetch;
     }
-
-    char *json = NULL;
-    size_t len = 0;
-    int64_t fetched_at = 0;
-    const char *issuer = oidc->issuer ? oidc->issuer : cfg->idp->issuer.text;
-    if (sg_store_jwks_get(rt->store, issuer, &json, &len, &fetched_at) == 0) {
-        keys_load(oidc, json, len, fetched_at, "store");
-        free(json);
-    }
+    oidc->jwks = sg_jwks_new(rt->store, same_issuer ? previous->jwks : NULL);
+    /* Nothing usable stored (or a corrupt record): the keys come from the first fetch. */
+    sg_jwks_load(oidc->jwks, oidc->issuer ? oidc->issuer : cfg->idp->issuer.text);
     if (oidc->issuer != NULL)
         schedule_refresh(oidc, 0);
     else
@@ -646,7 +605,7 @@ void sg_oidc_free(struct sg_oidc *oidc)
         free(oidc->origins[i].origin);
     }
     event_free(oidc->refresh);
-    sg_jwk_set_free(oidc->keys);
+    sg_jwks_free(oidc->jwks);
     free(oidc->redirect_uri);
     free(oidc->issuer);
     free(oidc->authorization_endpoint);

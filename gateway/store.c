@@ -10,9 +10,6 @@
 #include <sys/stat.h>
 
 #define SCHEMA_KEY "schema_version"
-/* Layout of a jwks record: version byte, fetch time, then the JSON. */
-#define JWKS_RECORD_VERSION 1
-#define JWKS_HEADER_LEN     9
 
 struct sg_store {
     MDB_env *env;
@@ -385,85 +382,5 @@ int sg_store_stats(struct sg_store *store, struct sg_store_stats *out)
         return SG_ESTORE;
     out->map_size = info.me_mapsize;
     out->map_used = (info.me_last_pgno + 1) * (size_t)env_stat.ms_psize;
-    return 0;
-}
-
-/* Copies a JWKS issuer into a key buffer of SG_STORE_KEY_MAX bytes. */
-static int jwks_key(const char *issuer, char *buf, MDB_val *key)
-{
-    size_t len = issuer != NULL ? strlen(issuer) : 0;
-    if (len == 0)
-        return SG_EINVAL;
-    if (len > SG_STORE_KEY_MAX)
-        return SG_ETOOBIG;
-    memcpy(buf, issuer, len);
-    key->mv_size = len;
-    key->mv_data = buf;
-    return 0;
-}
-
-int sg_store_jwks_put(struct sg_store *store, const char *issuer, const char *json, size_t len,
-                      int64_t fetched_at)
-{
-    char key_buf[SG_STORE_KEY_MAX];
-    MDB_val key;
-    int err = jwks_key(issuer, key_buf, &key);
-    if (err != 0)
-        return err;
-    if (json == NULL || len == 0)
-        return SG_EINVAL;
-    if (len > SG_STORE_JWKS_MAX)
-        return SG_ETOOBIG;
-
-    struct sg_store_txn txn;
-    err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    /* MDB_RESERVE lets us write the record straight into the map. */
-    MDB_val val = {JWKS_HEADER_LEN + len, NULL};
-    int rc = mdb_put(txn.txn, store->dbi[SG_STORE_DB_JWKS], &key, &val, MDB_RESERVE);
-    if (rc != 0) {
-        sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
-    }
-    unsigned char *p = val.mv_data;
-    p[0] = JWKS_RECORD_VERSION;
-    sg_store_put_be64(p + 1, (uint64_t)fetched_at);
-    memcpy(p + JWKS_HEADER_LEN, json, len);
-    return sg_store_txn_commit(&txn, false);
-}
-
-int sg_store_jwks_get(struct sg_store *store, const char *issuer, char **json, size_t *len,
-                      int64_t *fetched_at)
-{
-    *json = NULL;
-    *len = 0;
-    char key_buf[SG_STORE_KEY_MAX];
-    MDB_val key;
-    int err = jwks_key(issuer, key_buf, &key);
-    if (err != 0)
-        return err == SG_ETOOBIG ? SG_ENOENT : err;
-
-    struct sg_store_txn txn;
-    err = sg_store_txn_begin(store, false, &txn);
-    if (err != 0)
-        return err;
-    MDB_val val;
-    int rc = mdb_get(txn.txn, store->dbi[SG_STORE_DB_JWKS], &key, &val);
-    if (rc != 0) {
-        sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
-    }
-    const unsigned char *p = val.mv_data;
-    if (val.mv_size <= JWKS_HEADER_LEN || val.mv_size - JWKS_HEADER_LEN > SG_STORE_JWKS_MAX ||
-        p[0] != JWKS_RECORD_VERSION) {
-        sg_store_txn_abort(&txn);
-        return SG_ESTORE;
-    }
-    *len = val.mv_size - JWKS_HEADER_LEN;
-    *json = sg_strndup((const char *)p + JWKS_HEADER_LEN, *len);
-    if (fetched_at != NULL)
-        *fetched_at = (int64_t)sg_store_get_be64(p + 1);
-    sg_store_txn_abort(&txn);
     return 0;
 }

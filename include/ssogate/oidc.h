@@ -1,9 +1,9 @@
 /*
  * The identity provider as the relying party sees it: discovery, the JWKS
- * (cached in LMDB, refetched on an unknown kid at most once per
- * SG_OIDC_JWKS_REFETCH_S), the authorization code exchange and the ID token
- * verification. One provider belongs to one configuration snapshot; a reload
- * with the same issuer carries the discovery document and keys over.
+ * fetches (jwks.c caches the keys and says when an unknown kid may refetch
+ * them), the authorization code exchange and the ID token verification. One provider belongs to one
+ * configuration snapshot; a reload with the same issuer carries the discovery document and keys
+ * over.
  */
 #ifndef SSOGATE_OIDC_H
 #define SSOGATE_OIDC_H
@@ -18,10 +18,9 @@ struct sg_oidc;
 struct sg_oidc_exchange;
 struct sg_runtime;
 
-#define SG_OIDC_JWKS_REFETCH_S 30   /* minimum spacing of unknown-kid refetches */
-#define SG_OIDC_REFRESH_S      3600 /* background refresh of discovery and keys */
-#define SG_OIDC_MAX_DOCUMENT   (256 * 1024)
-#define SG_OIDC_STATE_TTL_S    600
+#define SG_OIDC_REFRESH_S    3600 /* background refresh of discovery and keys */
+#define SG_OIDC_MAX_DOCUMENT (256 * 1024)
+#define SG_OIDC_STATE_TTL_S  600
 
 /* How a code exchange ended; every value is one log reason and one metric label. */
 enum sg_oidc_status {

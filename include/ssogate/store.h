@@ -9,7 +9,7 @@
  *   tenant_by_idp      idp_tenant -> psa_tenant
  *   user_by_psa        psa_tenant NUL psa_user -> idp_tenant NUL idp_sub
  *   user_by_idp        idp_tenant NUL idp_sub -> psa_tenant NUL psa_user
- *   jwks               issuer -> fetch time and JWKS JSON
+ *   jwks               issuer -> fetch time and JWKS JSON (jwks.c)
  *   logins             SHA-256(state) -> login state in flight (login.c)
  *
  * Durability policy. The environment is opened with MDB_NOSYNC and
@@ -46,8 +46,6 @@
 #define SG_STORE_DEFAULT_MAX_READERS 1024
 /* Longest LMDB key in this build (mdb_env_get_maxkeysize of a default build). */
 #define SG_STORE_KEY_MAX 511
-/* Largest JWKS document the cache accepts. */
-#define SG_STORE_JWKS_MAX (1024 * 1024)
 
 enum sg_store_db {
     SG_STORE_DB_META = 0,
@@ -119,26 +117,7 @@ int sg_store_stats(struct sg_store *store, struct sg_store_stats *out);
 const char *sg_store_db_name(enum sg_store_db db);
 
 /*
- * Caches the JWKS document of issuer (len bytes of json, borrowed) with the
- * time it was fetched, replacing any previous one. Not synced: the cache can
- * be refetched. Returns 0, SG_EINVAL (empty issuer or json), SG_ETOOBIG
- * (issuer longer than SG_STORE_KEY_MAX, json larger than SG_STORE_JWKS_MAX or
- * the store full) or SG_ESTORE.
- */
-int sg_store_jwks_put(struct sg_store *store, const char *issuer, const char *json, size_t len,
-                      int64_t fetched_at);
-
-/*
- * Copies out the cached JWKS of issuer: *json gets a new NUL-terminated
- * buffer that the caller frees, *len its length without the NUL, *fetched_at
- * the fetch time (fetched_at may be NULL). Returns 0, SG_ENOENT (none cached),
- * SG_EINVAL or SG_ESTORE (corrupt record); on error *json is NULL.
- */
-int sg_store_jwks_get(struct sg_store *store, const char *issuer, char **json, size_t *len,
-                      int64_t *fetched_at);
-
-/*
- * Transactions, for the modules built on the store (session.c, links.c).
+ * Transactions, for the modules built on the store (session.c, links.c, jwks.c).
  *
  * Begins a read-only (write = false) or write transaction in *out. A write
  * transaction waits for any other process's write transaction to finish.

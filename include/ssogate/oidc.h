@@ -1,9 +1,9 @@
 /*
  * The identity provider as the relying party sees it: discovery, the JWKS
  * fetches (jwks.c caches the keys and says when an unknown kid may refetch
- * them), the authorization code exchange and the ID token verification. One provider belongs to one
- * configuration snapshot; a reload with the same issuer carries the discovery document and keys
- * over.
+ * them), the authorization code exchange and the ID token verification. One
+ * provider belongs to one configuration snapshot; a reload with the same
+ * issuer carries the discovery document and keys over.
  */
 #ifndef SSOGATE_OIDC_H
 #define SSOGATE_OIDC_H

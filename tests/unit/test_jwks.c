@@ -2,7 +2,8 @@
  * Unit tests of the IdP key cache (jwks.c): lookup by kid and alg, the
  * unknown-kid refetch rate limit, the store record and its round trip, and a
  * corrupt stored JWKS ignored rather than fatal. Against a real LMDB
- * environment in a temporary directory.
+ * environment in a temporary directory. The module came out of oidc.c and
+ * store.c in issue 10.
  */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -9,6 +9,8 @@
 #ifndef SSOGATE_LOGIN_H
 #define SSOGATE_LOGIN_H
 
+#include "ssogate/loginstate.h"
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -18,13 +20,6 @@ struct sg_access;
 struct sg_conn;
 struct sg_logins;
 struct sg_runtime;
-
-/* What a login is for; carried in the login state. */
-enum sg_login_purpose {
-    SG_LOGIN_SESSION = 0, /* log in: a new gateway session */
-    SG_LOGIN_LINK_TENANT, /* link the caller's PSA tenant to the IdP tenant */
-    SG_LOGIN_LINK_USER,   /* link the caller's PSA user to the IdP user */
-};
 
 struct sg_logins *sg_logins_new(struct sg_runtime *rt);
 

@@ -229,7 +229,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
                                  redirect_uri, scope_enc, s.state, s.nonce, challenge);
     if (new_binding)
-        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_OIDC_STATE_TTL_S);
+        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_LOGINSTATE_TTL_S);
     redirect(req, status, location);
     sg_metrics_count(LOGINS_METRIC, "result", "started");
     OPENSSL_cleanse(binding, sizeof(binding));

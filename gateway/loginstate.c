@@ -1,7 +1,6 @@
 #include "ssogate/loginstate.h"
 
 #include "ssogate/common.h"
-#include "ssogate/oidc.h"
 #include "ssogate/redirect.h"
 #include "ssogate/store.h"
 
@@ -85,7 +84,7 @@ static bool token_text_valid(const char *token)
 static bool expired(int64_t created, int64_t now)
 {
     /* now - created >= TTL, without overflow for any created a record holds */
-    return created <= now - SG_OIDC_STATE_TTL_S;
+    return created <= now - SG_LOGINSTATE_TTL_S;
 }
 
 static enum sg_loginstate_status record_parse(const unsigned char *p, size_t len,

@@ -2,7 +2,7 @@
  * The login endpoints: /_sso/login starts an authorization code flow,
  * /_sso/callback finishes it (the decision order of the specification),
  * /_sso/logout ends the session. Login state is short-lived
- * (SG_OIDC_STATE_TTL_S), single-use, bound to the browser that started it by
+ * (SG_LOGINSTATE_TTL_S), single-use, bound to the browser that started it by
  * a cookie, bounded by limits.logins_in_flight, and kept in the store so
  * that any worker can finish a login another started.
  */

@@ -5,7 +5,7 @@
  *
  * The key of a record is SHA-256(state), never the state itself. A state is
  * taken (read and deleted) in one write transaction, so it is used at most
- * once across every worker. A state has expired once SG_OIDC_STATE_TTL_S
+ * once across every worker. A state has expired once SG_LOGINSTATE_TTL_S
  * seconds have passed since it was created.
  *
  * Records are a versioned binary layout with length-prefixed texts. Decoding
@@ -20,6 +20,8 @@
 
 struct sg_store;
 
+/* Seconds a login may take, from /_sso/login to the callback. */
+#define SG_LOGINSTATE_TTL_S 600
 /* state, nonce and PKCE verifier: 32 random bytes in base64url. */
 #define SG_LOGINSTATE_TOKEN_LEN  43
 #define SG_LOGINSTATE_TOKEN_SIZE (SG_LOGINSTATE_TOKEN_LEN + 1)

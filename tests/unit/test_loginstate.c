@@ -392,12 +392,12 @@ static void test_expiry(void **state)
 
     /* the last second of its life */
     assert_int_equal(sg_loginstate_put(fx->store, &s), 0);
-    assert_int_equal(sg_loginstate_take(fx->store, STATE, NOW + SG_OIDC_STATE_TTL_S - 1, &out), 0);
+    assert_int_equal(sg_loginstate_take(fx->store, STATE, NOW + SG_LOGINSTATE_TTL_S - 1, &out), 0);
     sg_loginstate_clear(&out);
 
     /* expired: refused, and deleted all the same */
     assert_int_equal(sg_loginstate_put(fx->store, &s), 0);
-    assert_int_equal(sg_loginstate_take(fx->store, STATE, NOW + SG_OIDC_STATE_TTL_S, &out),
+    assert_int_equal(sg_loginstate_take(fx->store, STATE, NOW + SG_LOGINSTATE_TTL_S, &out),
                      SG_ETIMEOUT);
     assert_null(out.return_to);
     assert_int_equal(sg_loginstate_count(fx->store, &count), 0);
@@ -462,7 +462,7 @@ static void test_sweep(void **state)
     for (int i = 0; i < 30; i++) {
         state_name(i, name);
         struct sg_loginstate s = make_state(name, SG_LOGIN_SESSION, "/", NULL, NULL);
-        s.created = i < 10 ? NOW : NOW - SG_OIDC_STATE_TTL_S - i;
+        s.created = i < 10 ? NOW : NOW - SG_LOGINSTATE_TTL_S - i;
         assert_int_equal(sg_loginstate_put(fx->store, &s), 0);
     }
     for (int i = 30; i < 33; i++) {

@@ -29,7 +29,7 @@ void sg_logins_free(struct sg_logins *logins);
 /* Logins in flight: states kept in the store (by every worker) plus callbacks running here. */
 size_t sg_logins_count(struct sg_logins *logins);
 
-/* Deletes at most max expired login states; returns how many. */
+/* Deletes at most max expired (or unreadable) login states; returns how many. */
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max);
 
 /*

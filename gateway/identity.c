@@ -7,6 +7,7 @@
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/runtime.h"
+#include "ssogate/token.h"
 
 #include <sys/queue.h>
 
@@ -256,7 +257,7 @@ static char *assertion_sign(const struct sg_snapshot *snap, const struct sg_sess
     bool link = cfg->identity == SG_IDENTITY_LINK && s->psa_user != NULL;
     int64_t now = sg_now_s();
     char jti[32];
-    sg_jose_random_token(16, jti, sizeof(jti));
+    sg_random_token(16, jti, sizeof(jti));
 
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(g);

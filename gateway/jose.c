@@ -1,13 +1,15 @@
 /*
- * JOSE: base64url, bounded JSON, JWK sets, JWS verify/sign, ID token claims,
- * thumbprints and PKCE. See include/ssogate/jose.h for the contracts.
+ * JOSE: JWK sets, JWS verify/sign, our own PEM keys, ID token claims and
+ * thumbprints. See include/ssogate/jose.h for the contracts.
  *
  * Untrusted input is checked before anything costly: sizes first, then
  * structure, then the header, then the key, and only then the signature.
  */
 #include "ssogate/jose.h"
 
+#include "ssogate/b64url.h"
 #include "ssogate/common.h"
+#include "ssogate/json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -50,106 +52,7 @@ static void jose_set_error(struct sg_jose_error *err, const char *where, const c
     ERR_clear_error();
 }
 
-/* ---- base64url ---- */
-
-static const char b64url_alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* The 6-bit value of c, or -1 when c is not in the URL-safe alphabet. */
-static int b64url_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
-}
-
-int sg_b64url_encode(const void *in, size_t len, char *out, size_t out_size)
-{
-    const unsigned char *p = in;
-    if (len > (SIZE_MAX - 4) / 4 * 3 || out_size < SG_B64URL_ENCODED_LEN(len) + 1)
-        return SG_ETOOBIG;
-    size_t o = 0, i = 0;
-    for (; i + 3 <= len; i += 3) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-        out[o++] = b64url_alphabet[v & 63];
-    }
-    if (len - i == 1) {
-        uint32_t v = (uint32_t)p[i] << 16;
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-    } else if (len - i == 2) {
-        uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8;
-        out[o++] = b64url_alphabet[v >> 18];
-        out[o++] = b64url_alphabet[(v >> 12) & 63];
-        out[o++] = b64url_alphabet[(v >> 6) & 63];
-    }
-    out[o] = '\0';
-    return 0;
-}
-
-char *sg_b64url_encode_alloc(const void *in, size_t len)
-{
-    if (len > (SIZE_MAX - 4) / 4 * 3)
-        abort();
-    size_t size = SG_B64URL_ENCODED_LEN(len) + 1;
-    char *out = sg_malloc(size);
-    if (sg_b64url_encode(in, len, out, size) != 0)
-        abort();
-    return out;
-}
-
-int sg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t out_size,
-                     size_t *out_len)
-{
-    size_t rem = len % 4;
-    if (rem == 1)
-        return SG_EINVAL;
-    size_t need = len / 4 * 3 + (rem ? rem - 1 : 0);
-    for (size_t i = 0; i < len; i++) {
-        if (b64url_value((unsigned char)in[i]) < 0)
-            return SG_EINVAL;
-    }
-    /* The unused low bits of the last character must be zero, else two texts
-     * would decode to the same bytes. */
-    if (rem == 2 && (b64url_value((unsigned char)in[len - 1]) & 15) != 0)
-        return SG_EINVAL;
-    if (rem == 3 && (b64url_value((unsigned char)in[len - 1]) & 3) != 0)
-        return SG_EINVAL;
-    if (need > out_size)
-        return SG_ETOOBIG;
-    size_t o = 0, i = 0;
-    for (; i + 4 <= len; i += 4) {
-        uint32_t v = (uint32_t)b64url_value((unsigned char)in[i]) << 18 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 1]) << 12 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 2]) << 6 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 3]);
-        out[o++] = (unsigned char)(v >> 16);
-        out[o++] = (unsigned char)(v >> 8);
-        out[o++] = (unsigned char)v;
-    }
-    if (rem >= 2) {
-        uint32_t v = (uint32_t)b64url_value((unsigned char)in[i]) << 18 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 1]) << 12;
-        if (rem == 3)
-            v |= (uint32_t)b64url_value((unsigned char)in[i + 2]) << 6;
-        out[o++] = (unsigned char)(v >> 16);
-        if (rem == 3)
-            out[o++] = (unsigned char)(v >> 8);
-    }
-    *out_len = o;
-    return 0;
-}
+/* ---- base64url into a new buffer ---- */
 
 /* Decodes into a new buffer of at most max bytes; the caller frees *out. */
 static int b64url_decode_alloc(const char *in, size_t len, size_t max, unsigned char **out,
@@ -166,108 +69,6 @@ static int b64url_decode_alloc(const char *in, size_t len, size_t max, unsigned 
     }
     *out = buf;
     return 0;
-}
-
-/* ---- JSON ---- */
-
-/*
- * What yajl_tree_parse cannot be told to refuse, refused up front: nesting
- * deeper than SG_JOSE_MAX_JSON_DEPTH (yajl_tree_free recurses), comments
- * (yajl_tree_parse enables them), a NUL byte (yajl_tree_parse stops at it) and
- * the \u0000 escape (a C string would end early: "RS256\u0000x" is "RS256").
- * The rest of the grammar is yajl's job.
- */
-static int json_prescan(const char *text, size_t len)
-{
-    unsigned depth = 0;
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        char c = text[i];
-        if (c == '\0')
-            return SG_EINVAL;
-        if (in_string) {
-            if (c == '"') {
-                in_string = false;
-            } else if (c == '\\') {
-                if (i + 1 >= len)
-                    return SG_EINVAL;
-                if (text[i + 1] == 'u' && len - i >= 6 && memcmp(text + i + 2, "0000", 4) == 0)
-                    return SG_EINVAL;
-                i++;
-            }
-            continue;
-        }
-        switch (c) {
-        case '"':
-            in_string = true;
-            break;
-        case '{':
-        case '[':
-            if (++depth > SG_JOSE_MAX_JSON_DEPTH)
-                return SG_EINVAL;
-            break;
-        case '}':
-        case ']':
-            if (depth > 0)
-                depth--;
-            break;
-        case '/':
-            return SG_EINVAL;
-        default:
-            break;
-        }
-    }
-    return 0;
-}
-
-static int compare_keys(const void *a, const void *b)
-{
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* Whether obj (an object) names a member twice: two readers could disagree. */
-static bool json_has_duplicate_keys(yajl_val obj)
-{
-    size_t n = obj->u.object.len;
-    if (n < 2)
-        return false;
-    const char **keys = sg_malloc(n * sizeof(*keys));
-    memcpy(keys, obj->u.object.keys, n * sizeof(*keys));
-    qsort(keys, n, sizeof(*keys), compare_keys);
-    bool dup = false;
-    for (size_t i = 1; i < n && !dup; i++)
-        dup = strcmp(keys[i - 1], keys[i]) == 0;
-    free(keys);
-    return dup;
-}
-
-int sg_jose_json_parse_object(const char *text, size_t len, size_t max_len, yajl_val *out)
-{
-    if (len > max_len)
-        return SG_ETOOBIG;
-    if (json_prescan(text, len) != 0)
-        return SG_EINVAL;
-    char *copy = sg_strndup(text, len);
-    char errbuf[128];
-    yajl_val v = yajl_tree_parse(copy, errbuf, sizeof(errbuf));
-    free(copy);
-    if (!YAJL_IS_OBJECT(v) || json_has_duplicate_keys(v)) {
-        yajl_tree_free(v);
-        return SG_EINVAL;
-    }
-    *out = v;
-    return 0;
-}
-
-yajl_val sg_jose_json_member(yajl_val obj, const char *name)
-{
-    if (!YAJL_IS_OBJECT(obj))
-        return NULL;
-    for (size_t i = 0; i < obj->u.object.len; i++) {
-        if (strcmp(obj->u.object.keys[i], name) == 0)
-            return obj->u.object.values[i];
-    }
-    return NULL;
 }
 
 /* ---- algorithms ---- */
@@ -416,7 +217,7 @@ static const char *const private_members[] = {"d", "p", "q", "dp", "dq", "qi", "
 static int jwk_bytes(yajl_val jwk, const char *name, size_t want, size_t max, unsigned char *out,
                      size_t *out_len)
 {
-    const char *text = YAJL_GET_STRING(sg_jose_json_member(jwk, name));
+    const char *text = YAJL_GET_STRING(sg_json_member(jwk, name));
     if (text == NULL)
         return SG_EINVAL;
     size_t len = 0;
@@ -441,39 +242,39 @@ static int jwk_read(yajl_val jwk, struct sg_jwk *key, const char **why)
         *why = "not an object";
         return SG_EINVAL;
     }
-    if (json_has_duplicate_keys(jwk)) {
+    if (sg_json_has_duplicate_keys(jwk)) {
         *why = "member named twice";
         return SG_EINVAL;
     }
     for (size_t i = 0; i < SG_ARRAY_LEN(private_members); i++) {
-        if (sg_jose_json_member(jwk, private_members[i]) != NULL) {
+        if (sg_json_member(jwk, private_members[i]) != NULL) {
             *why = "holds private key material";
             return SG_EINVAL;
         }
     }
-    yajl_val use = sg_jose_json_member(jwk, "use");
+    yajl_val use = sg_json_member(jwk, "use");
     if (use != NULL && (!YAJL_IS_STRING(use) || strcmp(use->u.string, "sig") != 0)) {
         *why = "use is not sig";
         return SG_EINVAL;
     }
-    yajl_val ops = sg_jose_json_member(jwk, "key_ops");
+    yajl_val ops = sg_json_member(jwk, "key_ops");
     if (ops != NULL && !sg_jwt_claim_contains(jwk, "key_ops", "verify")) {
         *why = "key_ops lacks verify";
         return SG_EINVAL;
     }
-    yajl_val kid = sg_jose_json_member(jwk, "kid");
+    yajl_val kid = sg_json_member(jwk, "kid");
     if (kid != NULL && (!YAJL_IS_STRING(kid) || strlen(kid->u.string) > SG_JOSE_MAX_KID)) {
         *why = "kid not a string of at most 256 bytes";
         return SG_EINVAL;
     }
     enum sg_jws_alg alg = 0;
-    yajl_val alg_v = sg_jose_json_member(jwk, "alg");
+    yajl_val alg_v = sg_json_member(jwk, "alg");
     if (alg_v != NULL && (!YAJL_IS_STRING(alg_v) || sg_jws_alg_parse(alg_v->u.string, &alg) != 0)) {
         *why = "unsupported alg";
         return SG_EINVAL;
     }
-    const char *kty = YAJL_GET_STRING(sg_jose_json_member(jwk, "kty"));
-    const char *crv = YAJL_GET_STRING(sg_jose_json_member(jwk, "crv"));
+    const char *kty = YAJL_GET_STRING(sg_json_member(jwk, "kty"));
+    const char *crv = YAJL_GET_STRING(sg_json_member(jwk, "crv"));
     EVP_PKEY *pkey = NULL;
     if (kty == NULL) {
         *why = "no kty";
@@ -559,17 +360,17 @@ int sg_jwk_set_parse(const char *json, size_t len, struct sg_jwk_set **out,
 {
     yajl_val doc = NULL;
     struct sg_jwk_set *set = NULL;
-    int rc = sg_jose_json_parse_object(json, len, SG_JOSE_MAX_JWKS, &doc);
+    int rc = sg_json_parse_object(json, len, SG_JOSE_MAX_JWKS, &doc);
     if (rc == SG_ETOOBIG) {
         jose_set_error(err, "JWKS", "document larger than %d bytes", SG_JOSE_MAX_JWKS);
         goto end;
     }
     if (rc != 0) {
         jose_set_error(err, "JWKS", "not a JSON object (or nested deeper than %d)",
-                       SG_JOSE_MAX_JSON_DEPTH);
+                       SG_JSON_MAX_DEPTH);
         goto end;
     }
-    yajl_val keys = sg_jose_json_member(doc, "keys");
+    yajl_val keys = sg_json_member(doc, "keys");
     if (!YAJL_IS_ARRAY(keys)) {
         jose_set_error(err, "JWKS", "no \"keys\" array");
         rc = SG_EINVAL;
@@ -636,7 +437,7 @@ int sg_jwk_set_add(struct sg_jwk_set *set, EVP_PKEY *pkey, const char *kid)
     if (json == NULL)
         return SG_EINVAL;
     yajl_val jwk = NULL;
-    int rc = sg_jose_json_parse_object(json, strlen(json), SG_JOSE_MAX_JWKS, &jwk);
+    int rc = sg_json_parse_object(json, strlen(json), SG_JOSE_MAX_JWKS, &jwk);
     free(json);
     if (rc != 0)
         return SG_EINVAL;
@@ -971,7 +772,7 @@ static enum sg_jws_status check_header(yajl_val header, unsigned allowed_algs, e
                                        const char **kid)
 {
     static const char *const forbidden[] = {"jku", "x5u", "jwk", "x5c"};
-    const char *name = YAJL_GET_STRING(sg_jose_json_member(header, "alg"));
+    const char *name = YAJL_GET_STRING(sg_json_member(header, "alg"));
     if (name == NULL)
         return SG_JWS_BAD_HEADER;
     if (strcasecmp(name, "none") == 0)
@@ -979,12 +780,12 @@ static enum sg_jws_status check_header(yajl_val header, unsigned allowed_algs, e
     if (sg_jws_alg_parse(name, alg) != 0 || (allowed_algs & (unsigned)*alg) == 0)
         return SG_JWS_ALG_NOT_ALLOWED;
     for (size_t i = 0; i < SG_ARRAY_LEN(forbidden); i++) {
-        if (sg_jose_json_member(header, forbidden[i]) != NULL)
+        if (sg_json_member(header, forbidden[i]) != NULL)
             return SG_JWS_FORBIDDEN_HEADER;
     }
-    if (sg_jose_json_member(header, "crit") != NULL)
+    if (sg_json_member(header, "crit") != NULL)
         return SG_JWS_CRIT;
-    yajl_val kid_v = sg_jose_json_member(header, "kid");
+    yajl_val kid_v = sg_json_member(header, "kid");
     if (kid_v != NULL && !YAJL_IS_STRING(kid_v))
         return SG_JWS_BAD_HEADER;
     *kid = YAJL_GET_STRING(kid_v);
@@ -1023,8 +824,8 @@ enum sg_jws_status sg_jws_verify(const char *token, size_t len, const struct sg_
         status = SG_JWS_MALFORMED;
         goto end;
     }
-    if (sg_jose_json_parse_object((const char *)header_raw, header_len, SG_JOSE_MAX_TOKEN,
-                                  &header) != 0) {
+    if (sg_json_parse_object((const char *)header_raw, header_len, SG_JOSE_MAX_TOKEN, &header) !=
+        0) {
         status = SG_JWS_BAD_HEADER;
         goto end;
     }
@@ -1061,8 +862,8 @@ enum sg_jws_status sg_jws_verify(const char *token, size_t len, const struct sg_
         status = SG_JWS_BAD_SIGNATURE;
         goto end;
     }
-    if (sg_jose_json_parse_object((const char *)payload_raw, payload_len, SG_JOSE_MAX_TOKEN,
-                                  &claims) != 0) {
+    if (sg_json_parse_object((const char *)payload_raw, payload_len, SG_JOSE_MAX_TOKEN, &claims) !=
+        0) {
         status = SG_JWS_BAD_PAYLOAD;
         goto end;
     }
@@ -1317,12 +1118,12 @@ const char *sg_jwt_status_name(enum sg_jwt_status status)
 
 const char *sg_jwt_claim_string(yajl_val claims, const char *name)
 {
-    return YAJL_GET_STRING(sg_jose_json_member(claims, name));
+    return YAJL_GET_STRING(sg_json_member(claims, name));
 }
 
 int sg_jwt_claim_bool(yajl_val claims, const char *name, bool *out)
 {
-    yajl_val v = sg_jose_json_member(claims, name);
+    yajl_val v = sg_json_member(claims, name);
     if (v == NULL)
         return SG_ENOENT;
     if (!YAJL_IS_TRUE(v) && !YAJL_IS_FALSE(v))
@@ -1333,7 +1134,7 @@ int sg_jwt_claim_bool(yajl_val claims, const char *name, bool *out)
 
 int sg_jwt_claim_time(yajl_val claims, const char *name, int64_t *out)
 {
-    yajl_val v = sg_jose_json_member(claims, name);
+    yajl_val v = sg_json_member(claims, name);
     if (v == NULL)
         return SG_ENOENT;
     /* Read the number's own text: yajl's flags would let "-0", "1.0" or
@@ -1359,7 +1160,7 @@ int sg_jwt_claim_time(yajl_val claims, const char *name, int64_t *out)
 int sg_jwt_claim_strings(yajl_val claims, const char *name, const char **out, size_t max,
                          size_t *count)
 {
-    yajl_val v = sg_jose_json_member(claims, name);
+    yajl_val v = sg_json_member(claims, name);
     if (v == NULL)
         return SG_ENOENT;
     if (YAJL_IS_STRING(v)) {
@@ -1385,7 +1186,7 @@ int sg_jwt_claim_strings(yajl_val claims, const char *name, const char **out, si
 
 bool sg_jwt_claim_contains(yajl_val claims, const char *name, const char *value)
 {
-    yajl_val v = sg_jose_json_member(claims, name);
+    yajl_val v = sg_json_member(claims, name);
     if (YAJL_IS_STRING(v))
         return strcmp(v->u.string, value) == 0;
     if (!YAJL_IS_ARRAY(v))
@@ -1401,7 +1202,7 @@ bool sg_jwt_claim_contains(yajl_val claims, const char *name, const char *value)
 /* Checks aud and azp (OpenID Connect Core 3.1.3.7 items 3 to 5). */
 static enum sg_jwt_status check_audience(yajl_val claims, const char *client_id)
 {
-    yajl_val aud = sg_jose_json_member(claims, "aud");
+    yajl_val aud = sg_json_member(claims, "aud");
     size_t audiences;
     if (YAJL_IS_STRING(aud)) {
         audiences = 1;
@@ -1416,7 +1217,7 @@ static enum sg_jwt_status check_audience(yajl_val claims, const char *client_id)
     }
     if (!sg_jwt_claim_contains(claims, "aud", client_id))
         return SG_JWT_AUD_MISMATCH;
-    yajl_val azp = sg_jose_json_member(claims, "azp");
+    yajl_val azp = sg_json_member(claims, "azp");
     if (azp == NULL)
         return audiences > 1 ? SG_JWT_AZP_MISSING : SG_JWT_OK;
     if (!YAJL_IS_STRING(azp))
@@ -1474,42 +1275,4 @@ enum sg_jwt_status sg_jwt_validate_id_token(yajl_val claims, const struct sg_jwt
     if (sub == NULL || sub[0] == '\0')
         return SG_JWT_SUB_MISSING;
     return SG_JWT_OK;
-}
-
-/* ---- PKCE and random tokens ---- */
-
-static bool pkce_unreserved(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
-
-int sg_pkce_challenge_s256(const char *verifier, size_t len, char out[SG_PKCE_CHALLENGE_LEN + 1])
-{
-    if (len < 43 || len > 128)
-        return SG_EINVAL;
-    for (size_t i = 0; i < len; i++) {
-        if (!pkce_unreserved(verifier[i]))
-            return SG_EINVAL;
-    }
-    unsigned char digest[32];
-    unsigned int digest_len = 0;
-    if (EVP_Digest(verifier, len, digest, &digest_len, EVP_sha256(), NULL) != 1) {
-        ERR_clear_error();
-        return SG_ECRYPTO;
-    }
-    return sg_b64url_encode(digest, digest_len, out, SG_PKCE_CHALLENGE_LEN + 1);
-}
-
-int sg_jose_random_token(size_t nbytes, char *out, size_t out_size)
-{
-    unsigned char buf[512];
-    if (nbytes == 0 || nbytes > sizeof(buf))
-        return SG_EINVAL;
-    if (out_size < SG_B64URL_ENCODED_LEN(nbytes) + 1)
-        return SG_ETOOBIG;
-    sg_random_bytes(buf, nbytes);
-    int rc = sg_b64url_encode(buf, nbytes, out, out_size);
-    OPENSSL_cleanse(buf, nbytes);
-    return rc;
 }

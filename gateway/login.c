@@ -4,6 +4,7 @@
 #include "ssogate/cookie.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
+#include "ssogate/json.h"
 #include "ssogate/linking.h"
 #include "ssogate/links.h"
 #include "ssogate/loginstate.h"
@@ -16,6 +17,7 @@
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
 #include "ssogate/session.h"
+#include "ssogate/token.h"
 #include "ssogate/whoami.h"
 
 #include <sys/queue.h>
@@ -192,7 +194,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     char binding[TOKEN_SIZE];
     bool new_binding = !sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (new_binding)
-        sg_jose_random_token(32, binding, sizeof(binding));
+        sg_random_token(32, binding, sizeof(binding));
 
     struct sg_loginstate s = {
         .return_to = sg_strdup(return_to),
@@ -201,9 +203,9 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
         .psa_user = psa_user ? sg_strdup(psa_user) : NULL,
         .created = sg_now_s(),
     };
-    sg_jose_random_token(32, s.state, sizeof(s.state));
-    sg_jose_random_token(32, s.nonce, sizeof(s.nonce));
-    sg_jose_random_token(32, s.verifier, sizeof(s.verifier));
+    sg_random_token(32, s.state, sizeof(s.state));
+    sg_random_token(32, s.nonce, sizeof(s.nonce));
+    sg_random_token(32, s.verifier, sizeof(s.verifier));
     SHA256((const unsigned char *)binding, strlen(binding), s.binding);
     int err = sg_loginstate_put(rt->store, &s);
     if (err != 0) {
@@ -387,9 +389,9 @@ struct token {
 static void token_read(const struct sg_config *cfg, yajl_val claims, struct token *t)
 {
     bool master = false, active = true;
-    t->module_urls = claim_strings(sg_jose_json_member(claims, cfg->idp->claims.module_urls), true,
+    t->module_urls = claim_strings(sg_json_member(claims, cfg->idp->claims.module_urls), true,
                                    &t->facts.module_url_count);
-    t->amr = claim_strings(sg_jose_json_member(claims, "amr"), false, &t->facts.amr_count);
+    t->amr = claim_strings(sg_json_member(claims, "amr"), false, &t->facts.amr_count);
     t->facts.module_urls = t->module_urls;
     t->facts.amr = t->amr;
     t->facts.sub = sg_jwt_claim_string(claims, "sub");

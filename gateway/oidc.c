@@ -4,6 +4,7 @@
 #include "ssogate/config.h"
 #include "ssogate/httpc.h"
 #include "ssogate/jose.h"
+#include "ssogate/json.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/runtime.h"
@@ -184,7 +185,7 @@ static void schedule_refresh(struct sg_oidc *oidc, unsigned seconds)
 
 static char *member_string(yajl_val doc, const char *name)
 {
-    yajl_val v = sg_jose_json_member(doc, name);
+    yajl_val v = sg_json_member(doc, name);
     return YAJL_IS_STRING(v) ? sg_strdup(YAJL_GET_STRING(v)) : NULL;
 }
 
@@ -222,7 +223,7 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
         discovery_failed(oidc, err);
         return;
     }
-    if (status != 200 || sg_jose_json_parse_object(body, len, SG_OIDC_MAX_DOCUMENT, &doc) != 0) {
+    if (status != 200 || sg_json_parse_object(body, len, SG_OIDC_MAX_DOCUMENT, &doc) != 0) {
         discovery_failed(oidc, status != 200 ? "http_status" : "bad_json");
         return;
     }
@@ -479,7 +480,7 @@ static void on_token(const char *err, int status, const char *body, size_t len, 
         exchange_finish(ex, SG_OIDC_TOKEN_UNREACHABLE, err, NULL);
         return;
     }
-    if (sg_jose_json_parse_object(body, len, SG_OIDC_MAX_DOCUMENT, &doc) != 0) {
+    if (sg_json_parse_object(body, len, SG_OIDC_MAX_DOCUMENT, &doc) != 0) {
         exchange_finish(ex, SG_OIDC_TOKEN_ERROR, status == 200 ? "bad_json" : "http_status", NULL);
         return;
     }

@@ -1,6 +1,6 @@
 #include "ssogate/session.h"
 
-#include "ssogate/jose.h"
+#include "ssogate/token.h"
 
 #include "ssogate/common.h"
 
@@ -85,7 +85,7 @@ static char **field_ptr(struct sg_session *s, enum field f)
 
 void sg_session_new_id(char out[SG_SESSION_ID_SIZE])
 {
-    sg_jose_random_token(32, out, SG_SESSION_ID_SIZE);
+    sg_random_token(32, out, SG_SESSION_ID_SIZE);
 }
 
 bool sg_session_id_valid(const char *id)

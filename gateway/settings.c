@@ -3,7 +3,6 @@
 #include "ssogate/common.h"
 #include "ssogate/cookie.h"
 #include "ssogate/identity.h"
-#include "ssogate/jose.h"
 #include "ssogate/linking.h"
 #include "ssogate/links.h"
 #include "ssogate/log.h"
@@ -13,6 +12,7 @@
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
+#include "ssogate/token.h"
 #include "ssogate/whoami.h"
 
 #include <sys/queue.h>
@@ -527,7 +527,7 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     s->conn = conn;
     s->action = endpoints[i].action;
     if (!sg_identity_cookie_get(req, rt->current->cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
-        sg_jose_random_token(32, s->csrf, sizeof(s->csrf));
+        sg_random_token(32, s->csrf, sizeof(s->csrf));
         s->new_csrf = true;
     }
     if (s->action == ACT_SETTINGS) {

@@ -4,7 +4,7 @@
 #include "ssogate/config.h"
 #include "ssogate/cookie.h"
 #include "ssogate/identity.h"
-#include "ssogate/jose.h"
+#include "ssogate/json.h"
 #include "ssogate/runtime.h"
 #include "ssogate/upstream.h"
 
@@ -160,8 +160,8 @@ static void on_done(struct evhttp_request *up, void *arg)
     yajl_val doc = NULL;
     struct sg_psa_user user;
     if (status != 200 || w->too_big ||
-        sg_jose_json_parse_object((const char *)evbuffer_pullup(w->body, -1), len,
-                                  SG_WHOAMI_MAX_BYTES, &doc) != 0 ||
+        sg_json_parse_object((const char *)evbuffer_pullup(w->body, -1), len, SG_WHOAMI_MAX_BYTES,
+                             &doc) != 0 ||
         sg_whoami_parse(w->snap, doc, &user) != 0) {
         if (doc != NULL)
             yajl_tree_free(doc);

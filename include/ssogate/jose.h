@@ -1,8 +1,9 @@
 /*
- * JOSE for the OpenID Connect relying party and the identity assertion:
- * base64url, bounded JSON parsing, JWK sets (RFC 7517), compact JWS verify and
- * sign (RFC 7515, RFC 7518, RFC 8037), ID token claim checks (OpenID Connect
- * Core 3.1.3.7), JWK thumbprints (RFC 7638) and PKCE (RFC 7636).
+ * JOSE for the OpenID Connect relying party and the identity assertion: JWK
+ * sets (RFC 7517), compact JWS verify and sign (RFC 7515, RFC 7518, RFC 8037),
+ * our own keys as PEM files, ID token claim checks (OpenID Connect Core
+ * 3.1.3.7) and JWK thumbprints (RFC 7638). base64url is in b64url.h, the JSON
+ * parser in json.h, random tokens and PKCE in token.h.
  *
  * Everything that reads untrusted input is bounded by the SG_JOSE_* limits and
  * never reads past the length it is given. Verification returns a status enum;
@@ -18,15 +19,13 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
-#define SG_JOSE_MAX_TOKEN      16384        /* bytes of a compact JWS */
-#define SG_JOSE_MAX_JWKS       (256 * 1024) /* bytes of a JWKS document */
-#define SG_JOSE_MAX_KEYS       64           /* entries of a JWKS "keys" array */
-#define SG_JOSE_MAX_JSON_DEPTH 16           /* nesting of any JSON we parse */
-#define SG_JOSE_MAX_KID        256          /* bytes of a "kid" */
-#define SG_JOSE_RSA_MIN_BITS   2048
-#define SG_JOSE_RSA_MAX_BITS   8192 /* bounds the cost of one verification */
-#define SG_JWK_THUMBPRINT_LEN  43   /* base64url of a SHA-256, without NUL */
-#define SG_PKCE_CHALLENGE_LEN  43
+#define SG_JOSE_MAX_TOKEN     16384        /* bytes of a compact JWS */
+#define SG_JOSE_MAX_JWKS      (256 * 1024) /* bytes of a JWKS document */
+#define SG_JOSE_MAX_KEYS      64           /* entries of a JWKS "keys" array */
+#define SG_JOSE_MAX_KID       256          /* bytes of a "kid" */
+#define SG_JOSE_RSA_MIN_BITS  2048
+#define SG_JOSE_RSA_MAX_BITS  8192 /* bounds the cost of one verification */
+#define SG_JWK_THUMBPRINT_LEN 43   /* base64url of a SHA-256, without NUL */
 
 /* What went wrong while reading a JWKS or a key file. Any function taking one
  * accepts NULL. */
@@ -35,44 +34,6 @@ struct sg_jose_error {
     char what[192];    /* what is wrong */
     char openssl[256]; /* the OpenSSL error text, "" when OpenSSL said nothing */
 };
-
-/* ---- base64url (RFC 4648 section 5, no padding) ---- */
-
-/* Length of the encoding of n bytes, without the NUL. */
-#define SG_B64URL_ENCODED_LEN(n) (((n) / 3) * 4 + ((n) % 3 ? (n) % 3 + 1 : 0))
-
-/*
- * Encodes len bytes of in into out, NUL-terminated. Returns 0, or SG_ETOOBIG
- * when out_size < SG_B64URL_ENCODED_LEN(len) + 1. in and out are borrowed.
- */
-int sg_b64url_encode(const void *in, size_t len, char *out, size_t out_size);
-
-/* Same, into a new string the caller owns (frees with free()). */
-char *sg_b64url_encode_alloc(const void *in, size_t len);
-
-/*
- * Decodes len characters of in (no NUL needed) into out. Strict: only the
- * URL-safe alphabet, no padding, no whitespace, len % 4 != 1, and the unused
- * low bits of the last character must be zero (one encoding per value).
- * Returns 0 and sets *out_len; SG_EINVAL on malformed input; SG_ETOOBIG when
- * the result would not fit in out_size bytes. in and out are borrowed.
- */
-int sg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t out_size,
-                     size_t *out_len);
-
-/* ---- JSON ---- */
-
-/*
- * Parses len bytes of text as one JSON object with yajl: at most max_len bytes,
- * nesting at most SG_JOSE_MAX_JSON_DEPTH, no comments, no NUL byte nor \u0000
- * escape, valid UTF-8, and no member name twice in the top-level object.
- * Returns 0 and hands back *out (free with yajl_tree_free); SG_ETOOBIG;
- * SG_EINVAL when it is not such an object.
- */
-int sg_jose_json_parse_object(const char *text, size_t len, size_t max_len, yajl_val *out);
-
-/* The member called name of object obj, or NULL (obj may be NULL). Borrowed from obj. */
-yajl_val sg_jose_json_member(yajl_val obj, const char *name);
 
 /* ---- algorithms ---- */
 
@@ -334,21 +295,5 @@ int sg_jwt_claim_strings(yajl_val claims, const char *name, const char **out, si
 
 /* Whether the claim name is the string value, or an array holding it. */
 bool sg_jwt_claim_contains(yajl_val claims, const char *name, const char *value);
-
-/* ---- PKCE and random tokens ---- */
-
-/*
- * Writes the S256 code challenge of verifier (len bytes, 43 to 128 characters
- * of [A-Za-z0-9-._~]) and a NUL into out. Returns 0 or SG_EINVAL.
- */
-int sg_pkce_challenge_s256(const char *verifier, size_t len, char out[SG_PKCE_CHALLENGE_LEN + 1]);
-
-/*
- * Writes nbytes (1 to 512) random bytes from sg_random_bytes as base64url and a
- * NUL into out: state, nonce, PKCE verifier (32 bytes give a 43-character
- * verifier). Returns 0, SG_EINVAL for a bad nbytes, SG_ETOOBIG when out_size is
- * smaller than SG_B64URL_ENCODED_LEN(nbytes) + 1.
- */
-int sg_jose_random_token(size_t nbytes, char *out, size_t out_size);
 
 #endif

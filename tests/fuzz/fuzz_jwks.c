@@ -2,8 +2,10 @@
  * Fuzzes JWKS parsing. Every key that is kept must export to a JWK that
  * parses back to a key of the same thumbprint, and must be found by its kid.
  */
+#include "../../gateway/b64url.c"
 #include "../../gateway/common.c"
 #include "../../gateway/jose.c"
+#include "../../gateway/json.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

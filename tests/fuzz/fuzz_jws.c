@@ -10,8 +10,10 @@
  *     verify exactly when the payload is a JSON object we accept;
  *  4. as claims JSON.
  */
+#include "../../gateway/b64url.c"
 #include "../../gateway/common.c"
 #include "../../gateway/jose.c"
+#include "../../gateway/json.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -97,7 +99,7 @@ static void structured(const char *data, size_t size, const struct sg_jwk_set *k
     size_t len = strlen(signed_token);
     if (len <= SG_JOSE_MAX_TOKEN) {
         yajl_val v = NULL;
-        bool object = sg_jose_json_parse_object(payload, payload_len, SG_JOSE_MAX_TOKEN, &v) == 0;
+        bool object = sg_json_parse_object(payload, payload_len, SG_JOSE_MAX_TOKEN, &v) == 0;
         yajl_tree_free(v);
         enum sg_jws_status st = verify(signed_token, len, keys);
         if ((st == SG_JWS_OK) != object)
@@ -126,7 +128,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     structured((const char *)data, size, keys, signer);
 
     yajl_val claims = NULL;
-    if (sg_jose_json_parse_object((const char *)data, size, SG_JOSE_MAX_TOKEN, &claims) == 0) {
+    if (sg_json_parse_object((const char *)data, size, SG_JOSE_MAX_TOKEN, &claims) == 0) {
         use_claims(claims);
         yajl_tree_free(claims);
     }

@@ -2,11 +2,12 @@
  * Unit tests of the LMDB store, sessions and links, against a real LMDB
  * environment in a temporary directory.
  */
+#include "../../gateway/b64url.c"
 #include "../../gateway/common.c"
-#include "../../gateway/jose.c"
 #include "../../gateway/links.c"
 #include "../../gateway/session.c"
 #include "../../gateway/store.c"
+#include "../../gateway/token.c"
 
 #include <setjmp.h>
 #include <stdarg.h>

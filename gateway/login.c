@@ -7,6 +7,7 @@
 #include "ssogate/json.h"
 #include "ssogate/linking.h"
 #include "ssogate/links.h"
+#include "ssogate/loginstate.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/oidc.h"
@@ -35,25 +36,6 @@
 #define TOKEN_LEN      43 /* 32 random bytes in base64url */
 #define LOGINS_METRIC  "ssogate_logins_total"
 #define SWEEP_AT_LIMIT 1000 /* expired states dropped at once when the cap is reached */
-#define RECORD_MAX     (8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1 + 3 * (2 + SG_REDIRECT_MAX))
-
-/*
- * A login in flight. Kept in the store (database "logins", keyed by the
- * SHA-256 of the state, never the state itself) so that every worker process
- * can finish a login another one started; taken out in one write transaction,
- * so a state is used at most once across all workers.
- */
-struct login_state {
-    char state[TOKEN_SIZE];
-    char nonce[TOKEN_SIZE];
-    char verifier[TOKEN_SIZE];
-    unsigned char binding[SHA256_DIGEST_LENGTH]; /* hash of the browser's binding cookie */
-    char *return_to;
-    enum sg_login_purpose purpose;
-    char *psa_tenant; /* the PSA caller a link is for */
-    char *psa_user;
-    int64_t created;
-};
 
 /* A callback waiting for its code exchange. */
 struct pending {
@@ -62,7 +44,7 @@ struct pending {
     struct evhttp_request *req;
     struct sg_conn *conn;
     struct sg_access access;
-    struct login_state *state;
+    struct sg_loginstate state;          /* taken from the store */
     struct sg_oidc_exchange *exchange;   /* while the code is exchanged */
     struct sg_whoami_request *whoami;    /* while the PSA is asked about the user (B9) */
     char session_id[SG_SESSION_ID_SIZE]; /* the session a successful login creates */
@@ -76,191 +58,28 @@ struct sg_logins {
     size_t pending_count;
 };
 
-static void state_free(struct login_state *s)
+/*
+ * Takes the login state called name out of the store into *out; counts an
+ * expired one and a store failure. Returns 0 or an SG_E* code (see
+ * sg_loginstate_take).
+ */
+static int state_take(struct sg_logins *logins, const char *name, struct sg_loginstate *out)
 {
-    if (s == NULL)
-        return;
-    free(s->return_to);
-    free(s->psa_tenant);
-    free(s->psa_user);
-    OPENSSL_cleanse(s, sizeof(*s));
-    free(s);
-}
-
-static void state_key(const char *state, unsigned char key[SHA256_DIGEST_LENGTH])
-{
-    SHA256((const unsigned char *)state, strlen(state), key);
-}
-
-static size_t put_text(unsigned char *p, const char *text)
-{
-    size_t len = text ? strlen(text) : 0;
-    p[0] = (unsigned char)(len >> 8);
-    p[1] = (unsigned char)(len & 0xff);
-    if (len > 0)
-        memcpy(p + 2, text, len);
-    return 2 + len;
-}
-
-/* Reads a length-prefixed text at *off; NULL (and *ok false) when it overruns. */
-static char *get_text(const unsigned char *p, size_t len, size_t *off, bool *ok)
-{
-    if (*off + 2 > len) {
-        *ok = false;
-        return NULL;
-    }
-    size_t n = ((size_t)p[*off] << 8) | p[*off + 1];
-    *off += 2;
-    if (*off + n > len || n > SG_REDIRECT_MAX) {
-        *ok = false;
-        return NULL;
-    }
-    char *text = n > 0 ? sg_strndup((const char *)p + *off, n) : NULL;
-    *off += n;
-    return text;
-}
-
-static size_t state_encode(const struct login_state *s, unsigned char *out)
-{
-    size_t off = 0;
-    sg_store_put_be64(out, (uint64_t)s->created);
-    off += 8;
-    memcpy(out + off, s->nonce, TOKEN_LEN);
-    off += TOKEN_LEN;
-    memcpy(out + off, s->verifier, TOKEN_LEN);
-    off += TOKEN_LEN;
-    memcpy(out + off, s->binding, SHA256_DIGEST_LENGTH);
-    off += SHA256_DIGEST_LENGTH;
-    out[off++] = (unsigned char)s->purpose;
-    off += put_text(out + off, s->return_to);
-    off += put_text(out + off, s->psa_tenant);
-    off += put_text(out + off, s->psa_user);
-    return off;
-}
-
-/* Decodes a stored state; NULL when the record is malformed. */
-static struct login_state *state_decode(const char *name, const unsigned char *p, size_t len)
-{
-    size_t fixed = 8 + 2 * TOKEN_LEN + SHA256_DIGEST_LENGTH + 1;
-    if (len < fixed || strlen(name) >= TOKEN_SIZE)
-        return NULL;
-    struct login_state *s = sg_calloc(1, sizeof(*s));
-    bool ok = true;
-    size_t off = 0;
-    memcpy(s->state, name, strlen(name) + 1);
-    s->created = (int64_t)sg_store_get_be64(p);
-    off += 8;
-    memcpy(s->nonce, p + off, TOKEN_LEN);
-    off += TOKEN_LEN;
-    memcpy(s->verifier, p + off, TOKEN_LEN);
-    off += TOKEN_LEN;
-    memcpy(s->binding, p + off, SHA256_DIGEST_LENGTH);
-    off += SHA256_DIGEST_LENGTH;
-    s->purpose = (enum sg_login_purpose)p[off++];
-    s->return_to = get_text(p, len, &off, &ok);
-    s->psa_tenant = get_text(p, len, &off, &ok);
-    s->psa_user = get_text(p, len, &off, &ok);
-    if (!ok || off != len || s->return_to == NULL || s->purpose > SG_LOGIN_LINK_USER) {
-        state_free(s);
-        return NULL;
-    }
-    return s;
-}
-
-/* Stores a new login state. Returns 0 or an SG_E* code. */
-static int state_put(struct sg_logins *logins, const struct login_state *s)
-{
-    struct sg_store *store = logins->rt->store;
-    struct sg_store_txn txn;
-    unsigned char key[SHA256_DIGEST_LENGTH];
-    unsigned char record[RECORD_MAX];
-    state_key(s->state, key);
-    MDB_val k = {sizeof(key), key};
-    MDB_val v = {state_encode(s, record), record};
-    int err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    int rc = mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &k, &v, 0);
-    if (rc != 0) {
-        sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
-    }
-    return sg_store_txn_commit(&txn, false);
-}
-
-/* Finds and removes the state called name: a state is used at most once,
- * whichever worker asks. NULL when unknown, expired or unreadable. */
-static struct login_state *state_take(struct sg_logins *logins, const char *name)
-{
-    struct sg_store *store = logins->rt->store;
-    struct sg_store_txn txn;
-    unsigned char key[SHA256_DIGEST_LENGTH];
-    struct login_state *s = NULL;
-    state_key(name, key);
-    MDB_val k = {sizeof(key), key}, v;
-    if (sg_store_txn_begin(store, true, &txn) != 0) {
-        sg_metrics_error(SG_MERR_STORE);
-        return NULL;
-    }
-    MDB_dbi dbi = sg_store_dbi(store, SG_STORE_DB_LOGINS);
-    if (mdb_get(txn.txn, dbi, &k, &v) == 0) {
-        s = state_decode(name, v.mv_data, v.mv_size);
-        mdb_del(txn.txn, dbi, &k, NULL);
-    }
-    if (sg_store_txn_commit(&txn, false) != 0) {
-        sg_metrics_error(SG_MERR_STORE);
-        state_free(s);
-        return NULL;
-    }
-    if (s != NULL && sg_now_s() - s->created >= SG_OIDC_STATE_TTL_S) {
+    int err = sg_loginstate_take(logins->rt->store, name, sg_now_s(), out);
+    if (err == SG_ETIMEOUT)
         sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
-        state_free(s);
-        s = NULL;
-    }
-    return s;
-}
-
-/* Login states kept, in every worker; expired ones count until swept. */
-static size_t states_kept(struct sg_logins *logins)
-{
-    struct sg_store *store = logins->rt->store;
-    struct sg_store_txn txn;
-    MDB_stat stat;
-    if (sg_store_txn_begin(store, false, &txn) != 0)
-        return 0;
-    size_t n = mdb_stat(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &stat) == 0
-                   ? stat.ms_entries
-                   : 0;
-    sg_store_txn_abort(&txn);
-    return n;
+    else if (err != 0 && err != SG_ENOENT)
+        sg_metrics_error(SG_MERR_STORE);
+    return err;
 }
 
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
 {
-    struct sg_store *store = logins->rt->store;
-    struct sg_store_txn txn;
-    MDB_cursor *cursor;
-    MDB_val k, v;
-    size_t deleted = 0;
-    if (sg_store_txn_begin(store, true, &txn) != 0)
+    size_t deleted;
+    if (sg_loginstate_sweep(logins->rt->store, now, max, &deleted) != 0)
         return 0;
-    if (mdb_cursor_open(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &cursor) != 0) {
-        sg_store_txn_abort(&txn);
-        return 0;
-    }
-    int rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
-    while (rc == 0 && deleted < max) {
-        bool expired =
-            v.mv_size < 8 || now - (int64_t)sg_store_get_be64(v.mv_data) >= SG_OIDC_STATE_TTL_S;
-        if (expired && mdb_cursor_del(cursor, 0) == 0) {
-            deleted++;
-            sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
-        }
-        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cursor);
-    if (sg_store_txn_commit(&txn, false) != 0)
-        return 0;
+    for (size_t i = 0; i < deleted; i++)
+        sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
     return deleted;
 }
 
@@ -291,7 +110,9 @@ void sg_logins_free(struct sg_logins *logins)
 
 size_t sg_logins_count(struct sg_logins *logins)
 {
-    return states_kept(logins) + logins->pending_count;
+    size_t kept;
+    sg_loginstate_count(logins->rt->store, &kept); /* 0 when the store fails */
+    return kept + logins->pending_count;
 }
 
 static const char *query_param(struct evkeyvalq *params, struct evhttp_request *req,
@@ -375,26 +196,27 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     if (new_binding)
         sg_random_token(32, binding, sizeof(binding));
 
-    struct login_state *s = sg_calloc(1, sizeof(*s));
-    s->return_to = sg_strdup(return_to);
-    s->purpose = purpose;
-    s->psa_tenant = psa_tenant ? sg_strdup(psa_tenant) : NULL;
-    s->psa_user = psa_user ? sg_strdup(psa_user) : NULL;
-    s->created = sg_now_s();
-    sg_random_token(32, s->state, sizeof(s->state));
-    sg_random_token(32, s->nonce, sizeof(s->nonce));
-    sg_random_token(32, s->verifier, sizeof(s->verifier));
-    SHA256((const unsigned char *)binding, strlen(binding), s->binding);
-    int err = state_put(logins, s);
+    struct sg_loginstate s = {
+        .return_to = sg_strdup(return_to),
+        .purpose = purpose,
+        .psa_tenant = psa_tenant ? sg_strdup(psa_tenant) : NULL,
+        .psa_user = psa_user ? sg_strdup(psa_user) : NULL,
+        .created = sg_now_s(),
+    };
+    sg_random_token(32, s.state, sizeof(s.state));
+    sg_random_token(32, s.nonce, sizeof(s.nonce));
+    sg_random_token(32, s.verifier, sizeof(s.verifier));
+    SHA256((const unsigned char *)binding, strlen(binding), s.binding);
+    int err = sg_loginstate_put(rt->store, &s);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_log(SG_LOG_ERROR, "login", "login state not stored: %s", sg_strerror(err));
-        state_free(s);
+        sg_loginstate_clear(&s);
         return too_busy(req, request_id, "store_error");
     }
 
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
-    sg_pkce_challenge_s256(s->verifier, strlen(s->verifier), challenge);
+    sg_pkce_challenge_s256(s.verifier, strlen(s.verifier), challenge);
     const char *endpoint = sg_oidc_authorization_endpoint(snap->oidc);
     char *client_id = evhttp_uriencode(cfg->idp->client_id, -1, 0);
     char *redirect_uri = evhttp_uriencode(sg_oidc_redirect_uri(snap->oidc), -1, 0);
@@ -407,9 +229,9 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
                                  "&state=%s&nonce=%s&code_challenge=%s"
                                  "&code_challenge_method=S256",
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
-                                 redirect_uri, scope_enc, s->state, s->nonce, challenge);
+                                 redirect_uri, scope_enc, s.state, s.nonce, challenge);
     if (new_binding)
-        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_OIDC_STATE_TTL_S);
+        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_LOGINSTATE_TTL_S);
     redirect(req, status, location);
     sg_metrics_count(LOGINS_METRIC, "result", "started");
     OPENSSL_cleanse(binding, sizeof(binding));
@@ -418,7 +240,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     evbuffer_free(scope);
     free(client_id);
     free(redirect_uri);
-    state_free(s);
+    sg_loginstate_clear(&s);
     return status;
 }
 
@@ -453,7 +275,7 @@ static void pending_free(struct pending *p)
     if (p->next)
         p->next->prev = p->prev;
     logins->pending_count--;
-    state_free(p->state);
+    sg_loginstate_clear(&p->state);
     sg_session_clear(&p->session);
     OPENSSL_cleanse(p->session_id, sizeof(p->session_id));
     sg_access_clear(&p->access);
@@ -532,7 +354,7 @@ static int finish_session(struct pending *p)
                                           SG_LOG_STR("psa_tenant", p->session.psa_tenant),
                                           SG_LOG_STR("psa_user", p->session.psa_user)},
                   5);
-    redirect(p->req, 302, p->state->return_to);
+    redirect(p->req, 302, p->state.return_to);
     return 302;
 }
 
@@ -597,8 +419,8 @@ static void log_link(struct pending *p, const char *what, const char *result,
     sg_log_fields(SG_LOG_INFO, "link",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
                                           SG_LOG_STR("link", what), SG_LOG_STR("result", result),
-                                          SG_LOG_STR("psa_tenant", p->state->psa_tenant),
-                                          SG_LOG_STR("psa_user", p->state->psa_user),
+                                          SG_LOG_STR("psa_tenant", p->state.psa_tenant),
+                                          SG_LOG_STR("psa_user", p->state.psa_user),
                                           SG_LOG_STR("idp_tenant", idp_tenant)},
                   6);
 }
@@ -663,17 +485,17 @@ static int link_tenant(struct pending *p, const struct sg_linking_token *token)
     char *tenant_idp = NULL, *tenant_psa = NULL;
     int err = 0;
     if (token->idp_tenant != NULL) {
-        err = looked_up(sg_links_tenant_get_by_psa(store, p->state->psa_tenant, &tenant_idp));
+        err = looked_up(sg_links_tenant_get_by_psa(store, p->state.psa_tenant, &tenant_idp));
         if (err == 0)
             err = looked_up(sg_links_tenant_get_by_idp(store, token->idp_tenant, &tenant_psa));
     }
     struct sg_linking_links links = {.tenant_idp = tenant_idp, .tenant_psa = tenant_psa};
     enum sg_linking_decision decision =
-        sg_linking_tenant(&rules, token, p->state->psa_tenant, &links);
+        sg_linking_tenant(&rules, token, p->state.psa_tenant, &links);
     free(tenant_idp);
     free(tenant_psa);
     if (decision == SG_LINKING_TENANT_LINK && err == 0) {
-        err = sg_links_tenant_put(store, p->state->psa_tenant, token->idp_tenant);
+        err = sg_links_tenant_put(store, p->state.psa_tenant, token->idp_tenant);
         if (err == SG_EEXIST) {
             decision = SG_LINKING_TENANT_ALREADY_MAPPED;
             err = 0;
@@ -691,7 +513,7 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
     const struct sg_config *cfg = p->snap->cfg;
     struct sg_store *store = p->logins->rt->store;
     struct sg_linking_rules rules = rules_of(cfg);
-    const char *psa_tenant = p->state->psa_tenant, *psa_user = p->state->psa_user;
+    const char *psa_tenant = p->state.psa_tenant, *psa_user = p->state.psa_user;
     char *tenant_idp = NULL, *user_idp_tenant = NULL, *user_idp_sub = NULL;
     char *user_psa_tenant = NULL, *user_psa_user = NULL;
 
@@ -804,7 +626,7 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
                                               SG_LOG_STR("detail", detail)},
                       3);
         sg_metrics_count(LOGINS_METRIC, "result", sg_oidc_status_name(status));
-        char *retry = evhttp_uriencode(p->state->return_to, -1, 0);
+        char *retry = evhttp_uriencode(p->state.return_to, -1, 0);
         char *message = sg_asprintf("The identity provider did not complete the sign-in. "
                                     "Please try again: /_sso/login?return_to=%s",
                                     retry);
@@ -834,9 +656,9 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     struct sg_linking_rules rules = rules_of(cfg);
     /* Steps 5 and 6 come before any store lookup of step 7. */
     int result = answer(p, sg_linking_check_token(&rules, &token.facts), NULL);
-    if (result == 0 && p->state->purpose == SG_LOGIN_LINK_TENANT) {
+    if (result == 0 && p->state.purpose == SG_LOGIN_LINK_TENANT) {
         result = link_tenant(p, &token.facts);
-    } else if (result == 0 && p->state->purpose == SG_LOGIN_LINK_USER) {
+    } else if (result == 0 && p->state.purpose == SG_LOGIN_LINK_USER) {
         result = link_user(p, &token.facts, claims, id_token);
     } else if (result == 0 && cfg->identity == SG_IDENTITY_CLAIMS) {
         session_prepare(p, claims, id_token, NULL, NULL);
@@ -875,7 +697,7 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     const struct sg_config *cfg = snap->cfg;
     struct sg_logins *logins = rt->logins;
     struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
-    struct login_state *s = NULL;
+    struct sg_loginstate s = {0};
     int status;
 
     if (snap->oidc == NULL) {
@@ -885,20 +707,20 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
         goto end;
     }
     const char *state = query_param(&params, req, "state");
-    s = state != NULL ? state_take(logins, state) : NULL;
+    bool taken = state != NULL && state_take(logins, state, &s) == 0;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
-    bool bound = s != NULL && sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
+    bool bound = taken && sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (bound) {
         SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
-        bound = sg_memeq_ct(binding_hash, s->binding, sizeof(binding_hash));
+        bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
     }
     if (!bound) {
-        sg_metrics_count(LOGINS_METRIC, "result", s == NULL ? "state_unknown" : "state_unbound");
+        sg_metrics_count(LOGINS_METRIC, "result", taken ? "state_unbound" : "state_unknown");
         sg_log_fields(SG_LOG_WARN, "login",
                       (struct sg_log_field[]){
                           SG_LOG_STR("request_id", access->request_id),
-                          SG_LOG_STR("result", s == NULL ? "state_unknown" : "state_unbound")},
+                          SG_LOG_STR("result", taken ? "state_unbound" : "state_unknown")},
                       2);
         sg_page_send(req, 400, "This sign-in link is no longer valid",
                      "It has expired, was already used, or was started in another browser. "
@@ -937,14 +759,14 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     p->conn = conn;
     p->access = *access;
     p->state = s;
-    s = NULL;
+    memset(&s, 0, sizeof(s)); /* handed to p */
     p->next = logins->pending;
     if (logins->pending)
         logins->pending->prev = p;
     logins->pending = p;
     logins->pending_count++;
-    p->exchange = sg_oidc_exchange_code(snap->oidc, code, p->state->verifier, p->state->nonce,
-                                        on_exchanged, p);
+    p->exchange =
+        sg_oidc_exchange_code(snap->oidc, code, p->state.verifier, p->state.nonce, on_exchanged, p);
     if (p->exchange == NULL) {
         *access = p->access; /* handed back: the router logs this one */
         memset(&p->access.target, 0, sizeof(p->access.target));
@@ -956,7 +778,7 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     status = 0;
 
 end:
-    state_free(s);
+    sg_loginstate_clear(&s);
     evhttp_clear_headers(&params);
     return status;
 }

@@ -2,12 +2,14 @@
  * The login endpoints: /_sso/login starts an authorization code flow,
  * /_sso/callback finishes it (the decision order of the specification),
  * /_sso/logout ends the session. Login state is short-lived
- * (SG_OIDC_STATE_TTL_S), single-use, bound to the browser that started it by
+ * (SG_LOGINSTATE_TTL_S), single-use, bound to the browser that started it by
  * a cookie, bounded by limits.logins_in_flight, and kept in the store so
  * that any worker can finish a login another started.
  */
 #ifndef SSOGATE_LOGIN_H
 #define SSOGATE_LOGIN_H
+
+#include "ssogate/loginstate.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -19,13 +21,6 @@ struct sg_conn;
 struct sg_logins;
 struct sg_runtime;
 
-/* What a login is for; carried in the login state. */
-enum sg_login_purpose {
-    SG_LOGIN_SESSION = 0, /* log in: a new gateway session */
-    SG_LOGIN_LINK_TENANT, /* link the caller's PSA tenant to the IdP tenant */
-    SG_LOGIN_LINK_USER,   /* link the caller's PSA user to the IdP user */
-};
-
 struct sg_logins *sg_logins_new(struct sg_runtime *rt);
 
 /* Cancels exchanges in flight and frees every state. NULL-safe. */
@@ -34,7 +29,7 @@ void sg_logins_free(struct sg_logins *logins);
 /* Logins in flight: states kept in the store (by every worker) plus callbacks running here. */
 size_t sg_logins_count(struct sg_logins *logins);
 
-/* Deletes at most max expired login states; returns how many. */
+/* Deletes at most max expired (or unreadable) login states; returns how many. */
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max);
 
 /*

@@ -20,7 +20,6 @@ struct sg_runtime;
 
 #define SG_OIDC_REFRESH_S    3600 /* background refresh of discovery and keys */
 #define SG_OIDC_MAX_DOCUMENT (256 * 1024)
-#define SG_OIDC_STATE_TTL_S  600
 
 /* How a code exchange ended; every value is one log reason and one metric label. */
 enum sg_oidc_status {

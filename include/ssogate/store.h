@@ -10,7 +10,7 @@
  *   user_by_psa        psa_tenant NUL psa_user -> idp_tenant NUL idp_sub
  *   user_by_idp        idp_tenant NUL idp_sub -> psa_tenant NUL psa_user
  *   jwks               issuer -> fetch time and JWKS JSON (jwks.c)
- *   logins             SHA-256(state) -> login state in flight (login.c)
+ *   logins             SHA-256(state) -> login state in flight (loginstate.c)
  *
  * Durability policy. The environment is opened with MDB_NOSYNC and
  * MDB_WRITEMAP: a commit writes its pages into the shared map (the OS page
@@ -117,7 +117,7 @@ int sg_store_stats(struct sg_store *store, struct sg_store_stats *out);
 const char *sg_store_db_name(enum sg_store_db db);
 
 /*
- * Transactions, for the modules built on the store (session.c, links.c, jwks.c).
+ * Transactions, for the modules built on the store (session.c, links.c, loginstate.c, jwks.c).
  *
  * Begins a read-only (write = false) or write transaction in *out. A write
  * transaction waits for any other process's write transaction to finish.

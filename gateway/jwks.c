@@ -92,12 +92,6 @@ const struct sg_jwk_set *sg_jwks_keys(const struct sg_jwks *jwks)
     return jwks->keys;
 }
 
-const struct sg_jwk *sg_jwks_lookup(const struct sg_jwks *jwks, const char *kid,
-                                    enum sg_jws_alg alg)
-{
-    return jwks->keys != NULL ? sg_jwk_set_find(jwks->keys, kid, alg) : NULL;
-}
-
 bool sg_jwks_stale(const struct sg_jwks *jwks, int64_t now, int64_t max_age_s)
 {
     return jwks->keys == NULL || now - jwks->fetched_at >= max_age_s;

@@ -52,14 +52,6 @@ int sg_jwks_replace(struct sg_jwks *jwks, const char *issuer, const char *json, 
 /* The keys (borrowed until the next replace), or NULL before any was loaded. */
 const struct sg_jwk_set *sg_jwks_keys(const struct sg_jwks *jwks);
 
-/*
- * The key a JWS with header kid (NULL when it has none) and alg should be
- * verified with, as sg_jwk_set_find chooses it; NULL without keys or match.
- * Borrowed until the next replace.
- */
-const struct sg_jwk *sg_jwks_lookup(const struct sg_jwks *jwks, const char *kid,
-                                    enum sg_jws_alg alg);
-
 /* True when no keys are loaded or they were fetched max_age_s or more before now. */
 bool sg_jwks_stale(const struct sg_jwks *jwks, int64_t now, int64_t max_age_s);
 

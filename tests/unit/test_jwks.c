@@ -36,8 +36,7 @@ struct fixture {
 /* The key the daemon's verification would pick (sg_jws_verify chooses with sg_jwk_set_find). */
 static const struct sg_jwk *lookup(const struct sg_jwks *jwks, const char *kid, enum sg_jws_alg alg)
 {
-    const struct sg_jwk_set *keys = sg_jwks_keys(jwks);
-    return keys != NULL ? sg_jwk_set_find(keys, kid, alg) : NULL;
+    return sg_jwk_set_find(sg_jwks_keys(jwks), kid, alg); /* NULL-safe */
 }
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

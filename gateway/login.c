@@ -839,10 +839,12 @@ int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const cha
     return 303;
 }
 
-int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req)
+int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req,
+                               const struct sg_target *target)
 {
-    const char *uri = evhttp_request_get_uri(req);
+    char *uri = sg_target_origin_form(target);
     char *return_to = evhttp_uriencode(sg_redirect_target_valid(uri) ? uri : "/", -1, 0);
+    free(uri);
     char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
     redirect(req, 302, location);
     free(location);

@@ -255,8 +255,10 @@ static void on_up_done(struct evhttp_request *up, void *arg)
  * path and the query as received (both checked by the router). */
 static char *upstream_target(const struct sg_config *cfg, const struct sg_target *target)
 {
-    return sg_asprintf("%s%s%s%s", cfg->upstream.url.path, target->path, target->query ? "?" : "",
-                       target->query ? target->query : "");
+    char *origin = sg_target_origin_form(target);
+    char *full = sg_asprintf("%s%s", cfg->upstream.url.path, origin);
+    free(origin);
+    return full;
 }
 
 static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,

@@ -207,7 +207,7 @@ static int handle_proxied(struct sg_runtime *rt, struct evhttp_request *req, str
     }
     if (route->auth == SG_AUTH_REQUIRED && !found) {
         if (is_get(req) && !sg_tunnel_is_handshake(req)) /* a WebSocket cannot follow it */
-            return sg_login_redirect_required(rt, req);
+            return sg_login_redirect_required(rt, req, &access->target);
         sg_page_send(req, 401, "Sign-in required",
                      "This page needs you to be signed in. Open it again to sign in.",
                      access->request_id);

@@ -390,6 +390,18 @@ static int answer(struct settings_request *s, enum sg_linking_decision decision,
     return a->status;
 }
 
+/* An enable POST: its refusal page, or the IdP login of purpose that returns to return_to. */
+static int enable(struct settings_request *s, enum sg_linking_decision decision,
+                  const struct sg_psa_user *user, enum sg_login_purpose purpose,
+                  const char *return_to)
+{
+    int status = answer(s, decision, user);
+    if (status != 0)
+        return status;
+    return sg_login_begin(s->rt, s->req, s->access.request_id, purpose, return_to, user->tenant,
+                          user->user, 303);
+}
+
 /* The POSTs: linking.c decides, the store changes here. */
 static int act(struct settings_request *s, const struct sg_psa_user *user)
 {
@@ -398,7 +410,7 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     struct sg_linking_caller caller = caller_of(user);
     struct caller_links links;
     enum sg_linking_decision decision;
-    int err, status;
+    int err;
 
     switch (s->action) {
     case ACT_STATUS:
@@ -409,10 +421,7 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
         links_of(rt->store, user, &links);
         decision = sg_linking_tenant_enable(&caller, &links.view);
         links_clear(&links);
-        status = answer(s, decision, user);
-        return status != 0 ? status
-                           : sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_TENANT,
-                                            "/_sso/settings", user->tenant, user->user, 303);
+        return enable(s, decision, user, SG_LOGIN_LINK_TENANT, "/_sso/settings");
     case ACT_TENANT_DISABLE:
         decision = sg_linking_tenant_disable(&caller);
         if (decision == SG_LINKING_TENANT_DISABLE) {
@@ -425,10 +434,7 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
         links_of(rt->store, user, &links);
         decision = sg_linking_user_enable(&caller, &links.view);
         links_clear(&links);
-        status = answer(s, decision, user);
-        return status != 0 ? status
-                           : sg_login_begin(rt, s->req, s->access.request_id, SG_LOGIN_LINK_USER,
-                                            cfg->psa.home_path, user->tenant, user->user, 303);
+        return enable(s, decision, user, SG_LOGIN_LINK_USER, cfg->psa.home_path);
     case ACT_USER_DISABLE:
         err = sg_links_user_delete(rt->store, user->tenant, user->user);
         if (err != 0 && err != SG_ENOENT)

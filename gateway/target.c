@@ -515,6 +515,12 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
     return SG_TARGET_OK;
 }
 
+char *sg_target_origin_form(const struct sg_target *target)
+{
+    return sg_asprintf("%s%s%s", target->path, target->query ? "?" : "",
+                       target->query ? target->query : "");
+}
+
 void sg_target_clear(struct sg_target *target)
 {
     if (target == NULL)

@@ -679,20 +679,16 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* The handshake as it goes upstream: the built headers, then Connection and Upgrade again. */
-static struct evbuffer *request_head_new(const struct sg_config *cfg, const char *target,
-                                         const struct evkeyvalq *headers)
+static struct evbuffer *request_head_new(const char *target, const struct evkeyvalq *headers)
 {
     struct evbuffer *head = evbuffer_new();
     evbuffer_add_printf(head, "GET %s HTTP/1.1\r\n", target);
+    /* Host is among them: the proxy sets it on every request (upstream.host_header). */
     const struct evkeyval *h;
-    bool host = false;
     TAILQ_FOREACH(h, headers, next)
     {
-        host = host || strcasecmp(h->key, "Host") == 0;
         evbuffer_add_printf(head, "%s: %s\r\n", h->key, h->value);
     }
-    if (!host)
-        evbuffer_add_printf(head, "Host: %s\r\n", cfg->upstream.url.host);
     evbuffer_add_printf(head, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     return head;
 }
@@ -726,7 +722,7 @@ void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct s
      * once, and the connection is never reused for HTTP (a refusal closes it). */
     sg_conn_set_tunnel(conn);
 
-    t->request_head = request_head_new(t->snap->cfg, target, headers);
+    t->request_head = request_head_new(target, headers);
     t->up_start_us = sg_mono_us();
     t->up = sg_upstream_connect(t->snap->upstream, on_up_event, t);
     if (t->up == NULL)

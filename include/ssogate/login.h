@@ -10,6 +10,7 @@
 #define SSOGATE_LOGIN_H
 
 #include "ssogate/loginstate.h"
+#include "ssogate/target.h"
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -51,8 +52,11 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
                    enum sg_login_purpose purpose, const char *return_to, const char *psa_tenant,
                    const char *psa_user, int status);
 
-/* Redirects (302) to the login start for a page that requires a session. */
-int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req);
+/* Redirects (302) to the login start for a page that requires a session; the
+ * login returns to target (borrowed), the normalised form the route was
+ * decided on. */
+int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req,
+                               const struct sg_target *target);
 
 /* True when a state-changing POST comes from the gateway's own origin (Origin or Referer). */
 bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req);

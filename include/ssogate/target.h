@@ -83,6 +83,10 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
                                           const struct sg_target_options *opts,
                                           struct sg_target *out);
 
+/* The target as forwarded, in origin-form: path, then "?" and the query when
+ * it had one. Hands back a new string. */
+char *sg_target_origin_form(const struct sg_target *target);
+
 /* Frees what a target owns and zeroes it. NULL-safe. */
 void sg_target_clear(struct sg_target *target);
 

@@ -536,3 +536,25 @@ envTest('nothing under /app reached the upstream in this file', async (env) => {
 });
 
 module.exports = { STRICT, LOOSE, AMBIGUOUS };
+
+// The login a protected route sends the browser to returns to the normalised target, the form the route
+// was decided on, never to the bytes the client sent.
+envTest('a required route redirects to a login that returns to the normalised target', async (env) => {
+  const { rawExchange } = require('./lib/harness');
+  const cases = [
+    ['/public/../app/x', '/app/x'],
+    ['/public/%2e%2e/app/x?q=1', '/app/x?q=1'],
+    ['//app///x/./y', '/app/x/y'],
+    ['/%61pp/x', '/app/x'],
+    [`http://${AUTHORITY}/public/../app/z`, '/app/z'],
+  ];
+  for (const [target, normalised] of cases) {
+    const res = await rawExchange(env.strict.port, get(target, { extra: 'Connection: close\r\n' }), { untilComplete: true });
+    assert.equal(res.status, 302, `${target}: ${res.text.slice(0, 120)}`);
+    const location = /\r\nlocation: *([^\r]*)/i.exec(res.text);
+    assert.ok(location, `${target}: a Location`);
+    const [path, query] = location[1].split('?');
+    assert.equal(path, '/_sso/login', target);
+    assert.equal(new URLSearchParams(query).get('return_to'), normalised, `${target}: return_to`);
+  }
+});

@@ -6,7 +6,7 @@
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
-#include "ssogate/runtime.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
 
@@ -125,7 +125,7 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 
 #define SESSION_COOKIES_MAX 4
 
-int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
+int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out)
 {
     char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
@@ -140,7 +140,7 @@ int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
     for (size_t i = 0; i < count; i++) {
         struct sg_session other;
         struct sg_session *into = found ? &other : &out->session;
-        int rc = sg_session_get(rt->store, ids[i], now, into);
+        int rc = sg_session_get(store, ids[i], now, into);
         if (rc == SG_ENOENT || rc == SG_EINVAL)
             continue; /* unknown, expired or garbage: never hides the real one */
         if (rc != 0) {
@@ -167,7 +167,7 @@ int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
     if (err == 0 && !found)
         err = SG_ENOENT;
     if (err == 0)
-        err = sg_session_touch(rt->store, out->session_id, now);
+        err = sg_session_touch(store, out->session_id, now);
     if (err != 0) {
         sg_identity_clear(out);
         return err == SG_EINVAL ? SG_ENOENT : err;
@@ -312,10 +312,10 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
     return 0;
 }
 
-void sg_identity_end(struct sg_runtime *rt, const struct sg_config *cfg,
+void sg_identity_end(struct sg_store *store, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req)
 {
-    sg_session_delete(rt->store, identity->session_id);
+    sg_session_delete(store, identity->session_id);
     const char *name = sg_identity_cookie_name(cfg, SG_COOKIE_SESSION);
     char *header = NULL;
     struct sg_cookie_attrs attrs = {

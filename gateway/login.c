@@ -13,15 +13,13 @@
 #include "ssogate/oidc.h"
 #include "ssogate/pages.h"
 #include "ssogate/redirect.h"
-#include "ssogate/router.h"
-#include "ssogate/runtime.h"
-#include "ssogate/server.h"
+#include "ssogate/request.h"
 #include "ssogate/session.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/token.h"
 #include "ssogate/whoami.h"
 
-#include <sys/queue.h>
-
+#include <assert.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -40,10 +38,7 @@
 /* A callback waiting for its code exchange. */
 struct pending {
     struct sg_logins *logins;
-    struct sg_snapshot *snap;
-    struct evhttp_request *req;
-    struct sg_conn *conn;
-    struct sg_access access;
+    struct sg_request *r;
     struct sg_loginstate state;          /* taken from the store */
     struct sg_oidc_exchange *exchange;   /* while the code is exchanged */
     struct sg_whoami_request *whoami;    /* while the PSA is asked about the user (B9) */
@@ -53,7 +48,7 @@ struct pending {
 };
 
 struct sg_logins {
-    struct sg_runtime *rt;
+    struct sg_store *store;
     struct pending *pending;
     size_t pending_count;
 };
@@ -65,7 +60,7 @@ struct sg_logins {
  */
 static int state_take(struct sg_logins *logins, const char *name, struct sg_loginstate *out)
 {
-    int err = sg_loginstate_take(logins->rt->store, name, sg_now_s(), out);
+    int err = sg_loginstate_take(logins->store, name, sg_now_s(), out);
     if (err == SG_ETIMEOUT)
         sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
     else if (err != 0 && err != SG_ENOENT)
@@ -76,53 +71,33 @@ static int state_take(struct sg_logins *logins, const char *name, struct sg_logi
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
 {
     size_t deleted;
-    if (sg_loginstate_sweep(logins->rt->store, now, max, &deleted) != 0)
+    if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
         return 0;
     for (size_t i = 0; i < deleted; i++)
         sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
     return deleted;
 }
 
-struct sg_logins *sg_logins_new(struct sg_runtime *rt)
+struct sg_logins *sg_logins_new(struct sg_store *store)
 {
     struct sg_logins *logins = sg_calloc(1, sizeof(*logins));
-    logins->rt = rt;
+    logins->store = store;
     return logins;
 }
-
-static void pending_free(struct pending *p);
 
 void sg_logins_free(struct sg_logins *logins)
 {
     if (logins == NULL)
         return;
-    while (logins->pending != NULL) {
-        struct pending *p = logins->pending;
-        if (p->exchange != NULL)
-            sg_oidc_exchange_cancel(p->exchange);
-        if (p->whoami != NULL)
-            sg_whoami_cancel(p->whoami);
-        sg_conn_on_close(p->conn, NULL, NULL);
-        pending_free(p);
-    }
+    assert(logins->pending == NULL); /* every callback's request finished first */
     free(logins);
 }
 
 size_t sg_logins_count(struct sg_logins *logins)
 {
     size_t kept;
-    sg_loginstate_count(logins->rt->store, &kept); /* 0 when the store fails */
+    sg_loginstate_count(logins->store, &kept); /* 0 when the store fails */
     return kept + logins->pending_count;
-}
-
-static const char *query_param(struct evkeyvalq *params, struct evhttp_request *req,
-                               const char *name)
-{
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (TAILQ_EMPTY(params) && query != NULL)
-        evhttp_parse_query_str(query, params);
-    return evhttp_find_header(params, name);
 }
 
 static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg,
@@ -142,54 +117,46 @@ static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg,
     free(header);
 }
 
-static void redirect(struct evhttp_request *req, int status, const char *location)
-{
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
-    evhttp_add_header(headers, "Location", location);
-    evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(req, status, sg_page_reason(status), NULL);
-}
-
 /* To the PSA's own login page with a notice the gateway shows there (B11). */
-static int redirect_to_psa_login(struct evhttp_request *req, const struct sg_config *cfg,
-                                 const char *notice)
+static int redirect_to_psa_login(struct sg_request *r, const char *notice)
 {
-    char *location = sg_asprintf("%s?sso_notice=%s", cfg->psa.login_path, notice);
-    redirect(req, 302, location);
+    char *location = sg_asprintf("%s?sso_notice=%s", r->snap->cfg->psa.login_path, notice);
+    sg_request_redirect(r, 302, location);
     free(location);
     return 302;
 }
 
-static int too_busy(struct evhttp_request *req, const char *request_id, const char *why)
+static int too_busy(struct sg_request *r, const char *why)
 {
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Retry-After", "5");
-    sg_page_send(req, 503, "Sign-in is busy",
-                 "Too many sign-ins are in progress right now. Please try again in a few "
-                 "seconds.",
-                 request_id);
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "5");
     sg_metrics_count(LOGINS_METRIC, "result", why);
-    return 503;
+    return sg_request_page(r, 503, "Sign-in is busy",
+                           "Too many sign-ins are in progress right now. Please try again in a "
+                           "few seconds.");
 }
 
-int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id,
-                   enum sg_login_purpose purpose, const char *return_to, const char *psa_tenant,
-                   const char *psa_user, int status)
+static int not_configured(struct sg_request *r)
 {
-    const struct sg_snapshot *snap = rt->current;
-    const struct sg_config *cfg = snap->cfg;
-    struct sg_logins *logins = rt->logins;
+    return sg_request_page(r, 404, "Single sign-on is not configured",
+                           "This gateway has no identity provider configured.");
+}
 
-    if (snap->oidc == NULL) {
-        sg_page_send(req, 404, "Single sign-on is not configured",
-                     "This gateway has no identity provider configured.", request_id);
-        return 404;
-    }
+int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const char *return_to,
+                   const char *psa_tenant, const char *psa_user, int status)
+{
+    struct evhttp_request *req = r->req;
+    const struct sg_snapshot *snap = r->snap;
+    const struct sg_config *cfg = snap->cfg;
+    struct sg_logins *logins = r->logins;
+
+    if (snap->oidc == NULL)
+        return not_configured(r);
     if (!sg_oidc_ready(snap->oidc))
-        return too_busy(req, request_id, "idp_not_ready");
+        return too_busy(r, "idp_not_ready");
     if (sg_logins_count(logins) >= cfg->limits.logins_in_flight &&
         (sg_logins_sweep(logins, sg_now_s(), SWEEP_AT_LIMIT) == 0 ||
          sg_logins_count(logins) >= cfg->limits.logins_in_flight))
-        return too_busy(req, request_id, "too_many_in_flight");
+        return too_busy(r, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
     bool new_binding = !sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
@@ -207,12 +174,12 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     sg_random_token(32, s.nonce, sizeof(s.nonce));
     sg_random_token(32, s.verifier, sizeof(s.verifier));
     SHA256((const unsigned char *)binding, strlen(binding), s.binding);
-    int err = sg_loginstate_put(rt->store, &s);
+    int err = sg_loginstate_put(r->store, &s);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_log(SG_LOG_ERROR, "login", "login state not stored: %s", sg_strerror(err));
         sg_loginstate_clear(&s);
-        return too_busy(req, request_id, "store_error");
+        return too_busy(r, "store_error");
     }
 
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
@@ -232,7 +199,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
                                  redirect_uri, scope_enc, s.state, s.nonce, challenge);
     if (new_binding)
         set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_LOGINSTATE_TTL_S);
-    redirect(req, status, location);
+    sg_request_redirect(r, status, location);
     sg_metrics_count(LOGINS_METRIC, "result", "started");
     OPENSSL_cleanse(binding, sizeof(binding));
     free(location);
@@ -244,30 +211,23 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
     return status;
 }
 
-int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
+int sg_login_start(struct sg_request *r)
 {
-    struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
-    const char *return_to = query_param(&params, req, "return_to");
-    int status;
+    const char *return_to = sg_request_param(r, "return_to");
     if (return_to == NULL)
-        return_to = rt->current->cfg->psa.home_path;
+        return_to = r->snap->cfg->psa.home_path;
     if (!sg_redirect_target_valid(return_to)) {
         sg_metrics_error(SG_MERR_BAD_REQUEST);
         sg_metrics_count(LOGINS_METRIC, "result", "bad_return_to");
-        sg_page_send(req, 400, "Invalid return address",
-                     "Sign-in can only return to a page of this site.", request_id);
-        status = 400;
-    } else {
-        status = sg_login_begin(rt, req, request_id, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
+        return sg_request_page(r, 400, "Invalid return address",
+                               "Sign-in can only return to a page of this site.");
     }
-    evhttp_clear_headers(&params);
-    return status;
+    return sg_login_begin(r, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
 }
 
 static void pending_free(struct pending *p)
 {
     struct sg_logins *logins = p->logins;
-    logins->rt->requests_in_flight--;
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -278,20 +238,17 @@ static void pending_free(struct pending *p)
     sg_loginstate_clear(&p->state);
     sg_session_clear(&p->session);
     OPENSSL_cleanse(p->session_id, sizeof(p->session_id));
-    sg_access_clear(&p->access);
-    sg_snapshot_unref(p->snap);
     free(p);
 }
 
-/* The browser left while its code was being exchanged. */
-static void on_pending_client_close(void *arg)
+/* The browser left while its code was being exchanged (or the gateway stops). */
+static void on_pending_gone(struct sg_request *r, void *arg)
 {
     struct pending *p = arg;
     if (p->exchange != NULL)
         sg_oidc_exchange_cancel(p->exchange);
     if (p->whoami != NULL)
         sg_whoami_cancel(p->whoami);
-    sg_request_free_orphan(p->req);
     sg_metrics_count(LOGINS_METRIC, "result", "client_gone");
     pending_free(p);
 }
@@ -312,7 +269,7 @@ static char *dup_or_null(const char *s)
 static void session_prepare(struct pending *p, yajl_val claims, const char *id_token,
                             const char *psa_tenant, const char *psa_user)
 {
-    const struct sg_config *cfg = p->snap->cfg;
+    const struct sg_config *cfg = p->r->snap->cfg;
     int64_t now = sg_now_s();
     sg_session_new_id(p->session_id);
     p->session = (struct sg_session){
@@ -333,29 +290,26 @@ static void session_prepare(struct pending *p, yajl_val claims, const char *id_t
 /* Stores the prepared session and sends the browser on with its cookie. */
 static int finish_session(struct pending *p)
 {
-    const struct sg_config *cfg = p->snap->cfg;
-    struct sg_runtime *rt = p->logins->rt;
-    int err = sg_session_create(rt->store, p->session_id, &p->session);
+    const struct sg_config *cfg = p->r->snap->cfg;
+    int err = sg_session_create(p->r->store, p->session_id, &p->session);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_metrics_count(LOGINS_METRIC, "result", "store_error");
         sg_log(SG_LOG_ERROR, "login", "session not stored: %s", sg_strerror(err));
-        sg_page_send(p->req, 500, "Sign-in could not be completed",
-                     "The gateway could not record your session. Please try again.",
-                     p->access.request_id);
+        sg_page_send(p->r->req, 500, "Sign-in could not be completed",
+                     "The gateway could not record your session. Please try again.", p->r->id);
         return 500;
     }
-    set_cookie(p->req, cfg, SG_COOKIE_SESSION, p->session_id, cfg->session.absolute_timeout_s);
+    set_cookie(p->r->req, cfg, SG_COOKIE_SESSION, p->session_id, cfg->session.absolute_timeout_s);
     sg_metrics_count(LOGINS_METRIC, "result", "ok");
     sg_log_fields(SG_LOG_INFO, "login",
-                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
                                           SG_LOG_STR("result", "ok"),
                                           SG_LOG_STR("idp_tenant", p->session.idp_tenant),
                                           SG_LOG_STR("psa_tenant", p->session.psa_tenant),
                                           SG_LOG_STR("psa_user", p->session.psa_user)},
                   5);
-    redirect(p->req, 302, p->state.return_to);
-    return 302;
+    return sg_request_redirect(p->r, 302, p->state.return_to);
 }
 
 /* The strings of a claim: v itself, the strings of an array and, with
@@ -417,7 +371,7 @@ static void log_link(struct pending *p, const char *what, const char *result,
                      const char *idp_tenant)
 {
     sg_log_fields(SG_LOG_INFO, "link",
-                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
                                           SG_LOG_STR("link", what), SG_LOG_STR("result", result),
                                           SG_LOG_STR("psa_tenant", p->state.psa_tenant),
                                           SG_LOG_STR("psa_user", p->state.psa_user),
@@ -431,10 +385,10 @@ static void log_link(struct pending *p, const char *what, const char *result,
 static int answer(struct pending *p, enum sg_linking_decision decision, const char *idp_tenant)
 {
     const struct sg_linking_answer *a = sg_linking_answer(decision);
-    const struct sg_config *cfg = p->snap->cfg;
+    const struct sg_config *cfg = p->r->snap->cfg;
     if (a->log_reason != NULL)
         sg_log_fields(SG_LOG_WARN, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
                                               SG_LOG_STR("result", a->log_reason)},
                       2);
     if (a->link != NULL)
@@ -446,15 +400,15 @@ static int answer(struct pending *p, enum sg_linking_decision decision, const ch
     if (a->status == 0)
         return 0;
     if (a->notice != NULL)
-        return redirect_to_psa_login(p->req, cfg, a->notice);
+        return redirect_to_psa_login(p->r, a->notice);
     if (a->location != NULL) {
-        redirect(p->req, a->status, a->location);
+        sg_request_redirect(p->r, a->status, a->location);
         return a->status;
     }
     char *message = a->names_module_url
                         ? sg_asprintf("%s%s%s", a->message, cfg->region.module_url, a->tail)
                         : sg_strdup(a->message);
-    sg_page_send(p->req, a->status, a->title, message, p->access.request_id);
+    sg_page_send(p->r->req, a->status, a->title, message, p->r->id);
     free(message);
     return a->status;
 }
@@ -463,9 +417,9 @@ static int store_failure(struct pending *p, int err)
 {
     sg_metrics_error(SG_MERR_STORE);
     sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
-    sg_page_send(p->req, 500, "The link could not be saved",
+    sg_page_send(p->r->req, 500, "The link could not be saved",
                  "The gateway could not record the link. Nothing was changed; please try again.",
-                 p->access.request_id);
+                 p->r->id);
     return 500;
 }
 
@@ -479,8 +433,8 @@ static int looked_up(int err)
 /* B1, B2, B4: the PSA tenant of an admin joins the IdP tenant of a master account. */
 static int link_tenant(struct pending *p, const struct sg_linking_token *token)
 {
-    const struct sg_config *cfg = p->snap->cfg;
-    struct sg_store *store = p->logins->rt->store;
+    const struct sg_config *cfg = p->r->snap->cfg;
+    struct sg_store *store = p->r->store;
     struct sg_linking_rules rules = rules_of(cfg);
     char *tenant_idp = NULL, *tenant_psa = NULL;
     int err = 0;
@@ -510,8 +464,8 @@ static int link_tenant(struct pending *p, const struct sg_linking_token *token)
 static int link_user(struct pending *p, const struct sg_linking_token *token, yajl_val claims,
                      const char *id_token)
 {
-    const struct sg_config *cfg = p->snap->cfg;
-    struct sg_store *store = p->logins->rt->store;
+    const struct sg_config *cfg = p->r->snap->cfg;
+    struct sg_store *store = p->r->store;
     struct sg_linking_rules rules = rules_of(cfg);
     const char *psa_tenant = p->state.psa_tenant, *psa_user = p->state.psa_user;
     char *tenant_idp = NULL, *user_idp_tenant = NULL, *user_idp_sub = NULL;
@@ -586,11 +540,11 @@ static void on_login_whoami(const char *err, const struct sg_psa_user *user, voi
 static int login(struct pending *p, const struct sg_linking_token *token, yajl_val claims,
                  const char *id_token)
 {
-    const struct sg_config *cfg = p->snap->cfg;
+    const struct sg_config *cfg = p->r->snap->cfg;
     struct sg_linking_rules rules = rules_of(cfg);
     char *psa_tenant = NULL, *psa_user = NULL;
     if (token->idp_tenant != NULL &&
-        sg_links_user_get_by_idp(p->logins->rt->store, token->idp_tenant, token->sub, &psa_tenant,
+        sg_links_user_get_by_idp(p->r->store, token->idp_tenant, token->sub, &psa_tenant,
                                  &psa_user) != 0) {
         free(psa_tenant);
         free(psa_user);
@@ -604,7 +558,7 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
         session_prepare(p, claims, id_token, psa_tenant, psa_user);
         struct sg_identity identity = {.session = p->session};
         memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
-        p->whoami = sg_whoami_fetch(p->snap, p->req, &identity, on_login_whoami, p);
+        p->whoami = sg_whoami_fetch(p->r->snap, p->r->req, &identity, on_login_whoami, p);
     }
     free(psa_tenant);
     free(psa_user);
@@ -616,12 +570,12 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
 static int decide(struct pending *p, enum sg_oidc_status status, const char *detail,
                   yajl_val claims, const char *id_token)
 {
-    const struct sg_config *cfg = p->snap->cfg;
+    const struct sg_config *cfg = p->r->snap->cfg;
 
     if (status == SG_OIDC_TOKEN_UNREACHABLE || status == SG_OIDC_TOKEN_ERROR ||
         status == SG_OIDC_NO_ID_TOKEN) {
         sg_log_fields(SG_LOG_WARN, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
                                               SG_LOG_STR("result", sg_oidc_status_name(status)),
                                               SG_LOG_STR("detail", detail)},
                       3);
@@ -630,24 +584,24 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         char *message = sg_asprintf("The identity provider did not complete the sign-in. "
                                     "Please try again: /_sso/login?return_to=%s",
                                     retry);
-        sg_page_send(p->req, 502, "Sign-in failed", message, p->access.request_id);
+        sg_page_send(p->r->req, 502, "Sign-in failed", message, p->r->id);
         free(message);
         free(retry);
         return 502;
     }
     if (status != SG_OIDC_OK) {
         sg_log_fields(SG_LOG_WARN, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
                                               SG_LOG_STR("result", "token_invalid"),
                                               SG_LOG_STR("detail", detail)},
                       3);
         sg_metrics_count("ssogate_id_token_rejected_total", "reason", detail);
         sg_metrics_count(LOGINS_METRIC, "result", "token_invalid");
-        sg_page_send(p->req, 401, "Sign-in refused",
+        sg_page_send(p->r->req, 401, "Sign-in refused",
                      "The identity provider's answer could not be verified, so you were not "
                      "signed in. Please try again; if it keeps happening, contact your "
                      "administrator.",
-                     p->access.request_id);
+                     p->r->id);
         return 401;
     }
 
@@ -670,14 +624,12 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     return result;
 }
 
-/* The end of a callback: its access line, and the pending state freed. */
+/* The end of a callback: the pending state freed, the request finished. */
 static void callback_done(struct pending *p, int http_status)
 {
-    sg_conn_on_close(p->conn, NULL, NULL);
-    sg_metrics_response(http_status);
-    if (p->snap->cfg->access_log)
-        sg_access_log(&p->access, http_status, 0, 0);
+    struct sg_request *r = p->r;
     pending_free(p);
+    sg_request_finish(r, http_status, 0);
 }
 
 static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_val claims,
@@ -690,23 +642,18 @@ static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_va
         callback_done(p, http_status);
 }
 
-int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                      struct sg_access *access)
+int sg_login_callback(struct sg_request *r)
 {
-    struct sg_snapshot *snap = rt->current;
+    struct evhttp_request *req = r->req;
+    struct sg_snapshot *snap = r->snap;
     const struct sg_config *cfg = snap->cfg;
-    struct sg_logins *logins = rt->logins;
-    struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
+    struct sg_logins *logins = r->logins;
     struct sg_loginstate s = {0};
     int status;
 
-    if (snap->oidc == NULL) {
-        sg_page_send(req, 404, "Single sign-on is not configured",
-                     "This gateway has no identity provider configured.", access->request_id);
-        status = 404;
-        goto end;
-    }
-    const char *state = query_param(&params, req, "state");
+    if (snap->oidc == NULL)
+        return not_configured(r);
+    const char *state = sg_request_param(r, "state");
     bool taken = state != NULL && state_take(logins, state, &s) == 0;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
@@ -719,45 +666,37 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
         sg_metrics_count(LOGINS_METRIC, "result", taken ? "state_unbound" : "state_unknown");
         sg_log_fields(SG_LOG_WARN, "login",
                       (struct sg_log_field[]){
-                          SG_LOG_STR("request_id", access->request_id),
+                          SG_LOG_STR("request_id", r->id),
                           SG_LOG_STR("result", taken ? "state_unbound" : "state_unknown")},
                       2);
-        sg_page_send(req, 400, "This sign-in link is no longer valid",
-                     "It has expired, was already used, or was started in another browser. "
-                     "Go back to the application and sign in again.",
-                     access->request_id);
-        status = 400;
+        status = sg_request_page(r, 400, "This sign-in link is no longer valid",
+                                 "It has expired, was already used, or was started in another "
+                                 "browser. Go back to the application and sign in again.");
         goto end;
     }
-    const char *error = evhttp_find_header(&params, "error");
+    const char *error = sg_request_param(r, "error");
     if (error != NULL) {
         sg_metrics_count(LOGINS_METRIC, "result", "idp_error");
         sg_log_fields(SG_LOG_INFO, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
                                               SG_LOG_STR("result", "idp_error")},
                       2);
-        status = redirect_to_psa_login(req, cfg,
-                                       strcmp(error, "access_denied") == 0 ? "denied" : "failed");
+        status =
+            redirect_to_psa_login(r, strcmp(error, "access_denied") == 0 ? "denied" : "failed");
         goto end;
     }
-    const char *code = evhttp_find_header(&params, "code");
+    const char *code = sg_request_param(r, "code");
     if (code == NULL || *code == '\0' || strlen(code) > 4096) {
         sg_metrics_count(LOGINS_METRIC, "result", "no_code");
-        sg_page_send(req, 400, "Sign-in incomplete",
-                     "The identity provider sent no authorization code. Please sign in again.",
-                     access->request_id);
-        status = 400;
+        status = sg_request_page(r, 400, "Sign-in incomplete",
+                                 "The identity provider sent no authorization code. Please sign "
+                                 "in again.");
         goto end;
     }
 
     struct pending *p = sg_calloc(1, sizeof(*p));
     p->logins = logins;
-    /* In flight until its answer is sent: a drain waits for it. */
-    logins->rt->requests_in_flight++;
-    p->snap = sg_snapshot_ref(snap);
-    p->req = req;
-    p->conn = conn;
-    p->access = *access;
+    p->r = r;
     p->state = s;
     memset(&s, 0, sizeof(s)); /* handed to p */
     p->next = logins->pending;
@@ -768,53 +707,45 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     p->exchange =
         sg_oidc_exchange_code(snap->oidc, code, p->state.verifier, p->state.nonce, on_exchanged, p);
     if (p->exchange == NULL) {
-        *access = p->access; /* handed back: the router logs this one */
-        memset(&p->access.target, 0, sizeof(p->access.target));
-        status = too_busy(req, access->request_id, "idp_not_ready");
         pending_free(p);
+        status = too_busy(r, "idp_not_ready");
         goto end;
     }
-    sg_conn_on_close(conn, on_pending_client_close, p);
+    /* In flight until its answer is sent: a drain waits for it. */
+    sg_request_wait(r, on_pending_gone, p);
     status = 0;
 
 end:
     sg_loginstate_clear(&s);
-    evhttp_clear_headers(&params);
     return status;
 }
 
-bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req)
+bool sg_login_same_origin(struct sg_request *r)
 {
-    const struct sg_url *pub = &rt->current->cfg->public_url;
-    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-    const char *origin = evhttp_find_header(headers, "Origin");
+    const struct sg_url *pub = &r->snap->cfg->public_url;
+    const char *origin = sg_request_header(r, "Origin");
     if (origin != NULL)
         return strcmp(origin, pub->text) == 0;
-    const char *referer = evhttp_find_header(headers, "Referer");
+    const char *referer = sg_request_header(r, "Referer");
     size_t len = strlen(pub->text);
     return referer != NULL && strncmp(referer, pub->text, len) == 0 && referer[len] == '/';
 }
 
-int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
+int sg_login_logout(struct sg_request *r)
 {
-    const struct sg_snapshot *snap = rt->current;
+    struct evhttp_request *req = r->req;
+    const struct sg_snapshot *snap = r->snap;
     const struct sg_config *cfg = snap->cfg;
 
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-        sg_page_send(req, 405, "Use the sign-out button",
-                     "Signing out needs a POST from this site's pages.", request_id);
-        return 405;
-    }
-    if (!sg_login_same_origin(rt, req)) {
+    if (!sg_login_same_origin(r)) {
         sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "logout");
-        sg_page_send(req, 403, "Request refused",
-                     "This request did not come from this site, so it was refused.", request_id);
-        return 403;
+        return sg_request_page(r, 403, "Request refused",
+                               "This request did not come from this site, so it was refused.");
     }
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(rt, cfg, req, &identity) == 0) {
-        sg_identity_end(rt, cfg, &identity, req);
+    if (sg_identity_lookup(r->store, cfg, req, &identity) == 0) {
+        sg_identity_end(r->store, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token
@@ -834,19 +765,18 @@ int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const cha
         sg_identity_clear(&identity);
         sg_metrics_count("ssogate_logouts_total", "result", "ok");
     }
-    redirect(req, 303, location ? location : "/");
+    sg_request_redirect(r, 303, location ? location : "/");
     free(location);
     return 303;
 }
 
-int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req,
-                               const struct sg_target *target)
+int sg_login_redirect_required(struct sg_request *r)
 {
-    char *uri = sg_target_origin_form(target);
+    char *uri = sg_target_origin_form(&r->target);
     char *return_to = evhttp_uriencode(sg_redirect_target_valid(uri) ? uri : "/", -1, 0);
     free(uri);
     char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
-    redirect(req, 302, location);
+    sg_request_redirect(r, 302, location);
     free(location);
     free(return_to);
     return 302;

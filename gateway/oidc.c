@@ -8,7 +8,6 @@
 #include "ssogate/jwks.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
-#include "ssogate/runtime.h"
 
 #include <assert.h>
 #include <event2/event.h>
@@ -45,7 +44,8 @@ struct sg_oidc_exchange {
 };
 
 struct sg_oidc {
-    struct sg_runtime *rt;
+    struct event_base *base;
+    struct evdns_base *dns;
     const struct sg_config *cfg;
     const struct sg_idp_config *idp;
     char *redirect_uri;
@@ -148,7 +148,7 @@ static struct sg_httpc *client_for(struct sg_oidc *oidc, const char *url, char *
         .max_response_bytes = SG_OIDC_MAX_DOCUMENT,
         .pool_size = idp_pool_size(oidc->cfg),
     };
-    int err = sg_httpc_new(oidc->rt->base, oidc->rt->dns, &u, &opts, &client, errbuf, errlen);
+    int err = sg_httpc_new(oidc->base, oidc->dns, &u, &opts, &client, errbuf, errlen);
     free(host_copy);
     if (err != 0) {
         client = NULL;
@@ -559,11 +559,12 @@ void sg_oidc_exchange_cancel(struct sg_oidc_exchange *ex)
     exchange_free(ex);
 }
 
-struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
-                            const struct sg_oidc *previous)
+struct sg_oidc *sg_oidc_new(struct event_base *base, struct evdns_base *dns, struct sg_store *store,
+                            const struct sg_config *cfg, const struct sg_oidc *previous)
 {
     struct sg_oidc *oidc = sg_calloc(1, sizeof(*oidc));
-    oidc->rt = rt;
+    oidc->base = base;
+    oidc->dns = dns;
     oidc->cfg = cfg;
     oidc->idp = cfg->idp;
     oidc->redirect_uri = sg_asprintf("%s/_sso/callback", cfg->public_url.text);
@@ -573,7 +574,7 @@ struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
         if (sg_jws_alg_parse(*alg, &bit) == 0)
             oidc->allowed_algs |= (unsigned)bit;
     }
-    oidc->refresh = evtimer_new(rt->base, on_refresh, oidc);
+    oidc->refresh = evtimer_new(base, on_refresh, oidc);
 
     bool same_issuer = previous != NULL && previous->issuer != NULL &&
                        issuer_equal(previous->idp->issuer.text, cfg->idp->issuer.text);
@@ -585,7 +586,7 @@ struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
         oidc->end_session_endpoint =
             previous->end_session_endpoint ? sg_strdup(previous->end_session_endpoint) : NULL;
     }
-    oidc->jwks = sg_jwks_new(rt->store, same_issuer ? previous->jwks : NULL);
+    oidc->jwks = sg_jwks_new(store, same_issuer ? previous->jwks : NULL);
     /* Nothing usable stored (or a corrupt record): the keys come from the first fetch. */
     sg_jwks_load(oidc->jwks, oidc->issuer ? oidc->issuer : cfg->idp->issuer.text);
     if (oidc->issuer != NULL)

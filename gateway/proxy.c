@@ -8,9 +8,9 @@
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
-#include "ssogate/router.h"
-#include "ssogate/runtime.h"
+#include "ssogate/request.h"
 #include "ssogate/server.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/tunnel.h"
 #include "ssogate/upstream.h"
 
@@ -37,14 +37,10 @@
  */
 struct proxy {
     uint32_t magic;
-    struct sg_runtime *rt;
-    struct sg_snapshot *snap;      /* the snapshot the request began with */
-    struct evhttp_request *client; /* NULL once the client side is done */
-    struct sg_conn *conn;
+    struct sg_request *r;      /* NULL once the client side is done */
     struct evhttp_request *up; /* NULL once the upstream side is done */
     struct evhttp_connection *up_conn;
     struct sg_upstream_slot *slot;
-    struct sg_access access;
     int64_t up_start_us;
     int64_t up_latency_us;
     uint64_t bytes;
@@ -61,14 +57,11 @@ struct proxy {
 static void proxy_maybe_free(struct proxy *p)
 {
     assert(p->magic == PROXY_MAGIC);
-    if (p->client != NULL || p->up != NULL)
+    if (p->r != NULL || p->up != NULL)
         return;
-    p->rt->requests_in_flight--;
-    sg_access_clear(&p->access);
     free(p->notice);
     if (p->held != NULL)
         evbuffer_free(p->held);
-    sg_snapshot_unref(p->snap);
     p->magic = 0;
     free(p);
 }
@@ -86,24 +79,20 @@ static void upstream_side_done(struct proxy *p)
 static void on_client_complete(struct evhttp_request *req, void *arg)
 {
     struct proxy *p = arg;
-    sg_conn_on_close(p->conn, NULL, NULL);
-    sg_metrics_response(p->status);
-    if (p->snap->cfg->access_log)
-        sg_access_log(&p->access, p->status, p->bytes, p->up_latency_us);
-    p->client = NULL;
+    struct sg_request *r = p->r;
+    p->r = NULL;
+    r->upstream_us = p->up_latency_us;
+    sg_request_finish(r, p->status, p->bytes);
     proxy_maybe_free(p);
 }
 
 /* The client connection closed before the reply was complete. */
-static void on_client_close(void *arg)
+static void on_client_gone(struct sg_request *r, void *arg)
 {
     struct proxy *p = arg;
-    sg_metrics_error(SG_MERR_CLIENT_ABORTED);
-    sg_metrics_response(499);
-    if (p->snap->cfg->access_log)
-        sg_access_log(&p->access, 499, p->bytes, p->up_latency_us);
-    sg_request_free_orphan(p->client);
-    p->client = NULL;
+    r->upstream_us = p->up_latency_us;
+    r->gone_bytes = p->bytes;
+    p->r = NULL;
     if (p->up != NULL) {
         struct evhttp_request *up = p->up;
         upstream_side_done(p);
@@ -115,14 +104,14 @@ static void on_client_close(void *arg)
 static void send_error_page(struct proxy *p, int status, const char *message)
 {
     p->status = status;
-    evhttp_request_set_on_complete_cb(p->client, on_client_complete, p);
-    sg_page_send(p->client, status, sg_page_reason(status), message, p->access.request_id);
+    evhttp_request_set_on_complete_cb(p->r->req, on_client_complete, p);
+    sg_request_page(p->r, status, sg_page_reason(status), message);
 }
 
 static int on_up_headers(struct evhttp_request *up, void *arg)
 {
     struct proxy *p = arg;
-    if (p->client == NULL)
+    if (p->r == NULL)
         return -1;
     p->up_latency_us = sg_mono_us() - p->up_start_us;
     sg_metrics_upstream_latency(p->up_latency_us);
@@ -131,12 +120,12 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
         return -1; /* protocols switch only in a tunnel (tunnel.h): a 502 */
 
     struct evkeyvalq *in = evhttp_request_get_input_headers(up);
-    struct evkeyvalq *out = evhttp_request_get_output_headers(p->client);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(p->r->req);
     sg_headers_copy_response(in, out);
-    evhttp_add_header(out, "X-Request-Id", p->access.request_id);
-    if (p->rt->draining)
+    evhttp_add_header(out, "X-Request-Id", p->r->id);
+    if (sg_request_draining(p->r))
         evhttp_add_header(out, "Connection", "close");
-    evhttp_request_set_on_complete_cb(p->client, on_client_complete, p);
+    evhttp_request_set_on_complete_cb(p->r->req, on_client_complete, p);
 
     const char *type = evhttp_find_header(in, "Content-Type");
     const char *length = evhttp_find_header(in, "Content-Length");
@@ -148,7 +137,7 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
         p->held = evbuffer_new();
         return 0;
     }
-    evhttp_send_reply_start(p->client, p->status, evhttp_request_get_response_code_line(up));
+    evhttp_send_reply_start(p->r->req, p->status, evhttp_request_get_response_code_line(up));
     p->reply_started = true;
     return 0;
 }
@@ -168,7 +157,7 @@ static void on_up_chunk(struct evhttp_request *up, void *arg)
     struct proxy *p = arg;
     struct evbuffer *in = evhttp_request_get_input_buffer(up);
 
-    if (p->client == NULL) {
+    if (p->r == NULL) {
         evbuffer_drain(in, evbuffer_get_length(in));
         return;
     }
@@ -182,10 +171,10 @@ static void on_up_chunk(struct evhttp_request *up, void *arg)
         return;
     }
     p->bytes += evbuffer_get_length(in);
-    evhttp_send_reply_chunk_with_cb(p->client, in, on_client_flushed, p);
+    evhttp_send_reply_chunk_with_cb(p->r->req, in, on_client_flushed, p);
 
     struct bufferevent *client_bev =
-        evhttp_connection_get_bufferevent(evhttp_request_get_connection(p->client));
+        evhttp_connection_get_bufferevent(evhttp_request_get_connection(p->r->req));
     if (!p->paused &&
         evbuffer_get_length(bufferevent_get_output(client_bev)) > SG_PROXY_HIGH_WATER) {
         p->paused = true;
@@ -206,7 +195,7 @@ static void on_up_done(struct evhttp_request *up, void *arg)
     bool failed = p->up_failed || up == NULL || evhttp_request_get_response_code(up) == 0;
 
     upstream_side_done(p);
-    if (p->client == NULL) {
+    if (p->r == NULL) {
         proxy_maybe_free(p);
         return;
     }
@@ -218,13 +207,13 @@ static void on_up_done(struct evhttp_request *up, void *arg)
         struct evbuffer *body = evbuffer_new();
         evbuffer_add(body, page, out_len);
         p->bytes = out_len;
-        evhttp_send_reply(p->client, p->status, sg_page_reason(p->status), body);
+        evhttp_send_reply(p->r->req, p->status, sg_page_reason(p->status), body);
         evbuffer_free(body);
         free(page);
         return;
     }
     if (!failed) {
-        evhttp_send_reply_end(p->client);
+        evhttp_send_reply_end(p->r->req);
         return;
     }
     bool timeout = p->up_failed && p->up_error == EVREQ_HTTP_TIMEOUT;
@@ -233,13 +222,13 @@ static void on_up_done(struct evhttp_request *up, void *arg)
                                                    : SG_MERR_UPSTREAM_CONNECT;
     sg_metrics_error(kind);
     sg_log_fields(SG_LOG_WARN, "upstream_error",
-                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
                                           SG_LOG_STR("kind", sg_metrics_error_name(kind))},
                   2);
     if (p->reply_started && p->held == NULL) {
         /* Part of the body is out: ending the reply normally would present a
          * truncated body as complete, so the client connection is closed. */
-        evhttp_connection_free(evhttp_request_get_connection(p->client));
+        evhttp_connection_free(evhttp_request_get_connection(p->r->req));
         return;
     }
     if (timeout)
@@ -277,29 +266,24 @@ static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
     } else {
         evhttp_add_header(out, "X-Forwarded-For", peer ? peer : "unknown");
     }
-    evhttp_add_header(out, "X-Forwarded-Proto", sg_conn_is_tls(p->conn) ? "https" : "http");
+    evhttp_add_header(out, "X-Forwarded-Proto", sg_conn_is_tls(p->r->conn) ? "https" : "http");
     /* One documented authority (upstream.host_header), never the client's. */
-    evhttp_add_header(out, "Host", p->snap->cfg->upstream.host);
-    evhttp_add_header(out, "X-Forwarded-Host", p->snap->cfg->upstream.host);
-    evhttp_add_header(out, "X-Request-Id", p->access.request_id);
-    char *cookie = sg_identity_upstream_cookie(p->snap->cfg, in);
+    evhttp_add_header(out, "Host", p->r->snap->cfg->upstream.host);
+    evhttp_add_header(out, "X-Forwarded-Host", p->r->snap->cfg->upstream.host);
+    evhttp_add_header(out, "X-Request-Id", p->r->id);
+    char *cookie = sg_identity_upstream_cookie(p->r->snap->cfg, in);
     if (cookie != NULL)
         evhttp_add_header(out, "Cookie", cookie);
     free(cookie);
 }
 
-void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                      struct sg_access *access, const struct sg_identity *identity)
+void sg_proxy_forward(struct sg_request *r, const struct sg_identity *identity)
 {
+    struct evhttp_request *req = r->req;
     struct proxy *p = sg_calloc(1, sizeof(*p));
     p->magic = PROXY_MAGIC;
-    p->rt = rt;
-    p->snap = sg_snapshot_ref(rt->current);
-    p->client = req;
-    p->conn = conn;
-    p->access = *access;
-    rt->requests_in_flight++;
-    sg_conn_on_close(conn, on_client_close, p);
+    p->r = r;
+    sg_request_wait(r, on_client_gone, p);
 
     struct evhttp_request *up = evhttp_request_new(on_up_done, p);
     evhttp_request_set_header_cb(up, on_up_headers);
@@ -309,7 +293,7 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
     struct evkeyvalq *out = evhttp_request_get_output_headers(up);
     sg_headers_copy_request(evhttp_request_get_input_headers(req), out);
     add_forwarded_headers(p, req, out);
-    if (identity != NULL && sg_identity_add_headers(p->snap, identity, out) != 0) {
+    if (identity != NULL && sg_identity_add_headers(p->r->snap, identity, out) != 0) {
         sg_log(SG_LOG_ERROR, "assertion", "signing the identity assertion failed");
         evhttp_request_free(up);
         sg_metrics_error(SG_MERR_ASSERTION);
@@ -319,11 +303,11 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
     }
     if (sg_tunnel_is_handshake(req)) {
         /* A WebSocket handshake: the tunnel takes the client side from here (tunnel.h). */
-        char *target = upstream_target(p->snap->cfg, &p->access.target);
-        sg_tunnel_start(rt, req, conn, &p->access, target, out, identity);
+        char *target = upstream_target(p->r->snap->cfg, &p->r->target);
+        p->r = NULL;
+        sg_tunnel_start(r, target, out, identity);
         free(target);
         evhttp_request_free(up);
-        p->client = NULL;
         proxy_maybe_free(p);
         return;
     }
@@ -340,12 +324,12 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
         evhttp_add_header(out, "Content-Length", length);
     }
 
-    const struct sg_config *cfg = p->snap->cfg;
+    const struct sg_config *cfg = p->r->snap->cfg;
     if (cfg->idp != NULL && cfg->identity == SG_IDENTITY_LINK &&
         evhttp_request_get_command(req) == EVHTTP_REQ_GET &&
-        sg_config_path_is(cfg, p->access.target.match, cfg->psa.login_path)) {
+        sg_config_path_is(cfg, p->r->target.match, cfg->psa.login_path)) {
         p->inject = true;
-        const char *query = p->access.target.query;
+        const char *query = p->r->target.query;
         struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
         if (query != NULL && evhttp_parse_query_str(query, &params) == 0) {
             const char *notice = evhttp_find_header(&params, "sso_notice");
@@ -354,9 +338,9 @@ void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct 
         }
         evhttp_clear_headers(&params);
     }
-    char *target = upstream_target(p->snap->cfg, &p->access.target);
+    char *target = upstream_target(p->r->snap->cfg, &p->r->target);
     p->up = up;
-    p->up_conn = sg_upstream_acquire(p->snap->upstream, &p->slot);
+    p->up_conn = sg_upstream_acquire(p->r->snap->upstream, &p->slot);
     p->up_start_us = sg_mono_us();
     int rc = evhttp_make_request(p->up_conn, up, evhttp_request_get_command(req), target);
     free(target);

@@ -1,56 +1,202 @@
 #include "ssogate/runtime.h"
 
 #include "ssogate/common.h"
+#include "ssogate/config.h"
 #include "ssogate/log.h"
+#include "ssogate/login.h"
 #include "ssogate/metrics.h"
-#include "ssogate/oidc.h"
-#include "ssogate/server.h"
-#include "ssogate/upstream.h"
+#include "ssogate/request.h"
+#include "ssogate/session.h"
+#include "ssogate/signer.h"
+#include "ssogate/snapshot.h"
+#include "ssogate/store.h"
 
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <signal.h>
 #include <stdio.h>
-#include <string.h>
 #include <stdlib.h>
+#include <string.h>
 
-int sg_snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snapshot **out,
-                    char *errbuf, size_t errlen)
+#define SWEEP_INTERVAL_S 30
+#define SWEEP_BATCH      1000
+#define DRAIN_TICK_US    50000
+
+struct sg_runtime {
+    struct event_base *base;
+    struct evdns_base *dns;
+    char *config_path;
+    struct sg_snapshot *current; /* owned reference; never NULL once started */
+    struct sg_server *server;
+    struct sg_store *store;
+    struct sg_logins *logins;     /* logins in flight */
+    struct sg_requests *requests; /* every request in flight */
+    struct sg_signer retired;     /* the signing key a reload replaced */
+    int64_t retired_until;        /* ...published until assertions it signed expired */
+    uint64_t next_generation;
+    struct event *signals[3];
+    struct event *sweep;
+    struct event *drain_tick;
+    int64_t drain_deadline_us;
+};
+
+static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
-    struct sg_upstream *upstream;
-    int err = sg_upstream_new(rt->base, rt->dns, &cfg->upstream, &upstream, errbuf, errlen);
-    if (err != 0) {
+    struct sg_runtime *rt = arg;
+    unsigned in_flight = sg_requests_in_flight(rt->requests);
+    bool done = in_flight == 0 && !sg_server_writing(rt->server);
+    if (done || sg_mono_us() >= rt->drain_deadline_us) {
+        if (in_flight > 0)
+            sg_log(SG_LOG_WARN, "shutdown", "drain timeout: %u requests cut short", in_flight);
+        event_base_loopbreak(rt->base);
+    }
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct sg_runtime *rt = arg;
+
+    if (sg_requests_draining(rt->requests)) {
+        sg_log(SG_LOG_WARN, "shutdown", "second stop signal: exiting now");
+        event_base_loopbreak(rt->base);
+        return;
+    }
+    sg_requests_drain(rt->requests);
+    sg_server_stop_accepting(rt->server);
+    sg_log(SG_LOG_INFO, "shutdown", "signal %d: draining %u requests in flight", (int)sig,
+           sg_requests_in_flight(rt->requests));
+    rt->drain_deadline_us = sg_mono_us() + (int64_t)rt->current->cfg->drain_timeout_s * 1000000;
+    static const struct timeval tick = {0, DRAIN_TICK_US};
+    rt->drain_tick = event_new(rt->base, -1, EV_PERSIST, on_drain_tick, rt);
+    event_add(rt->drain_tick, &tick);
+    on_drain_tick(-1, 0, rt);
+}
+
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct sg_runtime *rt = arg;
+    if (!sg_requests_draining(rt->requests))
+        sg_runtime_reload(rt);
+}
+
+/* Expired sessions and login states are deleted in small batches so that no transaction is long. */
+static void on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_runtime *rt = arg;
+    size_t deleted = 0;
+    if (sg_session_sweep(rt->store, sg_now_s(), SWEEP_BATCH, &deleted) != 0)
+        sg_log(SG_LOG_ERROR, "session_sweep", "store failure");
+    else if (deleted > 0)
+        sg_log(SG_LOG_DEBUG, "session_sweep", "%zu expired sessions deleted", deleted);
+    sg_logins_sweep(rt->logins, sg_now_s(), SWEEP_BATCH);
+}
+
+static int snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snapshot **out,
+                        char *errbuf, size_t errlen)
+{
+    struct sg_snapshot_env env = {.base = rt->base, .dns = rt->dns, .store = rt->store};
+    return sg_snapshot_new(&env, cfg, rt->current, rt->next_generation + 1, out, errbuf, errlen);
+}
+
+int sg_runtime_new(const char *path, sg_server_handler handler, struct sg_runtime **out)
+{
+    struct sg_config_error cerr = {0};
+    struct sg_config *cfg = NULL;
+    char errbuf[512];
+
+    if (sg_config_load(path, &cfg, &cerr) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "%s: %s: %s", cerr.file, cerr.key, cerr.message);
+        return SG_ECONFIG;
+    }
+    sg_log_set_level(cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sg_runtime *rt = sg_calloc(1, sizeof(*rt));
+    rt->config_path = sg_strdup(path);
+    rt->requests = sg_requests_new();
+    /* One thread: no locks. The changelist folds the many enable/disable
+     * pairs of a proxied request into one epoll_ctl per descriptor. */
+    struct event_config *event_cfg = event_config_new();
+    event_config_set_flag(event_cfg, EVENT_BASE_FLAG_NOLOCK | EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    rt->base = event_base_new_with_config(event_cfg);
+    event_config_free(event_cfg);
+    rt->dns = rt->base == NULL ? NULL
+                               : evdns_base_new(rt->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                              EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (rt->base == NULL || rt->dns == NULL) {
+        sg_log(SG_LOG_ERROR, "startup", "cannot create the event base or the resolver");
         sg_config_unref(cfg);
-        return err;
+        goto fail;
     }
-    struct sg_snapshot *snap = sg_calloc(1, sizeof(*snap));
-    snap->refcount = 1;
-    snap->cfg = cfg;
-    snap->upstream = upstream;
-    err = sg_signer_load(cfg, &snap->signer, errbuf, errlen);
-    if (err == 0 && cfg->idp != NULL)
-        snap->oidc = sg_oidc_new(rt, cfg, rt->current ? rt->current->oidc : NULL);
-    if (err != 0) {
-        sg_snapshot_unref(snap);
-        return err;
+    if (sg_store_open(cfg->data_dir, &rt->store, errbuf, sizeof(errbuf)) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "store: %s", errbuf);
+        sg_config_unref(cfg);
+        goto fail;
     }
-    snap->generation = ++rt->next_generation;
-    *out = snap;
+    rt->logins = sg_logins_new(rt->store);
+    if (snapshot_new(rt, cfg, &rt->current, errbuf, sizeof(errbuf)) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
+        goto fail;
+    }
+    rt->next_generation = rt->current->generation;
+    if (sg_server_start(rt->base, rt->current->cfg, handler, rt, &rt->server, errbuf,
+                        sizeof(errbuf)) != 0) {
+        sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
+        goto fail;
+    }
+
+    rt->signals[0] = evsignal_new(rt->base, SIGHUP, on_reload_signal, rt);
+    rt->signals[1] = evsignal_new(rt->base, SIGTERM, on_stop_signal, rt);
+    rt->signals[2] = evsignal_new(rt->base, SIGINT, on_stop_signal, rt);
+    for (size_t i = 0; i < SG_ARRAY_LEN(rt->signals); i++)
+        evsignal_add(rt->signals[i], NULL);
+    static const struct timeval sweep_every = {SWEEP_INTERVAL_S, 0};
+    rt->sweep = event_new(rt->base, -1, EV_PERSIST, on_sweep, rt);
+    event_add(rt->sweep, &sweep_every);
+    *out = rt;
+    return 0;
+
+fail:
+    sg_runtime_free(rt);
+    return SG_ECONFIG;
+}
+
+int sg_runtime_run(struct sg_runtime *rt)
+{
+    event_base_dispatch(rt->base);
+    sg_log(SG_LOG_INFO, "shutdown", "stopped");
     return 0;
 }
 
-struct sg_snapshot *sg_snapshot_ref(struct sg_snapshot *snap)
+void sg_runtime_free(struct sg_runtime *rt)
 {
-    snap->refcount++;
-    return snap;
-}
-
-void sg_snapshot_unref(struct sg_snapshot *snap)
-{
-    if (snap == NULL || --snap->refcount > 0)
+    if (rt == NULL)
         return;
-    sg_oidc_free(snap->oidc);
-    sg_signer_clear(&snap->signer);
-    sg_upstream_unref(snap->upstream);
-    sg_config_unref(snap->cfg);
-    free(snap);
+    for (size_t i = 0; i < SG_ARRAY_LEN(rt->signals); i++) {
+        if (rt->signals[i] != NULL)
+            event_free(rt->signals[i]);
+    }
+    if (rt->drain_tick != NULL)
+        event_free(rt->drain_tick);
+    if (rt->sweep != NULL)
+        event_free(rt->sweep);
+    sg_server_free(rt->server); /* clients gone: their waiting requests are cancelled */
+    sg_requests_free(rt->requests);
+    sg_logins_free(rt->logins);
+    sg_snapshot_unref(rt->current);
+    sg_signer_clear(&rt->retired);
+    if (rt->dns != NULL)
+        evdns_base_free(rt->dns, 0);
+    /* Run deferred frees (connection pools) before the base goes. */
+    if (rt->base != NULL) {
+        event_base_loop(rt->base, EVLOOP_NONBLOCK);
+        event_base_free(rt->base);
+    }
+    if (rt->store != NULL && sg_store_sync(rt->store) != 0)
+        sg_log(SG_LOG_ERROR, "shutdown", "the store could not be flushed to disk");
+    sg_store_close(rt->store);
+    free(rt->config_path);
+    free(rt);
 }
 
 int sg_runtime_reload(struct sg_runtime *rt)
@@ -65,9 +211,10 @@ int sg_runtime_reload(struct sg_runtime *rt)
         snprintf(reason, sizeof(reason), "%s: %s: %s", cerr.file, cerr.key, cerr.message);
         goto end;
     }
-    err = sg_snapshot_new(rt, cfg, &snap, reason, sizeof(reason));
+    err = snapshot_new(rt, cfg, &snap, reason, sizeof(reason));
     if (err != 0)
         goto end;
+    rt->next_generation = snap->generation;
     sg_server_apply(rt->server, snap->cfg);
     sg_log_set_level(snap->cfg->log_level);
     if (strcmp(rt->current->signer.kid, snap->signer.kid) != 0) {
@@ -95,4 +242,34 @@ end:
             2);
     }
     return err;
+}
+
+struct sg_snapshot *sg_runtime_snapshot(const struct sg_runtime *rt)
+{
+    return rt->current;
+}
+
+struct sg_store *sg_runtime_store(const struct sg_runtime *rt)
+{
+    return rt->store;
+}
+
+struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt)
+{
+    return rt->logins;
+}
+
+struct sg_requests *sg_runtime_requests(const struct sg_runtime *rt)
+{
+    return rt->requests;
+}
+
+struct event_base *sg_runtime_base(const struct sg_runtime *rt)
+{
+    return rt->base;
+}
+
+void sg_runtime_publish_keys(const struct sg_runtime *rt, struct evbuffer *out)
+{
+    sg_signer_publish(&rt->current->signer, &rt->retired, rt->retired_until, sg_now_s(), out);
 }

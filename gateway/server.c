@@ -3,8 +3,6 @@
 #include "ssogate/common.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
-#include "ssogate/router.h"
-#include "ssogate/runtime.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -68,7 +66,9 @@ struct sg_conn {
 };
 
 struct sg_server {
-    struct sg_runtime *rt;
+    struct event_base *base;
+    sg_server_handler handler;
+    void *handler_arg;
     struct listener *listeners;
     size_t listener_count;
     struct sg_conn *pending; /* accepted, no request yet; oldest first */
@@ -161,7 +161,7 @@ static void on_conn_close(struct evhttp_connection *evcon, void *arg)
     if (c->listener->srv->freeing)
         return;
     /* libevent frees the bufferevent right after this callback returns. */
-    c->release = evtimer_new(c->listener->srv->rt->base, conn_release_deferred, c);
+    c->release = evtimer_new(c->listener->srv->base, conn_release_deferred, c);
     evtimer_add(c->release, &now);
 }
 
@@ -349,7 +349,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct sg_conn *c = conn_of_request(l->srv, req);
     c->reading = false; /* received in time; the next request's clock starts at its first byte */
     c->last_active_us = sg_mono_us();
-    sg_router_handle(l->srv->rt, req, c);
+    l->srv->handler(req, c, l->srv->handler_arg);
 }
 
 static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, size_t index, char *errbuf,
@@ -420,7 +420,7 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
     if (cfg->workers > 1)
         flags |= LEV_OPT_REUSEABLE_PORT;
-    l->lev = evconnlistener_new_bind(srv->rt->base, NULL, NULL, flags, LISTEN_BACKLOG,
+    l->lev = evconnlistener_new_bind(srv->base, NULL, NULL, flags, LISTEN_BACKLOG,
                                      (struct sockaddr *)&ss, sslen);
     if (l->lev == NULL) {
         snprintf(errbuf, errlen, "listener %s: cannot bind: %s", spec,
@@ -433,7 +433,7 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                 : ((struct sockaddr_in *)&bound)->sin_port);
 
-    l->http = evhttp_new(srv->rt->base);
+    l->http = evhttp_new(srv->base);
     evhttp_set_allowed_methods(l->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
@@ -469,11 +469,13 @@ int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen)
     return 0;
 }
 
-int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct sg_server **out,
-                    char *errbuf, size_t errlen)
+int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_server_handler handler,
+                    void *arg, struct sg_server **out, char *errbuf, size_t errlen)
 {
     struct sg_server *srv = sg_calloc(1, sizeof(*srv));
-    srv->rt = rt;
+    srv->base = base;
+    srv->handler = handler;
+    srv->handler_arg = arg;
     srv->listeners = sg_calloc(cfg->listener_count, sizeof(*srv->listeners));
     srv->listener_count = cfg->listener_count;
     sg_server_apply(srv, cfg);
@@ -486,7 +488,7 @@ int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct s
         }
     }
     static const struct timeval second = {1, 0};
-    srv->sweep = event_new(rt->base, -1, EV_PERSIST, on_sweep, srv);
+    srv->sweep = event_new(base, -1, EV_PERSIST, on_sweep, srv);
     event_add(srv->sweep, &second);
     *out = srv;
     return 0;
@@ -549,12 +551,6 @@ void sg_server_free(struct sg_server *srv)
     free(srv->by_fd);
     free(srv->listeners);
     free(srv);
-}
-
-void sg_request_free_orphan(struct evhttp_request *req)
-{
-    if (evhttp_request_get_connection(req) == NULL)
-        evhttp_request_free(req);
 }
 
 void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg)

@@ -9,9 +9,8 @@
 #include "ssogate/login.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
-#include "ssogate/router.h"
-#include "ssogate/runtime.h"
-#include "ssogate/server.h"
+#include "ssogate/request.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/token.h"
 #include "ssogate/whoami.h"
 
@@ -38,22 +37,8 @@ enum action {
     ACT_USER_DISABLE,
 };
 
-static const struct {
-    const char *name;
-    enum action action;
-    bool post;
-} endpoints[] = {
-    {"settings", ACT_SETTINGS, false},          {"status", ACT_STATUS, false},
-    {"tenant/enable", ACT_TENANT_ENABLE, true}, {"tenant/disable", ACT_TENANT_DISABLE, true},
-    {"user/enable", ACT_USER_ENABLE, true},     {"user/disable", ACT_USER_DISABLE, true},
-};
-
 struct settings_request {
-    struct sg_runtime *rt;
-    struct sg_snapshot *snap;
-    struct evhttp_request *req;
-    struct sg_conn *conn;
-    struct sg_access access;
+    struct sg_request *r;
     struct sg_whoami_request *whoami;
     enum action action;
     char csrf[CSRF_LEN + 1]; /* the token the page embeds */
@@ -63,28 +48,26 @@ struct settings_request {
 
 static void request_free(struct settings_request *s)
 {
-    s->rt->requests_in_flight--;
-    sg_access_clear(&s->access);
-    sg_snapshot_unref(s->snap);
     free(s->done);
     free(s);
 }
 
-static void on_client_close(void *arg)
+/* The client went away while the PSA was asked. */
+static void on_gone(struct sg_request *r, void *arg)
 {
     struct settings_request *s = arg;
     sg_whoami_cancel(s->whoami);
-    sg_request_free_orphan(s->req);
     request_free(s);
 }
 
 /* A POST's own origin and CSRF token (the form field equals the cookie). */
-static bool post_trusted(struct sg_runtime *rt, struct evhttp_request *req)
+static bool post_trusted(struct sg_request *r)
 {
-    const struct sg_config *cfg = rt->current->cfg;
+    struct evhttp_request *req = r->req;
+    const struct sg_config *cfg = r->snap->cfg;
     char cookie[CSRF_LEN + 1];
     bool ok = false;
-    if (!sg_login_same_origin(rt, req) ||
+    if (!sg_login_same_origin(r) ||
         !sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, cookie, CSRF_LEN))
         return false;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
@@ -119,9 +102,9 @@ static void gen_str(yajl_gen g, const char *key, const char *value)
 /* The status JSON: the session, and in link mode the PSA caller and its links. */
 static int send_status(struct settings_request *s, const struct sg_psa_user *user, bool link_mode)
 {
-    struct sg_store *store = s->rt->store;
+    struct sg_store *store = s->r->store;
     struct sg_identity identity;
-    bool session = sg_identity_lookup(s->rt, s->snap->cfg, s->req, &identity) == 0;
+    bool session = sg_identity_lookup(s->r->store, s->r->snap->cfg, s->r->req, &identity) == 0;
 
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(g);
@@ -172,10 +155,10 @@ static int send_status(struct settings_request *s, const struct sg_psa_user *use
     yajl_gen_get_buf(g, &json, &len);
     struct evbuffer *body = evbuffer_new();
     evbuffer_add(body, json, len);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(s->req);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(s->r->req);
     evhttp_add_header(headers, "Content-Type", "application/json");
     evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(s->req, 200, "OK", body);
+    evhttp_send_reply(s->r->req, 200, "OK", body);
     evbuffer_free(body);
     yajl_gen_free(g);
     return 200;
@@ -254,7 +237,7 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
     struct evbuffer *out = evbuffer_new();
     struct sg_linking_caller caller = caller_of(user);
     struct caller_links links;
-    links_of(s->rt->store, user, &links);
+    links_of(s->r->store, user, &links);
     char *name_html = sg_html_escape(user->user);
     char *tenant_html = sg_html_escape(user->tenant);
 
@@ -325,18 +308,18 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
     }
     evbuffer_add(out, "", 1);
     if (s->new_csrf) {
-        const char *cookie_name = sg_identity_cookie_name(s->snap->cfg, SG_COOKIE_CSRF);
+        const char *cookie_name = sg_identity_cookie_name(s->r->snap->cfg, SG_COOKIE_CSRF);
         char *header = NULL;
         struct sg_cookie_attrs attrs = {.path = "/",
                                         .max_age = -1,
                                         .http_only = true,
-                                        .secure = sg_identity_cookie_secure(s->snap->cfg),
+                                        .secure = sg_identity_cookie_secure(s->r->snap->cfg),
                                         .same_site = SG_COOKIE_SAME_SITE_STRICT};
         if (sg_cookie_format(cookie_name, s->csrf, &attrs, &header) == 0)
-            evhttp_add_header(evhttp_request_get_output_headers(s->req), "Set-Cookie", header);
+            evhttp_add_header(evhttp_request_get_output_headers(s->r->req), "Set-Cookie", header);
         free(header);
     }
-    sg_page_send_html(s->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
+    sg_page_send_html(s->r->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
     evbuffer_free(out);
     links_clear(&links);
     free(name_html);
@@ -356,8 +339,8 @@ static int store_error(struct settings_request *s, int err)
 {
     sg_metrics_error(SG_MERR_STORE);
     sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
-    sg_page_send(s->req, 500, "Nothing was changed",
-                 "The gateway could not update the links. Please try again.", s->access.request_id);
+    sg_page_send(s->r->req, 500, "Nothing was changed",
+                 "The gateway could not update the links. Please try again.", s->r->id);
     return 500;
 }
 
@@ -384,9 +367,9 @@ static int answer(struct settings_request *s, enum sg_linking_decision decision,
     if (a->status == 0)
         return 0;
     if (a->location != NULL)
-        see_other(s->req, a->location);
+        see_other(s->r->req, a->location);
     else
-        sg_page_send(s->req, a->status, a->title, a->message, s->access.request_id);
+        sg_page_send(s->r->req, a->status, a->title, a->message, s->r->id);
     return a->status;
 }
 
@@ -398,15 +381,14 @@ static int enable(struct settings_request *s, enum sg_linking_decision decision,
     int status = answer(s, decision, user);
     if (status != 0)
         return status;
-    return sg_login_begin(s->rt, s->req, s->access.request_id, purpose, return_to, user->tenant,
-                          user->user, 303);
+    return sg_login_begin(s->r, purpose, return_to, user->tenant, user->user, 303);
 }
 
 /* The POSTs: linking.c decides, the store changes here. */
 static int act(struct settings_request *s, const struct sg_psa_user *user)
 {
-    struct sg_runtime *rt = s->rt;
-    const struct sg_config *cfg = s->snap->cfg;
+    struct sg_store *store = s->r->store;
+    const struct sg_config *cfg = s->r->snap->cfg;
     struct sg_linking_caller caller = caller_of(user);
     struct caller_links links;
     enum sg_linking_decision decision;
@@ -418,25 +400,25 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     case ACT_SETTINGS:
         return send_settings(s, user);
     case ACT_TENANT_ENABLE:
-        links_of(rt->store, user, &links);
+        links_of(store, user, &links);
         decision = sg_linking_tenant_enable(&caller, &links.view);
         links_clear(&links);
         return enable(s, decision, user, SG_LOGIN_LINK_TENANT, "/_sso/settings");
     case ACT_TENANT_DISABLE:
         decision = sg_linking_tenant_disable(&caller);
         if (decision == SG_LINKING_TENANT_DISABLE) {
-            err = sg_links_tenant_delete(rt->store, user->tenant, NULL);
+            err = sg_links_tenant_delete(store, user->tenant, NULL);
             if (err != 0 && err != SG_ENOENT)
                 return store_error(s, err);
         }
         return answer(s, decision, user);
     case ACT_USER_ENABLE:
-        links_of(rt->store, user, &links);
+        links_of(store, user, &links);
         decision = sg_linking_user_enable(&caller, &links.view);
         links_clear(&links);
         return enable(s, decision, user, SG_LOGIN_LINK_USER, cfg->psa.home_path);
     case ACT_USER_DISABLE:
-        err = sg_links_user_delete(rt->store, user->tenant, user->user);
+        err = sg_links_user_delete(store, user->tenant, user->user);
         if (err != 0 && err != SG_ENOENT)
             return store_error(s, err);
         return answer(s, sg_linking_user_disable(), user);
@@ -449,7 +431,6 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
     struct settings_request *s = arg;
     int status;
     s->whoami = NULL;
-    sg_conn_on_close(s->conn, NULL, NULL);
 
     if (err == NULL) {
         status = act(s, user);
@@ -464,99 +445,105 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
                 if (strcmp(s->done, banners[i].done) == 0)
                     done = banners[i].text;
             }
-            char *login = sg_html_escape(s->snap->cfg->psa.login_path);
+            char *login = sg_html_escape(s->r->snap->cfg->psa.login_path);
             char *body = sg_asprintf("%s%s%s<p>My Settings needs to know who you are in the PSA, "
                                      "and you are not signed in to it. Sign in, then come back to "
                                      "My Settings.</p><p><a href=\"%s\">Go to the PSA sign-in "
                                      "page</a></p>",
                                      done ? "<p class=\"banner ok\" role=\"status\">" : "",
                                      done ? done : "", done ? "</p>" : "", login);
-            sg_page_send_html(s->req, 401, "Sign in first", body, s->access.request_id);
+            sg_page_send_html(s->r->req, 401, "Sign in first", body, s->r->id);
             free(body);
             free(login);
             status = 401;
         }
     } else {
         sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
-        sg_log_fields(SG_LOG_WARN, "whoami",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", s->access.request_id),
-                                              SG_LOG_STR("reason", err)},
-                      2);
-        sg_page_send(s->req, 502, "The PSA did not answer",
+        sg_log_fields(
+            SG_LOG_WARN, "whoami",
+            (struct sg_log_field[]){SG_LOG_STR("request_id", s->r->id), SG_LOG_STR("reason", err)},
+            2);
+        sg_page_send(s->r->req, 502, "The PSA did not answer",
                      "The gateway could not ask the PSA who you are, so nothing was changed. "
                      "Please try again in a moment.",
-                     s->access.request_id);
+                     s->r->id);
         status = 502;
     }
-    sg_metrics_response(status);
-    if (s->snap->cfg->access_log)
-        sg_access_log(&s->access, status, 0, 0);
+    struct sg_request *r = s->r;
     request_free(s);
+    sg_request_finish(r, status, 0);
 }
 
-int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                       struct sg_access *access, const char *name)
+/* Asks the PSA who the caller is, then does action; a POST must come from
+ * My Settings of this site. */
+static int handle(struct sg_request *r, enum action action)
 {
-    size_t i = 0;
-    while (i < SG_ARRAY_LEN(endpoints) && strcmp(endpoints[i].name, name) != 0)
-        i++;
-    if (i == SG_ARRAY_LEN(endpoints))
-        return -1;
-    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    if (endpoints[i].post ? cmd != EVHTTP_REQ_POST : cmd != EVHTTP_REQ_GET) {
-        sg_page_send(req, 405, "Method not allowed",
-                     endpoints[i].post ? "Nothing was changed. Open My Settings and use its "
-                                         "buttons."
-                                       : "Open this page from a link or the address bar.",
-                     access->request_id);
-        return 405;
-    }
-    if (endpoints[i].post && !post_trusted(rt, req)) {
-        sg_metrics_count(CSRF_METRIC, "endpoint", endpoints[i].name);
-        sg_log_fields(SG_LOG_WARN, "csrf",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
-                                              SG_LOG_STR("endpoint", endpoints[i].name)},
-                      2);
-        sg_page_send(req, 403, "Request refused",
-                     "This request did not come from My Settings of this site, so nothing was "
-                     "changed. Open My Settings and try again.",
-                     access->request_id);
-        return 403;
+    struct evhttp_request *req = r->req;
+    const struct sg_config *cfg = r->snap->cfg;
+    bool post = action != ACT_SETTINGS && action != ACT_STATUS;
+    if (post && !post_trusted(r)) {
+        sg_metrics_count(CSRF_METRIC, "endpoint", r->target.match + strlen("/_sso/"));
+        sg_log_fields(
+            SG_LOG_WARN, "csrf",
+            (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                    SG_LOG_STR("endpoint", r->target.match + strlen("/_sso/"))},
+            2);
+        return sg_request_page(r, 403, "Request refused",
+                               "This request did not come from My Settings of this site, so "
+                               "nothing was changed. Open My Settings and try again.");
     }
 
     struct settings_request *s = sg_calloc(1, sizeof(*s));
-    s->rt = rt;
-    /* In flight until its answer is sent: a drain waits for it. */
-    rt->requests_in_flight++;
-    s->snap = sg_snapshot_ref(rt->current);
-    s->req = req;
-    s->conn = conn;
-    s->action = endpoints[i].action;
-    if (!sg_identity_cookie_get(req, rt->current->cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
+    s->r = r;
+    s->action = action;
+    if (!sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
         sg_random_token(32, s->csrf, sizeof(s->csrf));
         s->new_csrf = true;
     }
-    if (s->action == ACT_SETTINGS) {
-        const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-        const char *query = uri ? evhttp_uri_get_query(uri) : NULL;
-        struct evkeyvalq params = TAILQ_HEAD_INITIALIZER(params);
-        if (query != NULL && evhttp_parse_query_str(query, &params) == 0) {
-            const char *done = evhttp_find_header(&params, "done");
-            s->done = done ? sg_strdup(done) : NULL;
-        }
-        evhttp_clear_headers(&params);
+    if (action == ACT_SETTINGS) {
+        const char *done = sg_request_param(r, "done");
+        s->done = done ? sg_strdup(done) : NULL;
     }
-    if (s->action == ACT_STATUS && s->snap->cfg->identity == SG_IDENTITY_CLAIMS) {
+    if (action == ACT_STATUS && cfg->identity == SG_IDENTITY_CLAIMS) {
         int status = send_status(s, NULL, false);
         request_free(s);
         return status;
     }
-    s->access = *access;
     struct sg_identity identity;
-    bool session = sg_identity_lookup(rt, s->snap->cfg, req, &identity) == 0;
-    s->whoami = sg_whoami_fetch(s->snap, req, session ? &identity : NULL, on_whoami, s);
+    bool session = sg_identity_lookup(r->store, cfg, req, &identity) == 0;
+    s->whoami = sg_whoami_fetch(r->snap, req, session ? &identity : NULL, on_whoami, s);
     if (session)
         sg_identity_clear(&identity);
-    sg_conn_on_close(conn, on_client_close, s);
+    sg_request_wait(r, on_gone, s);
     return 0;
+}
+
+int sg_settings_page(struct sg_request *r)
+{
+    return handle(r, ACT_SETTINGS);
+}
+
+int sg_settings_status(struct sg_request *r)
+{
+    return handle(r, ACT_STATUS);
+}
+
+int sg_settings_tenant_enable(struct sg_request *r)
+{
+    return handle(r, ACT_TENANT_ENABLE);
+}
+
+int sg_settings_tenant_disable(struct sg_request *r)
+{
+    return handle(r, ACT_TENANT_DISABLE);
+}
+
+int sg_settings_user_enable(struct sg_request *r)
+{
+    return handle(r, ACT_USER_ENABLE);
+}
+
+int sg_settings_user_disable(struct sg_request *r)
+{
+    return handle(r, ACT_USER_DISABLE);
 }

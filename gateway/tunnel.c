@@ -30,11 +30,11 @@
  *     and frees the request and the bufferevent.
  *
  *  4. If the server frees the connection first (sg_server_free at the end of
- *     the drain), its close watcher (sg_conn_on_close, which the tunnel holds
+ *     the drain), its close watcher (sg_request_wait, which the tunnel holds
  *     from the start) tells the tunnel, which then frees its upstream side
  *     only and leaves the client side to libevent.
  *
- * A tunnel counts in rt->requests_in_flight from the handshake to its end, so
+ * A tunnel's request (request.h) is in flight from the handshake to its end, so
  * SIGTERM waits for it up to drain_timeout_s. One timer shared by every
  * tunnel of the process runs each second while any exists: it closes tunnels
  * idle for upstream.websocket_idle_timeout_s and those whose SSO session is no
@@ -49,10 +49,10 @@
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
-#include "ssogate/router.h"
-#include "ssogate/runtime.h"
+#include "ssogate/request.h"
 #include "ssogate/server.h"
 #include "ssogate/session.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/upstream.h"
 
 #include <sys/queue.h>
@@ -86,15 +86,11 @@ enum tunnel_state {
 struct tunnel {
     uint32_t magic;
     enum tunnel_state state;
-    struct sg_runtime *rt;
-    struct sg_snapshot *snap; /* the snapshot the handshake began with */
-    struct evhttp_request *req;
-    struct sg_conn *conn;
-    struct evhttp_connection *evcon; /* the client's; freed by the tunnel once open */
-    struct bufferevent *client;      /* evcon's bufferevent, ours from the 101 on */
-    struct bufferevent *up;          /* owned; NULL once closed */
-    struct bufferevent *flush_to;    /* FLUSHING: the side still being written */
-    struct sg_access access;
+    struct sg_request *r;                /* NULL once finished */
+    struct evhttp_connection *evcon;     /* the client's; freed by the tunnel once open */
+    struct bufferevent *client;          /* evcon's bufferevent, ours from the 101 on */
+    struct bufferevent *up;              /* owned; NULL once closed */
+    struct bufferevent *flush_to;        /* FLUSHING: the side still being written */
     char session_id[SG_SESSION_ID_SIZE]; /* "" without a session */
     struct evbuffer *request_head;       /* until the upstream connection is up */
 
@@ -143,7 +139,7 @@ static void live_add(struct tunnel *t)
     live.head = t;
     if (live.check == NULL) {
         static const struct timeval interval = {CHECK_INTERVAL_S, 0};
-        live.check = event_new(t->rt->base, -1, EV_PERSIST, on_check, NULL);
+        live.check = event_new(t->r->base, -1, EV_PERSIST, on_check, NULL);
         event_add(live.check, &interval);
     }
 }
@@ -168,7 +164,6 @@ static void tunnel_free(struct tunnel *t)
 {
     assert(t->magic == TUNNEL_MAGIC);
     live_remove(t);
-    t->rt->requests_in_flight--;
     if (t->up != NULL)
         bufferevent_free(t->up);
     if (t->request_head != NULL)
@@ -177,8 +172,6 @@ static void tunnel_free(struct tunnel *t)
     evbuffer_free(t->value);
     evbuffer_free(t->body);
     evhttp_clear_headers(&t->headers);
-    sg_access_clear(&t->access);
-    sg_snapshot_unref(t->snap);
     OPENSSL_cleanse(t->session_id, sizeof(t->session_id));
     t->magic = 0;
     free(t);
@@ -192,21 +185,28 @@ static void close_upstream(struct tunnel *t)
     }
 }
 
-/* Counts, logs and access-logs the end of an open tunnel (t->end_reason). */
+/* Counts and logs the end of an open tunnel (t->end_reason). */
 static void record_end(struct tunnel *t)
 {
     sg_metrics_count("ssogate_tunnels_total", "result", t->end_reason);
     sg_log_fields(SG_LOG_INFO, "tunnel_close",
                   (struct sg_log_field[]){
-                      SG_LOG_STR("request_id", t->access.request_id),
+                      SG_LOG_STR("request_id", t->r->id),
                       SG_LOG_STR("reason", t->end_reason),
                       SG_LOG_INT("bytes_to_upstream", (int64_t)t->to_upstream),
                       SG_LOG_INT("bytes_to_client", (int64_t)t->to_client),
                       SG_LOG_INT("duration_ms", (sg_mono_us() - t->opened_us) / 1000),
                   },
                   5);
-    if (t->snap->cfg->access_log)
-        sg_access_log(&t->access, 101, t->to_client, t->up_latency_us);
+}
+
+/* The request is over: its access line, and it leaves the in-flight set. */
+static void finish(struct tunnel *t, int status, uint64_t bytes)
+{
+    struct sg_request *r = t->r;
+    t->r = NULL;
+    r->upstream_us = t->up_latency_us;
+    sg_request_finish(r, status, bytes);
 }
 
 /* ---- before the 101: the answer goes back through libevent ------------- */
@@ -215,10 +215,7 @@ static void record_end(struct tunnel *t)
 static void on_reply_complete(struct evhttp_request *req, void *arg)
 {
     struct tunnel *t = arg;
-    sg_conn_on_close(t->conn, NULL, NULL);
-    sg_metrics_response(t->status);
-    if (t->snap->cfg->access_log)
-        sg_access_log(&t->access, t->status, evbuffer_get_length(t->body), t->up_latency_us);
+    finish(t, t->status, evbuffer_get_length(t->body));
     tunnel_free(t);
 }
 
@@ -228,8 +225,8 @@ static void reply_prepare(struct tunnel *t, int status, const char *result)
     t->state = TUNNEL_REPLYING;
     t->status = status;
     sg_metrics_count("ssogate_tunnels_total", "result", result);
-    evhttp_add_header(evhttp_request_get_output_headers(t->req), "Connection", "close");
-    evhttp_request_set_on_complete_cb(t->req, on_reply_complete, t);
+    evhttp_add_header(evhttp_request_get_output_headers(t->r->req), "Connection", "close");
+    evhttp_request_set_on_complete_cb(t->r->req, on_reply_complete, t);
 }
 
 /* The upstream could not be reached or gave no usable answer: 502, or 504. */
@@ -237,7 +234,7 @@ static void reply_failure(struct tunnel *t, enum sg_metric_error kind, const cha
 {
     sg_metrics_error(kind);
     sg_log_fields(SG_LOG_WARN, "upstream_error",
-                  (struct sg_log_field[]){SG_LOG_STR("request_id", t->access.request_id),
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", t->r->id),
                                           SG_LOG_STR("kind", sg_metrics_error_name(kind)),
                                           SG_LOG_STR("what", what)},
                   3);
@@ -245,26 +242,26 @@ static void reply_failure(struct tunnel *t, enum sg_metric_error kind, const cha
     bool timeout = kind == SG_MERR_UPSTREAM_TIMEOUT;
     reply_prepare(t, timeout ? 504 : 502, "upstream_failed");
     if (timeout)
-        sg_page_send(t->req, 504, "The application did not answer in time",
+        sg_page_send(t->r->req, 504, "The application did not answer in time",
                      "The application did not answer in time. Please try again in a moment.",
-                     t->access.request_id);
+                     t->r->id);
     else
-        sg_page_send(t->req, 502, "The application cannot be reached",
+        sg_page_send(t->r->req, 502, "The application cannot be reached",
                      "The application cannot be reached right now. Please try again in a moment.",
-                     t->access.request_id);
+                     t->r->id);
 }
 
 /* The upstream refused the handshake: its answer is relayed as an ordinary response. */
 static void reply_refusal(struct tunnel *t)
 {
-    struct evkeyvalq *out = evhttp_request_get_output_headers(t->req);
+    struct evkeyvalq *out = evhttp_request_get_output_headers(t->r->req);
     sg_headers_copy_response(&t->headers, out);
     evhttp_remove_header(out, "Content-Length"); /* libevent sets it from the body */
-    evhttp_add_header(out, "X-Request-Id", t->access.request_id);
+    evhttp_add_header(out, "X-Request-Id", t->r->id);
     const char *reason = t->reason_len > 0 ? t->reason : sg_page_reason(t->status);
     int status = t->status;
     reply_prepare(t, status, "refused");
-    evhttp_send_reply(t->req, status, reason, t->body);
+    evhttp_send_reply(t->r->req, status, reason, t->body);
 }
 
 /*
@@ -273,25 +270,24 @@ static void reply_refusal(struct tunnel *t)
  * libevent frees the request; after it, the server is being freed and frees
  * the connection itself.
  */
-static void on_client_gone(void *arg)
+static void on_client_gone(struct sg_request *r, void *arg)
 {
     struct tunnel *t = arg;
     assert(t->magic == TUNNEL_MAGIC);
+    r->upstream_us = t->up_latency_us;
     if (t->state == TUNNEL_OPEN || t->state == TUNNEL_FLUSHING) {
         bufferevent_setcb(t->client, NULL, NULL, NULL, NULL);
         t->end_reason = "shutdown";
         record_end(t);
+        t->r = NULL;
+        r->gone_status = 101;
+        r->gone_bytes = t->to_client;
         tunnel_free(t);
         return;
     }
+    t->r = NULL;
     if (t->state != TUNNEL_REPLYING)
         sg_metrics_count("ssogate_tunnels_total", "result", "aborted");
-    sg_metrics_error(SG_MERR_CLIENT_ABORTED);
-    sg_metrics_response(499);
-    if (t->snap->cfg->access_log)
-        sg_access_log(&t->access, 499, 0, t->up_latency_us);
-    sg_request_free_orphan(t->req);
-    t->req = NULL;
     tunnel_free(t);
 }
 
@@ -479,7 +475,7 @@ static void tunnel_end(struct tunnel *t, const char *reason)
         t->end_reason = reason;
     record_end(t);
     close_upstream(t);
-    sg_conn_on_close(t->conn, NULL, NULL);
+    finish(t, 101, t->to_client);
     /* Frees the request and the bufferevent too; server.c's close callback
      * stops counting the connection. */
     evhttp_connection_free(t->evcon);
@@ -586,7 +582,7 @@ static void tunnel_open(struct tunnel *t)
                 evbuffer_add_printf(head, "%s: %s\r\n", relayed[i], h->value);
         }
     }
-    evbuffer_add_printf(head, "X-Request-Id: %s\r\n\r\n", t->access.request_id);
+    evbuffer_add_printf(head, "X-Request-Id: %s\r\n\r\n", t->r->id);
 
     /* The takeover (see the top of this file). */
     bufferevent_setcb(t->client, on_tunnel_read, on_tunnel_write, on_tunnel_event, t);
@@ -598,12 +594,11 @@ static void tunnel_open(struct tunnel *t)
     t->state = TUNNEL_OPEN;
     t->opened_us = t->last_active_us = sg_mono_us();
     evhttp_clear_headers(&t->headers);
-    sg_metrics_response(101);
     sg_metrics_count("ssogate_tunnels_total", "result", "opened");
     sg_log_fields(SG_LOG_INFO, "tunnel_open",
                   (struct sg_log_field[]){
-                      SG_LOG_STR("request_id", t->access.request_id),
-                      SG_LOG_STR("path", t->access.target.path),
+                      SG_LOG_STR("request_id", t->r->id),
+                      SG_LOG_STR("path", t->r->target.path),
                       SG_LOG_BOOL("session", t->session_id[0] != '\0'),
                       SG_LOG_INT("upstream_us", t->up_latency_us),
                   },
@@ -649,7 +644,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
 
     if (t->state == TUNNEL_CONNECTING && (what & BEV_EVENT_CONNECTED)) {
         t->state = TUNNEL_WAITING;
-        const struct sg_upstream_config *cfg = &t->snap->cfg->upstream;
+        const struct sg_upstream_config *cfg = &t->r->snap->cfg->upstream;
         struct timeval answer = {cfg->response_timeout_ms / 1000,
                                  (cfg->response_timeout_ms % 1000) * 1000};
         bufferevent_set_timeouts(bev, &answer, &answer);
@@ -693,20 +688,14 @@ static struct evbuffer *request_head_new(const char *target, const struct evkeyv
     return head;
 }
 
-void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                     struct sg_access *access, const char *target, const struct evkeyvalq *headers,
+void sg_tunnel_start(struct sg_request *r, const char *target, const struct evkeyvalq *headers,
                      const struct sg_identity *identity)
 {
     struct tunnel *t = sg_calloc(1, sizeof(*t));
     t->magic = TUNNEL_MAGIC;
     t->state = TUNNEL_CONNECTING;
-    t->rt = rt;
-    t->snap = sg_snapshot_ref(rt->current);
-    t->req = req;
-    t->conn = conn;
-    t->evcon = evhttp_request_get_connection(req);
-    t->access = *access;
-    memset(&access->target, 0, sizeof(access->target)); /* moved: the tunnel frees it */
+    t->r = r;
+    t->evcon = evhttp_request_get_connection(r->req);
     if (identity != NULL)
         memcpy(t->session_id, identity->session_id, sizeof(t->session_id));
     TAILQ_INIT(&t->headers);
@@ -715,16 +704,15 @@ void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct s
     t->body = evbuffer_new();
     http_parser_init(&t->parser, HTTP_RESPONSE);
     t->parser.data = t;
-    rt->requests_in_flight++;
     live_add(t);
-    sg_conn_on_close(conn, on_client_gone, t);
+    sg_request_wait(r, on_client_gone, t);
     /* No request deadline from here on: frames may follow the handshake at
      * once, and the connection is never reused for HTTP (a refusal closes it). */
-    sg_conn_set_tunnel(conn);
+    sg_conn_set_tunnel(r->conn);
 
     t->request_head = request_head_new(target, headers);
     t->up_start_us = sg_mono_us();
-    t->up = sg_upstream_connect(t->snap->upstream, on_up_event, t);
+    t->up = sg_upstream_connect(t->r->snap->upstream, on_up_event, t);
     if (t->up == NULL)
         reply_failure(t, SG_MERR_UPSTREAM_CONNECT, "connect failed");
 }
@@ -757,7 +745,7 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
         next = t->next;
         if (t->state != TUNNEL_OPEN && t->state != TUNNEL_FLUSHING)
             continue;
-        int64_t idle_us = (int64_t)t->snap->cfg->upstream.websocket_idle_timeout_s * 1000000;
+        int64_t idle_us = (int64_t)t->r->snap->cfg->upstream.websocket_idle_timeout_s * 1000000;
         if (now_us - t->last_active_us >= idle_us) {
             t->end_reason = NULL;
             tunnel_end(t, "idle_timeout");
@@ -765,11 +753,11 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
         }
         if (t->session_id[0] == '\0' || t->state != TUNNEL_OPEN)
             continue;
-        int err = sg_session_get(t->rt->store, t->session_id, now_s, NULL);
+        int err = sg_session_get(t->r->store, t->session_id, now_s, NULL);
         /* Traffic in the last second is activity of the session, as a request
          * would be (the store writes at most once per touch interval). */
         if (err == 0 && now_us - t->last_active_us < 1000000)
-            err = sg_session_touch(t->rt->store, t->session_id, now_s);
+            err = sg_session_touch(t->r->store, t->session_id, now_s);
         if (err == SG_ENOENT || err == SG_EINVAL) {
             tunnel_end(t, "session_ended");
         } else if (err != 0) {

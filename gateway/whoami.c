@@ -5,7 +5,7 @@
 #include "ssogate/cookie.h"
 #include "ssogate/identity.h"
 #include "ssogate/json.h"
-#include "ssogate/runtime.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/upstream.h"
 
 #include <event2/buffer.h>

@@ -15,7 +15,7 @@
 struct evhttp_request;
 struct evkeyvalq;
 struct sg_config;
-struct sg_runtime;
+struct sg_store;
 struct sg_snapshot;
 
 /* The caller's session, when its cookie names a live one. */
@@ -57,7 +57,7 @@ bool sg_identity_cookie_secure(const struct sg_config *cfg);
  * sg_identity_clear), SG_ENOENT when there is no live session, SG_EEXIST for
  * sessions of different identities, or SG_ESTORE.
  */
-int sg_identity_lookup(struct sg_runtime *rt, const struct sg_config *cfg,
+int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out);
 void sg_identity_clear(struct sg_identity *identity);
 
@@ -73,7 +73,7 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
  * Ends the session of identity (deleted from the store) and adds to req's
  * response a Set-Cookie that clears the session cookie. All borrowed.
  */
-void sg_identity_end(struct sg_runtime *rt, const struct sg_config *cfg,
+void sg_identity_end(struct sg_store *store, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req);
 
 /* Frees the cached assertions (at exit). */

@@ -10,21 +10,19 @@
 #define SSOGATE_LOGIN_H
 
 #include "ssogate/loginstate.h"
-#include "ssogate/target.h"
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-struct evhttp_request;
-struct sg_access;
-struct sg_conn;
 struct sg_logins;
-struct sg_runtime;
+struct sg_request;
+struct sg_store;
 
-struct sg_logins *sg_logins_new(struct sg_runtime *rt);
+/* The logins in flight on this process, over the login states in store (borrowed). */
+struct sg_logins *sg_logins_new(struct sg_store *store);
 
-/* Cancels exchanges in flight and frees every state. NULL-safe. */
+/* Frees the logins; every callback's request has finished before. NULL-safe. */
 void sg_logins_free(struct sg_logins *logins);
 
 /* Logins in flight: states kept in the store (by every worker) plus callbacks running here. */
@@ -34,31 +32,27 @@ size_t sg_logins_count(struct sg_logins *logins);
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max);
 
 /*
- * Handlers; each sends its response and returns the status (or 0 when the
- * response is sent later, asynchronously). All arguments are borrowed.
+ * The endpoints (router.c's table); each sends its answer and returns the
+ * status, or waits (request.h) and returns 0.
  */
-int sg_login_start(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id);
-int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                      struct sg_access *access);
-int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id);
+int sg_login_start(struct sg_request *r);
+int sg_login_callback(struct sg_request *r);
+int sg_login_logout(struct sg_request *r);
 
 /*
- * Starts an authorization code flow for purpose, answering req with a
+ * Starts an authorization code flow for purpose, answering r with a
  * redirect (status: 302 for a GET, 303 after a POST) to the IdP. psa_tenant
  * and psa_user (borrowed, NULL for a plain login) name the PSA caller a link
  * is for. Returns the status sent.
  */
-int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id,
-                   enum sg_login_purpose purpose, const char *return_to, const char *psa_tenant,
-                   const char *psa_user, int status);
+int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const char *return_to,
+                   const char *psa_tenant, const char *psa_user, int status);
 
 /* Redirects (302) to the login start for a page that requires a session; the
- * login returns to target (borrowed), the normalised form the route was
- * decided on. */
-int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req,
-                               const struct sg_target *target);
+ * login returns to r's normalised target, the one the route was decided on. */
+int sg_login_redirect_required(struct sg_request *r);
 
 /* True when a state-changing POST comes from the gateway's own origin (Origin or Referer). */
-bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req);
+bool sg_login_same_origin(struct sg_request *r);
 
 #endif

@@ -16,7 +16,9 @@
 struct sg_config;
 struct sg_oidc;
 struct sg_oidc_exchange;
-struct sg_runtime;
+struct event_base;
+struct evdns_base;
+struct sg_store;
 
 #define SG_OIDC_REFRESH_S    3600 /* background refresh of discovery and keys */
 #define SG_OIDC_MAX_DOCUMENT (256 * 1024)
@@ -41,8 +43,8 @@ const char *sg_oidc_status_name(enum sg_oidc_status status);
  * keys are reused at once. Starts discovery (and JWKS) fetches in the
  * background, and returns the new provider.
  */
-struct sg_oidc *sg_oidc_new(struct sg_runtime *rt, const struct sg_config *cfg,
-                            const struct sg_oidc *previous);
+struct sg_oidc *sg_oidc_new(struct event_base *base, struct evdns_base *dns, struct sg_store *store,
+                            const struct sg_config *cfg, const struct sg_oidc *previous);
 
 /* Cancels the provider's fetches and frees it. NULL-safe. */
 void sg_oidc_free(struct sg_oidc *oidc);

@@ -6,24 +6,18 @@
 #ifndef SSOGATE_PROXY_H
 #define SSOGATE_PROXY_H
 
-struct evhttp_request;
-struct sg_access;
 struct sg_identity;
-struct sg_conn;
-struct sg_runtime;
+struct sg_request;
 
 /* Bytes queued to a client above which the upstream is no longer read. */
 #define SG_PROXY_HIGH_WATER (256 * 1024)
 
 /*
- * Forwards req (borrowed from libevent until it completes) to the upstream of
- * the current snapshot, which the request keeps until it ends. The access
- * record is taken (moved from; the caller must not clear it). The response,
- * or an error page, is sent to the client. identity (borrowed for the call,
- * may be NULL) adds the X-SSO-* headers; the gateway's own cookies never go
- * upstream.
+ * Forwards r to the upstream of its snapshot; r waits (request.h) until the
+ * response, or an error page, is sent to the client. identity (borrowed for
+ * the call, may be NULL) adds the X-SSO-* headers; the gateway's own cookies
+ * never go upstream. A WebSocket handshake goes to the tunnel (tunnel.h).
  */
-void sg_proxy_forward(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                      struct sg_access *access, const struct sg_identity *identity);
+void sg_proxy_forward(struct sg_request *r, const struct sg_identity *identity);
 
 #endif

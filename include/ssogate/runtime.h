@@ -1,59 +1,38 @@
 /*
- * The running gateway: the event base, the current configuration snapshot
- * and the long-lived parts every request reaches. A snapshot is immutable;
- * a reload builds a complete new one and swaps it in only when it is whole
- * (nginx's cycle), while requests in flight keep the one they began with.
+ * The running gateway: the event base and resolver, the store, the current
+ * snapshot (snapshot.h), the listeners, the requests in flight, the signals
+ * (SIGHUP reloads; SIGTERM/SIGINT drain and stop) and the periodic sweeps.
+ * The struct is runtime.c's own; the router reads what a request needs
+ * through the functions below.
  */
 #ifndef SSOGATE_RUNTIME_H
 #define SSOGATE_RUNTIME_H
 
-#include "ssogate/config.h"
-#include "ssogate/signer.h"
+#include "ssogate/server.h"
 
 #include <stdbool.h>
-#include <stdint.h>
 
+struct evbuffer;
 struct event_base;
-struct evdns_base;
-struct sg_upstream;
-struct sg_server;
-struct sg_store;
-struct sg_oidc;
 struct sg_logins;
-
-struct sg_snapshot {
-    int refcount;
-    uint64_t generation;
-    struct sg_config *cfg;        /* owned reference */
-    struct sg_upstream *upstream; /* owned reference */
-    struct sg_oidc *oidc;         /* owned; NULL without an idp */
-    struct sg_signer signer;      /* owned */
-};
-
-struct sg_runtime {
-    struct event_base *base;
-    struct evdns_base *dns;
-    char *config_path;
-    struct sg_snapshot *current; /* owned reference; never NULL once started */
-    struct sg_server *server;
-    struct sg_store *store;
-    struct sg_logins *logins; /* logins in flight */
-    struct sg_signer retired; /* the signing key a reload replaced */
-    int64_t retired_until;    /* ...published until assertions it signed expired */
-    uint64_t next_generation;
-    bool draining;
-    unsigned requests_in_flight;
-};
+struct sg_requests;
+struct sg_runtime;
+struct sg_snapshot;
+struct sg_store;
 
 /*
- * Builds a snapshot from a loaded configuration (the snapshot takes the
- * caller's reference to cfg, even on failure). Returns 0 and the snapshot in
- * *out, or SG_ECONFIG with a reason in errbuf.
+ * Loads the configuration at path, opens the store, builds the first
+ * snapshot and starts the listeners, each request going to handler with the
+ * runtime as its argument. Logs the reason of a failure. Returns 0 and the
+ * runtime in *out, or an SG_E* code.
  */
-int sg_snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snapshot **out,
-                    char *errbuf, size_t errlen);
-struct sg_snapshot *sg_snapshot_ref(struct sg_snapshot *snap);
-void sg_snapshot_unref(struct sg_snapshot *snap);
+int sg_runtime_new(const char *path, sg_server_handler handler, struct sg_runtime **out);
+
+/* Runs the event loop until a stop signal's drain ends. Returns 0. */
+int sg_runtime_run(struct sg_runtime *rt);
+
+/* Stops everything, flushes the store and frees the runtime. NULL-safe. */
+void sg_runtime_free(struct sg_runtime *rt);
 
 /*
  * Reloads the configuration file: on success swaps in the new snapshot and
@@ -61,5 +40,15 @@ void sg_snapshot_unref(struct sg_snapshot *snap);
  * snapshot and returns the error.
  */
 int sg_runtime_reload(struct sg_runtime *rt);
+
+/* What the router hands to a request; all borrowed from the runtime. */
+struct sg_snapshot *sg_runtime_snapshot(const struct sg_runtime *rt);
+struct sg_store *sg_runtime_store(const struct sg_runtime *rt);
+struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt);
+struct sg_requests *sg_runtime_requests(const struct sg_runtime *rt);
+struct event_base *sg_runtime_base(const struct sg_runtime *rt);
+
+/* The gateway's public keys (the current one and a retired one still valid) as a JWK set. */
+void sg_runtime_publish_keys(const struct sg_runtime *rt, struct evbuffer *out);
 
 #endif

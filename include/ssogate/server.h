@@ -1,6 +1,7 @@
 /*
  * Listeners (plain or TLS), client connection accounting, limits and the
- * graceful stop. Every request is handed to sg_router_handle (router.h).
+ * graceful stop. Every request is handed to the handler given at start (as
+ * evhttp_set_gencb does); the server knows nothing of what handles it.
  */
 #ifndef SSOGATE_SERVER_H
 #define SSOGATE_SERVER_H
@@ -10,18 +11,22 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct sg_runtime;
+struct event_base;
 struct sg_server;
 struct sg_conn;
 struct evhttp_request;
 
+/* Handles one request; req and conn are borrowed from libevent. */
+typedef void (*sg_server_handler)(struct evhttp_request *req, struct sg_conn *conn, void *arg);
+
 /*
- * Binds every listener of cfg (borrowed) and starts serving on rt's base.
- * Logs an "listening" line per listener with the bound port. Returns 0 and
- * the server in *out, or SG_ECONFIG / SG_EIO with a reason in errbuf.
+ * Binds every listener of cfg (borrowed) and starts serving on base, each
+ * request going to handler(req, conn, arg). Logs a "listening" line per
+ * listener with the bound port. Returns 0 and the server in *out, or
+ * SG_ECONFIG / SG_EIO with a reason in errbuf.
  */
-int sg_server_start(struct sg_runtime *rt, const struct sg_config *cfg, struct sg_server **out,
-                    char *errbuf, size_t errlen);
+int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_server_handler handler,
+                    void *arg, struct sg_server **out, char *errbuf, size_t errlen);
 
 /*
  * Checks what sg_server_start would load from files (TLS certificates and
@@ -43,14 +48,10 @@ void sg_server_stop_accepting(struct sg_server *srv);
 void sg_server_free(struct sg_server *srv);
 
 /*
- * When a client connection fails while a request on it still waits for its
- * reply, libevent detaches the request and leaves it to its handler. A close
- * watcher calls this on its request: it frees a detached request (one whose
- * reply can no longer be sent) and leaves an attached one to libevent.
+ * Called once when the client connection closes, before its requests are
+ * freed. A request still waiting for its reply is then detached by libevent
+ * and left to its handler (request.c frees it).
  */
-void sg_request_free_orphan(struct evhttp_request *req);
-
-/* Called once when the client connection closes, before its requests are freed. */
 typedef void (*sg_conn_close_fn)(void *arg);
 
 /* Sets (or, with fn NULL, clears) the one close watcher of a connection. */

@@ -8,17 +8,15 @@
 #ifndef SSOGATE_SETTINGS_H
 #define SSOGATE_SETTINGS_H
 
-struct evhttp_request;
-struct sg_access;
-struct sg_conn;
-struct sg_runtime;
+struct sg_request;
 
-/*
- * Handles /_sso/<name> when it is one of the endpoints above. Returns the
- * status sent, 0 when the handler took the access record and answers later,
- * or -1 when name is not one of its endpoints.
- */
-int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                       struct sg_access *access, const char *name);
+/* The endpoints (router.c's table); each returns the status sent, or 0 when
+ * it waits for the PSA's answer (request.h). */
+int sg_settings_page(struct sg_request *r);
+int sg_settings_status(struct sg_request *r);
+int sg_settings_tenant_enable(struct sg_request *r);
+int sg_settings_tenant_disable(struct sg_request *r);
+int sg_settings_user_enable(struct sg_request *r);
+int sg_settings_user_disable(struct sg_request *r);
 
 #endif

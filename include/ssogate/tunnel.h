@@ -13,10 +13,8 @@
 
 struct evhttp_request;
 struct evkeyvalq;
-struct sg_access;
-struct sg_conn;
+struct sg_request;
 struct sg_identity;
-struct sg_runtime;
 
 /* Bytes queued towards one side of a tunnel above which the other side is no
  * longer read; reading resumes once half of it has been written. */
@@ -37,24 +35,19 @@ struct sg_runtime;
 bool sg_tunnel_is_handshake(struct evhttp_request *req);
 
 /*
- * Forwards the handshake req to the upstream of rt's current snapshot (the
- * tunnel keeps a reference to it) on a new connection, and answers req:
- * with the upstream's 101 followed by the tunnel, with the upstream's other
- * answer relayed (and the connection closed), or with a 502/504 page.
- *
- * req is borrowed from libevent until the tunnel ends; conn (borrowed) gets
- * the tunnel as its close watcher (sg_conn_on_close) in place of the
- * caller's. access is taken: moved from, so the caller's record is left
- * cleared. target (the request target for the upstream) and headers (the
- * request headers as built for an ordinary forward: filtered, X-Forwarded-*,
- * identity, without Connection and Upgrade) are borrowed for the call: the
- * request head is written from them at once. identity (may be NULL) is
- * borrowed for the call: the tunnel keeps a copy of its session id and is
- * closed as soon as that session is gone from the store. The tunnel counts in
- * rt->requests_in_flight until it ends.
+ * Forwards the handshake r to the upstream of its snapshot on a new
+ * connection, and answers it: with the upstream's 101 followed by the
+ * tunnel, with the upstream's other answer relayed (and the connection
+ * closed), or with a 502/504 page. r waits (request.h), so it counts in
+ * flight, until the tunnel ends; the tunnel becomes its gone function in
+ * place of the caller's. target (the request target for the upstream) and
+ * headers (the request headers as built for an ordinary forward: filtered,
+ * X-Forwarded-*, identity, without Connection and Upgrade) are borrowed for
+ * the call: the request head is written from them at once. identity (may be
+ * NULL) is borrowed for the call: the tunnel keeps a copy of its session id
+ * and is closed as soon as that session is gone from the store.
  */
-void sg_tunnel_start(struct sg_runtime *rt, struct evhttp_request *req, struct sg_conn *conn,
-                     struct sg_access *access, const char *target, const struct evkeyvalq *headers,
+void sg_tunnel_start(struct sg_request *r, const char *target, const struct evkeyvalq *headers,
                      const struct sg_identity *identity);
 
 #endif

@@ -225,8 +225,10 @@ int sg_login_start(struct sg_request *r)
     return sg_login_begin(r, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
 }
 
-static void pending_free(struct pending *p)
+/* The callback's request finished: its pending state goes. */
+static void pending_free(struct sg_request *r, void *arg)
 {
+    struct pending *p = arg;
     struct sg_logins *logins = p->logins;
     if (p->prev)
         p->prev->next = p->next;
@@ -250,7 +252,6 @@ static void on_pending_gone(struct sg_request *r, void *arg)
     if (p->whoami != NULL)
         sg_whoami_cancel(p->whoami);
     sg_metrics_count(LOGINS_METRIC, "result", "client_gone");
-    pending_free(p);
 }
 
 /* The claims' string value of a configured claim name, or NULL. */
@@ -624,12 +625,10 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     return result;
 }
 
-/* The end of a callback: the pending state freed, the request finished. */
+/* The end of a callback (its pending state goes with the request). */
 static void callback_done(struct pending *p, int http_status)
 {
-    struct sg_request *r = p->r;
-    pending_free(p);
-    sg_request_finish(r, http_status, 0);
+    sg_request_finish(p->r, http_status, 0);
 }
 
 static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_val claims,
@@ -704,10 +703,10 @@ int sg_login_callback(struct sg_request *r)
         logins->pending->prev = p;
     logins->pending = p;
     logins->pending_count++;
+    sg_request_on_finish(r, pending_free, p);
     p->exchange =
         sg_oidc_exchange_code(snap->oidc, code, p->state.verifier, p->state.nonce, on_exchanged, p);
     if (p->exchange == NULL) {
-        pending_free(p);
         status = too_busy(r, "idp_not_ready");
         goto end;
     }

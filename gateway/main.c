@@ -5,7 +5,6 @@
 #include "sg_build.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
-#include "ssogate/identity.h"
 #include "ssogate/log.h"
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
@@ -69,7 +68,6 @@ static int run(const char *path)
         (struct sg_log_field[]){SG_LOG_STR("version", SG_VERSION), SG_LOG_STR("config", path)}, 2);
     int status = sg_runtime_run(rt);
     sg_runtime_free(rt);
-    sg_identity_cache_clear();
     return status;
 }
 

@@ -258,6 +258,7 @@ void sg_router_handle(struct evhttp_request *req, struct sg_conn *conn, void *ar
     r->base = sg_runtime_base(rt);
     r->store = sg_runtime_store(rt);
     r->logins = sg_runtime_logins(rt);
+    r->tunnels = sg_runtime_tunnels(rt);
     if (sg_request_draining(r))
         evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
     int status = check_request(r);

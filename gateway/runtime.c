@@ -10,6 +10,7 @@
 #include "ssogate/signer.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/store.h"
+#include "ssogate/tunnel.h"
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -30,6 +31,7 @@ struct sg_runtime {
     struct sg_server *server;
     struct sg_store *store;
     struct sg_logins *logins;     /* logins in flight */
+    struct sg_tunnels *tunnels;   /* WebSocket tunnels open */
     struct sg_requests *requests; /* every request in flight */
     struct sg_signer retired;     /* the signing key a reload replaced */
     int64_t retired_until;        /* ...published until assertions it signed expired */
@@ -134,6 +136,7 @@ int sg_runtime_new(const char *path, sg_server_handler handler, struct sg_runtim
         goto fail;
     }
     rt->logins = sg_logins_new(rt->store);
+    rt->tunnels = sg_tunnels_new(rt->base);
     if (snapshot_new(rt, cfg, &rt->current, errbuf, sizeof(errbuf)) != 0) {
         sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
         goto fail;
@@ -183,6 +186,7 @@ void sg_runtime_free(struct sg_runtime *rt)
     sg_server_free(rt->server); /* clients gone: their waiting requests are cancelled */
     sg_requests_free(rt->requests);
     sg_logins_free(rt->logins);
+    sg_tunnels_free(rt->tunnels);
     sg_snapshot_unref(rt->current);
     sg_signer_clear(&rt->retired);
     if (rt->dns != NULL)
@@ -257,6 +261,11 @@ struct sg_store *sg_runtime_store(const struct sg_runtime *rt)
 struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt)
 {
     return rt->logins;
+}
+
+struct sg_tunnels *sg_runtime_tunnels(const struct sg_runtime *rt)
+{
+    return rt->tunnels;
 }
 
 struct sg_requests *sg_runtime_requests(const struct sg_runtime *rt)

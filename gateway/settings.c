@@ -46,8 +46,10 @@ struct settings_request {
     char *done;              /* ?done= of the settings page */
 };
 
-static void request_free(struct settings_request *s)
+/* The request finished: its state goes. */
+static void request_free(struct sg_request *r, void *arg)
 {
+    struct settings_request *s = arg;
     free(s->done);
     free(s);
 }
@@ -57,7 +59,6 @@ static void on_gone(struct sg_request *r, void *arg)
 {
     struct settings_request *s = arg;
     sg_whoami_cancel(s->whoami);
-    request_free(s);
 }
 
 /* A POST's own origin and CSRF token (the form field equals the cookie). */
@@ -469,9 +470,7 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
                      s->r->id);
         status = 502;
     }
-    struct sg_request *r = s->r;
-    request_free(s);
-    sg_request_finish(r, status, 0);
+    sg_request_finish(s->r, status, 0);
 }
 
 /* Asks the PSA who the caller is, then does action; a POST must come from
@@ -496,6 +495,7 @@ static int handle(struct sg_request *r, enum action action)
     struct settings_request *s = sg_calloc(1, sizeof(*s));
     s->r = r;
     s->action = action;
+    sg_request_on_finish(r, request_free, s);
     if (!sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
         sg_random_token(32, s->csrf, sizeof(s->csrf));
         s->new_csrf = true;
@@ -504,11 +504,8 @@ static int handle(struct sg_request *r, enum action action)
         const char *done = sg_request_param(r, "done");
         s->done = done ? sg_strdup(done) : NULL;
     }
-    if (action == ACT_STATUS && cfg->identity == SG_IDENTITY_CLAIMS) {
-        int status = send_status(s, NULL, false);
-        request_free(s);
-        return status;
-    }
+    if (action == ACT_STATUS && cfg->identity == SG_IDENTITY_CLAIMS)
+        return send_status(s, NULL, false);
     struct sg_identity identity;
     bool session = sg_identity_lookup(r->store, cfg, req, &identity) == 0;
     s->whoami = sg_whoami_fetch(r->snap, req, session ? &identity : NULL, on_whoami, s);

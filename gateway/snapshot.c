@@ -1,5 +1,6 @@
 #include "ssogate/snapshot.h"
 
+#include "ssogate/assertion.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/oidc.h"
@@ -21,6 +22,7 @@ int sg_snapshot_new(const struct sg_snapshot_env *env, struct sg_config *cfg,
     snap->refcount = 1;
     snap->cfg = cfg;
     snap->upstream = upstream;
+    snap->assertions = sg_assertions_new();
     err = sg_signer_load(cfg, &snap->signer, errbuf, errlen);
     if (err != 0) {
         sg_snapshot_unref(snap);
@@ -45,6 +47,7 @@ void sg_snapshot_unref(struct sg_snapshot *snap)
     if (snap == NULL || --snap->refcount > 0)
         return;
     sg_oidc_free(snap->oidc);
+    sg_assertions_free(snap->assertions);
     sg_signer_clear(&snap->signer);
     sg_upstream_unref(snap->upstream);
     sg_config_unref(snap->cfg);

@@ -86,7 +86,8 @@ enum tunnel_state {
 struct tunnel {
     uint32_t magic;
     enum tunnel_state state;
-    struct sg_request *r;                /* NULL once finished */
+    struct sg_request *r; /* NULL once finished */
+    struct sg_tunnels *live;
     struct evhttp_connection *evcon;     /* the client's; freed by the tunnel once open */
     struct bufferevent *client;          /* evcon's bufferevent, ours from the 101 on */
     struct bufferevent *up;              /* owned; NULL once closed */
@@ -123,39 +124,59 @@ struct tunnel {
 };
 
 /* Every tunnel of the process, and the one timer that checks them. */
-static struct {
+struct sg_tunnels {
+    struct event_base *base;
     struct tunnel *head;
     struct event *check;
     bool checking; /* inside on_check: the timer is freed there */
-} live;
+};
 
 static void on_check(evutil_socket_t fd, short what, void *arg);
 
+struct sg_tunnels *sg_tunnels_new(struct event_base *base)
+{
+    struct sg_tunnels *live = sg_calloc(1, sizeof(*live));
+    live->base = base;
+    return live;
+}
+
+void sg_tunnels_free(struct sg_tunnels *live)
+{
+    if (live == NULL)
+        return;
+    assert(live->head == NULL); /* every tunnel's request finished first */
+    if (live->check != NULL)
+        event_free(live->check);
+    free(live);
+}
+
 static void live_add(struct tunnel *t)
 {
-    t->next = live.head;
-    if (live.head != NULL)
-        live.head->prev = t;
-    live.head = t;
-    if (live.check == NULL) {
+    struct sg_tunnels *live = t->live;
+    t->next = live->head;
+    if (live->head != NULL)
+        live->head->prev = t;
+    live->head = t;
+    if (live->check == NULL) {
         static const struct timeval interval = {CHECK_INTERVAL_S, 0};
-        live.check = event_new(t->r->base, -1, EV_PERSIST, on_check, NULL);
-        event_add(live.check, &interval);
+        live->check = event_new(live->base, -1, EV_PERSIST, on_check, live);
+        event_add(live->check, &interval);
     }
 }
 
 static void live_remove(struct tunnel *t)
 {
+    struct sg_tunnels *live = t->live;
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
-        live.head = t->next;
+        live->head = t->next;
     if (t->next != NULL)
         t->next->prev = t->prev;
     t->prev = t->next = NULL;
-    if (live.head == NULL && live.check != NULL && !live.checking) {
-        event_free(live.check);
-        live.check = NULL;
+    if (live->head == NULL && live->check != NULL && !live->checking) {
+        event_free(live->check);
+        live->check = NULL;
     }
 }
 
@@ -695,6 +716,7 @@ void sg_tunnel_start(struct sg_request *r, const char *target, const struct evke
     t->magic = TUNNEL_MAGIC;
     t->state = TUNNEL_CONNECTING;
     t->r = r;
+    t->live = r->tunnels;
     t->evcon = evhttp_request_get_connection(r->req);
     if (identity != NULL)
         memcpy(t->session_id, identity->session_id, sizeof(t->session_id));
@@ -740,8 +762,9 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
 {
     int64_t now_us = sg_mono_us();
     int64_t now_s = sg_now_s();
-    live.checking = true;
-    for (struct tunnel *t = live.head, *next; t != NULL; t = next) {
+    struct sg_tunnels *live = arg;
+    live->checking = true;
+    for (struct tunnel *t = live->head, *next; t != NULL; t = next) {
         next = t->next;
         if (t->state != TUNNEL_OPEN && t->state != TUNNEL_FLUSHING)
             continue;
@@ -765,9 +788,9 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
             sg_metrics_error(SG_MERR_STORE);
         }
     }
-    live.checking = false;
-    if (live.head == NULL && live.check != NULL) {
-        event_free(live.check);
-        live.check = NULL;
+    live->checking = false;
+    if (live->head == NULL && live->check != NULL) {
+        event_free(live->check);
+        live->check = NULL;
     }
 }

@@ -122,6 +122,7 @@ if [ "${SKIP_ASAN:-0}" != 1 ]; then
 fi
 
 check clang-format format_check
+check include-cycles python3 scripts/include-cycles
 
 if [ -f tests/fuzz/run-fuzzers.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if check build-fuzz build_fuzz; then

@@ -76,7 +76,4 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
 void sg_identity_end(struct sg_store *store, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req);
 
-/* Frees the cached assertions (at exit). */
-void sg_identity_cache_clear(void);
-
 #endif

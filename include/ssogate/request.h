@@ -27,6 +27,7 @@ struct evkeyvalq;
 struct sg_conn;
 struct sg_logins;
 struct sg_store;
+struct sg_tunnels;
 struct sg_runtime;
 struct sg_snapshot;
 struct sg_requests;
@@ -53,6 +54,7 @@ struct sg_request {
     struct event_base *base;
     struct sg_store *store;
     struct sg_logins *logins;
+    struct sg_tunnels *tunnels;
     char id[SG_REQUEST_ID_SIZE];
     const char *method;      /* static string */
     struct sg_target target; /* owned; target.path is "" until normalised */

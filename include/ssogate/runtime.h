@@ -19,6 +19,7 @@ struct sg_requests;
 struct sg_runtime;
 struct sg_snapshot;
 struct sg_store;
+struct sg_tunnels;
 
 /*
  * Loads the configuration at path, opens the store, builds the first
@@ -45,6 +46,7 @@ int sg_runtime_reload(struct sg_runtime *rt);
 struct sg_snapshot *sg_runtime_snapshot(const struct sg_runtime *rt);
 struct sg_store *sg_runtime_store(const struct sg_runtime *rt);
 struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt);
+struct sg_tunnels *sg_runtime_tunnels(const struct sg_runtime *rt);
 struct sg_requests *sg_runtime_requests(const struct sg_runtime *rt);
 struct event_base *sg_runtime_base(const struct sg_runtime *rt);
 

@@ -15,6 +15,7 @@
 
 struct event_base;
 struct evdns_base;
+struct sg_assertions;
 struct sg_config;
 struct sg_oidc;
 struct sg_store;
@@ -23,10 +24,11 @@ struct sg_upstream;
 struct sg_snapshot {
     int refcount;
     uint64_t generation;
-    struct sg_config *cfg;        /* owned reference */
-    struct sg_upstream *upstream; /* owned reference */
-    struct sg_oidc *oidc;         /* owned; NULL without an idp */
-    struct sg_signer signer;      /* owned */
+    struct sg_config *cfg;            /* owned reference */
+    struct sg_upstream *upstream;     /* owned reference */
+    struct sg_oidc *oidc;             /* owned; NULL without an idp */
+    struct sg_signer signer;          /* owned */
+    struct sg_assertions *assertions; /* owned: the assertions signed with signer */
 };
 
 /* What a snapshot's parts are built on; all borrowed, outliving every snapshot. */

@@ -13,7 +13,15 @@
 
 struct evhttp_request;
 struct evkeyvalq;
+struct event_base;
 struct sg_request;
+struct sg_tunnels;
+
+/* The tunnels of a process, and the timer that checks them once a second. */
+struct sg_tunnels *sg_tunnels_new(struct event_base *base);
+
+/* Frees the set; every tunnel's request has finished before. NULL-safe. */
+void sg_tunnels_free(struct sg_tunnels *tunnels);
 struct sg_identity;
 
 /* Bytes queued towards one side of a tunnel above which the other side is no

@@ -84,10 +84,11 @@ test('(c) SIGTERM while a tenant link waits on its exchange: the link is written
   const callback = browser.heldCallback;
   assert.ok(callback, 'the IdP sent the admin to the callback');
   await env.control('POST', '/_test/fail', { endpoint: 'token', hang_ms: HOLD_MS });
-  const { answer, exit } = await terminateDuring(env, browser.request(callback));
+  const { answer, exit, shutdown } = await terminateDuring(env, browser.request(callback));
   assert.equal(answer.status, 302, `the link callback got its real answer (${answer.status})`);
   assert.match(answer.headers.location, /done=tenant_linked/, 'the tenant was linked');
   assert.deepEqual(exit, { code: 0, signal: null });
+  assert.match(shutdown.msg, /draining 1 requests? in flight/, `counted: ${shutdown.msg}`);
   const link = await env.tenantLink('t2');
   assert.ok(link, 'the link written during the drain is in the store the gateway left');
 });

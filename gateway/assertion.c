@@ -1,0 +1,132 @@
+#include "ssogate/assertion.h"
+
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/jose.h"
+#include "ssogate/session.h"
+#include "ssogate/signer.h"
+#include "ssogate/token.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <yajl/yajl_gen.h>
+
+/*
+ * A 4-way set-associative cache keyed by session id; a full set gives up its
+ * entry that is due soonest. Sized so that tens of thousands of sessions
+ * rarely evict each other (the slots are calloc'd: untouched sets cost no
+ * memory).
+ */
+#define CACHE_SETS 16384
+#define CACHE_WAYS 4
+
+struct slot {
+    char session_id[SG_SESSION_ID_SIZE];
+    int64_t refresh_at;
+    char *token;
+};
+
+struct sg_assertions {
+    struct slot sets[CACHE_SETS][CACHE_WAYS];
+};
+
+struct sg_assertions *sg_assertions_new(void)
+{
+    return sg_calloc(1, sizeof(struct sg_assertions));
+}
+
+void sg_assertions_free(struct sg_assertions *cache)
+{
+    if (cache == NULL)
+        return;
+    for (size_t i = 0; i < CACHE_SETS; i++) {
+        for (size_t way = 0; way < CACHE_WAYS; way++)
+            free(cache->sets[i][way].token);
+    }
+    free(cache);
+}
+
+static void gen_string(yajl_gen g, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    yajl_gen_string(g, (const unsigned char *)value, strlen(value));
+}
+
+static void gen_integer(yajl_gen g, const char *key, int64_t value)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    yajl_gen_integer(g, (long long)value);
+}
+
+/* Signs a fresh assertion of the session for the upstream. */
+static char *sign(const struct sg_config *cfg, const struct sg_signer *signer,
+                  const struct sg_session *s, int64_t now)
+{
+    bool link = cfg->identity == SG_IDENTITY_LINK && s->psa_user != NULL;
+    char jti[32];
+    sg_random_token(16, jti, sizeof(jti));
+
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    gen_string(g, "iss", cfg->public_url.text);
+    gen_string(g, "aud", cfg->upstream.url.text);
+    gen_integer(g, "iat", now);
+    gen_integer(g, "exp", now + cfg->assertion.ttl_s);
+    gen_string(g, "jti", jti);
+    gen_string(g, "sub", link ? s->psa_user : s->idp_sub);
+    if (link) {
+        gen_string(g, "psa_tenant", s->psa_tenant);
+        gen_string(g, "psa_user", s->psa_user);
+    }
+    gen_string(g, "idp_tenant", s->idp_tenant);
+    gen_string(g, "idp_sub", s->idp_sub);
+    gen_string(g, "email", s->email);
+    yajl_gen_map_close(g);
+
+    const unsigned char *payload;
+    size_t len;
+    yajl_gen_get_buf(g, &payload, &len);
+    char *token = NULL;
+    if (sg_jws_sign(signer->key, signer->kid, (const char *)payload, len, &token) != 0)
+        token = NULL;
+    yajl_gen_free(g);
+    return token;
+}
+
+static size_t set_of(const char *session_id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)session_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (size_t)(h % CACHE_SETS);
+}
+
+const char *sg_assertions_get(struct sg_assertions *cache, const struct sg_config *cfg,
+                              const struct sg_signer *signer, const char *session_id,
+                              const struct sg_session *s)
+{
+    struct slot *set = cache->sets[set_of(session_id)];
+    struct slot *victim = &set[0];
+    int64_t now = sg_now_s();
+    for (size_t way = 0; way < CACHE_WAYS; way++) {
+        struct slot *slot = &set[way];
+        if (slot->token != NULL && sg_memeq_ct(slot->session_id, session_id, SG_SESSION_ID_SIZE)) {
+            if (now < slot->refresh_at)
+                return slot->token;
+            victim = slot;
+            break;
+        }
+        if (victim->token != NULL && (slot->token == NULL || slot->refresh_at < victim->refresh_at))
+            victim = slot;
+    }
+    char *token = sign(cfg, signer, s, now);
+    if (token == NULL)
+        return NULL;
+    free(victim->token);
+    victim->token = token;
+    memcpy(victim->session_id, session_id, SG_SESSION_ID_SIZE);
+    victim->refresh_at = now + cfg->assertion.ttl_s / 2;
+    return token;
+}

@@ -54,16 +54,118 @@ struct sg_logins {
 };
 
 /*
- * Takes the login state called name out of the store into *out; counts an
- * expired one and a store failure. Returns 0 or an SG_E* code (see
- * sg_loginstate_take).
+ * How a login request ends, when linking.c's decision table does not say
+ * (STYLE.md: one enum value, one reason). Each result has one row: the label
+ * of ssogate_logins_total{result}, the level of its "login" log line, the
+ * HTTP status and the page. Results whose status is 0 answer with a
+ * redirect of their own.
+ */
+enum sg_login_result {
+    SG_LOGIN_STARTED,
+    SG_LOGIN_OK,
+    SG_LOGIN_BAD_RETURN_TO,
+    SG_LOGIN_NOT_CONFIGURED,
+    SG_LOGIN_IDP_NOT_READY,
+    SG_LOGIN_TOO_MANY_IN_FLIGHT,
+    SG_LOGIN_STATE_NOT_STORED,
+    SG_LOGIN_STATE_EXPIRED,
+    SG_LOGIN_STATE_UNKNOWN,
+    SG_LOGIN_STATE_UNBOUND,
+    SG_LOGIN_IDP_ERROR,
+    SG_LOGIN_NO_CODE,
+    SG_LOGIN_TOKEN_UNREACHABLE,
+    SG_LOGIN_TOKEN_ERROR,
+    SG_LOGIN_NO_ID_TOKEN,
+    SG_LOGIN_TOKEN_INVALID,
+    SG_LOGIN_SESSION_NOT_STORED,
+    SG_LOGIN_CLIENT_GONE,
+};
+
+#define BUSY_PAGE                                                                                  \
+    "Sign-in is busy",                                                                             \
+        "Too many sign-ins are in progress right now. Please try again in a few seconds."
+#define STALE_PAGE                                                                                 \
+    "This sign-in link is no longer valid",                                                        \
+        "It has expired, was already used, or was started in another browser. Go back to the "     \
+        "application and sign in again."
+#define IDP_FAILED_PAGE "Sign-in failed", NULL /* the message names the retry address */
+
+static const struct {
+    const char *label;
+    enum sg_log_level level;
+    int status;
+    bool retry_after; /* a 503 the browser may retry */
+    const char *title;
+    const char *message;
+} results[] = {
+    [SG_LOGIN_STARTED] = {"started", SG_LOG_DEBUG, 0, false, NULL, NULL},
+    [SG_LOGIN_OK] = {"ok", SG_LOG_INFO, 0, false, NULL, NULL},
+    [SG_LOGIN_BAD_RETURN_TO] = {"bad_return_to", SG_LOG_INFO, 400, false, "Invalid return address",
+                                "Sign-in can only return to a page of this site."},
+    [SG_LOGIN_NOT_CONFIGURED] = {"not_configured", SG_LOG_INFO, 404, false,
+                                 "Single sign-on is not configured",
+                                 "This gateway has no identity provider configured."},
+    [SG_LOGIN_IDP_NOT_READY] = {"idp_not_ready", SG_LOG_WARN, 503, true, BUSY_PAGE},
+    [SG_LOGIN_TOO_MANY_IN_FLIGHT] = {"too_many_in_flight", SG_LOG_WARN, 503, true, BUSY_PAGE},
+    [SG_LOGIN_STATE_NOT_STORED] = {"store_error", SG_LOG_ERROR, 503, true, BUSY_PAGE},
+    [SG_LOGIN_STATE_EXPIRED] = {"state_expired", SG_LOG_WARN, 400, false, STALE_PAGE},
+    [SG_LOGIN_STATE_UNKNOWN] = {"state_unknown", SG_LOG_WARN, 400, false, STALE_PAGE},
+    [SG_LOGIN_STATE_UNBOUND] = {"state_unbound", SG_LOG_WARN, 400, false, STALE_PAGE},
+    [SG_LOGIN_IDP_ERROR] = {"idp_error", SG_LOG_INFO, 0, false, NULL, NULL},
+    [SG_LOGIN_NO_CODE] = {"no_code", SG_LOG_WARN, 400, false, "Sign-in incomplete",
+                          "The identity provider sent no authorization code. Please sign in "
+                          "again."},
+    [SG_LOGIN_TOKEN_UNREACHABLE] = {"token_unreachable", SG_LOG_WARN, 502, false, IDP_FAILED_PAGE},
+    [SG_LOGIN_TOKEN_ERROR] = {"token_error", SG_LOG_WARN, 502, false, IDP_FAILED_PAGE},
+    [SG_LOGIN_NO_ID_TOKEN] = {"no_id_token", SG_LOG_WARN, 502, false, IDP_FAILED_PAGE},
+    [SG_LOGIN_TOKEN_INVALID] = {"token_invalid", SG_LOG_WARN, 401, false, "Sign-in refused",
+                                "The identity provider's answer could not be verified, so you "
+                                "were not signed in. Please try again; if it keeps happening, "
+                                "contact your administrator."},
+    [SG_LOGIN_SESSION_NOT_STORED] = {"store_error", SG_LOG_ERROR, 500, false,
+                                     "Sign-in could not be completed",
+                                     "The gateway could not record your session. Please try "
+                                     "again."},
+    [SG_LOGIN_CLIENT_GONE] = {"client_gone", SG_LOG_INFO, 0, false, NULL, NULL},
+};
+
+/*
+ * Counts and logs result for r (detail, may be NULL, says more in the log
+ * line) and, when its row has a status, sends its page, with message in
+ * place of the row's when not NULL. Returns that status (0 for the results
+ * that answer with a redirect of their own).
+ */
+static int login_result_page(struct sg_request *r, enum sg_login_result result, const char *detail,
+                             const char *message)
+{
+    sg_metrics_count(LOGINS_METRIC, "result", results[result].label);
+    if (sg_log_enabled(results[result].level))
+        sg_log_fields(results[result].level, "login",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                              SG_LOG_STR("result", results[result].label),
+                                              SG_LOG_STR("detail", detail)},
+                      detail != NULL ? 3 : 2);
+    if (results[result].status == 0)
+        return 0;
+    if (results[result].retry_after)
+        evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "5");
+    return sg_request_page(r, results[result].status, results[result].title,
+                           message != NULL ? message : results[result].message);
+}
+
+static int login_result(struct sg_request *r, enum sg_login_result result, const char *detail)
+{
+    return login_result_page(r, result, detail, NULL);
+}
+
+/*
+ * Takes the login state called name out of the store into *out; counts a
+ * store failure. Returns 0 or an SG_E* code (see sg_loginstate_take).
  */
 static int state_take(struct sg_logins *logins, const char *name, struct sg_loginstate *out)
 {
     int err = sg_loginstate_take(logins->store, name, sg_now_s(), out);
-    if (err == SG_ETIMEOUT)
-        sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
-    else if (err != 0 && err != SG_ENOENT)
+    if (err != 0 && err != SG_ENOENT && err != SG_ETIMEOUT)
         sg_metrics_error(SG_MERR_STORE);
     return err;
 }
@@ -74,7 +176,7 @@ size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
     if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
         return 0;
     for (size_t i = 0; i < deleted; i++)
-        sg_metrics_count(LOGINS_METRIC, "result", "state_expired");
+        sg_metrics_count(LOGINS_METRIC, "result", results[SG_LOGIN_STATE_EXPIRED].label);
     return deleted;
 }
 
@@ -126,21 +228,6 @@ static int redirect_to_psa_login(struct sg_request *r, const char *notice)
     return 302;
 }
 
-static int too_busy(struct sg_request *r, const char *why)
-{
-    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Retry-After", "5");
-    sg_metrics_count(LOGINS_METRIC, "result", why);
-    return sg_request_page(r, 503, "Sign-in is busy",
-                           "Too many sign-ins are in progress right now. Please try again in a "
-                           "few seconds.");
-}
-
-static int not_configured(struct sg_request *r)
-{
-    return sg_request_page(r, 404, "Single sign-on is not configured",
-                           "This gateway has no identity provider configured.");
-}
-
 int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const char *return_to,
                    const char *psa_tenant, const char *psa_user, int status)
 {
@@ -150,13 +237,13 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     struct sg_logins *logins = r->logins;
 
     if (snap->oidc == NULL)
-        return not_configured(r);
+        return login_result(r, SG_LOGIN_NOT_CONFIGURED, NULL);
     if (!sg_oidc_ready(snap->oidc))
-        return too_busy(r, "idp_not_ready");
+        return login_result(r, SG_LOGIN_IDP_NOT_READY, NULL);
     if (sg_logins_count(logins) >= cfg->limits.logins_in_flight &&
         (sg_logins_sweep(logins, sg_now_s(), SWEEP_AT_LIMIT) == 0 ||
          sg_logins_count(logins) >= cfg->limits.logins_in_flight))
-        return too_busy(r, "too_many_in_flight");
+        return login_result(r, SG_LOGIN_TOO_MANY_IN_FLIGHT, NULL);
 
     char binding[TOKEN_SIZE];
     bool new_binding = !sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
@@ -177,9 +264,8 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     int err = sg_loginstate_put(r->store, &s);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
-        sg_log(SG_LOG_ERROR, "login", "login state not stored: %s", sg_strerror(err));
         sg_loginstate_clear(&s);
-        return too_busy(r, "store_error");
+        return login_result(r, SG_LOGIN_STATE_NOT_STORED, sg_strerror(err));
     }
 
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
@@ -200,7 +286,7 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     if (new_binding)
         set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_LOGINSTATE_TTL_S);
     sg_request_redirect(r, status, location);
-    sg_metrics_count(LOGINS_METRIC, "result", "started");
+    login_result(r, SG_LOGIN_STARTED, NULL);
     OPENSSL_cleanse(binding, sizeof(binding));
     free(location);
     free(scope_enc);
@@ -218,9 +304,7 @@ int sg_login_start(struct sg_request *r)
         return_to = r->snap->cfg->psa.home_path;
     if (!sg_redirect_target_valid(return_to)) {
         sg_metrics_error(SG_MERR_BAD_REQUEST);
-        sg_metrics_count(LOGINS_METRIC, "result", "bad_return_to");
-        return sg_request_page(r, 400, "Invalid return address",
-                               "Sign-in can only return to a page of this site.");
+        return login_result(r, SG_LOGIN_BAD_RETURN_TO, NULL);
     }
     return sg_login_begin(r, SG_LOGIN_SESSION, return_to, NULL, NULL, 302);
 }
@@ -251,7 +335,7 @@ static void on_pending_gone(struct sg_request *r, void *arg)
         sg_oidc_exchange_cancel(p->exchange);
     if (p->whoami != NULL)
         sg_whoami_cancel(p->whoami);
-    sg_metrics_count(LOGINS_METRIC, "result", "client_gone");
+    login_result(r, SG_LOGIN_CLIENT_GONE, NULL);
 }
 
 /* The claims' string value of a configured claim name, or NULL. */
@@ -295,17 +379,13 @@ static int finish_session(struct pending *p)
     int err = sg_session_create(p->r->store, p->session_id, &p->session);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
-        sg_metrics_count(LOGINS_METRIC, "result", "store_error");
-        sg_log(SG_LOG_ERROR, "login", "session not stored: %s", sg_strerror(err));
-        sg_page_send(p->r->req, 500, "Sign-in could not be completed",
-                     "The gateway could not record your session. Please try again.", p->r->id);
-        return 500;
+        return login_result(p->r, SG_LOGIN_SESSION_NOT_STORED, sg_strerror(err));
     }
     set_cookie(p->r->req, cfg, SG_COOKIE_SESSION, p->session_id, cfg->session.absolute_timeout_s);
-    sg_metrics_count(LOGINS_METRIC, "result", "ok");
+    sg_metrics_count(LOGINS_METRIC, "result", results[SG_LOGIN_OK].label);
     sg_log_fields(SG_LOG_INFO, "login",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
-                                          SG_LOG_STR("result", "ok"),
+                                          SG_LOG_STR("result", results[SG_LOGIN_OK].label),
                                           SG_LOG_STR("idp_tenant", p->session.idp_tenant),
                                           SG_LOG_STR("psa_tenant", p->session.psa_tenant),
                                           SG_LOG_STR("psa_user", p->session.psa_user)},
@@ -573,37 +653,24 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
 {
     const struct sg_config *cfg = p->r->snap->cfg;
 
-    if (status == SG_OIDC_TOKEN_UNREACHABLE || status == SG_OIDC_TOKEN_ERROR ||
-        status == SG_OIDC_NO_ID_TOKEN) {
-        sg_log_fields(SG_LOG_WARN, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
-                                              SG_LOG_STR("result", sg_oidc_status_name(status)),
-                                              SG_LOG_STR("detail", detail)},
-                      3);
-        sg_metrics_count(LOGINS_METRIC, "result", sg_oidc_status_name(status));
+    static const enum sg_login_result failed[] = {
+        [SG_OIDC_TOKEN_UNREACHABLE] = SG_LOGIN_TOKEN_UNREACHABLE,
+        [SG_OIDC_TOKEN_ERROR] = SG_LOGIN_TOKEN_ERROR,
+        [SG_OIDC_NO_ID_TOKEN] = SG_LOGIN_NO_ID_TOKEN,
+    };
+    if (status != SG_OIDC_OK && (size_t)status < SG_ARRAY_LEN(failed) && failed[status] != 0) {
         char *retry = evhttp_uriencode(p->state.return_to, -1, 0);
         char *message = sg_asprintf("The identity provider did not complete the sign-in. "
                                     "Please try again: /_sso/login?return_to=%s",
                                     retry);
-        sg_page_send(p->r->req, 502, "Sign-in failed", message, p->r->id);
+        int sent = login_result_page(p->r, failed[status], detail, message);
         free(message);
         free(retry);
-        return 502;
+        return sent;
     }
     if (status != SG_OIDC_OK) {
-        sg_log_fields(SG_LOG_WARN, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
-                                              SG_LOG_STR("result", "token_invalid"),
-                                              SG_LOG_STR("detail", detail)},
-                      3);
         sg_metrics_count("ssogate_id_token_rejected_total", "reason", detail);
-        sg_metrics_count(LOGINS_METRIC, "result", "token_invalid");
-        sg_page_send(p->r->req, 401, "Sign-in refused",
-                     "The identity provider's answer could not be verified, so you were not "
-                     "signed in. Please try again; if it keeps happening, contact your "
-                     "administrator.",
-                     p->r->id);
-        return 401;
+        return login_result(p->r, SG_LOGIN_TOKEN_INVALID, detail);
     }
 
     struct token token = {0};
@@ -651,9 +718,10 @@ int sg_login_callback(struct sg_request *r)
     int status;
 
     if (snap->oidc == NULL)
-        return not_configured(r);
+        return login_result(r, SG_LOGIN_NOT_CONFIGURED, NULL);
     const char *state = sg_request_param(r, "state");
-    bool taken = state != NULL && state_take(logins, state, &s) == 0;
+    int taken_err = state != NULL ? state_take(logins, state, &s) : SG_ENOENT;
+    bool taken = taken_err == 0;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
     bool bound = taken && sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
@@ -662,34 +730,24 @@ int sg_login_callback(struct sg_request *r)
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
     }
     if (!bound) {
-        sg_metrics_count(LOGINS_METRIC, "result", taken ? "state_unbound" : "state_unknown");
-        sg_log_fields(SG_LOG_WARN, "login",
-                      (struct sg_log_field[]){
-                          SG_LOG_STR("request_id", r->id),
-                          SG_LOG_STR("result", taken ? "state_unbound" : "state_unknown")},
-                      2);
-        status = sg_request_page(r, 400, "This sign-in link is no longer valid",
-                                 "It has expired, was already used, or was started in another "
-                                 "browser. Go back to the application and sign in again.");
+        status = login_result(r,
+                              taken                      ? SG_LOGIN_STATE_UNBOUND
+                              : taken_err == SG_ETIMEOUT ? SG_LOGIN_STATE_EXPIRED
+                                                         : SG_LOGIN_STATE_UNKNOWN,
+                              NULL);
         goto end;
     }
     const char *error = sg_request_param(r, "error");
     if (error != NULL) {
-        sg_metrics_count(LOGINS_METRIC, "result", "idp_error");
-        sg_log_fields(SG_LOG_INFO, "login",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
-                                              SG_LOG_STR("result", "idp_error")},
-                      2);
+        login_result(r, SG_LOGIN_IDP_ERROR,
+                     strcmp(error, "access_denied") == 0 ? "access_denied" : "other");
         status =
             redirect_to_psa_login(r, strcmp(error, "access_denied") == 0 ? "denied" : "failed");
         goto end;
     }
     const char *code = sg_request_param(r, "code");
     if (code == NULL || *code == '\0' || strlen(code) > 4096) {
-        sg_metrics_count(LOGINS_METRIC, "result", "no_code");
-        status = sg_request_page(r, 400, "Sign-in incomplete",
-                                 "The identity provider sent no authorization code. Please sign "
-                                 "in again.");
+        status = login_result(r, SG_LOGIN_NO_CODE, NULL);
         goto end;
     }
 
@@ -707,7 +765,7 @@ int sg_login_callback(struct sg_request *r)
     p->exchange =
         sg_oidc_exchange_code(snap->oidc, code, p->state.verifier, p->state.nonce, on_exchanged, p);
     if (p->exchange == NULL) {
-        status = too_busy(r, "idp_not_ready");
+        status = login_result(r, SG_LOGIN_IDP_NOT_READY, NULL);
         goto end;
     }
     /* In flight until its answer is sent: a drain waits for it. */

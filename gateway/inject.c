@@ -48,7 +48,22 @@ static size_t after_body_tag(const char *html, size_t len)
     return 0;
 }
 
-char *sg_inject_login_block(const char *html, size_t len, const char *notice_code, size_t *out_len)
+/* Where the block goes: around the first marker, else after <body>. */
+static size_t insertion_point(const char *html, size_t len, const char *marker, bool before,
+                              bool *fell_back)
+{
+    *fell_back = false;
+    if (marker != NULL) {
+        const char *found = memmem(html, len, marker, strlen(marker));
+        if (found != NULL)
+            return (size_t)(found - html) + (before ? 0 : strlen(marker));
+        *fell_back = true;
+    }
+    return after_body_tag(html, len);
+}
+
+char *sg_inject_login_block(const char *html, size_t len, const char *notice_code,
+                            const char *marker, bool before, bool *fell_back, size_t *out_len)
 {
     const char *notice = sg_inject_notice_text(notice_code);
     /* The block lives inside the PSA's page: its rules are scoped to its own id, so that they win
@@ -71,7 +86,7 @@ char *sg_inject_login_block(const char *html, size_t len, const char *notice_cod
         "<a id=\"ssogate-login-button\" href=\"/_sso/login\">Log in with IT Complete</a></div>",
         notice ? "<p id=\"ssogate-notice\" role=\"alert\">" : "", notice ? notice : "",
         notice ? "</p>" : "");
-    size_t at = after_body_tag(html, len);
+    size_t at = insertion_point(html, len, marker, before, fell_back);
     size_t block_len = strlen(block);
     char *out = sg_malloc(len + block_len + 1);
     memcpy(out, html, at);

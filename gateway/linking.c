@@ -159,9 +159,12 @@ bool sg_linking_url_equal(const char *url, const char *expected)
     return la == lb && strncasecmp(url, expected, la) == 0;
 }
 
+/* An empty required_amr (claims mode only: policy.c refuses it in link mode) asks for nothing. */
 static bool has_second_factor(const struct sg_linking_rules *rules,
                               const struct sg_linking_token *token)
 {
+    if (rules->required_amr[0] == NULL)
+        return true;
     for (const char *const *required = rules->required_amr; *required != NULL; required++) {
         for (size_t i = 0; i < token->amr_count; i++) {
             if (strcmp(token->amr[i], *required) == 0)

@@ -1178,11 +1178,36 @@ static const struct field whoami_fields[] = {
 };
 static const struct object_schema whoami_schema = SG_SCHEMA(whoami_fields, NULL);
 
+static int check_marker(struct parser *p, const char *s)
+{
+    size_t len = strlen(s);
+    if (len == 0 || len > 256)
+        return fail(p, "must be 1 to 256 bytes");
+    for (const char *c = s; *c != '\0'; c++) {
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            return fail(p, "must not contain control characters");
+    }
+    return 0;
+}
+
+static const struct enum_name position_names[] = {
+    {"after", SG_BUTTON_AFTER},
+    {"before", SG_BUTTON_BEFORE},
+    {NULL, 0},
+};
+
+static const struct field login_button_fields[] = {
+    SG_F_STRING("marker", struct sg_login_button_config, marker, true, check_marker),
+    SG_F_ENUM("position", struct sg_login_button_config, position, false, position_names),
+};
+static const struct object_schema login_button_schema = SG_SCHEMA(login_button_fields, NULL);
+
 static const struct field psa_fields[] = {
     SG_F_STRING("login_path", struct sg_psa_config, login_path, false, check_site_path),
     SG_F_STRING("home_path", struct sg_psa_config, home_path, false, check_site_path),
     SG_F_STRING("logout_path", struct sg_psa_config, logout_path, false, check_site_path),
     SG_F_OBJECT("whoami", struct sg_psa_config, whoami, false, whoami_schema),
+    SG_F_OBJECT("login_button", struct sg_psa_config, login_button, false, login_button_schema),
 };
 static const struct object_schema psa_schema = SG_SCHEMA(psa_fields, NULL);
 
@@ -1493,6 +1518,10 @@ static int config_check(struct parser *p, void *base)
                                                                            : &cfg->public_url);
     if (cfg->idp == NULL && cfg->identity == SG_IDENTITY_CLAIMS)
         return fail_at(p, "identity", "claims needs an idp");
+    if (cfg->required_amr[0] == NULL && cfg->identity == SG_IDENTITY_LINK)
+        return fail_at(p, "required_amr",
+                       "may be empty only with identity \"claims\": linking keeps the second "
+                       "factor mandatory");
     for (size_t i = 0; cfg->idp == NULL && i < cfg->route_count; i++) {
         if (cfg->routes[i].auth != SG_AUTH_REQUIRED)
             continue;
@@ -1511,7 +1540,7 @@ static const struct field config_fields[] = {
     SG_F_OBJECT("upstream", struct sg_config, upstream, true, upstream_schema),
     SG_F_OBJECT("psa", struct sg_config, psa, false, psa_schema),
     SG_F_CUSTOM("idp", false, parse_idp),
-    SG_F_LIST("required_amr", struct sg_config, required_amr, 1, 16, check_token),
+    SG_F_LIST("required_amr", struct sg_config, required_amr, 0, 16, check_token),
     SG_F_CUSTOM("region", false, parse_region),
     SG_F_OBJECT("session", struct sg_config, session, false, session_schema),
     SG_F_CUSTOM("routes", false, parse_routes),
@@ -1587,6 +1616,7 @@ static void config_free(struct sg_config *cfg)
     free(cfg->psa.login_path);
     free(cfg->psa.home_path);
     free(cfg->psa.logout_path);
+    free(cfg->psa.login_button.marker);
     free(cfg->psa.whoami.path);
     free(cfg->psa.whoami.tenant);
     free(cfg->psa.whoami.user);

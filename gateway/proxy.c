@@ -202,8 +202,18 @@ static void on_up_done(struct evhttp_request *up, void *arg)
     if (!failed && p->held != NULL) {
         size_t len = evbuffer_get_length(p->held);
         size_t out_len;
-        char *page = sg_inject_login_block((const char *)evbuffer_pullup(p->held, -1), len,
-                                           p->notice, &out_len);
+        bool fell_back;
+        const struct sg_login_button_config *button = &p->r->snap->cfg->psa.login_button;
+        char *page = sg_inject_login_block(
+            (const char *)evbuffer_pullup(p->held, -1), len, p->notice, button->marker,
+            button->position == SG_BUTTON_BEFORE, &fell_back, &out_len);
+        if (fell_back) {
+            sg_metrics_count("ssogate_login_button_fallbacks_total", "reason", "marker_missing");
+            sg_log_fields(SG_LOG_WARN, "login_button",
+                          (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
+                                                  SG_LOG_STR("result", "marker_missing")},
+                          2);
+        }
         struct evbuffer *body = evbuffer_new();
         evbuffer_add(body, page, out_len);
         p->bytes = out_len;

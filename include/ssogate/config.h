@@ -73,11 +73,23 @@ struct sg_whoami_config {
     char *staff_kind; /* value of "kind" that means staff, default "staff" */
 };
 
+/* Where the login page gains the "Log in with IT Complete" block. */
+enum sg_button_position {
+    SG_BUTTON_AFTER = 0, /* right after the marker */
+    SG_BUTTON_BEFORE,    /* right before it */
+};
+
+struct sg_login_button_config {
+    char *marker; /* a literal of the PSA's login page, e.g. "</form>"; NULL: after <body> */
+    enum sg_button_position position;
+};
+
 struct sg_psa_config {
     char *login_path;  /* the PSA's own login page, default "/login" */
     char *home_path;   /* default "/" */
     char *logout_path; /* the PSA's sign-out: also ends the gateway session, default "/logout" */
     struct sg_whoami_config whoami;
+    struct sg_login_button_config login_button;
 };
 
 enum sg_token_auth {

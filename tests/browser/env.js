@@ -76,6 +76,7 @@ async function startDemoEnv(h) {
       logout_path: '/logout',
       home_path: '/',
       whoami: { path: '/api/whoami', tenant: '/tenant', user: '/user', admin: '/admin', kind: '/kind', active: '/active' },
+      login_button: { marker: '</form>', position: 'after' },
     },
     idp: { issuer, client_id: client.client_id, client_secret_env: SECRET_ENV, ca_file: caFile },
     required_amr: ['otp'],

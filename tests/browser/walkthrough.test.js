@@ -298,6 +298,10 @@ step('B6: bob signs out; the PSA login page offers "Log in with IT Complete"', a
   await page.locator('#ssogate-login-button').waitFor();
   assert.equal(await textOf(page, '#ssogate-login-button'), 'Log in with IT Complete');
   assert.equal(await page.locator('#psa-login-form').count(), 1, 'the PSA form is still there');
+  // psa.login_button puts the block inside the PSA's sign-in card, right after its form, once.
+  assert.equal(await page.locator('.card.login #psa-login-form + #ssogate-login #ssogate-login-button').count(), 1,
+    'the button sits in the sign-in card, under the PSA form');
+  assert.equal(await page.locator('#ssogate-login').count(), 1, 'one block');
   await shot(page, 'bob-psa-login-page');
 });
 

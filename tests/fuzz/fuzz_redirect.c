@@ -27,9 +27,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
     size_t out_len;
+    bool fell_back;
+    /* The page's first bytes, when there are some, are also the marker looked for. */
+    char marker[5] = "";
+    memcpy(marker, data, size < 4 ? size : 4);
+    bool has_marker = marker[0] != '\0' && strlen(marker) == (size < 4 ? size : 4);
     char *page =
-        sg_inject_login_block((const char *)data, size, size > 0 ? "inactive" : NULL, &out_len);
-    if (out_len <= size || memmem(page, out_len, "ssogate-login", 13) == NULL)
+        sg_inject_login_block((const char *)data, size, size > 0 ? "inactive" : NULL,
+                              has_marker ? marker : NULL, size % 2 == 0, &fell_back, &out_len);
+    if (out_len <= size || memmem(page, out_len, "ssogate-login", 13) == NULL || fell_back)
         abort();
     free(page);
     free(text);

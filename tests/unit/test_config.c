@@ -168,6 +168,14 @@ static const char full_config[] =
     "'workers':2,"
     "'drain_timeout_s':5}";
 
+/* A generic gateway whose IdP sends no amr: claims mode may ask for no second factor. */
+static void test_claims_without_amr(void **state)
+{
+    struct sg_config *cfg = parse_ok(WITH("'required_amr':[],'identity':'claims'," IDP("")));
+    assert_null(cfg->required_amr[0]);
+    sg_config_unref(cfg);
+}
+
 static void test_full_config(void **state)
 {
     char *json = json_text(full_config);
@@ -596,7 +604,12 @@ static const struct bad_case bad_cases[] = {
      "must not start with __Host-"},
     {WITH("'session':{'cookie_name':'__secure-sg'}"), "session.cookie_name",
      "must not start with __Host-"},
-    {WITH("'required_amr':[]"), "required_amr", "must have 1 to 16 items"},
+    {WITH("'required_amr':[]"), "required_amr", "may be empty only with identity"},
+    {WITH("'required_amr':[],'identity':'link'," IDP("")), "required_amr",
+     "may be empty only with identity"},
+    {WITH("'required_amr':['1','2','3','4','5','6','7','8','9','10','11','12','13','14','15','16',"
+          "'17']"),
+     "required_amr", "must have 0 to 16 items"},
     {WITH("'required_amr':['o t p']"), "required_amr[0]", "spaces"},
     {WITH("'region':{'name':'EU'}"), "region.module_url", "is required when region.name"},
     {WITH("'region':{'name':''}"), "region.name", "must not be empty"},
@@ -968,12 +981,12 @@ static void test_policy_examples(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_config),     cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_bad_inputs),      cmocka_unit_test(test_hostile_sizes),
-        cmocka_unit_test(test_mutations),       cmocka_unit_test(test_regions),
-        cmocka_unit_test(test_routes),          cmocka_unit_test(test_url_parse),
-        cmocka_unit_test(test_secret_file),     cmocka_unit_test(test_load),
-        cmocka_unit_test(test_policy_examples),
+        cmocka_unit_test(test_full_config),   cmocka_unit_test(test_claims_without_amr),
+        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_hostile_sizes), cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_regions),       cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_url_parse),     cmocka_unit_test(test_secret_file),
+        cmocka_unit_test(test_load),          cmocka_unit_test(test_policy_examples),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

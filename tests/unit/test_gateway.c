@@ -69,7 +69,10 @@ static void test_inject_after_body(void **state)
 {
     const char page[] = "<html><head></head><BODY class=\"x\"><p>PSA</p></body></html>";
     size_t len;
-    char *out = sg_inject_login_block(page, strlen(page), "inactive", &len);
+    bool fell_back;
+    char *out =
+        sg_inject_login_block(page, strlen(page), "inactive", NULL, false, &fell_back, &len);
+    assert_false(fell_back);
     assert_int_equal(len, strlen(out));
     const char *block = strstr(out, "<div id=\"ssogate-login\"");
     assert_non_null(block);
@@ -84,16 +87,53 @@ static void test_inject_without_body_or_notice(void **state)
 {
     const char page[] = "<p>no body tag</p><bodyx>";
     size_t len;
-    char *out = sg_inject_login_block(page, strlen(page), "made-up", &len);
+    bool fell_back;
+    char *out = sg_inject_login_block(page, strlen(page), "made-up", NULL, false, &fell_back, &len);
     assert_ptr_equal(strstr(out, "<div id=\"ssogate-login\""), out);
     assert_null(strstr(out, "ssogate-notice"));
     assert_non_null(strstr(out, page));
     free(out);
-    out = sg_inject_login_block("<body", 5, NULL, &len);
+    out = sg_inject_login_block("<body", 5, NULL, NULL, false, &fell_back, &len);
     assert_ptr_equal(strstr(out, "<div id=\"ssogate-login\""), out);
     free(out);
     assert_null(sg_inject_notice_text(NULL));
     assert_non_null(sg_inject_notice_text("not_linked"));
+}
+
+/* The block goes around the first marker, once; a page without it gets the block after <body>. */
+static void test_inject_at_marker(void **state)
+{
+    const char page[] =
+        "<body><div class=card><form id=f></form><p>x</p></div><form></form></body>";
+    size_t len;
+    bool fell_back = true;
+    char *out = sg_inject_login_block(page, strlen(page), NULL, "</form>", false, &fell_back, &len);
+    assert_false(fell_back);
+    const char *block = strstr(out, "<div id=\"ssogate-login\"");
+    assert_non_null(block);
+    assert_ptr_equal(block, strstr(out, "</form>") + strlen("</form>")); /* after the first */
+    assert_null(strstr(block + 8, "id=\"ssogate-login\""));              /* once */
+    assert_int_equal(len, strlen(out));
+    assert_non_null(strstr(block, "<p>x</p></div><form></form></body>")); /* the rest unchanged */
+    free(out);
+
+    out = sg_inject_login_block(page, strlen(page), NULL, "<form id=f>", true, &fell_back, &len);
+    assert_false(fell_back);
+    block = strstr(out, "<div id=\"ssogate-login\"");
+    assert_true(block < strstr(out, "<form id=f>"));
+    assert_true(block > strstr(out, "<div class=card>"));
+    free(out);
+
+    out = sg_inject_login_block(page, strlen(page), NULL, "<section id=login>", true, &fell_back,
+                                &len);
+    assert_true(fell_back);
+    assert_ptr_equal(strstr(out, "<div id=\"ssogate-login\""), out + strlen("<body>"));
+    free(out);
+
+    /* A marker cut short by the end of the page is not found. */
+    out = sg_inject_login_block("<body></fo", 10, NULL, "</form>", false, &fell_back, &len);
+    assert_true(fell_back);
+    free(out);
 }
 
 int main(void)
@@ -104,6 +144,7 @@ int main(void)
         cmocka_unit_test(test_json_pointer),
         cmocka_unit_test(test_inject_after_body),
         cmocka_unit_test(test_inject_without_body_or_notice),
+        cmocka_unit_test(test_inject_at_marker),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -108,6 +108,15 @@ static void test_token_checks(void **state)
         {"B3 before B11", {.active = false}, SG_LINKING_NO_SECOND_FACTOR},
     };
     (void)state;
+    /* Claims mode with an empty required_amr: no amr needed, B11 still applies. */
+    static const char *const none[] = {NULL};
+    const struct sg_linking_rules no_amr = {.required_amr = none, .module_url = US_URL};
+    expect_decision("no amr required",
+                    sg_linking_check_token(&no_amr, &(struct sg_linking_token){.active = true}),
+                    SG_LINKING_LOGIN_SESSION);
+    expect_decision("no amr required, inactive",
+                    sg_linking_check_token(&no_amr, &(struct sg_linking_token){.active = false}),
+                    SG_LINKING_IDP_INACTIVE);
     for (size_t i = 0; i < SG_ARRAY_LEN(cases); i++)
         expect_decision(cases[i].what, sg_linking_check_token(&rules, &cases[i].token),
                         cases[i].want);

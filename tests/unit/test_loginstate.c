@@ -7,6 +7,7 @@
 #include "../../gateway/common.c"
 #include "../../gateway/loginstate.c"
 #include "../../gateway/store.c"
+#include "../../gateway/store_lmdb.c"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -376,10 +377,11 @@ static void test_key_is_hash(void **state)
     struct sg_store_txn txn;
     unsigned char key[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)STATE, strlen(STATE), key);
-    MDB_val k = {sizeof(key), key}, v;
+    const void *val;
+    size_t vlen;
     assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
-    assert_int_equal(mdb_get(txn.txn, sg_store_dbi(fx->store, SG_STORE_DB_LOGINS), &k, &v), 0);
-    assert_null(memmem(v.mv_data, v.mv_size, STATE, strlen(STATE)));
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_LOGINS, key, sizeof(key), &val, &vlen), 0);
+    assert_null(memmem(val, vlen, STATE, strlen(STATE)));
     sg_store_txn_abort(&txn);
 }
 
@@ -425,10 +427,9 @@ static void put_raw(struct sg_store *store, const char *state, void *value, size
     struct sg_store_txn txn;
     unsigned char key[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)state, strlen(state), key);
-    MDB_val k = {sizeof(key), key}, v = {len, value};
     assert_int_equal(sg_store_txn_begin(store, true, &txn), 0);
-    assert_int_equal(mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &k, &v, 0), 0);
-    assert_int_equal(sg_store_txn_commit(&txn, false), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, key, sizeof(key), value, len, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
 }
 
 static void test_take_corrupt(void **state)

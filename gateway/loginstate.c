@@ -276,14 +276,20 @@ int sg_loginstate_count(struct sg_store *store, size_t *count)
     return 0;
 }
 
-/* A sweep's walk over the login states: the keys of those to delete, at most max. */
+/*
+ * A sweep's walk over the login states: the keys of those to delete (at most
+ * max), each as a u16 length and its bytes, whatever wrote them.
+ */
 struct sweep {
     int64_t now;
     size_t max;
-    unsigned char (*keys)[SHA256_DIGEST_LENGTH];
     size_t count;
+    unsigned char *keys;
+    size_t used;
     size_t cap;
 };
+
+_Static_assert(SG_STORE_KEY_MAX <= UINT16_MAX, "a key length fits its u16");
 
 static int sweep_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
@@ -291,16 +297,17 @@ static int sweep_entry(const void *key, size_t klen, const void *val, size_t vle
     if (sw->count == sw->max)
         return SG_STORE_STOP;
     struct record_view view;
-    bool doomed =
-        record_parse(val, vlen, &view) != SG_LOGINSTATE_OK || expired(view.created, sw->now);
-    /* Every key this module writes is a SHA-256; another length is not ours to delete. */
-    if (!doomed || klen != SHA256_DIGEST_LENGTH)
+    if (record_parse(val, vlen, &view) == SG_LOGINSTATE_OK && !expired(view.created, sw->now))
         return 0;
-    if (sw->count == sw->cap) {
-        sw->cap = sw->cap ? 2 * sw->cap : 16;
-        sw->keys = sg_realloc(sw->keys, sw->cap * sizeof(*sw->keys));
+    if (sw->cap - sw->used < 2 + klen) {
+        sw->cap = 2 * sw->cap + 2 + klen;
+        sw->keys = sg_realloc(sw->keys, sw->cap);
     }
-    memcpy(sw->keys[sw->count++], key, SHA256_DIGEST_LENGTH);
+    sw->keys[sw->used] = (unsigned char)(klen >> 8);
+    sw->keys[sw->used + 1] = (unsigned char)(klen & 0xff);
+    memcpy(sw->keys + sw->used + 2, key, klen);
+    sw->used += 2 + klen;
+    sw->count++;
     return 0;
 }
 
@@ -315,8 +322,11 @@ int sg_loginstate_sweep(struct sg_store *store, int64_t now, size_t max, size_t 
     /* Collect first: a scan must not write in its transaction. */
     struct sweep sw = {.now = now, .max = max};
     err = sg_store_scan(&txn, SG_STORE_DB_LOGINS, NULL, 0, 0, sweep_entry, &sw);
-    for (size_t i = 0; err == 0 && i < sw.count; i++)
-        err = sg_store_delete(&txn, SG_STORE_DB_LOGINS, sw.keys[i], SHA256_DIGEST_LENGTH, NULL, 0);
+    for (size_t off = 0; err == 0 && off < sw.used;) {
+        size_t klen = (size_t)sw.keys[off] << 8 | sw.keys[off + 1];
+        err = sg_store_delete(&txn, SG_STORE_DB_LOGINS, sw.keys + off + 2, klen, NULL, 0);
+        off += 2 + klen;
+    }
     SG_FREE(sw.keys);
     if (err != 0) {
         sg_store_txn_abort(&txn);

@@ -493,6 +493,32 @@ static void test_sweep(void **state)
     assert_int_equal(deleted, 0);
 }
 
+/* A record under a key this module never writes (not a SHA-256) is swept all the same. */
+static void test_sweep_foreign_key(void **state)
+{
+    struct fixture *fx = *state;
+    struct sg_loginstate s = make_state(STATE, SG_LOGIN_SESSION, "/", NULL, NULL);
+    assert_int_equal(sg_loginstate_put(fx->store, &s), 0);
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, "junk", 4, "\x01", 1, 0), 0);
+    char long_key[SG_STORE_KEY_MAX];
+    memset(long_key, 'k', sizeof(long_key));
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, long_key, sizeof(long_key), "", 0, 0),
+                     0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    size_t count, deleted;
+    assert_int_equal(sg_loginstate_count(fx->store, &count), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(sg_loginstate_sweep(fx->store, NOW, 1000, &deleted), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(sg_loginstate_count(fx->store, &count), 0);
+    assert_int_equal(count, 1);
+    struct sg_loginstate out;
+    assert_int_equal(sg_loginstate_take(fx->store, STATE, NOW, &out), 0);
+    sg_loginstate_clear(&out);
+}
+
 static void test_clear(void **state)
 {
     (void)state;
@@ -520,6 +546,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_take_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_foreign_key, setup, teardown),
         cmocka_unit_test(test_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

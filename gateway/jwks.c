@@ -107,26 +107,20 @@ void sg_jwks_refetch_started(struct sg_jwks *jwks, int64_t now)
     jwks->last_unknown_kid_fetch = now;
 }
 
-/* Copies a JWKS issuer into a key buffer of SG_STORE_KEY_MAX bytes. */
-static int record_key(const char *issuer, char *buf, MDB_val *key)
+/* Checks a JWKS issuer as a store key. Returns 0, SG_EINVAL (empty) or SG_ETOOBIG. */
+static int record_key(const char *issuer, size_t *len)
 {
-    size_t len = issuer != NULL ? strlen(issuer) : 0;
-    if (len == 0)
+    *len = issuer != NULL ? strlen(issuer) : 0;
+    if (*len == 0)
         return SG_EINVAL;
-    if (len > SG_STORE_KEY_MAX)
-        return SG_ETOOBIG;
-    memcpy(buf, issuer, len);
-    key->mv_size = len;
-    key->mv_data = buf;
-    return 0;
+    return *len > SG_STORE_KEY_MAX ? SG_ETOOBIG : 0;
 }
 
 int sg_jwks_store_put(struct sg_store *store, const char *issuer, const char *json, size_t len,
                       int64_t fetched_at)
 {
-    char key_buf[SG_STORE_KEY_MAX];
-    MDB_val key;
-    int err = record_key(issuer, key_buf, &key);
+    size_t klen;
+    int err = record_key(issuer, &klen);
     if (err != 0)
         return err;
     if (json == NULL || len == 0)
@@ -134,22 +128,22 @@ int sg_jwks_store_put(struct sg_store *store, const char *issuer, const char *js
     if (len > SG_JWKS_MAX)
         return SG_ETOOBIG;
 
+    size_t size = HEADER_LEN + len;
+    unsigned char *record = sg_malloc(size);
+    record[0] = RECORD_VERSION;
+    sg_store_put_be64(record + 1, (uint64_t)fetched_at);
+    memcpy(record + HEADER_LEN, json, len);
     struct sg_store_txn txn;
     err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    /* MDB_RESERVE lets us write the record straight into the map. */
-    MDB_val val = {HEADER_LEN + len, NULL};
-    int rc = mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_JWKS), &key, &val, MDB_RESERVE);
-    if (rc != 0) {
-        sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
+    if (err == 0) {
+        err = sg_store_put(&txn, SG_STORE_DB_JWKS, issuer, klen, record, size, 0);
+        if (err == 0)
+            err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
+        else
+            sg_store_txn_abort(&txn);
     }
-    unsigned char *p = val.mv_data;
-    p[0] = RECORD_VERSION;
-    sg_store_put_be64(p + 1, (uint64_t)fetched_at);
-    memcpy(p + HEADER_LEN, json, len);
-    return sg_store_txn_commit(&txn, false);
+    free(record);
+    return err;
 }
 
 int sg_jwks_store_get(struct sg_store *store, const char *issuer, char **json, size_t *len,
@@ -157,9 +151,8 @@ int sg_jwks_store_get(struct sg_store *store, const char *issuer, char **json, s
 {
     *json = NULL;
     *len = 0;
-    char key_buf[SG_STORE_KEY_MAX];
-    MDB_val key;
-    int err = record_key(issuer, key_buf, &key);
+    size_t klen;
+    int err = record_key(issuer, &klen);
     if (err != 0)
         return err == SG_ETOOBIG ? SG_ENOENT : err;
 
@@ -167,19 +160,19 @@ int sg_jwks_store_get(struct sg_store *store, const char *issuer, char **json, s
     err = sg_store_txn_begin(store, false, &txn);
     if (err != 0)
         return err;
-    MDB_val val;
-    int rc = mdb_get(txn.txn, sg_store_dbi(store, SG_STORE_DB_JWKS), &key, &val);
-    if (rc != 0) {
+    const void *val;
+    size_t size;
+    err = sg_store_get(&txn, SG_STORE_DB_JWKS, issuer, klen, &val, &size);
+    if (err != 0) {
         sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
+        return err;
     }
-    const unsigned char *p = val.mv_data;
-    if (val.mv_size <= HEADER_LEN || val.mv_size - HEADER_LEN > SG_JWKS_MAX ||
-        p[0] != RECORD_VERSION) {
+    const unsigned char *p = val;
+    if (size <= HEADER_LEN || size - HEADER_LEN > SG_JWKS_MAX || p[0] != RECORD_VERSION) {
         sg_store_txn_abort(&txn);
         return SG_ESTORE;
     }
-    *len = val.mv_size - HEADER_LEN;
+    *len = size - HEADER_LEN;
     *json = sg_strndup((const char *)p + HEADER_LEN, *len);
     if (fetched_at != NULL)
         *fetched_at = (int64_t)sg_store_get_be64(p + 1);

@@ -2,13 +2,14 @@
 
 #include "ssogate/common.h"
 #include "ssogate/session.h"
+#include "ssogate/store.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #define ID_SIZE (SG_LINKS_ID_MAX + 1)
 
-_Static_assert(2 * SG_LINKS_ID_MAX + 1 <= SG_STORE_KEY_MAX, "a user key must fit an LMDB key");
+_Static_assert(2 * SG_LINKS_ID_MAX + 1 <= SG_STORE_KEY_MAX, "a user key must fit a store key");
 
 /* A user on one side: tenant and user (PSA) or tenant and sub (IdP), NUL-terminated copies. */
 struct id_pair {
@@ -19,7 +20,7 @@ struct id_pair {
 /* A key or value being built: one id, or two ids joined by a NUL. */
 struct key_buf {
     char data[SG_STORE_KEY_MAX];
-    MDB_val val;
+    size_t len;
 };
 
 static bool id_bytes_valid(const char *p, size_t len)
@@ -43,8 +44,7 @@ static void single_key(const char *id, struct key_buf *k)
 {
     size_t len = strlen(id);
     memcpy(k->data, id, len);
-    k->val.mv_size = len;
-    k->val.mv_data = k->data;
+    k->len = len;
 }
 
 static void pair_key(const char *a, const char *b, struct key_buf *k)
@@ -54,29 +54,28 @@ static void pair_key(const char *a, const char *b, struct key_buf *k)
     memcpy(k->data, a, alen);
     k->data[alen] = '\0';
     memcpy(k->data + alen + 1, b, blen);
-    k->val.mv_size = alen + 1 + blen;
-    k->val.mv_data = k->data;
+    k->len = alen + 1 + blen;
 }
 
 /* Copies a stored single id into out. Returns 0 or SG_ESTORE when it is malformed. */
-static int single_decode(const MDB_val *v, char out[ID_SIZE])
+static int single_decode(const void *data, size_t len, char out[ID_SIZE])
 {
-    if (!id_bytes_valid(v->mv_data, v->mv_size))
+    if (!id_bytes_valid(data, len))
         return SG_ESTORE;
-    memcpy(out, v->mv_data, v->mv_size);
-    out[v->mv_size] = '\0';
+    memcpy(out, data, len);
+    out[len] = '\0';
     return 0;
 }
 
 /* Copies a stored pair "a NUL b" into out. Returns 0 or SG_ESTORE when it is malformed. */
-static int pair_decode(const MDB_val *v, struct id_pair *out)
+static int pair_decode(const void *data, size_t len, struct id_pair *out)
 {
-    const char *p = v->mv_data;
-    const char *sep = memchr(p, '\0', v->mv_size);
+    const char *p = data;
+    const char *sep = memchr(p, '\0', len);
     if (sep == NULL)
         return SG_ESTORE;
     size_t alen = (size_t)(sep - p);
-    size_t blen = v->mv_size - alen - 1;
+    size_t blen = len - alen - 1;
     if (!id_bytes_valid(p, alen) || !id_bytes_valid(sep + 1, blen))
         return SG_ESTORE;
     memcpy(out->tenant, p, alen);
@@ -92,11 +91,12 @@ static int tenant_lookup(struct sg_store_txn *txn, enum sg_store_db db, const ch
 {
     struct key_buf k;
     single_key(id, &k);
-    MDB_val v;
-    int rc = mdb_get(txn->txn, sg_store_dbi(txn->store, db), &k.val, &v);
-    if (rc != 0)
-        return sg_store_error(rc);
-    return single_decode(&v, out);
+    const void *val;
+    size_t len;
+    int err = sg_store_get(txn, db, k.data, k.len, &val, &len);
+    if (err != 0)
+        return err;
+    return single_decode(val, len, out);
 }
 
 /* Looks up a user link in db. Returns 0 (out filled), SG_ENOENT or SG_ESTORE. */
@@ -105,24 +105,23 @@ static int user_lookup(struct sg_store_txn *txn, enum sg_store_db db, const char
 {
     struct key_buf k;
     pair_key(tenant, user, &k);
-    MDB_val v;
-    int rc = mdb_get(txn->txn, sg_store_dbi(txn->store, db), &k.val, &v);
-    if (rc != 0)
-        return sg_store_error(rc);
-    return pair_decode(&v, out);
+    const void *val;
+    size_t len;
+    int err = sg_store_get(txn, db, k.data, k.len, &val, &len);
+    if (err != 0)
+        return err;
+    return pair_decode(val, len, out);
 }
 
-static int put_entry(struct sg_store_txn *txn, enum sg_store_db db, struct key_buf *key,
-                     struct key_buf *val)
+static int put_entry(struct sg_store_txn *txn, enum sg_store_db db, const struct key_buf *key,
+                     const struct key_buf *val)
 {
-    int rc = mdb_put(txn->txn, sg_store_dbi(txn->store, db), &key->val, &val->val, MDB_NOOVERWRITE);
-    return sg_store_error(rc);
+    return sg_store_put(txn, db, key->data, key->len, val->data, val->len, SG_STORE_NOOVERWRITE);
 }
 
-static int del_entry(struct sg_store_txn *txn, enum sg_store_db db, struct key_buf *key)
+static int del_entry(struct sg_store_txn *txn, enum sg_store_db db, const struct key_buf *key)
 {
-    int rc = mdb_del(txn->txn, sg_store_dbi(txn->store, db), &key->val, NULL);
-    return sg_store_error(rc);
+    return sg_store_delete(txn, db, key->data, key->len, NULL, 0);
 }
 
 static int tenant_put_txn(struct sg_store_txn *txn, const char *psa_tenant, const char *idp_tenant)
@@ -207,9 +206,30 @@ static int user_unlink_txn(struct sg_store_txn *txn, const struct id_pair *psa,
     return err == 0 ? 0 : SG_ESTORE;
 }
 
+/* The user links of one tenant, collected by collect_user. */
+struct user_list {
+    struct id_pair *pairs; /* (PSA user, IdP user) pairs */
+    size_t count;
+    size_t cap;
+};
+
+static int collect_user(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct user_list *list = arg;
+    if (list->count == list->cap) {
+        list->cap = list->cap ? 2 * list->cap : 4;
+        list->pairs = sg_realloc(list->pairs, 2 * list->cap * sizeof(*list->pairs));
+    }
+    struct id_pair *pair = list->pairs + 2 * list->count;
+    if (pair_decode(key, klen, &pair[0]) != 0 || pair_decode(val, vlen, &pair[1]) != 0)
+        return SG_ESTORE;
+    list->count++;
+    return 0;
+}
+
 /*
  * Collects the user links of psa_tenant: user_by_psa keys "psa_tenant NUL
- * user" are contiguous, so one range scan finds them. Hands back a new array
+ * user" are contiguous, so one prefix scan finds them. Hands back a new array
  * of (PSA user, IdP user) pairs in *out (caller frees) and its length.
  */
 static int tenant_users(struct sg_store_txn *txn, const char *psa_tenant, struct id_pair **out,
@@ -217,43 +237,17 @@ static int tenant_users(struct sg_store_txn *txn, const char *psa_tenant, struct
 {
     *out = NULL;
     *count = 0;
-    size_t cap = 0;
     size_t prefix_len = strlen(psa_tenant) + 1;
-    struct key_buf prefix;
-    memcpy(prefix.data, psa_tenant, prefix_len);
-    prefix.val.mv_size = prefix_len;
-    prefix.val.mv_data = prefix.data;
-
-    MDB_cursor *cursor;
-    int rc = mdb_cursor_open(txn->txn, sg_store_dbi(txn->store, SG_STORE_DB_USER_BY_PSA), &cursor);
-    if (rc != 0)
-        return SG_ESTORE;
-    MDB_val k = prefix.val;
-    MDB_val v;
-    int err = 0;
-    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_RANGE); rc == 0;
-         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < prefix_len || memcmp(k.mv_data, prefix.data, prefix_len) != 0)
-            break;
-        if (*count == cap) {
-            cap = cap ? 2 * cap : 4;
-            *out = sg_realloc(*out, 2 * cap * sizeof(**out));
-        }
-        struct id_pair *pair = *out + 2 * *count;
-        if (pair_decode(&k, &pair[0]) != 0 || pair_decode(&v, &pair[1]) != 0) {
-            err = SG_ESTORE;
-            break;
-        }
-        (*count)++;
-    }
-    mdb_cursor_close(cursor);
-    if (err == 0 && rc != 0 && rc != MDB_NOTFOUND)
-        err = SG_ESTORE;
+    struct user_list list = {NULL, 0, 0};
+    int err = sg_store_scan(txn, SG_STORE_DB_USER_BY_PSA, psa_tenant, prefix_len, prefix_len,
+                            collect_user, &list);
     if (err != 0) {
-        SG_FREE(*out);
-        *count = 0;
+        SG_FREE(list.pairs);
+        return err;
     }
-    return err;
+    *out = list.pairs;
+    *count = list.count;
+    return 0;
 }
 
 static int tenant_delete_txn(struct sg_store_txn *txn, const char *psa_tenant, size_t *users)
@@ -290,7 +284,7 @@ static int finish(struct sg_store_txn *txn, int err)
         sg_store_txn_abort(txn);
         return err;
     }
-    return sg_store_txn_commit(txn, true);
+    return sg_store_txn_commit(txn, SG_STORE_DURABLE);
 }
 
 int sg_links_tenant_put(struct sg_store *store, const char *psa_tenant, const char *idp_tenant)
@@ -417,44 +411,43 @@ int sg_links_user_delete(struct sg_store *store, const char *psa_tenant, const c
     return finish(&txn, err);
 }
 
-/* Walks one link database, calling fn for each entry. */
+/* One walk over a link table: the caller's function and what it last returned. */
+struct walk {
+    enum sg_link_kind kind;
+    sg_links_foreach_fn fn;
+    void *arg;
+    int result;
+};
+
+static int walk_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct walk *w = arg;
+    struct id_pair psa;
+    struct id_pair idp;
+    struct sg_link link = {.kind = w->kind};
+    if (w->kind == SG_LINK_TENANT) {
+        if (single_decode(key, klen, psa.tenant) != 0 || single_decode(val, vlen, idp.tenant) != 0)
+            return SG_ESTORE;
+    } else {
+        if (pair_decode(key, klen, &psa) != 0 || pair_decode(val, vlen, &idp) != 0)
+            return SG_ESTORE;
+        link.psa_user = psa.user;
+        link.idp_sub = idp.user;
+    }
+    link.psa_tenant = psa.tenant;
+    link.idp_tenant = idp.tenant;
+    w->result = w->fn(&link, w->arg);
+    return w->result != 0 ? SG_STORE_STOP : 0;
+}
+
+/* Walks one link table, calling fn for each entry. */
 static int walk(struct sg_store_txn *txn, enum sg_link_kind kind, sg_links_foreach_fn fn, void *arg)
 {
     enum sg_store_db db =
         kind == SG_LINK_TENANT ? SG_STORE_DB_TENANT_BY_PSA : SG_STORE_DB_USER_BY_PSA;
-    MDB_cursor *cursor;
-    int rc = mdb_cursor_open(txn->txn, sg_store_dbi(txn->store, db), &cursor);
-    if (rc != 0)
-        return SG_ESTORE;
-    MDB_val k;
-    MDB_val v;
-    int result = 0;
-    for (rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST); rc == 0 && result == 0;
-         rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT)) {
-        struct id_pair psa;
-        struct id_pair idp;
-        struct sg_link link = {.kind = kind};
-        if (kind == SG_LINK_TENANT) {
-            if (single_decode(&k, psa.tenant) != 0 || single_decode(&v, idp.tenant) != 0) {
-                result = SG_ESTORE;
-                break;
-            }
-        } else {
-            if (pair_decode(&k, &psa) != 0 || pair_decode(&v, &idp) != 0) {
-                result = SG_ESTORE;
-                break;
-            }
-            link.psa_user = psa.user;
-            link.idp_sub = idp.user;
-        }
-        link.psa_tenant = psa.tenant;
-        link.idp_tenant = idp.tenant;
-        result = fn(&link, arg);
-    }
-    mdb_cursor_close(cursor);
-    if (result == 0 && rc != 0 && rc != MDB_NOTFOUND)
-        result = SG_ESTORE;
-    return result;
+    struct walk w = {.kind = kind, .fn = fn, .arg = arg, .result = 0};
+    int err = sg_store_scan(txn, db, NULL, 0, 0, walk_entry, &w);
+    return err != 0 ? err : w.result;
 }
 
 int sg_links_foreach(struct sg_store *store, sg_links_foreach_fn fn, void *arg)

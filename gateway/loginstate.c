@@ -207,18 +207,15 @@ int sg_loginstate_put(struct sg_store *store, const struct sg_loginstate *s)
     if (err != 0)
         goto end;
     state_key(s->state, key);
-    MDB_val k = {sizeof(key), key};
-    MDB_val v = {len, record};
     err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         goto end;
-    int rc = mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &k, &v, 0);
-    if (rc != 0) {
+    err = sg_store_put(&txn, SG_STORE_DB_LOGINS, key, sizeof(key), record, len, 0);
+    if (err != 0) {
         sg_store_txn_abort(&txn);
-        err = sg_store_error(rc);
         goto end;
     }
-    err = sg_store_txn_commit(&txn, false);
+    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
 
 end:
     OPENSSL_cleanse(record, sizeof(record));
@@ -236,24 +233,24 @@ int sg_loginstate_take(struct sg_store *store, const char *state, int64_t now,
     if (!token_text_valid(state))
         return SG_ENOENT;
     state_key(state, key);
-    MDB_val k = {sizeof(key), key}, v;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    MDB_dbi dbi = sg_store_dbi(store, SG_STORE_DB_LOGINS);
-    int rc = mdb_get(txn.txn, dbi, &k, &v);
-    if (rc == 0) {
-        decoded = record_parse(v.mv_data, v.mv_size, &view) == SG_LOGINSTATE_OK;
+    void *val = NULL;
+    size_t len = 0;
+    err = sg_store_take(&txn, SG_STORE_DB_LOGINS, key, sizeof(key), &val, &len);
+    if (err == 0) {
+        decoded = record_parse(val, len, &view) == SG_LOGINSTATE_OK;
         if (decoded)
             copy_out(&view, out);
-        rc = mdb_del(txn.txn, dbi, &k, NULL);
+        OPENSSL_cleanse(val, len);
+        free(val);
     }
-    if (rc != 0) {
+    if (err != 0) {
         sg_store_txn_abort(&txn);
-        sg_loginstate_clear(out);
-        return sg_store_error(rc);
+        return err;
     }
-    err = sg_store_txn_commit(&txn, false);
+    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
     if (err != 0) {
         sg_loginstate_clear(out);
         return err;
@@ -270,59 +267,76 @@ int sg_loginstate_take(struct sg_store *store, const char *state, int64_t now,
 
 int sg_loginstate_count(struct sg_store *store, size_t *count)
 {
-    struct sg_store_txn txn;
-    MDB_stat stat;
+    struct sg_store_stats stats;
     *count = 0;
-    int err = sg_store_txn_begin(store, false, &txn);
+    int err = sg_store_stats(store, &stats);
     if (err != 0)
         return err;
-    int rc = mdb_stat(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &stat);
-    sg_store_txn_abort(&txn);
-    if (rc != 0)
-        return sg_store_error(rc);
-    *count = stat.ms_entries;
+    *count = stats.entries[SG_STORE_DB_LOGINS];
+    return 0;
+}
+
+/*
+ * A sweep's walk over the login states: the keys of those to delete (at most
+ * max), each as a u16 length and its bytes, whatever wrote them.
+ */
+struct sweep {
+    int64_t now;
+    size_t max;
+    size_t count;
+    unsigned char *keys;
+    size_t used;
+    size_t cap;
+};
+
+_Static_assert(SG_STORE_KEY_MAX <= UINT16_MAX, "a key length fits its u16");
+
+static int sweep_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct sweep *sw = arg;
+    if (sw->count == sw->max)
+        return SG_STORE_STOP;
+    struct record_view view;
+    if (record_parse(val, vlen, &view) == SG_LOGINSTATE_OK && !expired(view.created, sw->now))
+        return 0;
+    if (sw->cap - sw->used < 2 + klen) {
+        sw->cap = 2 * sw->cap + 2 + klen;
+        sw->keys = sg_realloc(sw->keys, sw->cap);
+    }
+    sw->keys[sw->used] = (unsigned char)(klen >> 8);
+    sw->keys[sw->used + 1] = (unsigned char)(klen & 0xff);
+    memcpy(sw->keys + sw->used + 2, key, klen);
+    sw->used += 2 + klen;
+    sw->count++;
     return 0;
 }
 
 int sg_loginstate_sweep(struct sg_store *store, int64_t now, size_t max, size_t *deleted)
 {
     struct sg_store_txn txn;
-    MDB_cursor *cursor;
-    MDB_val k, v;
-    struct record_view view;
-    size_t n = 0;
     if (deleted != NULL)
         *deleted = 0;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    int rc = mdb_cursor_open(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &cursor);
-    if (rc != 0) {
+    /* Collect first: a scan must not write in its transaction. */
+    struct sweep sw = {.now = now, .max = max};
+    err = sg_store_scan(&txn, SG_STORE_DB_LOGINS, NULL, 0, 0, sweep_entry, &sw);
+    for (size_t off = 0; err == 0 && off < sw.used;) {
+        size_t klen = (size_t)sw.keys[off] << 8 | sw.keys[off + 1];
+        err = sg_store_delete(&txn, SG_STORE_DB_LOGINS, sw.keys + off + 2, klen, NULL, 0);
+        off += 2 + klen;
+    }
+    SG_FREE(sw.keys);
+    if (err != 0) {
         sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
+        return err;
     }
-    rc = mdb_cursor_get(cursor, &k, &v, MDB_FIRST);
-    while (rc == 0 && n < max) {
-        bool doomed = record_parse(v.mv_data, v.mv_size, &view) != SG_LOGINSTATE_OK ||
-                      expired(view.created, now);
-        if (doomed) {
-            rc = mdb_cursor_del(cursor, 0);
-            if (rc != 0)
-                break;
-            n++;
-        }
-        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cursor);
-    if (rc != 0 && rc != MDB_NOTFOUND) {
-        sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
-    }
-    err = sg_store_txn_commit(&txn, false);
+    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
     if (err != 0)
         return err;
     if (deleted != NULL)
-        *deleted = n;
+        *deleted = sw.count;
     return 0;
 }
 

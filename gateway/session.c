@@ -3,6 +3,7 @@
 #include "ssogate/token.h"
 
 #include "ssogate/common.h"
+#include "ssogate/store.h"
 
 #include <openssl/sha.h>
 #include <stdio.h>
@@ -313,18 +314,14 @@ static int record_owners(const struct record_view *v, struct owner_hashes *owner
 static int index_owners(struct sg_store_txn *txn, const struct owner_hashes *owners,
                         const unsigned char key[SESSION_KEY_LEN], bool add)
 {
-    MDB_dbi dbi = sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS_BY_OWNER);
-    unsigned char key_copy[SESSION_KEY_LEN];
-    memcpy(key_copy, key, sizeof(key_copy));
     for (size_t i = 0; i < owners->count; i++) {
-        unsigned char hash[SESSION_KEY_LEN];
-        memcpy(hash, owners->hash[i], sizeof(hash));
-        MDB_val k = {sizeof(hash), hash};
-        MDB_val v = {sizeof(key_copy), key_copy};
-        int rc =
-            add ? mdb_put(txn->txn, dbi, &k, &v, MDB_NODUPDATA) : mdb_del(txn->txn, dbi, &k, &v);
-        if (rc != 0 && rc != MDB_KEYEXIST && rc != MDB_NOTFOUND)
-            return sg_store_error(rc);
+        const unsigned char *hash = owners->hash[i];
+        int err = add ? sg_store_put(txn, SG_STORE_DB_SESSIONS_BY_OWNER, hash, SESSION_KEY_LEN, key,
+                                     SESSION_KEY_LEN, SG_STORE_NOOVERWRITE)
+                      : sg_store_delete(txn, SG_STORE_DB_SESSIONS_BY_OWNER, hash, SESSION_KEY_LEN,
+                                        key, SESSION_KEY_LEN);
+        if (err != 0 && err != SG_EEXIST && err != SG_ENOENT)
+            return err;
     }
     return 0;
 }
@@ -339,29 +336,25 @@ static int index_owners(struct sg_store_txn *txn, const struct owner_hashes *own
 static int delete_key_txn(struct sg_store_txn *txn, const unsigned char key[SESSION_KEY_LEN],
                           bool only_expired, int64_t now)
 {
-    MDB_dbi dbi = sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS);
-    unsigned char key_copy[SESSION_KEY_LEN];
-    memcpy(key_copy, key, sizeof(key_copy));
-    MDB_val k = {sizeof(key_copy), key_copy};
-    MDB_val val;
-    int rc = mdb_get(txn->txn, dbi, &k, &val);
-    if (rc != 0)
-        return sg_store_error(rc);
-    /* The owners are hashed before any write, which may move the record in the map. */
+    const void *val;
+    size_t size;
+    int err = sg_store_get(txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, &val, &size);
+    if (err != 0)
+        return err;
+    /* The owners are hashed before any write, which may move the record. */
     struct record_view view;
     struct owner_hashes owners = {.count = 0};
-    if (record_decode(val.mv_data, val.mv_size, &view) == 0) {
+    if (record_decode(val, size, &view) == 0) {
         if (only_expired && !record_expired(&view, now))
             return SG_ENOENT;
-        int err = record_owners(&view, &owners);
+        err = record_owners(&view, &owners);
         if (err != 0)
             return SG_ESTORE;
     }
-    int err = index_owners(txn, &owners, key_copy, false);
+    err = index_owners(txn, &owners, key, false);
     if (err != 0)
         return err;
-    rc = mdb_del(txn->txn, dbi, &k, NULL);
-    return sg_store_error(rc);
+    return sg_store_delete(txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, NULL, 0);
 }
 
 /* Deletes session key if it is (still) expired at now, in its own write transaction. */
@@ -372,7 +365,7 @@ static void delete_expired(struct sg_store *store, const unsigned char key[SESSI
     if (sg_store_txn_begin(store, true, &txn) != 0)
         return;
     if (delete_key_txn(&txn, key, true, now) == 0)
-        sg_store_txn_commit(&txn, false);
+        sg_store_txn_commit(&txn, SG_STORE_LAZY);
     else
         sg_store_txn_abort(&txn);
 }
@@ -399,14 +392,12 @@ int sg_session_create(struct sg_store *store, const char *id, const struct sg_se
     err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         goto end;
-    MDB_val k = {sizeof(key), key};
-    MDB_val v = {size, data};
-    int rc = mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_SESSIONS), &k, &v, MDB_NOOVERWRITE);
-    err = sg_store_error(rc);
+    err = sg_store_put(&txn, SG_STORE_DB_SESSIONS, key, sizeof(key), data, size,
+                       SG_STORE_NOOVERWRITE);
     if (err == 0)
         err = index_owners(&txn, &owners, key, true);
     if (err == 0)
-        err = sg_store_txn_commit(&txn, false);
+        err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
     else
         sg_store_txn_abort(&txn);
 end:
@@ -439,17 +430,15 @@ static int read_session(struct sg_store *store, const unsigned char key[SESSION_
     int err = sg_store_txn_begin(store, false, &txn);
     if (err != 0)
         return err;
-    unsigned char key_copy[SESSION_KEY_LEN];
-    memcpy(key_copy, key, sizeof(key_copy));
-    MDB_val k = {sizeof(key_copy), key_copy};
-    MDB_val val;
-    int rc = mdb_get(txn.txn, sg_store_dbi(store, SG_STORE_DB_SESSIONS), &k, &val);
-    if (rc != 0) {
+    const void *val;
+    size_t size;
+    err = sg_store_get(&txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, &val, &size);
+    if (err != 0) {
         sg_store_txn_abort(&txn);
-        return sg_store_error(rc);
+        return err;
     }
     struct record_view view;
-    if (record_decode(val.mv_data, val.mv_size, &view) != 0) {
+    if (record_decode(val, size, &view) != 0) {
         sg_store_txn_abort(&txn);
         return SG_ESTORE;
     }
@@ -495,19 +484,14 @@ static int write_last_seen(struct sg_store *store, const unsigned char key[SESSI
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    MDB_dbi dbi = sg_store_dbi(store, SG_STORE_DB_SESSIONS);
-    unsigned char key_copy[SESSION_KEY_LEN];
-    memcpy(key_copy, key, sizeof(key_copy));
-    MDB_val k = {sizeof(key_copy), key_copy};
-    MDB_val val;
     unsigned char *copy = NULL;
-    int rc = mdb_get(txn.txn, dbi, &k, &val);
-    if (rc != 0) {
-        err = sg_store_error(rc);
+    const void *val;
+    size_t size;
+    err = sg_store_get(&txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, &val, &size);
+    if (err != 0)
         goto fail;
-    }
     struct record_view view;
-    if (record_decode(val.mv_data, val.mv_size, &view) != 0) {
+    if (record_decode(val, size, &view) != 0) {
         err = SG_ESTORE;
         goto fail;
     }
@@ -520,17 +504,14 @@ static int write_last_seen(struct sg_store *store, const unsigned char key[SESSI
         sg_store_txn_abort(&txn);
         return 0;
     }
-    copy = sg_malloc(val.mv_size);
-    memcpy(copy, val.mv_data, val.mv_size);
+    copy = sg_malloc(size);
+    memcpy(copy, val, size);
     sg_store_put_be64(copy + OFFSET_LAST_SEEN, (uint64_t)now);
-    MDB_val v = {val.mv_size, copy};
-    rc = mdb_put(txn.txn, dbi, &k, &v, 0);
-    if (rc != 0) {
-        err = sg_store_error(rc);
+    err = sg_store_put(&txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, copy, size, 0);
+    if (err != 0)
         goto fail;
-    }
     SG_FREE(copy);
-    return sg_store_txn_commit(&txn, false);
+    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
 
 fail:
     SG_FREE(copy);
@@ -569,7 +550,27 @@ int sg_session_delete(struct sg_store *store, const char *id)
         sg_store_txn_abort(&txn);
         return err;
     }
-    return sg_store_txn_commit(&txn, false);
+    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
+}
+
+/* The session keys found under one owner, collected by collect_key. */
+struct key_list {
+    unsigned char (*keys)[SESSION_KEY_LEN];
+    size_t count;
+    size_t cap;
+};
+
+static int collect_key(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct key_list *list = arg;
+    if (vlen != SESSION_KEY_LEN)
+        return 0;
+    if (list->count == list->cap) {
+        list->cap = list->cap ? 2 * list->cap : 8;
+        list->keys = sg_realloc(list->keys, list->cap * sizeof(*list->keys));
+    }
+    memcpy(list->keys[list->count++], val, SESSION_KEY_LEN);
+    return 0;
 }
 
 int sg_session_delete_by_owner_txn(struct sg_store_txn *txn, const char *owner, size_t *deleted)
@@ -580,49 +581,26 @@ int sg_session_delete_by_owner_txn(struct sg_store_txn *txn, const char *owner, 
         return SG_EINVAL;
     unsigned char hash[SESSION_KEY_LEN];
     owner_hash(owner, strlen(owner), hash);
-    MDB_dbi dbi = sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS_BY_OWNER);
 
-    /* Collect the keys first: deleting a session edits the index the cursor walks. */
-    unsigned char(*keys)[SESSION_KEY_LEN] = NULL;
-    size_t count = 0;
-    size_t cap = 0;
-    MDB_cursor *cursor;
-    int rc = mdb_cursor_open(txn->txn, dbi, &cursor);
-    if (rc != 0)
-        return SG_ESTORE;
-    MDB_val k = {sizeof(hash), hash};
-    MDB_val v;
-    rc = mdb_cursor_get(cursor, &k, &v, MDB_SET_KEY);
-    while (rc == 0) {
-        if (v.mv_size == SESSION_KEY_LEN) {
-            if (count == cap) {
-                cap = cap ? 2 * cap : 8;
-                keys = sg_realloc(keys, cap * sizeof(*keys));
-            }
-            memcpy(keys[count++], v.mv_data, SESSION_KEY_LEN);
-        }
-        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT_DUP);
-    }
-    mdb_cursor_close(cursor);
-    int err = rc == MDB_NOTFOUND ? 0 : SG_ESTORE;
-
+    /* Collect the keys first: deleting a session edits the index the scan walks. */
+    struct key_list list = {NULL, 0, 0};
+    int err = sg_store_scan(txn, SG_STORE_DB_SESSIONS_BY_OWNER, hash, sizeof(hash), sizeof(hash),
+                            collect_key, &list);
     size_t removed = 0;
-    for (size_t i = 0; err == 0 && i < count; i++) {
-        int del = delete_key_txn(txn, keys[i], false, 0);
+    for (size_t i = 0; err == 0 && i < list.count; i++) {
+        int del = delete_key_txn(txn, list.keys[i], false, 0);
         if (del == 0)
             removed++;
         else if (del != SG_ENOENT)
             err = del;
     }
-    SG_FREE(keys);
+    SG_FREE(list.keys);
     if (err != 0)
         return err;
     /* Entries left by undecodable records. */
-    k.mv_size = sizeof(hash);
-    k.mv_data = hash;
-    rc = mdb_del(txn->txn, dbi, &k, NULL);
-    if (rc != 0 && rc != MDB_NOTFOUND)
-        return sg_store_error(rc);
+    err = sg_store_delete(txn, SG_STORE_DB_SESSIONS_BY_OWNER, hash, sizeof(hash), NULL, 0);
+    if (err != 0 && err != SG_ENOENT)
+        return err;
     if (deleted != NULL)
         *deleted = removed;
     return 0;
@@ -643,45 +621,42 @@ int sg_session_delete_by_owner(struct sg_store *store, const char *owner, size_t
             *deleted = 0;
         return err;
     }
-    return sg_store_txn_commit(&txn, false);
+    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
 }
 
+/* A sweep's walk over the sessions: see sweep_entry. */
+struct sweep {
+    int64_t now;
+    size_t max;
+    size_t scan_limit;
+    size_t scanned;
+    unsigned char (*keys)[SESSION_KEY_LEN]; /* room for max */
+    size_t count;
+    unsigned char next[SESSION_KEY_LEN];
+    bool has_next;
+};
+
 /*
- * Walks at most scan_limit sessions from the saved position, collecting in
- * keys (room for max) those expired or undecodable, and leaves in next the
- * first key not examined (*has_next false at the end of the database).
+ * Examines one session: collects its key when it is expired or undecodable,
+ * and stops at scan_limit records or max keys, leaving in next the first key
+ * not examined.
  */
-static int sweep_scan(struct sg_store_txn *txn, int64_t now, size_t max, size_t scan_limit,
-                      unsigned char (*keys)[SESSION_KEY_LEN], size_t *count,
-                      unsigned char next[SESSION_KEY_LEN], bool *has_next)
+static int sweep_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
-    MDB_cursor *cursor;
-    int rc = mdb_cursor_open(txn->txn, sg_store_dbi(txn->store, SG_STORE_DB_SESSIONS), &cursor);
-    if (rc != 0)
-        return SG_ESTORE;
-    MDB_val k = {SESSION_KEY_LEN, next};
-    MDB_val v;
-    rc = mdb_cursor_get(cursor, &k, &v, *has_next ? MDB_SET_RANGE : MDB_FIRST);
-    size_t scanned = 0;
-    *count = 0;
-    *has_next = false;
-    while (rc == 0) {
-        if (scanned == scan_limit || *count == max) {
-            if (k.mv_size == SESSION_KEY_LEN) {
-                memcpy(next, k.mv_data, SESSION_KEY_LEN);
-                *has_next = true;
-            }
-            break;
+    struct sweep *sw = arg;
+    if (sw->scanned == sw->scan_limit || sw->count == sw->max) {
+        if (klen == SESSION_KEY_LEN) {
+            memcpy(sw->next, key, SESSION_KEY_LEN);
+            sw->has_next = true;
         }
-        scanned++;
-        struct record_view view;
-        bool doomed = record_decode(v.mv_data, v.mv_size, &view) != 0 || record_expired(&view, now);
-        if (doomed && k.mv_size == SESSION_KEY_LEN)
-            memcpy(keys[(*count)++], k.mv_data, SESSION_KEY_LEN);
-        rc = mdb_cursor_get(cursor, &k, &v, MDB_NEXT);
+        return SG_STORE_STOP;
     }
-    mdb_cursor_close(cursor);
-    return rc == 0 || rc == MDB_NOTFOUND ? 0 : SG_ESTORE;
+    sw->scanned++;
+    struct record_view view;
+    bool doomed = record_decode(val, vlen, &view) != 0 || record_expired(&view, sw->now);
+    if (doomed && klen == SESSION_KEY_LEN)
+        memcpy(sw->keys[sw->count++], key, SESSION_KEY_LEN);
+    return 0;
 }
 
 int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *deleted)
@@ -699,46 +674,45 @@ int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *de
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    MDB_dbi meta = sg_store_dbi(store, SG_STORE_DB_META);
-    char meta_key_text[] = SWEEP_META_KEY;
-    MDB_val meta_key = {sizeof(meta_key_text) - 1, meta_key_text};
-    unsigned char next[SESSION_KEY_LEN];
-    bool has_next = false;
-    MDB_val v;
-    int rc = mdb_get(txn.txn, meta, &meta_key, &v);
-    if (rc == 0 && v.mv_size == SESSION_KEY_LEN) {
-        memcpy(next, v.mv_data, SESSION_KEY_LEN);
-        has_next = true;
+    const char *meta_key = SWEEP_META_KEY;
+    size_t meta_len = strlen(SWEEP_META_KEY);
+    unsigned char start[SESSION_KEY_LEN];
+    size_t start_len = 0;
+    const void *val;
+    size_t vlen;
+    if (sg_store_get(&txn, SG_STORE_DB_META, meta_key, meta_len, &val, &vlen) == 0 &&
+        vlen == SESSION_KEY_LEN) {
+        memcpy(start, val, SESSION_KEY_LEN);
+        start_len = SESSION_KEY_LEN;
     }
 
-    unsigned char(*keys)[SESSION_KEY_LEN] = sg_malloc(max * sizeof(*keys));
-    size_t count = 0;
+    struct sweep sw = {.now = now, .max = max, .scan_limit = scan_limit};
+    sw.keys = sg_malloc(max * sizeof(*sw.keys));
     size_t removed = 0;
-    err = sweep_scan(&txn, now, max, scan_limit, keys, &count, next, &has_next);
-    for (size_t i = 0; err == 0 && i < count; i++) {
-        int del = delete_key_txn(&txn, keys[i], true, now);
+    err = sg_store_scan(&txn, SG_STORE_DB_SESSIONS, start, start_len, 0, sweep_entry, &sw);
+    for (size_t i = 0; err == 0 && i < sw.count; i++) {
+        int del = delete_key_txn(&txn, sw.keys[i], true, now);
         if (del == 0)
             removed++;
         else if (del != SG_ENOENT)
             err = del;
     }
-    SG_FREE(keys);
+    SG_FREE(sw.keys);
     if (err == 0) {
-        if (has_next) {
-            MDB_val pos = {SESSION_KEY_LEN, next};
-            rc = mdb_put(txn.txn, meta, &meta_key, &pos, 0);
+        if (sw.has_next) {
+            err = sg_store_put(&txn, SG_STORE_DB_META, meta_key, meta_len, sw.next, SESSION_KEY_LEN,
+                               0);
         } else {
-            rc = mdb_del(txn.txn, meta, &meta_key, NULL);
-            if (rc == MDB_NOTFOUND)
-                rc = 0;
+            err = sg_store_delete(&txn, SG_STORE_DB_META, meta_key, meta_len, NULL, 0);
+            if (err == SG_ENOENT)
+                err = 0;
         }
-        err = sg_store_error(rc);
     }
     if (err != 0) {
         sg_store_txn_abort(&txn);
         return err;
     }
-    err = sg_store_txn_commit(&txn, false);
+    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
     if (err == 0 && deleted != NULL)
         *deleted = removed;
     return err;

@@ -11,15 +11,15 @@
  *
  * Ids are non-empty, at most SG_LINKS_ID_MAX bytes, with no NUL or control
  * character. Composite keys join two ids with a NUL byte, which no id can
- * contain, so they are unambiguous and fit LMDB's key limit.
+ * contain, so they are unambiguous and fit the store's key limit.
  */
 #ifndef SSOGATE_LINKS_H
 #define SSOGATE_LINKS_H
 
-#include "ssogate/store.h"
-
 #include <stdbool.h>
 #include <stddef.h>
+
+struct sg_store;
 
 #define SG_LINKS_ID_MAX 255
 

@@ -18,11 +18,12 @@
 #ifndef SSOGATE_SESSION_H
 #define SSOGATE_SESSION_H
 
-#include "ssogate/store.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+struct sg_store;
+struct sg_store_txn;
 
 #define SG_SESSION_ID_LEN  43
 #define SG_SESSION_ID_SIZE (SG_SESSION_ID_LEN + 1)

@@ -8,6 +8,7 @@
 #include "../../gateway/common.c"
 #include "../../gateway/loginstate.c"
 #include "../../gateway/store.c"
+#include "../../gateway/store_lmdb.c"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -97,10 +97,8 @@ static void raw_put(struct sg_store *store, const char *issuer, const void *val,
 {
     struct sg_store_txn txn;
     assert_int_equal(sg_store_txn_begin(store, true, &txn), 0);
-    MDB_val k = {strlen(issuer), (void *)(uintptr_t)issuer};
-    MDB_val v = {vlen, (void *)(uintptr_t)val};
-    assert_int_equal(mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_JWKS), &k, &v, 0), 0);
-    assert_int_equal(sg_store_txn_commit(&txn, false), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, issuer, strlen(issuer), val, vlen, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
 }
 
 static void test_lookup_by_kid_and_alg(void **state)

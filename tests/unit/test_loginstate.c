@@ -7,6 +7,7 @@
 #include "../../gateway/common.c"
 #include "../../gateway/loginstate.c"
 #include "../../gateway/store.c"
+#include "../../gateway/store_lmdb.c"
 
 #include <setjmp.h>
 #include <stdarg.h>
@@ -376,10 +377,11 @@ static void test_key_is_hash(void **state)
     struct sg_store_txn txn;
     unsigned char key[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)STATE, strlen(STATE), key);
-    MDB_val k = {sizeof(key), key}, v;
+    const void *val;
+    size_t vlen;
     assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
-    assert_int_equal(mdb_get(txn.txn, sg_store_dbi(fx->store, SG_STORE_DB_LOGINS), &k, &v), 0);
-    assert_null(memmem(v.mv_data, v.mv_size, STATE, strlen(STATE)));
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_LOGINS, key, sizeof(key), &val, &vlen), 0);
+    assert_null(memmem(val, vlen, STATE, strlen(STATE)));
     sg_store_txn_abort(&txn);
 }
 
@@ -425,10 +427,9 @@ static void put_raw(struct sg_store *store, const char *state, void *value, size
     struct sg_store_txn txn;
     unsigned char key[SHA256_DIGEST_LENGTH];
     SHA256((const unsigned char *)state, strlen(state), key);
-    MDB_val k = {sizeof(key), key}, v = {len, value};
     assert_int_equal(sg_store_txn_begin(store, true, &txn), 0);
-    assert_int_equal(mdb_put(txn.txn, sg_store_dbi(store, SG_STORE_DB_LOGINS), &k, &v, 0), 0);
-    assert_int_equal(sg_store_txn_commit(&txn, false), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, key, sizeof(key), value, len, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
 }
 
 static void test_take_corrupt(void **state)
@@ -492,6 +493,32 @@ static void test_sweep(void **state)
     assert_int_equal(deleted, 0);
 }
 
+/* A record under a key this module never writes (not a SHA-256) is swept all the same. */
+static void test_sweep_foreign_key(void **state)
+{
+    struct fixture *fx = *state;
+    struct sg_loginstate s = make_state(STATE, SG_LOGIN_SESSION, "/", NULL, NULL);
+    assert_int_equal(sg_loginstate_put(fx->store, &s), 0);
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, "junk", 4, "\x01", 1, 0), 0);
+    char long_key[SG_STORE_KEY_MAX];
+    memset(long_key, 'k', sizeof(long_key));
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, long_key, sizeof(long_key), "", 0, 0),
+                     0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    size_t count, deleted;
+    assert_int_equal(sg_loginstate_count(fx->store, &count), 0);
+    assert_int_equal(count, 3);
+    assert_int_equal(sg_loginstate_sweep(fx->store, NOW, 1000, &deleted), 0);
+    assert_int_equal(deleted, 2);
+    assert_int_equal(sg_loginstate_count(fx->store, &count), 0);
+    assert_int_equal(count, 1);
+    struct sg_loginstate out;
+    assert_int_equal(sg_loginstate_take(fx->store, STATE, NOW, &out), 0);
+    sg_loginstate_clear(&out);
+}
+
 static void test_clear(void **state)
 {
     (void)state;
@@ -519,6 +546,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_take_corrupt, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sweep_foreign_key, setup, teardown),
         cmocka_unit_test(test_clear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,6 +1,6 @@
 /*
- * Unit tests of the LMDB store, sessions and links, against a real LMDB
- * environment in a temporary directory.
+ * Unit tests of the store interface, its LMDB backend, sessions and links,
+ * against a real LMDB environment in a temporary directory.
  */
 #include "../../gateway/b64url.c"
 #include "../../gateway/common.c"
@@ -10,6 +10,7 @@
 #include "../../gateway/links.c"
 #include "../../gateway/session.c"
 #include "../../gateway/store.c"
+#include "../../gateway/store_lmdb.c"
 #include "../../gateway/token.c"
 
 #include <setjmp.h>
@@ -119,15 +120,8 @@ static void raw_put(struct sg_store *store, enum sg_store_db db, const void *key
 {
     struct sg_store_txn txn;
     assert_int_equal(sg_store_txn_begin(store, true, &txn), 0);
-    unsigned char kbuf[SG_STORE_KEY_MAX];
-    memcpy(kbuf, key, klen);
-    unsigned char *vbuf = sg_malloc(vlen);
-    memcpy(vbuf, val, vlen);
-    MDB_val k = {klen, kbuf};
-    MDB_val v = {vlen, vbuf};
-    assert_int_equal(mdb_put(txn.txn, sg_store_dbi(store, db), &k, &v, 0), 0);
-    assert_int_equal(sg_store_txn_commit(&txn, false), 0);
-    free(vbuf);
+    assert_int_equal(sg_store_put(&txn, db, key, klen, val, vlen, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
 }
 
 /* Reads a raw value into buf (returns its length, or -1 when missing). */
@@ -136,14 +130,12 @@ static long raw_get(struct sg_store *store, enum sg_store_db db, const void *key
 {
     struct sg_store_txn txn;
     assert_int_equal(sg_store_txn_begin(store, false, &txn), 0);
-    unsigned char kbuf[SG_STORE_KEY_MAX];
-    memcpy(kbuf, key, klen);
-    MDB_val k = {klen, kbuf};
-    MDB_val v;
+    const void *val;
+    size_t vlen;
     long len = -1;
-    if (mdb_get(txn.txn, sg_store_dbi(store, db), &k, &v) == 0) {
-        len = (long)v.mv_size;
-        memcpy(buf, v.mv_data, v.mv_size < size ? v.mv_size : size);
+    if (sg_store_get(&txn, db, key, klen, &val, &vlen) == 0) {
+        len = (long)vlen;
+        memcpy(buf, val, vlen < size ? vlen : size);
     }
     sg_store_txn_abort(&txn);
     return len;
@@ -290,17 +282,661 @@ static void test_nested_read_transactions(void **state)
     struct sg_store_txn inner;
     assert_int_equal(sg_store_txn_begin(fx->store, false, &outer), 0);
     assert_int_equal(sg_store_txn_begin(fx->store, false, &inner), 0);
-    assert_ptr_not_equal(outer.txn, inner.txn);
+    assert_ptr_not_equal(outer.handle, inner.handle);
     /* A write while a read is open in the same thread works with MDB_NOTLS. */
     assert_int_equal(sg_jwks_store_put(fx->store, "https://i", "{}", 2, NOW), 0);
-    assert_int_equal(sg_store_txn_commit(&inner, false), 0);
+    assert_int_equal(sg_store_txn_commit(&inner, SG_STORE_LAZY), 0);
     sg_store_txn_abort(&outer);
     sg_store_txn_abort(&outer);
-    assert_null(outer.txn);
+    assert_null(outer.handle);
     char *json = NULL;
     size_t len;
     assert_int_equal(sg_jwks_store_get(fx->store, "https://i", &json, &len, NULL), 0);
     free(json);
+}
+
+/* ---- the store interface ---- */
+
+/* Puts val under key in db in a transaction of its own, committed lazily. */
+static void put_one(struct sg_store *store, enum sg_store_db db, const char *key, const char *val)
+{
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(store, true, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, db, key, strlen(key), val, strlen(val), 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+}
+
+/* Asserts that key holds exactly want in db (NULL: that it is missing). */
+static void assert_value(struct sg_store *store, enum sg_store_db db, const char *key,
+                         const char *want)
+{
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(store, false, &txn), 0);
+    const void *val = NULL;
+    size_t vlen = 0;
+    int err = sg_store_get(&txn, db, key, strlen(key), &val, &vlen);
+    if (want == NULL) {
+        assert_int_equal(err, SG_ENOENT);
+        assert_null(val);
+    } else {
+        assert_int_equal(err, 0);
+        assert_int_equal(vlen, strlen(want));
+        assert_memory_equal(val, want, vlen);
+    }
+    sg_store_txn_abort(&txn);
+}
+
+static void test_iface_get_put(void **state)
+{
+    struct fixture *fx = *state;
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k1", NULL);
+    put_one(fx->store, SG_STORE_DB_JWKS, "k1", "one");
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k1", "one");
+    /* A plain put replaces. */
+    put_one(fx->store, SG_STORE_DB_JWKS, "k1", "uno");
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k1", "uno");
+    /* Tables are separate namespaces. */
+    assert_value(fx->store, SG_STORE_DB_LOGINS, "k1", NULL);
+
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    /* No-overwrite refuses an existing key and leaves its value. */
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k1", 2, "eins", 4, SG_STORE_NOOVERWRITE),
+                     SG_EEXIST);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k2", 2, "zwei", 4, SG_STORE_NOOVERWRITE),
+                     0);
+    /* An unknown flag, a NULL value with a length, an unknown table: refused. */
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k3", 2, "x", 1, 0x80), SG_EINVAL);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k3", 2, NULL, 1, 0), SG_EINVAL);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_COUNT, "k3", 2, "x", 1, 0), SG_EINVAL);
+    /* An empty value is a value. */
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k4", 2, NULL, 0, 0), 0);
+    /* A write sees its own earlier writes. */
+    const void *val;
+    size_t vlen;
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_JWKS, "k2", 2, &val, &vlen), 0);
+    assert_int_equal(vlen, 4);
+    assert_memory_equal(val, "zwei", 4);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k1", "uno");
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k2", "zwei");
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k3", NULL);
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k4", "");
+
+    /* A read transaction cannot write, take or delete. */
+    assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k5", 2, "x", 1, 0), SG_EINVAL);
+    void *copy = (void *)&txn;
+    assert_int_equal(sg_store_take(&txn, SG_STORE_DB_JWKS, "k1", 2, &copy, &vlen), SG_EINVAL);
+    assert_null(copy);
+    assert_int_equal(sg_store_delete(&txn, SG_STORE_DB_JWKS, "k1", 2, NULL, 0), SG_EINVAL);
+    sg_store_txn_abort(&txn);
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k1", "uno");
+    assert_value(fx->store, SG_STORE_DB_JWKS, "k5", NULL);
+}
+
+static void test_iface_take(void **state)
+{
+    struct fixture *fx = *state;
+    put_one(fx->store, SG_STORE_DB_LOGINS, "state", "record");
+    struct sg_store_txn txn;
+    void *val = NULL;
+    size_t vlen = 0;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_take(&txn, SG_STORE_DB_LOGINS, "state", 5, &val, &vlen), 0);
+    assert_int_equal(vlen, 6);
+    assert_memory_equal(val, "record", 6);
+    free(val);
+    /* Taken: gone within the transaction already. */
+    assert_int_equal(sg_store_take(&txn, SG_STORE_DB_LOGINS, "state", 5, &val, &vlen), SG_ENOENT);
+    assert_null(val);
+    assert_int_equal(vlen, 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+
+    /* And for every later transaction: a second take is ENOENT. */
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_take(&txn, SG_STORE_DB_LOGINS, "state", 5, &val, &vlen), SG_ENOENT);
+    sg_store_txn_abort(&txn);
+    assert_value(fx->store, SG_STORE_DB_LOGINS, "state", NULL);
+
+    /* A take in an aborted transaction takes nothing. */
+    put_one(fx->store, SG_STORE_DB_LOGINS, "again", "r2");
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_take(&txn, SG_STORE_DB_LOGINS, "again", 5, &val, &vlen), 0);
+    free(val);
+    sg_store_txn_abort(&txn);
+    assert_value(fx->store, SG_STORE_DB_LOGINS, "again", "r2");
+}
+
+static void test_iface_delete(void **state)
+{
+    struct fixture *fx = *state;
+    put_one(fx->store, SG_STORE_DB_META, "gone", "x");
+    put_one(fx->store, SG_STORE_DB_META, "kept", "y");
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_delete(&txn, SG_STORE_DB_META, "gone", 4, NULL, 0), 0);
+    assert_int_equal(sg_store_delete(&txn, SG_STORE_DB_META, "gone", 4, NULL, 0), SG_ENOENT);
+    /* A value names a pair only in a multi-valued table. */
+    assert_int_equal(sg_store_delete(&txn, SG_STORE_DB_META, "kept", 4, "y", 1), SG_EINVAL);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_value(fx->store, SG_STORE_DB_META, "gone", NULL);
+    assert_value(fx->store, SG_STORE_DB_META, "kept", "y");
+}
+
+/* Scan callback: appends "key=value;" to a string buffer. */
+struct listing {
+    char text[512];
+    size_t calls;
+    size_t stop_after; /* 0: never stop */
+};
+
+static int list_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct listing *l = arg;
+    size_t used = strlen(l->text);
+    snprintf(l->text + used, sizeof(l->text) - used, "%.*s=%.*s;", (int)klen, (const char *)key,
+             (int)vlen, (const char *)val);
+    l->calls++;
+    return l->stop_after != 0 && l->calls == l->stop_after ? SG_STORE_STOP : 0;
+}
+
+static int fail_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    size_t *calls = arg;
+    (*calls)++;
+    return SG_ETIMEOUT;
+}
+
+static void scan_text(struct sg_store *store, enum sg_store_db db, const char *start,
+                      size_t prefix_len, size_t stop_after, const char *want)
+{
+    struct sg_store_txn txn;
+    struct listing l = {.text = "", .calls = 0, .stop_after = stop_after};
+    assert_int_equal(sg_store_txn_begin(store, false, &txn), 0);
+    assert_int_equal(sg_store_scan(&txn, db, start, start != NULL ? strlen(start) : 0, prefix_len,
+                                   list_entry, &l),
+                     0);
+    sg_store_txn_abort(&txn);
+    assert_string_equal(l.text, want);
+}
+
+static void test_iface_scan(void **state)
+{
+    struct fixture *fx = *state;
+    /* Written out of order: a scan answers in unsigned byte order, shorter first. */
+    const char *keys[] = {"b", "abc", "a", "\xff", "ab", "aa", "abd", "ac"};
+    for (size_t i = 0; i < SG_ARRAY_LEN(keys); i++)
+        put_one(fx->store, SG_STORE_DB_TENANT_BY_IDP, keys[i], "v");
+    scan_text(fx->store, SG_STORE_DB_TENANT_BY_IDP, NULL, 0, 0,
+              "a=v;aa=v;ab=v;abc=v;abd=v;ac=v;b=v;\xff=v;");
+    /* From a key that is not there: the next one on. */
+    scan_text(fx->store, SG_STORE_DB_TENANT_BY_IDP, "aba", 0, 0, "abc=v;abd=v;ac=v;b=v;\xff=v;");
+    /* A prefix bounds the scan on both sides. */
+    scan_text(fx->store, SG_STORE_DB_TENANT_BY_IDP, "ab", 2, 0, "ab=v;abc=v;abd=v;");
+    scan_text(fx->store, SG_STORE_DB_TENANT_BY_IDP, "abc", 2, 0, "abc=v;abd=v;");
+    scan_text(fx->store, SG_STORE_DB_TENANT_BY_IDP, "z", 1, 0, "");
+    /* The callback may stop early, which is not an error. */
+    scan_text(fx->store, SG_STORE_DB_TENANT_BY_IDP, NULL, 0, 2, "a=v;aa=v;");
+    /* An empty table. */
+    scan_text(fx->store, SG_STORE_DB_USER_BY_IDP, NULL, 0, 0, "");
+
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
+    size_t calls = 0;
+    /* A callback's error ends the scan and is its result. */
+    assert_int_equal(sg_store_scan(&txn, SG_STORE_DB_TENANT_BY_IDP, NULL, 0, 0, fail_entry, &calls),
+                     SG_ETIMEOUT);
+    assert_int_equal(calls, 1);
+    /* A prefix longer than the start key, a missing callback: refused. */
+    assert_int_equal(sg_store_scan(&txn, SG_STORE_DB_TENANT_BY_IDP, "a", 1, 2, fail_entry, &calls),
+                     SG_EINVAL);
+    assert_int_equal(sg_store_scan(&txn, SG_STORE_DB_TENANT_BY_IDP, "a", 1, 1, NULL, &calls),
+                     SG_EINVAL);
+    assert_int_equal(calls, 1);
+    sg_store_txn_abort(&txn);
+}
+
+static void test_iface_multi(void **state)
+{
+    struct fixture *fx = *state;
+    assert_true(sg_store_db_multi(SG_STORE_DB_SESSIONS_BY_OWNER));
+    assert_false(sg_store_db_multi(SG_STORE_DB_SESSIONS));
+    assert_false(sg_store_db_multi(SG_STORE_DB_COUNT));
+    unsigned char owner[32];
+    unsigned char other[32];
+    memset(owner, 'o', sizeof(owner));
+    memset(other, 'p', sizeof(other));
+    char v1[33] = "11111111111111111111111111111111";
+    char v2[33] = "22222222222222222222222222222222";
+    char v3[33] = "33333333333333333333333333333333";
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    enum sg_store_db db = SG_STORE_DB_SESSIONS_BY_OWNER;
+    assert_int_equal(sg_store_put(&txn, db, owner, 32, v3, 32, 0), 0);
+    assert_int_equal(sg_store_put(&txn, db, owner, 32, v1, 32, SG_STORE_NOOVERWRITE), 0);
+    assert_int_equal(sg_store_put(&txn, db, owner, 32, v2, 32, SG_STORE_NOOVERWRITE), 0);
+    /* No-overwrite refuses the same pair only. */
+    assert_int_equal(sg_store_put(&txn, db, owner, 32, v2, 32, SG_STORE_NOOVERWRITE), SG_EEXIST);
+    assert_int_equal(sg_store_put(&txn, db, other, 32, v2, 32, 0), 0);
+    /* A value of a multi-valued table is bounded like a key. */
+    char big[SG_STORE_KEY_MAX + 1];
+    memset(big, 'b', sizeof(big));
+    assert_int_equal(sg_store_put(&txn, db, owner, 32, big, sizeof(big), 0), SG_ETOOBIG);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_int_equal(db_entries(fx->store, db), 4);
+
+    /* The values of one key come in order, and only that key's. */
+    struct listing l = {.text = ""};
+    assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
+    assert_int_equal(sg_store_scan(&txn, db, owner, 32, 32, list_entry, &l), 0);
+    sg_store_txn_abort(&txn);
+    assert_int_equal(l.calls, 3);
+    char want[512];
+    snprintf(want, sizeof(want), "%.32s=%s;%.32s=%s;%.32s=%s;", (char *)owner, v1, (char *)owner,
+             v2, (char *)owner, v3);
+    assert_string_equal(l.text, want);
+
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    /* One pair, then a missing pair, then every value of a key. */
+    assert_int_equal(sg_store_delete(&txn, db, owner, 32, v2, 32), 0);
+    assert_int_equal(sg_store_delete(&txn, db, owner, 32, v2, 32), SG_ENOENT);
+    void *val = NULL;
+    size_t vlen = 0;
+    assert_int_equal(sg_store_take(&txn, db, owner, 32, &val, &vlen), 0);
+    assert_int_equal(vlen, 32);
+    assert_memory_equal(val, v1, 32);
+    free(val);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_int_equal(db_entries(fx->store, db), 2);
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_delete(&txn, db, owner, 32, NULL, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_int_equal(db_entries(fx->store, db), 1);
+}
+
+static void test_iface_abort_discards(void **state)
+{
+    struct fixture *fx = *state;
+    put_one(fx->store, SG_STORE_DB_META, "old", "1");
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_META, "new", 3, "2", 1, 0), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_META, "old", 3, "changed", 7, 0), 0);
+    assert_int_equal(sg_store_delete(&txn, SG_STORE_DB_META, "schema_version", 14, NULL, 0), 0);
+    sg_store_txn_abort(&txn);
+    assert_null(txn.handle);
+    assert_value(fx->store, SG_STORE_DB_META, "new", NULL);
+    assert_value(fx->store, SG_STORE_DB_META, "old", "1");
+    assert_value(fx->store, SG_STORE_DB_META, "schema_version", "1");
+    /* An ended transaction refuses everything, and a second commit says so. */
+    const void *v;
+    size_t vlen;
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_META, "old", 3, &v, &vlen), SG_EINVAL);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_META, "x", 1, "y", 1, 0), SG_EINVAL);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), SG_EINVAL);
+    assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), SG_EINVAL);
+}
+
+static void test_iface_commit_and_reopen(void **state)
+{
+    struct fixture *fx = *state;
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_LOGINS, "lazy", 4, "L", 1, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_TENANT_BY_PSA, "durable", 7, "D", 1, 0), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_DURABLE), 0);
+    assert_value(fx->store, SG_STORE_DB_LOGINS, "lazy", "L");
+    assert_value(fx->store, SG_STORE_DB_TENANT_BY_PSA, "durable", "D");
+    reopen(fx);
+    assert_value(fx->store, SG_STORE_DB_LOGINS, "lazy", "L");
+    assert_value(fx->store, SG_STORE_DB_TENANT_BY_PSA, "durable", "D");
+    assert_value(fx->store, SG_STORE_DB_META, "schema_version", "1");
+}
+
+static void test_iface_limits(void **state)
+{
+    struct fixture *fx = *state;
+    char key[SG_STORE_KEY_MAX + 1];
+    memset(key, 'k', sizeof(key));
+    size_t big_len = SG_STORE_VALUE_MAX + 1;
+    char *big = sg_malloc(big_len);
+    memset(big, 'v', big_len);
+    struct sg_store_txn txn;
+    const void *val;
+    size_t vlen;
+    void *copy;
+    assert_int_equal(sg_store_txn_begin(fx->store, true, &txn), 0);
+    /* The longest key and the largest value are accepted... */
+    assert_int_equal(
+        sg_store_put(&txn, SG_STORE_DB_JWKS, key, SG_STORE_KEY_MAX, big, SG_STORE_VALUE_MAX, 0), 0);
+    /* ...one byte more is SG_ETOOBIG for every operation, an empty key SG_EINVAL. */
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, key, sizeof(key), "v", 1, 0), SG_ETOOBIG);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "k", 1, big, big_len, 0), SG_ETOOBIG);
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_JWKS, key, sizeof(key), &val, &vlen),
+                     SG_ETOOBIG);
+    assert_int_equal(sg_store_take(&txn, SG_STORE_DB_JWKS, key, sizeof(key), &copy, &vlen),
+                     SG_ETOOBIG);
+    assert_int_equal(sg_store_delete(&txn, SG_STORE_DB_JWKS, key, sizeof(key), NULL, 0),
+                     SG_ETOOBIG);
+    assert_int_equal(sg_store_scan(&txn, SG_STORE_DB_JWKS, key, sizeof(key), 0, list_entry, NULL),
+                     SG_ETOOBIG);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, "", 0, "v", 1, 0), SG_EINVAL);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_JWKS, NULL, 3, "v", 1, 0), SG_EINVAL);
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_JWKS, "", 0, &val, &vlen), SG_EINVAL);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+
+    assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_JWKS, key, SG_STORE_KEY_MAX, &val, &vlen), 0);
+    assert_int_equal(vlen, SG_STORE_VALUE_MAX);
+    assert_memory_equal(val, big, SG_STORE_VALUE_MAX);
+    sg_store_txn_abort(&txn);
+    assert_int_equal(db_entries(fx->store, SG_STORE_DB_JWKS), 1);
+    free(big);
+}
+
+/*
+ * A second backend plugs in through sg_store_options.backend: a small
+ * in-memory one (one table of entries, no ordering) that records what the
+ * store asks of it. It shows that store.c checks every argument before a
+ * backend sees it, passes the durability through, and runs the schema
+ * version check over any backend.
+ */
+#define MEM_MAX 16
+
+struct mem_entry {
+    enum sg_store_db db;
+    char key[32];
+    size_t klen;
+    char val[32];
+    size_t vlen;
+};
+
+struct mem_backend {
+    struct mem_entry entries[MEM_MAX];
+    size_t count;
+    size_t calls; /* get, put, take, del and scan calls */
+    int commits;
+    enum sg_store_durability last_durability;
+    bool closed;
+};
+
+static struct mem_backend mem;
+
+static int mem_open(const char *data_dir, const struct sg_store_options *opts, void **ctx,
+                    char *errbuf, size_t errlen)
+{
+    *ctx = (void *)(uintptr_t)opts->config;
+    return 0;
+}
+
+static void mem_close(void *ctx)
+{
+    ((struct mem_backend *)ctx)->closed = true;
+}
+
+static int mem_begin(void *ctx, bool write, void **handle)
+{
+    *handle = ctx;
+    return 0;
+}
+
+static int mem_commit(void *ctx, void *handle, bool write, enum sg_store_durability durability)
+{
+    struct mem_backend *m = ctx;
+    if (write) {
+        m->commits++;
+        m->last_durability = durability;
+    }
+    return 0;
+}
+
+static void mem_abort(void *ctx, void *handle, bool write)
+{
+}
+
+static struct mem_entry *mem_find(struct mem_backend *m, enum sg_store_db db, const void *key,
+                                  size_t klen)
+{
+    for (size_t i = 0; i < m->count; i++) {
+        struct mem_entry *e = &m->entries[i];
+        if (e->db == db && e->klen == klen && memcmp(e->key, key, klen) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+static int mem_get(void *ctx, void *handle, enum sg_store_db db, const void *key, size_t klen,
+                   const void **val, size_t *vlen)
+{
+    struct mem_backend *m = ctx;
+    m->calls++;
+    assert_true(klen > 0 && klen <= SG_STORE_KEY_MAX);
+    struct mem_entry *e = mem_find(m, db, key, klen);
+    if (e == NULL)
+        return SG_ENOENT;
+    *val = e->val;
+    *vlen = e->vlen;
+    return 0;
+}
+
+static int mem_put(void *ctx, void *handle, enum sg_store_db db, const void *key, size_t klen,
+                   const void *val, size_t vlen, unsigned flags)
+{
+    struct mem_backend *m = ctx;
+    m->calls++;
+    assert_true(klen > 0 && klen <= sizeof(m->entries[0].key));
+    if (vlen > sizeof(m->entries[0].val))
+        return SG_ETOOBIG;
+    struct mem_entry *e = mem_find(m, db, key, klen);
+    if (e != NULL && (flags & SG_STORE_NOOVERWRITE))
+        return SG_EEXIST;
+    if (e == NULL) {
+        assert_true(m->count < MEM_MAX);
+        e = &m->entries[m->count++];
+    }
+    e->db = db;
+    memcpy(e->key, key, klen);
+    e->klen = klen;
+    memcpy(e->val, val, vlen);
+    e->vlen = vlen;
+    return 0;
+}
+
+static int mem_take(void *ctx, void *handle, enum sg_store_db db, const void *key, size_t klen,
+                    void **val, size_t *vlen)
+{
+    struct mem_backend *m = ctx;
+    m->calls++;
+    return SG_ENOENT;
+}
+
+static int mem_del(void *ctx, void *handle, enum sg_store_db db, const void *key, size_t klen,
+                   const void *val, size_t vlen)
+{
+    struct mem_backend *m = ctx;
+    m->calls++;
+    return SG_ENOENT;
+}
+
+static int mem_scan(void *ctx, void *handle, enum sg_store_db db, const void *start, size_t slen,
+                    size_t prefix_len, sg_store_scan_fn fn, void *arg)
+{
+    struct mem_backend *m = ctx;
+    m->calls++;
+    return 0;
+}
+
+static int mem_stats(void *ctx, struct sg_store_stats *out)
+{
+    struct mem_backend *m = ctx;
+    for (size_t i = 0; i < m->count; i++)
+        out->entries[m->entries[i].db]++;
+    return 0;
+}
+
+static int mem_sync(void *ctx)
+{
+    return SG_EIO;
+}
+
+static const struct sg_store_backend mem_store = {
+    .name = "memory",
+    .open = mem_open,
+    .close = mem_close,
+    .begin = mem_begin,
+    .commit = mem_commit,
+    .abort = mem_abort,
+    .get = mem_get,
+    .put = mem_put,
+    .take = mem_take,
+    .del = mem_del,
+    .scan = mem_scan,
+    .stats = mem_stats,
+    .sync = mem_sync,
+};
+
+static void test_iface_second_backend(void **state)
+{
+    memset(&mem, 0, sizeof(mem));
+    struct sg_store_options opts = {.backend = &mem_store, .config = &mem};
+    struct sg_store *store = NULL;
+    char err[256] = "";
+    assert_int_equal(sg_store_open_with("unused", &opts, &store, err, sizeof(err)), 0);
+    /* A new store gets its schema version, committed durably. */
+    assert_int_equal(mem.count, 1);
+    assert_memory_equal(mem.entries[0].key, "schema_version", 14);
+    assert_memory_equal(mem.entries[0].val, "1", 1);
+    assert_int_equal(mem.commits, 1);
+    assert_int_equal(mem.last_durability, SG_STORE_DURABLE);
+
+    /* Data goes through the backend; a lazy commit says so. */
+    put_one(store, SG_STORE_DB_SESSIONS, "s", "rec");
+    assert_int_equal(mem.last_durability, SG_STORE_LAZY);
+    assert_value(store, SG_STORE_DB_SESSIONS, "s", "rec");
+    struct sg_store_stats stats;
+    assert_int_equal(sg_store_stats(store, &stats), 0);
+    assert_int_equal(stats.entries[SG_STORE_DB_SESSIONS], 1);
+    assert_int_equal(stats.entries[SG_STORE_DB_META], 1);
+    assert_int_equal(sg_store_sync(store), SG_EIO);
+
+    /* Bad arguments never reach the backend. */
+    size_t calls = mem.calls;
+    char key[SG_STORE_KEY_MAX + 1];
+    memset(key, 'k', sizeof(key));
+    struct sg_store_txn txn;
+    const void *val;
+    size_t vlen;
+    assert_int_equal(sg_store_txn_begin(store, false, &txn), 0);
+    assert_int_equal(sg_store_put(&txn, SG_STORE_DB_SESSIONS, "s", 1, "x", 1, 0), SG_EINVAL);
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_SESSIONS, key, sizeof(key), &val, &vlen),
+                     SG_ETOOBIG);
+    assert_int_equal(sg_store_get(&txn, SG_STORE_DB_SESSIONS, "", 0, &val, &vlen), SG_EINVAL);
+    sg_store_txn_abort(&txn);
+    assert_int_equal(mem.calls, calls);
+    sg_store_close(store);
+    assert_true(mem.closed);
+
+    /* The schema check runs over any backend: another version is refused. */
+    memset(&mem, 0, sizeof(mem));
+    mem.count = 1;
+    mem.entries[0] = (struct mem_entry){.db = SG_STORE_DB_META, .klen = 14, .vlen = 1};
+    memcpy(mem.entries[0].key, "schema_version", 14);
+    mem.entries[0].val[0] = '2';
+    store = (struct sg_store *)&err;
+    assert_int_equal(sg_store_open_with("unused", &opts, &store, err, sizeof(err)), SG_ESTORE);
+    assert_null(store);
+    assert_non_null(strstr(err, "schema version 2"));
+    assert_true(mem.closed);
+}
+
+/*
+ * A store as the code before the store interface wrote it (named LMDB
+ * databases, sessions_by_owner DUPSORT | DUPFIXED, schema version 1),
+ * written here with raw LMDB, opens and works through the interface; and a
+ * store made through the interface has that same layout.
+ */
+static void test_iface_reads_existing_layout(void **state)
+{
+    struct fixture *fx = *state;
+    char path[128];
+    snprintf(path, sizeof(path), "%s/old", fx->dir);
+    assert_int_equal(mkdir(path, 0700), 0);
+    MDB_env *env;
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, path, 0, 0600), 0);
+    MDB_txn *txn;
+    assert_int_equal(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    MDB_dbi meta, by_owner, tenant_by_psa;
+    assert_int_equal(mdb_dbi_open(txn, "meta", MDB_CREATE, &meta), 0);
+    assert_int_equal(
+        mdb_dbi_open(txn, "sessions_by_owner", MDB_CREATE | MDB_DUPSORT | MDB_DUPFIXED, &by_owner),
+        0);
+    assert_int_equal(mdb_dbi_open(txn, "tenant_by_psa", MDB_CREATE, &tenant_by_psa), 0);
+    char schema_key[] = "schema_version";
+    char one[] = "1";
+    MDB_val k = {14, schema_key};
+    MDB_val v = {1, one};
+    assert_int_equal(mdb_put(txn, meta, &k, &v, 0), 0);
+    char psa[] = "psa-t1";
+    char idp[] = "idp-t1";
+    k = (MDB_val){6, psa};
+    v = (MDB_val){6, idp};
+    assert_int_equal(mdb_put(txn, tenant_by_psa, &k, &v, 0), 0);
+    unsigned char owner[32];
+    unsigned char s1[32];
+    unsigned char s2[32];
+    memset(owner, 7, sizeof(owner));
+    memset(s1, 1, sizeof(s1));
+    memset(s2, 2, sizeof(s2));
+    k = (MDB_val){32, owner};
+    v = (MDB_val){32, s2};
+    assert_int_equal(mdb_put(txn, by_owner, &k, &v, 0), 0);
+    v = (MDB_val){32, s1};
+    assert_int_equal(mdb_put(txn, by_owner, &k, &v, 0), 0);
+    assert_int_equal(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    struct sg_store *store = NULL;
+    char err[256] = "";
+    assert_int_equal(sg_store_open(path, &store, err, sizeof(err)), 0);
+    char *linked = NULL;
+    assert_int_equal(sg_links_tenant_get_by_psa(store, "psa-t1", &linked), 0);
+    assert_string_equal(linked, "idp-t1");
+    free(linked);
+    struct sg_store_txn t;
+    struct listing l = {.text = ""};
+    assert_int_equal(sg_store_txn_begin(store, false, &t), 0);
+    assert_int_equal(
+        sg_store_scan(&t, SG_STORE_DB_SESSIONS_BY_OWNER, owner, 32, 32, list_entry, &l), 0);
+    sg_store_txn_abort(&t);
+    assert_int_equal(l.calls, 2);
+    assert_int_equal(db_entries(store, SG_STORE_DB_SESSIONS_BY_OWNER), 2);
+    /* New tables are created beside the old ones; sessions work in the old store. */
+    char id[SG_SESSION_ID_SIZE];
+    new_session(store, id, "psa-t1", "alice", "sub-a");
+    assert_int_equal(sg_session_get(store, id, NOW, NULL), 0);
+    sg_store_close(store);
+
+    /* The layout on disk is the old one: the owner index is still DUPSORT | DUPFIXED. */
+    assert_int_equal(mdb_env_create(&env), 0);
+    assert_int_equal(mdb_env_set_maxdbs(env, 16), 0);
+    assert_int_equal(mdb_env_open(env, path, MDB_RDONLY, 0600), 0);
+    assert_int_equal(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    assert_int_equal(mdb_dbi_open(txn, "sessions_by_owner", 0, &by_owner), 0);
+    unsigned int flags = 0;
+    assert_int_equal(mdb_dbi_flags(txn, by_owner, &flags), 0);
+    assert_int_equal(flags & (MDB_DUPSORT | MDB_DUPFIXED), MDB_DUPSORT | MDB_DUPFIXED);
+    MDB_stat st;
+    assert_int_equal(mdb_stat(txn, by_owner, &st), 0);
+    assert_int_equal(st.ms_entries, 4);
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
 }
 
 /* ---- sessions ---- */
@@ -427,6 +1063,21 @@ static void test_session_create_invalid(void **state)
     assert_int_equal(db_entries(fx->store, SG_STORE_DB_SESSIONS), 2);
 }
 
+struct id_search {
+    const char *id;
+    size_t entries;
+};
+
+/* Scan callback: the entry holds the id neither in its key nor in its value. */
+static int id_absent(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct id_search *search = arg;
+    search->entries++;
+    assert_null(memmem(key, klen, search->id, strlen(search->id)));
+    assert_null(memmem(val, vlen, search->id, strlen(search->id)));
+    return 0;
+}
+
 static void test_session_key_is_hash(void **state)
 {
     struct fixture *fx = *state;
@@ -444,18 +1095,9 @@ static void test_session_key_is_hash(void **state)
     assert_int_equal(sg_store_txn_begin(fx->store, false, &txn), 0);
     enum sg_store_db dbs[] = {SG_STORE_DB_SESSIONS, SG_STORE_DB_SESSIONS_BY_OWNER};
     for (size_t d = 0; d < SG_ARRAY_LEN(dbs); d++) {
-        MDB_cursor *cursor;
-        assert_int_equal(mdb_cursor_open(txn.txn, sg_store_dbi(fx->store, dbs[d]), &cursor), 0);
-        MDB_val k;
-        MDB_val v;
-        size_t n = 0;
-        while (mdb_cursor_get(cursor, &k, &v, MDB_NEXT) == 0) {
-            n++;
-            assert_null(memmem(k.mv_data, k.mv_size, id, strlen(id)));
-            assert_null(memmem(v.mv_data, v.mv_size, id, strlen(id)));
-        }
-        assert_true(n > 0);
-        mdb_cursor_close(cursor);
+        struct id_search search = {.id = id, .entries = 0};
+        assert_int_equal(sg_store_scan(&txn, dbs[d], NULL, 0, 0, id_absent, &search), 0);
+        assert_true(search.entries > 0);
     }
     sg_store_txn_abort(&txn);
 }
@@ -757,7 +1399,8 @@ static void test_session_survives_kill9(void **state)
     reopen(fx);
     assert_int_equal(sg_session_get(fx->store, id, NOW, NULL), 0);
     int dead = -1;
-    assert_int_equal(mdb_reader_check(fx->store->env, &dead), 0);
+    struct lmdb_store *ls = fx->store->ctx;
+    assert_int_equal(mdb_reader_check(ls->env, &dead), 0);
     assert_int_equal(dead, 0);
 }
 
@@ -1036,6 +1679,16 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_map_full, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_nested_read_transactions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_get_put, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_take, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_delete, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_scan, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_multi, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_abort_discards, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_commit_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_limits, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_iface_reads_existing_layout, setup, teardown),
+        cmocka_unit_test(test_iface_second_backend),
         cmocka_unit_test(test_session_id),
         cmocka_unit_test_setup_teardown(test_session_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_session_create_invalid, setup, teardown),

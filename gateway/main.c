@@ -10,6 +10,7 @@
 #include "ssogate/login.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
+#include "ssogate/service.h"
 #include "ssogate/session.h"
 #include "ssogate/signer.h"
 #include "ssogate/store.h"
@@ -70,6 +71,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     rt->draining = true;
+    sg_service_stopping();
     sg_server_stop_accepting(rt->server);
     sg_log(SG_LOG_INFO, "shutdown", "signal %d: draining %u requests in flight", (int)sig,
            rt->requests_in_flight);
@@ -95,8 +97,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct sg_runtime *rt = arg;
-    if (!rt->draining)
+    if (!rt->draining) {
+        sg_service_reloading();
         sg_runtime_reload(rt);
+        sg_service_ready(rt);
+    }
 }
 
 static int check_only(const char *path)
@@ -183,11 +188,13 @@ static int run(const char *path)
     sg_log_fields(
         SG_LOG_INFO, "started",
         (struct sg_log_field[]){SG_LOG_STR("version", SG_VERSION), SG_LOG_STR("config", path)}, 2);
+    sg_service_ready(&rt);
     event_base_dispatch(rt.base);
     sg_log(SG_LOG_INFO, "shutdown", "stopped");
     status = 0;
 
 end:
+    sg_service_free();
     for (size_t i = 0; i < SG_ARRAY_LEN(signals); i++) {
         if (signals[i] != NULL)
             event_free(signals[i]);

@@ -118,7 +118,7 @@ static const char *listen_name(int i)
 /* True when fd listens on exactly this address and port. */
 static bool socket_matches(int fd, const struct sockaddr_storage *want)
 {
-    struct sockaddr_storage have;
+    struct sockaddr_storage have = {0};
     socklen_t len = sizeof(have);
     if (sd_is_socket_inet(fd, want->ss_family, SOCK_STREAM, 1, 0) <= 0 ||
         getsockname(fd, (struct sockaddr *)&have, &len) != 0 || have.ss_family != want->ss_family)
@@ -139,7 +139,7 @@ int sg_service_inherited_fd(const char *address, uint16_t port)
     listen_fds_load();
     if (svc.listen_count == 0)
         return -1;
-    struct sockaddr_storage want;
+    struct sockaddr_storage want = {0};
     int wlen = sizeof(want);
     if (evutil_parse_sockaddr_port(address, (struct sockaddr *)&want, &wlen) != 0)
         return -1;

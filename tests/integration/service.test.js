@@ -221,6 +221,33 @@ itest('socket activation: an inherited socket on another address is not taken', 
   assert.equal((await request(own, { path: '/_sso/healthz' })).status, 200);
 });
 
+itest('workers > 1: the workers notify, ping the watchdog and share the inherited socket for the supervisor', async (t, h) => {
+  const { listener, socketPath } = await notifyListener(h);
+  const port = await reservedPort();
+  const config = h.config({ listeners: [{ address: '127.0.0.1', port }], workers: 2 });
+  const gw = startGateway(h, config, ['--listen', `127.0.0.1:${port}`, '--watchdog-usec', '400000'], { NOTIFY_SOCKET: socketPath });
+  const workers = await gw.waitFor(() => {
+    const pids = logs(gw).filter((l) => l.event === 'worker').map((l) => l.pid);
+    return pids.length === 2 && pids;
+  }, 'two workers');
+  const ready = await listener.waitFor(() => {
+    const senders = new Set(listener.messages().filter((m) => m.fields.READY === '1').map((m) => m.pid));
+    return senders.size === 2 && senders;
+  }, 'READY=1 from both workers');
+  assert.deepEqual([...ready].sort(), [...workers].sort(), 'READY comes from the workers');
+  // Each worker took the supervisor's socket (binding the port itself would fail: it is held).
+  await gw.waitFor(() => logs(gw).filter((l) => l.event === 'socket_inherited' && l.port === port).length === 2, 'both workers inherit the socket');
+  assert.equal((await request(port, { path: '/_sso/healthz' })).status, 200);
+  await listener.waitFor(() => {
+    const pingers = new Set(listener.messages().filter((m) => m.fields.WATCHDOG === '1').map((m) => m.pid));
+    return workers.every((pid) => pingers.has(pid));
+  }, 'watchdog pings from both workers');
+  const beforeTerm = listener.messages().length;
+  gw.proc.kill('SIGTERM');
+  await listener.waitFor(() => listener.messages().slice(beforeTerm).some((m) => m.fields.STOPPING === '1'), 'STOPPING=1');
+  assert.deepEqual(await gw.waitExit(), { code: 0, signal: null });
+});
+
 itest('journal: JOURNAL_STREAM matching stderr gives every line a syslog priority prefix', async (t, h) => {
   const port = await reservedPort();
   const gw = startGateway(h, h.config(), ['--journal', '--listen', `127.0.0.1:${port}`]);

@@ -4,9 +4,11 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,6 +17,31 @@
 static enum sg_log_level current_level = SG_LOG_INFO;
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+
+/* syslog priorities of the levels, for the journal (sd-daemon.h's SD_DEBUG...). */
+static const char *const journal_prefixes[] = {"<7>", "<6>", "<4>", "<3>"};
+
+/* -1 until the first line; then 1 when stderr is the journal's stream. */
+static int journal_stream = -1;
+
+/*
+ * systemd sets JOURNAL_STREAM to the device and inode of the stream it
+ * connected to stderr; a stderr redirected elsewhere since no longer matches.
+ */
+static bool stderr_is_journal(void)
+{
+    if (journal_stream < 0) {
+        const char *value = getenv("JOURNAL_STREAM");
+        unsigned long long dev;
+        unsigned long long ino;
+        char extra;
+        struct stat st;
+        journal_stream = value != NULL && sscanf(value, "%llu:%llu%c", &dev, &ino, &extra) == 2 &&
+                         fstat(STDERR_FILENO, &st) == 0 && (unsigned long long)st.st_dev == dev &&
+                         (unsigned long long)st.st_ino == ino;
+    }
+    return journal_stream == 1;
+}
 
 void sg_log_set_level(enum sg_log_level level)
 {
@@ -68,17 +95,21 @@ static yajl_gen line_begin(enum sg_log_level level, const char *event)
     return gen;
 }
 
-static void line_end(yajl_gen gen)
+/* On the journal each line starts with its priority, which journald strips. */
+static void line_end(enum sg_log_level level, yajl_gen gen)
 {
     const unsigned char *buf;
     size_t len;
 
     yajl_gen_map_close(gen);
     yajl_gen_get_buf(gen, &buf, &len);
-    unsigned char *line = sg_malloc(len + 1);
-    memcpy(line, buf, len);
-    line[len] = '\n';
-    write_all(line, len + 1);
+    const char *prefix = stderr_is_journal() ? journal_prefixes[level] : "";
+    size_t plen = strlen(prefix);
+    unsigned char *line = sg_malloc(plen + len + 1);
+    memcpy(line, prefix, plen);
+    memcpy(line + plen, buf, len);
+    line[plen + len] = '\n';
+    write_all(line, plen + len + 1);
     free(line);
     yajl_gen_free(gen);
 }
@@ -96,7 +127,7 @@ void sg_log(enum sg_log_level level, const char *event, const char *fmt, ...)
     yajl_gen gen = line_begin(level, event);
     gen_string(gen, "msg");
     gen_string(gen, msg);
-    line_end(gen);
+    line_end(level, gen);
 }
 
 void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_log_field *fields,
@@ -122,5 +153,5 @@ void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_l
             break;
         }
     }
-    line_end(gen);
+    line_end(level, gen);
 }

@@ -5,7 +5,9 @@
 #include "ssogate/log.h"
 #include "ssogate/login.h"
 #include "ssogate/metrics.h"
+#include "ssogate/oidc.h"
 #include "ssogate/request.h"
+#include "ssogate/service.h"
 #include "ssogate/session.h"
 #include "ssogate/signer.h"
 #include "ssogate/snapshot.h"
@@ -42,6 +44,19 @@ struct sg_runtime {
     int64_t drain_deadline_us;
 };
 
+/* The service manager's STATUS line. */
+static void service_status(void *arg, char *buf, size_t len)
+{
+    const struct sg_runtime *rt = arg;
+    const struct sg_oidc *oidc = rt->current->oidc;
+    const char *idp = oidc == NULL          ? ""
+                      : sg_oidc_ready(oidc) ? ", IdP ready"
+                                            : ", IdP discovery pending";
+    snprintf(buf, len, "%s%u requests in flight, %zu logins in flight%s",
+             sg_requests_draining(rt->requests) ? "draining: " : "",
+             sg_requests_in_flight(rt->requests), sg_logins_count(rt->logins), idp);
+}
+
 static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_runtime *rt = arg;
@@ -64,6 +79,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
         return;
     }
     sg_requests_drain(rt->requests);
+    sg_service_stopping();
     sg_server_stop_accepting(rt->server);
     sg_log(SG_LOG_INFO, "shutdown", "signal %d: draining %u requests in flight", (int)sig,
            sg_requests_in_flight(rt->requests));
@@ -77,8 +93,11 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
     struct sg_runtime *rt = arg;
-    if (!sg_requests_draining(rt->requests))
+    if (!sg_requests_draining(rt->requests)) {
+        sg_service_reloading();
         sg_runtime_reload(rt);
+        sg_service_ready(rt->base, service_status, rt);
+    }
 }
 
 /* Expired sessions and login states are deleted in small batches so that no transaction is long. */
@@ -166,6 +185,7 @@ fail:
 
 int sg_runtime_run(struct sg_runtime *rt)
 {
+    sg_service_ready(rt->base, service_status, rt);
     event_base_dispatch(rt->base);
     sg_log(SG_LOG_INFO, "shutdown", "stopped");
     return 0;
@@ -183,6 +203,7 @@ void sg_runtime_free(struct sg_runtime *rt)
         event_free(rt->drain_tick);
     if (rt->sweep != NULL)
         event_free(rt->sweep);
+    sg_service_free();
     sg_server_free(rt->server); /* clients gone: their waiting requests are cancelled */
     sg_requests_free(rt->requests);
     sg_logins_free(rt->logins);

@@ -3,6 +3,7 @@
 #include "ssogate/common.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
+#include "ssogate/service.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -420,8 +421,12 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE;
     if (cfg->workers > 1)
         flags |= LEV_OPT_REUSEABLE_PORT;
-    l->lev = evconnlistener_new_bind(srv->base, NULL, NULL, flags, LISTEN_BACKLOG,
-                                     (struct sockaddr *)&ss, sslen);
+    int inherited = sg_service_inherited_fd(lc->address, lc->port);
+    if (inherited >= 0)
+        l->lev = evconnlistener_new(srv->base, NULL, NULL, flags, 0, inherited);
+    else
+        l->lev = evconnlistener_new_bind(srv->base, NULL, NULL, flags, LISTEN_BACKLOG,
+                                         (struct sockaddr *)&ss, sslen);
     if (l->lev == NULL) {
         snprintf(errbuf, errlen, "listener %s: cannot bind: %s", spec,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

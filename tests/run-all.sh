@@ -6,6 +6,8 @@
 # Every test is counted: the Ok/Fail summary of each `meson test`, plus each other check as one test.
 # The last line printed is exactly "N passed, N failed"; the exit status is non-zero if any failed.
 #
+# The .deb and lintian's report are left in ${PREFIX}deb/.
+#
 # Environment: FUZZ_SECONDS (per fuzzer, default 60), SKIP_FUZZ=1, SKIP_ASAN=1 to shorten a local run,
 # BUILD_PREFIX (default "build-": build-release, build-asan, build-fuzz) to keep a run's builds apart.
 set -uo pipefail
@@ -123,6 +125,10 @@ fi
 
 check clang-format format_check
 check include-cycles python3 scripts/include-cycles
+
+# The Debian package (issue 14): dpkg-buildpackage -us -uc -b on a copy of the tree, its files,
+# conffile and scripts, and lintian without errors (about 20 s).
+check debian-package scripts/build-deb "${PREFIX}deb"
 
 if [ -f tests/fuzz/run-fuzzers.sh ] && [ "${SKIP_FUZZ:-0}" != 1 ]; then
     if check build-fuzz build_fuzz; then

@@ -2,6 +2,10 @@
  * JSON-lines logging on stderr. Each line is one JSON object written with a
  * single write(2), so lines from several worker processes never interleave.
  * Callers must never pass tokens, secrets or cookie values.
+ *
+ * When stderr is the journal (JOURNAL_STREAM names its device and inode), each
+ * line starts with its syslog priority ("<3>" error, "<4>" warn, "<6>" info,
+ * "<7>" debug), which journald takes as the entry's priority.
  */
 #ifndef SSOGATE_LOG_H
 #define SSOGATE_LOG_H

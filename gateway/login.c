@@ -1,7 +1,8 @@
 #include "ssogate/login.h"
 
 #include "ssogate/common.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
+#include "ssogate/csrf.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
 #include "ssogate/json.h"
@@ -125,23 +126,6 @@ static const char *query_param(struct evkeyvalq *params, struct evhttp_request *
     return evhttp_find_header(params, name);
 }
 
-static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg,
-                       enum sg_cookie_kind kind, const char *value, int64_t max_age)
-{
-    const char *name = sg_identity_cookie_name(cfg, kind);
-    char *header = NULL;
-    struct sg_cookie_attrs attrs = {
-        .path = "/",
-        .max_age = max_age,
-        .http_only = true,
-        .secure = sg_identity_cookie_secure(cfg),
-        .same_site = SG_COOKIE_SAME_SITE_LAX,
-    };
-    if (sg_cookie_format(name, value, &attrs, &header) == 0)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
-    free(header);
-}
-
 static void redirect(struct evhttp_request *req, int status, const char *location)
 {
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
@@ -192,7 +176,8 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
         return too_busy(req, request_id, "too_many_in_flight");
 
     char binding[TOKEN_SIZE];
-    bool new_binding = !sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
+    bool new_binding = !sg_cookies_get(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_LOGIN,
+                                       binding, TOKEN_LEN);
     if (new_binding)
         sg_random_token(32, binding, sizeof(binding));
 
@@ -231,7 +216,7 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
                                  redirect_uri, scope_enc, s.state, s.nonce, challenge);
     if (new_binding)
-        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_LOGINSTATE_TTL_S);
+        sg_cookies_set(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_LOGIN, binding);
     redirect(req, status, location);
     sg_metrics_count(LOGINS_METRIC, "result", "started");
     OPENSSL_cleanse(binding, sizeof(binding));
@@ -345,7 +330,8 @@ static int finish_session(struct pending *p)
                      p->access.request_id);
         return 500;
     }
-    set_cookie(p->req, cfg, SG_COOKIE_SESSION, p->session_id, cfg->session.absolute_timeout_s);
+    sg_cookies_set(evhttp_request_get_output_headers(p->req), cfg, SG_COOKIE_SESSION,
+                   p->session_id);
     sg_metrics_count(LOGINS_METRIC, "result", "ok");
     sg_log_fields(SG_LOG_INFO, "login",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->access.request_id),
@@ -710,7 +696,8 @@ int sg_login_callback(struct sg_runtime *rt, struct evhttp_request *req, struct 
     bool taken = state != NULL && state_take(logins, state, &s) == 0;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
-    bool bound = taken && sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
+    bool bound = taken && sg_cookies_get(evhttp_request_get_input_headers(req), cfg,
+                                         SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (bound) {
         SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
@@ -783,18 +770,6 @@ end:
     return status;
 }
 
-bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req)
-{
-    const struct sg_url *pub = &rt->current->cfg->public_url;
-    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-    const char *origin = evhttp_find_header(headers, "Origin");
-    if (origin != NULL)
-        return strcmp(origin, pub->text) == 0;
-    const char *referer = evhttp_find_header(headers, "Referer");
-    size_t len = strlen(pub->text);
-    return referer != NULL && strncmp(referer, pub->text, len) == 0 && referer[len] == '/';
-}
-
 int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const char *request_id)
 {
     const struct sg_snapshot *snap = rt->current;
@@ -805,8 +780,14 @@ int sg_login_logout(struct sg_runtime *rt, struct evhttp_request *req, const cha
                      "Signing out needs a POST from this site's pages.", request_id);
         return 405;
     }
-    if (!sg_login_same_origin(rt, req)) {
+    enum sg_csrf_result csrf = sg_csrf_same_origin(cfg, evhttp_request_get_input_headers(req));
+    if (csrf != SG_CSRF_OK) {
         sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "logout");
+        sg_log_fields(SG_LOG_WARN, "csrf",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", request_id),
+                                              SG_LOG_STR("endpoint", "logout"),
+                                              SG_LOG_STR("reason", sg_csrf_result_name(csrf))},
+                      3);
         sg_page_send(req, 403, "Request refused",
                      "This request did not come from this site, so it was refused.", request_id);
         return 403;

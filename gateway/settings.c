@@ -1,7 +1,8 @@
 #include "ssogate/settings.h"
 
 #include "ssogate/common.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
+#include "ssogate/csrf.h"
 #include "ssogate/identity.h"
 #include "ssogate/linking.h"
 #include "ssogate/links.h"
@@ -12,7 +13,6 @@
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
 #include "ssogate/server.h"
-#include "ssogate/token.h"
 #include "ssogate/whoami.h"
 
 #include <sys/queue.h>
@@ -25,7 +25,6 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
-#define CSRF_LEN    43
 #define FORM_MAX    4096
 #define CSRF_METRIC "ssogate_csrf_refused_total"
 
@@ -56,9 +55,9 @@ struct settings_request {
     struct sg_access access;
     struct sg_whoami_request *whoami;
     enum action action;
-    char csrf[CSRF_LEN + 1]; /* the token the page embeds */
-    bool new_csrf;           /* the cookie must be set */
-    char *done;              /* ?done= of the settings page */
+    char csrf[SG_CSRF_TOKEN_SIZE]; /* the token the page embeds */
+    bool new_csrf;                 /* the cookie must be set */
+    char *done;                    /* ?done= of the settings page */
 };
 
 static void request_free(struct settings_request *s)
@@ -79,27 +78,25 @@ static void on_client_close(void *arg)
 }
 
 /* A POST's own origin and CSRF token (the form field equals the cookie). */
-static bool post_trusted(struct sg_runtime *rt, struct evhttp_request *req)
+static enum sg_csrf_result post_trusted(struct sg_runtime *rt, struct evhttp_request *req)
 {
     const struct sg_config *cfg = rt->current->cfg;
-    char cookie[CSRF_LEN + 1];
-    bool ok = false;
-    if (!sg_login_same_origin(rt, req) ||
-        !sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, cookie, CSRF_LEN))
-        return false;
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    enum sg_csrf_result r = sg_csrf_same_origin(cfg, headers);
+    if (r != SG_CSRF_OK)
+        return r;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    if (len == 0 || len > FORM_MAX)
-        return false;
-    char *form = sg_strndup((const char *)evbuffer_pullup(in, -1), len);
+    char *form =
+        len > 0 && len <= FORM_MAX ? sg_strndup((const char *)evbuffer_pullup(in, -1), len) : NULL;
     struct evkeyvalq fields = TAILQ_HEAD_INITIALIZER(fields);
-    if (evhttp_parse_query_str(form, &fields) == 0) {
-        const char *token = evhttp_find_header(&fields, "csrf");
-        ok = token != NULL && strlen(token) == CSRF_LEN && sg_memeq_ct(token, cookie, CSRF_LEN);
-    }
+    const char *token = NULL;
+    if (form != NULL && evhttp_parse_query_str(form, &fields) == 0)
+        token = evhttp_find_header(&fields, "csrf");
+    r = sg_csrf_double_submit(cfg, headers, token);
     evhttp_clear_headers(&fields);
     free(form);
-    return ok;
+    return r;
 }
 
 static void gen_key(yajl_gen g, const char *key)
@@ -324,18 +321,9 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
         evbuffer_add_printf(out, "</section>");
     }
     evbuffer_add(out, "", 1);
-    if (s->new_csrf) {
-        const char *cookie_name = sg_identity_cookie_name(s->snap->cfg, SG_COOKIE_CSRF);
-        char *header = NULL;
-        struct sg_cookie_attrs attrs = {.path = "/",
-                                        .max_age = -1,
-                                        .http_only = true,
-                                        .secure = sg_identity_cookie_secure(s->snap->cfg),
-                                        .same_site = SG_COOKIE_SAME_SITE_STRICT};
-        if (sg_cookie_format(cookie_name, s->csrf, &attrs, &header) == 0)
-            evhttp_add_header(evhttp_request_get_output_headers(s->req), "Set-Cookie", header);
-        free(header);
-    }
+    if (s->new_csrf)
+        sg_cookies_set(evhttp_request_get_output_headers(s->req), s->snap->cfg, SG_COOKIE_CSRF,
+                       s->csrf);
     sg_page_send_html(s->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
     evbuffer_free(out);
     links_clear(&links);
@@ -511,12 +499,14 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
                      access->request_id);
         return 405;
     }
-    if (endpoints[i].post && !post_trusted(rt, req)) {
+    enum sg_csrf_result csrf = endpoints[i].post ? post_trusted(rt, req) : SG_CSRF_OK;
+    if (csrf != SG_CSRF_OK) {
         sg_metrics_count(CSRF_METRIC, "endpoint", endpoints[i].name);
         sg_log_fields(SG_LOG_WARN, "csrf",
                       (struct sg_log_field[]){SG_LOG_STR("request_id", access->request_id),
-                                              SG_LOG_STR("endpoint", endpoints[i].name)},
-                      2);
+                                              SG_LOG_STR("endpoint", endpoints[i].name),
+                                              SG_LOG_STR("reason", sg_csrf_result_name(csrf))},
+                      3);
         sg_page_send(req, 403, "Request refused",
                      "This request did not come from My Settings of this site, so nothing was "
                      "changed. Open My Settings and try again.",
@@ -532,10 +522,7 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     s->req = req;
     s->conn = conn;
     s->action = endpoints[i].action;
-    if (!sg_identity_cookie_get(req, rt->current->cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
-        sg_random_token(32, s->csrf, sizeof(s->csrf));
-        s->new_csrf = true;
-    }
+    s->new_csrf = sg_csrf_token(rt->current->cfg, evhttp_request_get_input_headers(req), s->csrf);
     if (s->action == ACT_SETTINGS) {
         const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
         const char *query = uri ? evhttp_uri_get_query(uri) : NULL;

@@ -2,7 +2,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/config.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
 #include "ssogate/identity.h"
 #include "ssogate/json.h"
 #include "ssogate/runtime.h"
@@ -212,7 +212,7 @@ struct sg_whoami_request *sg_whoami_fetch(struct sg_snapshot *snap, struct evhtt
     evhttp_add_header(out, "Host", cfg->upstream.host);
     evhttp_add_header(out, "X-Forwarded-Host", cfg->upstream.host);
     evhttp_add_header(out, "Accept", "application/json");
-    char *cookie = sg_identity_upstream_cookie(cfg, in);
+    char *cookie = sg_cookies_strip(cfg, in);
     if (cookie != NULL)
         evhttp_add_header(out, "Cookie", cookie);
     free(cookie);

@@ -58,7 +58,4 @@ int sg_login_begin(struct sg_runtime *rt, struct evhttp_request *req, const char
 int sg_login_redirect_required(struct sg_runtime *rt, struct evhttp_request *req,
                                const struct sg_target *target);
 
-/* True when a state-changing POST comes from the gateway's own origin (Origin or Referer). */
-bool sg_login_same_origin(struct sg_runtime *rt, struct evhttp_request *req);
-
 #endif

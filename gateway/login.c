@@ -545,22 +545,22 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
 static void callback_done(struct pending *p, int http_status);
 
 /* The PSA's answer about the user of a login (link mode): staff only (B9). */
-static void on_login_whoami(const char *err, const struct sg_psa_user *user, void *arg)
+static void on_login_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
 {
     struct pending *p = arg;
     p->whoami = NULL;
-    bool reachable = err == NULL || strcmp(err, "unauthenticated") == 0;
+    bool reachable = err == SG_WHOAMI_OK || err == SG_WHOAMI_UNAUTHENTICATED;
     struct sg_linking_caller caller = {0};
-    if (err == NULL)
+    if (err == SG_WHOAMI_OK)
         caller = (struct sg_linking_caller){.tenant = user->tenant,
                                             .user = user->user,
                                             .admin = user->admin,
                                             .staff = user->staff,
                                             .active = user->active};
     enum sg_linking_decision decision =
-        sg_linking_login_psa(err == NULL ? &caller : NULL, reachable);
+        sg_linking_login_psa(err == SG_WHOAMI_OK ? &caller : NULL, reachable);
     if (!reachable)
-        sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
     int status = answer(p, decision, NULL);
     if (status == 0)
         status = finish_session(p);
@@ -590,7 +590,15 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
         session_prepare(p, claims, id_token, psa_tenant, psa_user);
         struct sg_identity identity = {.session = p->session};
         memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
-        p->whoami = sg_whoami_fetch(p->snap, p->req, &identity, on_login_whoami, p);
+        struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
+        sg_identity_add_headers(p->snap, &identity, &headers);
+        struct sg_whoami_query query = {.base = p->logins->rt->base,
+                                        .pool = p->snap->upstream,
+                                        .cfg = p->snap->cfg,
+                                        .caller = evhttp_request_get_input_headers(p->req),
+                                        .identity = &headers};
+        p->whoami = sg_whoami_fetch(&query, on_login_whoami, p);
+        evhttp_clear_headers(&headers);
     }
     free(psa_tenant);
     free(psa_user);

@@ -432,16 +432,16 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     return 500;
 }
 
-static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg)
+static void on_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
 {
     struct settings_request *s = arg;
     int status;
     s->whoami = NULL;
     sg_conn_on_close(s->conn, NULL, NULL);
 
-    if (err == NULL) {
+    if (err == SG_WHOAMI_OK) {
         status = act(s, user);
-    } else if (strcmp(err, "unauthenticated") == 0) {
+    } else if (err == SG_WHOAMI_UNAUTHENTICATED) {
         if (s->action == ACT_STATUS) {
             status = send_status(s, NULL, true);
         } else {
@@ -465,10 +465,10 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
             status = 401;
         }
     } else {
-        sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
         sg_log_fields(SG_LOG_WARN, "whoami",
                       (struct sg_log_field[]){SG_LOG_STR("request_id", s->access.request_id),
-                                              SG_LOG_STR("reason", err)},
+                                              SG_LOG_STR("reason", sg_whoami_error_name(err))},
                       2);
         sg_page_send(s->req, 502, "The PSA did not answer",
                      "The gateway could not ask the PSA who you are, so nothing was changed. "
@@ -541,9 +541,18 @@ int sg_settings_handle(struct sg_runtime *rt, struct evhttp_request *req, struct
     s->access = *access;
     struct sg_identity identity;
     bool session = sg_identity_lookup(rt, s->snap->cfg, req, &identity) == 0;
-    s->whoami = sg_whoami_fetch(s->snap, req, session ? &identity : NULL, on_whoami, s);
-    if (session)
+    struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
+    if (session) {
+        sg_identity_add_headers(s->snap, &identity, &headers);
         sg_identity_clear(&identity);
+    }
+    struct sg_whoami_query query = {.base = rt->base,
+                                    .pool = s->snap->upstream,
+                                    .cfg = s->snap->cfg,
+                                    .caller = evhttp_request_get_input_headers(req),
+                                    .identity = &headers};
+    s->whoami = sg_whoami_fetch(&query, on_whoami, s);
+    evhttp_clear_headers(&headers);
     sg_conn_on_close(conn, on_client_close, s);
     return 0;
 }

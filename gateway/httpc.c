@@ -98,22 +98,24 @@ static void request_unlink(struct sg_httpc_request *r)
         r->next->prev = r->prev;
 }
 
-/* Ends a request: releases its slot and timer, then runs the callback (unless cancelled). */
+/* Ends a request: releases its slot and timer, runs the callback (unless cancelled), then frees
+ * the body it lent. */
 static void request_finish(struct sg_httpc_request *r, const char *err, int status,
                            const char *body, size_t len)
 {
     assert(r->magic == HTTPC_MAGIC);
     request_unlink(r);
     event_free(r->deadline);
-    evbuffer_free(r->body);
     if (r->slot != NULL)
         sg_upstream_release(r->slot);
     r->magic = 0;
     sg_httpc_cb cb = r->cb;
     void *arg = r->arg;
+    struct evbuffer *kept = r->body; /* body points into it: freed after the callback */
     free(r);
     if (cb != NULL)
         cb(err, status, body, len, arg);
+    evbuffer_free(kept);
 }
 
 static void on_error(enum evhttp_request_error error, void *arg)

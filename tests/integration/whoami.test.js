@@ -98,7 +98,7 @@ itest('whoami: an answer of 64 KiB is read, one byte more is a bad answer', asyn
     assert.equal(over.res.status, 502, `${CAP + 1} bytes (chunked ${chunked}) is refused`);
     assert.match(over.res.body.toString(), /The PSA did not answer/);
     assert.equal(whoamiErrors(await h.metrics(gw), 'bad_answer'), before + 1, 'counted as bad_answer');
-    assert.ok(gw.logLines().some((l) => l.msg === 'whoami' && l.reason === 'bad_answer'), 'logged');
+    assert.ok(gw.logs.some((l) => l.event === 'whoami' && l.reason === 'bad_answer'), 'logged');
   }
   // The one pooled connection read past the refused answers: whoami and the proxy still work.
   psa.mode = { kind: 'json', size: 100 };

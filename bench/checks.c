@@ -10,8 +10,8 @@
  */
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/cookies.h"
 #include "ssogate/headers.h"
-#include "ssogate/identity.h"
 #include "ssogate/target.h"
 
 #include <sys/queue.h>
@@ -77,7 +77,7 @@ int main(int argc, char **argv)
         struct evkeyvalq out;
         TAILQ_INIT(&out);
         sg_headers_copy_request(&in, &out);
-        char *cookie = sg_identity_upstream_cookie(cfg, &in);
+        char *cookie = sg_cookies_strip(cfg, &in);
         sink += strlen(t.path) + strlen(cookie);
         free(cookie);
         evhttp_clear_headers(&out);

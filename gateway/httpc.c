@@ -4,10 +4,13 @@
 #include "ssogate/config.h"
 #include "ssogate/upstream.h"
 
+#include <sys/queue.h>
+
 #include <assert.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,14 +28,16 @@ struct sg_httpc_request {
     void *arg;
     enum evhttp_request_error error;
     bool failed;
+    bool too_big;
+    struct evbuffer *body; /* the answer so far, at most the client's max_response_bytes */
     struct sg_httpc_request *prev, *next;
 };
 
 struct sg_httpc {
     struct event_base *base;
-    struct sg_upstream *pool;
+    struct sg_upstream *pool; /* a reference */
+    bool shared_pool; /* the pool carries other traffic: its connections keep their limits */
     char *host_header;
-    char *base_path;
     size_t max_response_bytes;
     struct timeval timeout;
     struct sg_httpc_request *requests;
@@ -56,19 +61,30 @@ int sg_httpc_new(struct event_base *base, struct evdns_base *dns, const struct s
     if (err != 0)
         return err;
 
-    struct sg_httpc *client = sg_calloc(1, sizeof(*client));
-    client->base = base;
-    client->pool = pool;
     bool default_port = url->port == (url->https ? 443 : 80);
     bool ipv6 = strchr(url->host, ':') != NULL;
-    client->host_header =
+    char *host_header =
         default_port ? sg_asprintf(ipv6 ? "[%s]" : "%s", url->host)
                      : sg_asprintf(ipv6 ? "[%s]:%u" : "%s:%u", url->host, (unsigned)url->port);
+    *out = sg_httpc_new_on_pool(base, pool, host_header, opts);
+    (*out)->shared_pool = false;
+    sg_upstream_unref(pool); /* the client holds its own reference */
+    free(host_header);
+    return 0;
+}
+
+struct sg_httpc *sg_httpc_new_on_pool(struct event_base *base, struct sg_upstream *pool,
+                                      const char *host_header, const struct sg_httpc_options *opts)
+{
+    struct sg_httpc *client = sg_calloc(1, sizeof(*client));
+    client->base = base;
+    client->pool = sg_upstream_ref(pool);
+    client->shared_pool = true;
+    client->host_header = sg_strdup(host_header);
     client->max_response_bytes = opts->max_response_bytes;
     client->timeout.tv_sec = opts->timeout_ms / 1000;
     client->timeout.tv_usec = (opts->timeout_ms % 1000) * 1000;
-    *out = client;
-    return 0;
+    return client;
 }
 
 static void request_unlink(struct sg_httpc_request *r)
@@ -82,7 +98,8 @@ static void request_unlink(struct sg_httpc_request *r)
         r->next->prev = r->prev;
 }
 
-/* Ends a request: releases its slot and timer, then runs the callback (unless cancelled). */
+/* Ends a request: releases its slot and timer, runs the callback (unless cancelled), then frees
+ * the body it lent. */
 static void request_finish(struct sg_httpc_request *r, const char *err, int status,
                            const char *body, size_t len)
 {
@@ -94,9 +111,11 @@ static void request_finish(struct sg_httpc_request *r, const char *err, int stat
     r->magic = 0;
     sg_httpc_cb cb = r->cb;
     void *arg = r->arg;
+    struct evbuffer *kept = r->body; /* body points into it: freed after the callback */
     free(r);
     if (cb != NULL)
         cb(err, status, body, len, arg);
+    evbuffer_free(kept);
 }
 
 static void on_error(enum evhttp_request_error error, void *arg)
@@ -110,6 +129,10 @@ static void on_done(struct evhttp_request *req, void *arg)
 {
     struct sg_httpc_request *r = arg;
     r->req = NULL;
+    if (r->too_big) {
+        request_finish(r, "too_big", 0, NULL, 0);
+        return;
+    }
     if (r->failed || req == NULL || evhttp_request_get_response_code(req) == 0) {
         const char *why = !r->failed                             ? "connect"
                           : r->error == EVREQ_HTTP_TIMEOUT       ? "timeout"
@@ -118,11 +141,32 @@ static void on_done(struct evhttp_request *req, void *arg)
         request_finish(r, why, 0, NULL, 0);
         return;
     }
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    evbuffer_add(in, "", 1);
-    const char *body = (const char *)evbuffer_pullup(in, -1);
+    /* What the last chunk callback left (libevent drains after each one). */
+    evbuffer_add_buffer(r->body, evhttp_request_get_input_buffer(req));
+    size_t len = evbuffer_get_length(r->body);
+    if (len > r->client->max_response_bytes) {
+        request_finish(r, "too_big", 0, NULL, 0);
+        return;
+    }
+    evbuffer_add(r->body, "", 1);
+    const char *body = (const char *)evbuffer_pullup(r->body, -1);
     request_finish(r, NULL, evhttp_request_get_response_code(req), body, len);
+}
+
+/* Keeps at most max_response_bytes of the answer; past that, the rest is
+ * read and dropped (a shared connection stays usable) and the request ends
+ * with "too_big". */
+static void on_chunk(struct evhttp_request *req, void *arg)
+{
+    struct sg_httpc_request *r = arg;
+    struct evbuffer *in = evhttp_request_get_input_buffer(req);
+    if (r->too_big ||
+        evbuffer_get_length(r->body) + evbuffer_get_length(in) > r->client->max_response_bytes) {
+        r->too_big = true;
+        evbuffer_drain(in, evbuffer_get_length(in));
+        return;
+    }
+    evbuffer_add_buffer(r->body, in);
 }
 
 static void cancel_in_libevent(struct sg_httpc_request *r)
@@ -147,8 +191,9 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 }
 
 static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evhttp_cmd_type cmd,
-                                              const char *target, const char *body,
-                                              const char *authorization, sg_httpc_cb cb, void *arg)
+                                              const char *target, const struct evkeyvalq *extra,
+                                              const char *body, const char *authorization,
+                                              sg_httpc_cb cb, void *arg)
 {
     struct sg_httpc_request *r = sg_calloc(1, sizeof(*r));
     r->magic = HTTPC_MAGIC;
@@ -160,14 +205,21 @@ static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evht
         client->requests->prev = r;
     client->requests = r;
 
+    r->body = evbuffer_new();
     r->req = evhttp_request_new(on_done, r);
     evhttp_request_set_error_cb(r->req, on_error);
+    evhttp_request_set_chunked_cb(r->req, on_chunk);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Host", client->host_header);
     evhttp_add_header(headers, "Accept", "application/json");
     evhttp_add_header(headers, "User-Agent", "ssogate");
     if (authorization != NULL)
         evhttp_add_header(headers, "Authorization", authorization);
+    const struct evkeyval *h;
+    if (extra != NULL) {
+        TAILQ_FOREACH(h, extra, next)
+        evhttp_add_header(headers, h->key, h->value);
+    }
     if (body != NULL) {
         evhttp_add_header(headers, "Content-Type", "application/x-www-form-urlencoded");
         evbuffer_add(evhttp_request_get_output_buffer(r->req), body, strlen(body));
@@ -177,7 +229,8 @@ static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evht
     evtimer_add(r->deadline, &client->timeout);
 
     struct evhttp_connection *conn = sg_upstream_acquire(client->pool, &r->slot);
-    evhttp_connection_set_max_body_size(conn, (ev_ssize_t)client->max_response_bytes);
+    if (!client->shared_pool)
+        evhttp_connection_set_max_body_size(conn, (ev_ssize_t)client->max_response_bytes);
     if (evhttp_make_request(conn, r->req, cmd, target) != 0) {
         r->req = NULL; /* libevent freed it */
         /* Report asynchronously: callers never see their callback run
@@ -194,14 +247,21 @@ static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evht
 struct sg_httpc_request *sg_httpc_get(struct sg_httpc *client, const char *target, sg_httpc_cb cb,
                                       void *arg)
 {
-    return request_start(client, EVHTTP_REQ_GET, target, NULL, NULL, cb, arg);
+    return request_start(client, EVHTTP_REQ_GET, target, NULL, NULL, NULL, cb, arg);
+}
+
+struct sg_httpc_request *sg_httpc_get_with(struct sg_httpc *client, const char *target,
+                                           const struct evkeyvalq *headers, sg_httpc_cb cb,
+                                           void *arg)
+{
+    return request_start(client, EVHTTP_REQ_GET, target, headers, NULL, NULL, cb, arg);
 }
 
 struct sg_httpc_request *sg_httpc_post_form(struct sg_httpc *client, const char *target,
                                             const char *body, const char *authorization,
                                             sg_httpc_cb cb, void *arg)
 {
-    return request_start(client, EVHTTP_REQ_POST, target, body, authorization, cb, arg);
+    return request_start(client, EVHTTP_REQ_POST, target, NULL, body, authorization, cb, arg);
 }
 
 void sg_httpc_cancel(struct sg_httpc_request *r)
@@ -219,6 +279,5 @@ void sg_httpc_free(struct sg_httpc *client)
         sg_httpc_cancel(client->requests);
     sg_upstream_unref(client->pool);
     free(client->host_header);
-    free(client->base_path);
     free(client);
 }

@@ -3,7 +3,7 @@
 #include "ssogate/assertion.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
@@ -11,107 +11,13 @@
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
 
-#include <sys/queue.h>
-
 #include <event2/buffer.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <yajl/yajl_gen.h>
-
-bool sg_identity_cookie_secure(const struct sg_config *cfg)
-{
-    return cfg->public_url.https;
-}
-
-const char *sg_identity_cookie_name(const struct sg_config *cfg, enum sg_cookie_kind kind)
-{
-    return cfg->session.cookies[kind];
-}
-
-/*
- * Collects the distinct values of cookie name that are exactly len bytes
- * long, from every Cookie line of in, in order, at most max of them, into
- * out (max slots of len + 1 bytes). Values of another length are garbage to
- * the gateway and skipped. Returns how many were found.
- */
-static size_t cookie_values(const struct evkeyvalq *in, const char *name, size_t len, char *out,
-                            size_t max)
-{
-    size_t count = 0;
-    const struct evkeyval *h;
-    TAILQ_FOREACH(h, in, next)
-    {
-        if (strcasecmp(h->key, "Cookie") != 0)
-            continue;
-        const char *rest = h->value;
-        size_t rest_len = strlen(rest);
-        const char *value;
-        size_t value_len;
-        while (sg_cookie_find(rest, rest_len, name, &value, &value_len) == 0) {
-            size_t consumed = (size_t)(value - rest) + value_len;
-            rest += consumed;
-            rest_len -= consumed;
-            if (value_len != len)
-                continue;
-            bool seen = false;
-            for (size_t i = 0; i < count && !seen; i++)
-                seen = memcmp(out + i * (len + 1), value, len) == 0;
-            if (seen)
-                continue;
-            if (count == max)
-                return count;
-            memcpy(out + count * (len + 1), value, len);
-            out[count * (len + 1) + len] = '\0';
-            count++;
-        }
-    }
-    return count;
-}
-
-bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
-                            enum sg_cookie_kind kind, char *out, size_t len)
-{
-    char *values = sg_malloc(2 * (len + 1));
-    /* Two different values: one was planted; neither is trusted. */
-    size_t count = cookie_values(evhttp_request_get_input_headers(req),
-                                 sg_identity_cookie_name(cfg, kind), len, values, 2);
-    if (count == 1)
-        memcpy(out, values, len + 1);
-    free(values);
-    return count == 1;
-}
-
-char *sg_identity_upstream_cookie(const struct sg_config *cfg, const struct evkeyvalq *in)
-{
-    const char *const *names = (const char *const *)cfg->session.cookies;
-    char *joined = NULL;
-    const struct evkeyval *h;
-
-    TAILQ_FOREACH(h, in, next)
-    {
-        if (strcasecmp(h->key, "Cookie") != 0)
-            continue;
-        char *kept = NULL;
-        if (sg_cookie_remove_any(h->value, strlen(h->value), names, SG_COOKIE__COUNT, &kept) != 0)
-            continue; /* too big to read: dropped whole */
-        if (*kept == '\0') {
-            free(kept);
-        } else if (joined == NULL) {
-            joined = kept;
-        } else {
-            char *both = sg_asprintf("%s; %s", joined, kept);
-            free(joined);
-            free(kept);
-            joined = both;
-        }
-    }
-    return joined;
-}
 
 static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 {
@@ -131,9 +37,8 @@ int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
 {
     char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
     memset(out, 0, sizeof(*out));
-    size_t count = cookie_values(evhttp_request_get_input_headers(req),
-                                 sg_identity_cookie_name(cfg, SG_COOKIE_SESSION), SG_SESSION_ID_LEN,
-                                 &ids[0][0], SESSION_COOKIES_MAX);
+    size_t count = sg_cookies_values(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_SESSION,
+                                     SG_SESSION_ID_LEN, &ids[0][0], SESSION_COOKIES_MAX);
 
     int64_t now = sg_now_s();
     bool found = false;
@@ -207,16 +112,5 @@ void sg_identity_end(struct sg_store *store, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req)
 {
     sg_session_delete(store, identity->session_id);
-    const char *name = sg_identity_cookie_name(cfg, SG_COOKIE_SESSION);
-    char *header = NULL;
-    struct sg_cookie_attrs attrs = {
-        .path = "/",
-        .max_age = 0,
-        .http_only = true,
-        .secure = sg_identity_cookie_secure(cfg),
-        .same_site = SG_COOKIE_SAME_SITE_LAX,
-    };
-    if (sg_cookie_format(name, "", &attrs, &header) == 0)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
-    free(header);
+    sg_cookies_clear(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_SESSION);
 }

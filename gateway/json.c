@@ -107,3 +107,55 @@ yajl_val sg_json_member(yajl_val obj, const char *name)
     }
     return NULL;
 }
+
+yajl_val sg_json_pointer(yajl_val doc, const char *pointer)
+{
+    if (pointer == NULL)
+        return NULL;
+    if (*pointer == '\0')
+        return doc;
+    if (*pointer != '/')
+        return NULL;
+    yajl_val node = doc;
+    const char *p = pointer;
+    char token[256];
+    while (*p == '/' && node != NULL) {
+        p++;
+        size_t n = 0;
+        while (*p != '\0' && *p != '/') {
+            char c = *p++;
+            if (c == '~') {
+                if (*p == '0')
+                    c = '~';
+                else if (*p == '1')
+                    c = '/';
+                else
+                    return NULL;
+                p++;
+            }
+            if (n + 1 >= sizeof(token))
+                return NULL;
+            token[n++] = c;
+        }
+        token[n] = '\0';
+        if (YAJL_IS_OBJECT(node)) {
+            yajl_val next = NULL;
+            for (size_t i = 0; i < node->u.object.len; i++) {
+                if (strcmp(node->u.object.keys[i], token) == 0) {
+                    next = node->u.object.values[i];
+                    break;
+                }
+            }
+            node = next;
+        } else if (YAJL_IS_ARRAY(node)) {
+            char *end;
+            unsigned long index = strtoul(token, &end, 10);
+            if (*token == '\0' || *end != '\0' || index >= node->u.array.len)
+                return NULL;
+            node = node->u.array.values[index];
+        } else {
+            return NULL;
+        }
+    }
+    return node;
+}

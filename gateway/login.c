@@ -1,7 +1,8 @@
 #include "ssogate/login.h"
 
 #include "ssogate/common.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
+#include "ssogate/csrf.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
 #include "ssogate/json.h"
@@ -18,6 +19,8 @@
 #include "ssogate/snapshot.h"
 #include "ssogate/token.h"
 #include "ssogate/whoami.h"
+
+#include <sys/queue.h>
 
 #include <assert.h>
 #include <event2/buffer.h>
@@ -202,23 +205,6 @@ size_t sg_logins_count(struct sg_logins *logins)
     return kept + logins->pending_count;
 }
 
-static void set_cookie(struct evhttp_request *req, const struct sg_config *cfg,
-                       enum sg_cookie_kind kind, const char *value, int64_t max_age)
-{
-    const char *name = sg_identity_cookie_name(cfg, kind);
-    char *header = NULL;
-    struct sg_cookie_attrs attrs = {
-        .path = "/",
-        .max_age = max_age,
-        .http_only = true,
-        .secure = sg_identity_cookie_secure(cfg),
-        .same_site = SG_COOKIE_SAME_SITE_LAX,
-    };
-    if (sg_cookie_format(name, value, &attrs, &header) == 0)
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Set-Cookie", header);
-    free(header);
-}
-
 /* To the PSA's own login page with a notice the gateway shows there (B11). */
 static int redirect_to_psa_login(struct sg_request *r, const char *notice)
 {
@@ -246,7 +232,8 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
         return login_result(r, SG_LOGIN_TOO_MANY_IN_FLIGHT, NULL);
 
     char binding[TOKEN_SIZE];
-    bool new_binding = !sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
+    bool new_binding = !sg_cookies_get(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_LOGIN,
+                                       binding, TOKEN_LEN);
     if (new_binding)
         sg_random_token(32, binding, sizeof(binding));
 
@@ -284,7 +271,7 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
                                  redirect_uri, scope_enc, s.state, s.nonce, challenge);
     if (new_binding)
-        set_cookie(req, cfg, SG_COOKIE_LOGIN, binding, SG_LOGINSTATE_TTL_S);
+        sg_cookies_set(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_LOGIN, binding);
     sg_request_redirect(r, status, location);
     login_result(r, SG_LOGIN_STARTED, NULL);
     OPENSSL_cleanse(binding, sizeof(binding));
@@ -381,7 +368,8 @@ static int finish_session(struct pending *p)
         sg_metrics_error(SG_MERR_STORE);
         return login_result(p->r, SG_LOGIN_SESSION_NOT_STORED, sg_strerror(err));
     }
-    set_cookie(p->r->req, cfg, SG_COOKIE_SESSION, p->session_id, cfg->session.absolute_timeout_s);
+    sg_cookies_set(evhttp_request_get_output_headers(p->r->req), cfg, SG_COOKIE_SESSION,
+                   p->session_id);
     sg_metrics_count(LOGINS_METRIC, "result", results[SG_LOGIN_OK].label);
     sg_log_fields(SG_LOG_INFO, "login",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
@@ -594,22 +582,22 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
 static void callback_done(struct pending *p, int http_status);
 
 /* The PSA's answer about the user of a login (link mode): staff only (B9). */
-static void on_login_whoami(const char *err, const struct sg_psa_user *user, void *arg)
+static void on_login_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
 {
     struct pending *p = arg;
     p->whoami = NULL;
-    bool reachable = err == NULL || strcmp(err, "unauthenticated") == 0;
+    bool reachable = err == SG_WHOAMI_OK || err == SG_WHOAMI_UNAUTHENTICATED;
     struct sg_linking_caller caller = {0};
-    if (err == NULL)
+    if (err == SG_WHOAMI_OK)
         caller = (struct sg_linking_caller){.tenant = user->tenant,
                                             .user = user->user,
                                             .admin = user->admin,
                                             .staff = user->staff,
                                             .active = user->active};
     enum sg_linking_decision decision =
-        sg_linking_login_psa(err == NULL ? &caller : NULL, reachable);
+        sg_linking_login_psa(err == SG_WHOAMI_OK ? &caller : NULL, reachable);
     if (!reachable)
-        sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
     int status = answer(p, decision, NULL);
     if (status == 0)
         status = finish_session(p);
@@ -639,7 +627,15 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
         session_prepare(p, claims, id_token, psa_tenant, psa_user);
         struct sg_identity identity = {.session = p->session};
         memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
-        p->whoami = sg_whoami_fetch(p->r->snap, p->r->req, &identity, on_login_whoami, p);
+        struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
+        sg_identity_add_headers(p->r->snap, &identity, &headers);
+        struct sg_whoami_query query = {.base = p->r->base,
+                                        .pool = p->r->snap->upstream,
+                                        .cfg = p->r->snap->cfg,
+                                        .caller = evhttp_request_get_input_headers(p->r->req),
+                                        .identity = &headers};
+        p->whoami = sg_whoami_fetch(&query, on_login_whoami, p);
+        evhttp_clear_headers(&headers);
     }
     free(psa_tenant);
     free(psa_user);
@@ -724,7 +720,8 @@ int sg_login_callback(struct sg_request *r)
     bool taken = taken_err == 0;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
-    bool bound = taken && sg_identity_cookie_get(req, cfg, SG_COOKIE_LOGIN, binding, TOKEN_LEN);
+    bool bound = taken && sg_cookies_get(evhttp_request_get_input_headers(req), cfg,
+                                         SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (bound) {
         SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
@@ -777,25 +774,20 @@ end:
     return status;
 }
 
-bool sg_login_same_origin(struct sg_request *r)
-{
-    const struct sg_url *pub = &r->snap->cfg->public_url;
-    const char *origin = sg_request_header(r, "Origin");
-    if (origin != NULL)
-        return strcmp(origin, pub->text) == 0;
-    const char *referer = sg_request_header(r, "Referer");
-    size_t len = strlen(pub->text);
-    return referer != NULL && strncmp(referer, pub->text, len) == 0 && referer[len] == '/';
-}
-
 int sg_login_logout(struct sg_request *r)
 {
     struct evhttp_request *req = r->req;
     const struct sg_snapshot *snap = r->snap;
     const struct sg_config *cfg = snap->cfg;
 
-    if (!sg_login_same_origin(r)) {
+    enum sg_csrf_result csrf = sg_csrf_same_origin(cfg, evhttp_request_get_input_headers(req));
+    if (csrf != SG_CSRF_OK) {
         sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "logout");
+        sg_log_fields(SG_LOG_WARN, "csrf",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                              SG_LOG_STR("endpoint", "logout"),
+                                              SG_LOG_STR("reason", sg_csrf_result_name(csrf))},
+                      3);
         return sg_request_page(r, 403, "Request refused",
                                "This request did not come from this site, so it was refused.");
     }

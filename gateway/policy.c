@@ -11,6 +11,7 @@
 #include "ssogate/config.h"
 
 #include "ssogate/common.h"
+#include "ssogate/cookies.h"
 #include "ssogate/target.h"
 
 #include <arpa/inet.h>
@@ -1506,12 +1507,9 @@ static int config_check(struct parser *p, void *base)
     struct sg_config *cfg = base;
     if (cfg->public_url.path[0] != '\0')
         return fail_at(p, "public_url", "must not have a path: the gateway serves the whole site");
-    static const char *const cookie_suffixes[SG_COOKIE__COUNT] = {"", "_login", "_csrf"};
-    for (size_t i = 0; i < SG_COOKIE__COUNT; i++) {
+    for (size_t i = 0; i < SG_COOKIE__COUNT; i++)
         free(cfg->session.cookies[i]);
-        cfg->session.cookies[i] = sg_asprintf("%s%s%s", cfg->public_url.https ? "__Host-" : "",
-                                              cfg->session.cookie_name, cookie_suffixes[i]);
-    }
+    sg_cookies_names(cfg->session.cookie_name, cfg->public_url.https, cfg->session.cookies);
     free(cfg->upstream.host);
     cfg->upstream.host =
         url_authority(cfg->upstream.host_header == SG_HOST_HEADER_UPSTREAM ? &cfg->upstream.url

@@ -1,7 +1,7 @@
 #include "ssogate/proxy.h"
 
 #include "ssogate/common.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
 #include "ssogate/inject.h"
@@ -281,7 +281,7 @@ static void add_forwarded_headers(struct proxy *p, struct evhttp_request *req,
     evhttp_add_header(out, "Host", p->r->snap->cfg->upstream.host);
     evhttp_add_header(out, "X-Forwarded-Host", p->r->snap->cfg->upstream.host);
     evhttp_add_header(out, "X-Request-Id", p->r->id);
-    char *cookie = sg_identity_upstream_cookie(p->r->snap->cfg, in);
+    char *cookie = sg_cookies_strip(p->r->snap->cfg, in);
     if (cookie != NULL)
         evhttp_add_header(out, "Cookie", cookie);
     free(cookie);

@@ -1,7 +1,8 @@
 #include "ssogate/settings.h"
 
 #include "ssogate/common.h"
-#include "ssogate/cookie.h"
+#include "ssogate/cookies.h"
+#include "ssogate/csrf.h"
 #include "ssogate/identity.h"
 #include "ssogate/linking.h"
 #include "ssogate/links.h"
@@ -11,7 +12,6 @@
 #include "ssogate/pages.h"
 #include "ssogate/request.h"
 #include "ssogate/snapshot.h"
-#include "ssogate/token.h"
 #include "ssogate/whoami.h"
 
 #include <sys/queue.h>
@@ -24,7 +24,6 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
-#define CSRF_LEN    43
 #define FORM_MAX    4096
 #define CSRF_METRIC "ssogate_csrf_refused_total"
 
@@ -41,9 +40,9 @@ struct settings_request {
     struct sg_request *r;
     struct sg_whoami_request *whoami;
     enum action action;
-    char csrf[CSRF_LEN + 1]; /* the token the page embeds */
-    bool new_csrf;           /* the cookie must be set */
-    char *done;              /* ?done= of the settings page */
+    char csrf[SG_CSRF_TOKEN_SIZE]; /* the token the page embeds */
+    bool new_csrf;                 /* the cookie must be set */
+    char *done;                    /* ?done= of the settings page */
 };
 
 /* The request finished: its state goes. */
@@ -62,28 +61,26 @@ static void on_gone(struct sg_request *r, void *arg)
 }
 
 /* A POST's own origin and CSRF token (the form field equals the cookie). */
-static bool post_trusted(struct sg_request *r)
+static enum sg_csrf_result post_trusted(struct sg_request *r)
 {
     struct evhttp_request *req = r->req;
     const struct sg_config *cfg = r->snap->cfg;
-    char cookie[CSRF_LEN + 1];
-    bool ok = false;
-    if (!sg_login_same_origin(r) ||
-        !sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, cookie, CSRF_LEN))
-        return false;
+    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
+    enum sg_csrf_result result = sg_csrf_same_origin(cfg, headers);
+    if (result != SG_CSRF_OK)
+        return result;
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t len = evbuffer_get_length(in);
-    if (len == 0 || len > FORM_MAX)
-        return false;
-    char *form = sg_strndup((const char *)evbuffer_pullup(in, -1), len);
+    char *form =
+        len > 0 && len <= FORM_MAX ? sg_strndup((const char *)evbuffer_pullup(in, -1), len) : NULL;
     struct evkeyvalq fields = TAILQ_HEAD_INITIALIZER(fields);
-    if (evhttp_parse_query_str(form, &fields) == 0) {
-        const char *token = evhttp_find_header(&fields, "csrf");
-        ok = token != NULL && strlen(token) == CSRF_LEN && sg_memeq_ct(token, cookie, CSRF_LEN);
-    }
+    const char *token = NULL;
+    if (form != NULL && evhttp_parse_query_str(form, &fields) == 0)
+        token = evhttp_find_header(&fields, "csrf");
+    result = sg_csrf_double_submit(cfg, headers, token);
     evhttp_clear_headers(&fields);
     free(form);
-    return ok;
+    return result;
 }
 
 static void gen_key(yajl_gen g, const char *key)
@@ -308,18 +305,9 @@ static int send_settings(struct settings_request *s, const struct sg_psa_user *u
         evbuffer_add_printf(out, "</section>");
     }
     evbuffer_add(out, "", 1);
-    if (s->new_csrf) {
-        const char *cookie_name = sg_identity_cookie_name(s->r->snap->cfg, SG_COOKIE_CSRF);
-        char *header = NULL;
-        struct sg_cookie_attrs attrs = {.path = "/",
-                                        .max_age = -1,
-                                        .http_only = true,
-                                        .secure = sg_identity_cookie_secure(s->r->snap->cfg),
-                                        .same_site = SG_COOKIE_SAME_SITE_STRICT};
-        if (sg_cookie_format(cookie_name, s->csrf, &attrs, &header) == 0)
-            evhttp_add_header(evhttp_request_get_output_headers(s->r->req), "Set-Cookie", header);
-        free(header);
-    }
+    if (s->new_csrf)
+        sg_cookies_set(evhttp_request_get_output_headers(s->r->req), s->r->snap->cfg,
+                       SG_COOKIE_CSRF, s->csrf);
     sg_page_send_html(s->r->req, 200, "My Settings", (const char *)evbuffer_pullup(out, -1), NULL);
     evbuffer_free(out);
     links_clear(&links);
@@ -427,15 +415,15 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     return 500;
 }
 
-static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg)
+static void on_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
 {
     struct settings_request *s = arg;
     int status;
     s->whoami = NULL;
 
-    if (err == NULL) {
+    if (err == SG_WHOAMI_OK) {
         status = act(s, user);
-    } else if (strcmp(err, "unauthenticated") == 0) {
+    } else if (err == SG_WHOAMI_UNAUTHENTICATED) {
         if (s->action == ACT_STATUS) {
             status = send_status(s, NULL, true);
         } else {
@@ -459,11 +447,11 @@ static void on_whoami(const char *err, const struct sg_psa_user *user, void *arg
             status = 401;
         }
     } else {
-        sg_metrics_count("ssogate_whoami_errors_total", "reason", err);
-        sg_log_fields(
-            SG_LOG_WARN, "whoami",
-            (struct sg_log_field[]){SG_LOG_STR("request_id", s->r->id), SG_LOG_STR("reason", err)},
-            2);
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
+        sg_log_fields(SG_LOG_WARN, "whoami",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", s->r->id),
+                                              SG_LOG_STR("reason", sg_whoami_error_name(err))},
+                      2);
         sg_page_send(s->r->req, 502, "The PSA did not answer",
                      "The gateway could not ask the PSA who you are, so nothing was changed. "
                      "Please try again in a moment.",
@@ -480,13 +468,15 @@ static int handle(struct sg_request *r, enum action action)
     struct evhttp_request *req = r->req;
     const struct sg_config *cfg = r->snap->cfg;
     bool post = action != ACT_SETTINGS && action != ACT_STATUS;
-    if (post && !post_trusted(r)) {
-        sg_metrics_count(CSRF_METRIC, "endpoint", r->target.match + strlen("/_sso/"));
-        sg_log_fields(
-            SG_LOG_WARN, "csrf",
-            (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
-                                    SG_LOG_STR("endpoint", r->target.match + strlen("/_sso/"))},
-            2);
+    enum sg_csrf_result csrf = post ? post_trusted(r) : SG_CSRF_OK;
+    if (csrf != SG_CSRF_OK) {
+        const char *endpoint = r->target.match + strlen("/_sso/");
+        sg_metrics_count(CSRF_METRIC, "endpoint", endpoint);
+        sg_log_fields(SG_LOG_WARN, "csrf",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                              SG_LOG_STR("endpoint", endpoint),
+                                              SG_LOG_STR("reason", sg_csrf_result_name(csrf))},
+                      3);
         return sg_request_page(r, 403, "Request refused",
                                "This request did not come from My Settings of this site, so "
                                "nothing was changed. Open My Settings and try again.");
@@ -496,10 +486,7 @@ static int handle(struct sg_request *r, enum action action)
     s->r = r;
     s->action = action;
     sg_request_on_finish(r, request_free, s);
-    if (!sg_identity_cookie_get(req, cfg, SG_COOKIE_CSRF, s->csrf, CSRF_LEN)) {
-        sg_random_token(32, s->csrf, sizeof(s->csrf));
-        s->new_csrf = true;
-    }
+    s->new_csrf = sg_csrf_token(cfg, evhttp_request_get_input_headers(req), s->csrf);
     if (action == ACT_SETTINGS) {
         const char *done = sg_request_param(r, "done");
         s->done = done ? sg_strdup(done) : NULL;
@@ -508,9 +495,18 @@ static int handle(struct sg_request *r, enum action action)
         return send_status(s, NULL, false);
     struct sg_identity identity;
     bool session = sg_identity_lookup(r->store, cfg, req, &identity) == 0;
-    s->whoami = sg_whoami_fetch(r->snap, req, session ? &identity : NULL, on_whoami, s);
-    if (session)
+    struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
+    if (session) {
+        sg_identity_add_headers(r->snap, &identity, &headers);
         sg_identity_clear(&identity);
+    }
+    struct sg_whoami_query query = {.base = r->base,
+                                    .pool = r->snap->upstream,
+                                    .cfg = r->snap->cfg,
+                                    .caller = evhttp_request_get_input_headers(req),
+                                    .identity = &headers};
+    s->whoami = sg_whoami_fetch(&query, on_whoami, s);
+    evhttp_clear_headers(&headers);
     sg_request_wait(r, on_gone, s);
     return 0;
 }

@@ -136,8 +136,9 @@ enum sg_identity_mode {
     SG_IDENTITY_CLAIMS,
 };
 
-/* The gateway's own cookies: the one table of them. Every one is removed
- * from every Cookie line before a request goes upstream. */
+/* The gateway's own cookies; their table (names, attributes) is in
+ * cookies.c. Every one is removed from every Cookie line before a request
+ * goes upstream. */
 enum sg_cookie_kind {
     SG_COOKIE_SESSION = 0, /* session.cookie_name */
     SG_COOKIE_LOGIN,       /* NAME_login: binds a login in flight to its browser */
@@ -147,7 +148,7 @@ enum sg_cookie_kind {
 
 struct sg_session_config {
     char *cookie_name; /* default "ssogate"; "__Host-" is prepended when public_url is https */
-    char *cookies[SG_COOKIE__COUNT]; /* derived: the full names, prefix and suffix included */
+    char *cookies[SG_COOKIE__COUNT]; /* derived by sg_cookies_names (cookies.h): the full names */
     uint32_t idle_timeout_s;         /* default 1800 */
     uint32_t absolute_timeout_s;     /* default 43200 */
 };

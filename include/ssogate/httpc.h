@@ -1,9 +1,11 @@
 /*
  * The asynchronous HTTP client the gateway uses to talk to the identity
- * provider: one client per origin, over a keep-alive pool (upstream.h) with
- * evdns for names and bufferevent_openssl for https (peer certificate and
- * host name verified). Every exchange is bounded: a deadline for the whole
- * exchange and a cap on the response body.
+ * provider and to the PSA's whoami: one client per origin, over a keep-alive
+ * pool (upstream.h) with evdns for names and bufferevent_openssl for https
+ * (peer certificate and host name verified). A client owns its pool
+ * (sg_httpc_new) or shares one that also carries other traffic, the PSA
+ * upstream of a snapshot (sg_httpc_new_on_pool). Every exchange is bounded:
+ * a deadline for the whole exchange and a cap on the response body.
  */
 #ifndef SSOGATE_HTTPC_H
 #define SSOGATE_HTTPC_H
@@ -13,8 +15,10 @@
 
 struct event_base;
 struct evdns_base;
+struct evkeyvalq;
 struct sg_httpc;
 struct sg_httpc_request;
+struct sg_upstream;
 struct sg_url;
 
 /*
@@ -40,6 +44,16 @@ int sg_httpc_new(struct event_base *base, struct evdns_base *dns, const struct s
                  const struct sg_httpc_options *opts, struct sg_httpc **out, char *errbuf,
                  size_t errlen);
 
+/*
+ * Creates a client over pool (a reference is taken), an existing pool that
+ * may carry other traffic: its connections keep their own limits, the body
+ * cap is applied as the answer arrives (the rest of a larger answer is read
+ * and dropped). host_header (copied) is sent as Host. Of opts only
+ * timeout_ms and max_response_bytes apply. Never fails.
+ */
+struct sg_httpc *sg_httpc_new_on_pool(struct event_base *base, struct sg_upstream *pool,
+                                      const char *host_header, const struct sg_httpc_options *opts);
+
 /* Frees the client; requests in flight are cancelled without their callback. NULL-safe. */
 void sg_httpc_free(struct sg_httpc *client);
 
@@ -49,6 +63,14 @@ void sg_httpc_free(struct sg_httpc *client);
  */
 struct sg_httpc_request *sg_httpc_get(struct sg_httpc *client, const char *target, sg_httpc_cb cb,
                                       void *arg);
+
+/*
+ * The same with headers (borrowed for the call; may be NULL) added after
+ * Host, Accept and User-Agent, in order, each as it is.
+ */
+struct sg_httpc_request *sg_httpc_get_with(struct sg_httpc *client, const char *target,
+                                           const struct evkeyvalq *headers, sg_httpc_cb cb,
+                                           void *arg);
 
 /*
  * Starts a POST of an application/x-www-form-urlencoded body (borrowed) to

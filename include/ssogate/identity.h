@@ -25,31 +25,6 @@ struct sg_identity {
 };
 
 /*
- * The name of one of the gateway's cookies (config.h enum sg_cookie_kind):
- * cfg's session cookie name plus its suffix, with the __Host- prefix when the
- * public URL is https. Borrowed from cfg.
- */
-const char *sg_identity_cookie_name(const struct sg_config *cfg, enum sg_cookie_kind kind);
-
-/*
- * Copies the value of the gateway's cookie kind into out (len + 1 bytes) when req's Cookie lines
- * carry exactly one distinct value of exactly len bytes; false when there is
- * none or when two differ (one was planted).
- */
-bool sg_identity_cookie_get(struct evhttp_request *req, const struct sg_config *cfg,
-                            enum sg_cookie_kind kind, char *out, size_t len);
-
-/*
- * The Cookie header for the upstream: the pairs of every Cookie line of in
- * (borrowed), in order, joined with "; ", without any of the gateway's
- * cookies. Hands back a new string, or NULL when nothing is left.
- */
-char *sg_identity_upstream_cookie(const struct sg_config *cfg, const struct evkeyvalq *in);
-
-/* True when the gateway's cookies must carry Secure (an https public URL). */
-bool sg_identity_cookie_secure(const struct sg_config *cfg);
-
-/*
  * Finds the session of req's session cookie and records the activity. Every
  * session cookie value in every Cookie line is looked at (up to four):
  * unknown, expired and malformed ones are ignored; when the live ones belong

@@ -27,4 +27,11 @@ yajl_val sg_json_member(yajl_val obj, const char *name);
 /* Whether obj (an object, borrowed) names a member twice: two readers could disagree. */
 bool sg_json_has_duplicate_keys(yajl_val obj);
 
+/*
+ * Resolves an RFC 6901 JSON pointer in doc ("" is doc itself; "~0" is '~'
+ * and "~1" is '/' in a name; an array index is decimal). NULL when it names
+ * nothing or pointer is NULL. Borrowed from doc.
+ */
+yajl_val sg_json_pointer(yajl_val doc, const char *pointer);
+
 #endif

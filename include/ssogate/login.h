@@ -52,7 +52,4 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
  * login returns to r's normalised target, the one the route was decided on. */
 int sg_login_redirect_required(struct sg_request *r);
 
-/* True when a state-changing POST comes from the gateway's own origin (Origin or Referer). */
-bool sg_login_same_origin(struct sg_request *r);
-
 #endif

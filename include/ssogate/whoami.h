@@ -1,7 +1,9 @@
 /*
  * The whoami adapter: who the caller is in the PSA. The gateway asks the
- * upstream's whoami endpoint, asynchronously, with the caller's own PSA
- * cookies, and reads the answer through the configured JSON pointers.
+ * upstream's whoami endpoint, asynchronously through httpc.h over the
+ * snapshot's PSA pool, with the caller's own PSA cookies (the gateway's
+ * stripped, cookies.h) and, when it has one, the caller's SSO identity
+ * headers, and reads the answer through the configured JSON pointers.
  */
 #ifndef SSOGATE_WHOAMI_H
 #define SSOGATE_WHOAMI_H
@@ -9,11 +11,14 @@
 #include <stdbool.h>
 #include <yajl/yajl_tree.h>
 
-struct evhttp_request;
-struct sg_identity;
-struct sg_snapshot;
+struct event_base;
+struct evkeyvalq;
+struct sg_config;
+struct sg_upstream;
+struct sg_whoami_config;
 struct sg_whoami_request;
 
+/* Bytes of a whoami answer read at most; a larger one is a bad answer. */
 #define SG_WHOAMI_MAX_BYTES (64 * 1024)
 
 /* The PSA caller. Strings are owned (sg_whoami_clear). */
@@ -25,37 +30,54 @@ struct sg_psa_user {
     bool active;
 };
 
-/*
- * err is NULL when the PSA named its caller (user filled, borrowed for the
- * call); else "unauthenticated" (the PSA refused: no PSA session),
- * "unreachable", "timeout" or "bad_answer".
- */
-typedef void (*sg_whoami_cb)(const char *err, const struct sg_psa_user *user, void *arg);
+/* How a whoami call ended; one value, one reason (sg_whoami_error_name). */
+enum sg_whoami_error {
+    SG_WHOAMI_OK = 0,          /* the PSA named its caller */
+    SG_WHOAMI_UNAUTHENTICATED, /* 401 or 403: the caller has no PSA session */
+    SG_WHOAMI_UNREACHABLE,     /* no connection, or it broke */
+    SG_WHOAMI_TIMEOUT,         /* no complete answer in time */
+    SG_WHOAMI_BAD_ANSWER,      /* another status, too big, not JSON, or no tenant or user */
+    SG_WHOAMI__COUNT
+};
+
+/* A short snake_case name of err for logs and metric labels; "unknown" out of range. */
+const char *sg_whoami_error_name(enum sg_whoami_error err);
+
+/* user is filled (borrowed for the call) when err is SG_WHOAMI_OK, else NULL. */
+typedef void (*sg_whoami_cb)(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg);
+
+/* What a whoami call needs; all borrowed for the call to sg_whoami_fetch unless noted. */
+struct sg_whoami_query {
+    struct event_base *base;
+    struct sg_upstream *pool;         /* the PSA upstream of the snapshot (a reference is kept) */
+    struct sg_config *cfg;            /* upstream.host, upstream.url, psa.whoami, cookie names (a
+                                         reference is kept) */
+    const struct evkeyvalq *caller;   /* the caller's request headers: its Cookie lines */
+    const struct evkeyvalq *identity; /* the X-SSO-* headers and assertion of the caller's
+                                         session (identity.h), or NULL */
+};
 
 /*
- * Asks the upstream of snap (borrowed; the request keeps a reference) who the
- * caller of req (borrowed for the call: its Cookie header is copied) is.
- * identity (may be NULL; borrowed for the call) is the caller's SSO session:
- * its X-SSO-* headers and assertion go along, so that a user signed in with
- * IT Complete only is known to the PSA too. Returns a handle valid until the
- * callback runs or sg_whoami_cancel; the callback never runs before this
- * returns.
+ * Asks the PSA who the caller is: a GET of upstream.url's path plus
+ * psa.whoami.path with Host and X-Forwarded-Host upstream.host, the caller's
+ * Cookie lines without the gateway's cookies, and the identity headers (so
+ * that a user signed in with IT Complete only is known to the PSA too). The
+ * whole exchange is bounded by upstream.connect_timeout_ms +
+ * response_timeout_ms, the answer by SG_WHOAMI_MAX_BYTES. Returns a handle
+ * valid until the callback runs or sg_whoami_cancel; the callback never runs
+ * before this returns.
  */
-struct sg_whoami_request *sg_whoami_fetch(struct sg_snapshot *snap, struct evhttp_request *req,
-                                          const struct sg_identity *identity, sg_whoami_cb cb,
+struct sg_whoami_request *sg_whoami_fetch(const struct sg_whoami_query *query, sg_whoami_cb cb,
                                           void *arg);
 
 /* Cancels: the callback will not run. */
 void sg_whoami_cancel(struct sg_whoami_request *request);
 
 /*
- * Reads a PSA user out of a whoami document with the configured pointers.
+ * Reads a PSA user out of a whoami document with the pointers of w.
  * Returns 0 and fills *out, or SG_EINVAL when tenant or user is missing.
  */
-int sg_whoami_parse(const struct sg_snapshot *snap, yajl_val doc, struct sg_psa_user *out);
+int sg_whoami_parse(const struct sg_whoami_config *w, yajl_val doc, struct sg_psa_user *out);
 void sg_whoami_clear(struct sg_psa_user *user);
-
-/* Resolves an RFC 6901 JSON pointer in doc; NULL when it names nothing. */
-yajl_val sg_json_pointer(yajl_val doc, const char *pointer);
 
 #endif

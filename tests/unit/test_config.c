@@ -5,6 +5,8 @@
  * source is included to reach its static helpers and limits.
  */
 #include "../../gateway/common.c"
+#include "../../gateway/cookie.c"
+#include "../../gateway/cookies.c"
 #include "../../gateway/policy.c"
 #include "../../gateway/target.c"
 

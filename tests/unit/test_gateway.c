@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "ssogate/inject.h"
+#include "ssogate/json.h"
 #include "ssogate/redirect.h"
 #include "ssogate/whoami.h"
 

@@ -18,7 +18,7 @@ enum sg_error {
     SG_ETOOBIG = -5,   /* input exceeds a configured limit */
     SG_ECRYPTO = -6,   /* OpenSSL reported a failure */
     SG_ECONFIG = -7,   /* configuration refused */
-    SG_ESTORE = -8,    /* LMDB reported a failure */
+    SG_ESTORE = -8,    /* the store backend reported a failure */
     SG_ETIMEOUT = -9,  /* a deadline passed */
     SG_EUPSTREAM = -10 /* a peer (upstream, IdP) failed */
 };

@@ -889,6 +889,11 @@ int sg_jose_key_alg(EVP_PKEY *pkey, enum sg_jws_alg *out)
     case SG_JWK_OKP:
         *out = SG_JWS_EDDSA;
         return 0;
+    case SG_JWK_RSA:
+        if (EVP_PKEY_get_bits(pkey) < 2048)
+            return SG_EINVAL;
+        *out = SG_JWS_RS256;
+        return 0;
     default:
         return SG_EINVAL;
     }
@@ -1016,7 +1021,7 @@ int sg_jose_key_load_pem(const char *path, EVP_PKEY **out, struct sg_jose_error 
     enum sg_jws_alg alg;
     if (sg_jose_key_alg(pkey, &alg) != 0) {
         EVP_PKEY_free(pkey);
-        jose_set_error(err, path, "key is neither EC P-256 nor Ed25519");
+        jose_set_error(err, path, "key is neither EC P-256, Ed25519 nor RSA of 2048 bits or more");
         return SG_EINVAL;
     }
     *out = pkey;

@@ -49,6 +49,11 @@ static int check_only(const char *path)
         if (rc == 0)
             sg_signer_clear(&signer);
     }
+    if (rc == 0) {
+        rc = sg_signer_load_client(cfg, &signer, reason, sizeof(reason));
+        if (rc == 0)
+            sg_signer_clear(&signer);
+    }
     sg_config_unref(cfg);
     if (rc != 0) {
         fprintf(stderr, "ssogate: %s: %s\n", path, reason);

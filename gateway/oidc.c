@@ -8,6 +8,8 @@
 #include "ssogate/jwks.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
+#include "ssogate/signer.h"
+#include "ssogate/token.h"
 
 #include <assert.h>
 #include <event2/event.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <yajl/yajl_gen.h>
 
 #define EXCHANGE_MAGIC 0x4f494443u
 #define MAX_ORIGINS    4
@@ -46,6 +49,7 @@ struct sg_oidc_exchange {
 struct sg_oidc {
     struct event_base *base;
     struct evdns_base *dns;
+    const struct sg_signer *client_key; /* private_key_jwt; borrowed from the snapshot */
     const struct sg_config *cfg;
     const struct sg_idp_config *idp;
     char *redirect_uri;
@@ -488,6 +492,51 @@ static char *basic_credentials(const char *client_id, const char *secret)
     return header;
 }
 
+/* How long a client assertion is valid: one token request. */
+#define CLIENT_ASSERTION_TTL_S 60
+
+static void gen_pair(yajl_gen g, const char *key, const char *value)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    yajl_gen_string(g, (const unsigned char *)value, strlen(value));
+}
+
+static void gen_int(yajl_gen g, const char *key, int64_t value)
+{
+    yajl_gen_string(g, (const unsigned char *)key, strlen(key));
+    yajl_gen_integer(g, (long long)value);
+}
+
+/*
+ * The private_key_jwt client assertion (RFC 7523 2.2, OIDC Core 9): the
+ * client itself as iss and sub, the token endpoint as aud, a fresh jti and a
+ * short life. NULL when signing fails.
+ */
+static char *client_assertion(const struct sg_oidc *oidc)
+{
+    int64_t now = sg_now_s();
+    char jti[48];
+    sg_random_token(32, jti, sizeof(jti));
+    yajl_gen g = yajl_gen_alloc(NULL);
+    yajl_gen_map_open(g);
+    gen_pair(g, "iss", oidc->idp->client_id);
+    gen_pair(g, "sub", oidc->idp->client_id);
+    gen_pair(g, "aud", oidc->token_endpoint);
+    gen_pair(g, "jti", jti);
+    gen_int(g, "iat", now);
+    gen_int(g, "exp", now + CLIENT_ASSERTION_TTL_S);
+    yajl_gen_map_close(g);
+    const unsigned char *payload;
+    size_t len;
+    yajl_gen_get_buf(g, &payload, &len);
+    char *jwt = NULL;
+    if (sg_jws_sign(oidc->client_key->key, oidc->client_key->kid, (const char *)payload, len,
+                    &jwt) != 0)
+        jwt = NULL;
+    yajl_gen_free(g);
+    return jwt;
+}
+
 struct sg_oidc_exchange *sg_oidc_exchange_code(struct sg_oidc *oidc, const char *code,
                                                const char *verifier, const char *nonce,
                                                sg_oidc_exchange_cb cb, void *arg)
@@ -507,7 +556,25 @@ struct sg_oidc_exchange *sg_oidc_exchange_code(struct sg_oidc *oidc, const char 
     char *verifier_enc = form_encode(verifier);
     char *body;
     char *authorization = NULL;
-    if (oidc->idp->token_auth == SG_TOKEN_AUTH_CLIENT_SECRET_POST) {
+    if (oidc->idp->token_auth == SG_TOKEN_AUTH_PRIVATE_KEY_JWT) {
+        char *assertion = client_assertion(oidc);
+        if (assertion == NULL) {
+            sg_metrics_error(SG_MERR_ASSERTION);
+            sg_log(SG_LOG_ERROR, "idp_token", "signing the client assertion failed");
+            free(code_enc);
+            free(redirect_enc);
+            free(verifier_enc);
+            free(target);
+            return NULL;
+        }
+        char *id_enc = form_encode(oidc->idp->client_id);
+        body = sg_asprintf("grant_type=authorization_code&code=%s&redirect_uri=%s&code_verifier=%s"
+                           "&client_id=%s&client_assertion_type=urn%%3Aietf%%3Aparams%%3Aoauth%%3A"
+                           "client-assertion-type%%3Ajwt-bearer&client_assertion=%s",
+                           code_enc, redirect_enc, verifier_enc, id_enc, assertion);
+        free(id_enc);
+        free(assertion);
+    } else if (oidc->idp->token_auth == SG_TOKEN_AUTH_CLIENT_SECRET_POST) {
         char *id_enc = form_encode(oidc->idp->client_id);
         char *secret_enc = form_encode(oidc->idp->client_secret);
         body = sg_asprintf("grant_type=authorization_code&code=%s&redirect_uri=%s&code_verifier=%s"
@@ -560,11 +627,13 @@ void sg_oidc_exchange_cancel(struct sg_oidc_exchange *ex)
 }
 
 struct sg_oidc *sg_oidc_new(struct event_base *base, struct evdns_base *dns, struct sg_store *store,
-                            const struct sg_config *cfg, const struct sg_oidc *previous)
+                            const struct sg_config *cfg, const struct sg_signer *client_key,
+                            const struct sg_oidc *previous)
 {
     struct sg_oidc *oidc = sg_calloc(1, sizeof(*oidc));
     oidc->base = base;
     oidc->dns = dns;
+    oidc->client_key = client_key;
     oidc->cfg = cfg;
     oidc->idp = cfg->idp;
     oidc->redirect_uri = sg_asprintf("%s/_sso/callback", cfg->public_url.text);

@@ -1083,6 +1083,7 @@ static const struct enum_name host_header_names[] = {
 static const struct enum_name token_auth_names[] = {
     {"client_secret_basic", SG_TOKEN_AUTH_CLIENT_SECRET_BASIC},
     {"client_secret_post", SG_TOKEN_AUTH_CLIENT_SECRET_POST},
+    {"private_key_jwt", SG_TOKEN_AUTH_PRIVATE_KEY_JWT},
     {NULL, 0},
 };
 
@@ -1274,6 +1275,15 @@ static int idp_check(struct parser *p, void *base)
         return fail_at(p, "scopes", "must include openid");
     if (p->secret_file != NULL && p->secret_env != NULL)
         return fail(p, "give only one of client_secret_file and client_secret_env");
+    if (idp->token_auth == SG_TOKEN_AUTH_PRIVATE_KEY_JWT) {
+        if (idp->client_key_file == NULL)
+            return fail_at(p, "client_key_file", "is required with token_auth private_key_jwt");
+        if (p->secret_file != NULL || p->secret_env != NULL)
+            return fail(p, "token_auth private_key_jwt uses client_key_file, not a client secret");
+        return 0;
+    }
+    if (idp->client_key_file != NULL)
+        return fail_at(p, "client_key_file", "is used only with token_auth private_key_jwt");
     if (p->secret_file == NULL && p->secret_env == NULL)
         return fail(p, "needs client_secret_file or client_secret_env");
     if (p->secret_file != NULL) {
@@ -1313,6 +1323,7 @@ static const struct field idp_fields[] = {
     SG_F_INT("timeout_ms", struct sg_idp_config, timeout_ms, false, 1, SG_MS_PER_DAY),
     SG_F_INT("clock_skew_s", struct sg_idp_config, clock_skew_s, false, 0, 3600),
     SG_F_ENUM("token_auth", struct sg_idp_config, token_auth, false, token_auth_names),
+    SG_F_FILE("client_key_file", struct sg_idp_config, client_key_file, false),
     SG_F_LIST("algorithms", struct sg_idp_config, algorithms, 1, 4, check_algorithm),
     SG_F_OBJECT("claims", struct sg_idp_config, claims, false, claims_schema),
 };
@@ -1331,6 +1342,7 @@ static void idp_free(struct sg_idp_config *idp)
     }
     list_free(idp->scopes);
     free(idp->ca_file);
+    free(idp->client_key_file);
     list_free(idp->algorithms);
     free(idp->claims.tenant);
     free(idp->claims.master);

@@ -12,6 +12,7 @@
 #include "ssogate/request.h"
 #include "ssogate/runtime.h"
 #include "ssogate/settings.h"
+#include "ssogate/signer.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/tunnel.h"
 
@@ -72,6 +73,24 @@ static int handle_jwks(struct sg_request *r)
 #define SETTINGS_POST_405                                                                          \
     "Method not allowed", "Nothing was changed. Open My Settings and use its buttons."
 
+/* The public key of private_key_jwt, for an IdP that fetches the client's jwks_uri. */
+static int handle_client_jwks(struct sg_request *r)
+{
+    const struct sg_signer *key = &r->snap->client_key;
+    if (key->key == NULL)
+        return sg_request_page(r, 404, "Page not found",
+                               "This gateway does not authenticate to its IdP with a key.");
+    struct evbuffer *body = evbuffer_new();
+    const struct sg_signer none = {0};
+    sg_signer_publish(key, &none, 0, 0, body);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
+    evhttp_add_header(headers, "Content-Type", "application/jwk-set+json");
+    evhttp_add_header(headers, "Cache-Control", "max-age=60");
+    evhttp_send_reply(r->req, 200, "OK", body);
+    evbuffer_free(body);
+    return 200;
+}
+
 enum methods {
     GET = 1 << 0, /* and HEAD */
     POST = 1 << 1,
@@ -91,6 +110,7 @@ static const struct {
     {"healthz", GET, handle_healthz, {NULL, NULL}},
     {"metrics", GET, handle_metrics, {NULL, NULL}},
     {"jwks.json", GET, handle_jwks, {NULL, NULL}},
+    {"client-jwks.json", GET, handle_client_jwks, {NULL, NULL}},
     {"login", GET, sg_login_start, {NULL, NULL}},
     {"callback", GET, sg_login_callback, {NULL, NULL}},
     {"logout", POST, sg_login_logout, {LOGOUT_405}},

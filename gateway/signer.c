@@ -26,7 +26,7 @@ int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *err
         err = sg_jose_key_load_or_create(generated, SG_JWS_ES256, &out->key, &jerr);
     }
     enum sg_jws_alg alg;
-    if (err == 0 && sg_jose_key_alg(out->key, &alg) != 0) {
+    if (err == 0 && (sg_jose_key_alg(out->key, &alg) != 0 || alg == SG_JWS_RS256)) {
         snprintf(jerr.what, sizeof(jerr.what), "the key is neither EC P-256 nor Ed25519");
         err = SG_EINVAL;
     }
@@ -40,6 +40,29 @@ int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *err
         return err;
     }
     free(generated);
+    out->alg = sg_jws_alg_name(alg);
+    sg_jwk_thumbprint(out->key, out->kid);
+    return 0;
+}
+
+int sg_signer_load_client(const struct sg_config *cfg, struct sg_signer *out, char *errbuf,
+                          size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    if (cfg->idp == NULL || cfg->idp->token_auth != SG_TOKEN_AUTH_PRIVATE_KEY_JWT)
+        return 0;
+    struct sg_jose_error jerr = {0};
+    enum sg_jws_alg alg;
+    int err = sg_jose_key_load_pem(cfg->idp->client_key_file, &out->key, &jerr);
+    if (err == 0 && sg_jose_key_alg(out->key, &alg) != 0)
+        err = SG_EINVAL; /* sg_jose_key_load_pem refuses such keys already */
+    if (err != 0) {
+        snprintf(errbuf, errlen, "idp.client_key_file: %s: %s%s%s", cfg->idp->client_key_file,
+                 jerr.what, jerr.openssl[0] ? ": " : "", jerr.openssl);
+        EVP_PKEY_free(out->key);
+        out->key = NULL;
+        return err;
+    }
     out->alg = sg_jws_alg_name(alg);
     sg_jwk_thumbprint(out->key, out->kid);
     return 0;

@@ -24,12 +24,14 @@ int sg_snapshot_new(const struct sg_snapshot_env *env, struct sg_config *cfg,
     snap->upstream = upstream;
     snap->assertions = sg_assertions_new();
     err = sg_signer_load(cfg, &snap->signer, errbuf, errlen);
+    if (err == 0)
+        err = sg_signer_load_client(cfg, &snap->client_key, errbuf, errlen);
     if (err != 0) {
         sg_snapshot_unref(snap);
         return err;
     }
     if (cfg->idp != NULL)
-        snap->oidc = sg_oidc_new(env->base, env->dns, env->store, cfg,
+        snap->oidc = sg_oidc_new(env->base, env->dns, env->store, cfg, &snap->client_key,
                                  previous != NULL ? previous->oidc : NULL);
     snap->generation = generation;
     *out = snap;
@@ -49,6 +51,7 @@ void sg_snapshot_unref(struct sg_snapshot *snap)
     sg_oidc_free(snap->oidc);
     sg_assertions_free(snap->assertions);
     sg_signer_clear(&snap->signer);
+    sg_signer_clear(&snap->client_key);
     sg_upstream_unref(snap->upstream);
     sg_config_unref(snap->cfg);
     free(snap);

@@ -95,6 +95,7 @@ struct sg_psa_config {
 enum sg_token_auth {
     SG_TOKEN_AUTH_CLIENT_SECRET_BASIC = 0,
     SG_TOKEN_AUTH_CLIENT_SECRET_POST,
+    SG_TOKEN_AUTH_PRIVATE_KEY_JWT, /* RFC 7523 2.2: a JWT signed with client_key_file */
 };
 
 struct sg_claims_config {
@@ -109,6 +110,7 @@ struct sg_idp_config {
     struct sg_url issuer;
     char *client_id;
     char *client_secret;         /* resolved from client_secret_file or client_secret_env */
+    char *client_key_file;       /* private_key_jwt: EC P-256, Ed25519 or RSA private key (PEM) */
     char **scopes;               /* NULL-terminated; default openid, email, profile */
     char *ca_file;               /* NULL = system store */
     bool allow_insecure_http;    /* explicit opt-in for a plain-http IdP (loopback tests) */

@@ -18,6 +18,7 @@ struct sg_oidc;
 struct sg_oidc_exchange;
 struct event_base;
 struct evdns_base;
+struct sg_signer;
 struct sg_store;
 
 #define SG_OIDC_REFRESH_S    3600 /* background refresh of discovery and keys */
@@ -40,11 +41,13 @@ const char *sg_oidc_status_name(enum sg_oidc_status status);
  * Creates the provider of cfg's idp (cfg borrowed; it must outlive the
  * provider, as the snapshot guarantees). previous (may be NULL) is the
  * provider being replaced: with the same issuer its discovery document and
- * keys are reused at once. Starts discovery (and JWKS) fetches in the
+ * keys are reused at once. client_key (borrowed, like cfg) signs the
+ * private_key_jwt client assertions. Starts discovery (and JWKS) fetches in the
  * background, and returns the new provider.
  */
 struct sg_oidc *sg_oidc_new(struct event_base *base, struct evdns_base *dns, struct sg_store *store,
-                            const struct sg_config *cfg, const struct sg_oidc *previous);
+                            const struct sg_config *cfg, const struct sg_signer *client_key,
+                            const struct sg_oidc *previous);
 
 /* Cancels the provider's fetches and frees it. NULL-safe. */
 void sg_oidc_free(struct sg_oidc *oidc);

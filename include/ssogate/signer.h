@@ -32,6 +32,16 @@ int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *err
 void sg_signer_clear(struct sg_signer *signer);
 
 /*
+ * Loads the key the gateway authenticates itself with at the token endpoint
+ * (idp.client_key_file, when idp.token_auth is private_key_jwt: EC P-256,
+ * Ed25519 or RSA of 2048 bits or more), its kid the RFC 7638 thumbprint.
+ * Without private_key_jwt *out is left empty (key NULL). Returns 0, or an
+ * error with a reason in errbuf.
+ */
+int sg_signer_load_client(const struct sg_config *cfg, struct sg_signer *out, char *errbuf,
+                          size_t errlen);
+
+/*
  * Makes *retired a second reference to current's key (borrowed; its key gets
  * one more reference), releasing the key *retired held before.
  */

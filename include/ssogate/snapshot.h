@@ -29,6 +29,7 @@ struct sg_snapshot {
     struct sg_oidc *oidc;             /* owned; NULL without an idp */
     struct sg_signer signer;          /* owned */
     struct sg_assertions *assertions; /* owned: the assertions signed with signer */
+    struct sg_signer client_key;      /* owned: private_key_jwt at the token endpoint, or empty */
 };
 
 /* What a snapshot's parts are built on; all borrowed, outliving every snapshot. */

@@ -551,8 +551,15 @@ static const struct bad_case bad_cases[] = {
     {WITH(IDP(",'claims':{'email':null}")), "idp.claims.email", "must be a string"},
     {WITH(IDP(",'issuer':'https://x'")), "idp.issuer", "duplicate key"},
     /* every enum */
-    {WITH(IDP(",'token_auth':'private_key_jwt'")), "idp.token_auth",
-     "must be one of: client_secret_basic, client_secret_post"},
+    {WITH(IDP(",'token_auth':'private_key_jwt'")), "idp.client_key_file",
+     "is required with token_auth private_key_jwt"},
+    {WITH(IDP(",'token_auth':'client_secret_jwt'")), "idp.token_auth",
+     "must be one of: client_secret_basic, client_secret_post, private_key_jwt"},
+    {WITH(IDP(",'client_key_file':'k.pem'")), "idp.client_key_file",
+     "is used only with token_auth private_key_jwt"},
+    {WITH("'idp':{" IDP_BASE ",'client_secret_env':'SG_TEST_SECRET','token_auth':'private_key_jwt',"
+          "'client_key_file':'k.pem'}"),
+     "idp", "uses client_key_file, not a client secret"},
     {WITH(IDP(",'token_auth':'Client_Secret_Basic'")), "idp.token_auth", "must be one of"},
     {WITH("'routes':[{'prefix':'/','auth':'maybe'}]"), "routes[0].auth",
      "must be one of: none, optional, required"},

@@ -826,12 +826,27 @@ static void test_sign_verify_roundtrip(void **state)
         sg_jwk_set_free(own);
         EVP_PKEY_free(key);
     }
-    /* RSA keys verify but do not sign here. */
+    /* RSA keys of 2048 bits or more sign RS256 (private_key_jwt), verified by their own JWK;
+     * shorter ones do not sign. */
     EVP_PKEY *rsa = rsa_key(2048);
     char *token = NULL;
-    assert_int_equal(sg_jws_sign(rsa, "r", "{}", 2, &token), SG_EINVAL);
-    assert_null(token);
+    assert_int_equal(sg_jws_sign(rsa, "r", "{}", 2, &token), 0);
+    assert_non_null(strstr(token, "eyJhbGciOiJSUzI1NiI")); /* {"alg":"RS256" */
+    char *jwk = sg_jwk_export_json(rsa, "r");
+    char *doc = sg_asprintf("{\"keys\":[%s]}", jwk);
+    struct sg_jwk_set *set = parse_set(doc);
+    assert_int_equal(verify(token, set, SG_JWS_RS256), SG_JWS_OK);
+    assert_int_not_equal(verify(token, set, SG_JWS_PS256), SG_JWS_OK);
+    sg_jwk_set_free(set);
+    free(doc);
+    free(jwk);
+    free(token);
     EVP_PKEY_free(rsa);
+    EVP_PKEY *small = rsa_key(1024);
+    token = NULL;
+    assert_int_equal(sg_jws_sign(small, "s", "{}", 2, &token), SG_EINVAL);
+    assert_null(token);
+    EVP_PKEY_free(small);
     EVP_PKEY *out = NULL;
     assert_int_equal(sg_jose_key_generate(SG_JWS_RS256, &out), SG_EINVAL);
 }
@@ -856,15 +871,24 @@ static void test_key_files(void **state)
     assert_string_equal(ta, tb);
     EVP_PKEY_free(b);
     b = NULL;
-    /* A file that is no key, and an RSA key, are refused. */
+    /* A file that is no key, and an RSA key shorter than 2048 bits, are refused; RSA 2048 loads
+     * (private_key_jwt; the assertion signer refuses RSA itself). */
     FILE *f = fopen(path, "w");
     fputs("not a key\n", f);
     fclose(f);
     assert_int_equal(sg_jose_key_load_pem(path, &b, &err), SG_EINVAL);
     assert_string_equal(err.where, path);
-    EVP_PKEY *rsa = rsa_key(2048);
+    EVP_PKEY *rsa = rsa_key(1024);
     assert_int_equal(sg_jose_key_save_pem(path, rsa, &err), 0);
     assert_int_equal(sg_jose_key_load_pem(path, &b, &err), SG_EINVAL);
+    assert_non_null(strstr(err.what, "2048"));
+    EVP_PKEY_free(rsa);
+    rsa = rsa_key(2048);
+    assert_int_equal(sg_jose_key_save_pem(path, rsa, &err), 0);
+    assert_int_equal(sg_jose_key_load_pem(path, &b, &err), 0);
+    assert_int_equal(EVP_PKEY_eq(rsa, b), 1);
+    EVP_PKEY_free(b);
+    b = NULL;
     EVP_PKEY_free(rsa);
     /* Ed25519 round trip. */
     EVP_PKEY *ed = new_key(SG_JWS_EDDSA);

@@ -1105,6 +1105,10 @@ static const struct {
     [SG_JWT_NONCE_MISSING] = {"nonce_missing", "nonce missing"},
     [SG_JWT_NONCE_MISMATCH] = {"nonce_mismatch", "nonce does not match"},
     [SG_JWT_SUB_MISSING] = {"sub_missing", "sub missing or empty"},
+    [SG_JWT_NONCE_PRESENT] = {"nonce_present", "a logout token must not hold a nonce"},
+    [SG_JWT_EVENTS_MISSING] = {"events_missing", "no back-channel logout event"},
+    [SG_JWT_JTI_MISSING] = {"jti_missing", "jti missing or empty"},
+    [SG_JWT_SID_SUB_MISSING] = {"sid_sub_missing", "neither sid nor sub"},
 };
 
 const char *sg_jwt_status_str(enum sg_jwt_status status)
@@ -1250,6 +1254,55 @@ static enum sg_jwt_status check_times(yajl_val claims, const struct sg_jwt_expec
         return SG_JWT_NBF_INVALID;
     if (rc == 0 && nbf > expect->now + expect->skew_s)
         return SG_JWT_NBF_FUTURE;
+    return SG_JWT_OK;
+}
+
+/* A claim that is absent, or a non-empty string; *out the string or NULL. False otherwise. */
+static bool optional_string(yajl_val claims, const char *name, const char **out)
+{
+    yajl_val v = sg_json_member(claims, name);
+    *out = YAJL_IS_STRING(v) && v->u.string[0] != '\0' ? v->u.string : NULL;
+    return v == NULL || *out != NULL;
+}
+
+enum sg_jwt_status sg_jwt_validate_logout_token(yajl_val claims, const struct sg_jwt_expect *expect)
+{
+    if (!YAJL_IS_OBJECT(claims))
+        return SG_JWT_NOT_OBJECT;
+    const char *iss = sg_jwt_claim_string(claims, "iss");
+    if (iss == NULL)
+        return SG_JWT_ISS_MISSING;
+    if (strcmp(iss, expect->issuer) != 0)
+        return SG_JWT_ISS_MISMATCH;
+    enum sg_jwt_status status = check_audience(claims, expect->client_id);
+    if (status != SG_JWT_OK)
+        return status;
+    int64_t exp, iat;
+    int rc = sg_jwt_claim_time(claims, "exp", &exp);
+    if (rc == SG_EINVAL)
+        return SG_JWT_EXP_INVALID;
+    if (rc == 0 && expect->now >= exp + expect->skew_s)
+        return SG_JWT_EXPIRED;
+    rc = sg_jwt_claim_time(claims, "iat", &iat);
+    if (rc != 0)
+        return rc == SG_ENOENT ? SG_JWT_IAT_MISSING : SG_JWT_IAT_INVALID;
+    if (iat > expect->now + expect->skew_s)
+        return SG_JWT_IAT_FUTURE;
+    if (expect->max_iat_age_s > 0 && iat < expect->now - expect->max_iat_age_s - expect->skew_s)
+        return SG_JWT_IAT_TOO_OLD;
+    if (sg_json_member(claims, "nonce") != NULL)
+        return SG_JWT_NONCE_PRESENT;
+    yajl_val events = sg_json_member(claims, "events");
+    if (!YAJL_IS_OBJECT(events) ||
+        !YAJL_IS_OBJECT(sg_json_member(events, SG_JWT_BACKCHANNEL_LOGOUT_EVENT)))
+        return SG_JWT_EVENTS_MISSING;
+    const char *jti = sg_jwt_claim_string(claims, "jti");
+    if (jti == NULL || jti[0] == '\0')
+        return SG_JWT_JTI_MISSING;
+    const char *sid, *sub;
+    if (!optional_string(claims, "sid", &sid) || !optional_string(claims, "sub", &sub) ||
+        (sid == NULL && sub == NULL))
+        return SG_JWT_SID_SUB_MISSING;
     return SG_JWT_OK;
 }
 

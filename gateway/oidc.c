@@ -41,6 +41,11 @@ struct sg_oidc_exchange {
     char *id_token;
     bool waiting_keys;
     bool refetched;
+    bool logout;           /* a back-channel logout token, not a code exchange */
+    struct event *deliver; /* hands a result known at once to the callback, later */
+    enum sg_oidc_status result;
+    const char *result_detail;
+    yajl_val result_claims;
     sg_oidc_exchange_cb cb;
     void *arg;
     struct sg_oidc_exchange *prev, *next; /* in key_waiters while waiting_keys */
@@ -390,7 +395,8 @@ static int verify_token(struct sg_oidc_exchange *ex, yajl_val *claims_out, const
         .skew_s = oidc->idp->clock_skew_s,
         .max_iat_age_s = MAX_IAT_AGE_S,
     };
-    enum sg_jwt_status cst = sg_jwt_validate_id_token(res.claims, &expect);
+    enum sg_jwt_status cst = ex->logout ? sg_jwt_validate_logout_token(res.claims, &expect)
+                                        : sg_jwt_validate_id_token(res.claims, &expect);
     if (cst != SG_JWT_OK) {
         *detail = sg_jwt_status_name(cst);
         status = SG_OIDC_CLAIMS_INVALID;
@@ -416,6 +422,10 @@ static enum sg_oidc_status verify(struct sg_oidc_exchange *ex, yajl_val *claims,
 static void exchange_free(struct sg_oidc_exchange *ex)
 {
     ex->magic = 0;
+    if (ex->deliver != NULL)
+        event_free(ex->deliver);
+    if (ex->result_claims != NULL)
+        yajl_tree_free(ex->result_claims);
     free(ex->nonce);
     free(ex->id_token);
     free(ex);
@@ -607,6 +617,46 @@ struct sg_oidc_exchange *sg_oidc_exchange_code(struct sg_oidc *oidc, const char 
     free(verifier_enc);
     free(target);
     return ex;
+}
+
+static void on_deliver(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_oidc_exchange *ex = arg;
+    yajl_val claims = ex->result_claims;
+    ex->result_claims = NULL;
+    exchange_finish(ex, ex->result, ex->result_detail, claims);
+}
+
+struct sg_oidc_exchange *sg_oidc_verify_logout(struct sg_oidc *oidc, const char *token,
+                                               sg_oidc_exchange_cb cb, void *arg)
+{
+    if (!sg_oidc_ready(oidc))
+        return NULL;
+    struct sg_oidc_exchange *ex = sg_calloc(1, sizeof(*ex));
+    ex->magic = EXCHANGE_MAGIC;
+    ex->oidc = oidc;
+    ex->logout = true;
+    ex->id_token = sg_strdup(token);
+    ex->cb = cb;
+    ex->arg = arg;
+    yajl_val claims = NULL;
+    const char *detail = NULL;
+    enum sg_oidc_status status = verify(ex, &claims, &detail);
+    if (status == SG_OIDC_STATUS_COUNT)
+        return ex; /* waits for a key refetch (wake_key_waiters) */
+    /* Known at once: the callback still runs from the event loop, never before this returns. */
+    ex->result = status;
+    ex->result_detail = detail;
+    ex->result_claims = claims;
+    static const struct timeval now = {0, 0};
+    ex->deliver = evtimer_new(oidc->base, on_deliver, ex);
+    evtimer_add(ex->deliver, &now);
+    return ex;
+}
+
+const char *sg_oidc_issuer(const struct sg_oidc *oidc)
+{
+    return oidc->issuer;
 }
 
 void sg_oidc_exchange_cancel(struct sg_oidc_exchange *ex)

@@ -6,6 +6,7 @@
 #include "ssogate/identity.h"
 #include "ssogate/log.h"
 #include "ssogate/login.h"
+#include "ssogate/logout.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
 #include "ssogate/proxy.h"
@@ -114,6 +115,11 @@ static const struct {
     {"login", GET, sg_login_start, {NULL, NULL}},
     {"callback", GET, sg_login_callback, {NULL, NULL}},
     {"logout", POST, sg_login_logout, {LOGOUT_405}},
+    {"backchannel-logout",
+     POST,
+     sg_logout_backchannel,
+     {"Method not allowed", "POST a logout_token."}},
+    {"frontchannel-logout", GET, sg_logout_frontchannel, {NULL, NULL}},
     {"settings", GET, sg_settings_page, {SETTINGS_GET_405}},
     {"status", GET, sg_settings_status, {SETTINGS_GET_405}},
     {"tenant/enable", POST, sg_settings_tenant_enable, {SETTINGS_POST_405}},

@@ -4,6 +4,7 @@
 #include "ssogate/config.h"
 #include "ssogate/log.h"
 #include "ssogate/login.h"
+#include "ssogate/logout.h"
 #include "ssogate/metrics.h"
 #include "ssogate/oidc.h"
 #include "ssogate/request.h"
@@ -110,6 +111,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     else if (deleted > 0)
         sg_log(SG_LOG_DEBUG, "session_sweep", "%zu expired sessions deleted", deleted);
     sg_logins_sweep(rt->logins, sg_now_s(), SWEEP_BATCH);
+    if (sg_logout_sweep(rt->store, sg_now_s(), SWEEP_BATCH, NULL) != 0)
+        sg_log(SG_LOG_ERROR, "logout_sweep", "store failure");
 }
 
 static int snapshot_new(struct sg_runtime *rt, struct sg_config *cfg, struct sg_snapshot **out,

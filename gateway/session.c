@@ -17,7 +17,8 @@
  *   absent) and that many bytes, no NUL.
  * The record ends exactly after the last field.
  */
-#define RECORD_VERSION    1
+#define SESSION_RECORD_VERSION 2 /* 2 added idp_sid; version 1 records (without it) still decode   \
+                                  */
 #define OFFSET_LAST_SEEN  9
 #define RECORD_HEADER_LEN 29
 #define FIELD_ABSENT      UINT32_MAX
@@ -37,8 +38,15 @@ enum field {
     FIELD_PSA_TENANT,
     FIELD_PSA_USER,
     FIELD_ID_TOKEN,
+    FIELD_IDP_SID, /* from version 2 */
     FIELD_COUNT
 };
+
+/* The fields a record of each version holds. */
+static int fields_of_version(unsigned version)
+{
+    return version == 1 ? FIELD_IDP_SID : version == SESSION_RECORD_VERSION ? FIELD_COUNT : -1;
+}
 
 static const struct {
     size_t offset; /* of the char * in struct sg_session */
@@ -52,6 +60,7 @@ static const struct {
     [FIELD_PSA_TENANT] = {offsetof(struct sg_session, psa_tenant), SG_SESSION_NAME_MAX, true},
     [FIELD_PSA_USER] = {offsetof(struct sg_session, psa_user), SG_SESSION_NAME_MAX, true},
     [FIELD_ID_TOKEN] = {offsetof(struct sg_session, id_token), SG_SESSION_ID_TOKEN_MAX, false},
+    [FIELD_IDP_SID] = {offsetof(struct sg_session, idp_sid), SG_SESSION_NAME_MAX, true},
 };
 
 /* A field of a record as it lies in the map (not NUL-terminated). */
@@ -68,9 +77,10 @@ struct record_view {
     struct field_view fields[FIELD_COUNT];
 };
 
-/* Owner hashes of one record: the IdP subject, and the PSA user in link mode. */
+/* Owner hashes of one record: the IdP subject, the IdP session (sid) when known, and the PSA
+ * user in link mode. */
 struct owner_hashes {
-    unsigned char hash[2][SESSION_KEY_LEN];
+    unsigned char hash[3][SESSION_KEY_LEN];
     size_t count;
 };
 
@@ -148,6 +158,11 @@ static int owner_idp_text(const char *issuer, size_t ilen, const char *sub, size
     return owner_text("idp", issuer, ilen, sub, slen, buf);
 }
 
+static int owner_sid_text(const char *issuer, size_t ilen, const char *sid, size_t slen, char *buf)
+{
+    return owner_text("sid", issuer, ilen, sid, slen, buf);
+}
+
 int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **out)
 {
     *out = NULL;
@@ -186,6 +201,26 @@ int sg_session_owner_idp(const char *issuer, const char *sub, char **out)
     return 0;
 }
 
+int sg_session_owner_sid(const char *issuer, const char *sid, char **out)
+{
+    *out = NULL;
+    if (sid == NULL)
+        return SG_EINVAL;
+    if (issuer == NULL)
+        issuer = "";
+    size_t ilen = strlen(issuer);
+    size_t slen = strlen(sid);
+    if (!field_bytes_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
+        !field_bytes_valid(sid, slen, SG_SESSION_NAME_MAX, true))
+        return SG_EINVAL;
+    char buf[OWNER_TEXT_MAX];
+    int err = owner_sid_text(issuer, ilen, sid, slen, buf);
+    if (err != 0)
+        return err;
+    *out = sg_strdup(buf);
+    return 0;
+}
+
 static void owner_hash(const char *owner, size_t len, unsigned char hash[SESSION_KEY_LEN])
 {
     SHA256((const unsigned char *)owner, len, hash);
@@ -206,14 +241,19 @@ static bool fields_consistent(const struct field_view *f)
 static int record_decode(const void *data, size_t size, struct record_view *v)
 {
     const unsigned char *p = data;
-    if (size < RECORD_HEADER_LEN || p[0] != RECORD_VERSION)
+    int field_count = size < RECORD_HEADER_LEN ? -1 : fields_of_version(p[0]);
+    if (field_count < 0)
         return SG_ESTORE;
     v->created_at = (int64_t)sg_store_get_be64(p + 1);
     v->last_seen = (int64_t)sg_store_get_be64(p + OFFSET_LAST_SEEN);
     v->expires_at = (int64_t)sg_store_get_be64(p + 17);
     v->idle_timeout_s = sg_store_get_be32(p + 25);
     size_t pos = RECORD_HEADER_LEN;
-    for (int f = 0; f < FIELD_COUNT; f++) {
+    for (int f = field_count; f < FIELD_COUNT; f++) {
+        v->fields[f].data = NULL;
+        v->fields[f].len = 0;
+    }
+    for (int f = 0; f < field_count; f++) {
         if (size - pos < 4)
             return SG_ESTORE;
         uint32_t len = sg_store_get_be32(p + pos);
@@ -258,7 +298,7 @@ static int record_encode(const struct sg_session *rec, unsigned char **out, size
         return SG_EINVAL;
 
     unsigned char *p = sg_malloc(size);
-    p[0] = RECORD_VERSION;
+    p[0] = SESSION_RECORD_VERSION;
     sg_store_put_be64(p + 1, (uint64_t)rec->created_at);
     sg_store_put_be64(p + OFFSET_LAST_SEEN, (uint64_t)rec->last_seen);
     sg_store_put_be64(p + 17, (uint64_t)rec->expires_at);
@@ -303,6 +343,13 @@ static int record_owners(const struct record_view *v, struct owner_hashes *owner
     if (f[FIELD_PSA_TENANT].data != NULL) {
         err = owner_psa_text(f[FIELD_PSA_TENANT].data, f[FIELD_PSA_TENANT].len,
                              f[FIELD_PSA_USER].data, f[FIELD_PSA_USER].len, text);
+        if (err != 0)
+            return err;
+        owner_hash(text, strlen(text), owners->hash[owners->count++]);
+    }
+    if (f[FIELD_IDP_SID].data != NULL) {
+        err = owner_sid_text(issuer, f[FIELD_IDP_ISSUER].len, f[FIELD_IDP_SID].data,
+                             f[FIELD_IDP_SID].len, text);
         if (err != 0)
             return err;
         owner_hash(text, strlen(text), owners->hash[owners->count++]);

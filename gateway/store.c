@@ -32,6 +32,7 @@ static const struct {
     [SG_STORE_DB_USER_BY_IDP] = {"user_by_idp", false},
     [SG_STORE_DB_JWKS] = {"jwks", false},
     [SG_STORE_DB_LOGINS] = {"logins", false},
+    [SG_STORE_DB_LOGOUT_JTI] = {"logout_jti", false},
 };
 
 static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)

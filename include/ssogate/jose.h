@@ -236,27 +236,44 @@ struct sg_jwt_expect {
 
 enum sg_jwt_status {
     SG_JWT_OK = 0,
-    SG_JWT_NOT_OBJECT,     /* claims are not a JSON object */
-    SG_JWT_ISS_MISSING,    /* no string "iss" */
-    SG_JWT_ISS_MISMATCH,   /* "iss" is not the expected issuer */
-    SG_JWT_AUD_MISSING,    /* no "aud", or neither a string nor an array of strings */
-    SG_JWT_AUD_MISMATCH,   /* client_id not in "aud" */
-    SG_JWT_AZP_MISSING,    /* several audiences and no string "azp" */
-    SG_JWT_AZP_MISMATCH,   /* "azp" is not client_id */
-    SG_JWT_EXP_MISSING,    /* no "exp" */
-    SG_JWT_EXP_INVALID,    /* "exp" not a non-negative integer in range */
-    SG_JWT_EXPIRED,        /* now >= exp + skew */
-    SG_JWT_IAT_MISSING,    /* no "iat" */
-    SG_JWT_IAT_INVALID,    /* "iat" not a non-negative integer in range */
-    SG_JWT_IAT_FUTURE,     /* iat > now + skew */
-    SG_JWT_IAT_TOO_OLD,    /* iat < now - max_iat_age - skew */
-    SG_JWT_NBF_INVALID,    /* "nbf" present but not a non-negative integer in range */
-    SG_JWT_NBF_FUTURE,     /* nbf > now + skew */
-    SG_JWT_NONCE_MISSING,  /* a nonce was sent and the token has no string "nonce" */
-    SG_JWT_NONCE_MISMATCH, /* "nonce" differs */
-    SG_JWT_SUB_MISSING,    /* no non-empty string "sub" */
+    SG_JWT_NOT_OBJECT,      /* claims are not a JSON object */
+    SG_JWT_ISS_MISSING,     /* no string "iss" */
+    SG_JWT_ISS_MISMATCH,    /* "iss" is not the expected issuer */
+    SG_JWT_AUD_MISSING,     /* no "aud", or neither a string nor an array of strings */
+    SG_JWT_AUD_MISMATCH,    /* client_id not in "aud" */
+    SG_JWT_AZP_MISSING,     /* several audiences and no string "azp" */
+    SG_JWT_AZP_MISMATCH,    /* "azp" is not client_id */
+    SG_JWT_EXP_MISSING,     /* no "exp" */
+    SG_JWT_EXP_INVALID,     /* "exp" not a non-negative integer in range */
+    SG_JWT_EXPIRED,         /* now >= exp + skew */
+    SG_JWT_IAT_MISSING,     /* no "iat" */
+    SG_JWT_IAT_INVALID,     /* "iat" not a non-negative integer in range */
+    SG_JWT_IAT_FUTURE,      /* iat > now + skew */
+    SG_JWT_IAT_TOO_OLD,     /* iat < now - max_iat_age - skew */
+    SG_JWT_NBF_INVALID,     /* "nbf" present but not a non-negative integer in range */
+    SG_JWT_NBF_FUTURE,      /* nbf > now + skew */
+    SG_JWT_NONCE_MISSING,   /* a nonce was sent and the token has no string "nonce" */
+    SG_JWT_NONCE_MISMATCH,  /* "nonce" differs */
+    SG_JWT_SUB_MISSING,     /* no non-empty string "sub" */
+    SG_JWT_NONCE_PRESENT,   /* a logout token holds a "nonce" */
+    SG_JWT_EVENTS_MISSING,  /* a logout token without the back-channel logout event */
+    SG_JWT_JTI_MISSING,     /* a logout token without a non-empty string "jti" */
+    SG_JWT_SID_SUB_MISSING, /* a logout token with neither a string "sid" nor "sub" */
     SG_JWT_STATUS_COUNT
 };
+
+/* The event member of a back-channel logout token's "events" claim. */
+#define SG_JWT_BACKCHANNEL_LOGOUT_EVENT "http://schemas.openid.net/event/backchannel-logout"
+
+/*
+ * Checks the claims of a verified logout token (OpenID Connect Back-Channel
+ * Logout 1.0, 2.6): iss, aud (and azp) and iat as for an ID token, exp when
+ * present (not expired), a non-empty jti, "events" an object whose
+ * SG_JWT_BACKCHANNEL_LOGOUT_EVENT member is an object, a non-empty "sid" or
+ * "sub" (strings when present), and no "nonce". expect->nonce is ignored.
+ */
+enum sg_jwt_status sg_jwt_validate_logout_token(yajl_val claims,
+                                                const struct sg_jwt_expect *expect);
 
 /* One human-readable reason per status, for logs (static). */
 const char *sg_jwt_status_str(enum sg_jwt_status status);

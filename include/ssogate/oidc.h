@@ -78,6 +78,20 @@ struct sg_oidc_exchange *sg_oidc_exchange_code(struct sg_oidc *oidc, const char 
                                                const char *verifier, const char *nonce,
                                                sg_oidc_exchange_cb cb, void *arg);
 
+/*
+ * Verifies a back-channel logout token (copied): its signature against the
+ * JWKS (an unknown kid refetches the keys, as for ID tokens) and its claims
+ * (sg_jwt_validate_logout_token). cb gets the token's claims on SG_OIDC_OK.
+ * Returns a handle valid until the callback runs or sg_oidc_exchange_cancel
+ * (the callback never runs before this returns), or NULL when discovery is
+ * not done yet.
+ */
+struct sg_oidc_exchange *sg_oidc_verify_logout(struct sg_oidc *oidc, const char *token,
+                                               sg_oidc_exchange_cb cb, void *arg);
+
+/* The issuer as the discovery document states it (borrowed; NULL before ready). */
+const char *sg_oidc_issuer(const struct sg_oidc *oidc);
+
 /* Cancels an exchange: its callback will not run. */
 void sg_oidc_exchange_cancel(struct sg_oidc_exchange *exchange);
 

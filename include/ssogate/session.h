@@ -57,6 +57,7 @@ struct sg_session {
     char *psa_tenant;        /* link mode: both psa_tenant and psa_user, or neither */
     char *psa_user;
     char *id_token; /* optional: the raw ID token, for RP-initiated logout's id_token_hint */
+    char *idp_sid;  /* optional: the IdP session (the ID token's sid), for IdP-initiated logout */
 };
 
 /* Writes a new random session id (43 base64url characters and a NUL) into out. */
@@ -73,6 +74,9 @@ bool sg_session_id_valid(const char *id);
  */
 int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **out);
 int sg_session_owner_idp(const char *issuer, const char *sub, char **out);
+
+/* The owner string of an IdP session: issuer (may be NULL) and the sid claim. */
+int sg_session_owner_sid(const char *issuer, const char *sid, char **out);
 
 /*
  * Stores a new session under id with the fields of rec (borrowed), indexed

@@ -10,6 +10,7 @@ const path = require('node:path');
 const util = require('node:util');
 const { ALGS, generateJwk, publicJwk, privateKeyObject } = require('./keys');
 const { DEFECTS, tamperIdToken } = require('./tamper');
+const jose = require('jose');
 
 const MAX_JSON_BYTES = 64 * 1024;
 const MAX_HANG_MS = 10 * 60 * 1000;
@@ -346,6 +347,26 @@ function createControls({ idp, enabled }) {
       },
     },
     tampered: { method: 'GET', run: () => history },
+    // Signs claims (an object) with the IdP's current key of alg (default RS256), kid in the header:
+    // logout tokens, valid or hostile, for the gateway's back-channel logout tests.
+    sign: {
+      method: 'POST',
+      run: async (body) => {
+        if (body.claims === null || typeof body.claims !== 'object' || Array.isArray(body.claims)) {
+          throw new Error('claims must be an object');
+        }
+        const alg = body.alg === undefined ? 'RS256' : body.alg;
+        const jwk = idp.currentKeySet().find((k) => k.alg === alg);
+        if (!jwk) {
+          throw new Error(`alg must be one of ${idp.currentKeySet().map((k) => k.alg).join(', ')}`);
+        }
+        const header = { alg, kid: jwk.kid, typ: body.typ === undefined ? 'logout+jwt' : body.typ };
+        const token = await new jose.CompactSign(Buffer.from(JSON.stringify(body.claims)))
+          .setProtectedHeader(header)
+          .sign(privateKeyObject(jwk));
+        return { token };
+      },
+    },
     defects: { method: 'GET', run: () => DEFECTS },
     keys: { method: 'GET', run: keysSummary },
     rotate: {

@@ -346,6 +346,9 @@ async function main() {
       },
       features: {
         devInteractions: { enabled: false },
+        // IdP-initiated logout reaches the gateway: a logout_token POSTed to each client's
+        // backchannel_logout_uri (oidc-provider 8 has no front-channel logout).
+        backchannelLogout: { enabled: true },
         rpInitiatedLogout: {
           enabled: true,
           // form is oidc-provider's <form id="op.logoutForm"> with its xsrf field; the buttons go inside

@@ -1213,6 +1213,38 @@ static void test_session_delete_by_owner(void **state)
     assert_int_equal(db_entries(fx->store, SG_STORE_DB_SESSIONS), 0);
     assert_int_equal(db_entries(fx->store, SG_STORE_DB_SESSIONS_BY_OWNER), 0);
 
+    /* By IdP session (sid, OpenID Connect logout): only the sessions of that sid. */
+    char s1[SG_SESSION_ID_SIZE], s2[SG_SESSION_ID_SIZE];
+    struct sg_session rec = make_record(NULL, NULL, "sub-s");
+    rec.idp_sid = (char *)"sid-1";
+    sg_session_new_id(s1);
+    assert_int_equal(sg_session_create(fx->store, s1, &rec), 0);
+    rec.idp_sid = (char *)"sid-2";
+    sg_session_new_id(s2);
+    assert_int_equal(sg_session_create(fx->store, s2, &rec), 0);
+    struct sg_session got;
+    assert_int_equal(sg_session_get(fx->store, s1, NOW, &got), 0);
+    assert_string_equal(got.idp_sid, "sid-1");
+    sg_session_clear(&got);
+    assert_int_equal(sg_session_owner_sid("https://idp.example", "sid-1", &owner), 0);
+    assert_int_equal(sg_session_delete_by_owner(fx->store, owner, &deleted), 0);
+    assert_int_equal(deleted, 1);
+    SG_FREE(owner);
+    assert_int_equal(sg_session_get(fx->store, s1, NOW, NULL), SG_ENOENT);
+    assert_int_equal(sg_session_get(fx->store, s2, NOW, NULL), 0);
+    assert_int_equal(sg_session_owner_sid("https://idp.example", "", &owner), SG_EINVAL);
+    assert_int_equal(sg_session_owner_sid("https://idp.example", NULL, &owner), SG_EINVAL);
+    /* The sid owner and the subject owner are different owners, even for equal texts. */
+    char *by_sub = NULL;
+    assert_int_equal(sg_session_owner_sid("https://idp.example", "sub-s", &owner), 0);
+    assert_int_equal(sg_session_owner_idp("https://idp.example", "sub-s", &by_sub), 0);
+    assert_string_not_equal(owner, by_sub);
+    SG_FREE(owner);
+    assert_int_equal(sg_session_delete_by_owner(fx->store, by_sub, &deleted), 0);
+    assert_int_equal(deleted, 1); /* s2, by its subject */
+    SG_FREE(by_sub);
+    assert_int_equal(db_entries(fx->store, SG_STORE_DB_SESSIONS_BY_OWNER), 0);
+
     /* Owners are unambiguous: ("ab", "c") and ("a", "bc") differ. */
     char *x = NULL;
     char *y = NULL;
@@ -1287,10 +1319,23 @@ static void test_session_corrupt(void **state)
     bad[good_len] = 'x';
     raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len + 1);
     assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
+    for (unsigned char version = 0; version < 5; version += 3) { /* 0 and 3: no such version */
+        memcpy(bad, good, (size_t)good_len);
+        bad[0] = version;
+        raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
+        assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
+    }
+    /* Version 1 (before idp_sid) is the same record without its last field: it still decodes,
+     * while a version 1 header over a version 2 body does not. */
     memcpy(bad, good, (size_t)good_len);
-    bad[0] = 2;
+    bad[0] = 1;
     raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
     assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
+    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len - 4);
+    assert_int_equal(sg_session_get(fx->store, id, NOW, &got), 0);
+    assert_string_equal(got.idp_sub, "sub-a");
+    assert_null(got.idp_sid);
+    sg_session_clear(&got);
     memcpy(bad, good, (size_t)good_len);
     sg_store_put_be32(bad + RECORD_HEADER_LEN, 0x7ffffff0);
     raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);

@@ -125,7 +125,7 @@ function mergeShallow(base, overrides) {
 
 // Starts CA, IdP, upstream stub and gateway for the Harness h (borrowed; it owns every process).
 // options: gateway (overrides of the gateway configuration, merged one level deep), client (overrides
-// of the IdP client), accounts (the IdP accounts, default alice, bob and carol).
+// of the IdP client, or a function of the gateway URL returning them), accounts (the IdP accounts, default alice, bob and carol).
 // Resolves the environment object described at each member below.
 async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.values(ACCOUNTS) } = {}) {
   const caDir = h.file('ca');
@@ -142,7 +142,7 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
       redirect_uris: [`${gwUrl}/_sso/callback`],
       post_logout_redirect_uris: [`${gwUrl}/`],
       id_token_signed_response_alg: 'ES256',
-      ...client,
+      ...(typeof client === 'function' ? client(gwUrl) : client),
     }],
     tenants: [{ id: 'itc-100', module_urls: { bms: 'https://bms.kaseya.com' } }],
     accounts,

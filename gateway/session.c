@@ -11,20 +11,20 @@
 #include <string.h>
 
 /*
- * Record layout, version 1 (integers big-endian):
+ * Record layout, version 2 (integers big-endian):
  *   u8 version | i64 created_at | i64 last_seen | i64 expires_at | u32 idle_timeout_s
  *   then, for each field in enum field order: u32 length (FIELD_ABSENT when
  *   absent) and that many bytes, no NUL.
- * The record ends exactly after the last field.
+ * The record ends exactly after the last field. Version 2 added the last
+ * field, idp_sid; version 1 records (without it) still decode.
  */
-#define SESSION_RECORD_VERSION 2 /* 2 added idp_sid; version 1 records (without it) still decode   \
-                                  */
-#define OFFSET_LAST_SEEN  9
-#define RECORD_HEADER_LEN 29
-#define FIELD_ABSENT      UINT32_MAX
-#define SESSION_KEY_LEN   SHA256_DIGEST_LENGTH
-#define OWNER_TEXT_MAX    (32 + 2 * SG_SESSION_ISSUER_MAX)
-#define SWEEP_META_KEY    "session_sweep_next"
+#define SESSION_RECORD_VERSION 2
+#define OFFSET_LAST_SEEN       9
+#define RECORD_HEADER_LEN      29
+#define FIELD_ABSENT           UINT32_MAX
+#define SESSION_KEY_LEN        SHA256_DIGEST_LENGTH
+#define OWNER_TEXT_MAX         (32 + 2 * SG_SESSION_ISSUER_MAX)
+#define SWEEP_META_KEY         "session_sweep_next"
 /* A sweep examines at most this many records per record it may delete, and at most SWEEP_SCAN_MAX.
  */
 #define SWEEP_SCAN_FACTOR 16

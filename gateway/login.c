@@ -80,6 +80,8 @@ enum sg_login_result {
     SG_LOGIN_TOKEN_ERROR,
     SG_LOGIN_NO_ID_TOKEN,
     SG_LOGIN_TOKEN_INVALID,
+    SG_LOGIN_USERINFO_FAILED,
+    SG_LOGIN_USERINFO_INVALID,
     SG_LOGIN_SESSION_NOT_STORED,
     SG_LOGIN_CLIENT_GONE,
 };
@@ -125,6 +127,10 @@ static const struct {
                                 "The identity provider's answer could not be verified, so you "
                                 "were not signed in. Please try again; if it keeps happening, "
                                 "contact your administrator."},
+    [SG_LOGIN_USERINFO_FAILED] = {"userinfo_failed", SG_LOG_WARN, 502, false, IDP_FAILED_PAGE},
+    [SG_LOGIN_USERINFO_INVALID] = {"userinfo_invalid", SG_LOG_WARN, 401, false, "Sign-in refused",
+                                   "The identity provider's answers about you did not agree, so "
+                                   "you were not signed in. Please contact your administrator."},
     [SG_LOGIN_SESSION_NOT_STORED] = {"store_error", SG_LOG_ERROR, 500, false,
                                      "Sign-in could not be completed",
                                      "The gateway could not record your session. Please try "
@@ -654,7 +660,10 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         [SG_OIDC_TOKEN_UNREACHABLE] = SG_LOGIN_TOKEN_UNREACHABLE,
         [SG_OIDC_TOKEN_ERROR] = SG_LOGIN_TOKEN_ERROR,
         [SG_OIDC_NO_ID_TOKEN] = SG_LOGIN_NO_ID_TOKEN,
+        [SG_OIDC_USERINFO_FAILED] = SG_LOGIN_USERINFO_FAILED,
     };
+    if (status == SG_OIDC_USERINFO_INVALID)
+        return login_result(p->r, SG_LOGIN_USERINFO_INVALID, detail);
     if (status != SG_OIDC_OK && (size_t)status < SG_ARRAY_LEN(failed) && failed[status] != 0) {
         char *retry = evhttp_uriencode(p->state.return_to, -1, 0);
         char *message = sg_asprintf("The identity provider did not complete the sign-in. "

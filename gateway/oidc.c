@@ -11,9 +11,13 @@
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
 
+#include <sys/queue.h>
+
 #include <assert.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,7 +45,9 @@ struct sg_oidc_exchange {
     char *id_token;
     bool waiting_keys;
     bool refetched;
-    bool logout;           /* a back-channel logout token, not a code exchange */
+    bool logout;         /* a back-channel logout token, not a code exchange */
+    bool userinfo_asked; /* idp.userinfo: the endpoint was asked (or failed to be) */
+    char *access_token;
     struct event *deliver; /* hands a result known at once to the callback, later */
     enum sg_oidc_status result;
     const char *result_detail;
@@ -65,6 +71,7 @@ struct sg_oidc {
     char *token_endpoint;
     char *jwks_uri;
     char *end_session_endpoint;
+    char *userinfo_endpoint;
     struct sg_httpc_request *discovery_req;
     unsigned discovery_backoff_s;
 
@@ -83,6 +90,8 @@ static const char *const status_names[SG_OIDC_STATUS_COUNT] = {
     [SG_OIDC_TOKEN_ERROR] = "token_error",
     [SG_OIDC_NO_ID_TOKEN] = "no_id_token",
     [SG_OIDC_JWS_INVALID] = "jws_invalid",
+    [SG_OIDC_USERINFO_FAILED] = "userinfo_failed",
+    [SG_OIDC_USERINFO_INVALID] = "userinfo_invalid",
     [SG_OIDC_CLAIMS_INVALID] = "claims_invalid",
 };
 
@@ -239,12 +248,14 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
     char *token = member_string(doc, "token_endpoint");
     char *jwks = member_string(doc, "jwks_uri");
     char *end_session = member_string(doc, "end_session_endpoint");
+    char *userinfo = member_string(doc, "userinfo_endpoint");
     yajl_tree_free(doc);
 
     const char *problem = NULL;
     if (issuer == NULL || !issuer_equal(issuer, oidc->idp->issuer.text))
         problem = "issuer_mismatch";
-    else if (authorization == NULL || token == NULL || jwks == NULL)
+    else if (authorization == NULL || token == NULL || jwks == NULL ||
+             (oidc->idp->userinfo && userinfo == NULL))
         problem = "endpoint_missing";
     if (problem != NULL) {
         free(issuer);
@@ -252,6 +263,7 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
         free(token);
         free(jwks);
         free(end_session);
+        free(userinfo);
         discovery_failed(oidc, problem);
         return;
     }
@@ -260,6 +272,8 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
     free(oidc->token_endpoint);
     free(oidc->jwks_uri);
     free(oidc->end_session_endpoint);
+    free(oidc->userinfo_endpoint);
+    oidc->userinfo_endpoint = userinfo;
     oidc->issuer = issuer;
     oidc->authorization_endpoint = authorization;
     oidc->token_endpoint = token;
@@ -428,16 +442,26 @@ static void exchange_free(struct sg_oidc_exchange *ex)
         yajl_tree_free(ex->result_claims);
     free(ex->nonce);
     free(ex->id_token);
+    if (ex->access_token != NULL)
+        OPENSSL_cleanse(ex->access_token, strlen(ex->access_token));
+    free(ex->access_token);
     free(ex);
 }
 
-/* Runs the callback unless the exchange now waits for keys (status SG_OIDC_STATUS_COUNT). */
+static void ask_userinfo(struct sg_oidc_exchange *ex, yajl_val claims);
+
+/* Runs the callback unless the exchange now waits for keys (status SG_OIDC_STATUS_COUNT) or,
+ * with idp.userinfo, for the userinfo endpoint. */
 static void exchange_finish(struct sg_oidc_exchange *ex, enum sg_oidc_status status,
                             const char *detail, yajl_val claims)
 {
     assert(ex->magic == EXCHANGE_MAGIC);
     if (status == SG_OIDC_STATUS_COUNT)
         return;
+    if (status == SG_OIDC_OK && !ex->logout && ex->oidc->idp->userinfo && !ex->userinfo_asked) {
+        ask_userinfo(ex, claims);
+        return;
+    }
     sg_oidc_exchange_cb cb = ex->cb;
     void *arg = ex->arg;
     char *id_token = ex->id_token;
@@ -447,6 +471,100 @@ static void exchange_finish(struct sg_oidc_exchange *ex, enum sg_oidc_status sta
     free(id_token);
     if (claims != NULL)
         yajl_tree_free(claims);
+}
+
+/* Claims that describe the authentication itself come from the ID token only. */
+static const char *const id_token_only[] = {"iss", "aud",     "azp",       "exp", "iat",
+                                            "nbf", "nonce",   "auth_time", "acr", "amr",
+                                            "sid", "at_hash", "c_hash",    "jti", "sub"};
+
+/* Adds to claims each member of extra (a userinfo object) that claims lacks, moved from extra. */
+static void merge_claims(yajl_val claims, yajl_val extra)
+{
+    for (size_t i = 0; i < extra->u.object.len; i++) {
+        const char *key = extra->u.object.keys[i];
+        bool skip = sg_json_member(claims, key) != NULL;
+        for (size_t j = 0; !skip && j < SG_ARRAY_LEN(id_token_only); j++)
+            skip = strcmp(key, id_token_only[j]) == 0;
+        if (skip)
+            continue;
+        size_t n = claims->u.object.len;
+        claims->u.object.keys = sg_realloc((void *)claims->u.object.keys, (n + 1) * sizeof(char *));
+        claims->u.object.values = sg_realloc(claims->u.object.values, (n + 1) * sizeof(yajl_val));
+        claims->u.object.keys[n] = sg_strdup(key);
+        claims->u.object.values[n] = extra->u.object.values[i];
+        extra->u.object.values[i] = NULL;
+        claims->u.object.len = n + 1;
+    }
+}
+
+static void userinfo_failed(struct sg_oidc_exchange *ex, yajl_val claims,
+                            enum sg_oidc_status status, const char *detail)
+{
+    yajl_tree_free(claims);
+    sg_metrics_count("ssogate_idp_userinfo_total", "result", detail);
+    exchange_finish(ex, status, detail, NULL);
+}
+
+static void on_userinfo(const char *err, int status, const char *body, size_t len, void *arg)
+{
+    struct sg_oidc_exchange *ex = arg;
+    ex->http = NULL;
+    yajl_val claims = ex->result_claims;
+    ex->result_claims = NULL;
+    yajl_val doc = NULL;
+    if (err != NULL) {
+        userinfo_failed(ex, claims, SG_OIDC_USERINFO_FAILED, err);
+        return;
+    }
+    if (status != 200 || sg_json_parse_object(body, len, SG_OIDC_MAX_DOCUMENT, &doc) != 0) {
+        userinfo_failed(ex, claims, SG_OIDC_USERINFO_FAILED,
+                        status != 200 ? "http_status" : "bad_json");
+        return;
+    }
+    const char *sub = sg_jwt_claim_string(doc, "sub");
+    const char *id_sub = sg_jwt_claim_string(claims, "sub");
+    if (sub == NULL || id_sub == NULL || strcmp(sub, id_sub) != 0) {
+        yajl_tree_free(doc);
+        userinfo_failed(ex, claims, SG_OIDC_USERINFO_INVALID, "sub_mismatch");
+        return;
+    }
+    merge_claims(claims, doc);
+    yajl_tree_free(doc);
+    sg_metrics_count("ssogate_idp_userinfo_total", "result", "ok");
+    exchange_finish(ex, SG_OIDC_OK, "ok", claims);
+}
+
+/*
+ * Asks the userinfo endpoint with the exchange's access token, keeping claims
+ * (the verified ID token's, owned) until it answers; without a token or an
+ * endpoint the exchange ends as failed at once.
+ */
+static void ask_userinfo(struct sg_oidc_exchange *ex, yajl_val claims)
+{
+    struct sg_oidc *oidc = ex->oidc;
+    ex->userinfo_asked = true;
+    char errbuf[256];
+    char *target = NULL;
+    struct sg_httpc *client =
+        ex->access_token == NULL || oidc->userinfo_endpoint == NULL
+            ? NULL
+            : client_for(oidc, oidc->userinfo_endpoint, &target, errbuf, sizeof(errbuf));
+    if (client == NULL) {
+        userinfo_failed(ex, claims, SG_OIDC_USERINFO_FAILED,
+                        ex->access_token == NULL ? "no_access_token" : "endpoint");
+        return;
+    }
+    struct evkeyvalq headers;
+    TAILQ_INIT(&headers);
+    char *bearer = sg_asprintf("Bearer %s", ex->access_token);
+    evhttp_add_header(&headers, "Authorization", bearer);
+    OPENSSL_cleanse(bearer, strlen(bearer));
+    free(bearer);
+    ex->result_claims = claims;
+    ex->http = sg_httpc_get_with(client, target, &headers, on_userinfo, ex);
+    evhttp_clear_headers(&headers);
+    free(target);
 }
 
 static void on_token(const char *err, int status, const char *body, size_t len, void *arg)
@@ -469,6 +587,7 @@ static void on_token(const char *err, int status, const char *body, size_t len, 
         return;
     }
     ex->id_token = member_string(doc, "id_token");
+    ex->access_token = member_string(doc, "access_token");
     yajl_tree_free(doc);
     if (ex->id_token == NULL) {
         exchange_finish(ex, SG_OIDC_NO_ID_TOKEN, "id_token", NULL);
@@ -704,6 +823,8 @@ struct sg_oidc *sg_oidc_new(struct event_base *base, struct evdns_base *dns, str
         oidc->jwks_uri = sg_strdup(previous->jwks_uri);
         oidc->end_session_endpoint =
             previous->end_session_endpoint ? sg_strdup(previous->end_session_endpoint) : NULL;
+        oidc->userinfo_endpoint =
+            previous->userinfo_endpoint ? sg_strdup(previous->userinfo_endpoint) : NULL;
     }
     oidc->jwks = sg_jwks_new(store, same_issuer ? previous->jwks : NULL);
     /* Nothing usable stored (or a corrupt record): the keys come from the first fetch. */
@@ -733,6 +854,7 @@ void sg_oidc_free(struct sg_oidc *oidc)
     free(oidc->token_endpoint);
     free(oidc->jwks_uri);
     free(oidc->end_session_endpoint);
+    free(oidc->userinfo_endpoint);
     free(oidc);
 }
 

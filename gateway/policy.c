@@ -1324,6 +1324,7 @@ static const struct field idp_fields[] = {
     SG_F_INT("clock_skew_s", struct sg_idp_config, clock_skew_s, false, 0, 3600),
     SG_F_ENUM("token_auth", struct sg_idp_config, token_auth, false, token_auth_names),
     SG_F_FILE("client_key_file", struct sg_idp_config, client_key_file, false),
+    SG_F_BOOL("userinfo", struct sg_idp_config, userinfo),
     SG_F_LIST("algorithms", struct sg_idp_config, algorithms, 1, 4, check_algorithm),
     SG_F_OBJECT("claims", struct sg_idp_config, claims, false, claims_schema),
 };

@@ -118,6 +118,7 @@ struct sg_idp_config {
     uint32_t timeout_ms;         /* whole exchange, default 10000 */
     uint32_t clock_skew_s;       /* default 60 */
     enum sg_token_auth token_auth;
+    bool userinfo;     /* also ask the userinfo endpoint for claims after the token exchange */
     char **algorithms; /* NULL-terminated allow-list, default RS256 PS256 ES256 EdDSA */
     struct sg_claims_config claims;
 };

@@ -32,6 +32,8 @@ enum sg_oidc_status {
     SG_OIDC_NO_ID_TOKEN,       /* the answer holds no id_token */
     SG_OIDC_JWS_INVALID,       /* signature, alg, header, kid: detail says which */
     SG_OIDC_CLAIMS_INVALID,    /* iss, aud, azp, exp, iat, nbf, nonce, sub: detail says which */
+    SG_OIDC_USERINFO_FAILED,   /* idp.userinfo: the endpoint failed or answered no JSON object */
+    SG_OIDC_USERINFO_INVALID,  /* idp.userinfo: its sub is not the ID token's (OIDC Core 5.3.2) */
     SG_OIDC_STATUS_COUNT
 };
 
@@ -70,9 +72,11 @@ typedef void (*sg_oidc_exchange_cb)(enum sg_oidc_status status, const char *deta
 /*
  * Exchanges an authorization code (with its PKCE verifier) at the token
  * endpoint, then verifies the ID token against the JWKS and the expected
- * nonce. Strings are copied. Returns a handle valid until the callback runs
- * or sg_oidc_exchange_cancel (the callback never runs before this returns),
- * or NULL when discovery is not done yet or the token endpoint is refused.
+ * nonce. With idp.userinfo, the userinfo endpoint is asked next with the
+ * access token: its sub must be the ID token's, and its other claims join
+ * those of the ID token (which wins where both have one). Strings are copied. Returns a handle
+ * valid until the callback runs or sg_oidc_exchange_cancel (the callback never runs before this
+ * returns), or NULL when discovery is not done yet or the token endpoint is refused.
  */
 struct sg_oidc_exchange *sg_oidc_exchange_code(struct sg_oidc *oidc, const char *code,
                                                const char *verifier, const char *nonce,

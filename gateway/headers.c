@@ -148,8 +148,7 @@ static bool listed_in_any_connection(const struct evkeyvalq *headers, const char
     return false;
 }
 
-/* True when the client's header name is one the gateway drops or sets itself. */
-static bool gateway_decides(const char *name)
+bool sg_headers_gateway_owned(const char *name)
 {
     /* Every such name begins with one of these letters ('_' folds to '-'). */
     switch (fold((unsigned char)name[0])) {
@@ -172,7 +171,18 @@ static bool gateway_decides(const char *name)
 
 #define CONNECTION_LINES_MAX 8
 
-void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
+/* True when name is one of list (NULL-terminated, may be NULL), '_' taken as '-'. */
+static bool in_null_list(const char *name, const char *const *list)
+{
+    for (; list != NULL && *list != NULL; list++) {
+        if (sg_headers_name_eq(name, *list))
+            return true;
+    }
+    return false;
+}
+
+void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out,
+                             const char *const *also_owned)
 {
     const struct evkeyval *h;
     const char *connection[CONNECTION_LINES_MAX];
@@ -190,7 +200,7 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
     }
     TAILQ_FOREACH(h, in, next)
     {
-        if (gateway_decides(h->key))
+        if (sg_headers_gateway_owned(h->key) || in_null_list(h->key, also_owned))
             continue;
         bool listed = many && listed_in_any_connection(in, h->key);
         for (size_t i = 0; i < lines && !listed; i++)

@@ -12,6 +12,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/cookies.h"
+#include "ssogate/headers.h"
 #include "ssogate/target.h"
 
 #include <arpa/inet.h>
@@ -1480,6 +1481,43 @@ static int parse_routes(struct parser *p, const struct node *v, void *base)
     return 0;
 }
 
+static int parse_claim_headers(struct parser *p, const struct node *v, void *base)
+{
+    struct sg_config *cfg = base;
+    if (v->type != NODE_OBJECT)
+        return fail(p, "must be an object, not %s", type_name(v->type));
+    if (v->count > SG_MAX_CLAIM_HEADERS)
+        return fail(p, "must have at most %d headers", SG_MAX_CLAIM_HEADERS);
+    cfg->claim_headers = sg_calloc(v->count + 1, sizeof(*cfg->claim_headers));
+    cfg->claim_header_names = sg_calloc(v->count + 1, sizeof(*cfg->claim_header_names));
+    for (size_t i = 0; i < v->count; i++) {
+        const struct member *m = &v->members[i];
+        size_t saved = path_push_key(p, m->key, m->key_len);
+        int rc = 0;
+        if (strlen(m->key) != m->key_len || !sg_headers_is_token(m->key) || m->key_len > 128)
+            rc = fail(p, "a header name must be a token of at most 128 characters");
+        else if (sg_headers_gateway_owned(m->key) || strncasecmp(m->key, "Content-", 8) == 0 ||
+                 strncasecmp(m->key, "Content_", 8) == 0)
+            rc = fail(p, "names a header the gateway owns or one that frames the body");
+        else if (m->value->type != NODE_STRING || strlen(m->value->text) != m->value->len)
+            rc = fail(p, "must be a JSON pointer string");
+        else
+            rc = check_pointer(p, m->value->text);
+        for (size_t j = 0; rc == 0 && j < i; j++) {
+            if (sg_headers_name_eq(m->key, cfg->claim_headers[j].name))
+                rc = fail(p, "same header as %s", cfg->claim_headers[j].name);
+        }
+        path_pop(p, saved);
+        if (rc != 0)
+            return rc;
+        cfg->claim_headers[i].name = sg_strdup(m->key);
+        cfg->claim_headers[i].pointer = sg_strdup(m->value->text);
+        cfg->claim_header_names[i] = cfg->claim_headers[i].name;
+        cfg->claim_header_count = i + 1;
+    }
+    return 0;
+}
+
 /* -- the top level -- */
 
 static const struct field limits_fields[] = {
@@ -1555,6 +1593,7 @@ static const struct field config_fields[] = {
     SG_F_CUSTOM("region", false, parse_region),
     SG_F_OBJECT("session", struct sg_config, session, false, session_schema),
     SG_F_CUSTOM("routes", false, parse_routes),
+    SG_F_CUSTOM("claim_headers", false, parse_claim_headers),
     SG_F_ENUM("identity", struct sg_config, identity, false, identity_names),
     SG_F_FILE("data_dir", struct sg_config, data_dir, true),
     SG_F_OBJECT("limits", struct sg_config, limits, false, limits_schema),
@@ -1645,6 +1684,12 @@ static void config_free(struct sg_config *cfg)
     for (size_t i = 0; i < cfg->route_count; i++)
         free(cfg->routes[i].prefix);
     free(cfg->routes);
+    for (size_t i = 0; i < cfg->claim_header_count; i++) {
+        free(cfg->claim_headers[i].name);
+        free(cfg->claim_headers[i].pointer);
+    }
+    free(cfg->claim_headers);
+    free(cfg->claim_header_names);
     free(cfg->data_dir);
     free(cfg->assertion.key_file);
     free(cfg);

@@ -301,7 +301,8 @@ void sg_proxy_forward(struct sg_request *r, const struct sg_identity *identity)
     evhttp_request_set_error_cb(up, on_up_error);
 
     struct evkeyvalq *out = evhttp_request_get_output_headers(up);
-    sg_headers_copy_request(evhttp_request_get_input_headers(req), out);
+    sg_headers_copy_request(evhttp_request_get_input_headers(req), out,
+                            (const char *const *)p->r->snap->cfg->claim_header_names);
     add_forwarded_headers(p, req, out);
     if (identity != NULL && sg_identity_add_headers(p->r->snap, identity, out) != 0) {
         sg_log(SG_LOG_ERROR, "assertion", "signing the identity assertion failed");

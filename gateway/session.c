@@ -16,7 +16,8 @@
  *   then, for each field in enum field order: u32 length (FIELD_ABSENT when
  *   absent) and that many bytes, no NUL.
  * The record ends exactly after the last field. Version 2 added the last
- * field, idp_sid; version 1 records (without it) still decode.
+ * two fields, idp_sid and claim_headers; version 1 records (without them)
+ * still decode.
  */
 #define SESSION_RECORD_VERSION 2
 #define OFFSET_LAST_SEEN       9
@@ -38,7 +39,8 @@ enum field {
     FIELD_PSA_TENANT,
     FIELD_PSA_USER,
     FIELD_ID_TOKEN,
-    FIELD_IDP_SID, /* from version 2 */
+    FIELD_IDP_SID,       /* from version 2 */
+    FIELD_CLAIM_HEADERS, /* from version 2 */
     FIELD_COUNT
 };
 
@@ -61,6 +63,8 @@ static const struct {
     [FIELD_PSA_USER] = {offsetof(struct sg_session, psa_user), SG_SESSION_NAME_MAX, true},
     [FIELD_ID_TOKEN] = {offsetof(struct sg_session, id_token), SG_SESSION_ID_TOKEN_MAX, false},
     [FIELD_IDP_SID] = {offsetof(struct sg_session, idp_sid), SG_SESSION_NAME_MAX, true},
+    [FIELD_CLAIM_HEADERS] = {offsetof(struct sg_session, claim_headers), SG_SESSION_CLAIMS_MAX,
+                             false},
 };
 
 /* A field of a record as it lies in the map (not NUL-terminated). */

@@ -27,6 +27,14 @@ struct sg_url {
     char *path;    /* path part, "" when none (never ends with '/') */
 };
 
+#define SG_MAX_CLAIM_HEADERS 32
+
+/* A header the upstream gets from a claim of the login (claim_headers). */
+struct sg_claim_header {
+    char *name;    /* a token, not one the gateway owns */
+    char *pointer; /* RFC 6901 */
+};
+
 struct sg_listener_config {
     char *address;  /* e.g. "127.0.0.1" or "::1" */
     uint16_t port;  /* 0 = any free port (tests read it back from the log) */
@@ -197,6 +205,10 @@ struct sg_config {
     struct sg_session_config session;
     struct sg_route_config *routes; /* longest prefix wins; none = every path "optional" */
     size_t route_count;
+    /* claim_headers: header name -> JSON pointer into the login's claims (identity.h) */
+    struct sg_claim_header *claim_headers;
+    size_t claim_header_count;
+    const char **claim_header_names; /* derived, NULL-terminated: stripped from every client */
     enum sg_identity_mode identity;
     char *data_dir;
     struct sg_limits_config limits;

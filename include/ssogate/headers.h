@@ -70,9 +70,17 @@ bool sg_headers_listed_in_connection(const char *connection, const char *name);
  * drops hop-by-hop headers, headers named in Connection, and every header
  * whose name, with '_' taken as '-', is one the gateway owns: the identity
  * namespace, Content-Length, Expect, Host, Cookie and X-Forwarded-For/-Proto/
- * -Host, X-Request-Id (the proxy sets those itself). Both lists are borrowed.
+ * -Host, X-Request-Id (the proxy sets those itself), and the names of
+ * also_owned (NULL-terminated, may be NULL: the claim_headers). All borrowed.
  */
-void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out);
+void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out,
+                             const char *const *also_owned);
+
+/*
+ * True when the client's header name (with '_' taken as '-') is one the
+ * gateway drops or sets itself (see sg_headers_copy_request).
+ */
+bool sg_headers_gateway_owned(const char *name);
 
 /*
  * Copies the upstream's response headers for the client: drops hop-by-hop

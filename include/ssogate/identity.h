@@ -10,6 +10,7 @@
 #include "ssogate/session.h"
 
 #include <stdbool.h>
+#include <yajl/yajl_tree.h>
 #include <stddef.h>
 
 struct evhttp_request;
@@ -36,10 +37,26 @@ int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out);
 void sg_identity_clear(struct sg_identity *identity);
 
+#define SG_CLAIM_HEADER_MAX 4096 /* bytes of one claim header's value */
+
+/*
+ * The claim_headers of cfg for a login's claims (borrowed), encoded for the
+ * session (struct sg_session claim_headers): each mapped claim present and
+ * not null, rendered as a header value (a string as is; a number as written;
+ * true/false; an array of those joined with "," with "," and "%" in its
+ * strings escaped as %2C and %25). A claim that cannot be a header value
+ * (an object, nested arrays, control characters, over SG_CLAIM_HEADER_MAX
+ * bytes) is left out with a warning (request_id, borrowed) and a metric.
+ * Returns a new string, or NULL when no header results.
+ */
+char *sg_identity_claim_headers(const struct sg_config *cfg, yajl_val claims,
+                                const char *request_id);
+
 /*
  * Adds X-SSO-Subject, -IdP-Tenant, -Email, -Tenant, -User (link mode) and an
  * X-SSO-Assertion for identity to headers: one signed at most ttl_s/2 ago for
- * this session and snapshot, else a fresh one. Returns 0 or SG_ECRYPTO.
+ * this session and snapshot, else a fresh one; then the session's claim
+ * headers still mapped by snap's claim_headers. Returns 0 or SG_ECRYPTO.
  */
 int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                             struct evkeyvalq *headers);

@@ -33,6 +33,7 @@ struct sg_store_txn;
 #define SG_SESSION_ISSUER_MAX   1024
 #define SG_SESSION_EMAIL_MAX    512
 #define SG_SESSION_ID_TOKEN_MAX 32768
+#define SG_SESSION_CLAIMS_MAX   65536 /* the encoded claim_headers */
 
 /*
  * Touch writes last_seen only when it is at least this old (or a tenth of
@@ -58,6 +59,7 @@ struct sg_session {
     char *psa_user;
     char *id_token; /* optional: the raw ID token, for RP-initiated logout's id_token_hint */
     char *idp_sid;  /* optional: the IdP session (the ID token's sid), for IdP-initiated logout */
+    char *claim_headers; /* optional: the claim_headers of the login, encoded by identity.c */
 };
 
 /* Writes a new random session id (43 base64url characters and a NUL) into out. */

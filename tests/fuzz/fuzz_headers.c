@@ -202,7 +202,7 @@ static void check_copy(const struct evkeyvalq *in)
 {
     struct evkeyvalq out;
     TAILQ_INIT(&out);
-    sg_headers_copy_request(in, &out);
+    sg_headers_copy_request(in, &out, NULL);
     const struct evkeyval *h;
     TAILQ_FOREACH(h, &out, next)
     {

@@ -170,6 +170,19 @@ static const char full_config[] =
     "'workers':2,"
     "'drain_timeout_s':5}";
 
+/* claim_headers: kept as written, and every name stripped from clients. */
+static void test_claim_headers_config(void **state)
+{
+    struct sg_config *cfg = parse_ok(WITH("'claim_headers':{'X-Groups':'/groups','Remote-User':"
+                                          "'/preferred_username','X-Dept':'/org/dept'}"));
+    assert_int_equal(cfg->claim_header_count, 3);
+    assert_string_equal(cfg->claim_headers[1].name, "Remote-User");
+    assert_string_equal(cfg->claim_headers[1].pointer, "/preferred_username");
+    assert_string_equal(cfg->claim_header_names[2], "X-Dept");
+    assert_null(cfg->claim_header_names[3]);
+    sg_config_unref(cfg);
+}
+
 /* A generic gateway whose IdP sends no amr: claims mode may ask for no second factor. */
 static void test_claims_without_amr(void **state)
 {
@@ -551,6 +564,19 @@ static const struct bad_case bad_cases[] = {
     {WITH(IDP(",'claims':{'email':null}")), "idp.claims.email", "must be a string"},
     {WITH(IDP(",'issuer':'https://x'")), "idp.issuer", "duplicate key"},
     /* every enum */
+    {WITH("'claim_headers':['/a']"), "claim_headers", "must be an object"},
+    {WITH("'claim_headers':{'X Name':'/a'}"), "claim_headers.X Name", "token"},
+    {WITH("'claim_headers':{'X-SSO-Groups':'/a'}"), "claim_headers.X-SSO-Groups", "owns"},
+    {WITH("'claim_headers':{'x_sso_groups':'/a'}"), "claim_headers.x_sso_groups", "owns"},
+    {WITH("'claim_headers':{'X_Forwarded_For':'/a'}"), "claim_headers.X_Forwarded_For", "owns"},
+    {WITH("'claim_headers':{'Cookie':'/a'}"), "claim_headers.Cookie", "owns"},
+    {WITH("'claim_headers':{'Transfer-Encoding':'/a'}"), "claim_headers.Transfer-Encoding", "owns"},
+    {WITH("'claim_headers':{'content-length':'/a'}"), "claim_headers.content-length", "owns"},
+    {WITH("'claim_headers':{'Content-Type':'/a'}"), "claim_headers.Content-Type",
+     "frames the body"},
+    {WITH("'claim_headers':{'X-A':'a'}"), "claim_headers.X-A", "JSON pointer"},
+    {WITH("'claim_headers':{'X-A':1}"), "claim_headers.X-A", "JSON pointer string"},
+    {WITH("'claim_headers':{'X-A':'/a','x_a':'/b'}"), "claim_headers.x_a", "same header as X-A"},
     {WITH(IDP(",'token_auth':'private_key_jwt'")), "idp.client_key_file",
      "is required with token_auth private_key_jwt"},
     {WITH(IDP(",'token_auth':'client_secret_jwt'")), "idp.token_auth",
@@ -990,12 +1016,19 @@ static void test_policy_examples(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_config),   cmocka_unit_test(test_claims_without_amr),
-        cmocka_unit_test(test_defaults),      cmocka_unit_test(test_bad_inputs),
-        cmocka_unit_test(test_hostile_sizes), cmocka_unit_test(test_mutations),
-        cmocka_unit_test(test_regions),       cmocka_unit_test(test_routes),
-        cmocka_unit_test(test_url_parse),     cmocka_unit_test(test_secret_file),
-        cmocka_unit_test(test_load),          cmocka_unit_test(test_policy_examples),
+        cmocka_unit_test(test_full_config),
+        cmocka_unit_test(test_claims_without_amr),
+        cmocka_unit_test(test_claim_headers_config),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_hostile_sizes),
+        cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_regions),
+        cmocka_unit_test(test_routes),
+        cmocka_unit_test(test_url_parse),
+        cmocka_unit_test(test_secret_file),
+        cmocka_unit_test(test_load),
+        cmocka_unit_test(test_policy_examples),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,5 +1,5 @@
-/* Unit tests of the gateway's pure helpers: redirect targets, JSON pointers, the login-page block.
- */
+/* Unit tests of the gateway's pure helpers: redirect targets, JSON pointers, the login-page block,
+ * claim headers. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +9,9 @@
 
 #include <cmocka.h>
 
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/identity.h"
 #include "ssogate/inject.h"
 #include "ssogate/json.h"
 #include "ssogate/redirect.h"
@@ -137,6 +140,46 @@ static void test_inject_at_marker(void **state)
     free(out);
 }
 
+/* claim_headers: how each claim renders, and what is left out. */
+static void test_claim_headers(void **state)
+{
+    static char map[][2][16] = {
+        {"X-Name", "/name"},     {"X-Count", "/count"},   {"X-Admin", "/admin"},
+        {"X-Groups", "/groups"}, {"X-Nested", "/nested"}, {"X-Object", "/obj"},
+        {"X-Crlf", "/crlf"},     {"X-Long", "/long"},     {"X-Null", "/null"},
+        {"X-Absent", "/absent"}, {"X-Deep", "/a/b~1c"},
+    };
+    struct sg_config cfg = {0};
+    struct sg_claim_header headers[SG_ARRAY_LEN(map)];
+    for (size_t i = 0; i < SG_ARRAY_LEN(map); i++)
+        headers[i] = (struct sg_claim_header){map[i][0], map[i][1]};
+    cfg.claim_headers = headers;
+    cfg.claim_header_count = SG_ARRAY_LEN(map);
+    char *long_value = sg_calloc(1, SG_CLAIM_HEADER_MAX + 2);
+    memset(long_value, 'x', SG_CLAIM_HEADER_MAX + 1);
+    char *json = sg_asprintf("{\"name\":\"Ann, B%%\",\"count\":12.50,\"admin\":true,"
+                             "\"groups\":[\"a,b\",\"c%%d\",3,false],\"nested\":[[1]],"
+                             "\"obj\":{\"k\":1},\"crlf\":\"x\\r\\nX-Evil: 1\","
+                             "\"long\":\"%s\",\"null\":null,\"a\":{\"b/c\":\"deep\"}}",
+                             long_value);
+    char err[128];
+    yajl_val claims = yajl_tree_parse(json, err, sizeof(err));
+    assert_non_null(claims);
+    char *encoded = sg_identity_claim_headers(&cfg, claims, "req");
+    assert_string_equal(encoded, "6:X-Name7:Ann, B%"
+                                 "7:X-Count5:12.50"
+                                 "7:X-Admin4:true"
+                                 "8:X-Groups19:a%2Cb,c%25d,3,false"
+                                 "6:X-Deep4:deep");
+    free(encoded);
+    /* Nothing to map: no encoding at all. */
+    cfg.claim_header_count = 0;
+    assert_null(sg_identity_claim_headers(&cfg, claims, "req"));
+    yajl_tree_free(claims);
+    free(json);
+    free(long_value);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -146,6 +189,7 @@ int main(void)
         cmocka_unit_test(test_inject_after_body),
         cmocka_unit_test(test_inject_without_body_or_notice),
         cmocka_unit_test(test_inject_at_marker),
+        cmocka_unit_test(test_claim_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

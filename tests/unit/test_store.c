@@ -1325,13 +1325,14 @@ static void test_session_corrupt(void **state)
         raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
         assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
     }
-    /* Version 1 (before idp_sid) is the same record without its last field: it still decodes,
+    /* Version 1 (before idp_sid and claim_headers) is the same record without its last two
+     * fields: it still decodes,
      * while a version 1 header over a version 2 body does not. */
     memcpy(bad, good, (size_t)good_len);
     bad[0] = 1;
     raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
     assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
-    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len - 4);
+    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len - 8);
     assert_int_equal(sg_session_get(fx->store, id, NOW, &got), 0);
     assert_string_equal(got.idp_sub, "sub-a");
     assert_null(got.idp_sid);

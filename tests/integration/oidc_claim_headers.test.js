@@ -1,0 +1,72 @@
+'use strict';
+// Issue 13, claim_headers (claims mode, the generic-gateway use): configured headers carry claims of the
+// login to the upstream, rendered as documented (strings, numbers, booleans, arrays joined with ","),
+// hostile values left out (CR/LF, over 4 KiB, arrays of objects, objects), and every mapped name is
+// stripped from clients (dash or underscore, any case) whether or not the caller is signed in. Claims
+// come from the real oidc-provider; the hostile ones through its userinfo answer (idp.userinfo on).
+
+const assert = require('node:assert/strict');
+const { itest, request } = require('./lib/harness');
+const { startOidcEnv, metricKey, ACCOUNTS } = require('./lib/oidc-env');
+
+const DROPPED = 'ssogate_claim_headers_dropped_total';
+
+itest('claim headers reach the upstream as documented; hostile values and forged headers never do', async (t, h) => {
+  const env = await startOidcEnv(h, {
+    gateway: {
+      idp: { userinfo: true },
+      claim_headers: {
+        'X-User-Tenant': '/tenant',
+        'Remote-User': '/preferred_username',
+        'X-Master': '/master',
+        'X-Amr': '/amr',
+        'X-Groups': '/groups',
+        'X-Level': '/level',
+        'X-Crlf': '/crlf',
+        'X-Huge': '/huge',
+        'X-Objects': '/objects',
+        'X-Profile': '/profile',
+        'X-Missing': '/missing',
+      },
+    },
+  });
+  const alice = ACCOUNTS.alice;
+  const hostile = {
+    sub: alice.sub,
+    groups: ['admins', 'a,b', 'c%d'],
+    level: 3,
+    crlf: 'x\r\nX-Injected: 1',
+    huge: 'y'.repeat(5000),
+    objects: [{ name: 'g1' }, { name: 'g2' }],
+    profile: { a: 1 },
+  };
+  await env.control('POST', '/_test/fail', { endpoint: 'userinfo', status: 200, body: JSON.stringify(hostile), count: 1 });
+  const { value: login, moved } = await env.measure(() => env.login({ returnTo: '/echo/in' }));
+  assert.equal(login.status, 200, `signed in (${login.status})`);
+  for (const reason of ['control', 'too_long', 'nested', 'object']) {
+    assert.equal(moved[metricKey(DROPPED, { reason })], 1, `${reason} counted once: ${JSON.stringify(moved)}`);
+  }
+
+  const forged = [
+    ['X-User-Tenant', 'forged'], ['x_user_tenant', 'forged'], ['REMOTE_USER', 'forged'], ['X-Crlf', 'forged'],
+    ['X-Missing', 'forged'], ['x-groups', 'forged'],
+  ];
+  const res = await login.browser.request(`${env.gwUrl}/echo/claims`, { headers: Object.fromEntries(forged) });
+  assert.equal(res.status, 200);
+  const seen = JSON.parse(res.body).headers;
+  assert.equal(seen['x-user-tenant'], alice.tenant);
+  assert.equal(seen['remote-user'], alice.login);
+  assert.equal(seen['x-master'], String(alice.master === true), 'a boolean as true/false');
+  assert.match(seen['x-amr'], /(^|,)otp(,|$)/, 'an array of strings, joined with ","');
+  assert.equal(seen['x-groups'], 'admins,a%2Cb,c%25d', '"," and "%" in an item escaped');
+  assert.equal(seen['x-level'], '3');
+  for (const name of ['x-crlf', 'x-huge', 'x-objects', 'x-profile', 'x-missing', 'x-injected', 'x_user_tenant', 'remote_user']) {
+    assert.equal(seen[name], undefined, `${name} not forwarded`);
+  }
+  assert.ok(!JSON.stringify(seen).includes('forged'), `no forged value upstream: ${JSON.stringify(seen)}`);
+
+  // Without a session the mapped names are stripped just the same.
+  const anonymous = await request(env.gw, { path: '/echo/anon', headers: Object.fromEntries(forged) });
+  const anon = JSON.parse(anonymous.body.toString()).headers;
+  assert.ok(!JSON.stringify(anon).includes('forged'), `no forged value upstream: ${JSON.stringify(anon)}`);
+});

@@ -76,7 +76,7 @@ int main(int argc, char **argv)
             return 1;
         struct evkeyvalq out;
         TAILQ_INIT(&out);
-        sg_headers_copy_request(&in, &out);
+        sg_headers_copy_request(&in, &out, NULL);
         char *cookie = sg_cookies_strip(cfg, &in);
         sink += strlen(t.path) + strlen(cookie);
         free(cookie);

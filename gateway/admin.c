@@ -8,6 +8,7 @@
 #include "ssogate/config.h"
 #include "ssogate/links.h"
 #include "ssogate/store.h"
+#include "ssogate/storecheck.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -29,6 +30,12 @@ static const char usage[] =
     "  remove-tenant PSA_TENANT      unlinks a tenant, its user links and their sessions\n"
     "  remove-user PSA_TENANT USER   unlinks a user and ends their sessions\n"
     "  stats                         record counts of the store\n"
+    "  check                         verifies the schema and the link invariants (both\n"
+    "                                directions agree, no user link without its tenant link)\n"
+    "  backup DIR                    a consistent, compacted copy of the store into DIR,\n"
+    "                                while the gateway runs\n"
+    "  restore DIR                   replaces the store by the backup in DIR, once it checks;\n"
+    "                                refused while a gateway has the store open\n"
     "\n"
     "Exit status: 0 done, 1 refused or failed, 2 usage.\n";
 
@@ -207,9 +214,70 @@ static int cmd_stats(struct sg_store *store)
     return 0;
 }
 
-static int run(struct sg_store *store, int argc, char **argv)
+/* Checks the store's invariants (storecheck.h); prints each problem. Returns the exit status. */
+static int cmd_check(struct sg_store *store)
 {
+    size_t problems = 0;
+    int err = sg_store_check(store, stdout, &problems);
+    return err == 0 && problems == 0 ? 0 : 1;
+}
+
+static int cmd_backup(struct sg_store *store, const char *dir)
+{
+    char errbuf[512];
+    if (sg_store_backup(store, dir, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "ssogate-admin: backup: %s\n", errbuf);
+        return 1;
+    }
+    printf("backup written to %s\n", dir);
+    return 0;
+}
+
+/* Checks the backup, makes sure no gateway has the store open, then swaps it in. */
+static int cmd_restore(struct sg_store **store, const char *data_dir, const char *dir)
+{
+    char errbuf[512];
+    unsigned users = 0;
+    if (sg_store_other_users(*store, &users) != 0 || users > 0) {
+        fprintf(stderr,
+                "ssogate-admin: restore: %u other processes have the store open: stop the "
+                "gateway first\n",
+                users);
+        return 1;
+    }
+    struct sg_store *backup = NULL;
+    if (sg_store_open(dir, &backup, errbuf, sizeof(errbuf)) != 0) {
+        fprintf(stderr, "ssogate-admin: restore: %s\n", errbuf);
+        return 1;
+    }
+    if (cmd_check(backup) != 0) {
+        sg_store_close(backup);
+        fprintf(stderr,
+                "ssogate-admin: restore: the backup in %s does not check: nothing changed\n", dir);
+        return 1;
+    }
+    sg_store_close(*store);
+    *store = NULL;
+    int err = sg_store_restore(backup, data_dir, errbuf, sizeof(errbuf));
+    sg_store_close(backup);
+    if (err != 0) {
+        fprintf(stderr, "ssogate-admin: restore: %s\n", errbuf);
+        return 1;
+    }
+    printf("restored %s from %s\n", data_dir, dir);
+    return 0;
+}
+
+static int run(struct sg_store **storep, const char *data_dir, int argc, char **argv)
+{
+    struct sg_store *store = *storep;
     const char *cmd = argv[0];
+    if (strcmp(cmd, "check") == 0 && argc == 1)
+        return cmd_check(store);
+    if (strcmp(cmd, "backup") == 0 && argc == 2)
+        return cmd_backup(store, argv[1]);
+    if (strcmp(cmd, "restore") == 0 && argc == 2)
+        return cmd_restore(storep, data_dir, argv[1]);
     if (strcmp(cmd, "list") == 0 && argc == 1)
         return sg_links_foreach(store, print_line, NULL) == 0 ? 0 : 1;
     if (strcmp(cmd, "export") == 0 && argc == 1)
@@ -292,7 +360,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ssogate-admin: %s\n", errbuf);
         rc = 1;
     } else {
-        rc = run(store, argc - optind, argv + optind);
+        rc = run(&store, data_dir, argc - optind, argv + optind);
         sg_store_close(store);
     }
     sg_config_unref(cfg);

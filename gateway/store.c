@@ -167,6 +167,31 @@ int sg_store_sync(struct sg_store *store)
     return store->backend->sync(store->ctx);
 }
 
+int sg_store_backup(struct sg_store *store, const char *dir, char *errbuf, size_t errlen)
+{
+    if (store->backend->backup == NULL) {
+        set_error(errbuf, errlen, "the %s store has no backup", store->backend->name);
+        return SG_EINVAL;
+    }
+    return store->backend->backup(store->ctx, dir, errbuf, errlen);
+}
+
+int sg_store_other_users(struct sg_store *store, unsigned *count)
+{
+    *count = 0;
+    return store->backend->other_users != NULL ? store->backend->other_users(store->ctx, count)
+                                               : SG_EINVAL;
+}
+
+int sg_store_restore(struct sg_store *backup, const char *data_dir, char *errbuf, size_t errlen)
+{
+    if (backup->backend->restore == NULL) {
+        set_error(errbuf, errlen, "the %s store has no restore", backup->backend->name);
+        return SG_EINVAL;
+    }
+    return backup->backend->restore(backup->ctx, data_dir, errbuf, errlen);
+}
+
 int sg_store_stats(struct sg_store *store, struct sg_store_stats *out)
 {
     memset(out, 0, sizeof(*out));

@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 _Static_assert(SG_STORE_VALUE_MAX <= UINT32_MAX, "an LMDB value holds any store value");
 
@@ -391,6 +393,108 @@ static int lmdb_stats(void *ctx, struct sg_store_stats *out)
     return 0;
 }
 
+#define DATA_FILE "data.mdb"
+
+static void maint_error(char *errbuf, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void maint_error(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(errbuf, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int lmdb_backup(void *ctx, const char *dir, char *errbuf, size_t errlen)
+{
+    struct lmdb_store *ls = ctx;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        maint_error(errbuf, errlen, "%s: %s", dir, strerror(errno));
+        return SG_EIO;
+    }
+    char *file = sg_asprintf("%s/%s", dir, DATA_FILE);
+    bool exists = access(file, F_OK) == 0;
+    free(file);
+    if (exists) {
+        maint_error(errbuf, errlen, "%s already holds a store", dir);
+        return SG_EEXIST;
+    }
+    /* A read transaction of its own: a consistent snapshot while writers go on. */
+    int rc = mdb_env_copy2(ls->env, dir, MDB_CP_COMPACT);
+    if (rc != 0) {
+        maint_error(errbuf, errlen, "copy to %s: %s", dir, mdb_strerror(rc));
+        return rc > 0 ? SG_EIO : SG_ESTORE;
+    }
+    file = sg_asprintf("%s/%s", dir, DATA_FILE);
+    rc = chmod(file, 0600); /* session records: the store's own mode */
+    free(file);
+    return rc == 0 ? 0 : SG_EIO;
+}
+
+struct reader_count {
+    unsigned count;
+    bool header_seen;
+};
+
+/* One line of mdb_reader_list: "    pid     thread     txnid", then one line per reader. */
+static int count_reader(const char *line, void *arg)
+{
+    struct reader_count *rc = arg;
+    long pid = 0;
+    if (!rc->header_seen) {
+        rc->header_seen = true;
+        return 0;
+    }
+    if (sscanf(line, " %ld", &pid) == 1 && pid != (long)getpid())
+        rc->count++;
+    return 0;
+}
+
+static int lmdb_other_users(void *ctx, unsigned *count)
+{
+    struct lmdb_store *ls = ctx;
+    int dead = 0;
+    if (mdb_reader_check(ls->env, &dead) != 0)
+        return SG_ESTORE;
+    struct reader_count rc = {0};
+    if (mdb_reader_list(ls->env, count_reader, &rc) < 0)
+        return SG_ESTORE;
+    *count = rc.count;
+    return 0;
+}
+
+/* Writes a compacted copy of the backup's environment beside data_dir's, then renames it over. */
+static int lmdb_restore(void *backup_ctx, const char *data_dir, char *errbuf, size_t errlen)
+{
+    char *staged = sg_asprintf("%s/restore.tmp", data_dir);
+    char *from = sg_asprintf("%s/%s", staged, DATA_FILE);
+    char *to = sg_asprintf("%s/%s", data_dir, DATA_FILE);
+    unlink(from);
+    rmdir(staged);
+    int err = lmdb_backup(backup_ctx, staged, errbuf, errlen);
+    if (err == 0) {
+        int fd = open(from, O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || fsync(fd) != 0 || rename(from, to) != 0) {
+            maint_error(errbuf, errlen, "%s: %s", to, strerror(errno));
+            err = SG_EIO;
+        }
+        if (fd >= 0)
+            close(fd);
+    }
+    int dir = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+        fsync(dir);
+        close(dir);
+    }
+    unlink(from);
+    rmdir(staged);
+    free(staged);
+    free(from);
+    free(to);
+    return err;
+}
+
 const struct sg_store_backend sg_store_lmdb = {
     .name = "lmdb",
     .open = lmdb_open,
@@ -405,4 +509,7 @@ const struct sg_store_backend sg_store_lmdb = {
     .scan = lmdb_scan,
     .stats = lmdb_stats,
     .sync = lmdb_sync,
+    .backup = lmdb_backup,
+    .other_users = lmdb_other_users,
+    .restore = lmdb_restore,
 };

@@ -293,7 +293,31 @@ struct sg_store_backend {
                 size_t prefix_len, sg_store_scan_fn fn, void *arg);
     int (*stats)(void *ctx, struct sg_store_stats *out);
     int (*sync)(void *ctx);
+    /* Maintenance (ssogate-admin); NULL when the backend has none (SG_EINVAL). */
+    int (*backup)(void *ctx, const char *dir, char *errbuf, size_t errlen);
+    int (*other_users)(void *ctx, unsigned *count);
+    int (*restore)(void *backup_ctx, const char *data_dir, char *errbuf, size_t errlen);
 };
+
+/*
+ * Writes a consistent, compacted copy of the store into dir (created 0700
+ * when missing; it must hold no store yet), from one read snapshot, while
+ * the gateway may go on writing. Returns 0, SG_EEXIST, SG_EIO or SG_ESTORE
+ * with a reason in errbuf.
+ */
+int sg_store_backup(struct sg_store *store, const char *dir, char *errbuf, size_t errlen);
+
+/* *count gets the number of other processes that have the store open (a running gateway). */
+int sg_store_other_users(struct sg_store *store, unsigned *count);
+
+/*
+ * Replaces the store in data_dir by backup (an open store, e.g. a directory
+ * sg_store_backup wrote; borrowed): a compacted copy is written beside the
+ * store and renamed over it, so the store is either the old one or the
+ * backup. No process may have data_dir's store open (check with
+ * sg_store_other_users first). Returns 0, SG_EIO or SG_EINVAL with a reason.
+ */
+int sg_store_restore(struct sg_store *backup, const char *data_dir, char *errbuf, size_t errlen);
 
 /* The LMDB backend (gateway/store_lmdb.c). */
 extern const struct sg_store_backend sg_store_lmdb;

@@ -53,8 +53,11 @@ static void service_status(void *arg, char *buf, size_t len)
     const char *idp = oidc == NULL          ? ""
                       : sg_oidc_ready(oidc) ? ", IdP ready"
                                             : ", IdP discovery pending";
-    snprintf(buf, len, "%s%u requests in flight, %zu logins in flight%s",
-             sg_requests_draining(rt->requests) ? "draining: " : "",
+    struct sg_store_stats stats;
+    size_t sessions =
+        sg_store_stats(rt->store, &stats) == 0 ? stats.entries[SG_STORE_DB_SESSIONS] : 0;
+    snprintf(buf, len, "%s%zu sessions, %u requests in flight, %zu logins in flight%s",
+             sg_requests_draining(rt->requests) ? "draining: " : "", sessions,
              sg_requests_in_flight(rt->requests), sg_logins_count(rt->logins), idp);
 }
 

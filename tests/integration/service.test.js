@@ -123,7 +123,7 @@ itest('notify protocol: READY once listening, RELOADING/READY around SIGHUP, STO
 
   const ready = await listener.waitFor(() => listener.messages().find((m) => m.fields.READY === '1'), 'READY=1');
   assert.equal(ready.pid, gw.pid, 'READY comes from the gateway itself (exec kept the pid)');
-  assert.match(ready.fields.STATUS, /^0 requests in flight, 0 logins in flight$/);
+  assert.match(ready.fields.STATUS, /^0 sessions, 0 requests in flight, 0 logins in flight$/);
   // READY means the listeners accept: the port logged before READY answers now.
   const port = logs(gw).find((l) => l.event === 'listening').port;
   assert.ok(await portOpen(port), 'the listener accepts once READY=1 was sent');

@@ -1,6 +1,7 @@
 #include "ssogate/proxy.h"
 
 #include "ssogate/common.h"
+#include "ssogate/conn.h"
 #include "ssogate/cookies.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
@@ -9,7 +10,6 @@
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
 #include "ssogate/request.h"
-#include "ssogate/server.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/tunnel.h"
 #include "ssogate/upstream.h"

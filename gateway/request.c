@@ -1,11 +1,11 @@
 #include "ssogate/request.h"
 
 #include "ssogate/common.h"
+#include "ssogate/conn.h"
 #include "ssogate/config.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
-#include "ssogate/server.h"
 #include "ssogate/snapshot.h"
 
 #include <sys/queue.h>

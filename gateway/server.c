@@ -1,6 +1,7 @@
 #include "ssogate/server.h"
 
 #include "ssogate/common.h"
+#include "ssogate/conn.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/service.h"

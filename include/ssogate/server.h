@@ -47,21 +47,4 @@ void sg_server_stop_accepting(struct sg_server *srv);
 /* Frees the server and closes every connection. NULL-safe. */
 void sg_server_free(struct sg_server *srv);
 
-/*
- * Called once when the client connection closes, before its requests are
- * freed. A request still waiting for its reply is then detached by libevent
- * and left to its handler (request.c frees it).
- */
-typedef void (*sg_conn_close_fn)(void *arg);
-
-/* Sets (or, with fn NULL, clears) the one close watcher of a connection. */
-void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg);
-
-/* Marks a connection taken over from HTTP (a tunnel): no request deadline
- * applies to it any more and it is never closed as idle. */
-void sg_conn_set_tunnel(struct sg_conn *conn);
-
-/* True when the client reached a TLS listener. */
-bool sg_conn_is_tls(const struct sg_conn *conn);
-
 #endif

@@ -13,7 +13,9 @@
  * A user_by_idp value is "psa_tenant NUL psa_user", followed by the facts
  * suffix when facts are kept: NUL, FACTS_VERSION, a byte of FACT_* flags.
  * No id holds a NUL, so a value without the suffix (every link written
- * before facts were kept) still reads, as a link without facts.
+ * before facts were kept) still reads, as a link without facts. The reverse
+ * does not hold: a build from before facts were kept reads a value with the
+ * suffix as malformed.
  */
 #define FACTS_VERSION    1
 #define FACTS_SUFFIX_LEN 3
@@ -187,14 +189,15 @@ static int user_facts_lookup(struct sg_store_txn *txn, const char *idp_tenant, c
 }
 
 /* Writes the user_by_idp entry of idp (a pair key) naming the PSA user
- * (psa_tenant, psa_user), with facts when not NULL; flags as sg_store_put. */
+ * (psa_tenant, psa_user), with facts when not NULL and known; flags as
+ * sg_store_put. */
 static int user_by_idp_put(struct sg_store_txn *txn, const struct key_buf *idp,
                            const char *psa_tenant, const char *psa_user,
                            const struct sg_links_user_facts *facts, unsigned flags)
 {
     struct key_buf val;
     pair_key(psa_tenant, psa_user, &val);
-    if (facts != NULL)
+    if (facts != NULL && facts->known)
         facts_append(facts, &val);
     return sg_store_put(txn, SG_STORE_DB_USER_BY_IDP, idp->data, idp->len, val.data, val.len,
                         flags);
@@ -258,7 +261,9 @@ static int user_put_txn(struct sg_store_txn *txn, const char *psa_tenant, const 
     if (err == 0) {
         if (strcmp(linked.tenant, idp_tenant) != 0 || strcmp(linked.user, idp_sub) != 0)
             return SG_EEXIST;
-        return facts != NULL ? user_by_idp_put(txn, &idp, psa_tenant, psa_user, facts, 0) : 0;
+        return facts != NULL && facts->known
+                   ? user_by_idp_put(txn, &idp, psa_tenant, psa_user, facts, 0)
+                   : 0;
     }
     if (err != SG_ENOENT)
         return err;

@@ -79,9 +79,9 @@ struct sg_links_user_facts {
 
 /*
  * Links the PSA user (psa_tenant, psa_user) to the IdP user (idp_tenant,
- * idp_sub); all borrowed. facts (borrowed, may be NULL for none) are kept
- * with the link; linking the same pair again succeeds and replaces the kept
- * facts when facts is not NULL. Returns 0, SG_ENOENT when psa_tenant is not
+ * idp_sub); all borrowed. facts (borrowed; NULL or not known for none) are
+ * kept with the link; linking the same pair again succeeds and replaces the
+ * kept facts with known ones. Returns 0, SG_ENOENT when psa_tenant is not
  * linked, SG_EINVAL when it is linked to another IdP tenant than idp_tenant
  * or an id is bad, SG_EEXIST when either user is linked to someone else
  * (B10), SG_ESTORE or SG_EIO.

@@ -1773,8 +1773,19 @@ static void test_links_user_facts(void **state)
     assert_int_equal(
         sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", &portal_inactive), 0);
     assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a",
+                                       &(struct sg_links_user_facts){.known = false}),
+                     0);
     assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
     assert_true(facts.known && !facts.staff && !facts.active);
+    /* Facts not known are none: a new link with them is stored without. */
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "carol", "idp-t1", "sub-c",
+                                       &(struct sg_links_user_facts){.known = false}),
+                     0);
+    assert_int_equal(
+        raw_get(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-c", 12, buf, sizeof(buf)), 12);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-c", &facts), 0);
+    assert_false(facts.known);
     /* A conflicting link changes nothing (B10). */
     assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-a",
                                        &(struct sg_links_user_facts){
@@ -1791,6 +1802,7 @@ static void test_links_user_facts(void **state)
 
     /* The facts go with the link. */
     assert_int_equal(sg_links_user_delete(fx->store, "psa-t1", "alice"), 0);
+    assert_int_equal(sg_links_user_delete(fx->store, "psa-t1", "carol"), 0);
     assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), SG_ENOENT);
     assert_int_equal(db_entries(fx->store, SG_STORE_DB_USER_BY_IDP), 0);
 

@@ -9,6 +9,19 @@
 
 #define ID_SIZE (SG_LINKS_ID_MAX + 1)
 
+/*
+ * A user_by_idp value is "psa_tenant NUL psa_user", followed by the facts
+ * suffix when facts are kept: NUL, FACTS_VERSION, a byte of FACT_* flags.
+ * No id holds a NUL, so a value without the suffix (every link written
+ * before facts were kept) still reads, as a link without facts. The reverse
+ * does not hold: a build from before facts were kept reads a value with the
+ * suffix as malformed.
+ */
+#define FACTS_VERSION    1
+#define FACTS_SUFFIX_LEN 3
+#define FACT_STAFF       0x1u
+#define FACT_ACTIVE      0x2u
+
 _Static_assert(2 * SG_LINKS_ID_MAX + 1 <= SG_STORE_KEY_MAX, "a user key must fit a store key");
 
 /* A user on one side: tenant and user (PSA) or tenant and sub (IdP), NUL-terminated copies. */
@@ -17,9 +30,10 @@ struct id_pair {
     char user[ID_SIZE];
 };
 
-/* A key or value being built: one id, or two ids joined by a NUL. */
+/* A key or value being built: one id, or two ids joined by a NUL (a
+ * user_by_idp value: and the facts suffix). */
 struct key_buf {
-    char data[SG_STORE_KEY_MAX];
+    char data[SG_STORE_KEY_MAX + FACTS_SUFFIX_LEN];
     size_t len;
 };
 
@@ -57,6 +71,29 @@ static void pair_key(const char *a, const char *b, struct key_buf *k)
     k->len = alen + 1 + blen;
 }
 
+/* Appends the facts suffix to a user_by_idp value built by pair_key. */
+static void facts_append(const struct sg_links_user_facts *facts, struct key_buf *k)
+{
+    k->data[k->len] = '\0';
+    k->data[k->len + 1] = FACTS_VERSION;
+    k->data[k->len + 2] =
+        (char)((facts->staff ? FACT_STAFF : 0) | (facts->active ? FACT_ACTIVE : 0));
+    k->len += FACTS_SUFFIX_LEN;
+}
+
+/* Reads the facts suffix (suffix, len bytes after the value's second NUL).
+ * Returns 0 or SG_ESTORE for an unknown version or flag. */
+static int facts_decode(const unsigned char *suffix, size_t len, struct sg_links_user_facts *out)
+{
+    if (len != FACTS_SUFFIX_LEN - 1 || suffix[0] != FACTS_VERSION ||
+        (suffix[1] & ~(FACT_STAFF | FACT_ACTIVE)) != 0)
+        return SG_ESTORE;
+    *out = (struct sg_links_user_facts){.known = true,
+                                        .staff = (suffix[1] & FACT_STAFF) != 0,
+                                        .active = (suffix[1] & FACT_ACTIVE) != 0};
+    return 0;
+}
+
 /* Copies a stored single id into out. Returns 0 or SG_ESTORE when it is malformed. */
 static int single_decode(const void *data, size_t len, char out[ID_SIZE])
 {
@@ -67,8 +104,14 @@ static int single_decode(const void *data, size_t len, char out[ID_SIZE])
     return 0;
 }
 
-/* Copies a stored pair "a NUL b" into out. Returns 0 or SG_ESTORE when it is malformed. */
-static int pair_decode(const void *data, size_t len, struct id_pair *out)
+/*
+ * Copies a stored pair "a NUL b" into out. With facts not NULL the pair may
+ * be followed by the facts suffix (a user_by_idp value): *facts gets them, or
+ * reads as a link without facts when there is none. Returns 0 or SG_ESTORE
+ * when it is malformed.
+ */
+static int pair_decode_facts(const void *data, size_t len, struct id_pair *out,
+                             struct sg_links_user_facts *facts)
 {
     const char *p = data;
     const char *sep = memchr(p, '\0', len);
@@ -76,6 +119,15 @@ static int pair_decode(const void *data, size_t len, struct id_pair *out)
         return SG_ESTORE;
     size_t alen = (size_t)(sep - p);
     size_t blen = len - alen - 1;
+    const char *end = facts != NULL ? memchr(sep + 1, '\0', blen) : NULL;
+    if (facts != NULL)
+        *facts = (struct sg_links_user_facts){.known = false, .staff = true, .active = true};
+    if (end != NULL) {
+        size_t suffix_len = blen - (size_t)(end - (sep + 1)) - 1;
+        blen = (size_t)(end - (sep + 1));
+        if (facts_decode((const unsigned char *)end + 1, suffix_len, facts) != 0)
+            return SG_ESTORE;
+    }
     if (!id_bytes_valid(p, alen) || !id_bytes_valid(sep + 1, blen))
         return SG_ESTORE;
     memcpy(out->tenant, p, alen);
@@ -83,6 +135,12 @@ static int pair_decode(const void *data, size_t len, struct id_pair *out)
     memcpy(out->user, sep + 1, blen);
     out->user[blen] = '\0';
     return 0;
+}
+
+/* pair_decode_facts for a value that never carries facts. */
+static int pair_decode(const void *data, size_t len, struct id_pair *out)
+{
+    return pair_decode_facts(data, len, out, NULL);
 }
 
 /* Looks up a tenant link in db. Returns 0 (out filled), SG_ENOENT or SG_ESTORE. */
@@ -110,7 +168,39 @@ static int user_lookup(struct sg_store_txn *txn, enum sg_store_db db, const char
     int err = sg_store_get(txn, db, k.data, k.len, &val, &len);
     if (err != 0)
         return err;
-    return pair_decode(val, len, out);
+    struct sg_links_user_facts facts;
+    return db == SG_STORE_DB_USER_BY_IDP ? pair_decode_facts(val, len, out, &facts)
+                                         : pair_decode(val, len, out);
+}
+
+/* Looks up the user_by_idp entry of an IdP user: the PSA user into psa and
+ * the kept facts. Returns 0, SG_ENOENT or SG_ESTORE. */
+static int user_facts_lookup(struct sg_store_txn *txn, const char *idp_tenant, const char *idp_sub,
+                             struct id_pair *psa, struct sg_links_user_facts *facts)
+{
+    struct key_buf k;
+    pair_key(idp_tenant, idp_sub, &k);
+    const void *val;
+    size_t len;
+    int err = sg_store_get(txn, SG_STORE_DB_USER_BY_IDP, k.data, k.len, &val, &len);
+    if (err != 0)
+        return err;
+    return pair_decode_facts(val, len, psa, facts);
+}
+
+/* Writes the user_by_idp entry of idp (a pair key) naming the PSA user
+ * (psa_tenant, psa_user), with facts when not NULL and known; flags as
+ * sg_store_put. */
+static int user_by_idp_put(struct sg_store_txn *txn, const struct key_buf *idp,
+                           const char *psa_tenant, const char *psa_user,
+                           const struct sg_links_user_facts *facts, unsigned flags)
+{
+    struct key_buf val;
+    pair_key(psa_tenant, psa_user, &val);
+    if (facts != NULL && facts->known)
+        facts_append(facts, &val);
+    return sg_store_put(txn, SG_STORE_DB_USER_BY_IDP, idp->data, idp->len, val.data, val.len,
+                        flags);
 }
 
 static int put_entry(struct sg_store_txn *txn, enum sg_store_db db, const struct key_buf *key,
@@ -150,7 +240,8 @@ static int tenant_put_txn(struct sg_store_txn *txn, const char *psa_tenant, cons
 }
 
 static int user_put_txn(struct sg_store_txn *txn, const char *psa_tenant, const char *psa_user,
-                        const char *idp_tenant, const char *idp_sub)
+                        const char *idp_tenant, const char *idp_sub,
+                        const struct sg_links_user_facts *facts)
 {
     if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(psa_user) ||
         !sg_links_id_valid(idp_tenant) || !sg_links_id_valid(idp_sub))
@@ -161,12 +252,19 @@ static int user_put_txn(struct sg_store_txn *txn, const char *psa_tenant, const 
         return err;
     if (strcmp(linked_tenant, idp_tenant) != 0)
         return SG_EINVAL;
+    struct key_buf psa;
+    struct key_buf idp;
+    pair_key(psa_tenant, psa_user, &psa);
+    pair_key(idp_tenant, idp_sub, &idp);
     struct id_pair linked;
     err = user_lookup(txn, SG_STORE_DB_USER_BY_PSA, psa_tenant, psa_user, &linked);
-    if (err == 0)
-        return strcmp(linked.tenant, idp_tenant) == 0 && strcmp(linked.user, idp_sub) == 0
-                   ? 0
-                   : SG_EEXIST;
+    if (err == 0) {
+        if (strcmp(linked.tenant, idp_tenant) != 0 || strcmp(linked.user, idp_sub) != 0)
+            return SG_EEXIST;
+        return facts != NULL && facts->known
+                   ? user_by_idp_put(txn, &idp, psa_tenant, psa_user, facts, 0)
+                   : 0;
+    }
     if (err != SG_ENOENT)
         return err;
     err = user_lookup(txn, SG_STORE_DB_USER_BY_IDP, idp_tenant, idp_sub, &linked);
@@ -174,13 +272,9 @@ static int user_put_txn(struct sg_store_txn *txn, const char *psa_tenant, const 
         return SG_EEXIST;
     if (err != SG_ENOENT)
         return err;
-    struct key_buf psa;
-    struct key_buf idp;
-    pair_key(psa_tenant, psa_user, &psa);
-    pair_key(idp_tenant, idp_sub, &idp);
     err = put_entry(txn, SG_STORE_DB_USER_BY_PSA, &psa, &idp);
     if (err == 0)
-        err = put_entry(txn, SG_STORE_DB_USER_BY_IDP, &idp, &psa);
+        err = user_by_idp_put(txn, &idp, psa_tenant, psa_user, facts, SG_STORE_NOOVERWRITE);
     return err;
 }
 
@@ -345,13 +439,57 @@ int sg_links_tenant_delete(struct sg_store *store, const char *psa_tenant, size_
 }
 
 int sg_links_user_put(struct sg_store *store, const char *psa_tenant, const char *psa_user,
-                      const char *idp_tenant, const char *idp_sub)
+                      const char *idp_tenant, const char *idp_sub,
+                      const struct sg_links_user_facts *facts)
 {
     struct sg_store_txn txn;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    return finish(&txn, user_put_txn(&txn, psa_tenant, psa_user, idp_tenant, idp_sub));
+    return finish(&txn, user_put_txn(&txn, psa_tenant, psa_user, idp_tenant, idp_sub, facts));
+}
+
+int sg_links_user_facts_get(struct sg_store *store, const char *idp_tenant, const char *idp_sub,
+                            struct sg_links_user_facts *facts)
+{
+    if (!sg_links_id_valid(idp_tenant) || !sg_links_id_valid(idp_sub))
+        return SG_EINVAL;
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, false, &txn);
+    if (err != 0)
+        return err;
+    struct id_pair psa;
+    err = user_facts_lookup(&txn, idp_tenant, idp_sub, &psa, facts);
+    sg_store_txn_abort(&txn);
+    return err;
+}
+
+int sg_links_user_facts_set(struct sg_store *store, const char *psa_tenant, const char *psa_user,
+                            bool staff, bool active)
+{
+    if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(psa_user))
+        return SG_EINVAL;
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    struct id_pair idp;
+    struct id_pair psa;
+    struct sg_links_user_facts kept;
+    err = user_lookup(&txn, SG_STORE_DB_USER_BY_PSA, psa_tenant, psa_user, &idp);
+    if (err == 0)
+        err = user_facts_lookup(&txn, idp.tenant, idp.user, &psa, &kept);
+    /* Both directions must name each other, or this is not the link's entry. */
+    if (err == 0 && (strcmp(psa.tenant, psa_tenant) != 0 || strcmp(psa.user, psa_user) != 0))
+        err = SG_ESTORE;
+    if (err != 0 || (kept.known && kept.staff == staff && kept.active == active)) {
+        sg_store_txn_abort(&txn);
+        return err;
+    }
+    struct key_buf k;
+    pair_key(idp.tenant, idp.user, &k);
+    struct sg_links_user_facts facts = {.known = true, .staff = staff, .active = active};
+    return finish(&txn, user_by_idp_put(&txn, &k, psa_tenant, psa_user, &facts, 0));
 }
 
 /* Reads a user link from db in a read transaction; see sg_links_user_get_by_psa. */
@@ -467,7 +605,8 @@ static int import_one(struct sg_store_txn *txn, const struct sg_link *link)
 {
     if (link->kind == SG_LINK_TENANT)
         return tenant_put_txn(txn, link->psa_tenant, link->idp_tenant);
-    return user_put_txn(txn, link->psa_tenant, link->psa_user, link->idp_tenant, link->idp_sub);
+    return user_put_txn(txn, link->psa_tenant, link->psa_user, link->idp_tenant, link->idp_sub,
+                        NULL);
 }
 
 int sg_links_import(struct sg_store *store, const struct sg_link *links, size_t count,

@@ -572,7 +572,10 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
     free(user_psa_tenant);
     free(user_psa_user);
     if (decision == SG_LINKING_USER_LINK && err == 0) {
-        err = sg_links_user_put(store, psa_tenant, psa_user, token->idp_tenant, token->sub);
+        /* My Settings starts a user link only for a staff, active PSA user
+         * (sg_linking_user_enable): the link starts with those facts. */
+        const struct sg_links_user_facts facts = {.known = true, .staff = true, .active = true};
+        err = sg_links_user_put(store, psa_tenant, psa_user, token->idp_tenant, token->sub, &facts);
         if (err == SG_EEXIST) {
             decision = SG_LINKING_USER_ALREADY_LINKED;
             err = 0;
@@ -588,6 +591,13 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
 }
 
 static void callback_done(struct pending *p, int http_status);
+
+/* Answers the login as B9 decided: the refusal, or the session. */
+static int login_psa_answer(struct pending *p, enum sg_linking_decision decision)
+{
+    int status = answer(p, decision, NULL);
+    return status != 0 ? status : finish_session(p);
+}
 
 /* The PSA's answer about the user of a login (link mode): staff only (B9). */
 static void on_login_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
@@ -606,10 +616,28 @@ static void on_login_whoami(enum sg_whoami_error err, const struct sg_psa_user *
         sg_linking_login_psa(err == SG_WHOAMI_OK ? &caller : NULL, reachable);
     if (!reachable)
         sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
-    int status = answer(p, decision, NULL);
-    if (status == 0)
-        status = finish_session(p);
-    callback_done(p, status);
+    callback_done(p, login_psa_answer(p, decision));
+}
+
+/*
+ * B9 from the facts kept with the user link (psa.whoami.at_login "link"):
+ * the PSA is not asked. A link without facts reads as staff and active (see
+ * struct sg_links_user_facts); facts the store cannot read refuse the login.
+ */
+static enum sg_linking_decision login_link_facts(struct pending *p,
+                                                 const struct sg_linking_token *token,
+                                                 const char *psa_tenant, const char *psa_user)
+{
+    struct sg_links_user_facts facts;
+    int err = sg_links_user_facts_get(p->r->store, token->idp_tenant, token->sub, &facts);
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        sg_log(SG_LOG_ERROR, "login", "user link facts: %s", sg_strerror(err));
+        return sg_linking_login_psa(NULL, true);
+    }
+    struct sg_linking_caller caller = {
+        .tenant = psa_tenant, .user = psa_user, .staff = facts.staff, .active = facts.active};
+    return sg_linking_login_psa(&caller, true);
 }
 
 /* Step 7 of the callback's decision order for a login (B6), with the token's
@@ -629,10 +657,16 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
     }
     struct sg_linking_links links = {.user_psa_tenant = psa_tenant, .user_psa_user = psa_user};
     int result = answer(p, sg_linking_login(&rules, token, &links), token->idp_tenant);
-    if (result == 0) {
+    enum sg_whoami_at_login at_login = cfg->psa.whoami.at_login;
+    if (result == 0)
+        session_prepare(p, claims, id_token, psa_tenant, psa_user);
+    if (result == 0 && at_login == SG_WHOAMI_AT_LOGIN_LINK) {
+        result = login_psa_answer(p, login_link_facts(p, token, psa_tenant, psa_user));
+    } else if (result == 0 && at_login == SG_WHOAMI_AT_LOGIN_SKIP) {
+        result = finish_session(p);
+    } else if (result == 0) {
         /* B9 and the PSA's own view of the user: ask the PSA who this
          * session would be, with the assertion the session will carry. */
-        session_prepare(p, claims, id_token, psa_tenant, psa_user);
         struct sg_identity identity = {.session = p->session};
         memcpy(identity.session_id, p->session_id, sizeof(p->session_id));
         struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);

@@ -1170,6 +1170,13 @@ static const struct field upstream_fields[] = {
 };
 static const struct object_schema upstream_schema = SG_SCHEMA(upstream_fields, NULL);
 
+static const struct enum_name at_login_names[] = {
+    {"assertion", SG_WHOAMI_AT_LOGIN_ASSERTION},
+    {"link", SG_WHOAMI_AT_LOGIN_LINK},
+    {"skip", SG_WHOAMI_AT_LOGIN_SKIP},
+    {NULL, 0},
+};
+
 static const struct field whoami_fields[] = {
     SG_F_STRING("path", struct sg_whoami_config, path, false, check_site_path),
     SG_F_STRING("tenant", struct sg_whoami_config, tenant, false, check_pointer),
@@ -1178,6 +1185,7 @@ static const struct field whoami_fields[] = {
     SG_F_STRING("kind", struct sg_whoami_config, kind, false, check_pointer),
     SG_F_STRING("active", struct sg_whoami_config, active, false, check_pointer),
     SG_F_STRING("staff_kind", struct sg_whoami_config, staff_kind, false, NULL),
+    SG_F_ENUM("at_login", struct sg_whoami_config, at_login, false, at_login_names),
 };
 static const struct object_schema whoami_schema = SG_SCHEMA(whoami_fields, NULL);
 

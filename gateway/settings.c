@@ -415,6 +415,25 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
     return 500;
 }
 
+/*
+ * Keeps what the PSA just said about the caller with the caller's user link,
+ * if any, for psa.whoami.at_login "link". A failure only logs: My Settings
+ * still answers, and the kept facts stay as they were.
+ */
+static void refresh_link_facts(struct settings_request *s, const struct sg_psa_user *user)
+{
+    int err =
+        sg_links_user_facts_set(s->r->store, user->tenant, user->user, user->staff, user->active);
+    if (err == 0 || err == SG_ENOENT || err == SG_EINVAL)
+        return;
+    sg_metrics_error(SG_MERR_STORE);
+    sg_log_fields(SG_LOG_ERROR, "link",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", s->r->id),
+                                          SG_LOG_STR("result", "facts_not_stored"),
+                                          SG_LOG_STR("detail", sg_strerror(err))},
+                  3);
+}
+
 static void on_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
 {
     struct settings_request *s = arg;
@@ -422,6 +441,7 @@ static void on_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, 
     s->whoami = NULL;
 
     if (err == SG_WHOAMI_OK) {
+        refresh_link_facts(s, user);
         status = act(s, user);
     } else if (err == SG_WHOAMI_UNAUTHENTICATED) {
         if (s->action == ACT_STATUS) {

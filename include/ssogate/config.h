@@ -71,6 +71,13 @@ struct sg_upstream_config {
     uint32_t websocket_idle_timeout_s; /* a tunnel without traffic is closed; default 300 */
 };
 
+/* How an SSO login in link mode learns whether the linked PSA user may sign in (B9). */
+enum sg_whoami_at_login {
+    SG_WHOAMI_AT_LOGIN_ASSERTION = 0, /* ask whoami with the new session's assertion */
+    SG_WHOAMI_AT_LOGIN_LINK,          /* the facts kept with the user link (links.h) */
+    SG_WHOAMI_AT_LOGIN_SKIP,          /* no check at login: only the link-time checks */
+};
+
 struct sg_whoami_config {
     char *path;   /* e.g. "/api/whoami" */
     char *tenant; /* JSON pointers (RFC 6901) into the whoami answer */
@@ -79,6 +86,7 @@ struct sg_whoami_config {
     char *kind;
     char *active;
     char *staff_kind; /* value of "kind" that means staff, default "staff" */
+    enum sg_whoami_at_login at_login;
 };
 
 /* Where the login page gains the "Log in with IT Complete" block. */

@@ -65,14 +65,48 @@ int sg_links_tenant_get_by_idp(struct sg_store *store, const char *idp_tenant, c
 int sg_links_tenant_delete(struct sg_store *store, const char *psa_tenant, size_t *users);
 
 /*
+ * What the PSA said about a linked PSA user, kept with the user link so that
+ * an SSO login can decide B9 without asking the PSA (psa.whoami.at_login
+ * "link"). A link stored before facts were kept (or imported) has none:
+ * known is false, and staff and active read true, because a user link is
+ * only made for a staff, active PSA user (sg_linking_user_enable).
+ */
+struct sg_links_user_facts {
+    bool known; /* false: no facts stored with the link */
+    bool staff; /* not a client-portal user */
+    bool active;
+};
+
+/*
  * Links the PSA user (psa_tenant, psa_user) to the IdP user (idp_tenant,
- * idp_sub); all borrowed. Linking the same pair again succeeds. Returns 0,
- * SG_ENOENT when psa_tenant is not linked, SG_EINVAL when it is linked to
- * another IdP tenant than idp_tenant or an id is bad, SG_EEXIST when either
- * user is linked to someone else (B10), SG_ESTORE or SG_EIO.
+ * idp_sub); all borrowed. facts (borrowed; NULL or not known for none) are
+ * kept with the link; linking the same pair again succeeds and replaces the
+ * kept facts with known ones. Returns 0, SG_ENOENT when psa_tenant is not
+ * linked, SG_EINVAL when it is linked to another IdP tenant than idp_tenant
+ * or an id is bad, SG_EEXIST when either user is linked to someone else
+ * (B10), SG_ESTORE or SG_EIO.
  */
 int sg_links_user_put(struct sg_store *store, const char *psa_tenant, const char *psa_user,
-                      const char *idp_tenant, const char *idp_sub);
+                      const char *idp_tenant, const char *idp_sub,
+                      const struct sg_links_user_facts *facts);
+
+/*
+ * The facts kept with the link of the IdP user (idp_tenant, idp_sub), into
+ * *facts (see struct sg_links_user_facts for a link without facts). Returns
+ * 0, SG_ENOENT (not linked), SG_EINVAL (bad id) or SG_ESTORE.
+ */
+int sg_links_user_facts_get(struct sg_store *store, const char *idp_tenant, const char *idp_sub,
+                            struct sg_links_user_facts *facts);
+
+/*
+ * Replaces the facts kept with the link of the PSA user (psa_tenant,
+ * psa_user) by staff and active. Writes (durably) only when they differ
+ * from the kept ones, so that calling it on every whoami answer costs a
+ * lookup. Returns 0, SG_ENOENT (not linked), SG_EINVAL (bad id), SG_ESTORE
+ * or SG_EIO.
+ */
+int sg_links_user_facts_set(struct sg_store *store, const char *psa_tenant, const char *psa_user,
+                            bool staff, bool active);
 
 /*
  * Finds the IdP user linked to a PSA user (resp. the PSA user linked to an IdP

@@ -255,7 +255,7 @@ static void test_stats(void **state)
     new_session(fx->store, id, "psa-t1", "alice", "sub-a");
     new_session(fx->store, id, NULL, NULL, "sub-b");
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
     assert_int_equal(sg_jwks_store_put(fx->store, "https://idp.example", "{}", 2, NOW), 0);
 
     struct sg_store_stats stats;
@@ -1491,18 +1491,22 @@ static void test_links_tenant(void **state)
 static void test_links_user(void **state)
 {
     struct fixture *fx = *state;
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a"), SG_ENOENT);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL),
+                     SG_ENOENT);
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t2", "idp-t2"), 0);
     /* The IdP user's tenant must be the one the PSA tenant is linked to. */
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t2", "sub-a"), SG_EINVAL);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t2", "sub-a", NULL),
+                     SG_EINVAL);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
 
     /* B10 both ways. */
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-a"), SG_EEXIST);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-b"), SG_EEXIST);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-b"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-a", NULL),
+                     SG_EEXIST);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-b", NULL),
+                     SG_EEXIST);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-b", NULL), 0);
 
     char *t = NULL;
     char *u = NULL;
@@ -1523,7 +1527,7 @@ static void test_links_user(void **state)
 
     /* Composite keys are unambiguous: ("psa-t1", "alice") is not ("psa-t1\0a", "lice"). */
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t", "idp-t"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t", "1alice", "idp-t", "1sub-a"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t", "1alice", "idp-t", "1sub-a", NULL), 0);
     assert_int_equal(sg_links_user_get_by_psa(fx->store, "psa-t1", "alice", &t, &u), 0);
     assert_string_equal(u, "sub-a");
     SG_FREE(t);
@@ -1533,10 +1537,11 @@ static void test_links_user(void **state)
     char longest[SG_LINKS_ID_MAX + 2];
     memset(longest, 'z', sizeof(longest) - 1);
     longest[sizeof(longest) - 1] = '\0';
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t2", longest, "idp-t2", "s"), SG_EINVAL);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t2", longest, "idp-t2", "s", NULL),
+                     SG_EINVAL);
     longest[SG_LINKS_ID_MAX] = '\0';
     assert_int_equal(sg_links_tenant_put(fx->store, longest, longest), 0);
-    assert_int_equal(sg_links_user_put(fx->store, longest, longest, longest, longest), 0);
+    assert_int_equal(sg_links_user_put(fx->store, longest, longest, longest, longest, NULL), 0);
     assert_int_equal(sg_links_user_get_by_idp(fx->store, longest, longest, &t, NULL), 0);
     assert_string_equal(t, longest);
     SG_FREE(t);
@@ -1549,8 +1554,8 @@ static void test_links_user_delete_cascade(void **state)
 {
     struct fixture *fx = *state;
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-b"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-b", NULL), 0);
     char a1[SG_SESSION_ID_SIZE];
     char a2[SG_SESSION_ID_SIZE];
     char b[SG_SESSION_ID_SIZE];
@@ -1567,7 +1572,7 @@ static void test_links_user_delete_cascade(void **state)
     assert_int_equal(sg_session_get(fx->store, b, NOW, NULL), 0);
     assert_int_equal(db_entries(fx->store, SG_STORE_DB_SESSIONS_BY_OWNER), 2);
     /* The IdP user may now link again. */
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "carol", "idp-t1", "sub-a"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "carol", "idp-t1", "sub-a", NULL), 0);
     assert_int_equal(sg_links_user_delete(fx->store, "psa-t1", "x\n"), SG_EINVAL);
 }
 
@@ -1577,9 +1582,9 @@ static void test_links_tenant_delete_cascade(void **state)
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
     /* A tenant whose id extends the first one's must not be caught by its range scan. */
     assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1x", "idp-t2"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-b"), 0);
-    assert_int_equal(sg_links_user_put(fx->store, "psa-t1x", "alice", "idp-t2", "sub-x"), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-b", NULL), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1x", "alice", "idp-t2", "sub-x", NULL), 0);
     char a[SG_SESSION_ID_SIZE];
     char b[SG_SESSION_ID_SIZE];
     char x[SG_SESSION_ID_SIZE];
@@ -1716,6 +1721,182 @@ static void test_links_corrupt_entries(void **state)
     assert_int_equal(sg_links_user_get_by_idp(fx->store, "idp-t1", "sub-a", NULL, NULL), SG_ESTORE);
 }
 
+/* Issue 13: the facts kept with a user link (psa.whoami.at_login "link"). */
+static void test_links_user_facts(void **state)
+{
+    struct fixture *fx = *state;
+    struct sg_links_user_facts facts;
+    const struct sg_links_user_facts portal_inactive = {
+        .known = true, .staff = false, .active = false};
+    assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
+    assert_int_equal(
+        sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", &portal_inactive), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known);
+    assert_false(facts.staff);
+    assert_false(facts.active);
+
+    /* The layout: the PSA user, then NUL, version 1 and the flags. */
+    char buf[64];
+    assert_int_equal(
+        raw_get(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-a", 12, buf, sizeof(buf)), 15);
+    assert_memory_equal(buf, "psa-t1\0alice\0\x01\x00", 15);
+    /* The other direction keeps its plain layout. */
+    assert_int_equal(
+        raw_get(fx->store, SG_STORE_DB_USER_BY_PSA, "psa-t1\0alice", 12, buf, sizeof(buf)), 12);
+
+    /* The lookups read through the facts. */
+    char *t = NULL;
+    char *u = NULL;
+    assert_int_equal(sg_links_user_get_by_idp(fx->store, "idp-t1", "sub-a", &t, &u), 0);
+    assert_string_equal(t, "psa-t1");
+    assert_string_equal(u, "alice");
+    SG_FREE(t);
+    SG_FREE(u);
+
+    /* A refresh replaces them, flag by flag. */
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "alice", true, false), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known && facts.staff && !facts.active);
+    assert_int_equal(
+        raw_get(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-a", 12, buf, sizeof(buf)), 15);
+    assert_int_equal(buf[14], 0x01);
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "alice", false, true), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known && !facts.staff && facts.active);
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "alice", true, true), 0);
+    reopen(fx);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known && facts.staff && facts.active);
+
+    /* Linking the same pair again: new facts replace the kept ones, none keeps them. */
+    assert_int_equal(
+        sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", &portal_inactive), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a",
+                                       &(struct sg_links_user_facts){.known = false}),
+                     0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known && !facts.staff && !facts.active);
+    /* Facts not known are none: a new link with them is stored without. */
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "carol", "idp-t1", "sub-c",
+                                       &(struct sg_links_user_facts){.known = false}),
+                     0);
+    assert_int_equal(
+        raw_get(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-c", 12, buf, sizeof(buf)), 12);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-c", &facts), 0);
+    assert_false(facts.known);
+    /* A conflicting link changes nothing (B10). */
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "bob", "idp-t1", "sub-a",
+                                       &(struct sg_links_user_facts){
+                                           .known = true, .staff = true, .active = true}),
+                     SG_EEXIST);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known && !facts.staff && !facts.active);
+
+    /* Not linked, bad ids. */
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "bob", true, true), SG_ENOENT);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-b", &facts), SG_ENOENT);
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "", true, true), SG_EINVAL);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "", "sub-a", &facts), SG_EINVAL);
+
+    /* The facts go with the link. */
+    assert_int_equal(sg_links_user_delete(fx->store, "psa-t1", "alice"), 0);
+    assert_int_equal(sg_links_user_delete(fx->store, "psa-t1", "carol"), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), SG_ENOENT);
+    assert_int_equal(db_entries(fx->store, SG_STORE_DB_USER_BY_IDP), 0);
+
+    /* The longest ids with facts still fit a value. */
+    char longest[SG_LINKS_ID_MAX + 1];
+    memset(longest, 'z', sizeof(longest) - 1);
+    longest[SG_LINKS_ID_MAX] = '\0';
+    assert_int_equal(sg_links_tenant_put(fx->store, longest, longest), 0);
+    assert_int_equal(
+        sg_links_user_put(fx->store, longest, longest, longest, longest, &portal_inactive), 0);
+    assert_int_equal(sg_links_user_facts_set(fx->store, longest, longest, true, true), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, longest, longest, &facts), 0);
+    assert_true(facts.known && facts.staff && facts.active);
+    assert_int_equal(sg_links_user_get_by_idp(fx->store, longest, longest, NULL, &u), 0);
+    assert_string_equal(u, longest);
+    SG_FREE(u);
+}
+
+/* Issue 13: a user link written before facts were kept still reads, as staff and active. */
+static void test_links_user_facts_old_record(void **state)
+{
+    struct fixture *fx = *state;
+    struct sg_links_user_facts facts = {.known = true, .staff = false, .active = false};
+    assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
+    raw_put(fx->store, SG_STORE_DB_USER_BY_PSA, "psa-t1\0alice", 12, "idp-t1\0sub-a", 12);
+    raw_put(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-a", 12, "psa-t1\0alice", 12);
+
+    char *t = NULL;
+    char *u = NULL;
+    assert_int_equal(sg_links_user_get_by_idp(fx->store, "idp-t1", "sub-a", &t, &u), 0);
+    assert_string_equal(t, "psa-t1");
+    assert_string_equal(u, "alice");
+    SG_FREE(t);
+    SG_FREE(u);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_false(facts.known);
+    assert_true(facts.staff);
+    assert_true(facts.active);
+    /* Linking it again is still the same link. */
+    assert_int_equal(sg_links_user_put(fx->store, "psa-t1", "alice", "idp-t1", "sub-a", NULL), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_false(facts.known);
+
+    /* A refresh stores facts, even when they agree with what the absence means. */
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "alice", true, true), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_true(facts.known && facts.staff && facts.active);
+
+    /* Imported links (the admin tool) carry no facts. */
+    struct sg_link bob = {.kind = SG_LINK_USER,
+                          .psa_tenant = "psa-t1",
+                          .psa_user = "bob",
+                          .idp_tenant = "idp-t1",
+                          .idp_sub = "sub-b"};
+    assert_int_equal(sg_links_import(fx->store, &bob, 1, NULL), 0);
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-b", &facts), 0);
+    assert_false(facts.known);
+    assert_int_equal(sg_links_user_delete(fx->store, "psa-t1", "alice"), 0);
+}
+
+/* Issue 13: a malformed facts suffix is a store error, never a guess. */
+static void test_links_user_facts_corrupt(void **state)
+{
+    struct fixture *fx = *state;
+    struct sg_links_user_facts facts;
+    static const struct {
+        const char *value;
+        size_t len;
+    } bad[] = {
+        {"psa-t1\0alice\0\x02\x03", 15},  /* unknown version */
+        {"psa-t1\0alice\0\x01\x04", 15},  /* unknown flag */
+        {"psa-t1\0alice\0\x01", 14},      /* too short */
+        {"psa-t1\0alice\0\x01\x03x", 16}, /* too long */
+        {"psa-t1\0alice\0", 13},          /* empty */
+        {"psa-t1\0\0\x01\x03", 10},       /* no PSA user */
+    };
+    assert_int_equal(sg_links_tenant_put(fx->store, "psa-t1", "idp-t1"), 0);
+    raw_put(fx->store, SG_STORE_DB_USER_BY_PSA, "psa-t1\0alice", 12, "idp-t1\0sub-a", 12);
+    for (size_t i = 0; i < SG_ARRAY_LEN(bad); i++) {
+        raw_put(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-a", 12, bad[i].value, bad[i].len);
+        assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), SG_ESTORE);
+        assert_int_equal(sg_links_user_get_by_idp(fx->store, "idp-t1", "sub-a", NULL, NULL),
+                         SG_ESTORE);
+        assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "alice", true, true),
+                         SG_ESTORE);
+    }
+    /* An entry that names another PSA user is not this link's. */
+    raw_put(fx->store, SG_STORE_DB_USER_BY_IDP, "idp-t1\0sub-a", 12, "psa-t1\0bob\0\x01\x03", 13);
+    assert_int_equal(sg_links_user_facts_set(fx->store, "psa-t1", "alice", true, false), SG_ESTORE);
+    /* Facts never belong in user_by_psa. */
+    raw_put(fx->store, SG_STORE_DB_USER_BY_PSA, "psa-t1\0alice", 12, "idp-t1\0sub-a\0\x01\x03", 15);
+    assert_int_equal(sg_links_user_get_by_psa(fx->store, "psa-t1", "alice", NULL, NULL), SG_ESTORE);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1752,6 +1933,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_links_tenant_delete_cascade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_foreach_and_import, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_corrupt_entries, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_user_facts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_user_facts_old_record, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_user_facts_corrupt, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -27,7 +27,7 @@ static int setup(void **state)
     char err[256];
     assert_int_equal(sg_store_open(f->dir, &f->store, err, sizeof(err)), 0);
     assert_int_equal(sg_links_tenant_put(f->store, "p1", "i1"), 0);
-    assert_int_equal(sg_links_user_put(f->store, "p1", "u1", "i1", "s1"), 0);
+    assert_int_equal(sg_links_user_put(f->store, "p1", "u1", "i1", "s1", NULL), 0);
     *state = f;
     return 0;
 }

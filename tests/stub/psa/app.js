@@ -6,7 +6,7 @@
 //
 // Test controls (asked directly, never through the gateway): GET /__psa/log (the last authentication
 // decisions), POST /__psa/reset (clears them), GET|POST /__psa/config (issuer, audience, gateway JWKS URL,
-// whoami_delay_ms),
+// whoami_delay_ms, whoami_native_only, whoami_reports_inactive),
 // POST /__psa/users (changes a user: active, admin, kind, name, email). The shared stub skeleton adds
 // /__stub/log, the raw requests received.
 
@@ -24,7 +24,12 @@ const DECISION_LOG_LIMIT = 200;
 const MAX_FORM_BYTES = 16 * 1024;
 const MAX_CONTROL_BYTES = 64 * 1024;
 const MAX_NEXT_LENGTH = 2048;
-const CONFIG_KEYS = ['gateway_jwks', 'audience', 'issuer', 'whoami_delay_ms'];
+const CONFIG_KEYS = ['gateway_jwks', 'audience', 'issuer', 'whoami_delay_ms', 'whoami_native_only', 'whoami_reports_inactive'];
+// Boolean test controls of the whoami endpoint (issue 13): whoami_native_only answers 401 unauthenticated to
+// a caller authenticated by an assertion (a stricter PSA that knows its own sessions only);
+// whoami_reports_inactive keeps answering a native session whose user became inactive, with active: false,
+// where the PSA otherwise ends that session (pages still do).
+const BOOLEAN_CONFIG_KEYS = ['whoami_native_only', 'whoami_reports_inactive'];
 const MAX_WHOAMI_DELAY_MS = 60000;
 // What POST /__psa/users may change, and the values each accepts.
 const USER_PATCH = {
@@ -168,7 +173,14 @@ function guardRequestTarget(server) {
 // lib/server.js stub to listen with; configure sets any of gateway_jwks, audience ("auto" or a URL) and
 // issuer, and throws an Error naming the key when a value is invalid (nothing is changed then).
 function createPsa(data) {
-  const settings = { gateway_jwks: null, audience: null, issuer: null, whoami_delay_ms: 0 };
+  const settings = {
+    gateway_jwks: null,
+    audience: null,
+    issuer: null,
+    whoami_delay_ms: 0,
+    whoami_native_only: false,
+    whoami_reports_inactive: false,
+  };
   const jwks = new JwksCache();
   const sessions = new Map();
   const decisions = [];
@@ -182,6 +194,12 @@ function createPsa(data) {
       if (key === 'whoami_delay_ms') {
         if (!Number.isInteger(value) || value < 0 || value > MAX_WHOAMI_DELAY_MS) {
           throw new Error(`${key}: must be an integer from 0 to ${MAX_WHOAMI_DELAY_MS}`);
+        }
+        continue;
+      }
+      if (BOOLEAN_CONFIG_KEYS.includes(key)) {
+        if (typeof value !== 'boolean') {
+          throw new Error(`${key}: must be true or false`);
         }
         continue;
       }
@@ -219,8 +237,9 @@ function createPsa(data) {
 
   // Decides who the caller is. The assertion wins over a session cookie; any X-SSO-* header makes the
   // assertion mandatory, so a forged identity header is refused rather than ignored. Resolves to
-  // {who} for an authenticated caller, {refused: reason} for a bad assertion, or {} for nobody.
-  async function authenticate(req, url) {
+  // {who} for an authenticated caller, {refused: reason} for a bad assertion, or {} for nobody. With
+  // inactiveSessions, a native session of an inactive user still names its user (whoami_reports_inactive).
+  async function authenticate(req, url, inactiveSessions = false) {
     const path = url.pathname;
     if (hasSsoHeader(req)) {
       const claimed = { tenant: req.headers['x-sso-tenant'] || null, user: req.headers['x-sso-user'] || null };
@@ -251,6 +270,10 @@ function createPsa(data) {
         continue;
       }
       const user = data.findUser(session.tenant, session.user);
+      if (user !== null && !user.active && inactiveSessions) {
+        record({ method: 'session', path, ok: true, tenant: user.tenant, user: user.id, reason: 'inactive_reported' });
+        return { who: who(user, 'session') };
+      }
       if (user === null || !user.active) {
         sessions.delete(id);
         reason = 'user_inactive';
@@ -265,8 +288,8 @@ function createPsa(data) {
 
   // Runs handler(who) for an authenticated caller; otherwise answers 401 invalid_assertion for a refused
   // assertion, and for nobody a redirect to the login page (pages) or 401 unauthenticated (api).
-  async function withUser(req, res, ctx, api, handler) {
-    const result = await authenticate(req, ctx.url);
+  async function withUser(req, res, ctx, api, handler, inactiveSessions = false) {
+    const result = await authenticate(req, ctx.url, inactiveSessions);
     if (result.refused) {
       sendJson(res, 401, { error: 'invalid_assertion', reason: result.refused });
     } else if (result.who) {
@@ -399,10 +422,15 @@ function createPsa(data) {
       return methodNotAllowed(res, PAGE_METHODS);
     }
     // whoami_delay_ms (a test control) holds the answer: a slow PSA.
-    return withUser(req, res, ctx, true, (caller) =>
-      new Promise((resolve) => setTimeout(resolve, settings.whoami_delay_ms)).then(() =>
-        sendJson(res, 200, whoamiBody(caller), { 'cache-control': 'no-store' })),
-    );
+    return withUser(req, res, ctx, true, (caller) => {
+      if (settings.whoami_native_only && caller.method === 'assertion') {
+        record({ method: 'assertion', path: ctx.url.pathname, ok: false, tenant: caller.user.tenant, user: caller.user.id, reason: 'whoami_native_only' });
+        sendJson(res, 401, { error: 'unauthenticated' });
+        return undefined;
+      }
+      return new Promise((resolve) => setTimeout(resolve, settings.whoami_delay_ms)).then(() =>
+        sendJson(res, 200, whoamiBody(caller), { 'cache-control': 'no-store' }));
+    }, settings.whoami_reports_inactive);
   }
 
   async function patchUser(req, res) {

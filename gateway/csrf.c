@@ -8,8 +8,12 @@
 #include "ssogate/cookies.h"
 #include "ssogate/token.h"
 
+#include <sys/queue.h>
+
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <openssl/crypto.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const result_names[SG_CSRF__COUNT] = {
@@ -41,6 +45,26 @@ enum sg_csrf_result sg_csrf_same_origin(const struct sg_config *cfg, const struc
     size_t len = strlen(pub);
     return strncmp(referer, pub, len) == 0 && referer[len] == '/' ? SG_CSRF_OK
                                                                   : SG_CSRF_CROSS_REFERER;
+}
+
+enum sg_csrf_result sg_csrf_form(const struct sg_config *cfg, const struct evkeyvalq *in,
+                                 const char *form, size_t len)
+{
+    enum sg_csrf_result result = sg_csrf_same_origin(cfg, in);
+    if (result != SG_CSRF_OK)
+        return result;
+    char *copy = len > 0 && len <= SG_CSRF_FORM_MAX && memchr(form, '\0', len) == NULL
+                     ? sg_strndup(form, len)
+                     : NULL;
+    struct evkeyvalq fields;
+    TAILQ_INIT(&fields);
+    const char *token = NULL;
+    if (copy != NULL && evhttp_parse_query_str(copy, &fields) == 0)
+        token = evhttp_find_header(&fields, "csrf");
+    result = sg_csrf_double_submit(cfg, in, token);
+    evhttp_clear_headers(&fields);
+    free(copy);
+    return result;
 }
 
 enum sg_csrf_result sg_csrf_double_submit(const struct sg_config *cfg, const struct evkeyvalq *in,

@@ -2,7 +2,6 @@
 
 #include "ssogate/common.h"
 #include "ssogate/cookies.h"
-#include "ssogate/csrf.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
 #include "ssogate/json.h"
@@ -825,17 +824,6 @@ int sg_login_logout(struct sg_request *r)
     const struct sg_snapshot *snap = r->snap;
     const struct sg_config *cfg = snap->cfg;
 
-    enum sg_csrf_result csrf = sg_csrf_same_origin(cfg, evhttp_request_get_input_headers(req));
-    if (csrf != SG_CSRF_OK) {
-        sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "logout");
-        sg_log_fields(SG_LOG_WARN, "csrf",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
-                                              SG_LOG_STR("endpoint", "logout"),
-                                              SG_LOG_STR("reason", sg_csrf_result_name(csrf))},
-                      3);
-        return sg_request_page(r, 403, "Request refused",
-                               "This request did not come from this site, so it was refused.");
-    }
     struct sg_identity identity;
     char *location = NULL;
     if (sg_identity_lookup(r->store, cfg, req, &identity) == 0) {

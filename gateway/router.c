@@ -2,6 +2,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/csrf.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
 #include "ssogate/log.h"
@@ -71,6 +72,7 @@ static int handle_jwks(struct sg_request *r)
 
 #define LOGOUT_405       "Use the sign-out button", "Signing out needs a POST from this site's pages."
 #define SETTINGS_GET_405 "Method not allowed", "Open this page from a link or the address bar."
+#define BACKCHANNEL_405  "Method not allowed", "POST a logout_token."
 #define SETTINGS_POST_405                                                                          \
     "Method not allowed", "Nothing was changed. Open My Settings and use its buttons."
 
@@ -102,31 +104,71 @@ enum methods {
  * The gateway's own endpoints, /_sso/<name>. A handler sends its answer and
  * returns the status, or calls sg_request_wait and answers later (0).
  */
+/* What a state-changing endpoint must prove about where its request comes from (csrf.h). */
+enum csrf {
+    CSRF_NONE = 0,
+    CSRF_SAME_ORIGIN, /* Origin (or Referer) is the public URL */
+    CSRF_FORM,        /* that, and the form's csrf field equals its cookie (double submit) */
+};
+
+/*
+ * The gateway's own endpoints, /_sso/<name>: the methods each takes, its
+ * CSRF check (done here, before the handler) and the page refusing a wrong
+ * method. A handler sends its answer and returns the status, or calls
+ * sg_request_wait and answers later (0).
+ */
 static const struct {
     const char *name;
     unsigned methods;
     int (*handle)(struct sg_request *r);
+    enum csrf csrf;
     const char *refusal[2]; /* the 405 page's title and message; NULL: 404 for other methods */
 } endpoints[] = {
-    {"healthz", GET, handle_healthz, {NULL, NULL}},
-    {"metrics", GET, handle_metrics, {NULL, NULL}},
-    {"jwks.json", GET, handle_jwks, {NULL, NULL}},
-    {"client-jwks.json", GET, handle_client_jwks, {NULL, NULL}},
-    {"login", GET, sg_login_start, {NULL, NULL}},
-    {"callback", GET, sg_login_callback, {NULL, NULL}},
-    {"logout", POST, sg_login_logout, {LOGOUT_405}},
-    {"backchannel-logout",
-     POST,
-     sg_logout_backchannel,
-     {"Method not allowed", "POST a logout_token."}},
-    {"frontchannel-logout", GET, sg_logout_frontchannel, {NULL, NULL}},
-    {"settings", GET, sg_settings_page, {SETTINGS_GET_405}},
-    {"status", GET, sg_settings_status, {SETTINGS_GET_405}},
-    {"tenant/enable", POST, sg_settings_tenant_enable, {SETTINGS_POST_405}},
-    {"tenant/disable", POST, sg_settings_tenant_disable, {SETTINGS_POST_405}},
-    {"user/enable", POST, sg_settings_user_enable, {SETTINGS_POST_405}},
-    {"user/disable", POST, sg_settings_user_disable, {SETTINGS_POST_405}},
+    {"healthz", GET, handle_healthz, CSRF_NONE, {NULL, NULL}},
+    {"metrics", GET, handle_metrics, CSRF_NONE, {NULL, NULL}},
+    {"jwks.json", GET, handle_jwks, CSRF_NONE, {NULL, NULL}},
+    {"client-jwks.json", GET, handle_client_jwks, CSRF_NONE, {NULL, NULL}},
+    {"login", GET, sg_login_start, CSRF_NONE, {NULL, NULL}},
+    {"callback", GET, sg_login_callback, CSRF_NONE, {NULL, NULL}},
+    {"logout", POST, sg_login_logout, CSRF_SAME_ORIGIN, {LOGOUT_405}},
+    /* From the IdP, server to server (signed) or framed by it: no browser origin to check. */
+    {"backchannel-logout", POST, sg_logout_backchannel, CSRF_NONE, {BACKCHANNEL_405}},
+    {"frontchannel-logout", GET, sg_logout_frontchannel, CSRF_NONE, {NULL, NULL}},
+    {"settings", GET, sg_settings_page, CSRF_NONE, {SETTINGS_GET_405}},
+    {"status", GET, sg_settings_status, CSRF_NONE, {SETTINGS_GET_405}},
+    {"tenant/enable", POST, sg_settings_tenant_enable, CSRF_FORM, {SETTINGS_POST_405}},
+    {"tenant/disable", POST, sg_settings_tenant_disable, CSRF_FORM, {SETTINGS_POST_405}},
+    {"user/enable", POST, sg_settings_user_enable, CSRF_FORM, {SETTINGS_POST_405}},
+    {"user/disable", POST, sg_settings_user_disable, CSRF_FORM, {SETTINGS_POST_405}},
 };
+
+/* Refuses a request of endpoint name whose origin or token failed check: counted, logged, 403. */
+static int refuse_csrf(struct sg_request *r, const char *name, enum csrf check,
+                       enum sg_csrf_result why)
+{
+    sg_metrics_count("ssogate_csrf_refused_total", "endpoint", name);
+    sg_log_fields(SG_LOG_WARN, "csrf",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                          SG_LOG_STR("endpoint", name),
+                                          SG_LOG_STR("reason", sg_csrf_result_name(why))},
+                  3);
+    return sg_request_page(r, 403, "Request refused",
+                           check == CSRF_FORM
+                               ? "This request did not come from My Settings of this site, so "
+                                 "nothing was changed. Open My Settings and try again."
+                               : "This request did not come from this site, so it was refused.");
+}
+
+static enum sg_csrf_result csrf_result(struct sg_request *r, enum csrf check)
+{
+    const struct evkeyvalq *in = evhttp_request_get_input_headers(r->req);
+    if (check == CSRF_SAME_ORIGIN)
+        return sg_csrf_same_origin(r->snap->cfg, in);
+    struct evbuffer *body = evhttp_request_get_input_buffer(r->req);
+    size_t len = evbuffer_get_length(body);
+    const char *form = len <= SG_CSRF_FORM_MAX ? (const char *)evbuffer_pullup(body, -1) : NULL;
+    return sg_csrf_form(r->snap->cfg, in, form, form != NULL ? len : 0);
+}
 
 static unsigned method_of(const struct sg_request *r)
 {
@@ -148,8 +190,13 @@ static int handle_sso(struct sg_request *r)
     for (size_t i = 0; i < SG_ARRAY_LEN(endpoints); i++) {
         if (strcmp(endpoints[i].name, name) != 0)
             continue;
-        if ((endpoints[i].methods & method_of(r)) != 0)
+        if ((endpoints[i].methods & method_of(r)) != 0) {
+            enum sg_csrf_result why =
+                endpoints[i].csrf == CSRF_NONE ? SG_CSRF_OK : csrf_result(r, endpoints[i].csrf);
+            if (why != SG_CSRF_OK)
+                return refuse_csrf(r, endpoints[i].name, endpoints[i].csrf, why);
             return endpoints[i].handle(r);
+        }
         if (endpoints[i].refusal[0] == NULL)
             break; /* a read-only resource: no such page for other methods */
         return sg_request_page(r, 405, endpoints[i].refusal[0], endpoints[i].refusal[1]);

@@ -24,9 +24,6 @@
 #include <string.h>
 #include <yajl/yajl_gen.h>
 
-#define FORM_MAX    4096
-#define CSRF_METRIC "ssogate_csrf_refused_total"
-
 enum action {
     ACT_SETTINGS,
     ACT_STATUS,
@@ -58,29 +55,6 @@ static void on_gone(struct sg_request *r, void *arg)
 {
     struct settings_request *s = arg;
     sg_whoami_cancel(s->whoami);
-}
-
-/* A POST's own origin and CSRF token (the form field equals the cookie). */
-static enum sg_csrf_result post_trusted(struct sg_request *r)
-{
-    struct evhttp_request *req = r->req;
-    const struct sg_config *cfg = r->snap->cfg;
-    struct evkeyvalq *headers = evhttp_request_get_input_headers(req);
-    enum sg_csrf_result result = sg_csrf_same_origin(cfg, headers);
-    if (result != SG_CSRF_OK)
-        return result;
-    struct evbuffer *in = evhttp_request_get_input_buffer(req);
-    size_t len = evbuffer_get_length(in);
-    char *form =
-        len > 0 && len <= FORM_MAX ? sg_strndup((const char *)evbuffer_pullup(in, -1), len) : NULL;
-    struct evkeyvalq fields = TAILQ_HEAD_INITIALIZER(fields);
-    const char *token = NULL;
-    if (form != NULL && evhttp_parse_query_str(form, &fields) == 0)
-        token = evhttp_find_header(&fields, "csrf");
-    result = sg_csrf_double_submit(cfg, headers, token);
-    evhttp_clear_headers(&fields);
-    free(form);
-    return result;
 }
 
 static void gen_key(yajl_gen g, const char *key)
@@ -481,33 +455,12 @@ static void on_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, 
     sg_request_finish(s->r, status, 0);
 }
 
-/* Asks the PSA who the caller is, then does action; a POST must come from
- * My Settings of this site. */
+/* Asks the PSA who the caller is, then does action (the router checked a
+ * POST's origin and CSRF token). */
 static int handle(struct sg_request *r, enum action action)
 {
     struct evhttp_request *req = r->req;
     const struct sg_config *cfg = r->snap->cfg;
-    bool post = action != ACT_SETTINGS && action != ACT_STATUS;
-    enum sg_csrf_result csrf = post ? post_trusted(r) : SG_CSRF_OK;
-    if (csrf != SG_CSRF_OK) {
-        /* A static label: the metrics keep it (the target goes with the request). */
-        static const char *const endpoints[] = {
-            [ACT_TENANT_ENABLE] = "tenant/enable",
-            [ACT_TENANT_DISABLE] = "tenant/disable",
-            [ACT_USER_ENABLE] = "user/enable",
-            [ACT_USER_DISABLE] = "user/disable",
-        };
-        const char *endpoint = endpoints[action];
-        sg_metrics_count(CSRF_METRIC, "endpoint", endpoint);
-        sg_log_fields(SG_LOG_WARN, "csrf",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
-                                              SG_LOG_STR("endpoint", endpoint),
-                                              SG_LOG_STR("reason", sg_csrf_result_name(csrf))},
-                      3);
-        return sg_request_page(r, 403, "Request refused",
-                               "This request did not come from My Settings of this site, so "
-                               "nothing was changed. Open My Settings and try again.");
-    }
 
     struct settings_request *s = sg_calloc(1, sizeof(*s));
     s->r = r;

@@ -14,6 +14,7 @@
 #define SSOGATE_CSRF_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 struct evkeyvalq;
 struct sg_config;
@@ -51,6 +52,15 @@ enum sg_csrf_result sg_csrf_same_origin(const struct sg_config *cfg, const struc
  * against the one *_csrf cookie of in's Cookie lines, in constant time for
  * equal lengths. SG_CSRF_OK, _NO_COOKIE, _NO_FIELD or _MISMATCH.
  */
+/*
+ * A state-changing form POST of the gateway's own pages: same origin, then
+ * the form's "csrf" field (form: the urlencoded body, len bytes, borrowed;
+ * at most SG_CSRF_FORM_MAX) equal to the cookie (double submit).
+ */
+#define SG_CSRF_FORM_MAX 4096
+enum sg_csrf_result sg_csrf_form(const struct sg_config *cfg, const struct evkeyvalq *in,
+                                 const char *form, size_t len);
+
 enum sg_csrf_result sg_csrf_double_submit(const struct sg_config *cfg, const struct evkeyvalq *in,
                                           const char *field);
 

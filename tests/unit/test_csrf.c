@@ -132,6 +132,39 @@ static void test_double_submit(void **state)
     assert_int_equal(double_submit(two, TOKEN2), SG_CSRF_NO_COOKIE);
 }
 
+/* The whole check of a form POST: origin first, then the form's csrf field against the cookie. */
+static enum sg_csrf_result form(const char *origin, const char *body, size_t len)
+{
+    struct evkeyvalq in = TAILQ_HEAD_INITIALIZER(in);
+    evhttp_add_header(&in, "Origin", origin);
+    evhttp_add_header(&in, "Cookie", "__Host-ssogate_csrf=" TOKEN);
+    enum sg_csrf_result r = sg_csrf_form(&cfg, &in, body, len);
+    evhttp_clear_headers(&in);
+    return r;
+}
+
+static void test_form(void **state)
+{
+    const char *ok = "x=1&csrf=" TOKEN "&y=2";
+    assert_int_equal(form("https://gw.example.com", ok, strlen(ok)), SG_CSRF_OK);
+    assert_int_equal(form("https://evil.example", ok, strlen(ok)), SG_CSRF_CROSS_ORIGIN);
+    assert_int_equal(form("https://gw.example.com", "x=1", 3), SG_CSRF_NO_FIELD);
+    assert_int_equal(form("https://gw.example.com", "", 0), SG_CSRF_NO_FIELD);
+    const char *other = "csrf=" TOKEN2;
+    assert_int_equal(form("https://gw.example.com", other, strlen(other)), SG_CSRF_MISMATCH);
+    /* A NUL in the body, or a body over SG_CSRF_FORM_MAX, has no field. */
+    char nul[80];
+    int n = snprintf(nul, sizeof(nul), "a=%c&csrf=%s", '\0', TOKEN);
+    assert_int_equal(form("https://gw.example.com", nul, (size_t)n), SG_CSRF_NO_FIELD);
+    char *big = sg_calloc(1, SG_CSRF_FORM_MAX + 64);
+    int m = snprintf(big, SG_CSRF_FORM_MAX + 64, "csrf=%s&pad=", TOKEN);
+    memset(big + m, 'p', SG_CSRF_FORM_MAX - (size_t)m + 1);
+    assert_int_equal(form("https://gw.example.com", big, strlen(big)), SG_CSRF_NO_FIELD);
+    big[SG_CSRF_FORM_MAX] = '\0';
+    assert_int_equal(form("https://gw.example.com", big, strlen(big)), SG_CSRF_OK);
+    free(big);
+}
+
 static void test_token(void **state)
 {
     char out[SG_CSRF_TOKEN_SIZE];
@@ -168,7 +201,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_origin),        cmocka_unit_test(test_referer),
         cmocka_unit_test(test_double_submit), cmocka_unit_test(test_token),
-        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_names),         cmocka_unit_test(test_form),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -77,6 +77,16 @@ char *sg_strndup(const char *s, size_t n)
     return p;
 }
 
+void sg_errbuf(char *buf, size_t len, const char *fmt, ...)
+{
+    if (buf == NULL || len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+}
+
 char *sg_asprintf(const char *fmt, ...)
 {
     char small[256];

@@ -7,7 +7,6 @@
 
 #include "ssogate/common.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,19 +33,6 @@ static const struct {
     [SG_STORE_DB_LOGINS] = {"logins", false},
     [SG_STORE_DB_LOGOUT_JTI] = {"logout_jti", false},
 };
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 const char *sg_store_db_name(enum sg_store_db db)
 {
@@ -83,7 +69,7 @@ static int check_schema(struct sg_store *store, char *errbuf, size_t errlen)
     struct sg_store_txn txn;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0) {
-        set_error(errbuf, errlen, "%s: cannot begin a transaction", store->backend->name);
+        sg_errbuf(errbuf, errlen, "%s: cannot begin a transaction", store->backend->name);
         return SG_ESTORE;
     }
     const void *val;
@@ -96,31 +82,31 @@ static int check_schema(struct sg_store *store, char *errbuf, size_t errlen)
                            0);
         if (err != 0) {
             sg_store_txn_abort(&txn);
-            set_error(errbuf, errlen, "writing schema version: %s", sg_strerror(err));
+            sg_errbuf(errbuf, errlen, "writing schema version: %s", sg_strerror(err));
             return SG_ESTORE;
         }
         /* A new store is made durable at once so that its schema record is never lost. */
         err = sg_store_txn_commit(&txn, SG_STORE_DURABLE);
         if (err != 0) {
-            set_error(errbuf, errlen, "committing schema version: %s", sg_strerror(err));
+            sg_errbuf(errbuf, errlen, "committing schema version: %s", sg_strerror(err));
             return err == SG_EIO ? SG_EIO : SG_ESTORE;
         }
         return 0;
     }
     if (err != 0) {
         sg_store_txn_abort(&txn);
-        set_error(errbuf, errlen, "reading schema version: %s", sg_strerror(err));
+        sg_errbuf(errbuf, errlen, "reading schema version: %s", sg_strerror(err));
         return SG_ESTORE;
     }
     unsigned long version;
     err = parse_version(val, len, &version);
     sg_store_txn_abort(&txn);
     if (err != 0) {
-        set_error(errbuf, errlen, "unreadable schema version in the store");
+        sg_errbuf(errbuf, errlen, "unreadable schema version in the store");
         return SG_ESTORE;
     }
     if (version != SG_STORE_SCHEMA_VERSION) {
-        set_error(errbuf, errlen, "store schema version %lu is not supported (this build: %d)",
+        sg_errbuf(errbuf, errlen, "store schema version %lu is not supported (this build: %d)",
                   version, SG_STORE_SCHEMA_VERSION);
         return SG_ESTORE;
     }
@@ -170,7 +156,7 @@ int sg_store_sync(struct sg_store *store)
 int sg_store_backup(struct sg_store *store, const char *dir, char *errbuf, size_t errlen)
 {
     if (store->backend->backup == NULL) {
-        set_error(errbuf, errlen, "the %s store has no backup", store->backend->name);
+        sg_errbuf(errbuf, errlen, "the %s store has no backup", store->backend->name);
         return SG_EINVAL;
     }
     return store->backend->backup(store->ctx, dir, errbuf, errlen);
@@ -186,7 +172,7 @@ int sg_store_other_users(struct sg_store *store, unsigned *count)
 int sg_store_restore(struct sg_store *backup, const char *data_dir, char *errbuf, size_t errlen)
 {
     if (backup->backend->restore == NULL) {
-        set_error(errbuf, errlen, "the %s store has no restore", backup->backend->name);
+        sg_errbuf(errbuf, errlen, "the %s store has no restore", backup->backend->name);
         return SG_EINVAL;
     }
     return backup->backend->restore(backup->ctx, data_dir, errbuf, errlen);

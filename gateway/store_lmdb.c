@@ -12,7 +12,6 @@
 
 #include <errno.h>
 #include <lmdb.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,19 +32,6 @@ struct lmdb_store {
     MDB_txn *reader;
     bool reader_busy;
 };
-
-static void open_error(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void open_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* Maps an LMDB return code to an SG_E* code. */
 static int lmdb_error(int rc)
@@ -80,12 +66,12 @@ static int make_directory(const char *data_dir, char *errbuf, size_t errlen)
     if (mkdir(data_dir, 0700) == 0)
         return 0;
     if (errno != EEXIST) {
-        open_error(errbuf, errlen, "data directory %s: %s", data_dir, strerror(errno));
+        sg_errbuf(errbuf, errlen, "data directory %s: %s", data_dir, strerror(errno));
         return SG_EIO;
     }
     struct stat st;
     if (stat(data_dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        open_error(errbuf, errlen, "data directory %s: not a directory", data_dir);
+        sg_errbuf(errbuf, errlen, "data directory %s: not a directory", data_dir);
         return SG_EIO;
     }
     return 0;
@@ -97,7 +83,7 @@ static int open_databases(struct lmdb_store *ls, char *errbuf, size_t errlen)
     MDB_txn *txn;
     int rc = mdb_txn_begin(ls->env, NULL, 0, &txn);
     if (rc != 0) {
-        open_error(errbuf, errlen, "lmdb: %s", mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "lmdb: %s", mdb_strerror(rc));
         return SG_ESTORE;
     }
     for (int db = 0; db < SG_STORE_DB_COUNT; db++) {
@@ -106,15 +92,15 @@ static int open_databases(struct lmdb_store *ls, char *errbuf, size_t errlen)
             flags |= MDB_DUPSORT | MDB_DUPFIXED;
         rc = mdb_dbi_open(txn, sg_store_db_name(db), flags, &ls->dbi[db]);
         if (rc != 0) {
-            open_error(errbuf, errlen, "lmdb database %s: %s", sg_store_db_name(db),
-                       mdb_strerror(rc));
+            sg_errbuf(errbuf, errlen, "lmdb database %s: %s", sg_store_db_name(db),
+                      mdb_strerror(rc));
             mdb_txn_abort(txn);
             return SG_ESTORE;
         }
     }
     rc = mdb_txn_commit(txn);
     if (rc != 0) {
-        open_error(errbuf, errlen, "lmdb commit: %s", mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "lmdb commit: %s", mdb_strerror(rc));
         return SG_ESTORE;
     }
     return 0;
@@ -125,7 +111,7 @@ static int lmdb_open(const char *data_dir, const struct sg_store_options *opts, 
 {
     *ctx = NULL;
     if (data_dir == NULL || data_dir[0] == '\0') {
-        open_error(errbuf, errlen, "no data directory");
+        sg_errbuf(errbuf, errlen, "no data directory");
         return SG_EINVAL;
     }
     int err = make_directory(data_dir, errbuf, errlen);
@@ -142,7 +128,7 @@ static int lmdb_open(const char *data_dir, const struct sg_store_options *opts, 
     struct lmdb_store *ls = sg_calloc(1, sizeof(*ls));
     int rc = mdb_env_create(&ls->env);
     if (rc != 0) {
-        open_error(errbuf, errlen, "lmdb: %s", mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "lmdb: %s", mdb_strerror(rc));
         SG_FREE(ls);
         return SG_ESTORE;
     }
@@ -150,7 +136,7 @@ static int lmdb_open(const char *data_dir, const struct sg_store_options *opts, 
     if ((rc = mdb_env_set_maxdbs(ls->env, SG_STORE_DB_COUNT)) != 0 ||
         (rc = mdb_env_set_mapsize(ls->env, map_size)) != 0 ||
         (rc = mdb_env_set_maxreaders(ls->env, max_readers)) != 0) {
-        open_error(errbuf, errlen, "lmdb settings: %s", mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "lmdb settings: %s", mdb_strerror(rc));
         goto fail;
     }
     /*
@@ -164,13 +150,13 @@ static int lmdb_open(const char *data_dir, const struct sg_store_options *opts, 
      */
     rc = mdb_env_open(ls->env, data_dir, MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP, 0600);
     if (rc != 0) {
-        open_error(errbuf, errlen, "lmdb open %s: %s", data_dir, mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "lmdb open %s: %s", data_dir, mdb_strerror(rc));
         goto fail;
     }
     int dead = 0;
     rc = mdb_reader_check(ls->env, &dead);
     if (rc != 0) {
-        open_error(errbuf, errlen, "lmdb reader check %s: %s", data_dir, mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "lmdb reader check %s: %s", data_dir, mdb_strerror(rc));
         goto fail;
     }
     err = open_databases(ls, errbuf, errlen);
@@ -395,35 +381,24 @@ static int lmdb_stats(void *ctx, struct sg_store_stats *out)
 
 #define DATA_FILE "data.mdb"
 
-static void maint_error(char *errbuf, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void maint_error(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int lmdb_backup(void *ctx, const char *dir, char *errbuf, size_t errlen)
 {
     struct lmdb_store *ls = ctx;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-        maint_error(errbuf, errlen, "%s: %s", dir, strerror(errno));
+        sg_errbuf(errbuf, errlen, "%s: %s", dir, strerror(errno));
         return SG_EIO;
     }
     char *file = sg_asprintf("%s/%s", dir, DATA_FILE);
     bool exists = access(file, F_OK) == 0;
     free(file);
     if (exists) {
-        maint_error(errbuf, errlen, "%s already holds a store", dir);
+        sg_errbuf(errbuf, errlen, "%s already holds a store", dir);
         return SG_EEXIST;
     }
     /* A read transaction of its own: a consistent snapshot while writers go on. */
     int rc = mdb_env_copy2(ls->env, dir, MDB_CP_COMPACT);
     if (rc != 0) {
-        maint_error(errbuf, errlen, "copy to %s: %s", dir, mdb_strerror(rc));
+        sg_errbuf(errbuf, errlen, "copy to %s: %s", dir, mdb_strerror(rc));
         return rc > 0 ? SG_EIO : SG_ESTORE;
     }
     file = sg_asprintf("%s/%s", dir, DATA_FILE);
@@ -476,7 +451,7 @@ static int lmdb_restore(void *backup_ctx, const char *data_dir, char *errbuf, si
     if (err == 0) {
         int fd = open(from, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || fsync(fd) != 0 || rename(from, to) != 0) {
-            maint_error(errbuf, errlen, "%s: %s", to, strerror(errno));
+            sg_errbuf(errbuf, errlen, "%s: %s", to, strerror(errno));
             err = SG_EIO;
         }
         if (fd >= 0)

@@ -36,6 +36,9 @@ char *sg_strndup(const char *s, size_t n);
 /* printf into a newly allocated string; the caller owns the result. */
 char *sg_asprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* printf into an error buffer of len bytes (nothing when buf is NULL or len 0). */
+void sg_errbuf(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 /* Frees *pp (NULL-safe) and clears the pointer. */
 #define SG_FREE(p)                                                                                 \
     do {                                                                                           \

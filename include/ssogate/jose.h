@@ -268,7 +268,7 @@ enum sg_jwt_status {
 /*
  * Checks the claims of a verified logout token (OpenID Connect Back-Channel
  * Logout 1.0, 2.6): iss, aud (and azp) and iat as for an ID token, exp when
- * present (not expired), a non-empty jti, "events" an object whose
+ * present (not expired), nbf when present, a non-empty jti, "events" an object whose
  * SG_JWT_BACKCHANNEL_LOGOUT_EVENT member is an object, a non-empty "sid" or
  * "sub" (strings when present), and no "nonce". expect->nonce is ignored.
  */

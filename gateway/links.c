@@ -157,22 +157,6 @@ static int tenant_lookup(struct sg_store_txn *txn, enum sg_store_db db, const ch
     return single_decode(val, len, out);
 }
 
-/* Looks up a user link in db. Returns 0 (out filled), SG_ENOENT or SG_ESTORE. */
-static int user_lookup(struct sg_store_txn *txn, enum sg_store_db db, const char *tenant,
-                       const char *user, struct id_pair *out)
-{
-    struct key_buf k;
-    pair_key(tenant, user, &k);
-    const void *val;
-    size_t len;
-    int err = sg_store_get(txn, db, k.data, k.len, &val, &len);
-    if (err != 0)
-        return err;
-    struct sg_links_user_facts facts;
-    return db == SG_STORE_DB_USER_BY_IDP ? pair_decode_facts(val, len, out, &facts)
-                                         : pair_decode(val, len, out);
-}
-
 /* Looks up the user_by_idp entry of an IdP user: the PSA user into psa and
  * the kept facts. Returns 0, SG_ENOENT or SG_ESTORE. */
 static int user_facts_lookup(struct sg_store_txn *txn, const char *idp_tenant, const char *idp_sub,
@@ -186,6 +170,23 @@ static int user_facts_lookup(struct sg_store_txn *txn, const char *idp_tenant, c
     if (err != 0)
         return err;
     return pair_decode_facts(val, len, psa, facts);
+}
+
+/* Looks up a user link in db. Returns 0 (out filled), SG_ENOENT or SG_ESTORE. */
+static int user_lookup(struct sg_store_txn *txn, enum sg_store_db db, const char *tenant,
+                       const char *user, struct id_pair *out)
+{
+    struct sg_links_user_facts facts;
+    if (db == SG_STORE_DB_USER_BY_IDP)
+        return user_facts_lookup(txn, tenant, user, out, &facts);
+    struct key_buf k;
+    pair_key(tenant, user, &k);
+    const void *val;
+    size_t len;
+    int err = sg_store_get(txn, db, k.data, k.len, &val, &len);
+    if (err != 0)
+        return err;
+    return pair_decode(val, len, out);
 }
 
 /* Writes the user_by_idp entry of idp (a pair key) naming the PSA user

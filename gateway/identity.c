@@ -74,7 +74,7 @@ int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
     OPENSSL_cleanse(ids, sizeof(ids));
     if (err == 0 && !found)
         err = SG_ENOENT;
-    if (err == 0)
+    if (err == 0 && sg_session_touch_due(&out->session, now)) /* one read per request otherwise */
         err = sg_session_touch(store, out->session_id, now);
     if (err != 0) {
         sg_identity_clear(out);

@@ -570,6 +570,11 @@ fail:
     return err;
 }
 
+bool sg_session_touch_due(const struct sg_session *s, int64_t now)
+{
+    return s->last_seen <= now - touch_interval(s->idle_timeout_s);
+}
+
 int sg_session_touch(struct sg_store *store, const char *id, int64_t now)
 {
     if (!sg_session_id_valid(id))

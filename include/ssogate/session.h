@@ -105,6 +105,13 @@ int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct s
  */
 int sg_session_touch(struct sg_store *store, const char *id, int64_t now);
 
+/*
+ * True when a session just read (s, borrowed) is due a touch at now: a
+ * caller that holds the record skips sg_session_touch (and its read) when
+ * false, as sg_session_touch itself would write nothing.
+ */
+bool sg_session_touch_due(const struct sg_session *s, int64_t now);
+
 /* Deletes session id. Returns 0, SG_ENOENT, SG_EINVAL or SG_ESTORE. */
 int sg_session_delete(struct sg_store *store, const char *id);
 

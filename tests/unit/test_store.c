@@ -1130,6 +1130,13 @@ static void test_session_idle_expiry_and_touch(void **state)
     assert_int_equal(sg_session_create(fx->store, id, &rec), 0);
 
     struct sg_session got;
+    /* Due exactly when sg_session_touch would write: a holder of the record skips the read. */
+    assert_false(sg_session_touch_due(&rec, NOW + 29));
+    assert_true(sg_session_touch_due(&rec, NOW + 30));
+    struct sg_session no_idle = rec;
+    no_idle.idle_timeout_s = 0; /* no idle limit: the default interval */
+    assert_false(sg_session_touch_due(&no_idle, NOW + SG_SESSION_TOUCH_INTERVAL_S - 1));
+    assert_true(sg_session_touch_due(&no_idle, NOW + SG_SESSION_TOUCH_INTERVAL_S));
     /* Within the interval nothing is written. */
     assert_int_equal(sg_session_touch(fx->store, id, NOW + 29), 0);
     assert_int_equal(sg_session_get(fx->store, id, NOW + 29, &got), 0);

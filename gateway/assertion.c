@@ -1,5 +1,6 @@
 #include "ssogate/assertion.h"
 
+#include "ssogate/claimheaders.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/jose.h"
@@ -60,6 +61,12 @@ static void gen_integer(yajl_gen g, const char *key, int64_t value)
     yajl_gen_integer(g, (long long)value);
 }
 
+/* One claim header as a member of the assertion's "claim_headers" object. */
+static void gen_claim_header(const char *name, const char *value, void *arg)
+{
+    gen_string(arg, name, value);
+}
+
 /* Signs a fresh assertion of the session for the upstream. */
 static char *sign(const struct sg_config *cfg, const struct sg_signer *signer,
                   const struct sg_session *s, int64_t now)
@@ -83,6 +90,13 @@ static char *sign(const struct sg_config *cfg, const struct sg_signer *signer,
     gen_string(g, "idp_tenant", s->idp_tenant);
     gen_string(g, "idp_sub", s->idp_sub);
     gen_string(g, "email", s->email);
+    if (s->claim_headers != NULL && cfg->claim_header_count > 0) {
+        /* The same values as the claim headers, vouched for by the signature. */
+        yajl_gen_string(g, (const unsigned char *)"claim_headers", strlen("claim_headers"));
+        yajl_gen_map_open(g);
+        sg_claim_headers_each(cfg, s->claim_headers, gen_claim_header, g);
+        yajl_gen_map_close(g);
+    }
     yajl_gen_map_close(g);
 
     const unsigned char *payload;

@@ -1,5 +1,6 @@
 #include "ssogate/login.h"
 
+#include "ssogate/claimheaders.h"
 #include "ssogate/common.h"
 #include "ssogate/cookies.h"
 #include "ssogate/identity.h"
@@ -362,7 +363,7 @@ static void session_prepare(struct pending *p, yajl_val claims, const char *id_t
         .psa_user = dup_or_null(psa_user),
         .id_token = strlen(id_token) <= SG_SESSION_ID_TOKEN_MAX ? sg_strdup(id_token) : NULL,
         .idp_sid = dup_or_null(sg_jwt_claim_string(claims, "sid")),
-        .claim_headers = sg_identity_claim_headers(cfg, claims, p->r->id),
+        .claim_headers = sg_claim_headers_encode(cfg, claims, p->r->id),
     };
 }
 

@@ -10,7 +10,6 @@
 #include "ssogate/session.h"
 
 #include <stdbool.h>
-#include <yajl/yajl_tree.h>
 #include <stddef.h>
 
 struct evhttp_request;
@@ -36,21 +35,6 @@ struct sg_identity {
 int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
                        struct evhttp_request *req, struct sg_identity *out);
 void sg_identity_clear(struct sg_identity *identity);
-
-#define SG_CLAIM_HEADER_MAX 4096 /* bytes of one claim header's value */
-
-/*
- * The claim_headers of cfg for a login's claims (borrowed), encoded for the
- * session (struct sg_session claim_headers): each mapped claim present and
- * not null, rendered as a header value (a string as is; a number as written;
- * true/false; an array of those joined with "," with "," and "%" in its
- * strings escaped as %2C and %25). A claim that cannot be a header value
- * (an object, nested arrays, control characters, over SG_CLAIM_HEADER_MAX
- * bytes) is left out with a warning (request_id, borrowed) and a metric.
- * Returns a new string, or NULL when no header results.
- */
-char *sg_identity_claim_headers(const struct sg_config *cfg, yajl_val claims,
-                                const char *request_id);
 
 /*
  * Adds X-SSO-Subject, -IdP-Tenant, -Email, -Tenant, -User (link mode) and an

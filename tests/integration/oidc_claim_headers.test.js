@@ -1,13 +1,13 @@
 'use strict';
 // Issue 13, claim_headers (claims mode, the generic-gateway use): configured headers carry claims of the
 // login to the upstream, rendered as documented (strings, numbers, booleans, arrays joined with ","),
-// hostile values left out (CR/LF, over 4 KiB, arrays of objects, objects), and every mapped name is
-// stripped from clients (dash or underscore, any case) whether or not the caller is signed in. Claims
+// hostile values left out (CR/LF, over 4 KiB, arrays of objects, objects), the same values signed in
+// X-SSO-Assertion's claim_headers, and every mapped name is stripped from clients (dash or underscore, any case) whether or not the caller is signed in. Claims
 // come from the real oidc-provider; the hostile ones through its userinfo answer (idp.userinfo on).
 
 const assert = require('node:assert/strict');
 const { itest, request } = require('./lib/harness');
-const { startOidcEnv, metricKey, ACCOUNTS } = require('./lib/oidc-env');
+const { startOidcEnv, metricKey, ACCOUNTS, verifyAssertion } = require('./lib/oidc-env');
 
 const DROPPED = 'ssogate_claim_headers_dropped_total';
 
@@ -64,6 +64,17 @@ itest('claim headers reach the upstream as documented; hostile values and forged
     assert.equal(seen[name], undefined, `${name} not forwarded`);
   }
   assert.ok(!JSON.stringify(seen).includes('forged'), `no forged value upstream: ${JSON.stringify(seen)}`);
+
+  // The signed assertion carries the same values, so an upstream can trust them without trusting headers.
+  const { claims } = verifyAssertion(seen['x-sso-assertion'], await env.gatewayJwks());
+  assert.deepEqual(claims.claim_headers, {
+    'X-User-Tenant': alice.tenant,
+    'Remote-User': alice.login,
+    'X-Master': String(alice.master === true),
+    'X-Amr': seen['x-amr'],
+    'X-Groups': 'admins,a%2Cb,c%25d',
+    'X-Level': '3',
+  }, 'exactly the headers sent, no hostile one');
 
   // Without a session the mapped names are stripped just the same.
   const anonymous = await request(env.gw, { path: '/echo/anon', headers: Object.fromEntries(forged) });

@@ -11,7 +11,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/config.h"
-#include "ssogate/identity.h"
+#include "ssogate/claimheaders.h"
 #include "ssogate/inject.h"
 #include "ssogate/json.h"
 #include "ssogate/redirect.h"
@@ -165,7 +165,7 @@ static void test_claim_headers(void **state)
     char err[128];
     yajl_val claims = yajl_tree_parse(json, err, sizeof(err));
     assert_non_null(claims);
-    char *encoded = sg_identity_claim_headers(&cfg, claims, "req");
+    char *encoded = sg_claim_headers_encode(&cfg, claims, "req");
     assert_string_equal(encoded, "6:X-Name7:Ann, B%"
                                  "7:X-Count5:12.50"
                                  "7:X-Admin4:true"
@@ -174,7 +174,7 @@ static void test_claim_headers(void **state)
     free(encoded);
     /* Nothing to map: no encoding at all. */
     cfg.claim_header_count = 0;
-    assert_null(sg_identity_claim_headers(&cfg, claims, "req"));
+    assert_null(sg_claim_headers_encode(&cfg, claims, "req"));
     yajl_tree_free(claims);
     free(json);
     free(long_value);

@@ -12,7 +12,7 @@ const { ALGS, generateJwk, publicJwk, privateKeyObject } = require('./keys');
 const { DEFECTS, tamperIdToken } = require('./tamper');
 const jose = require('jose');
 
-const MAX_JSON_BYTES = 64 * 1024;
+const MAX_JSON_BYTES = 1024 * 1024; // room for an injected answer over the gateway's 256 KiB cap
 const MAX_HANG_MS = 10 * 60 * 1000;
 const HISTORY_LIMIT = 50;
 const OPENSSL_TIMEOUT_MS = 20000;

@@ -2,9 +2,8 @@
 // Issue 13, idp.userinfo: after the code exchange the gateway asks oidc-provider's userinfo endpoint with
 // the access token, for IdPs that keep claims out of the ID token. Off: never asked. On: asked once per
 // login, its claims join the ID token's (a claim only userinfo has reaches the upstream), its sub must be
-// the ID token's (OIDC Core 5.3.2: refused otherwise), and a failing answer is a clean refusal page
-// with no session. (The answer is capped at 256 KiB by httpc, as every IdP document is; not tested here:
-// IdP's test controls cannot inject more than 64 KiB.)
+// the ID token's (OIDC Core 5.3.2: refused otherwise), and a failing or oversized (over 256 KiB) answer
+// is a clean refusal page with no session.
 
 const assert = require('node:assert/strict');
 const { itest } = require('./lib/harness');
@@ -58,6 +57,7 @@ itest('idp.userinfo on: asked once per login, its claims join the ID token\'s, i
     ['a 500', { status: 500 }, 502, 'userinfo_failed'],
     ['not JSON', { status: 200, body: 'eyJhbGciOiJub25lIn0.e30.', content_type: 'application/jwt' }, 502, 'userinfo_failed'],
     ['a JSON array', { status: 200, body: '[1,2]' }, 502, 'userinfo_failed'],
+    ['over 256 KiB', { status: 200, body: JSON.stringify({ sub: alice.sub, pad: 'x'.repeat(300 * 1024) }) }, 502, 'userinfo_failed'],
   ];
   for (const [what, failure, status, result] of cases) {
     await env.control('POST', '/_test/fail', { endpoint: 'userinfo', count: 1, ...failure });

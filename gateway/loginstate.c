@@ -276,68 +276,17 @@ int sg_loginstate_count(struct sg_store *store, size_t *count)
     return 0;
 }
 
-/*
- * A sweep's walk over the login states: the keys of those to delete (at most
- * max), each as a u16 length and its bytes, whatever wrote them.
- */
-struct sweep {
-    int64_t now;
-    size_t max;
-    size_t count;
-    unsigned char *keys;
-    size_t used;
-    size_t cap;
-};
-
-_Static_assert(SG_STORE_KEY_MAX <= UINT16_MAX, "a key length fits its u16");
-
-static int sweep_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+/* A login state to sweep: expired, or unreadable whatever wrote it. */
+static bool state_doomed(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
-    struct sweep *sw = arg;
-    if (sw->count == sw->max)
-        return SG_STORE_STOP;
+    const int64_t *now = arg;
     struct record_view view;
-    if (record_parse(val, vlen, &view) == SG_LOGINSTATE_OK && !expired(view.created, sw->now))
-        return 0;
-    if (sw->cap - sw->used < 2 + klen) {
-        sw->cap = 2 * sw->cap + 2 + klen;
-        sw->keys = sg_realloc(sw->keys, sw->cap);
-    }
-    sw->keys[sw->used] = (unsigned char)(klen >> 8);
-    sw->keys[sw->used + 1] = (unsigned char)(klen & 0xff);
-    memcpy(sw->keys + sw->used + 2, key, klen);
-    sw->used += 2 + klen;
-    sw->count++;
-    return 0;
+    return record_parse(val, vlen, &view) != SG_LOGINSTATE_OK || expired(view.created, *now);
 }
 
 int sg_loginstate_sweep(struct sg_store *store, int64_t now, size_t max, size_t *deleted)
 {
-    struct sg_store_txn txn;
-    if (deleted != NULL)
-        *deleted = 0;
-    int err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    /* Collect first: a scan must not write in its transaction. */
-    struct sweep sw = {.now = now, .max = max};
-    err = sg_store_scan(&txn, SG_STORE_DB_LOGINS, NULL, 0, 0, sweep_entry, &sw);
-    for (size_t off = 0; err == 0 && off < sw.used;) {
-        size_t klen = (size_t)sw.keys[off] << 8 | sw.keys[off + 1];
-        err = sg_store_delete(&txn, SG_STORE_DB_LOGINS, sw.keys + off + 2, klen, NULL, 0);
-        off += 2 + klen;
-    }
-    SG_FREE(sw.keys);
-    if (err != 0) {
-        sg_store_txn_abort(&txn);
-        return err;
-    }
-    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
-    if (err != 0)
-        return err;
-    if (deleted != NULL)
-        *deleted = sw.count;
-    return 0;
+    return sg_store_sweep(store, SG_STORE_DB_LOGINS, max, state_doomed, &now, deleted);
 }
 
 void sg_loginstate_clear(struct sg_loginstate *s)

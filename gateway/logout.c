@@ -240,46 +240,14 @@ int sg_logout_frontchannel(struct sg_request *r)
     return front_answer(r, 200, "ok", "sid", (int64_t)ended);
 }
 
-struct sweep {
-    int64_t now;
-    size_t max;
-    size_t count;
-    unsigned char (*keys)[SHA256_DIGEST_LENGTH];
-};
-
-static int sweep_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+/* A remembered jti past its keep-until time (or a record no build of ours wrote). */
+static bool jti_doomed(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
 {
-    struct sweep *sw = arg;
-    if (sw->count == sw->max)
-        return SG_STORE_STOP;
-    bool keep =
-        klen == SHA256_DIGEST_LENGTH && vlen == 8 && (int64_t)sg_store_get_be64(val) > sw->now;
-    if (!keep && klen == SHA256_DIGEST_LENGTH)
-        memcpy(sw->keys[sw->count++], key, klen);
-    return 0;
+    const int64_t *now = arg;
+    return vlen != 8 || (int64_t)sg_store_get_be64(val) <= *now;
 }
 
 int sg_logout_sweep(struct sg_store *store, int64_t now, size_t max, size_t *deleted)
 {
-    if (deleted != NULL)
-        *deleted = 0;
-    struct sg_store_txn txn;
-    int err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    /* Collect first: a scan must not write in its transaction. */
-    struct sweep sw = {.now = now, .max = max, .keys = sg_calloc(max + 1, SHA256_DIGEST_LENGTH)};
-    err = sg_store_scan(&txn, SG_STORE_DB_LOGOUT_JTI, NULL, 0, 0, sweep_entry, &sw);
-    for (size_t i = 0; err == 0 && i < sw.count; i++)
-        err = sg_store_delete(&txn, SG_STORE_DB_LOGOUT_JTI, sw.keys[i], SHA256_DIGEST_LENGTH, NULL,
-                              0);
-    free(sw.keys);
-    if (err != 0) {
-        sg_store_txn_abort(&txn);
-        return err;
-    }
-    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
-    if (err == 0 && deleted != NULL)
-        *deleted = sw.count;
-    return err;
+    return sg_store_sweep(store, SG_STORE_DB_LOGOUT_JTI, max, jti_doomed, &now, deleted);
 }

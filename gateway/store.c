@@ -328,3 +328,62 @@ int sg_store_scan(struct sg_store_txn *txn, enum sg_store_db db, const void *sta
     return store->backend->scan(store->ctx, txn->handle, db, slen > 0 ? start : NULL, slen,
                                 prefix_len, fn, arg);
 }
+
+/* A sweep's walk: the keys to delete (at most max), each as a u16 length and its bytes. */
+struct store_sweep {
+    sg_store_doomed_fn doomed;
+    void *arg;
+    size_t max;
+    size_t count;
+    unsigned char *keys;
+    size_t used;
+    size_t cap;
+};
+
+_Static_assert(SG_STORE_KEY_MAX <= UINT16_MAX, "a key length fits its u16");
+
+static int store_sweep_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct store_sweep *sw = arg;
+    if (sw->count == sw->max)
+        return SG_STORE_STOP;
+    if (!sw->doomed(key, klen, val, vlen, sw->arg))
+        return 0;
+    if (sw->cap - sw->used < 2 + klen) {
+        sw->cap = 2 * sw->cap + 2 + klen;
+        sw->keys = sg_realloc(sw->keys, sw->cap);
+    }
+    sw->keys[sw->used] = (unsigned char)(klen >> 8);
+    sw->keys[sw->used + 1] = (unsigned char)(klen & 0xff);
+    memcpy(sw->keys + sw->used + 2, key, klen);
+    sw->used += 2 + klen;
+    sw->count++;
+    return 0;
+}
+
+int sg_store_sweep(struct sg_store *store, enum sg_store_db db, size_t max,
+                   sg_store_doomed_fn doomed, void *arg, size_t *deleted)
+{
+    if (deleted != NULL)
+        *deleted = 0;
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    struct store_sweep sw = {.doomed = doomed, .arg = arg, .max = max};
+    err = sg_store_scan(&txn, db, NULL, 0, 0, store_sweep_entry, &sw);
+    for (size_t off = 0; err == 0 && off < sw.used;) {
+        size_t klen = (size_t)sw.keys[off] << 8 | sw.keys[off + 1];
+        err = sg_store_delete(&txn, db, sw.keys + off + 2, klen, NULL, 0);
+        off += 2 + klen;
+    }
+    free(sw.keys);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err;
+    }
+    err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
+    if (err == 0 && deleted != NULL)
+        *deleted = sw.count;
+    return err;
+}

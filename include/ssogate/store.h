@@ -262,6 +262,19 @@ typedef int (*sg_store_scan_fn)(const void *key, size_t klen, const void *val, s
  * negative code, SG_EINVAL (prefix_len > slen, transaction over),
  * SG_ETOOBIG (start longer than SG_STORE_KEY_MAX) or SG_ESTORE.
  */
+/* True when the record (key, val) is to be deleted by sg_store_sweep. */
+typedef bool (*sg_store_doomed_fn)(const void *key, size_t klen, const void *val, size_t vlen,
+                                   void *arg);
+
+/*
+ * Deletes, in one lazy write transaction, the first max records of db (in
+ * key order) for which doomed says so; *deleted (may be NULL) gets their
+ * number. The keys are collected first, then deleted: a scan never writes.
+ * Returns 0 or an error of the calls above.
+ */
+int sg_store_sweep(struct sg_store *store, enum sg_store_db db, size_t max,
+                   sg_store_doomed_fn doomed, void *arg, size_t *deleted);
+
 int sg_store_scan(struct sg_store_txn *txn, enum sg_store_db db, const void *start, size_t slen,
                   size_t prefix_len, sg_store_scan_fn fn, void *arg);
 

@@ -6,7 +6,7 @@
 // come from the real oidc-provider; the hostile ones through its userinfo answer (idp.userinfo on).
 
 const assert = require('node:assert/strict');
-const { itest, request } = require('./lib/harness');
+const { itest, request, rawExchange } = require('./lib/harness');
 const { startOidcEnv, metricKey, ACCOUNTS, verifyAssertion } = require('./lib/oidc-env');
 
 const DROPPED = 'ssogate_claim_headers_dropped_total';
@@ -75,6 +75,18 @@ itest('claim headers reach the upstream as documented; hostile values and forged
     'X-Groups': 'admins,a%2Cb,c%25d',
     'X-Level': '3',
   }, 'exactly the headers sent, no hostile one');
+
+  // The same forgeries as raw bytes (no client library normalising them), with the session cookie:
+  // what the upstream received holds only the gateway's values.
+  const cookie = login.browser.jar.header(`${env.gwUrl}/echo/raw`);
+  const raw = await rawExchange(env.gw.port, 'GET /echo/raw HTTP/1.1\r\nHost: 127.0.0.1\r\n' +
+    `Cookie: ${cookie}\r\nX_User_Tenant: forged\r\nREMOTE_USER: forged\r\nx-GROUPS: forged\r\n` +
+    'X-Missing: forged\r\nConnection: close\r\n\r\n');
+  assert.equal(raw.status, 200, raw.text.slice(0, 200));
+  const rawSeen = JSON.parse(raw.response.body.toString()).headers;
+  assert.equal(rawSeen['x-user-tenant'], alice.tenant, 'the gateway\'s value');
+  assert.equal(rawSeen['x-groups'], 'admins,a%2Cb,c%25d');
+  assert.ok(!raw.response.body.toString().includes('forged'), `nothing forged upstream: ${JSON.stringify(rawSeen)}`);
 
   // Without a session the mapped names are stripped just the same.
   const anonymous = await request(env.gw, { path: '/echo/anon', headers: Object.fromEntries(forged) });

@@ -391,3 +391,12 @@ const char *sg_headers_status_name(enum sg_headers_status status)
     };
     return (unsigned)status < SG_HEADERS__COUNT ? names[status] : "unknown";
 }
+
+void sg_headers_close_connection(struct evkeyvalq *out)
+{
+    const char *have = evhttp_find_header(out, "Connection");
+    if (have != NULL && strcasecmp(have, "close") == 0)
+        return;
+    evhttp_remove_header(out, "Connection");
+    evhttp_add_header(out, "Connection", "close");
+}

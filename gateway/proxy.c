@@ -124,7 +124,7 @@ static int on_up_headers(struct evhttp_request *up, void *arg)
     sg_headers_copy_response(in, out);
     evhttp_add_header(out, "X-Request-Id", p->r->id);
     if (sg_request_draining(p->r))
-        evhttp_add_header(out, "Connection", "close");
+        sg_headers_close_connection(out);
     evhttp_request_set_on_complete_cb(p->r->req, on_client_complete, p);
 
     const char *type = evhttp_find_header(in, "Content-Type");

@@ -2,6 +2,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/conn.h"
 #include "ssogate/csrf.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
@@ -262,14 +263,17 @@ static int handle_proxied(struct sg_request *r)
 
 /* Refuses a request whose framing or target cannot be trusted: a page, a log
  * line with the reason, a metric, and the connection closed after it. */
-static int refuse(struct sg_request *r, int status, const char *reason, const char *message)
+static int refuse(struct sg_request *r, int status, const char *reason, const char *detail,
+                  const char *message)
 {
     sg_metrics_error(SG_MERR_BAD_REQUEST);
     sg_metrics_count("ssogate_bad_requests_total", "reason", reason);
-    sg_log_fields(
-        SG_LOG_INFO, "bad_request",
-        (struct sg_log_field[]){SG_LOG_STR("request_id", r->id), SG_LOG_STR("reason", reason)}, 2);
-    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Connection", "close");
+    sg_log_fields(SG_LOG_INFO, "bad_request",
+                  (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                          SG_LOG_STR("reason", reason),
+                                          SG_LOG_STR("detail", detail ? detail : "")},
+                  detail ? 3 : 2);
+    sg_headers_close_connection(evhttp_request_get_output_headers(r->req));
     return sg_request_page(r, status, sg_page_reason(status), message);
 }
 
@@ -303,7 +307,7 @@ static int check_request(struct sg_request *r)
     bool http11 = req->major == 1 && req->minor >= 1;
     enum sg_headers_status hs = sg_headers_validate(in, http11);
     if (hs != SG_HEADERS_OK)
-        return refuse(r, sg_headers_status_http(hs), sg_headers_status_name(hs),
+        return refuse(r, sg_headers_status_http(hs), sg_headers_status_name(hs), NULL,
                       "The request's headers are malformed or ambiguous.");
 
     const char *raw = evhttp_request_get_uri(req);
@@ -318,8 +322,13 @@ static int check_request(struct sg_request *r)
     enum sg_target_status ts =
         sg_target_normalize(raw ? raw : "", raw ? strlen(raw) : 0, &opts, &r->target);
     if (ts != SG_TARGET_OK)
-        return refuse(r, 400, sg_target_status_name(ts),
+        return refuse(r, 400, sg_target_status_name(ts), NULL,
                       "The address asked for is malformed or ambiguous.");
+    /* What evhttp could not see: a NUL in a header line, a broken chunk (wire.h). */
+    const char *wire = r->conn != NULL ? sg_conn_wire_error(r->conn) : NULL;
+    if (wire != NULL)
+        return refuse(r, 400, "malformed_wire", wire,
+                      "The request's bytes are malformed: it was not read as sent.");
     return 0;
 }
 
@@ -333,7 +342,7 @@ void sg_router_handle(struct evhttp_request *req, struct sg_conn *conn, void *ar
     r->logins = sg_runtime_logins(rt);
     r->tunnels = sg_runtime_tunnels(rt);
     if (sg_request_draining(r))
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        sg_headers_close_connection(evhttp_request_get_output_headers(req));
     int status = check_request(r);
     if (status == 0 && r->target.asterisk)
         status = handle_asterisk(r);

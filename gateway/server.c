@@ -2,9 +2,11 @@
 
 #include "ssogate/common.h"
 #include "ssogate/conn.h"
+#include "ssogate/headers.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/service.h"
+#include "ssogate/wire.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -64,6 +66,8 @@ struct sg_conn {
     sg_conn_close_fn on_close;
     void *on_close_arg;
     struct event *release; /* runs once libevent has let go of the bufferevent */
+    struct sg_wire wire;   /* the wire check of what the client sends (wire.h) */
+    uint64_t requests;     /* handed over so far, the current one included */
     struct sg_conn *prev, *next;
 };
 
@@ -221,12 +225,19 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Counts what a client sends; evhttp reads and drains the same buffer. */
+/* Counts and checks what a client sends (wire.h), before evhttp reads it from
+ * the same buffer. */
 static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *info, void *arg)
 {
     struct sg_conn *c = arg;
     if (info->n_added == 0)
         return;
+    if (sg_wire_scan(&c->wire, buffer, info->n_added) && !c->closing) {
+        conn_shutdown(c);
+        sg_metrics_error(SG_MERR_BAD_REQUEST);
+        sg_metrics_count("ssogate_bad_requests_total", "reason", "malformed_wire");
+        sg_log(SG_LOG_INFO, "bad_request", "%s: closing", c->wire.reason);
+    }
     int64_t now = sg_mono_us();
     c->last_active_us = now;
     if (!c->reading) {
@@ -281,6 +292,7 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
     c->reading = true; /* the first request's deadline runs from accept */
     c->reading_since = c->accepted_us;
     c->last_active_us = c->accepted_us;
+    sg_wire_init(&c->wire);
     c->input_cb = evbuffer_add_cb(bufferevent_get_input(bev), on_input, c);
     c->fd = -1;
     c->prev = srv->pending_tail;
@@ -351,6 +363,11 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct sg_conn *c = conn_of_request(l->srv, req);
     c->reading = false; /* received in time; the next request's clock starts at its first byte */
     c->last_active_us = sg_mono_us();
+    c->requests++;
+    /* The wire check stopped at a protocol switch: unless this request became
+     * a tunnel, what follows it is not checked, so the connection ends. */
+    if (sg_wire_stopped(&c->wire, c->requests))
+        sg_headers_close_connection(evhttp_request_get_output_headers(req));
     l->srv->handler(req, c, l->srv->handler_arg);
 }
 
@@ -563,6 +580,11 @@ void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg)
 {
     conn->on_close = fn;
     conn->on_close_arg = arg;
+}
+
+const char *sg_conn_wire_error(const struct sg_conn *conn)
+{
+    return sg_wire_verdict(&conn->wire, conn->requests);
 }
 
 bool sg_conn_is_tls(const struct sg_conn *conn)

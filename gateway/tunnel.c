@@ -246,7 +246,7 @@ static void reply_prepare(struct tunnel *t, int status, const char *result)
     t->state = TUNNEL_REPLYING;
     t->status = status;
     sg_metrics_count("ssogate_tunnels_total", "result", result);
-    evhttp_add_header(evhttp_request_get_output_headers(t->r->req), "Connection", "close");
+    sg_headers_close_connection(evhttp_request_get_output_headers(t->r->req));
     evhttp_request_set_on_complete_cb(t->r->req, on_reply_complete, t);
 }
 

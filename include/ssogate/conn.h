@@ -23,6 +23,10 @@ void sg_conn_on_close(struct sg_conn *conn, sg_conn_close_fn fn, void *arg);
  * applies to it any more and it is never closed as idle. */
 void sg_conn_set_tunnel(struct sg_conn *conn);
 
+/* NULL when the wire check (wire.h) found nothing wrong up to the end of the
+ * connection's current request, otherwise why: a static text. */
+const char *sg_conn_wire_error(const struct sg_conn *conn);
+
 /* True when the client reached a TLS listener. */
 bool sg_conn_is_tls(const struct sg_conn *conn);
 

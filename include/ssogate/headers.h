@@ -92,4 +92,8 @@ void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out)
 /* Sum of name and value lengths plus separators, as on the wire. */
 size_t sg_headers_wire_size(const struct evkeyvalq *headers);
 
+/* Asks for the client connection to close after this answer: one
+ * "Connection: close" among the answer's headers, however often asked. */
+void sg_headers_close_connection(struct evkeyvalq *out);
+
 #endif

@@ -80,3 +80,31 @@ itest('the daemon refuses to start when a TLS file is unusable', async (t, h) =>
   assert.match(run.stderr, /missing-key\.pem|listeners\[0\]\.tls/, `the message names the file or key: ${run.stderr}`);
   assert.ok(!/"event":"listening"/.test(run.stderr), 'never listened');
 });
+
+// The wire check (gateway/wire.c) reads the decrypted bytes of a TLS listener too.
+itest('on a TLS listener a NUL in a header is refused and a chunk extension is dropped', async (t, h) => {
+  const tls = require('node:tls');
+  const up = await h.startStub();
+  const cert = h.makeCert();
+  const gw = await h.startGateway(h.config({
+    listeners: [{ address: '127.0.0.1', port: 0, tls: { cert: cert.cert, key: cert.key } }],
+    upstream: { url: up.url },
+  }));
+  const exchange = (bytes) => new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: gw.port, ca: cert.pem, servername: 'localhost' });
+    let got = Buffer.alloc(0);
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error('no answer in 5 s')); }, 5000);
+    socket.on('secureConnect', () => socket.write(bytes));
+    socket.on('data', (d) => { got = Buffer.concat([got, d]); });
+    socket.on('error', () => {});
+    socket.on('close', () => { clearTimeout(timer); resolve(got.toString('latin1')); });
+  });
+  const nul = await exchange('GET /echo/nul HTTP/1.1\r\nHost: x\r\nX-A: a\x00X-SSO-User: admin\r\n\r\n');
+  assert.match(nul, /^HTTP\/1\.1 400 /, `a NUL in a header: 400 (got ${nul.slice(0, 60)})`);
+  const chunked = await exchange('POST /echo/ext HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n'
+    + '4;name="v"\r\nabcd\r\n0;last\r\n\r\n');
+  assert.match(chunked, /^HTTP\/1\.1 200 /, `a chunk extension: 200 (got ${chunked.slice(0, 60)})`);
+  const echo = JSON.parse(chunked.slice(chunked.indexOf('\r\n\r\n') + 4));
+  assert.equal(echo.url, '/echo/ext');
+  assert.equal(echo.bodyLength, 4, 'the body without the extension upstream');
+});

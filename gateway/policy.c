@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <libpq-fe.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
@@ -89,8 +90,10 @@ struct parser {
     const char *base_dir; /* NULL keeps relative file names as written */
     char path[sizeof(((struct sg_config_error *)0)->key)];
     size_t path_len;
-    char *secret_file; /* resolved idp.client_secret_file */
-    char *secret_env;  /* idp.client_secret_env */
+    char *secret_file;   /* resolved idp.client_secret_file */
+    char *secret_env;    /* idp.client_secret_env */
+    char *conninfo_file; /* resolved store.conninfo_file */
+    char *conninfo_env;  /* store.conninfo_env */
 };
 
 struct enum_name {
@@ -1063,6 +1066,12 @@ static const struct enum_name identity_names[] = {
     {NULL, 0},
 };
 
+static const struct enum_name store_type_names[] = {
+    {"lmdb", SG_STORE_TYPE_LMDB},
+    {"postgresql", SG_STORE_TYPE_POSTGRESQL},
+    {NULL, 0},
+};
+
 static const struct enum_name paths_names[] = {
     {"case-sensitive", SG_PATHS_CASE_SENSITIVE},
     {"case-insensitive", SG_PATHS_CASE_INSENSITIVE},
@@ -1526,6 +1535,101 @@ static int parse_claim_headers(struct parser *p, const struct node *v, void *bas
     return 0;
 }
 
+/* -- store -- */
+
+static int parse_conninfo_file(struct parser *p, const struct node *v, void *base)
+{
+    const char *s = NULL;
+    int rc = string_value(p, v, &s);
+    if (rc == 0)
+        rc = resolve_file(p, s, &p->conninfo_file);
+    return rc;
+}
+
+static int parse_conninfo_env(struct parser *p, const struct node *v, void *base)
+{
+    const char *s = NULL;
+    int rc = string_value(p, v, &s);
+    if (rc == 0)
+        rc = check_env_name(p, s);
+    if (rc == 0)
+        p->conninfo_env = sg_strdup(s);
+    return rc;
+}
+
+/* The connection string, whichever way it is given, must parse (no connection is made). */
+static int conninfo_check(struct parser *p, const char *key, const char *conninfo)
+{
+    char *msg = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
+    if (opts == NULL) {
+        int rc = fail_at(p, key, "is not a libpq connection string: %.*s",
+                         msg ? (int)strcspn(msg, "\n") : 0, msg ? msg : "");
+        PQfreemem(msg);
+        return rc;
+    }
+    PQconninfoFree(opts);
+    return 0;
+}
+
+static int store_check(struct parser *p, void *base)
+{
+    struct sg_store_config *store = base;
+    int given = (store->conninfo != NULL) + (p->conninfo_file != NULL) + (p->conninfo_env != NULL);
+    if (store->type == SG_STORE_TYPE_LMDB) {
+        if (given != 0)
+            return fail(p, "type lmdb takes no conninfo");
+        return 0;
+    }
+    if (given != 1)
+        return fail(p, "type postgresql needs exactly one of conninfo, conninfo_file and "
+                       "conninfo_env");
+    if (p->conninfo_file != NULL) {
+        char *buf;
+        size_t len;
+        size_t saved = path_push_key(p, "conninfo_file", strlen("conninfo_file"));
+        int rc = read_file(p->conninfo_file, SG_SECRET_MAX_BYTES, &buf, &len);
+        if (rc != 0) {
+            read_error(p, rc, p->conninfo_file, SG_SECRET_MAX_BYTES);
+            path_pop(p, saved);
+            return SG_ECONFIG;
+        }
+        while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+            len--;
+        if (len == 0 || memchr(buf, '\0', len) != NULL)
+            rc = fail(p, "%s is empty or holds a NUL byte", p->conninfo_file);
+        else
+            store->conninfo = sg_strndup(buf, len);
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+        path_pop(p, saved);
+        if (rc != 0)
+            return rc;
+        return conninfo_check(p, "conninfo_file", store->conninfo);
+    }
+    if (p->conninfo_env != NULL) {
+        const char *value = getenv(p->conninfo_env);
+        if (value == NULL || value[0] == '\0')
+            return fail_at(p, "conninfo_env", "environment variable %s is not set or empty",
+                           p->conninfo_env);
+        store->conninfo = sg_strdup(value);
+        return conninfo_check(p, "conninfo_env", store->conninfo);
+    }
+    return conninfo_check(p, "conninfo", store->conninfo);
+}
+
+static const struct field store_fields[] = {
+    SG_F_ENUM("type", struct sg_store_config, type, false, store_type_names),
+    SG_F_STRING("conninfo", struct sg_store_config, conninfo, false, NULL),
+    SG_F_CUSTOM("conninfo_file", false, parse_conninfo_file),
+    SG_F_CUSTOM("conninfo_env", false, parse_conninfo_env),
+    SG_F_INT("pool_size", struct sg_store_config, pool_size, false, 1, 64),
+    SG_F_INT("statement_timeout_ms", struct sg_store_config, statement_timeout_ms, false, 10,
+             600000),
+    SG_F_INT("cache_ttl_s", struct sg_store_config, cache_ttl_s, false, 1, 3600),
+};
+static const struct object_schema store_schema = SG_SCHEMA(store_fields, store_check);
+
 /* -- the top level -- */
 
 static const struct field limits_fields[] = {
@@ -1604,6 +1708,7 @@ static const struct field config_fields[] = {
     SG_F_CUSTOM("claim_headers", false, parse_claim_headers),
     SG_F_ENUM("identity", struct sg_config, identity, false, identity_names),
     SG_F_FILE("data_dir", struct sg_config, data_dir, true),
+    SG_F_OBJECT("store", struct sg_config, store, false, store_schema),
     SG_F_OBJECT("limits", struct sg_config, limits, false, limits_schema),
     SG_F_OBJECT("assertion", struct sg_config, assertion, false, assertion_schema),
     SG_F_INLINE("log", false, log_schema),
@@ -1643,6 +1748,9 @@ static struct sg_config *config_new(void)
     cfg->session.idle_timeout_s = 1800;
     cfg->session.absolute_timeout_s = 43200;
     cfg->identity = SG_IDENTITY_LINK;
+    cfg->store.pool_size = 4;
+    cfg->store.statement_timeout_ms = 2000;
+    cfg->store.cache_ttl_s = 30;
     cfg->limits.header_bytes = 16384;
     cfg->limits.body_bytes = 10 * 1024 * 1024;
     cfg->limits.connections = 10000;
@@ -1699,6 +1807,9 @@ static void config_free(struct sg_config *cfg)
     free(cfg->claim_headers);
     free(cfg->claim_header_names);
     free(cfg->data_dir);
+    if (cfg->store.conninfo != NULL)
+        OPENSSL_cleanse(cfg->store.conninfo, strlen(cfg->store.conninfo));
+    free(cfg->store.conninfo);
     free(cfg->assertion.key_file);
     free(cfg);
 }
@@ -1744,6 +1855,8 @@ end:
     node_free(root);
     free(p.secret_file);
     free(p.secret_env);
+    free(p.conninfo_file);
+    free(p.conninfo_env);
     if (rc != 0) {
         if (cfg != NULL)
             config_free(cfg);

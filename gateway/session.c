@@ -782,3 +782,89 @@ void sg_session_clear(struct sg_session *session)
         free(*field_ptr(session, f));
     memset(session, 0, sizeof(*session));
 }
+
+/* ---- by key, for the shared store (pgstore.c) and ssogate-admin copy ----- */
+
+void sg_session_key(const char *id, unsigned char key[SG_SESSION_KEY_LEN])
+{
+    session_key(id, key);
+}
+
+int sg_session_encode(const struct sg_session *rec, unsigned char **out, size_t *len)
+{
+    return record_encode(rec, out, len);
+}
+
+int sg_session_decode(const void *data, size_t len, struct sg_session *out)
+{
+    memset(out, 0, sizeof(*out));
+    struct record_view view;
+    if (record_decode(data, len, &view) != 0)
+        return SG_ESTORE;
+    copy_out(&view, out);
+    return 0;
+}
+
+int sg_session_put_key(struct sg_store *store, const unsigned char key[SG_SESSION_KEY_LEN],
+                       const void *record, size_t len)
+{
+    struct record_view view;
+    struct owner_hashes owners;
+    if (record_decode(record, len, &view) != 0 || record_owners(&view, &owners) != 0)
+        return SG_EINVAL;
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    err = delete_key_txn(&txn, key, false, 0);
+    if (err == SG_ENOENT)
+        err = 0;
+    if (err == 0)
+        err = sg_store_put(&txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, record, len, 0);
+    if (err == 0)
+        err = index_owners(&txn, &owners, key, true);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err;
+    }
+    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
+}
+
+int sg_session_delete_key(struct sg_store *store, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    err = delete_key_txn(&txn, key, false, 0);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err;
+    }
+    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
+}
+
+struct each_state {
+    sg_session_each_fn fn;
+    void *arg;
+};
+
+static int each_entry(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct each_state *st = arg;
+    if (klen != SESSION_KEY_LEN)
+        return 0;
+    return st->fn(key, val, vlen, st->arg);
+}
+
+int sg_session_each(struct sg_store *store, sg_session_each_fn fn, void *arg)
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, false, &txn);
+    if (err != 0)
+        return err;
+    struct each_state st = {fn, arg};
+    err = sg_store_scan(&txn, SG_STORE_DB_SESSIONS, NULL, 0, 0, each_entry, &st);
+    sg_store_txn_abort(&txn);
+    return err;
+}

@@ -181,6 +181,19 @@ struct sg_limits_config {
     uint32_t min_body_rate;    /* bytes/s a request keeps up after client_timeout_s, default 1024 */
 };
 
+enum sg_store_type {
+    SG_STORE_TYPE_LMDB = 0,   /* one host: data_dir only */
+    SG_STORE_TYPE_POSTGRESQL, /* several hosts: PostgreSQL, data_dir as each host's cache */
+};
+
+struct sg_store_config {
+    enum sg_store_type type;
+    char *conninfo;                /* postgresql: from conninfo, conninfo_file or conninfo_env */
+    uint32_t pool_size;            /* connections per process, default 4 */
+    uint32_t statement_timeout_ms; /* default 2000 */
+    uint32_t cache_ttl_s;          /* how long a cached session is trusted unchecked, default 30 */
+};
+
 struct sg_region_config {
     char *name;       /* "US", "UK", "APAC" or another name */
     char *module_url; /* expected module URL: the region's default or the configured one */
@@ -219,6 +232,7 @@ struct sg_config {
     const char **claim_header_names; /* derived, NULL-terminated: stripped from every client */
     enum sg_identity_mode identity;
     char *data_dir;
+    struct sg_store_config store;
     struct sg_limits_config limits;
     struct sg_assertion_config assertion;
     enum sg_log_level log_level;

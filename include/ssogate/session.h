@@ -139,4 +139,30 @@ int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *de
 /* Frees the strings of a record filled by sg_session_get and zeroes it. NULL-safe. */
 void sg_session_clear(struct sg_session *session);
 
+/* ---- by key: the shared store (pgstore.c) and ssogate-admin copy ---- */
+
+#define SG_SESSION_KEY_LEN 32
+
+/* The key a session is stored under: the SHA-256 of its id (valid id). */
+void sg_session_key(const char *id, unsigned char key[SG_SESSION_KEY_LEN]);
+
+/* The stored record of rec (validated): *out is the caller's. 0 or SG_EINVAL. */
+int sg_session_encode(const struct sg_session *rec, unsigned char **out, size_t *len);
+
+/* A stored record back into out (cleared with sg_session_clear). 0 or SG_ESTORE. */
+int sg_session_decode(const void *data, size_t len, struct sg_session *out);
+
+/* Stores record under key, replacing what was there, with its owner index. */
+int sg_session_put_key(struct sg_store *store, const unsigned char key[SG_SESSION_KEY_LEN],
+                       const void *record, size_t len);
+
+/* Deletes the session stored under key. 0, SG_ENOENT or SG_ESTORE. */
+int sg_session_delete_key(struct sg_store *store, const unsigned char key[SG_SESSION_KEY_LEN]);
+
+/* Calls fn for every stored session (key, record) in one read transaction;
+ * fn returns 0 to go on, SG_STORE_STOP to stop, or an error. */
+typedef int (*sg_session_each_fn)(const unsigned char *key, const void *record, size_t len,
+                                  void *arg);
+int sg_session_each(struct sg_store *store, sg_session_each_fn fn, void *arg);
+
 #endif

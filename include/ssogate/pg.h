@@ -16,6 +16,34 @@
  * passes while it runs closes its connection (libpq 15 has no non-blocking
  * cancel), which is then made again; the server's own statement_timeout
  * (set on every connection) ends the query there.
+ *
+ * The rules, in detail:
+ * - statement_timeout is sent in the startup packet of every connection
+ *   ("-c statement_timeout=N" appended to the conninfo's options); a
+ *   statement the server cancels for it (57014) ends with SG_PG_TIMEOUT and
+ *   the connection stays up.
+ * - A connection attempt (connect, authentication, preparing the
+ *   statements) is bounded by connect_timeout_ms. A failed attempt is
+ *   retried after a backoff: 100 ms doubling to 5 s (less up to a quarter at
+ *   random). A connection that breaks after being up for 1 s or more is made
+ *   again at once and its backoff starts over; one that breaks sooner backs
+ *   off. A statement that cannot be prepared (a missing table, say) fails the
+ *   attempt like a refused connection.
+ * - Unavailable: while every connection of the pool is waiting out its
+ *   backoff after a failed attempt (none up, none connecting), a query fails
+ *   at once with SG_PG_UNAVAILABLE, and so do the queued queries the moment
+ *   the last attempt fails. A query queued while a connection is being made
+ *   waits for it, up to its deadline.
+ * - A connection that breaks under a query ends it with SG_PG_UNAVAILABLE;
+ *   the query is never sent again (it may have committed). Errors of the
+ *   connection reported by the server (class 08 but 08P01, 57P01-57P04:
+ *   shutdown, crash, database dropped) count as broken connections.
+ * - Callbacks (results, notifications, on_resync) run from the event loop,
+ *   never inside a call of this API but sg_pg_free; any of them may call any
+ *   function of this API, sg_pg_free included.
+ * - Host names in the conninfo are resolved by libpq with getaddrinfo, which
+ *   blocks: give addresses (host=10.0.0.5, or hostaddr) for a loop that must
+ *   never wait on DNS.
  */
 #ifndef SSOGATE_PG_H
 #define SSOGATE_PG_H
@@ -38,9 +66,10 @@ struct sg_pg_statement {
 
 struct sg_pg_config {
     const char *conninfo;          /* libpq connection string or URI */
-    unsigned pool_size;            /* connections, 1..64 */
-    unsigned statement_timeout_ms; /* the server's statement_timeout, and each query's default deadline */
-    unsigned connect_timeout_ms;   /* for one connection attempt */
+    unsigned pool_size;            /* connections, 1..64 (0 is taken as 1, more than 64 as 64) */
+    unsigned statement_timeout_ms; /* the server's statement_timeout, and each query's default
+                                      deadline; 0: 5000 */
+    unsigned connect_timeout_ms;   /* for one connection attempt; 0: 5000 */
 };
 
 enum sg_pg_status {
@@ -52,7 +81,7 @@ enum sg_pg_status {
 
 struct sg_pg_result {
     enum sg_pg_status status;
-    const PGresult *res; /* SG_PG_OK and SG_PG_SQL_ERROR; valid during the callback only */
+    const PGresult *res;  /* SG_PG_OK and SG_PG_SQL_ERROR; valid during the callback only */
     const char *sqlstate; /* SG_PG_SQL_ERROR: five characters, e.g. "23505" (unique_violation) */
     const char *message;  /* a line for the log, every status but OK */
 };
@@ -91,7 +120,9 @@ void sg_pg_cancel(struct sg_pg_query *q);
 /* Calls fn for every NOTIFY on channel (a static identifier), on every
  * connection the pool makes from now on (one connection of the pool holds
  * the LISTEN). on_resync, if not NULL, runs each time that listening
- * connection is (re)made: notifications may have been missed meanwhile. */
+ * connection is (re)made: notifications may have been missed meanwhile.
+ * It runs once the LISTEN is in effect, the first time included: a NOTIFY
+ * sent after on_resync has run arrives. */
 void sg_pg_listen(struct sg_pg *pg, const char *channel, sg_pg_notify_fn fn,
                   void (*on_resync)(void *arg), void *arg);
 

@@ -23,6 +23,7 @@ static const struct {
     {SG_ESTORE, "store failure"},
     {SG_ETIMEOUT, "timed out"},
     {SG_EUPSTREAM, "peer failed"},
+    {SG_EUNAVAILABLE, "shared store unavailable"},
 };
 
 const char *sg_strerror(int err)

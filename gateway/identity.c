@@ -8,6 +8,7 @@
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
@@ -32,8 +33,9 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 
 #define SESSION_COOKIES_MAX 4
 
-int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
-                       struct evhttp_request *req, struct sg_identity *out)
+int sg_identity_lookup(struct sg_store *store, struct sg_pgstore *shared,
+                       const struct sg_config *cfg, struct evhttp_request *req,
+                       struct sg_identity *out)
 {
     char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
     memset(out, 0, sizeof(*out));
@@ -72,8 +74,11 @@ int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
     OPENSSL_cleanse(ids, sizeof(ids));
     if (err == 0 && !found)
         err = SG_ENOENT;
-    if (err == 0 && sg_session_touch_due(&out->session, now)) /* one read per request otherwise */
+    if (err == 0 && sg_session_touch_due(&out->session, now)) { /* one read per request otherwise */
         err = sg_session_touch(store, out->session_id, now);
+        if (err == 0 && shared != NULL)
+            sg_pgstore_session_touch(shared, out->session_id, now);
+    }
     if (err != 0) {
         sg_identity_clear(out);
         return err == SG_EINVAL ? SG_ENOENT : err;
@@ -115,9 +120,22 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
     return 0;
 }
 
-void sg_identity_end(struct sg_store *store, const struct sg_config *cfg,
+/* The end of a session in PostgreSQL: a failure leaves it alive on other hosts. */
+static void on_ended(void *arg, int err)
+{
+    if (err == 0 || err == SG_ENOENT)
+        return;
+    sg_metrics_error(SG_MERR_STORE);
+    sg_log(SG_LOG_ERROR, "logout", "the session could not be ended in the shared store: %s",
+           sg_strerror(err));
+}
+
+void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req)
 {
-    sg_session_delete(store, identity->session_id);
+    /* With the shared store it goes here at once, in PostgreSQL when it answers. */
+    if (shared == NULL ||
+        sg_pgstore_session_delete(shared, identity->session_id, on_ended, NULL) == NULL)
+        sg_session_delete(store, identity->session_id);
     sg_cookies_clear(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_SESSION);
 }

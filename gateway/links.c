@@ -4,6 +4,7 @@
 #include "ssogate/session.h"
 #include "ssogate/store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -607,7 +608,27 @@ static int import_one(struct sg_store_txn *txn, const struct sg_link *link)
     if (link->kind == SG_LINK_TENANT)
         return tenant_put_txn(txn, link->psa_tenant, link->idp_tenant);
     return user_put_txn(txn, link->psa_tenant, link->psa_user, link->idp_tenant, link->idp_sub,
-                        NULL);
+                        link->facts);
+}
+
+/* Adds links in txn, the tenant links first so that a user link may come
+ * before its tenant's in the list. *failed (may be NULL) gets the index of
+ * the link that failed. */
+static int import_txn(struct sg_store_txn *txn, const struct sg_link *links, size_t count,
+                      size_t *failed)
+{
+    static const enum sg_link_kind passes[] = {SG_LINK_TENANT, SG_LINK_USER};
+    int err = 0;
+    for (size_t p = 0; err == 0 && p < SG_ARRAY_LEN(passes); p++) {
+        for (size_t i = 0; err == 0 && i < count; i++) {
+            if (links[i].kind != passes[p])
+                continue;
+            err = import_one(txn, &links[i]);
+            if (err != 0 && failed != NULL)
+                *failed = i;
+        }
+    }
+    return err;
 }
 
 int sg_links_import(struct sg_store *store, const struct sg_link *links, size_t count,
@@ -626,16 +647,57 @@ int sg_links_import(struct sg_store *store, const struct sg_link *links, size_t 
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    /* Tenant links first, so that a user link may come before its tenant's in the list. */
-    static const enum sg_link_kind passes[] = {SG_LINK_TENANT, SG_LINK_USER};
-    for (size_t p = 0; err == 0 && p < SG_ARRAY_LEN(passes); p++) {
-        for (size_t i = 0; err == 0 && i < count; i++) {
-            if (links[i].kind != passes[p])
-                continue;
-            err = import_one(&txn, &links[i]);
-            if (err != 0 && failed != NULL)
-                *failed = i;
-        }
+    return finish(&txn, import_txn(&txn, links, count, failed));
+}
+
+int sg_links_replace_tenant(struct sg_store *store, const char *psa_tenant,
+                            const struct sg_link *links, size_t count)
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    size_t users;
+    err = tenant_delete_txn(&txn, psa_tenant, &users);
+    if (err == SG_ENOENT)
+        err = 0;
+    if (err == 0)
+        err = import_txn(&txn, links, count, NULL);
+    return finish(&txn, err);
+}
+
+/* The PSA tenants of every tenant link, collected by collect_tenant. */
+struct tenant_list {
+    char (*ids)[ID_SIZE];
+    size_t count;
+    size_t cap;
+};
+
+static int collect_tenant(const struct sg_link *link, void *arg)
+{
+    struct tenant_list *list = arg;
+    if (list->count == list->cap) {
+        list->cap = list->cap ? 2 * list->cap : 64;
+        list->ids = sg_realloc(list->ids, list->cap * sizeof(*list->ids));
     }
+    snprintf(list->ids[list->count++], ID_SIZE, "%s", link->psa_tenant);
+    return 0;
+}
+
+int sg_links_replace_all(struct sg_store *store, const struct sg_link *links, size_t count)
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    struct tenant_list list = {0};
+    err = walk(&txn, SG_LINK_TENANT, collect_tenant, &list);
+    for (size_t i = 0; err == 0 && i < list.count; i++) {
+        size_t users;
+        err = tenant_delete_txn(&txn, list.ids[i], &users);
+    }
+    free(list.ids);
+    if (err == 0)
+        err = import_txn(&txn, links, count, NULL);
     return finish(&txn, err);
 }

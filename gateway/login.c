@@ -13,6 +13,7 @@
 #include "ssogate/metrics.h"
 #include "ssogate/oidc.h"
 #include "ssogate/pages.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/redirect.h"
 #include "ssogate/request.h"
 #include "ssogate/session.h"
@@ -47,6 +48,9 @@ struct pending {
     struct sg_whoami_request *whoami;    /* while the PSA is asked about the user (B9) */
     char session_id[SG_SESSION_ID_SIZE]; /* the session a successful login creates */
     struct sg_session session;
+    struct sg_pgstore_op *op; /* while the shared store writes the session or the link */
+    char *idp_tenant;         /* for the answer once a link is written (shared store) */
+    enum sg_linking_decision decision;
     struct pending *prev, *next;
 };
 
@@ -83,6 +87,7 @@ enum sg_login_result {
     SG_LOGIN_USERINFO_FAILED,
     SG_LOGIN_USERINFO_INVALID,
     SG_LOGIN_SESSION_NOT_STORED,
+    SG_LOGIN_STORE_UNAVAILABLE,
     SG_LOGIN_CLIENT_GONE,
 };
 
@@ -131,6 +136,10 @@ static const struct {
     [SG_LOGIN_USERINFO_INVALID] = {"userinfo_invalid", SG_LOG_WARN, 401, false, "Sign-in refused",
                                    "The identity provider's answers about you did not agree, so "
                                    "you were not signed in. Please contact your administrator."},
+    [SG_LOGIN_STORE_UNAVAILABLE] = {"store_unavailable", SG_LOG_WARN, 503, true,
+                                    "Sign-in is unavailable",
+                                    "The gateway cannot reach its shared store just now, so "
+                                    "nothing was changed. Please try again in a moment."},
     [SG_LOGIN_SESSION_NOT_STORED] = {"store_error", SG_LOG_ERROR, 500, false,
                                      "Sign-in could not be completed",
                                      "The gateway could not record your session. Please try "
@@ -220,6 +229,10 @@ static int redirect_to_psa_login(struct sg_request *r, const char *notice)
     return 302;
 }
 
+static char *authorization_location(const struct sg_snapshot *snap, const struct sg_loginstate *s);
+static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const char *new_binding,
+                        int status);
+
 int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const char *return_to,
                    const char *psa_tenant, const char *psa_user, int status)
 {
@@ -254,15 +267,34 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     sg_random_token(32, s.nonce, sizeof(s.nonce));
     sg_random_token(32, s.verifier, sizeof(s.verifier));
     SHA256((const unsigned char *)binding, strlen(binding), s.binding);
+    if (r->shared != NULL) {
+        int sent = begin_shared(r, &s, new_binding ? binding : NULL, status);
+        OPENSSL_cleanse(binding, sizeof(binding));
+        return sent;
+    }
     int err = sg_loginstate_put(r->store, &s);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_loginstate_clear(&s);
         return login_result(r, SG_LOGIN_STATE_NOT_STORED, sg_strerror(err));
     }
+    char *location = authorization_location(snap, &s);
+    if (new_binding)
+        sg_cookies_set(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_LOGIN, binding);
+    sg_request_redirect(r, status, location);
+    login_result(r, SG_LOGIN_STARTED, NULL);
+    OPENSSL_cleanse(binding, sizeof(binding));
+    free(location);
+    sg_loginstate_clear(&s);
+    return status;
+}
 
+/* The IdP's authorization endpoint with the request of login state s. */
+static char *authorization_location(const struct sg_snapshot *snap, const struct sg_loginstate *s)
+{
+    const struct sg_config *cfg = snap->cfg;
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
-    sg_pkce_challenge_s256(s.verifier, strlen(s.verifier), challenge);
+    sg_pkce_challenge_s256(s->verifier, strlen(s->verifier), challenge);
     const char *endpoint = sg_oidc_authorization_endpoint(snap->oidc);
     char *client_id = evhttp_uriencode(cfg->idp->client_id, -1, 0);
     char *redirect_uri = evhttp_uriencode(sg_oidc_redirect_uri(snap->oidc), -1, 0);
@@ -275,19 +307,76 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
                                  "&state=%s&nonce=%s&code_challenge=%s"
                                  "&code_challenge_method=S256",
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
-                                 redirect_uri, scope_enc, s.state, s.nonce, challenge);
-    if (new_binding)
-        sg_cookies_set(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_LOGIN, binding);
-    sg_request_redirect(r, status, location);
-    login_result(r, SG_LOGIN_STARTED, NULL);
-    OPENSSL_cleanse(binding, sizeof(binding));
-    free(location);
+                                 redirect_uri, scope_enc, s->state, s->nonce, challenge);
     free(scope_enc);
     evbuffer_free(scope);
     free(client_id);
     free(redirect_uri);
-    sg_loginstate_clear(&s);
-    return status;
+    return location;
+}
+
+/* A login being started while the shared store keeps its state. */
+struct begin {
+    struct sg_request *r;
+    struct sg_pgstore_op *op;
+    char *location;
+    char binding[TOKEN_SIZE]; /* "" when the browser has its login cookie already */
+    int status;
+};
+
+static void begin_free(struct sg_request *r, void *arg)
+{
+    struct begin *b = arg;
+    OPENSSL_cleanse(b->binding, sizeof(b->binding));
+    free(b->location);
+    free(b);
+}
+
+static void begin_gone(struct sg_request *r, void *arg)
+{
+    struct begin *b = arg;
+    sg_pgstore_cancel(b->op);
+    b->op = NULL;
+}
+
+static void on_state_stored(void *arg, int err)
+{
+    struct begin *b = arg;
+    struct sg_request *r = b->r;
+    b->op = NULL;
+    int status = b->status;
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        status = login_result(
+            r, err == SG_EUNAVAILABLE ? SG_LOGIN_STORE_UNAVAILABLE : SG_LOGIN_STATE_NOT_STORED,
+            sg_strerror(err));
+    } else {
+        if (b->binding[0] != '\0')
+            sg_cookies_set(evhttp_request_get_output_headers(r->req), r->snap->cfg, SG_COOKIE_LOGIN,
+                           b->binding);
+        sg_request_redirect(r, status, b->location);
+        login_result(r, SG_LOGIN_STARTED, NULL);
+    }
+    sg_request_finish(r, status, 0);
+}
+
+/* sg_login_begin with the shared store: the state goes to PostgreSQL first. */
+static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const char *new_binding,
+                        int status)
+{
+    struct begin *b = sg_calloc(1, sizeof(*b));
+    b->r = r;
+    b->status = status;
+    b->location = authorization_location(r->snap, s);
+    if (new_binding != NULL)
+        snprintf(b->binding, sizeof(b->binding), "%s", new_binding);
+    sg_request_on_finish(r, begin_free, b);
+    b->op = sg_pgstore_loginstate_put(r->shared, s, on_state_stored, b);
+    sg_loginstate_clear(s);
+    if (b->op == NULL)
+        return login_result(r, SG_LOGIN_STATE_NOT_STORED, "invalid state");
+    sg_request_wait(r, begin_gone, b);
+    return 0;
 }
 
 int sg_login_start(struct sg_request *r)
@@ -317,6 +406,7 @@ static void pending_free(struct sg_request *r, void *arg)
     sg_loginstate_clear(&p->state);
     sg_session_clear(&p->session);
     OPENSSL_cleanse(p->session_id, sizeof(p->session_id));
+    free(p->idp_tenant);
     free(p);
 }
 
@@ -328,6 +418,8 @@ static void on_pending_gone(struct sg_request *r, void *arg)
         sg_oidc_exchange_cancel(p->exchange);
     if (p->whoami != NULL)
         sg_whoami_cancel(p->whoami);
+    sg_pgstore_cancel(p->op);
+    p->op = NULL;
     login_result(r, SG_LOGIN_CLIENT_GONE, NULL);
 }
 
@@ -367,14 +459,36 @@ static void session_prepare(struct pending *p, yajl_val claims, const char *id_t
     };
 }
 
-/* Stores the prepared session and sends the browser on with its cookie. */
+static void callback_done(struct pending *p, int http_status);
+static int session_stored(struct pending *p, int err);
+
+static void on_session_stored(void *arg, int err)
+{
+    struct pending *p = arg;
+    p->op = NULL;
+    callback_done(p, session_stored(p, err));
+}
+
+/* Stores the prepared session and sends the browser on with its cookie;
+ * 0 while the shared store writes it. */
 static int finish_session(struct pending *p)
 {
+    if (p->r->shared == NULL)
+        return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
+    p->op =
+        sg_pgstore_session_create(p->r->shared, p->session_id, &p->session, on_session_stored, p);
+    return p->op != NULL ? 0 : session_stored(p, SG_EINVAL);
+}
+
+/* The session is stored (err 0) or not: the answer. */
+static int session_stored(struct pending *p, int err)
+{
     const struct sg_config *cfg = p->r->snap->cfg;
-    int err = sg_session_create(p->r->store, p->session_id, &p->session);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
-        return login_result(p->r, SG_LOGIN_SESSION_NOT_STORED, sg_strerror(err));
+        return login_result(
+            p->r, err == SG_EUNAVAILABLE ? SG_LOGIN_STORE_UNAVAILABLE : SG_LOGIN_SESSION_NOT_STORED,
+            sg_strerror(err));
     }
     sg_cookies_set(evhttp_request_get_output_headers(p->r->req), cfg, SG_COOKIE_SESSION,
                    p->session_id);
@@ -494,6 +608,8 @@ static int store_failure(struct pending *p, int err)
 {
     sg_metrics_error(SG_MERR_STORE);
     sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
+    if (err == SG_EUNAVAILABLE)
+        return login_result(p->r, SG_LOGIN_STORE_UNAVAILABLE, "link");
     sg_page_send(p->r->req, 500, "The link could not be saved",
                  "The gateway could not record the link. Nothing was changed; please try again.",
                  p->r->id);
@@ -505,6 +621,36 @@ static int store_failure(struct pending *p, int err)
 static int looked_up(int err)
 {
     return err == SG_ENOENT || err == SG_EINVAL ? 0 : err;
+}
+
+/* The shared store wrote a tenant link (or refused it: B4 across hosts). */
+static void on_tenant_linked(void *arg, int err)
+{
+    struct pending *p = arg;
+    p->op = NULL;
+    enum sg_linking_decision decision = p->decision;
+    if (err == SG_EEXIST) {
+        decision = SG_LINKING_TENANT_ALREADY_MAPPED;
+        err = 0;
+    }
+    callback_done(p, err != 0 ? store_failure(p, err) : answer(p, decision, p->idp_tenant));
+}
+
+/* The shared store wrote a user link (or refused it: B10 across hosts); then the session. */
+static void on_user_linked(void *arg, int err)
+{
+    struct pending *p = arg;
+    p->op = NULL;
+    enum sg_linking_decision decision = p->decision;
+    if (err == SG_EEXIST) {
+        decision = SG_LINKING_USER_ALREADY_LINKED;
+        err = 0;
+    }
+    int status = err != 0 ? store_failure(p, err) : answer(p, decision, p->idp_tenant);
+    if (status == 0)
+        status = finish_session(p);
+    if (status != 0)
+        callback_done(p, status);
 }
 
 /* B1, B2, B4: the PSA tenant of an admin joins the IdP tenant of a master account. */
@@ -525,6 +671,13 @@ static int link_tenant(struct pending *p, const struct sg_linking_token *token)
         sg_linking_tenant(&rules, token, p->state.psa_tenant, &links);
     free(tenant_idp);
     free(tenant_psa);
+    if (decision == SG_LINKING_TENANT_LINK && err == 0 && p->r->shared != NULL) {
+        p->decision = decision;
+        p->idp_tenant = sg_strdup(token->idp_tenant);
+        p->op = sg_pgstore_tenant_link(p->r->shared, p->state.psa_tenant, token->idp_tenant,
+                                       "login", on_tenant_linked, p);
+        return p->op != NULL ? 0 : store_failure(p, SG_EINVAL);
+    }
     if (decision == SG_LINKING_TENANT_LINK && err == 0) {
         err = sg_links_tenant_put(store, p->state.psa_tenant, token->idp_tenant);
         if (err == SG_EEXIST) {
@@ -571,10 +724,19 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
     free(user_idp_sub);
     free(user_psa_tenant);
     free(user_psa_user);
+    /* My Settings starts a user link only for a staff, active PSA user
+     * (sg_linking_user_enable): the link starts with those facts. */
+    const struct sg_links_user_facts facts = {.known = true, .staff = true, .active = true};
+    if (decision == SG_LINKING_USER_LINK && err == 0 && p->r->shared != NULL) {
+        /* The claims are gone by the time PostgreSQL answers: the session is made now. */
+        session_prepare(p, claims, id_token, psa_tenant, psa_user);
+        p->decision = decision;
+        p->idp_tenant = sg_strdup(token->idp_tenant);
+        p->op = sg_pgstore_user_link(p->r->shared, psa_tenant, psa_user, token->idp_tenant,
+                                     token->sub, &facts, "login", on_user_linked, p);
+        return p->op != NULL ? 0 : store_failure(p, SG_EINVAL);
+    }
     if (decision == SG_LINKING_USER_LINK && err == 0) {
-        /* My Settings starts a user link only for a staff, active PSA user
-         * (sg_linking_user_enable): the link starts with those facts. */
-        const struct sg_links_user_facts facts = {.known = true, .staff = true, .active = true};
         err = sg_links_user_put(store, psa_tenant, psa_user, token->idp_tenant, token->sub, &facts);
         if (err == SG_EEXIST) {
             decision = SG_LINKING_USER_ALREADY_LINKED;
@@ -589,8 +751,6 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
     session_prepare(p, claims, id_token, psa_tenant, psa_user);
     return finish_session(p);
 }
-
-static void callback_done(struct pending *p, int http_status);
 
 /* Answers the login as B9 decided: the refusal, or the session. */
 static int login_psa_answer(struct pending *p, enum sg_linking_decision decision)
@@ -616,7 +776,9 @@ static void on_login_whoami(enum sg_whoami_error err, const struct sg_psa_user *
         sg_linking_login_psa(err == SG_WHOAMI_OK ? &caller : NULL, reachable);
     if (!reachable)
         sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
-    callback_done(p, login_psa_answer(p, decision));
+    int status = login_psa_answer(p, decision);
+    if (status != 0)
+        callback_done(p, status);
 }
 
 /*
@@ -749,19 +911,75 @@ static void on_exchanged(enum sg_oidc_status status, const char *detail, yajl_va
         callback_done(p, http_status);
 }
 
+static int callback_with_state(struct sg_request *r, int taken_err, struct sg_loginstate *sp);
+
+/* A callback waiting for its login state from the shared store. */
+struct taking {
+    struct sg_request *r;
+    struct sg_pgstore_op *op;
+    struct sg_loginstate state;
+};
+
+static void taking_free(struct sg_request *r, void *arg)
+{
+    struct taking *t = arg;
+    sg_loginstate_clear(&t->state);
+    free(t);
+}
+
+static void taking_gone(struct sg_request *r, void *arg)
+{
+    struct taking *t = arg;
+    sg_pgstore_cancel(t->op);
+    t->op = NULL;
+}
+
+static void on_state_taken(void *arg, int err)
+{
+    struct taking *t = arg;
+    struct sg_request *r = t->r;
+    t->op = NULL;
+    if (err != 0 && err != SG_ENOENT && err != SG_ETIMEOUT)
+        sg_metrics_error(SG_MERR_STORE);
+    sg_request_resume(r);
+    int status = err == SG_EUNAVAILABLE ? login_result(r, SG_LOGIN_STORE_UNAVAILABLE, "login state")
+                                        : callback_with_state(r, err, &t->state);
+    if (!sg_request_waiting(r))
+        sg_request_finish(r, status, 0);
+}
+
 int sg_login_callback(struct sg_request *r)
+{
+    struct sg_loginstate s = {0};
+    if (r->snap->oidc == NULL)
+        return login_result(r, SG_LOGIN_NOT_CONFIGURED, NULL);
+    const char *state = sg_request_param(r, "state");
+    if (state != NULL && r->shared != NULL) {
+        struct taking *t = sg_calloc(1, sizeof(*t));
+        t->r = r;
+        sg_request_on_finish(r, taking_free, t);
+        t->op = sg_pgstore_loginstate_take(r->shared, state, &t->state, on_state_taken, t);
+        if (t->op != NULL) {
+            sg_request_wait(r, taking_gone, t);
+            return 0;
+        }
+        return callback_with_state(r, SG_ENOENT, &s);
+    }
+    int taken_err = state != NULL ? state_take(r->logins, state, &s) : SG_ENOENT;
+    return callback_with_state(r, taken_err, &s);
+}
+
+/* The rest of a callback once its login state was taken (taken_err 0) or
+ * not; the state in *sp is used up either way. */
+static int callback_with_state(struct sg_request *r, int taken_err, struct sg_loginstate *sp)
 {
     struct evhttp_request *req = r->req;
     struct sg_snapshot *snap = r->snap;
     const struct sg_config *cfg = snap->cfg;
     struct sg_logins *logins = r->logins;
-    struct sg_loginstate s = {0};
+    struct sg_loginstate s = *sp;
+    memset(sp, 0, sizeof(*sp));
     int status;
-
-    if (snap->oidc == NULL)
-        return login_result(r, SG_LOGIN_NOT_CONFIGURED, NULL);
-    const char *state = sg_request_param(r, "state");
-    int taken_err = state != NULL ? state_take(logins, state, &s) : SG_ENOENT;
     bool taken = taken_err == 0;
     char binding[TOKEN_SIZE];
     unsigned char binding_hash[SHA256_DIGEST_LENGTH];
@@ -827,8 +1045,8 @@ int sg_login_logout(struct sg_request *r)
 
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(r->store, cfg, req, &identity) == 0) {
-        sg_identity_end(r->store, cfg, &identity, req);
+    if (sg_identity_lookup(r->store, r->shared, cfg, req, &identity) == 0) {
+        sg_identity_end(r->store, r->shared, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token

@@ -141,6 +141,15 @@ bool sg_request_waiting(const struct sg_request *r)
     return r->waiting;
 }
 
+void sg_request_resume(struct sg_request *r)
+{
+    if (r->waiting)
+        sg_conn_on_close(r->conn, NULL, NULL);
+    r->waiting = false;
+    r->gone = NULL;
+    r->gone_arg = NULL;
+}
+
 void sg_request_on_finish(struct sg_request *r, sg_request_fn fn, void *arg)
 {
     struct sg_request_cleanup *c = sg_calloc(1, sizeof(*c));

@@ -3,6 +3,7 @@
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/conn.h"
+#include "ssogate/cookies.h"
 #include "ssogate/csrf.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
@@ -11,9 +12,11 @@
 #include "ssogate/logout.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/proxy.h"
 #include "ssogate/request.h"
 #include "ssogate/runtime.h"
+#include "ssogate/session.h"
 #include "ssogate/settings.h"
 #include "ssogate/signer.h"
 #include "ssogate/snapshot.h"
@@ -23,6 +26,7 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <inttypes.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +48,16 @@ static int handle_healthz(struct sg_request *r)
 {
     struct evbuffer *body = evbuffer_new();
     bool draining = sg_request_draining(r);
+    /* Without the shared store the gateway still serves the sessions it has
+     * cached: degraded, not down (a balancer keeps sending it traffic). */
+    bool shared_up = r->shared == NULL || sg_pgstore_available(r->shared);
     evbuffer_add_printf(body,
-                        "{\"status\":\"%s\",\"policy\":true,\"store\":true,\"draining\":%s,"
+                        "{\"status\":\"%s\",\"policy\":true,\"store\":%s,\"draining\":%s,"
                         "\"generation\":%" PRIu64 "}\n",
-                        draining ? "unavailable" : "ok", draining ? "true" : "false",
+                        draining    ? "unavailable"
+                        : shared_up ? "ok"
+                                    : "degraded",
+                        shared_up ? "true" : "false", draining ? "true" : "false",
                         r->snap->generation);
     return send_text(r, draining ? 503 : 200, "application/json", body);
 }
@@ -230,7 +240,7 @@ static int handle_proxied(struct sg_request *r)
 
     bool psa_logout = sg_config_path_is(cfg, r->target.match, cfg->psa.logout_path);
     if (route->auth != SG_AUTH_NONE || psa_logout) {
-        int err = sg_identity_lookup(store, cfg, r->req, &identity);
+        int err = sg_identity_lookup(store, r->shared, cfg, r->req, &identity);
         if (err == SG_ESTORE)
             sg_metrics_error(SG_MERR_STORE);
         found = err == 0;
@@ -252,7 +262,7 @@ static int handle_proxied(struct sg_request *r)
     if (found && psa_logout) {
         /* Signing out of the PSA signs out of the gateway too; the PSA
          * still gets the request, with the identity, to end its own. */
-        sg_identity_end(store, cfg, &identity, r->req);
+        sg_identity_end(store, r->shared, cfg, &identity, r->req);
         sg_metrics_count("ssogate_logouts_total", "result", "psa_logout");
     }
     sg_proxy_forward(r, found ? &identity : NULL);
@@ -332,6 +342,96 @@ static int check_request(struct sg_request *r)
     return 0;
 }
 
+/* Hands a checked request to its handler; finishes it unless the handler waits. */
+static void dispatch(struct sg_request *r)
+{
+    int status;
+    if (r->target.asterisk)
+        status = handle_asterisk(r);
+    else if (sg_config_path_under(r->snap->cfg, r->target.match, "/_sso"))
+        status = handle_sso(r);
+    else
+        status = handle_proxied(r);
+    if (!sg_request_waiting(r))
+        sg_request_finish(r, status, 0);
+}
+
+/*
+ * With the shared store: the sessions a request's cookies name that this
+ * host has not cached are fetched first, so every handler finds them in the
+ * cache (pgstore.h). A fetch that fails leaves the session unknown here.
+ */
+#define PREFETCH_MAX 4
+
+struct prefetch;
+struct prefetch_slot {
+    struct prefetch *p;
+    struct sg_pgstore_op *op;
+};
+struct prefetch {
+    struct sg_request *r;
+    struct prefetch_slot slots[PREFETCH_MAX];
+    size_t pending;
+};
+
+static void prefetch_done(void *arg, int err)
+{
+    struct prefetch_slot *slot = arg;
+    struct prefetch *p = slot->p;
+    slot->op = NULL;
+    if (err != 0 && err != SG_ENOENT)
+        sg_metrics_count("ssogate_shared_store_session_fetches_total", "result", "failed");
+    if (--p->pending > 0)
+        return;
+    sg_request_resume(p->r);
+    dispatch(p->r);
+}
+
+static void prefetch_gone(struct sg_request *r, void *arg)
+{
+    struct prefetch *p = arg;
+    for (size_t i = 0; i < PREFETCH_MAX; i++) {
+        sg_pgstore_cancel(p->slots[i].op);
+        p->slots[i].op = NULL;
+    }
+}
+
+static void prefetch_free(struct sg_request *r, void *arg)
+{
+    free(arg);
+}
+
+/* True when the request waits for sessions from the shared store. */
+static bool prefetch(struct sg_request *r)
+{
+    char ids[PREFETCH_MAX][SG_SESSION_ID_SIZE];
+    size_t count =
+        sg_cookies_values(evhttp_request_get_input_headers(r->req), r->snap->cfg, SG_COOKIE_SESSION,
+                          SG_SESSION_ID_LEN, &ids[0][0], PREFETCH_MAX);
+    struct prefetch *p = NULL;
+    for (size_t i = 0; i < count; i++) {
+        if (!sg_session_id_valid(ids[i]) || sg_pgstore_session_cached(r->shared, ids[i]))
+            continue;
+        if (p == NULL) {
+            p = sg_calloc(1, sizeof(*p));
+            p->r = r;
+        }
+        struct prefetch_slot *slot = &p->slots[p->pending];
+        slot->p = p;
+        slot->op = sg_pgstore_session_fetch(r->shared, ids[i], prefetch_done, slot);
+        if (slot->op != NULL)
+            p->pending++;
+    }
+    OPENSSL_cleanse(ids, sizeof(ids));
+    if (p == NULL || p->pending == 0) {
+        free(p);
+        return false;
+    }
+    sg_request_on_finish(r, prefetch_free, p);
+    sg_request_wait(r, prefetch_gone, p);
+    return true;
+}
+
 void sg_router_handle(struct evhttp_request *req, struct sg_conn *conn, void *arg)
 {
     struct sg_runtime *rt = arg;
@@ -339,17 +439,14 @@ void sg_router_handle(struct evhttp_request *req, struct sg_conn *conn, void *ar
         sg_request_begin(sg_runtime_requests(rt), rt, sg_runtime_snapshot(rt), req, conn);
     r->base = sg_runtime_base(rt);
     r->store = sg_runtime_store(rt);
+    r->shared = sg_runtime_shared(rt);
     r->logins = sg_runtime_logins(rt);
     r->tunnels = sg_runtime_tunnels(rt);
     if (sg_request_draining(r))
         sg_headers_close_connection(evhttp_request_get_output_headers(req));
     int status = check_request(r);
-    if (status == 0 && r->target.asterisk)
-        status = handle_asterisk(r);
-    else if (status == 0 && sg_config_path_under(r->snap->cfg, r->target.match, "/_sso"))
-        status = handle_sso(r);
-    else if (status == 0)
-        status = handle_proxied(r);
-    if (!sg_request_waiting(r))
+    if (status != 0)
         sg_request_finish(r, status, 0);
+    else if (r->shared == NULL || !prefetch(r))
+        dispatch(r);
 }

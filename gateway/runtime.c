@@ -7,6 +7,7 @@
 #include "ssogate/logout.h"
 #include "ssogate/metrics.h"
 #include "ssogate/oidc.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/request.h"
 #include "ssogate/service.h"
 #include "ssogate/session.h"
@@ -33,6 +34,7 @@ struct sg_runtime {
     struct sg_snapshot *current; /* owned reference; never NULL once started */
     struct sg_server *server;
     struct sg_store *store;
+    struct sg_pgstore *shared;    /* store.type postgresql: the truth, store its cache */
     struct sg_logins *logins;     /* logins in flight */
     struct sg_tunnels *tunnels;   /* WebSocket tunnels open */
     struct sg_requests *requests; /* every request in flight */
@@ -114,6 +116,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
     else if (deleted > 0)
         sg_log(SG_LOG_DEBUG, "session_sweep", "%zu expired sessions deleted", deleted);
     sg_logins_sweep(rt->logins, sg_now_s(), SWEEP_BATCH);
+    if (rt->shared != NULL)
+        sg_pgstore_sweep(rt->shared, sg_now_s(), SWEEP_BATCH);
     if (sg_logout_sweep(rt->store, sg_now_s(), SWEEP_BATCH, NULL) != 0)
         sg_log(SG_LOG_ERROR, "logout_sweep", "store failure");
 }
@@ -159,6 +163,14 @@ int sg_runtime_new(const char *path, sg_server_handler handler, struct sg_runtim
         sg_log(SG_LOG_ERROR, "startup", "store: %s", errbuf);
         sg_config_unref(cfg);
         goto fail;
+    }
+    if (cfg->store.type == SG_STORE_TYPE_POSTGRESQL) {
+        rt->shared = sg_pgstore_open(rt->base, &cfg->store, rt->store, errbuf, sizeof(errbuf));
+        if (rt->shared == NULL) {
+            sg_log(SG_LOG_ERROR, "startup", "store: %s", errbuf);
+            sg_config_unref(cfg);
+            goto fail;
+        }
     }
     rt->logins = sg_logins_new(rt->store);
     rt->tunnels = sg_tunnels_new(rt->base);
@@ -214,6 +226,7 @@ void sg_runtime_free(struct sg_runtime *rt)
     sg_requests_free(rt->requests);
     sg_logins_free(rt->logins);
     sg_tunnels_free(rt->tunnels);
+    sg_pgstore_free(rt->shared);
     sg_snapshot_unref(rt->current);
     sg_signer_clear(&rt->retired);
     if (rt->dns != NULL)
@@ -245,6 +258,9 @@ int sg_runtime_reload(struct sg_runtime *rt)
     err = snapshot_new(rt, cfg, &snap, reason, sizeof(reason));
     if (err != 0)
         goto end;
+    const struct sg_store_config *was = &rt->current->cfg->store, *now = &snap->cfg->store;
+    if (was->type != now->type || (was->conninfo != NULL && strcmp(was->conninfo, now->conninfo)))
+        sg_log(SG_LOG_WARN, "reload", "store: a new store section takes effect at the next start");
     rt->next_generation = snap->generation;
     sg_server_apply(rt->server, snap->cfg);
     sg_log_set_level(snap->cfg->log_level);
@@ -283,6 +299,11 @@ struct sg_snapshot *sg_runtime_snapshot(const struct sg_runtime *rt)
 struct sg_store *sg_runtime_store(const struct sg_runtime *rt)
 {
     return rt->store;
+}
+
+struct sg_pgstore *sg_runtime_shared(const struct sg_runtime *rt)
+{
+    return rt->shared;
 }
 
 struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt)

@@ -10,6 +10,7 @@
 #include "ssogate/login.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/request.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/whoami.h"
@@ -40,6 +41,10 @@ struct settings_request {
     char csrf[SG_CSRF_TOKEN_SIZE]; /* the token the page embeds */
     bool new_csrf;                 /* the cookie must be set */
     char *done;                    /* ?done= of the settings page */
+    /* With the shared store, an unlink waits for PostgreSQL: */
+    struct sg_pgstore_op *op;
+    enum sg_linking_decision decision;
+    struct sg_psa_user user; /* a copy of the caller, for the answer */
 };
 
 /* The request finished: its state goes. */
@@ -47,6 +52,8 @@ static void request_free(struct sg_request *r, void *arg)
 {
     struct settings_request *s = arg;
     free(s->done);
+    free(s->user.tenant);
+    free(s->user.user);
     free(s);
 }
 
@@ -55,6 +62,8 @@ static void on_gone(struct sg_request *r, void *arg)
 {
     struct settings_request *s = arg;
     sg_whoami_cancel(s->whoami);
+    sg_pgstore_cancel(s->op);
+    s->op = NULL;
 }
 
 static void gen_key(yajl_gen g, const char *key)
@@ -76,7 +85,8 @@ static int send_status(struct settings_request *s, const struct sg_psa_user *use
 {
     struct sg_store *store = s->r->store;
     struct sg_identity identity;
-    bool session = sg_identity_lookup(s->r->store, s->r->snap->cfg, s->r->req, &identity) == 0;
+    bool session =
+        sg_identity_lookup(s->r->store, s->r->shared, s->r->snap->cfg, s->r->req, &identity) == 0;
 
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(g);
@@ -302,6 +312,14 @@ static int store_error(struct settings_request *s, int err)
 {
     sg_metrics_error(SG_MERR_STORE);
     sg_log(SG_LOG_ERROR, "link", "store: %s", sg_strerror(err));
+    if (err == SG_EUNAVAILABLE) {
+        evhttp_add_header(evhttp_request_get_output_headers(s->r->req), "Retry-After", "5");
+        sg_page_send(s->r->req, 503, "Nothing was changed",
+                     "The gateway cannot reach its shared store just now, so the links were not "
+                     "changed. Please try again in a moment.",
+                     s->r->id);
+        return 503;
+    }
     sg_page_send(s->r->req, 500, "Nothing was changed",
                  "The gateway could not update the links. Please try again.", s->r->id);
     return 500;
@@ -347,6 +365,30 @@ static int enable(struct settings_request *s, enum sg_linking_decision decision,
     return sg_login_begin(s->r, purpose, return_to, user->tenant, user->user, 303);
 }
 
+/* An unlink in PostgreSQL is done: the answer the LMDB path gives at once. */
+static void on_unlinked(void *arg, int err)
+{
+    struct settings_request *s = arg;
+    s->op = NULL;
+    int status =
+        err == 0 || err == SG_ENOENT ? answer(s, s->decision, &s->user) : store_error(s, err);
+    sg_request_finish(s->r, status, 0);
+}
+
+/* Starts an unlink in the shared store; 0 while it runs, else the error page's status. */
+static int unlink_shared(struct settings_request *s, const struct sg_psa_user *user,
+                         enum sg_linking_decision decision, bool tenant)
+{
+    s->decision = decision;
+    s->user.tenant = sg_strdup(user->tenant);
+    s->user.user = sg_strdup(user->user);
+    s->op = tenant
+                ? sg_pgstore_tenant_unlink(s->r->shared, user->tenant, "settings", on_unlinked, s)
+                : sg_pgstore_user_unlink(s->r->shared, user->tenant, user->user, "settings",
+                                         on_unlinked, s);
+    return s->op != NULL ? 0 : store_error(s, SG_EINVAL);
+}
+
 /* The POSTs: linking.c decides, the store changes here. */
 static int act(struct settings_request *s, const struct sg_psa_user *user)
 {
@@ -369,6 +411,8 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
         return enable(s, decision, user, SG_LOGIN_LINK_TENANT, "/_sso/settings");
     case ACT_TENANT_DISABLE:
         decision = sg_linking_tenant_disable(&caller);
+        if (decision == SG_LINKING_TENANT_DISABLE && s->r->shared != NULL)
+            return unlink_shared(s, user, decision, true);
         if (decision == SG_LINKING_TENANT_DISABLE) {
             err = sg_links_tenant_delete(store, user->tenant, NULL);
             if (err != 0 && err != SG_ENOENT)
@@ -381,6 +425,8 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
         links_clear(&links);
         return enable(s, decision, user, SG_LOGIN_LINK_USER, cfg->psa.home_path);
     case ACT_USER_DISABLE:
+        if (s->r->shared != NULL)
+            return unlink_shared(s, user, sg_linking_user_disable(), false);
         err = sg_links_user_delete(store, user->tenant, user->user);
         if (err != 0 && err != SG_ENOENT)
             return store_error(s, err);
@@ -396,6 +442,10 @@ static int act(struct settings_request *s, const struct sg_psa_user *user)
  */
 static void refresh_link_facts(struct settings_request *s, const struct sg_psa_user *user)
 {
+    if (s->r->shared != NULL) {
+        sg_pgstore_user_facts(s->r->shared, user->tenant, user->user, user->staff, user->active);
+        return;
+    }
     int err =
         sg_links_user_facts_set(s->r->store, user->tenant, user->user, user->staff, user->active);
     if (err == 0 || err == SG_ENOENT || err == SG_EINVAL)
@@ -417,6 +467,8 @@ static void on_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, 
     if (err == SG_WHOAMI_OK) {
         refresh_link_facts(s, user);
         status = act(s, user);
+        if (status == 0)
+            return; /* the shared store or the login's state is being written */
     } else if (err == SG_WHOAMI_UNAUTHENTICATED) {
         if (s->action == ACT_STATUS) {
             status = send_status(s, NULL, true);
@@ -474,7 +526,7 @@ static int handle(struct sg_request *r, enum action action)
     if (action == ACT_STATUS && cfg->identity == SG_IDENTITY_CLAIMS)
         return send_status(s, NULL, false);
     struct sg_identity identity;
-    bool session = sg_identity_lookup(r->store, cfg, req, &identity) == 0;
+    bool session = sg_identity_lookup(r->store, r->shared, cfg, req, &identity) == 0;
     struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
     if (session) {
         sg_identity_add_headers(r->snap, &identity, &headers);

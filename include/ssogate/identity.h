@@ -16,6 +16,7 @@ struct evhttp_request;
 struct evkeyvalq;
 struct sg_config;
 struct sg_store;
+struct sg_pgstore;
 struct sg_snapshot;
 
 /* The caller's session, when its cookie names a live one. */
@@ -32,8 +33,9 @@ struct sg_identity {
  * sg_identity_clear), SG_ENOENT when there is no live session, SG_EEXIST for
  * sessions of different identities, or SG_ESTORE.
  */
-int sg_identity_lookup(struct sg_store *store, const struct sg_config *cfg,
-                       struct evhttp_request *req, struct sg_identity *out);
+int sg_identity_lookup(struct sg_store *store, struct sg_pgstore *shared,
+                       const struct sg_config *cfg, struct evhttp_request *req,
+                       struct sg_identity *out);
 void sg_identity_clear(struct sg_identity *identity);
 
 /*
@@ -46,10 +48,12 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
                             struct evkeyvalq *headers);
 
 /*
- * Ends the session of identity (deleted from the store) and adds to req's
- * response a Set-Cookie that clears the session cookie. All borrowed.
+ * Ends the session of identity (deleted from the store, and with the shared
+ * store from PostgreSQL, without waiting: a failure is logged and counted)
+ * and adds to req's response a Set-Cookie that clears the session cookie.
+ * All borrowed; shared may be NULL.
  */
-void sg_identity_end(struct sg_store *store, const struct sg_config *cfg,
+void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
                      const struct sg_identity *identity, struct evhttp_request *req);
 
 #endif

@@ -35,6 +35,7 @@ struct sg_link {
     const char *psa_user;
     const char *idp_tenant;
     const char *idp_sub;
+    const struct sg_links_user_facts *facts; /* user links being added: kept facts, or NULL */
 };
 
 /* True when id is acceptable as a tenant or user id (see above). */
@@ -148,5 +149,14 @@ int sg_links_foreach(struct sg_store *store, sg_links_foreach_fn fn, void *arg);
  */
 int sg_links_import(struct sg_store *store, const struct sg_link *links, size_t count,
                     size_t *failed);
+
+/* Replaces this host's copy of one tenant's links (the tenant link and its
+ * user links, none when count is 0) by links, in one transaction. The
+ * sessions of user links removed go too. For the shared store (pgstore.c). */
+int sg_links_replace_tenant(struct sg_store *store, const char *psa_tenant,
+                            const struct sg_link *links, size_t count);
+
+/* Replaces every link of this host's copy by links, in one transaction. */
+int sg_links_replace_all(struct sg_store *store, const struct sg_link *links, size_t count);
 
 #endif

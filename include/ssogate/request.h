@@ -26,6 +26,7 @@ struct evhttp_request;
 struct evkeyvalq;
 struct sg_conn;
 struct sg_logins;
+struct sg_pgstore;
 struct sg_store;
 struct sg_tunnels;
 struct sg_runtime;
@@ -52,7 +53,8 @@ struct sg_request {
     /* The long-lived parts (borrowed from the runtime, set by the router). */
     struct sg_runtime *rt;
     struct event_base *base;
-    struct sg_store *store;
+    struct sg_store *store;    /* with store.type postgresql: this host's cache of shared */
+    struct sg_pgstore *shared; /* store.type postgresql, else NULL */
     struct sg_logins *logins;
     struct sg_tunnels *tunnels;
     char id[SG_REQUEST_ID_SIZE];
@@ -103,6 +105,9 @@ void sg_request_wait(struct sg_request *r, sg_request_fn gone, void *arg);
 
 /* True once sg_request_wait was called (the router leaves the request alone). */
 bool sg_request_waiting(const struct sg_request *r);
+
+/* Ends a wait without finishing: the handler goes on (and may wait again). */
+void sg_request_resume(struct sg_request *r);
 
 /* Runs fn(r, arg) when the request finishes, newest first. */
 void sg_request_on_finish(struct sg_request *r, sg_request_fn fn, void *arg);

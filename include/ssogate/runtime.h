@@ -15,6 +15,7 @@
 struct evbuffer;
 struct event_base;
 struct sg_logins;
+struct sg_pgstore;
 struct sg_requests;
 struct sg_runtime;
 struct sg_snapshot;
@@ -46,6 +47,7 @@ int sg_runtime_reload(struct sg_runtime *rt);
 struct sg_snapshot *sg_runtime_snapshot(const struct sg_runtime *rt);
 struct sg_store *sg_runtime_store(const struct sg_runtime *rt);
 struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt);
+struct sg_pgstore *sg_runtime_shared(const struct sg_runtime *rt); /* NULL with lmdb */
 struct sg_tunnels *sg_runtime_tunnels(const struct sg_runtime *rt);
 struct sg_requests *sg_runtime_requests(const struct sg_runtime *rt);
 struct event_base *sg_runtime_base(const struct sg_runtime *rt);

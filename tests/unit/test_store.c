@@ -1650,10 +1650,10 @@ static void test_links_foreach_and_import(void **state)
     struct fixture *fx = *state;
     /* A user link may precede its tenant's in the list. */
     const struct sg_link links[] = {
-        {SG_LINK_USER, "psa-t1", "alice", "idp-t1", "sub-a"},
-        {SG_LINK_TENANT, "psa-t1", NULL, "idp-t1", NULL},
-        {SG_LINK_TENANT, "psa-t2", NULL, "idp-t2", NULL},
-        {SG_LINK_USER, "psa-t2", "bob", "idp-t2", "sub-b"},
+        {SG_LINK_USER, "psa-t1", "alice", "idp-t1", "sub-a", NULL},
+        {SG_LINK_TENANT, "psa-t1", NULL, "idp-t1", NULL, NULL},
+        {SG_LINK_TENANT, "psa-t2", NULL, "idp-t2", NULL, NULL},
+        {SG_LINK_USER, "psa-t2", "bob", "idp-t2", "sub-b", NULL},
     };
     size_t failed = 99;
     assert_int_equal(sg_links_import(fx->store, links, SG_ARRAY_LEN(links), &failed), 0);
@@ -1675,30 +1675,30 @@ static void test_links_foreach_and_import(void **state)
     assert_int_equal(sg_store_stats(fx->store, &before), 0);
     /* One conflict (B10: sub-a already linked to alice) refuses the whole list. */
     const struct sg_link conflicting[] = {
-        {SG_LINK_TENANT, "psa-t3", NULL, "idp-t3", NULL},
-        {SG_LINK_USER, "psa-t1", "carol", "idp-t1", "sub-c"},
-        {SG_LINK_USER, "psa-t1", "dave", "idp-t1", "sub-a"},
+        {SG_LINK_TENANT, "psa-t3", NULL, "idp-t3", NULL, NULL},
+        {SG_LINK_USER, "psa-t1", "carol", "idp-t1", "sub-c", NULL},
+        {SG_LINK_USER, "psa-t1", "dave", "idp-t1", "sub-a", NULL},
     };
     assert_int_equal(sg_links_import(fx->store, conflicting, SG_ARRAY_LEN(conflicting), &failed),
                      SG_EEXIST);
     assert_int_equal(failed, 2);
     /* B4 inside an import. */
     const struct sg_link tenant_conflict[] = {
-        {SG_LINK_TENANT, "psa-t4", NULL, "idp-t4", NULL},
-        {SG_LINK_TENANT, "psa-t5", NULL, "idp-t4", NULL},
+        {SG_LINK_TENANT, "psa-t4", NULL, "idp-t4", NULL, NULL},
+        {SG_LINK_TENANT, "psa-t5", NULL, "idp-t4", NULL, NULL},
     };
     assert_int_equal(
         sg_links_import(fx->store, tenant_conflict, SG_ARRAY_LEN(tenant_conflict), &failed),
         SG_EEXIST);
     assert_int_equal(failed, 1);
     const struct sg_link bad[] = {
-        {SG_LINK_TENANT, "psa-t6", NULL, "idp-t6", NULL},
-        {SG_LINK_USER, "psa-t6", "", "idp-t6", "s"},
+        {SG_LINK_TENANT, "psa-t6", NULL, "idp-t6", NULL, NULL},
+        {SG_LINK_USER, "psa-t6", "", "idp-t6", "s", NULL},
     };
     assert_int_equal(sg_links_import(fx->store, bad, SG_ARRAY_LEN(bad), &failed), SG_EINVAL);
     assert_int_equal(failed, 1);
     const struct sg_link orphan[] = {
-        {SG_LINK_USER, "psa-t7", "u", "idp-t7", "s"},
+        {SG_LINK_USER, "psa-t7", "u", "idp-t7", "s", NULL},
     };
     assert_int_equal(sg_links_import(fx->store, orphan, 1, &failed), SG_ENOENT);
     assert_int_equal(failed, 0);

@@ -1,0 +1,906 @@
+#include "ssogate/pgstore.h"
+
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/log.h"
+#include "ssogate/metrics.h"
+#include "ssogate/pg.h"
+#include "ssogate/pgschema.h"
+#include "ssogate/store.h"
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Idle-time touches waiting to be written, at most; more are dropped (the
+ * local cache keeps the session alive meanwhile). */
+#define TOUCH_MAX          4096
+#define TOUCH_FLUSH_S      1
+#define SCHEMA_CONNECT_S   2
+#define HEX_KEY_LEN        (2 * SG_SESSION_KEY_LEN)
+#define LOGINSTATE_KEY_LEN SHA256_DIGEST_LENGTH
+
+/* ---- statements ---------------------------------------------------------- */
+
+/* Identifiers and records travel as hex text: decode($n, 'hex') in, encode(x, 'hex') out. */
+enum stmt {
+    ST_LS_PUT,
+    ST_LS_TAKE,
+    ST_S_CREATE,
+    ST_S_GET,
+    ST_S_DELETE,
+    ST_S_DELETE_PSA,
+    ST_S_DELETE_IDP,
+    ST_S_DELETE_SID,
+    ST_S_TOUCH,
+    ST_S_SWEEP,
+    ST_LS_SWEEP,
+    ST_T_LINK,
+    ST_T_UNLINK,
+    ST_U_LINK,
+    ST_U_UNLINK,
+    ST_U_FACTS,
+    ST_LINKS_OF,
+    ST_LINKS_ALL,
+    ST__COUNT
+};
+
+static const struct sg_pg_statement statements[ST__COUNT] = {
+    [ST_LS_PUT] = {"ls_put",
+                   "INSERT INTO login_states (state_hash, record, created_at)"
+                   " VALUES (decode($1, 'hex'), decode($2, 'hex'), $3)",
+                   3},
+    [ST_LS_TAKE] = {"ls_take",
+                    "DELETE FROM login_states WHERE state_hash = decode($1, 'hex')"
+                    " RETURNING encode(record, 'hex')",
+                    1},
+    [ST_S_CREATE] = {"s_create",
+                     "INSERT INTO sessions (id_hash, record, psa_tenant, psa_user, idp_issuer,"
+                     " idp_sub, idp_sid, last_seen, idle_timeout_s, expires_at) VALUES"
+                     " (decode($1, 'hex'), decode($2, 'hex'), decode($3, 'hex'), decode($4, 'hex'),"
+                     " decode($5, 'hex'), decode($6, 'hex'), decode($7, 'hex'), $8, $9, $10)",
+                     10},
+    [ST_S_GET] = {"s_get",
+                  "SELECT encode(record, 'hex'), last_seen FROM sessions"
+                  " WHERE id_hash = decode($1, 'hex') AND expires_at > $2"
+                  " AND (idle_timeout_s = 0 OR last_seen + idle_timeout_s > $2)",
+                  2},
+    [ST_S_DELETE] = {"s_delete", "DELETE FROM sessions WHERE id_hash = decode($1, 'hex')", 1},
+    [ST_S_DELETE_PSA] = {"s_delete_psa",
+                         "WITH d AS (DELETE FROM sessions WHERE psa_tenant = decode($1, 'hex')"
+                         " AND psa_user = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
+                         2},
+    [ST_S_DELETE_IDP] = {"s_delete_idp",
+                         "WITH d AS (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex')"
+                         " AND idp_sub = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
+                         2},
+    [ST_S_DELETE_SID] = {"s_delete_sid",
+                         "WITH d AS (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex')"
+                         " AND idp_sid = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
+                         2},
+    [ST_S_TOUCH] = {"s_touch",
+                    "UPDATE sessions SET last_seen = t.seen FROM (SELECT decode(unnest($1::text[]),"
+                    " 'hex') AS id_hash, unnest($2::bigint[]) AS seen) t"
+                    " WHERE sessions.id_hash = t.id_hash AND sessions.last_seen < t.seen",
+                    2},
+    [ST_S_SWEEP] = {"s_sweep",
+                    "DELETE FROM sessions WHERE id_hash IN (SELECT id_hash FROM sessions"
+                    " WHERE expires_at <= $1 OR (idle_timeout_s > 0 AND last_seen + idle_timeout_s"
+                    " <= $1) LIMIT $2)",
+                    2},
+    [ST_LS_SWEEP] = {"ls_sweep",
+                     "DELETE FROM login_states WHERE state_hash IN (SELECT state_hash FROM"
+                     " login_states WHERE created_at <= $1 LIMIT $2)",
+                     2},
+    [ST_T_LINK] = {"t_link",
+                   "WITH ins AS (INSERT INTO tenant_links (psa_tenant, idp_tenant)"
+                   " VALUES (decode($1, 'hex'), decode($2, 'hex')) RETURNING psa_tenant)"
+                   " INSERT INTO link_audit (host, via, action, kind, psa_tenant, idp_tenant)"
+                   " SELECT $3, $4, 'link', 'tenant', psa_tenant, decode($2, 'hex') FROM ins",
+                   4},
+    [ST_T_UNLINK] = {"t_unlink",
+                     "WITH t AS (DELETE FROM tenant_links WHERE psa_tenant = decode($1, 'hex')"
+                     " RETURNING idp_tenant), u AS (DELETE FROM user_links"
+                     " WHERE psa_tenant = decode($1, 'hex') RETURNING psa_user, idp_tenant,"
+                     " idp_sub), s AS (DELETE FROM sessions WHERE psa_tenant = decode($1, 'hex')"
+                     " RETURNING 1), a AS (INSERT INTO link_audit (host, via, action, kind,"
+                     " psa_tenant, psa_user, idp_tenant, idp_sub) SELECT $2, $3, 'unlink',"
+                     " 'tenant', decode($1, 'hex'), NULL, idp_tenant, NULL FROM t UNION ALL"
+                     " SELECT $2, $3, 'unlink', 'user', decode($1, 'hex'), psa_user, idp_tenant,"
+                     " idp_sub FROM u) SELECT (SELECT count(*) FROM t), (SELECT count(*) FROM u)",
+                     3},
+    [ST_U_LINK] = {"u_link",
+                   "WITH t AS (SELECT 1 FROM tenant_links WHERE psa_tenant = decode($1, 'hex')"
+                   " AND idp_tenant = decode($3, 'hex')), ins AS (INSERT INTO user_links"
+                   " (psa_tenant, psa_user, idp_tenant, idp_sub, facts_known, staff, active)"
+                   " SELECT decode($1, 'hex'), decode($2, 'hex'), decode($3, 'hex'),"
+                   " decode($4, 'hex'), $5, $6, $7 FROM t RETURNING 1), a AS (INSERT INTO"
+                   " link_audit (host, via, action, kind, psa_tenant, psa_user, idp_tenant,"
+                   " idp_sub) SELECT $8, $9, 'link', 'user', decode($1, 'hex'), decode($2, 'hex'),"
+                   " decode($3, 'hex'), decode($4, 'hex') FROM ins) SELECT count(*) FROM ins",
+                   9},
+    [ST_U_UNLINK] = {"u_unlink",
+                     "WITH u AS (DELETE FROM user_links WHERE psa_tenant = decode($1, 'hex')"
+                     " AND psa_user = decode($2, 'hex') RETURNING idp_tenant, idp_sub),"
+                     " s AS (DELETE FROM sessions WHERE psa_tenant = decode($1, 'hex')"
+                     " AND psa_user = decode($2, 'hex') RETURNING 1), a AS (INSERT INTO link_audit"
+                     " (host, via, action, kind, psa_tenant, psa_user, idp_tenant, idp_sub)"
+                     " SELECT $3, $4, 'unlink', 'user', decode($1, 'hex'), decode($2, 'hex'),"
+                     " idp_tenant, idp_sub FROM u) SELECT count(*) FROM u",
+                     4},
+    [ST_U_FACTS] = {"u_facts",
+                    "UPDATE user_links SET facts_known = true, staff = $3, active = $4"
+                    " WHERE psa_tenant = decode($1, 'hex') AND psa_user = decode($2, 'hex')"
+                    " AND (NOT facts_known OR staff <> $3 OR active <> $4)",
+                    4},
+    [ST_LINKS_OF] = {"links_of",
+                     "SELECT 't', encode(psa_tenant, 'hex'), NULL, encode(idp_tenant, 'hex'), NULL,"
+                     " false, false, false FROM tenant_links WHERE psa_tenant = decode($1, 'hex')"
+                     " UNION ALL SELECT 'u', encode(psa_tenant, 'hex'), encode(psa_user, 'hex'),"
+                     " encode(idp_tenant, 'hex'), encode(idp_sub, 'hex'), facts_known, staff,"
+                     " active FROM user_links WHERE psa_tenant = decode($1, 'hex')",
+                     1},
+    [ST_LINKS_ALL] = {"links_all",
+                      "SELECT 't', encode(psa_tenant, 'hex'), NULL, encode(idp_tenant, 'hex'),"
+                      " NULL, false, false, false FROM tenant_links UNION ALL SELECT 'u',"
+                      " encode(psa_tenant, 'hex'), encode(psa_user, 'hex'),"
+                      " encode(idp_tenant, 'hex'), encode(idp_sub, 'hex'), facts_known, staff,"
+                      " active FROM user_links",
+                      0},
+};
+
+/* ---- the store ------------------------------------------------------------ */
+
+struct touch {
+    char key[HEX_KEY_LEN + 1];
+    int64_t seen;
+};
+
+/* A session cached here, in the order it was cached: dropped after cache_ttl_s. */
+struct cached {
+    unsigned char key[SG_SESSION_KEY_LEN];
+    int64_t at_us;
+};
+
+struct sg_pgstore {
+    struct sg_pg *pg;
+    struct sg_store *cache;
+    struct event_base *base;
+    int64_t cache_ttl_us;
+    char host[128];
+    struct touch *touches;
+    size_t touch_count;
+    struct event *flush;
+    bool flushing;
+    struct cached *cached; /* a ring: oldest at cached_head */
+    size_t cached_head, cached_count, cached_cap;
+    bool listening; /* the LISTEN connection is up and the links copy is current */
+};
+
+enum op_kind {
+    OP_PLAIN,       /* done(arg, err) from the command status */
+    OP_LS_TAKE,     /* decode the login state */
+    OP_S_CREATE,    /* cache the session */
+    OP_S_FETCH,     /* cache the fetched session */
+    OP_S_DELETE,    /* drop the cached session */
+    OP_S_OWNER,     /* count the sessions ended */
+    OP_T_LINK,      /* refresh the tenant's links here */
+    OP_U_LINK,      /* count(*) = 0: the tenant is not linked to that IdP tenant */
+    OP_UNLINK,      /* refresh the tenant's links here */
+    OP_REFRESH,     /* internal: a tenant's links after a notification */
+    OP_REFRESH_ALL, /* internal: every link, after (re)connecting */
+    OP_BACKGROUND,  /* internal: touches, sweeps, facts */
+};
+
+struct sg_pgstore_op {
+    struct sg_pgstore *ps;
+    enum op_kind kind;
+    struct sg_pg_query *query;
+    sg_pgstore_done_fn done;
+    void *arg;
+    char tenant[SG_LINKS_ID_MAX + 1]; /* OP_T_LINK, OP_UNLINK, OP_REFRESH, OP_U_LINK */
+    unsigned char key[SG_SESSION_KEY_LEN];
+    unsigned char *record; /* OP_S_CREATE: the encoded session */
+    size_t record_len;
+    struct sg_loginstate *state_out; /* OP_LS_TAKE */
+    char state[SG_LOGINSTATE_TOKEN_SIZE];
+    size_t *count_out; /* OP_S_OWNER */
+};
+
+/* ---- helpers -------------------------------------------------------------- */
+
+static char *hex_of(const void *data, size_t len)
+{
+    char *out = sg_malloc(2 * len + 1);
+    sg_hex_encode(data, len, out);
+    return out;
+}
+
+static char *hex_text(const char *s)
+{
+    return s != NULL ? hex_of(s, strlen(s)) : NULL;
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes hex text into a new buffer with a NUL after it; NULL when malformed. */
+static unsigned char *unhex(const char *hex, size_t *len)
+{
+    size_t n = strlen(hex);
+    if (n % 2 != 0)
+        return NULL;
+    unsigned char *out = sg_malloc(n / 2 + 1);
+    for (size_t i = 0; i < n / 2; i++) {
+        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) {
+            free(out);
+            return NULL;
+        }
+        out[i] = (unsigned char)(hi << 4 | lo);
+    }
+    out[n / 2] = '\0';
+    *len = n / 2;
+    return out;
+}
+
+/* Decodes hex text holding an identifier (no NUL inside); NULL when malformed. */
+static char *unhex_text(const char *hex)
+{
+    size_t len;
+    unsigned char *out = unhex(hex, &len);
+    if (out != NULL && memchr(out, '\0', len) != NULL) {
+        free(out);
+        return NULL;
+    }
+    return (char *)out;
+}
+
+static void count_query(const struct sg_pg_result *res)
+{
+    static const char *const labels[] = {
+        [SG_PG_OK] = "ok",
+        [SG_PG_SQL_ERROR] = "sql_error",
+        [SG_PG_TIMEOUT] = "timeout",
+        [SG_PG_UNAVAILABLE] = "unavailable",
+    };
+    sg_metrics_count("ssogate_shared_store_queries_total", "result", labels[res->status]);
+    if (res->status != SG_PG_OK)
+        sg_log_fields(
+            res->status == SG_PG_SQL_ERROR ? SG_LOG_ERROR : SG_LOG_WARN, "shared_store",
+            (struct sg_log_field[]){SG_LOG_STR("result", labels[res->status]),
+                                    SG_LOG_STR("sqlstate", res->sqlstate ? res->sqlstate : ""),
+                                    SG_LOG_STR("detail", res->message ? res->message : "")},
+            3);
+}
+
+/* The SG_E* code of a result that is not OK. */
+static int error_of(const struct sg_pg_result *res)
+{
+    if (res->status == SG_PG_SQL_ERROR)
+        return res->sqlstate != NULL && strcmp(res->sqlstate, "23505") == 0 ? SG_EEXIST : SG_ESTORE;
+    return SG_EUNAVAILABLE;
+}
+
+static struct sg_pgstore_op *op_new(struct sg_pgstore *ps, enum op_kind kind,
+                                    sg_pgstore_done_fn done, void *arg)
+{
+    struct sg_pgstore_op *op = sg_calloc(1, sizeof(*op));
+    op->ps = ps;
+    op->kind = kind;
+    op->done = done;
+    op->arg = arg;
+    return op;
+}
+
+static void op_free(struct sg_pgstore_op *op)
+{
+    if (op->record != NULL) {
+        OPENSSL_cleanse(op->record, op->record_len);
+        free(op->record);
+    }
+    OPENSSL_cleanse(op->state, sizeof(op->state));
+    free(op);
+}
+
+static void on_result(void *arg, const struct sg_pg_result *res);
+
+/* Sends statement st for op; NULL values are SQL NULL. Frees values[]. */
+static struct sg_pgstore_op *op_send(struct sg_pgstore_op *op, enum stmt st, char **values, int n)
+{
+    op->query = sg_pg_exec(op->ps->pg, statements[st].name, n, (const char *const *)values, NULL, 0,
+                           on_result, op);
+    for (int i = 0; i < n; i++)
+        free(values[i]);
+    return op;
+}
+
+/* ---- the session cache ---------------------------------------------------- */
+
+static void cache_note(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    if (ps->cached_count == ps->cached_cap) {
+        size_t cap = ps->cached_cap ? 2 * ps->cached_cap : 1024;
+        struct cached *grown = sg_calloc(cap, sizeof(*grown));
+        for (size_t i = 0; i < ps->cached_count; i++)
+            grown[i] = ps->cached[(ps->cached_head + i) % ps->cached_cap];
+        free(ps->cached);
+        ps->cached = grown;
+        ps->cached_cap = cap;
+        ps->cached_head = 0;
+    }
+    struct cached *c = &ps->cached[(ps->cached_head + ps->cached_count++) % ps->cached_cap];
+    memcpy(c->key, key, SG_SESSION_KEY_LEN);
+    c->at_us = sg_mono_us();
+}
+
+/* Drops cached sessions past cache_ttl_s (from the one-second timer). */
+static void expire_cache(struct sg_pgstore *ps)
+{
+    int64_t now = sg_mono_us();
+    while (ps->cached_count > 0) {
+        struct cached *c = &ps->cached[ps->cached_head];
+        if (now - c->at_us < ps->cache_ttl_us)
+            break;
+        sg_session_delete_key(ps->cache, c->key); /* SG_ENOENT when it went meanwhile */
+        ps->cached_head = (ps->cached_head + 1) % ps->cached_cap;
+        ps->cached_count--;
+    }
+}
+
+/* Drops every cached session: notifications may have been missed. */
+static void cache_drop_all(struct sg_pgstore *ps)
+{
+    while (ps->cached_count > 0) {
+        sg_session_delete_key(ps->cache, ps->cached[ps->cached_head].key);
+        ps->cached_head = (ps->cached_head + 1) % ps->cached_cap;
+        ps->cached_count--;
+    }
+}
+
+struct drop_state {
+    struct sg_pgstore *ps;
+    unsigned char (*keys)[SG_SESSION_KEY_LEN];
+    size_t count, cap;
+};
+
+static int collect_session(const unsigned char *key, const void *record, size_t len, void *arg)
+{
+    struct drop_state *st = arg;
+    if (st->count == st->cap) {
+        st->cap = st->cap ? 2 * st->cap : 256;
+        st->keys = sg_realloc(st->keys, st->cap * sizeof(*st->keys));
+    }
+    memcpy(st->keys[st->count++], key, SG_SESSION_KEY_LEN);
+    return 0;
+}
+
+/* At start: a previous run's cached sessions are not trusted. */
+static void cache_clear(struct sg_pgstore *ps)
+{
+    struct drop_state st = {.ps = ps};
+    sg_session_each(ps->cache, collect_session, &st);
+    for (size_t i = 0; i < st.count; i++)
+        sg_session_delete_key(ps->cache, st.keys[i]);
+    free(st.keys);
+}
+
+/* Caches a session record from PostgreSQL with last_seen from its column. */
+static int cache_put(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN],
+                     const unsigned char *record, size_t len, int64_t last_seen)
+{
+    struct sg_session s;
+    int err = sg_session_decode(record, len, &s);
+    if (err != 0)
+        return err;
+    if (last_seen > s.last_seen)
+        s.last_seen = last_seen;
+    unsigned char *data = NULL;
+    size_t data_len = 0;
+    err = sg_session_encode(&s, &data, &data_len);
+    if (err == 0)
+        err = sg_session_put_key(ps->cache, key, data, data_len);
+    if (err == 0)
+        cache_note(ps, key);
+    sg_session_clear(&s);
+    free(data);
+    return err;
+}
+
+bool sg_pgstore_session_cached(struct sg_pgstore *ps, const char *id)
+{
+    return sg_session_get(ps->cache, id, sg_now_s(), NULL) == 0;
+}
+
+/* ---- links ------------------------------------------------------------- */
+
+/* Rebuilds links from rows (kind, psa_tenant, psa_user, idp_tenant, idp_sub,
+ * facts_known, staff, active), all hex; then replaces one tenant's links
+ * here, or all of them. */
+static int links_apply(struct sg_pgstore *ps, const PGresult *res, const char *tenant)
+{
+    int rows = PQntuples(res);
+    struct sg_link *links = sg_calloc((size_t)rows + 1, sizeof(*links));
+    struct sg_links_user_facts *facts = sg_calloc((size_t)rows + 1, sizeof(*facts));
+    char **texts = sg_calloc(4 * (size_t)rows + 1, sizeof(*texts));
+    int err = 0;
+    for (int i = 0; err == 0 && i < rows; i++) {
+        bool user = PQgetvalue(res, i, 0)[0] == 'u';
+        char **t = &texts[4 * i];
+        for (int c = 0; c < 4; c++) {
+            if (!PQgetisnull(res, i, 1 + c) &&
+                (t[c] = unhex_text(PQgetvalue(res, i, 1 + c))) == NULL)
+                err = SG_ESTORE;
+        }
+        facts[i] = (struct sg_links_user_facts){.known = PQgetvalue(res, i, 5)[0] == 't',
+                                                .staff = PQgetvalue(res, i, 6)[0] == 't',
+                                                .active = PQgetvalue(res, i, 7)[0] == 't'};
+        links[i] = (struct sg_link){.kind = user ? SG_LINK_USER : SG_LINK_TENANT,
+                                    .psa_tenant = t[0],
+                                    .psa_user = t[1],
+                                    .idp_tenant = t[2],
+                                    .idp_sub = t[3],
+                                    .facts = user ? &facts[i] : NULL};
+    }
+    if (err == 0)
+        err = tenant != NULL ? sg_links_replace_tenant(ps->cache, tenant, links, (size_t)rows)
+                             : sg_links_replace_all(ps->cache, links, (size_t)rows);
+    for (int i = 0; i < 4 * rows; i++)
+        free(texts[i]);
+    free(texts);
+    free(facts);
+    free(links);
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        sg_log(SG_LOG_ERROR, "shared_store", "links copy not updated: %s", sg_strerror(err));
+    }
+    return err;
+}
+
+/* Reads one tenant's links again (after a change here or a notification). */
+static void refresh_tenant(struct sg_pgstore *ps, const char *tenant)
+{
+    struct sg_pgstore_op *op = op_new(ps, OP_REFRESH, NULL, NULL);
+    snprintf(op->tenant, sizeof(op->tenant), "%s", tenant);
+    char *values[] = {hex_text(tenant)};
+    op_send(op, ST_LINKS_OF, values, 1);
+}
+
+/* ---- results -------------------------------------------------------------- */
+
+static void finish_op(struct sg_pgstore_op *op, int err)
+{
+    if (op->done != NULL)
+        op->done(op->arg, err);
+    op_free(op);
+}
+
+static int ls_take_result(struct sg_pgstore_op *op, const PGresult *res)
+{
+    if (PQntuples(res) != 1)
+        return SG_ENOENT;
+    size_t len;
+    unsigned char *record = unhex(PQgetvalue(res, 0, 0), &len);
+    if (record == NULL)
+        return SG_ESTORE;
+    enum sg_loginstate_status st = sg_loginstate_decode(record, len, op->state_out);
+    OPENSSL_cleanse(record, len);
+    free(record);
+    if (st != SG_LOGINSTATE_OK)
+        return SG_ESTORE;
+    snprintf(op->state_out->state, sizeof(op->state_out->state), "%s", op->state);
+    if (op->state_out->created <= sg_now_s() - SG_LOGINSTATE_TTL_S) {
+        sg_loginstate_clear(op->state_out);
+        return SG_ETIMEOUT;
+    }
+    return 0;
+}
+
+static int fetch_result(struct sg_pgstore_op *op, const PGresult *res)
+{
+    if (PQntuples(res) != 1)
+        return SG_ENOENT;
+    size_t len;
+    unsigned char *record = unhex(PQgetvalue(res, 0, 0), &len);
+    if (record == NULL)
+        return SG_ESTORE;
+    int err = cache_put(op->ps, op->key, record, len, strtoll(PQgetvalue(res, 0, 1), NULL, 10));
+    OPENSSL_cleanse(record, len);
+    free(record);
+    return err == SG_EINVAL ? SG_ESTORE : err;
+}
+
+static void on_result(void *arg, const struct sg_pg_result *result)
+{
+    struct sg_pgstore_op *op = arg;
+    struct sg_pgstore *ps = op->ps;
+    op->query = NULL;
+    count_query(result);
+    if (result->status != SG_PG_OK) {
+        if (op->kind == OP_REFRESH_ALL && result->status != SG_PG_SQL_ERROR)
+            ps->listening = false; /* tried again at the next resync */
+        finish_op(op, error_of(result));
+        return;
+    }
+    const PGresult *res = result->res;
+    int err = 0;
+    switch (op->kind) {
+    case OP_PLAIN:
+    case OP_BACKGROUND:
+        break;
+    case OP_LS_TAKE:
+        err = ls_take_result(op, res);
+        break;
+    case OP_S_CREATE:
+        err = sg_session_put_key(ps->cache, op->key, op->record, op->record_len);
+        if (err == 0)
+            cache_note(ps, op->key);
+        else
+            err = 0; /* in PostgreSQL: the next request fetches it */
+        break;
+    case OP_S_FETCH:
+        err = fetch_result(op, res);
+        break;
+    case OP_S_DELETE:
+        sg_session_delete_key(ps->cache, op->key);
+        break;
+    case OP_S_OWNER:
+        if (op->count_out != NULL && PQntuples(res) == 1)
+            *op->count_out = strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+        break;
+    case OP_U_LINK:
+        if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "1") != 0)
+            err = SG_ENOENT; /* the tenant is not (or no longer) linked to that IdP tenant */
+        refresh_tenant(ps, op->tenant);
+        break;
+    case OP_T_LINK:
+    case OP_UNLINK:
+        refresh_tenant(ps, op->tenant);
+        break;
+    case OP_REFRESH:
+        links_apply(ps, res, op->tenant);
+        break;
+    case OP_REFRESH_ALL:
+        if (links_apply(ps, res, NULL) != 0)
+            ps->listening = false;
+        break;
+    }
+    finish_op(op, err);
+}
+
+void sg_pgstore_cancel(struct sg_pgstore_op *op)
+{
+    if (op == NULL)
+        return;
+    /* The query's answer still updates this host's copies; only the caller
+     * (and what it lent) is forgotten. A login state taken meanwhile is gone:
+     * that login cannot complete anyway. */
+    op->done = NULL;
+    op->arg = NULL;
+    op->count_out = NULL;
+    if (op->kind == OP_LS_TAKE) {
+        sg_pg_cancel(op->query);
+        op_free(op);
+    }
+}
+
+/* ---- notifications -------------------------------------------------------- */
+
+static void on_notify(void *arg, const char *channel, const char *payload)
+{
+    struct sg_pgstore *ps = arg;
+    if (payload[0] == 's' && payload[1] == ' ') {
+        size_t len;
+        unsigned char *key = unhex(payload + 2, &len);
+        if (key != NULL && len == SG_SESSION_KEY_LEN)
+            sg_session_delete_key(ps->cache, key);
+        free(key);
+        sg_metrics_count("ssogate_shared_store_notifications_total", "kind", "session");
+    } else if (payload[0] == 'l' && payload[1] == ' ') {
+        char *tenant = unhex_text(payload + 2);
+        if (tenant != NULL && sg_links_id_valid(tenant))
+            refresh_tenant(ps, tenant);
+        free(tenant);
+        sg_metrics_count("ssogate_shared_store_notifications_total", "kind", "links");
+    }
+}
+
+/* The listening connection was (re)made: what was missed meanwhile is read again. */
+static void on_resync(void *arg)
+{
+    struct sg_pgstore *ps = arg;
+    cache_drop_all(ps);
+    ps->listening = true;
+    op_send(op_new(ps, OP_REFRESH_ALL, NULL, NULL), ST_LINKS_ALL, NULL, 0);
+    sg_log(SG_LOG_INFO, "shared_store", "connected: links copy and session cache renewed");
+}
+
+/* ---- touches -------------------------------------------------------------- */
+
+static void on_touch_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_pgstore *ps = arg;
+    expire_cache(ps);
+    if (ps->touch_count == 0 || !sg_pg_available(ps->pg))
+        return;
+    struct text_list {
+        char *text;
+        size_t len, cap;
+    } keys = {0}, seen = {0};
+    struct text_list *lists[] = {&keys, &seen};
+    for (size_t l = 0; l < 2; l++) {
+        lists[l]->cap = ps->touch_count * (HEX_KEY_LEN + 2) + 3;
+        lists[l]->text = sg_malloc(lists[l]->cap);
+        lists[l]->text[lists[l]->len++] = '{';
+    }
+    for (size_t i = 0; i < ps->touch_count; i++) {
+        keys.len += (size_t)snprintf(keys.text + keys.len, keys.cap - keys.len, "%s%s",
+                                     i ? "," : "", ps->touches[i].key);
+        seen.len += (size_t)snprintf(seen.text + seen.len, seen.cap - seen.len, "%s%lld",
+                                     i ? "," : "", (long long)ps->touches[i].seen);
+    }
+    for (size_t l = 0; l < 2; l++) {
+        lists[l]->text[lists[l]->len++] = '}';
+        lists[l]->text[lists[l]->len] = '\0';
+    }
+    ps->touch_count = 0;
+    char *values[] = {keys.text, seen.text};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_S_TOUCH, values, 2);
+}
+
+void sg_pgstore_session_touch(struct sg_pgstore *ps, const char *id, int64_t now)
+{
+    if (ps->touch_count == TOUCH_MAX) {
+        sg_metrics_count("ssogate_shared_store_touches_dropped_total", "reason", "queue_full");
+        return;
+    }
+    unsigned char key[SG_SESSION_KEY_LEN];
+    sg_session_key(id, key);
+    struct touch *t = &ps->touches[ps->touch_count++];
+    sg_hex_encode(key, sizeof(key), t->key);
+    t->seen = now;
+}
+
+/* ---- the calls -------------------------------------------------------------- */
+
+struct sg_pgstore *sg_pgstore_open(struct event_base *base, const struct sg_store_config *cfg,
+                                   struct sg_store *cache, char *errbuf, size_t errlen)
+{
+    char why[512];
+    PGconn *conn = sg_pgschema_connect(cfg->conninfo, SCHEMA_CONNECT_S, why, sizeof(why));
+    if (conn != NULL) {
+        int rc = sg_pgschema_check(conn, errbuf, errlen);
+        PQfinish(conn);
+        if (rc != 0)
+            return NULL;
+    } else {
+        sg_log(SG_LOG_WARN, "shared_store", "%s: starting degraded, connecting in the background",
+               why);
+    }
+    struct sg_pg_config pcfg = {.conninfo = cfg->conninfo,
+                                .pool_size = cfg->pool_size,
+                                .statement_timeout_ms = cfg->statement_timeout_ms,
+                                .connect_timeout_ms = cfg->statement_timeout_ms};
+    struct sg_pgstore *ps = sg_calloc(1, sizeof(*ps));
+    ps->base = base;
+    ps->cache = cache;
+    ps->cache_ttl_us = (int64_t)cfg->cache_ttl_s * 1000000;
+    if (gethostname(ps->host, sizeof(ps->host) - 1) != 0)
+        snprintf(ps->host, sizeof(ps->host), "unknown");
+    ps->pg = sg_pg_new(base, &pcfg, statements, ST__COUNT, errbuf, errlen);
+    if (ps->pg == NULL) {
+        free(ps);
+        return NULL;
+    }
+    cache_clear(ps);
+    ps->touches = sg_calloc(TOUCH_MAX, sizeof(*ps->touches));
+    ps->flush = event_new(base, -1, EV_PERSIST, on_touch_flush, ps);
+    struct timeval every = {TOUCH_FLUSH_S, 0};
+    event_add(ps->flush, &every);
+    sg_pg_listen(ps->pg, SG_PGSCHEMA_CHANNEL, on_notify, on_resync, ps);
+    return ps;
+}
+
+void sg_pgstore_free(struct sg_pgstore *ps)
+{
+    if (ps == NULL)
+        return;
+    on_touch_flush(-1, 0, ps);
+    event_free(ps->flush);
+    sg_pg_free(ps->pg);
+    free(ps->touches);
+    free(ps->cached);
+    free(ps);
+}
+
+bool sg_pgstore_available(const struct sg_pgstore *ps)
+{
+    return sg_pg_available(ps->pg) && ps->listening;
+}
+
+struct sg_pgstore_op *sg_pgstore_loginstate_put(struct sg_pgstore *ps,
+                                                const struct sg_loginstate *s,
+                                                sg_pgstore_done_fn done, void *arg)
+{
+    unsigned char record[SG_LOGINSTATE_RECORD_MAX];
+    size_t len;
+    if (sg_loginstate_encode(s, record, &len) != 0)
+        return NULL;
+    unsigned char key[LOGINSTATE_KEY_LEN];
+    SHA256((const unsigned char *)s->state, strlen(s->state), key);
+    char *values[] = {hex_of(key, sizeof(key)), hex_of(record, len),
+                      sg_asprintf("%lld", (long long)s->created)};
+    OPENSSL_cleanse(record, len);
+    return op_send(op_new(ps, OP_PLAIN, done, arg), ST_LS_PUT, values, 3);
+}
+
+struct sg_pgstore_op *sg_pgstore_loginstate_take(struct sg_pgstore *ps, const char *state,
+                                                 struct sg_loginstate *out, sg_pgstore_done_fn done,
+                                                 void *arg)
+{
+    memset(out, 0, sizeof(*out));
+    if (strlen(state) != SG_LOGINSTATE_TOKEN_LEN)
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_LS_TAKE, done, arg);
+    op->state_out = out;
+    snprintf(op->state, sizeof(op->state), "%s", state);
+    unsigned char key[LOGINSTATE_KEY_LEN];
+    SHA256((const unsigned char *)state, strlen(state), key);
+    char *values[] = {hex_of(key, sizeof(key))};
+    return op_send(op, ST_LS_TAKE, values, 1);
+}
+
+struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const char *id,
+                                                const struct sg_session *rec,
+                                                sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_session_id_valid(id))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_S_CREATE, done, arg);
+    if (sg_session_encode(rec, &op->record, &op->record_len) != 0) {
+        op_free(op);
+        return NULL;
+    }
+    sg_session_key(id, op->key);
+    char *values[] = {hex_of(op->key, sizeof(op->key)),
+                      hex_of(op->record, op->record_len),
+                      hex_text(rec->psa_tenant),
+                      hex_text(rec->psa_user),
+                      hex_text(rec->idp_issuer ? rec->idp_issuer : ""),
+                      hex_text(rec->idp_sub),
+                      hex_text(rec->idp_sid),
+                      sg_asprintf("%lld", (long long)rec->last_seen),
+                      sg_asprintf("%u", (unsigned)rec->idle_timeout_s),
+                      sg_asprintf("%lld", (long long)rec->expires_at)};
+    return op_send(op, ST_S_CREATE, values, 10);
+}
+
+struct sg_pgstore_op *sg_pgstore_session_fetch(struct sg_pgstore *ps, const char *id,
+                                               sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_session_id_valid(id))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_S_FETCH, done, arg);
+    sg_session_key(id, op->key);
+    char *values[] = {hex_of(op->key, sizeof(op->key)), sg_asprintf("%lld", (long long)sg_now_s())};
+    return op_send(op, ST_S_GET, values, 2);
+}
+
+struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const char *id,
+                                                sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_session_id_valid(id))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_S_DELETE, done, arg);
+    sg_session_key(id, op->key);
+    sg_session_delete_key(ps->cache, op->key); /* here at once, whatever PostgreSQL says */
+    char *values[] = {hex_of(op->key, sizeof(op->key))};
+    return op_send(op, ST_S_DELETE, values, 1);
+}
+
+struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, char kind,
+                                                      const char *a, const char *b, size_t *ended,
+                                                      sg_pgstore_done_fn done, void *arg)
+{
+    enum stmt st = kind == 'p' ? ST_S_DELETE_PSA : kind == 'i' ? ST_S_DELETE_IDP : ST_S_DELETE_SID;
+    if (b == NULL || (kind == 'p' && a == NULL))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_S_OWNER, done, arg);
+    op->count_out = ended;
+    char *values[] = {hex_text(a ? a : ""), hex_text(b)};
+    return op_send(op, st, values, 2);
+}
+
+struct sg_pgstore_op *sg_pgstore_tenant_link(struct sg_pgstore *ps, const char *psa_tenant,
+                                             const char *idp_tenant, const char *via,
+                                             sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(idp_tenant))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_T_LINK, done, arg);
+    snprintf(op->tenant, sizeof(op->tenant), "%s", psa_tenant);
+    char *values[] = {hex_text(psa_tenant), hex_text(idp_tenant), sg_strdup(ps->host),
+                      sg_strdup(via)};
+    return op_send(op, ST_T_LINK, values, 4);
+}
+
+struct sg_pgstore_op *sg_pgstore_tenant_unlink(struct sg_pgstore *ps, const char *psa_tenant,
+                                               const char *via, sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_links_id_valid(psa_tenant))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_UNLINK, done, arg);
+    snprintf(op->tenant, sizeof(op->tenant), "%s", psa_tenant);
+    char *values[] = {hex_text(psa_tenant), sg_strdup(ps->host), sg_strdup(via)};
+    return op_send(op, ST_T_UNLINK, values, 3);
+}
+
+struct sg_pgstore_op *sg_pgstore_user_link(struct sg_pgstore *ps, const char *psa_tenant,
+                                           const char *psa_user, const char *idp_tenant,
+                                           const char *idp_sub,
+                                           const struct sg_links_user_facts *facts, const char *via,
+                                           sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(psa_user) ||
+        !sg_links_id_valid(idp_tenant) || !sg_links_id_valid(idp_sub))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_U_LINK, done, arg);
+    snprintf(op->tenant, sizeof(op->tenant), "%s", psa_tenant);
+    bool known = facts != NULL && facts->known;
+    char *values[] = {hex_text(psa_tenant),
+                      hex_text(psa_user),
+                      hex_text(idp_tenant),
+                      hex_text(idp_sub),
+                      sg_strdup(known ? "true" : "false"),
+                      sg_strdup(known && facts->staff ? "true" : "false"),
+                      sg_strdup(known && facts->active ? "true" : "false"),
+                      sg_strdup(ps->host),
+                      sg_strdup(via)};
+    return op_send(op, ST_U_LINK, values, 9);
+}
+
+struct sg_pgstore_op *sg_pgstore_user_unlink(struct sg_pgstore *ps, const char *psa_tenant,
+                                             const char *psa_user, const char *via,
+                                             sg_pgstore_done_fn done, void *arg)
+{
+    if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(psa_user))
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_UNLINK, done, arg);
+    snprintf(op->tenant, sizeof(op->tenant), "%s", psa_tenant);
+    char *values[] = {hex_text(psa_tenant), hex_text(psa_user), sg_strdup(ps->host),
+                      sg_strdup(via)};
+    return op_send(op, ST_U_UNLINK, values, 4);
+}
+
+void sg_pgstore_user_facts(struct sg_pgstore *ps, const char *psa_tenant, const char *psa_user,
+                           bool staff, bool active)
+{
+    if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(psa_user))
+        return;
+    char *values[] = {hex_text(psa_tenant), hex_text(psa_user), sg_strdup(staff ? "true" : "false"),
+                      sg_strdup(active ? "true" : "false")};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_U_FACTS, values, 4);
+}
+
+void sg_pgstore_sweep(struct sg_pgstore *ps, int64_t now, size_t max)
+{
+    if (!sg_pg_available(ps->pg))
+        return;
+    char *sessions[] = {sg_asprintf("%lld", (long long)now), sg_asprintf("%zu", max)};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_S_SWEEP, sessions, 2);
+    char *states[] = {sg_asprintf("%lld", (long long)(now - SG_LOGINSTATE_TTL_S)),
+                      sg_asprintf("%zu", max)};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_LS_SWEEP, states, 2);
+}

@@ -1,0 +1,125 @@
+/*
+ * The shared store of several gateway hosts: PostgreSQL is the truth for
+ * links, sessions and login states, and this host's LMDB store is its cache.
+ *
+ * - Login states live only in PostgreSQL: a login started on one host
+ *   completes on any other, and DELETE ... RETURNING keeps them single-use.
+ * - Sessions are written to PostgreSQL first, then cached here. A session
+ *   missing from the cache is fetched (the request waits). A cached session
+ *   is trusted for at most cache_ttl_s, then dropped from the cache and
+ *   fetched again on its next use. Every deletion in PostgreSQL (logout, an
+ *   unlink, back-channel logout, ssogate-admin, expiry) is notified by a
+ *   trigger and each host drops the session at once; cache_ttl_s bounds the
+ *   staleness only when a host misses notifications (its listening
+ *   connection broke), and the whole session cache is dropped when that
+ *   connection is made again. Idle-time touches are written behind, in one
+ *   statement a second.
+ * - Links are written to PostgreSQL first (its UNIQUE constraints are the
+ *   one-to-one rules: of two hosts linking at the same instant exactly one
+ *   wins), then into this host's copy. Every host keeps a full copy of the
+ *   links, replaced from PostgreSQL whenever its listening connection is
+ *   (re)made and refreshed tenant by tenant on each notification, so link
+ *   lookups stay local and synchronous.
+ *
+ * Every asynchronous call ends with exactly one call of its done function
+ * (never before the call returns) unless cancelled first. Errors:
+ * SG_ENOENT, SG_EEXIST (a one-to-one conflict), SG_EUNAVAILABLE (no
+ * connection, or the deadline passed), SG_ESTORE, SG_EINVAL.
+ */
+#ifndef SSOGATE_PGSTORE_H
+#define SSOGATE_PGSTORE_H
+
+#include "ssogate/links.h"
+#include "ssogate/loginstate.h"
+#include "ssogate/session.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct event_base;
+struct sg_store;
+struct sg_store_config;
+struct sg_pgstore;
+struct sg_pgstore_op;
+
+typedef void (*sg_pgstore_done_fn)(void *arg, int err);
+
+/*
+ * Opens the shared store: checks the database's schema when it can be
+ * reached (blocking, at start only: a wrong version is refused; an
+ * unreachable database is not, the gateway then starts degraded), empties
+ * the session cache and starts the pool. cache is this host's store (kept
+ * borrowed). Returns NULL with errbuf filled.
+ */
+struct sg_pgstore *sg_pgstore_open(struct event_base *base, const struct sg_store_config *cfg,
+                                   struct sg_store *cache, char *errbuf, size_t errlen);
+
+/* Writes the pending touches (best effort, without waiting) and frees. */
+void sg_pgstore_free(struct sg_pgstore *ps);
+
+/* True while the database can be reached (for /_sso/healthz). */
+bool sg_pgstore_available(const struct sg_pgstore *ps);
+
+/* The done function of op will not run. */
+void sg_pgstore_cancel(struct sg_pgstore_op *op);
+
+/* Login states. take fills *out (cleared with sg_loginstate_clear) on 0;
+ * SG_ETIMEOUT when it had expired, SG_ENOENT when unknown or used. */
+struct sg_pgstore_op *sg_pgstore_loginstate_put(struct sg_pgstore *ps,
+                                                const struct sg_loginstate *s,
+                                                sg_pgstore_done_fn done, void *arg);
+struct sg_pgstore_op *sg_pgstore_loginstate_take(struct sg_pgstore *ps, const char *state,
+                                                 struct sg_loginstate *out, sg_pgstore_done_fn done,
+                                                 void *arg);
+
+/* Creates a session in PostgreSQL, then in the cache. */
+struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const char *id,
+                                                const struct sg_session *rec,
+                                                sg_pgstore_done_fn done, void *arg);
+
+/* True when a session id is usable from the cache without asking PostgreSQL. */
+bool sg_pgstore_session_cached(struct sg_pgstore *ps, const char *id);
+
+/* Fetches a live session from PostgreSQL into the cache: 0 or SG_ENOENT. */
+struct sg_pgstore_op *sg_pgstore_session_fetch(struct sg_pgstore *ps, const char *id,
+                                               sg_pgstore_done_fn done, void *arg);
+
+/* Records activity on a session, written behind (no done function). */
+void sg_pgstore_session_touch(struct sg_pgstore *ps, const char *id, int64_t now);
+
+/* Ends one session everywhere: deleted in PostgreSQL, then here. */
+struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const char *id,
+                                                sg_pgstore_done_fn done, void *arg);
+
+/* Ends every session of an owner everywhere (session.h owner kinds):
+ * kind 'p' (psa tenant a, user b), 'i' (issuer a, subject b), 's' (issuer
+ * a, IdP session b). *ended (may be NULL) gets how many. */
+struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, char kind,
+                                                      const char *a, const char *b, size_t *ended,
+                                                      sg_pgstore_done_fn done, void *arg);
+
+/* Links; via says where the change came from, for the audit ("login",
+ * "settings"). */
+struct sg_pgstore_op *sg_pgstore_tenant_link(struct sg_pgstore *ps, const char *psa_tenant,
+                                             const char *idp_tenant, const char *via,
+                                             sg_pgstore_done_fn done, void *arg);
+struct sg_pgstore_op *sg_pgstore_tenant_unlink(struct sg_pgstore *ps, const char *psa_tenant,
+                                               const char *via, sg_pgstore_done_fn done, void *arg);
+struct sg_pgstore_op *sg_pgstore_user_link(struct sg_pgstore *ps, const char *psa_tenant,
+                                           const char *psa_user, const char *idp_tenant,
+                                           const char *idp_sub,
+                                           const struct sg_links_user_facts *facts, const char *via,
+                                           sg_pgstore_done_fn done, void *arg);
+struct sg_pgstore_op *sg_pgstore_user_unlink(struct sg_pgstore *ps, const char *psa_tenant,
+                                             const char *psa_user, const char *via,
+                                             sg_pgstore_done_fn done, void *arg);
+
+/* Keeps what the PSA said of a linked user (no done function: best effort). */
+void sg_pgstore_user_facts(struct sg_pgstore *ps, const char *psa_tenant, const char *psa_user,
+                           bool staff, bool active);
+
+/* Deletes up to max expired sessions and login states in PostgreSQL. */
+void sg_pgstore_sweep(struct sg_pgstore *ps, int64_t now, size_t max);
+
+#endif

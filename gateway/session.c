@@ -324,12 +324,18 @@ static int record_encode(const struct sg_session *rec, unsigned char **out, size
     return 0;
 }
 
-static bool record_expired(const struct record_view *v, int64_t now)
+/* The one expiry rule, of a stored record and of a decoded one. */
+static bool expired_at(int64_t expires_at, int64_t last_seen, uint32_t idle_timeout_s, int64_t now)
 {
-    if (now >= v->expires_at)
+    if (now >= expires_at)
         return true;
     /* Written so that no stored value can overflow the arithmetic. */
-    return v->idle_timeout_s > 0 && v->last_seen <= now - (int64_t)v->idle_timeout_s;
+    return idle_timeout_s > 0 && last_seen <= now - (int64_t)idle_timeout_s;
+}
+
+static bool record_expired(const struct record_view *v, int64_t now)
+{
+    return expired_at(v->expires_at, v->last_seen, v->idle_timeout_s, now);
 }
 
 /* The owner hashes of a decoded record. */
@@ -573,6 +579,11 @@ fail:
 bool sg_session_touch_due(const struct sg_session *s, int64_t now)
 {
     return s->last_seen <= now - touch_interval(s->idle_timeout_s);
+}
+
+bool sg_session_expired(const struct sg_session *s, int64_t now)
+{
+    return expired_at(s->expires_at, s->last_seen, s->idle_timeout_s, now);
 }
 
 int sg_session_touch(struct sg_store *store, const char *id, int64_t now)

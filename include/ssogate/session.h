@@ -112,6 +112,13 @@ int sg_session_touch(struct sg_store *store, const char *id, int64_t now);
  */
 bool sg_session_touch_due(const struct sg_session *s, int64_t now);
 
+/*
+ * True when the session s (borrowed) has expired at now, idle or absolute:
+ * the rule sg_session_get applies, for a caller holding a decoded record
+ * (ssogate-admin copy skips expired sessions).
+ */
+bool sg_session_expired(const struct sg_session *s, int64_t now);
+
 /* Deletes session id. Returns 0, SG_ENOENT, SG_EINVAL or SG_ESTORE. */
 int sg_session_delete(struct sg_store *store, const char *id);
 

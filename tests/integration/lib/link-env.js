@@ -155,7 +155,10 @@ function formsTo(html, action) {
 // Starts CA, IdP, stub PSA and gateway for the Harness h (borrowed; it owns every process). options:
 // tenants (names, see the header), gateway (overrides of the gateway configuration, merged one level deep).
 // Resolves the environment object described at each member below.
-async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
+// With hosts > 1 (the shared store of issue 11), that many gateways serve one public URL behind a
+// Balancer (lib/balancer.js) and share store (a configuration section, e.g. PostgreSQL) and one assertion
+// key; env.gws are the gateways, env.balancer routes the requests, env.gw is the first host.
+async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, store } = {}) {
   const caDir = h.file('ca');
   childProcess.execFileSync(path.join(IDP_DIR, 'make-ca.sh'), [caDir], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
   const caFile = path.join(caDir, 'ca.pem');
@@ -164,6 +167,7 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
 
   const gwPort = await harness.reservedPort();
   const gwUrl = `http://127.0.0.1:${gwPort}`;
+  const hostPorts = hosts > 1 ? await Promise.all(Array.from({ length: hosts }, () => harness.reservedPort())) : [gwPort];
 
   const idpConfig = {
     clients: [{
@@ -228,12 +232,35 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
     routes: [{ prefix: '/', auth: 'optional' }],
     limits: { client_timeout_s: 10 },
   });
+  if (store !== undefined) {
+    config.store = store;
+  }
+  if (hosts > 1) {
+    // Every host signs assertions with the same key, which the PSA fetches through the balancer.
+    const key = h.file('assertion-key.pem');
+    childProcess.execFileSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', key],
+      { stdio: ['ignore', 'ignore', 'pipe'], timeout: 20000 });
+    config.assertion = { key_file: key };
+  }
   for (const [key, value] of Object.entries(gateway)) {
     config[key] = value && typeof value === 'object' && !Array.isArray(value) && config[key] && typeof config[key] === 'object'
       ? { ...config[key], ...value }
       : value;
   }
   const configFile = h.writeConfig(config);
+  const hostConfigFiles = hostPorts.map((port, i) => (hosts > 1
+    ? h.writeConfig({ ...config, listeners: [{ address: '127.0.0.1', port }], data_dir: h.file(`data-${i}`) }, `ssogate-${i}.json`)
+    : configFile));
+  for (let i = 0; hosts > 1 && i < hosts; i++) {
+    fs.mkdirSync(h.file(`data-${i}`), { recursive: true });
+  }
+  let balancer;
+  if (hosts > 1) {
+    const { Balancer } = require('./balancer');
+    balancer = new Balancer(hostPorts);
+    await balancer.listen(gwPort);
+    h.servers.push({ close: (done) => balancer.close(done) });
+  }
   const gatewayEnv = { [SECRET_ENV]: CLIENT_SECRET };
 
   const env = {
@@ -248,6 +275,9 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
     gwUrl,
     gwPort,
     gw: undefined,
+    gws: [],
+    balancer,
+    hostPorts,
     US_MODULE_URL,
     MASTER_EMEA,
 
@@ -258,14 +288,17 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
       return set;
     },
 
-    // Starts (or starts again, on the same configuration, port and data dir) the gateway and waits until
-    // it has the IdP's discovery document and keys, so /_sso/login answers at once.
-    async startGateway() {
-      const gw = await h.startGateway(configFile, { env: gatewayEnv, listeners: 1 });
+    // Starts (or starts again, on the same configuration, port and data dir) the gateway (host i of
+    // several) and waits until it has the IdP's discovery document and keys, so /_sso/login answers at once.
+    async startGateway(i = 0) {
+      const gw = await h.startGateway(hostConfigFiles[i], { env: gatewayEnv, listeners: 1 });
       await gw.waitLog((l) => l.event === 'idp_discovery' && l.level === 'info', START_TIMEOUT_MS, 'IdP discovery');
       await gw.waitLog((l) => l.event === 'idp_jwks' && l.level === 'info' && l.keys > 0, START_TIMEOUT_MS, 'IdP keys');
-      assert.equal(gw.port, gwPort, 'the gateway listens on the port of its public URL');
-      env.gw = gw;
+      assert.equal(gw.port, hostPorts[i], 'the gateway listens on its port');
+      env.gws[i] = gw;
+      if (i === 0) {
+        env.gw = gw;
+      }
       return gw;
     },
 
@@ -487,7 +520,9 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {} } = {}) {
       return { value, moved: metricsMoved(beforeMetrics, await env.metrics()) };
     },
   };
-  await env.startGateway();
+  for (let i = 0; i < hosts; i++) {
+    await env.startGateway(i);
+  }
   return env;
 }
 

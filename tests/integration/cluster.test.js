@@ -1,0 +1,207 @@
+'use strict';
+// Several gateway hosts, one truth (issue 11): three ssogate processes, each with its own data dir and
+// port, share one real PostgreSQL (lib/pg.js) behind a balancer (lib/balancer.js) that sends requests
+// round robin or to the host a test pins. The IdP (oidc-provider), the PSA stub and the browser flows are
+// those of the link tests (lib/link-env.js).
+
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const path = require('node:path');
+const { sharedEnv } = require('./lib/harness');
+const pg = require('./lib/pg');
+const { startLinkEnv } = require('./lib/link-env');
+
+const HOSTS = 3;
+const CACHE_TTL_S = 5;
+
+const clusterTest = sharedEnv('cluster', async (h) => {
+  const server = await pg.start();
+  h.servers.push({ close: (done) => server.stop().then(() => done(), () => done()) });
+  const conninfo = await server.createDatabase('cluster');
+  const store = { type: 'postgresql', conninfo, pool_size: 4, statement_timeout_ms: 2000, cache_ttl_s: CACHE_TTL_S };
+
+  // The schema first: a gateway refuses a database without it.
+  const migrateConfig = h.writeConfig(h.config({ store }), 'migrate.json');
+  const ADMIN = path.join(path.dirname(process.env.SSOGATE_BIN || path.join(process.env.SSOGATE_BUILD_DIR, 'gateway', 'ssogate')), 'ssogate-admin');
+  const migrated = execFileSync(ADMIN, ['-c', migrateConfig, 'migrate'], { encoding: 'utf8', timeout: 30000 });
+  assert.match(migrated, /1/, `ssogate-admin migrate: ${migrated}`);
+
+  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3'], hosts: HOSTS, store });
+  env.pg = server;
+  env.conninfo = conninfo;
+  // One value of a query, as text (psql -At).
+  env.sql = (query) => execFileSync(path.join(pg.PG_BIN, 'psql'), ['-X', '-At', '-d', conninfo, '-c', query],
+    { encoding: 'utf8', timeout: 20000 }).trim();
+  return env;
+});
+
+// The answer of host i to GET path with browser's cookies (the balancer pinned to it meanwhile).
+async function on(env, i, browser, pathname) {
+  env.balancer.pin(i);
+  try {
+    return await browser.request(`${env.gwUrl}${pathname}`, { headers: { accept: 'application/json' } });
+  } finally {
+    env.balancer.unpin();
+  }
+}
+
+async function statusOn(env, i, browser) {
+  const res = await on(env, i, browser, '/_sso/status');
+  assert.equal(res.status, 200, `GET /_sso/status on host ${i}`);
+  return JSON.parse(res.body);
+}
+
+clusterTest('a login started on host A completes on host B; the session works on A, B and C', async (env) => {
+  const t = env.tenant('t1');
+  await env.linkTenant('t1');
+  await env.linkUser(t.staff, t.user);
+
+  const browser = env.browser();
+  env.balancer.pin(0);
+  const start = await browser.navigate(`${env.gwUrl}/_sso/login`);
+  env.balancer.pin(1);
+  const done = await env.atIdp(browser, start, t.user);
+  env.balancer.unpin();
+  assert.ok(done.callback, 'the IdP sent the browser back to the gateway');
+  assert.equal(done.callback.status, 302, `the callback on host B signs in: ${done.callback.status} ${done.callback.body}`);
+  const served = env.balancer.served.filter((e) => e.path.startsWith('/_sso/login') || e.path.startsWith('/_sso/callback'));
+  assert.deepEqual(served.slice(-2).map((e) => e.host), [0, 1], 'login on A, callback on B');
+
+  for (let i = 0; i < HOSTS; i++) {
+    const status = await statusOn(env, i, browser);
+    assert.equal(status.session, true, `host ${i} knows the session: ${JSON.stringify(status)}`);
+  }
+  // The PSA sees the same linked user through every host.
+  for (let i = 0; i < HOSTS; i++) {
+    const res = await on(env, i, browser, '/api/whoami');
+    assert.equal(res.status, 200, `whoami through host ${i}`);
+    assert.equal(JSON.parse(res.body).user, t.staff.id, `host ${i} forwards the linked PSA user`);
+  }
+});
+
+clusterTest('a state is single-use across hosts: the same callback replayed on C is refused', async (env) => {
+  const t = env.tenant('t1');
+  const browser = env.browser();
+  env.balancer.pin(0);
+  const start = await browser.navigate(`${env.gwUrl}/_sso/login`);
+  env.balancer.pin(1);
+  const done = await env.atIdp(browser, start, t.user);
+  env.balancer.unpin();
+  assert.equal(done.callback.status, 302);
+  const replay = await on(env, 2, browser, new URL(done.callback.url).pathname + new URL(done.callback.url).search);
+  assert.equal(replay.status, 400, 'the login state was used up on B');
+});
+
+clusterTest('B4 race: two admins link the same IdP tenant on two hosts at the same instant: exactly one wins', async (env) => {
+  // t2's and t3's admins both sign in with t2's master account: the IdP tenant can map to one PSA tenant.
+  const t2 = env.tenant('t2');
+  const t3 = env.tenant('t3');
+  const a = await env.psaLogin(t2.admin);
+  const b = await env.psaLogin(t3.admin);
+  const pageA = await env.settings(a.browser);
+  const pageB = await env.settings(b.browser);
+  env.balancer.pin(0);
+  const startA = await env.press(a.browser, pageA, '/_sso/tenant/enable');
+  env.balancer.pin(1);
+  const startB = await env.press(b.browser, pageB, '/_sso/tenant/enable');
+  env.balancer.unpin();
+  // Both IdP logins complete with their callbacks held; then both go at the same instant, one to host 0
+  // and one to host 1, neither of which knows the other's link yet: the database decides.
+  a.browser.holdCallback = true;
+  b.browser.holdCallback = true;
+  await env.atIdp(a.browser, startA, t2.master);
+  await env.atIdp(b.browser, startB, t2.master);
+  a.browser.holdCallback = false;
+  b.browser.holdCallback = false;
+  const direct = (browser, i) => {
+    const held = new URL(browser.heldCallback);
+    return browser.navigate(`http://127.0.0.1:${env.hostPorts[i]}${held.pathname}${held.search}`);
+  };
+  const [resA, resB] = await Promise.all([direct(a.browser, 0), direct(b.browser, 1)]);
+  const outcomes = [resA, resB].map((r) => new URL(r.url).search);
+  const won = outcomes.filter((s) => s === '?done=tenant_linked').length;
+  assert.equal(won, 1, `exactly one link wins: ${JSON.stringify(outcomes)} ${resA.body.slice(0, 200)} ${resB.body.slice(0, 200)}`);
+  const conflicts = env.gws.flatMap((gw) => gw.logs.filter((l) => l.event === 'shared_store' && l.sqlstate === '23505'));
+  assert.equal(conflicts.length, 1, 'the loser was refused by the database\'s UNIQUE constraint, not by its local copy');
+  const rows = await env.sql(`SELECT count(*) FROM tenant_links WHERE idp_tenant = '\\x${Buffer.from(t2.master.tenant).toString('hex')}'`);
+  assert.equal(rows, '1', 'one tenant link for that IdP tenant in PostgreSQL');
+});
+
+clusterTest('B7 on host A: hosts B and C refuse that tenant\'s sessions within the stated bound', async (env) => {
+  const t = env.tenant('t1');
+  const browser = env.browser();
+  const login = await env.ssoLogin(t.user, { browser });
+  assert.equal(login.status, 200, 'signed in');
+  for (let i = 0; i < HOSTS; i++) {
+    assert.equal((await statusOn(env, i, browser)).session, true, `cached on host ${i}`);
+  }
+  // The tenant's admin turns IT Complete off on host 0.
+  const admin = await env.psaLogin(t.admin);
+  env.balancer.pin(0);
+  const page = await env.settings(admin.browser);
+  const off = await env.press(admin.browser, page, '/_sso/tenant/disable');
+  env.balancer.unpin();
+  assert.equal(off.status, 200, `tenant disabled: ${off.url}`);
+  const disabledAt = Date.now();
+  const seen = [];
+  for (let i = 1; i < HOSTS; i++) {
+    for (;;) {
+      const status = await statusOn(env, i, browser);
+      if (!status.session) {
+        seen.push(Date.now() - disabledAt);
+        break;
+      }
+      assert.ok(Date.now() - disabledAt < 2000, `host ${i} still accepts the session 2 s after B7`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
+  console.log(`# B7 reached the other hosts after ${seen.join(', ')} ms`);
+  const links = await env.sql(`SELECT count(*) FROM user_links WHERE psa_tenant = '\\x${Buffer.from('t1').toString('hex')}'`);
+  assert.equal(links, '0', 'no user link of t1 left');
+  const audit = await env.sql("SELECT count(*) FROM link_audit WHERE action = 'unlink' AND via = 'settings'");
+  assert.ok(Number(audit) >= 2, `the unlinks are audited (${audit})`);
+  // Link it again for the tests after this one.
+  await env.linkTenant('t1');
+});
+
+clusterTest('logout on one host ends the session on every host at once', async (env) => {
+  const t = env.tenant('t1');
+  await env.linkUser(t.staff2, t.user2);
+  const browser = env.browser();
+  const login = await env.ssoLogin(t.user2, { browser });
+  assert.equal(login.status, 200, 'signed in');
+  for (let i = 0; i < HOSTS; i++) {
+    assert.equal((await statusOn(env, i, browser)).session, true, `host ${i} has it`);
+  }
+  const cookie = browser.jar.get('ssogate', env.gwUrl);
+  env.balancer.pin(2);
+  const out = await browser.request(`${env.gwUrl}/_sso/logout`, { method: 'POST', headers: { origin: env.gwUrl } });
+  env.balancer.unpin();
+  assert.equal(out.status, 303);
+  // The old cookie, replayed on the other hosts, is refused.
+  const replay = env.browser();
+  replay.jar.set(env.gwUrl, 'ssogate', cookie);
+  for (let i = 0; i < HOSTS; i++) {
+    const end = Date.now() + 2000;
+    let status;
+    do {
+      status = await statusOn(env, i, replay);
+    } while (status.session && Date.now() < end);
+    assert.equal(status.session, false, `host ${i} refuses the ended session`);
+  }
+});
+
+clusterTest('healthz says ok with the database, and each host has its own data dir', async (env) => {
+  for (let i = 0; i < HOSTS; i++) {
+    const res = await on(env, i, env.browser(), '/_sso/healthz');
+    const body = JSON.parse(res.body);
+    assert.equal(res.status, 200);
+    assert.equal(body.status, 'ok', `host ${i}: ${res.body}`);
+    assert.equal(body.store, true);
+  }
+  for (let i = 0; i < HOSTS; i++) {
+    assert.ok(fs.existsSync(env.h.file(`data-${i}`)), `host ${i} data dir`);
+  }
+});
+

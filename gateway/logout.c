@@ -5,6 +5,7 @@
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/oidc.h"
 #include "ssogate/request.h"
 #include "ssogate/session.h"
@@ -33,6 +34,10 @@
 struct backchannel {
     struct sg_request *r;
     struct sg_oidc_exchange *verify;
+    struct sg_pgstore_op *op; /* the shared store ends the sessions on every host */
+    const char *channel;      /* "back" or "front" */
+    const char *by;           /* "sid" or "sub" */
+    size_t ended;
 };
 
 static void count(const char *channel, const char *result)
@@ -107,6 +112,45 @@ static int end_sessions(struct sg_store *store, const char *issuer, const char *
     return sg_store_txn_commit(&txn, SG_STORE_DURABLE);
 }
 
+static int front_answer(struct sg_request *r, int status, const char *result, const char *detail,
+                        int64_t ended);
+
+/* The answer once the sessions were ended (err 0) or not. */
+static int ended_answer(struct backchannel *b, int err)
+{
+    struct sg_request *r = b->r;
+    bool front = strcmp(b->channel, "front") == 0;
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        return front ? front_answer(r, 503, "store_error", sg_strerror(err), -1)
+                     : refuse(r, 503, "store_error", sg_strerror(err));
+    }
+    if (front)
+        return front_answer(r, 200, "ok", b->by, (int64_t)b->ended);
+    count("back", "ok");
+    log_line(r, "back", "ok", b->by, (int64_t)b->ended);
+    evhttp_add_header(evhttp_request_get_output_headers(r->req), "Cache-Control", "no-store");
+    evhttp_send_reply(r->req, 200, "OK", NULL);
+    return 200;
+}
+
+static void on_shared_ended(void *arg, int err)
+{
+    struct backchannel *b = arg;
+    b->op = NULL;
+    sg_request_finish(b->r, ended_answer(b, err), 0);
+}
+
+/* With the shared store: the sessions of (issuer, sid or sub) end in PostgreSQL,
+ * which tells every host. Returns 0 while it runs. */
+static int end_shared(struct backchannel *b, const char *sid, const char *sub)
+{
+    const char *issuer = b->r->snap->cfg->idp->issuer.text;
+    b->op = sg_pgstore_session_delete_owner(b->r->shared, sid != NULL ? 's' : 'i', issuer,
+                                            sid != NULL ? sid : sub, &b->ended, on_shared_ended, b);
+    return b->op != NULL ? 0 : ended_answer(b, SG_EINVAL);
+}
+
 static void on_verified(enum sg_oidc_status status, const char *detail, yajl_val claims,
                         const char *token, void *arg)
 {
@@ -133,17 +177,11 @@ static void on_verified(enum sg_oidc_status status, const char *detail, yajl_val
         sg_request_finish(r, refuse(r, 400, "jti_replayed", "jti"), 0);
         return;
     }
-    if (err != 0) {
-        sg_metrics_error(SG_MERR_STORE);
-        sg_request_finish(r, refuse(r, 503, "store_error", sg_strerror(err)), 0);
-        return;
-    }
-    count("back", "ok");
-    log_line(r, "back", "ok", sid != NULL ? "sid" : "sub", (int64_t)ended);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
-    evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(r->req, 200, "OK", NULL);
-    sg_request_finish(r, 200, 0);
+    b->by = sid != NULL ? "sid" : "sub";
+    b->ended = ended;
+    if (err == 0 && r->shared != NULL && end_shared(b, sid, sub) == 0)
+        return; /* the request goes on waiting */
+    sg_request_finish(r, ended_answer(b, err), 0);
 }
 
 static void on_gone(struct sg_request *r, void *arg)
@@ -152,6 +190,8 @@ static void on_gone(struct sg_request *r, void *arg)
     if (b->verify != NULL)
         sg_oidc_exchange_cancel(b->verify);
     b->verify = NULL;
+    sg_pgstore_cancel(b->op);
+    b->op = NULL;
 }
 
 static void backchannel_free(struct sg_request *r, void *arg)
@@ -179,6 +219,7 @@ int sg_logout_backchannel(struct sg_request *r)
     } else {
         struct backchannel *b = sg_calloc(1, sizeof(*b));
         b->r = r;
+        b->channel = "back";
         sg_request_on_finish(r, backchannel_free, b);
         b->verify = sg_oidc_verify_logout(snap->oidc, token, on_verified, b);
         if (b->verify == NULL)
@@ -233,6 +274,17 @@ int sg_logout_frontchannel(struct sg_request *r)
     size_t ended = 0;
     int err = sg_session_delete_by_owner(r->store, owner, &ended);
     free(owner);
+    if (err == 0 && r->shared != NULL) {
+        struct backchannel *b = sg_calloc(1, sizeof(*b));
+        b->r = r;
+        b->channel = "front";
+        b->by = "sid";
+        sg_request_on_finish(r, backchannel_free, b);
+        int status = end_shared(b, sid, NULL);
+        if (status == 0)
+            sg_request_wait(r, on_gone, b);
+        return status;
+    }
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         return front_answer(r, 503, "store_error", sg_strerror(err), -1);

@@ -49,6 +49,7 @@
 #include "ssogate/identity.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
+#include "ssogate/pgstore.h"
 #include "ssogate/pages.h"
 #include "ssogate/request.h"
 #include "ssogate/session.h"
@@ -93,6 +94,8 @@ struct tunnel {
     struct bufferevent *up;              /* owned; NULL once closed */
     struct bufferevent *flush_to;        /* FLUSHING: the side still being written */
     char session_id[SG_SESSION_ID_SIZE]; /* "" without a session */
+    struct sg_pgstore_op *fetch;         /* the shared store is asked whether it still lives */
+    int64_t shared_touched_us;           /* its last touch sent to the shared store */
     struct evbuffer *request_head;       /* until the upstream connection is up */
 
     /* The upstream's answer. */
@@ -193,6 +196,7 @@ static void tunnel_free(struct tunnel *t)
     evbuffer_free(t->value);
     evbuffer_free(t->body);
     evhttp_clear_headers(&t->headers);
+    sg_pgstore_cancel(t->fetch);
     OPENSSL_cleanse(t->session_id, sizeof(t->session_id));
     t->magic = 0;
     free(t);
@@ -758,6 +762,16 @@ bool sg_tunnel_is_handshake(struct evhttp_request *req)
 
 /* ---- the shared timer ------------------------------------------------------ */
 
+/* The shared store answered whether a tunnel's session (gone from this host's
+ * cache) still lives. */
+static void on_session_fetched(void *arg, int err)
+{
+    struct tunnel *t = arg;
+    t->fetch = NULL;
+    if (err == SG_ENOENT && t->state == TUNNEL_OPEN)
+        tunnel_end(t, "session_ended");
+}
+
 static void on_check(evutil_socket_t fd, short what, void *arg)
 {
     int64_t now_us = sg_mono_us();
@@ -779,8 +793,22 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
         int err = sg_session_get(t->r->store, t->session_id, now_s, NULL);
         /* Traffic in the last second is activity of the session, as a request
          * would be (the store writes at most once per touch interval). */
-        if (err == 0 && now_us - t->last_active_us < 1000000)
+        if (err == 0 && now_us - t->last_active_us < 1000000) {
             err = sg_session_touch(t->r->store, t->session_id, now_s);
+            if (err == 0 && t->r->shared != NULL &&
+                now_us - t->shared_touched_us >= SG_SESSION_TOUCH_INTERVAL_S * 1000000) {
+                sg_pgstore_session_touch(t->r->shared, t->session_id, now_s);
+                t->shared_touched_us = now_us;
+            }
+        }
+        /* With the shared store, a session this host no longer caches may live
+         * on: only the database's answer ends the tunnel. */
+        if (err == SG_ENOENT && t->r->shared != NULL) {
+            if (t->fetch == NULL)
+                t->fetch =
+                    sg_pgstore_session_fetch(t->r->shared, t->session_id, on_session_fetched, t);
+            continue;
+        }
         if (err == SG_ENOENT || err == SG_EINVAL) {
             tunnel_end(t, "session_ended");
         } else if (err != 0) {

@@ -19,6 +19,7 @@
 /* Idle-time touches waiting to be written, at most; more are dropped (the
  * local cache keeps the session alive meanwhile). */
 #define TOUCH_MAX          4096
+#define REDO_MAX           65536
 #define TOUCH_FLUSH_S      1
 #define SCHEMA_CONNECT_S   2
 #define HEX_KEY_LEN        (2 * SG_SESSION_KEY_LEN)
@@ -179,6 +180,11 @@ struct sg_pgstore {
     struct cached *cached; /* a ring: oldest at cached_head */
     size_t cached_head, cached_count, cached_cap;
     bool listening; /* the LISTEN connection is up and the links copy is current */
+    /* Session ends PostgreSQL did not take (it could not be reached): sent
+     * again when it can, so that a logout during an outage still ends the
+     * session on every host. Kept in memory: lost if this process stops. */
+    unsigned char (*redo)[SG_SESSION_KEY_LEN];
+    size_t redo_count;
 };
 
 enum op_kind {
@@ -194,6 +200,7 @@ enum op_kind {
     OP_REFRESH,     /* internal: a tenant's links after a notification */
     OP_REFRESH_ALL, /* internal: every link, after (re)connecting */
     OP_BACKGROUND,  /* internal: touches, sweeps, facts */
+    OP_REDO,        /* internal: a session end sent again */
 };
 
 struct sg_pgstore_op {
@@ -316,6 +323,7 @@ static void op_free(struct sg_pgstore_op *op)
 }
 
 static void on_result(void *arg, const struct sg_pg_result *res);
+static void redo_later(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN]);
 
 /* Sends statement st for op; NULL values are SQL NULL. Frees values[]. */
 static struct sg_pgstore_op *op_send(struct sg_pgstore_op *op, enum stmt st, char **values, int n)
@@ -531,6 +539,8 @@ static void on_result(void *arg, const struct sg_pg_result *result)
     if (result->status != SG_PG_OK) {
         if (op->kind == OP_REFRESH_ALL && result->status != SG_PG_SQL_ERROR)
             ps->listening = false; /* tried again at the next resync */
+        if ((op->kind == OP_S_DELETE || op->kind == OP_REDO) && result->status != SG_PG_SQL_ERROR)
+            redo_later(ps, op->key);
         finish_op(op, error_of(result));
         return;
     }
@@ -555,6 +565,8 @@ static void on_result(void *arg, const struct sg_pg_result *result)
         break;
     case OP_S_DELETE:
         sg_session_delete_key(ps->cache, op->key);
+        break;
+    case OP_REDO:
         break;
     case OP_S_OWNER:
         if (op->count_out != NULL && PQntuples(res) == 1)
@@ -596,6 +608,33 @@ void sg_pgstore_cancel(struct sg_pgstore_op *op)
     }
 }
 
+/* ---- session ends to send again --------------------------------------------- */
+
+static void redo_later(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    if (ps->redo_count == REDO_MAX) {
+        sg_metrics_count("ssogate_shared_store_session_ends_lost_total", "reason", "queue_full");
+        return;
+    }
+    if (ps->redo == NULL)
+        ps->redo = sg_calloc(REDO_MAX, sizeof(*ps->redo));
+    memcpy(ps->redo[ps->redo_count++], key, SG_SESSION_KEY_LEN);
+    sg_metrics_count("ssogate_shared_store_session_ends_deferred_total", "reason", "unavailable");
+}
+
+/* Sends the session ends PostgreSQL missed; those that fail again come back. */
+static void redo_send(struct sg_pgstore *ps)
+{
+    size_t count = ps->redo_count;
+    ps->redo_count = 0;
+    for (size_t i = 0; i < count; i++) {
+        struct sg_pgstore_op *op = op_new(ps, OP_REDO, NULL, NULL);
+        memcpy(op->key, ps->redo[i], SG_SESSION_KEY_LEN);
+        char *values[] = {hex_of(op->key, sizeof(op->key))};
+        op_send(op, ST_S_DELETE, values, 1);
+    }
+}
+
 /* ---- notifications -------------------------------------------------------- */
 
 static void on_notify(void *arg, const char *channel, const char *payload)
@@ -622,6 +661,7 @@ static void on_resync(void *arg)
 {
     struct sg_pgstore *ps = arg;
     cache_drop_all(ps);
+    redo_send(ps);
     ps->listening = true;
     op_send(op_new(ps, OP_REFRESH_ALL, NULL, NULL), ST_LINKS_ALL, NULL, 0);
     sg_log(SG_LOG_INFO, "shared_store", "connected: links copy and session cache renewed");
@@ -722,6 +762,7 @@ void sg_pgstore_free(struct sg_pgstore *ps)
     sg_pg_free(ps->pg);
     free(ps->touches);
     free(ps->cached);
+    free(ps->redo);
     free(ps);
 }
 

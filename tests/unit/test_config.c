@@ -385,6 +385,22 @@ static const struct bad_case bad_cases[] = {
     {"{/* comment */}", "", "invalid JSON"},
     {"{'a':'\xff'}", "", "invalid JSON"},
     {"{'a':tru}", "", "invalid JSON"},
+    /* the store */
+    {WITH("'store':{'type':'redis'}"), "store.type", "must be one of"},
+    {WITH("'store':{'type':'lmdb','conninfo':'host=a'}"), "store", "type lmdb takes no conninfo"},
+    {WITH("'store':{'type':'postgresql'}"), "store", "needs exactly one of conninfo"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=a','conninfo_env':'SG_TEST_SECRET'}"),
+     "store", "needs exactly one of conninfo"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=a port'}"), "store.conninfo",
+     "is not a libpq connection string"},
+    {WITH("'store':{'type':'postgresql','conninfo':'nosuchkey=1'}"), "store.conninfo",
+     "is not a libpq connection string"},
+    {WITH("'store':{'type':'postgresql','conninfo_env':'SG_NO_SUCH_VARIABLE'}"),
+     "store.conninfo_env", "is not set"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=a','pool_size':0}"), "store.pool_size",
+     "must be"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=a','cache_ttl_s':0}"),
+     "store.cache_ttl_s", "must be"},
     {"[]", "", "top level must be a JSON object"},
     {"'text'", "", "top level must be a JSON object"},
     {"42", "", "top level must be a JSON object"},
@@ -992,7 +1008,11 @@ static void test_policy_examples(void **state)
         {"uk.json", "UK", "https://bmsemea.kaseya.com", true},
         {"apac.json", "APAC", "https://bmsapac.kaseya.com", true},
         {"proxy-only.json", "US", "https://bms.kaseya.com", false},
+        {"cluster.json", "US", "https://bms.kaseya.com", true},
     };
+    setenv("SSOGATE_PG_CONNINFO", "host=pg1.example.com,pg2.example.com "
+                                  "target_session_attrs=read-write dbname=ssogate user=ssogate",
+           1);
     for (size_t i = 0; i < SG_ARRAY_LEN(examples); i++) {
         char *path = sg_asprintf("%s/policy/%s", SG_SOURCE_DIR, examples[i].file);
         struct sg_config *cfg = NULL;
@@ -1004,6 +1024,12 @@ static void test_policy_examples(void **state)
         assert_string_equal(cfg->region.name, examples[i].region);
         assert_string_equal(cfg->region.module_url, examples[i].module_url);
         assert_int_equal(cfg->idp != NULL, examples[i].idp);
+        if (strcmp(examples[i].file, "cluster.json") == 0) {
+            assert_int_equal(cfg->store.type, SG_STORE_TYPE_POSTGRESQL);
+            assert_non_null(strstr(cfg->store.conninfo, "target_session_attrs=read-write"));
+        } else {
+            assert_int_equal(cfg->store.type, SG_STORE_TYPE_LMDB);
+        }
         if (cfg->idp != NULL) {
             assert_true(cfg->idp->issuer.https);
             assert_string_equal(cfg->idp->client_secret, ENV_SECRET);

@@ -27,7 +27,9 @@ const clusterTest = sharedEnv('cluster', async (h) => {
   const migrated = execFileSync(ADMIN, ['-c', migrateConfig, 'migrate'], { encoding: 'utf8', timeout: 30000 });
   assert.match(migrated, /1/, `ssogate-admin migrate: ${migrated}`);
 
-  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3'], hosts: HOSTS, store });
+  // Host C runs two worker processes: each keeps its own connections and cache notes.
+  const perHost = (i, config) => (i === 2 ? { ...config, workers: 2 } : config);
+  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3'], hosts: HOSTS, store, perHost });
   env.pg = server;
   env.conninfo = conninfo;
   // One value of a query, as text (psql -At).
@@ -190,6 +192,31 @@ clusterTest('logout on one host ends the session on every host at once', async (
     } while (status.session && Date.now() < end);
     assert.equal(status.session, false, `host ${i} refuses the ended session`);
   }
+});
+
+clusterTest('a host that misses the notice trusts its cached session for at most cache_ttl_s', async (env) => {
+  const t = env.tenant('t1');
+  const browser = env.browser();
+  const login = await env.ssoLogin(t.user2, { browser });
+  assert.equal(login.status, 200, 'signed in');
+  assert.equal((await statusOn(env, 1, browser)).session, true, 'cached on host 1');
+  // The row goes without its trigger: as if host 1's listening connection had been down meanwhile.
+  const key = require('node:crypto').createHash('sha256').update(browser.jar.get('ssogate', env.gwUrl)).digest('hex');
+  env.sql(`BEGIN; ALTER TABLE sessions DISABLE TRIGGER sessions_ended; DELETE FROM sessions WHERE id_hash = '\\x${key}';
+    ALTER TABLE sessions ENABLE TRIGGER sessions_ended; COMMIT`);
+  const deletedAt = Date.now();
+  assert.equal((await statusOn(env, 1, browser)).session, true, 'host 1 still trusts its cached copy');
+  let refusedAfter;
+  while (Date.now() - deletedAt < (CACHE_TTL_S + 3) * 1000) {
+    if (!(await statusOn(env, 1, browser)).session) {
+      refusedAfter = Date.now() - deletedAt;
+      break;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.ok(refusedAfter !== undefined, `host 1 refused the session within cache_ttl_s (${CACHE_TTL_S} s) + 3 s`);
+  assert.ok(refusedAfter <= (CACHE_TTL_S + 1.5) * 1000, `refused after ${refusedAfter} ms`);
+  console.log(`# a missed notice: the session was refused ${refusedAfter} ms after its row went (cache_ttl_s ${CACHE_TTL_S})`);
 });
 
 clusterTest('healthz says ok with the database, and each host has its own data dir', async (env) => {

@@ -158,7 +158,8 @@ function formsTo(html, action) {
 // With hosts > 1 (the shared store of issue 11), that many gateways serve one public URL behind a
 // Balancer (lib/balancer.js) and share store (a configuration section, e.g. PostgreSQL) and one assertion
 // key; env.gws are the gateways, env.balancer routes the requests, env.gw is the first host.
-async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, store } = {}) {
+// perHost(i, config) may change host i's configuration (e.g. workers).
+async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, store, perHost = (i, c) => c } = {}) {
   const caDir = h.file('ca');
   childProcess.execFileSync(path.join(IDP_DIR, 'make-ca.sh'), [caDir], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30000 });
   const caFile = path.join(caDir, 'ca.pem');
@@ -249,7 +250,7 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
   }
   const configFile = h.writeConfig(config);
   const hostConfigFiles = hostPorts.map((port, i) => (hosts > 1
-    ? h.writeConfig({ ...config, listeners: [{ address: '127.0.0.1', port }], data_dir: h.file(`data-${i}`) }, `ssogate-${i}.json`)
+    ? h.writeConfig(perHost(i, { ...config, listeners: [{ address: '127.0.0.1', port }], data_dir: h.file(`data-${i}`) }), `ssogate-${i}.json`)
     : configFile));
   for (let i = 0; hosts > 1 && i < hosts; i++) {
     fs.mkdirSync(h.file(`data-${i}`), { recursive: true });

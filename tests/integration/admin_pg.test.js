@@ -33,14 +33,17 @@ process.on('exit', () => server?.stopSync?.());
 require('node:test').after(async () => server?.stop());
 
 // Runs a command to completion: {code, stdout, stderr, ms}. stdout is latin1, so ids that are not UTF-8
-// compare byte for byte.
-function run(bin, args, { input, timeout = ADMIN_TIMEOUT_MS } = {}) {
+// compare byte for byte. A sanitizer report (a sanitizer build) fails the test whatever the exit code.
+const SANITIZER_REPORT = /ERROR: (Address|Leak|Memory|UndefinedBehavior)Sanitizer|runtime error: /;
+async function run(bin, args, { input, timeout = ADMIN_TIMEOUT_MS } = {}) {
   const started = Date.now();
-  return new Promise((resolve) => {
+  const res = await new Promise((resolve) => {
     const child = childProcess.execFile(bin, args, { timeout, killSignal: 'SIGKILL', encoding: 'latin1' },
       (err, stdout, stderr) => resolve({ code: err ? (err.code ?? err.signal) : 0, stdout, stderr, ms: Date.now() - started }));
     child.stdin.end(input ?? '');
   });
+  assert.doesNotMatch(res.stderr, SANITIZER_REPORT, `${path.basename(bin)} ${args.join(' ')}`);
+  return res;
 }
 
 // Runs SQL through psql on conninfo; resolves the rows, fields split on '|'.

@@ -425,7 +425,8 @@ static int cmd_copy(PGconn *pg, const char *data_dir)
     int err = sg_pgadmin_copy(pg, store, sg_now_s(), &c, errbuf, sizeof(errbuf));
     sg_store_close(store);
     if (err != 0) {
-        fprintf(stderr, "ssogate-admin: copy refused, nothing written: %s\n", errbuf);
+        fprintf(stderr, "ssogate-admin: copy %s, nothing written: %s\n",
+                err == SG_ESTORE ? "failed" : "refused", errbuf);
         return 1;
     }
     if (c.tenant_links + c.user_links + c.sessions == 0)

@@ -1069,6 +1069,9 @@ struct sg_pg_query *sg_pg_exec(struct sg_pg *pg, const char *statement, int npar
     q->arg = arg;
     q->started_us = sg_mono_us();
     q->deadline = evtimer_new(pg->base, on_deadline, q);
+    /* The loop's cached time may be well behind when a burst of work runs between polls: the
+     * deadline counts from now. */
+    event_base_update_cache_time(pg->base);
     struct timeval tv = ms_tv(timeout_ms ? timeout_ms : pg->statement_timeout_ms);
     evtimer_add(q->deadline, &tv);
     q->state = Q_QUEUED;

@@ -13,39 +13,42 @@ const childProcess = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
+const { after } = require('node:test');
 const { itest, closedPort, SLOW, SSOGATE_BIN } = require('./lib/harness');
-const { startPostgres } = require('./lib/pg');
+const pg = require('./lib/pg');
 
 const BUILD_DIR = path.dirname(path.dirname(SSOGATE_BIN));
 const ADMIN_BIN = process.env.SSOGATE_ADMIN_BIN || path.join(path.dirname(SSOGATE_BIN), 'ssogate-admin');
 const STORE_BIN = process.env.SSOGATE_TEST_STORE_BIN || path.join(BUILD_DIR, 'tests', 'ssogate-test-store');
+const PSQL = path.join(pg.PG_BIN, 'psql');
 const ADMIN_TIMEOUT_MS = 30000 * SLOW;
 
-// One PostgreSQL server for the file (or the one SSOGATE_PG_HOST/SSOGATE_PG_PORT name); a database per test.
+// The run's shared PostgreSQL (SSOGATE_PG_HOST/SSOGATE_PG_PORT) or one of the file's own, started once;
+// every test gets a database of its own on it.
 let server;
-let databases = 0;
 async function database(name) {
-  server = server || (await startPostgres());
-  databases += 1;
-  return server.createDatabase(`admin_pg_${process.pid}_${databases}_${name}`);
+  server = server || (await pg.start());
+  return server.createDatabase(`admin_pg_${name}`);
 }
-process.on('exit', () => server?.stopSync?.());
-require('node:test').after(async () => server?.stop());
+after(async () => server?.destroy());
 
 // Runs a command to completion: {code, stdout, stderr, ms}. stdout is latin1, so ids that are not UTF-8
-// compare byte for byte.
-function run(bin, args, { input, timeout = ADMIN_TIMEOUT_MS } = {}) {
+// compare byte for byte. A sanitizer report (a sanitizer build) fails the test whatever the exit code.
+const SANITIZER_REPORT = /ERROR: (Address|Leak|Memory|UndefinedBehavior)Sanitizer|runtime error: /;
+async function run(bin, args, { input, timeout = ADMIN_TIMEOUT_MS } = {}) {
   const started = Date.now();
-  return new Promise((resolve) => {
+  const res = await new Promise((resolve) => {
     const child = childProcess.execFile(bin, args, { timeout, killSignal: 'SIGKILL', encoding: 'latin1' },
       (err, stdout, stderr) => resolve({ code: err ? (err.code ?? err.signal) : 0, stdout, stderr, ms: Date.now() - started }));
     child.stdin.end(input ?? '');
   });
+  assert.doesNotMatch(res.stderr, SANITIZER_REPORT, `${path.basename(bin)} ${args.join(' ')}`);
+  return res;
 }
 
 // Runs SQL through psql on conninfo; resolves the rows, fields split on '|'.
 async function sql(conninfo, text) {
-  const res = await run('psql', ['-X', '-q', '-A', '-t', '-F', '|', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c', text]);
+  const res = await run(PSQL, ['-X', '-q', '-A', '-t', '-F', '|', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c', text]);
   assert.equal(res.code, 0, `psql ${text}: ${res.stderr}`);
   return res.stdout.split('\n').filter((l) => l !== '').map((l) => l.split('|'));
 }

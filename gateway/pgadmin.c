@@ -241,8 +241,8 @@ static const char tenant_put_sql[] =
 
 /*
  * The same for a user link, after its tenant's: the tenant's row is locked
- * FOR SHARE, so that an unlink of the tenant (which deletes that row first)
- * either sees this user link or comes first and leaves no tenant to link to.
+ * FOR SHARE while the link is added (the foreign key of user_links makes a
+ * user link without its tenant's impossible in any case).
  */
 static const char user_put_sql[] =
     "WITH tenant AS ("
@@ -376,7 +376,7 @@ int sg_pgadmin_import(PGconn *conn, const struct sg_link *links, size_t count, c
     return err;
 }
 
-/* Unlinks with an audit row per link removed; the tenant's row goes first (see user_put_sql). */
+/* Unlinks with an audit row per link removed. */
 static const char tenant_delete_sql[] =
     "WITH gone AS (DELETE FROM tenant_links WHERE psa_tenant = $1"
     "  RETURNING psa_tenant, idp_tenant)"
@@ -415,13 +415,15 @@ int sg_pgadmin_tenant_delete(PGconn *conn, const char *psa_tenant, const char *v
     int err = begin(conn, false, errbuf, errlen);
     if (err != 0)
         return err;
-    err = command(conn, tenant_delete_sql, params, 3, "removing the tenant link", &tenants, errbuf,
-                  errlen);
+    /* The user links first: the tenant's row would take them along (the
+     * foreign key cascades) without their audit rows. */
+    err = command(conn, tenant_users_delete_sql, params, 3, "removing the user links",
+                  &removed_users, errbuf, errlen);
+    if (err == 0)
+        err = command(conn, tenant_delete_sql, params, 3, "removing the tenant link", &tenants,
+                      errbuf, errlen);
     if (err == 0 && tenants == 0)
         err = SG_ENOENT;
-    if (err == 0)
-        err = command(conn, tenant_users_delete_sql, params, 3, "removing the user links",
-                      &removed_users, errbuf, errlen);
     if (err == 0)
         err = command(conn, "DELETE FROM sessions WHERE psa_tenant = $1", params, 1,
                       "ending the sessions", &removed_sessions, errbuf, errlen);

@@ -15,10 +15,9 @@
  *     conflict (SG_EEXIST). The UNIQUE constraints enforce the same, so a
  *     gateway linking at the same moment gives SG_EEXIST too.
  *   - a user link needs its PSA tenant linked (SG_ENOENT) to the user's IdP
- *     tenant (SG_EINVAL). The tenant's row is locked (FOR SHARE) while the
- *     user link is added, and an unlink removes the tenant's row before its
- *     users', so a user link never outlives its tenant link (the schema has
- *     no foreign key).
+ *     tenant (SG_EINVAL). The schema's foreign key from user_links to
+ *     tenant_links (psa_tenant, idp_tenant), which cascades, keeps a user
+ *     link from outliving its tenant link whatever races.
  *   - unlinking a tenant (B7) removes its user links and every session of
  *     its users (sessions.psa_tenant) in one transaction; unlinking a user
  *     (B8) removes that user's sessions.

@@ -8,8 +8,10 @@
  *   tenant_links     psa_tenant PRIMARY KEY, idp_tenant UNIQUE: the one-to-one
  *                    tenant rule (B4) is the database's
  *   user_links       (psa_tenant, psa_user) PRIMARY KEY, (idp_tenant, idp_sub)
- *                    UNIQUE (B10), facts; a user link needs its tenant's link
- *                    (a foreign key that cascades: B7 removes the users too)
+ *                    UNIQUE (B10), facts; a user link needs its tenant linked
+ *                    to the same IdP tenant: a foreign key on (psa_tenant,
+ *                    idp_tenant) that cascades, so no race between hosts can
+ *                    leave a user link without its tenant's
  *   sessions         id_hash (SHA-256 of the session id) PRIMARY KEY, the
  *                    record (session.c's layout), last_seen, expires_at
  *   session_owners   (owner_hash, id_hash): sessions by PSA user, IdP user

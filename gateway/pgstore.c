@@ -541,6 +541,10 @@ static void on_result(void *arg, const struct sg_pg_result *result)
             ps->listening = false; /* tried again at the next resync */
         if ((op->kind == OP_S_DELETE || op->kind == OP_REDO) && result->status != SG_PG_SQL_ERROR)
             redo_later(ps, op->key);
+        /* A one-to-one conflict this host did not see coming: its copy of the
+         * links is behind (another host's link, a notice not yet here). */
+        if ((op->kind == OP_T_LINK || op->kind == OP_U_LINK) && error_of(result) == SG_EEXIST)
+            op_send(op_new(ps, OP_REFRESH_ALL, NULL, NULL), ST_LINKS_ALL, NULL, 0);
         finish_op(op, error_of(result));
         return;
     }

@@ -109,7 +109,9 @@ clusterTest('B4 race: two admins link the same IdP tenant on two hosts at the sa
   const startB = await env.press(b.browser, pageB, '/_sso/tenant/enable');
   env.balancer.unpin();
   // Both IdP logins complete with their callbacks held; then both go at the same instant, one to host 0
-  // and one to host 1, neither of which knows the other's link yet: the database decides.
+  // and one to host 1. So that neither host can learn of the other's link from a notice first (which a
+  // slow run would allow), link notices are held back meanwhile: the database alone decides.
+  env.sql('ALTER TABLE tenant_links DISABLE TRIGGER tenant_links_changed');
   a.browser.holdCallback = true;
   b.browser.holdCallback = true;
   await env.atIdp(a.browser, startA, t2.master);
@@ -121,6 +123,7 @@ clusterTest('B4 race: two admins link the same IdP tenant on two hosts at the sa
     return browser.navigate(`http://127.0.0.1:${env.hostPorts[i]}${held.pathname}${held.search}`);
   };
   const [resA, resB] = await Promise.all([direct(a.browser, 0), direct(b.browser, 1)]);
+  env.sql('ALTER TABLE tenant_links ENABLE TRIGGER tenant_links_changed');
   const outcomes = [resA, resB].map((r) => new URL(r.url).search);
   const won = outcomes.filter((s) => s === '?done=tenant_linked').length;
   assert.equal(won, 1, `exactly one link wins: ${JSON.stringify(outcomes)} ${resA.body.slice(0, 200)} ${resB.body.slice(0, 200)}`);

@@ -296,18 +296,28 @@ class Server {
     await this.stop();
     if (this.dir) {
       fs.rmSync(this.dir, { recursive: true, force: true });
+      ownedDirs.delete(this.dir);
     }
   }
 }
 
-// Postmasters started by this process, killed if it exits without stopping them.
+// Postmasters started by this process, killed if it exits without stopping them, and the data dirs
+// of its servers, removed then unless destroy() removed them already (a test that only stop()s).
 const live = new Set();
+const ownedDirs = new Set();
 process.on('exit', () => {
   for (const pid of live) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch (err) {
       // already gone
+    }
+  }
+  for (const dir of ownedDirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch (err) {
+      // a backend still exiting wrote into it: left for the system's temp cleanup
     }
   }
 });
@@ -327,6 +337,9 @@ async function startPrivate(options = {}) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
     const server = new Server({ port: await freePort(), dir: newDir(), ssl: Boolean(options.ssl) });
+    if (!options.detached) {
+      ownedDirs.add(server.dir);
+    }
     try {
       return await server.start({ detached: Boolean(options.detached) });
     } catch (err) {

@@ -26,6 +26,7 @@
 #include <assert.h>
 #include <ctype.h>
 #include <event2/event.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -379,13 +380,13 @@ static enum sg_pg_status result_status(const PGresult *res, bool *lost)
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK)
         return SG_PG_OK;
+    if (st == PGRES_EMPTY_QUERY)
+        return SG_PG_SQL_ERROR;
     const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (sqlstate == NULL && st == PGRES_FATAL_ERROR) {
+    if (sqlstate == NULL) { /* libpq's own error, or a response it could not make sense of */
         *lost = true;
         return SG_PG_UNAVAILABLE;
     }
-    if (sqlstate == NULL)
-        return SG_PG_SQL_ERROR;
     if (strcmp(sqlstate, "57014") == 0)
         return SG_PG_TIMEOUT;
     if ((strncmp(sqlstate, "08", 2) == 0 && strcmp(sqlstate, "08P01") != 0) ||
@@ -813,6 +814,23 @@ static void conn_command_done(struct pg_conn *c)
     c->listened = c->listen_upto;
 }
 
+/*
+ * Reads what arrived. Over TLS, OpenSSL may keep part of a record that libpq's buffer had no room
+ * for: the socket then shows nothing more to read, so the read is repeated while OpenSSL holds
+ * bytes (bounded: each round takes at least what libpq's buffer grows by).
+ */
+static bool conn_consume(struct pg_conn *c)
+{
+    for (int round = 0; round < 64; round++) {
+        if (!PQconsumeInput(c->pgconn))
+            return false;
+        SSL *ssl = PQsslInUse(c->pgconn) ? PQsslStruct(c->pgconn, "OpenSSL") : NULL;
+        if (ssl == NULL || SSL_pending(ssl) == 0)
+            return true;
+    }
+    return true;
+}
+
 static void conn_collect_notes(struct pg_conn *c)
 {
     PGnotify *n;
@@ -831,7 +849,7 @@ static void conn_collect_notes(struct pg_conn *c)
 static void conn_io(struct pg_conn *c, short what)
 {
     unsigned generation = c->generation;
-    if ((what & EV_READ) && !PQconsumeInput(c->pgconn)) {
+    if ((what & EV_READ) && !conn_consume(c)) {
         conn_broken(c, PQerrorMessage(c->pgconn));
         return;
     }

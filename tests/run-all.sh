@@ -107,8 +107,30 @@ format_check() {
     [ ${#files[@]} -eq 0 ] || clang-format --dry-run --Werror "${files[@]}"
 }
 
+# One PostgreSQL for every meson test run (release and ASan): tests/integration/lib/pg.js starts it on a
+# free loopback port (as an unprivileged user when run as root: PostgreSQL refuses root), and each test
+# makes its own database on it (SSOGATE_PG_HOST/PORT/USER). Tests that stop and restart PostgreSQL use a
+# private server of their own. Stopped by its PID when this script exits, however it exits.
+PG_STATE=$LOG_DIR/postgres
+start_shared_pg() {
+    node tests/integration/lib/pg.js start "$PG_STATE" || return 1
+    local state=$PG_STATE/pg.json
+    SSOGATE_PG_HOST=$(node -p 'require(process.argv[1]).host' "$state") &&
+        SSOGATE_PG_PORT=$(node -p 'require(process.argv[1]).port' "$state") &&
+        SSOGATE_PG_USER=$(node -p 'require(process.argv[1]).user' "$state") || return 1
+    export SSOGATE_PG_HOST SSOGATE_PG_PORT SSOGATE_PG_USER
+    echo "PostgreSQL on $SSOGATE_PG_HOST:$SSOGATE_PG_PORT"
+}
+stop_shared_pg() {
+    [ -f "$PG_STATE/pg.json" ] && node tests/integration/lib/pg.js stop "$PG_STATE" >/dev/null 2>&1
+    return 0
+}
+
 check packages scripts/install-deps.sh
 check npm-ci npm_install
+stop_shared_pg # one a killed run left behind
+trap stop_shared_pg EXIT
+check postgres start_shared_pg
 
 if check build-release build "${PREFIX}release" --buildtype=release; then
     meson_tests "${PREFIX}release"

@@ -136,6 +136,18 @@ for (const name of ['concurrent', 'sql_error', 'prepare_fails', 'timeout', 'canc
   });
 }
 
+test('an 8 MiB parameter and 4 MiB answers, in clear and over TLS (a private server with ssl=on)', async () => {
+  await runCase('large', await server.createDatabase('large'));
+  const tls = await pg.startPrivate({ ssl: true });
+  try {
+    const conninfo = await tls.createDatabase('large_tls');
+    assert.match(conninfo, /sslmode=require/);
+    await runCase('large', conninfo);
+  } finally {
+    await tls.destroy();
+  }
+});
+
 test('an unreachable server (a closed port): UNAVAILABLE at once, the loop never blocked', async () => {
   const driver = await runCase('unreachable');
   assert.ok(driver.logs().some((l) => l.event === 'pg_connect_failed'), driver.output());

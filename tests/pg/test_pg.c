@@ -6,7 +6,7 @@
  *
  * usage: test_pg CASE
  *   basic concurrent sql_error prepare_fails timeout cancel notify
- *   free_pending                       need the server
+ *   free_pending large                 need the server
  *   unreachable silent                 need nothing (a closed port, a mute one)
  *   restart                            commands on stdin, driven by the node test
  *
@@ -138,6 +138,8 @@ static const struct sg_pg_statement statements[] = {
     {"notify", "SELECT pg_notify($1, $2)", 2},
     {"divide", "SELECT 1 / $1::int", 1},
     {"create", "CREATE TABLE IF NOT EXISTS sg_unique (id int PRIMARY KEY)", 0},
+    {"measure", "SELECT length($1::text), md5($1::text)", 1},
+    {"repeat", "SELECT repeat('x', $1::int), md5(repeat('x', $1::int))", 1},
 };
 
 static const struct sg_pg_statement insert_statements[] = {
@@ -458,6 +460,52 @@ static void case_cancel(void)
     sg_pg_free(pg);
 }
 
+/* A parameter larger than the socket buffers (PQflush answers 1: the write event), an answer
+ * larger than libpq's read buffer (and, over TLS, than a TLS record). */
+static unsigned large_calls;
+static size_t large_len;
+static char large_md5[40];
+
+static void on_large(void *arg, const struct sg_pg_result *r)
+{
+    large_calls++;
+    CHECK(r->status == SG_PG_OK, "large: status %d (%s)", r->status, r->message);
+    large_len = strlen(PQgetvalue(r->res, 0, 0));
+    snprintf(large_md5, sizeof(large_md5), "%s", PQgetvalue(r->res, 0, 1));
+}
+
+static void case_large(void)
+{
+    enum { BIG = 8 << 20 };
+    struct sg_pg *pg = pool(2, 20000);
+    char *big = sg_malloc(BIG + 1);
+    memset(big, 'x', BIG);
+    big[BIG] = '\0';
+    const char *v[] = {big};
+    struct rec r = {0};
+    exec(pg, "measure", 1, v, ms(20000), &r);
+    free(big); /* the parameters were copied */
+    CHECK(wait_count(&r.calls, 1, ms(30000)), "answered");
+    CHECK(r.status == SG_PG_OK && atoi(r.cells[0]) == BIG, "8 MiB parameter sent whole (%d, %s)",
+          r.status, r.cells[0]);
+    ok("an 8 MiB parameter");
+
+    char count[16];
+    snprintf(count, sizeof(count), "%d", BIG / 2);
+    const char *n[] = {count};
+    in_exec = true;
+    sg_pg_exec(pg, "repeat", 1, n, NULL, ms(20000), on_large, NULL);
+    in_exec = false;
+    CHECK(wait_count(&large_calls, 1, ms(30000)), "answered");
+    CHECK(large_len == BIG / 2, "a 4 MiB answer read whole (%zu)", large_len);
+    struct rec m = {0};
+    const char *again[] = {count};
+    exec(pg, "repeat", 1, again, ms(20000), &m);
+    CHECK(wait_count(&m.calls, 1, ms(30000)) && m.status == SG_PG_OK, "answered");
+    ok("a 4 MiB answer (md5 %s)", large_md5);
+    sg_pg_free(pg);
+}
+
 struct listener {
     unsigned resyncs;
     unsigned notes;
@@ -772,17 +820,12 @@ static const struct {
     void (*run)(void);
     bool needs_server;
 } cases[] = {
-    {"basic", case_basic, true},
-    {"concurrent", case_concurrent, true},
-    {"sql_error", case_sql_error, true},
-    {"prepare_fails", case_prepare_fails, true},
-    {"timeout", case_timeout, true},
-    {"cancel", case_cancel, true},
-    {"notify", case_notify, true},
-    {"free_pending", case_free_pending, true},
-    {"unreachable", case_unreachable, false},
-    {"silent", case_silent, false},
-    {"restart", case_restart, true},
+    {"basic", case_basic, true},         {"concurrent", case_concurrent, true},
+    {"sql_error", case_sql_error, true}, {"prepare_fails", case_prepare_fails, true},
+    {"timeout", case_timeout, true},     {"cancel", case_cancel, true},
+    {"notify", case_notify, true},       {"free_pending", case_free_pending, true},
+    {"large", case_large, true},         {"unreachable", case_unreachable, false},
+    {"silent", case_silent, false},      {"restart", case_restart, true},
 };
 
 int main(int argc, char **argv)

@@ -10,6 +10,8 @@
 //   const own = await pg.startPrivate();        // always its own: for tests that stop and restart it
 //   await own.stop(); await own.start();        // the same port and data dir
 //   await own.destroy();                        // stops it and removes its data dir
+//   const tls = await pg.startPrivate({ ssl: true }); // TLS on (a self-signed certificate); its
+//                                                     // conninfo() asks for sslmode=require
 //
 // Sharing: tests/run-all.sh starts one server for the whole run with the CLI below and exports
 // SSOGATE_PG_HOST / SSOGATE_PG_PORT (and SSOGATE_PG_USER); start() then uses it and each test
@@ -147,7 +149,8 @@ function uniqueName(name) {
 }
 
 class Server {
-  constructor({ host = '127.0.0.1', port, dir = null, shared = false, user = DB_USER }) {
+  constructor({ host = '127.0.0.1', port, dir = null, shared = false, user = DB_USER, ssl = false }) {
+    this.ssl = ssl;
     this.host = host;
     this.port = port;
     this.dir = dir; // ours: the temp dir holding data/ and the socket
@@ -158,7 +161,8 @@ class Server {
   }
 
   conninfo(dbname = 'postgres') {
-    return `host=${this.host} port=${this.port} user=${this.user} dbname=${dbname}`;
+    const tls = this.ssl ? ' sslmode=require' : '';
+    return `host=${this.host} port=${this.port} user=${this.user} dbname=${dbname}${tls}`;
   }
 
   // Runs one SQL command as the superuser, through psql.
@@ -221,13 +225,14 @@ class Server {
         cwd: this.dir,
       });
     }
+    const tlsArgs = this.ssl ? await this.certificate(identity) : [];
     const log = fs.openSync(this.logFile, 'a');
     if (identity.uid !== undefined) {
       fs.fchownSync(log, identity.uid, identity.gid);
     }
     const args = ['-D', dataDir, '-k', this.dir, '-h', this.host, '-p', String(this.port),
       '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off',
-      '-c', 'shared_buffers=16MB', '-c', 'max_connections=100'];
+      '-c', 'shared_buffers=16MB', '-c', 'max_connections=100', ...tlsArgs];
     this.proc = childProcess.spawn(path.join(PG_BIN, 'postgres'), args, {
       ...identity,
       env,
@@ -249,6 +254,22 @@ class Server {
       throw err;
     }
     return this;
+  }
+
+  // A self-signed certificate for TLS (made once per data dir); the server's arguments for it.
+  async certificate(identity) {
+    const cert = path.join(this.dir, 'server.crt');
+    const key = path.join(this.dir, 'server.key');
+    if (!fs.existsSync(key)) {
+      await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
+        '-subj', '/CN=127.0.0.1', '-keyout', key, '-out', cert]);
+      fs.chmodSync(key, 0o600); // postgres refuses a key others can read
+      if (identity.uid !== undefined) {
+        fs.chownSync(key, identity.uid, identity.gid);
+        fs.chownSync(cert, identity.uid, identity.gid);
+      }
+    }
+    return ['-c', 'ssl=on', '-c', `ssl_cert_file=${cert}`, '-c', `ssl_key_file=${key}`];
   }
 
   // Stops the postmaster by its PID (see stopPid). A no-op on the shared server.
@@ -275,18 +296,28 @@ class Server {
     await this.stop();
     if (this.dir) {
       fs.rmSync(this.dir, { recursive: true, force: true });
+      ownedDirs.delete(this.dir);
     }
   }
 }
 
-// Postmasters started by this process, killed if it exits without stopping them.
+// Postmasters started by this process, killed if it exits without stopping them, and the data dirs
+// of its servers, removed then unless destroy() removed them already (a test that only stop()s).
 const live = new Set();
+const ownedDirs = new Set();
 process.on('exit', () => {
   for (const pid of live) {
     try {
       process.kill(pid, 'SIGKILL');
     } catch (err) {
       // already gone
+    }
+  }
+  for (const dir of ownedDirs) {
+    try {
+      fs.rmSync(dir, { recursive: true, force: true });
+    } catch (err) {
+      // a backend still exiting wrote into it: left for the system's temp cleanup
     }
   }
 });
@@ -305,9 +336,12 @@ function newDir() {
 async function startPrivate(options = {}) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const server = new Server({ port: await freePort(), dir: newDir() });
+    const server = new Server({ port: await freePort(), dir: newDir(), ssl: Boolean(options.ssl) });
+    if (!options.detached) {
+      ownedDirs.add(server.dir);
+    }
     try {
-      return await server.start(options);
+      return await server.start({ detached: Boolean(options.detached) });
     } catch (err) {
       lastError = err;
       await server.destroy();

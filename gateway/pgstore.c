@@ -18,8 +18,12 @@
 
 /* Idle-time touches waiting to be written, at most; more are dropped (the
  * local cache keeps the session alive meanwhile). */
-#define TOUCH_MAX          4096
-#define REDO_MAX           65536
+#define TOUCH_MAX 4096
+#define REDO_MAX  65536
+/* A query's own deadline is this much past the server's statement_timeout,
+ * so that the server cancels a slow statement (the connection stays) before
+ * the pool gives up on it (the connection is closed). */
+#define DEADLINE_MARGIN_MS 1000
 #define TOUCH_FLUSH_S      1
 #define SCHEMA_CONNECT_S   2
 #define HEX_KEY_LEN        (2 * SG_SESSION_KEY_LEN)
@@ -172,6 +176,7 @@ struct sg_pgstore {
     struct sg_store *cache;
     struct event_base *base;
     int64_t cache_ttl_us;
+    unsigned deadline_ms; /* past the server's statement_timeout: the server cancels first */
     char host[128];
     struct touch *touches;
     size_t touch_count;
@@ -328,8 +333,8 @@ static void redo_later(struct sg_pgstore *ps, const unsigned char key[SG_SESSION
 /* Sends statement st for op; NULL values are SQL NULL. Frees values[]. */
 static struct sg_pgstore_op *op_send(struct sg_pgstore_op *op, enum stmt st, char **values, int n)
 {
-    op->query = sg_pg_exec(op->ps->pg, statements[st].name, n, (const char *const *)values, NULL, 0,
-                           on_result, op);
+    op->query = sg_pg_exec(op->ps->pg, statements[st].name, n, (const char *const *)values, NULL,
+                           op->ps->deadline_ms, on_result, op);
     for (int i = 0; i < n; i++)
         free(values[i]);
     return op;
@@ -741,6 +746,7 @@ struct sg_pgstore *sg_pgstore_open(struct event_base *base, const struct sg_stor
     ps->base = base;
     ps->cache = cache;
     ps->cache_ttl_us = (int64_t)cfg->cache_ttl_s * 1000000;
+    ps->deadline_ms = cfg->statement_timeout_ms + DEADLINE_MARGIN_MS;
     if (gethostname(ps->host, sizeof(ps->host) - 1) != 0)
         snprintf(ps->host, sizeof(ps->host), "unknown");
     ps->pg = sg_pg_new(base, &pcfg, statements, ST__COUNT, errbuf, errlen);

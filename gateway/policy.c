@@ -1557,7 +1557,32 @@ static int parse_conninfo_env(struct parser *p, const struct node *v, void *base
     return rc;
 }
 
-/* The connection string, whichever way it is given, must parse (no connection is made). */
+/* True when every comma-separated entry of hosts is an IP address or a socket directory. */
+static bool hosts_are_addresses(const char *hosts)
+{
+    char buf[256];
+    while (*hosts != '\0') {
+        size_t len = strcspn(hosts, ",");
+        if (len == 0 || len >= sizeof(buf))
+            return false;
+        memcpy(buf, hosts, len);
+        buf[len] = '\0';
+        unsigned char addr[sizeof(struct in6_addr)];
+        if (buf[0] != '/' && buf[0] != '@' && inet_pton(AF_INET, buf, addr) != 1 &&
+            inet_pton(AF_INET6, buf, addr) != 1)
+            return false;
+        hosts += len;
+        if (*hosts == ',')
+            hosts++;
+    }
+    return true;
+}
+
+/*
+ * The connection string, whichever way it is given, must parse (no
+ * connection is made), and name its servers by address: libpq resolves host
+ * names with a getaddrinfo that would block the event loop.
+ */
 static int conninfo_check(struct parser *p, const char *key, const char *conninfo)
 {
     char *msg = NULL;
@@ -1568,7 +1593,20 @@ static int conninfo_check(struct parser *p, const char *key, const char *conninf
         PQfreemem(msg);
         return rc;
     }
+    const char *host = NULL, *hostaddr = NULL;
+    for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "host") == 0)
+            host = o->val;
+        else if (strcmp(o->keyword, "hostaddr") == 0)
+            hostaddr = o->val;
+    }
+    bool by_address = (hostaddr != NULL && hostaddr[0] != '\0') || host == NULL ||
+                      host[0] == '\0' || hosts_are_addresses(host);
     PQconninfoFree(opts);
+    if (!by_address)
+        return fail_at(p, key,
+                       "names a server by host name: give its address (host=10.0.0.5,10.0.0.6 or "
+                       "hostaddr=), which the gateway connects to without a blocking DNS lookup");
     return 0;
 }
 

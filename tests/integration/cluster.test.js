@@ -17,7 +17,7 @@ const CACHE_TTL_S = 5;
 
 const clusterTest = sharedEnv('cluster', async (h) => {
   const server = await pg.start();
-  h.servers.push({ close: (done) => server.stop().then(() => done(), () => done()) });
+  h.servers.push({ close: (done) => server.destroy().then(() => done(), () => done()) });
   const conninfo = await server.createDatabase('cluster');
   const store = { type: 'postgresql', conninfo, pool_size: 4, statement_timeout_ms: 2000, cache_ttl_s: CACHE_TTL_S };
 

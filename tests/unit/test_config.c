@@ -395,6 +395,12 @@ static const struct bad_case bad_cases[] = {
      "is not a libpq connection string"},
     {WITH("'store':{'type':'postgresql','conninfo':'nosuchkey=1'}"), "store.conninfo",
      "is not a libpq connection string"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=pg.example.com dbname=x'}"),
+     "store.conninfo", "names a server by host name"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=10.0.0.5,pg2 dbname=x'}"),
+     "store.conninfo", "names a server by host name"},
+    {WITH("'store':{'type':'postgresql','conninfo':'postgresql://db.example.com/x'}"),
+     "store.conninfo", "names a server by host name"},
     {WITH("'store':{'type':'postgresql','conninfo_env':'SG_NO_SUCH_VARIABLE'}"),
      "store.conninfo_env", "is not set"},
     {WITH("'store':{'type':'postgresql','conninfo':'host=a','pool_size':0}"), "store.pool_size",
@@ -1010,8 +1016,8 @@ static void test_policy_examples(void **state)
         {"proxy-only.json", "US", "https://bms.kaseya.com", false},
         {"cluster.json", "US", "https://bms.kaseya.com", true},
     };
-    setenv("SSOGATE_PG_CONNINFO", "host=pg1.example.com,pg2.example.com "
-                                  "target_session_attrs=read-write dbname=ssogate user=ssogate",
+    setenv("SSOGATE_PG_CONNINFO", "host=10.0.0.5,10.0.0.6 target_session_attrs=read-write "
+                                  "dbname=ssogate user=ssogate",
            1);
     for (size_t i = 0; i < SG_ARRAY_LEN(examples); i++) {
         char *path = sg_asprintf("%s/policy/%s", SG_SOURCE_DIR, examples[i].file);

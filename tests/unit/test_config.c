@@ -405,8 +405,8 @@ static const struct bad_case bad_cases[] = {
      "store.conninfo_env", "is not set"},
     {WITH("'store':{'type':'postgresql','conninfo':'host=a','pool_size':0}"), "store.pool_size",
      "must be"},
-    {WITH("'store':{'type':'postgresql','conninfo':'host=a','cache_ttl_s':0}"),
-     "store.cache_ttl_s", "must be"},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=a','cache_ttl_s':0}"), "store.cache_ttl_s",
+     "must be"},
     {"[]", "", "top level must be a JSON object"},
     {"'text'", "", "top level must be a JSON object"},
     {"42", "", "top level must be a JSON object"},
@@ -1016,8 +1016,9 @@ static void test_policy_examples(void **state)
         {"proxy-only.json", "US", "https://bms.kaseya.com", false},
         {"cluster.json", "US", "https://bms.kaseya.com", true},
     };
-    setenv("SSOGATE_PG_CONNINFO", "host=10.0.0.5,10.0.0.6 target_session_attrs=read-write "
-                                  "dbname=ssogate user=ssogate",
+    setenv("SSOGATE_PG_CONNINFO",
+           "host=10.0.0.5,10.0.0.6 target_session_attrs=read-write "
+           "dbname=ssogate user=ssogate",
            1);
     for (size_t i = 0; i < SG_ARRAY_LEN(examples); i++) {
         char *path = sg_asprintf("%s/policy/%s", SG_SOURCE_DIR, examples[i].file);

@@ -24,6 +24,10 @@
  * so that the server cancels a slow statement (the connection stays) before
  * the pool gives up on it (the connection is closed). */
 #define DEADLINE_MARGIN_MS 1000
+/* Session ids PostgreSQL did not know, remembered so that a client sending
+ * made-up cookies costs the database one query per id, not one per request.
+ * Safe for ever: an id is never given out again. A power of two. */
+#define MISSES_SLOTS       8192
 #define TOUCH_FLUSH_S      1
 #define SCHEMA_CONNECT_S   2
 #define HEX_KEY_LEN        (2 * SG_SESSION_KEY_LEN)
@@ -70,9 +74,9 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                      " decode($5, 'hex'), decode($6, 'hex'), decode($7, 'hex'), $8, $9, $10)",
                      10},
     [ST_S_GET] = {"s_get",
-                  "SELECT encode(record, 'hex'), last_seen FROM sessions"
-                  " WHERE id_hash = decode($1, 'hex') AND expires_at > $2"
-                  " AND (idle_timeout_s = 0 OR last_seen + idle_timeout_s > $2)",
+                  "SELECT encode(record, 'hex'), last_seen, expires_at > $2"
+                  " AND (idle_timeout_s = 0 OR last_seen + idle_timeout_s > $2)"
+                  " FROM sessions WHERE id_hash = decode($1, 'hex')",
                   2},
     [ST_S_DELETE] = {"s_delete", "DELETE FROM sessions WHERE id_hash = decode($1, 'hex')", 1},
     [ST_S_DELETE_PSA] = {"s_delete_psa",
@@ -190,6 +194,7 @@ struct sg_pgstore {
      * session on every host. Kept in memory: lost if this process stops. */
     unsigned char (*redo)[SG_SESSION_KEY_LEN];
     size_t redo_count;
+    unsigned char (*misses)[SG_SESSION_KEY_LEN]; /* by the key's first bytes; all zero = free */
 };
 
 enum op_kind {
@@ -432,9 +437,22 @@ static int cache_put(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_K
     return err;
 }
 
+static unsigned char *miss_slot(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    size_t h = ((size_t)key[0] << 8 | key[1]) | ((size_t)key[2] << 16);
+    return ps->misses[h & (MISSES_SLOTS - 1)];
+}
+
 bool sg_pgstore_session_cached(struct sg_pgstore *ps, const char *id)
 {
-    return sg_session_get(ps->cache, id, sg_now_s(), NULL) == 0;
+    if (sg_session_get(ps->cache, id, sg_now_s(), NULL) == 0)
+        return true;
+    unsigned char key[SG_SESSION_KEY_LEN];
+    sg_session_key(id, key);
+    if (memcmp(miss_slot(ps, key), key, SG_SESSION_KEY_LEN) != 0)
+        return false;
+    sg_metrics_count("ssogate_shared_store_session_fetches_total", "result", "known_unknown");
+    return true; /* known to be unknown: not asked again */
 }
 
 /* ---- links ------------------------------------------------------------- */
@@ -523,7 +541,13 @@ static int ls_take_result(struct sg_pgstore_op *op, const PGresult *res)
 
 static int fetch_result(struct sg_pgstore_op *op, const PGresult *res)
 {
-    if (PQntuples(res) != 1)
+    if (PQntuples(res) != 1) {
+        memcpy(miss_slot(op->ps, op->key), op->key, SG_SESSION_KEY_LEN);
+        return SG_ENOENT;
+    }
+    /* Expired there: not remembered as unknown, since a touch another host
+     * has not written yet may still bring it back. */
+    if (strcmp(PQgetvalue(res, 0, 2), "t") != 0)
         return SG_ENOENT;
     size_t len;
     unsigned char *record = unhex(PQgetvalue(res, 0, 0), &len);
@@ -755,6 +779,7 @@ struct sg_pgstore *sg_pgstore_open(struct event_base *base, const struct sg_stor
         return NULL;
     }
     cache_clear(ps);
+    ps->misses = sg_calloc(MISSES_SLOTS, sizeof(*ps->misses));
     ps->touches = sg_calloc(TOUCH_MAX, sizeof(*ps->touches));
     ps->flush = event_new(base, -1, EV_PERSIST, on_touch_flush, ps);
     struct timeval every = {TOUCH_FLUSH_S, 0};
@@ -773,6 +798,7 @@ void sg_pgstore_free(struct sg_pgstore *ps)
     free(ps->touches);
     free(ps->cached);
     free(ps->redo);
+    free(ps->misses);
     free(ps);
 }
 

@@ -78,7 +78,8 @@ struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const cha
                                                 const struct sg_session *rec,
                                                 sg_pgstore_done_fn done, void *arg);
 
-/* True when a session id is usable from the cache without asking PostgreSQL. */
+/* True when a session id needs no question to PostgreSQL: cached here, or
+ * already answered unknown (ids are never given out twice). */
 bool sg_pgstore_session_cached(struct sg_pgstore *ps, const char *id);
 
 /* Fetches a live session from PostgreSQL into the cache: 0 or SG_ENOENT. */

@@ -222,6 +222,19 @@ clusterTest('a host that misses the notice trusts its cached session for at most
   console.log(`# a missed notice: the session was refused ${refusedAfter} ms after its row went (cache_ttl_s ${CACHE_TTL_S})`);
 });
 
+clusterTest('made-up session cookies cost the database one question per id, not one per request', async (env) => {
+  const { metricValue } = require('./lib/harness');
+  const known = async () => metricValue(await env.h.metrics(env.gws[0]), 'ssogate_shared_store_session_fetches_total',
+    { result: 'known_unknown' }) || 0;
+  const before = await known();
+  const browser = env.browser();
+  browser.jar.set(env.gwUrl, 'ssogate', require('node:crypto').randomBytes(32).toString('base64url'));
+  for (let i = 0; i < 20; i++) {
+    assert.equal((await statusOn(env, 0, browser)).session, false, 'an unknown session');
+  }
+  assert.equal(await known() - before, 19, 'the first request asked the database, the 19 others did not');
+});
+
 clusterTest('healthz says ok with the database, and each host has its own data dir', async (env) => {
   for (let i = 0; i < HOSTS; i++) {
     const res = await on(env, i, env.browser(), '/_sso/healthz');

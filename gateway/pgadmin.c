@@ -61,10 +61,10 @@ static struct param text_param(Oid type, const char *s)
 static PGresult *exec(PGconn *conn, const char *sql, const struct param *params, int count,
                       int result_format)
 {
-    Oid types[PARAMS_MAX];
-    const char *values[PARAMS_MAX];
-    int lengths[PARAMS_MAX];
-    int formats[PARAMS_MAX];
+    Oid types[PARAMS_MAX] = {0};
+    const char *values[PARAMS_MAX] = {NULL};
+    int lengths[PARAMS_MAX] = {0};
+    int formats[PARAMS_MAX] = {0};
     assert(count <= PARAMS_MAX);
     for (int i = 0; i < count; i++) {
         types[i] = params[i].type;

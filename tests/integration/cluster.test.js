@@ -133,6 +133,38 @@ clusterTest('B4 race: two admins link the same IdP tenant on two hosts at the sa
   assert.equal(rows, '1', 'one tenant link for that IdP tenant in PostgreSQL');
 });
 
+clusterTest('B10 race: two PSA users link the same IdP user on two hosts at the same instant: exactly one wins', async (env) => {
+  const t3 = env.tenant('t3');
+  await env.linkTenant('t3');
+  const a = await env.psaLogin(t3.staff);
+  const b = await env.psaLogin(t3.staff2);
+  const pageA = await env.settings(a.browser);
+  const pageB = await env.settings(b.browser);
+  const startA = await env.press(a.browser, pageA, '/_sso/user/enable');
+  const startB = await env.press(b.browser, pageB, '/_sso/user/enable');
+  a.browser.holdCallback = true;
+  b.browser.holdCallback = true;
+  await env.atIdp(a.browser, startA, t3.user);
+  await env.atIdp(b.browser, startB, t3.user);
+  a.browser.holdCallback = false;
+  b.browser.holdCallback = false;
+  const logged = env.gws.map((gw) => gw.logs.length);
+  env.sql('ALTER TABLE user_links DISABLE TRIGGER user_links_changed');
+  const direct = (browser, i) => {
+    const held = new URL(browser.heldCallback);
+    return browser.navigate(`http://127.0.0.1:${env.hostPorts[i]}${held.pathname}${held.search}`);
+  };
+  const [resA, resB] = await Promise.all([direct(a.browser, 0), direct(b.browser, 1)]);
+  env.sql('ALTER TABLE user_links ENABLE TRIGGER user_links_changed');
+  const landed = [resA, resB].map((r) => new URL(r.url).pathname);
+  assert.equal(landed.filter((p) => p === '/').length, 1,
+    `exactly one user link (and session) wins: ${JSON.stringify(landed)} ${resA.status} ${resB.status}`);
+  const conflicts = env.gws.flatMap((gw, i) => gw.logs.slice(logged[i]).filter((l) => l.event === 'shared_store' && l.sqlstate === '23505'));
+  assert.equal(conflicts.length, 1, 'the loser was refused by the database\'s UNIQUE constraint');
+  const idpSub = Buffer.from(t3.user.sub).toString('hex');
+  assert.equal(env.sql(`SELECT count(*) FROM user_links WHERE idp_sub = '\\x${idpSub}'`), '1', 'one user link for that IdP user');
+});
+
 clusterTest('B7 on host A: hosts B and C refuse that tenant\'s sessions within the stated bound', async (env) => {
   const t = env.tenant('t1');
   const browser = env.browser();

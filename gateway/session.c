@@ -608,16 +608,7 @@ int sg_session_delete(struct sg_store *store, const char *id)
         return SG_EINVAL;
     unsigned char key[SESSION_KEY_LEN];
     session_key(id, key);
-    struct sg_store_txn txn;
-    int err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    err = delete_key_txn(&txn, key, false, 0);
-    if (err != 0) {
-        sg_store_txn_abort(&txn);
-        return err;
-    }
-    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
+    return sg_session_delete_key(store, key);
 }
 
 /* The session keys found under one owner, collected by collect_key. */

@@ -48,6 +48,42 @@ async function on(env, i, browser, pathname) {
   }
 }
 
+// Two PSA users sign in with their passwords and press the button of action on My Settings: resolves
+// [[browser, the IdP's page], ...] for race().
+async function twoStarts(env, users, action) {
+  const starts = [];
+  for (const user of users) {
+    const { browser } = await env.psaLogin(user);
+    const page = await env.settings(browser);
+    starts.push([browser, await env.press(browser, page, action)]);
+  }
+  return starts;
+}
+
+// Two IdP logins (browsers a and b, started at startA and startB) complete with their callbacks held;
+// then both callbacks go at the same instant, a's to host 0 and b's to host 1. The link notices of table
+// are held back meanwhile, so that neither host can learn of the other's link first (a slow run would
+// allow it): only the database decides. Resolves both answers and the gateways' log lines of the race.
+async function race(env, [[a, startA], [b, startB]], account, table) {
+  a.holdCallback = true;
+  b.holdCallback = true;
+  await env.atIdp(a, startA, account);
+  await env.atIdp(b, startB, account);
+  a.holdCallback = false;
+  b.holdCallback = false;
+  const logged = env.gws.map((gw) => gw.logs.length);
+  const direct = (browser, i) => {
+    const held = new URL(browser.heldCallback);
+    return browser.navigate(`http://127.0.0.1:${env.hostPorts[i]}${held.pathname}${held.search}`);
+  };
+  env.sql(`ALTER TABLE ${table} DISABLE TRIGGER ${table}_changed`);
+  const answers = await Promise.all([direct(a, 0), direct(b, 1)]);
+  env.sql(`ALTER TABLE ${table} ENABLE TRIGGER ${table}_changed`);
+  const conflicts = env.gws.flatMap((gw, i) => gw.logs.slice(logged[i])
+    .filter((l) => l.event === 'shared_store' && l.sqlstate === '23505'));
+  return { answers, conflicts };
+}
+
 async function statusOn(env, i, browser) {
   const res = await on(env, i, browser, '/_sso/status');
   assert.equal(res.status, 200, `GET /_sso/status on host ${i}`);
@@ -99,67 +135,24 @@ clusterTest('B4 race: two admins link the same IdP tenant on two hosts at the sa
   // t2's and t3's admins both sign in with t2's master account: the IdP tenant can map to one PSA tenant.
   const t2 = env.tenant('t2');
   const t3 = env.tenant('t3');
-  const a = await env.psaLogin(t2.admin);
-  const b = await env.psaLogin(t3.admin);
-  const pageA = await env.settings(a.browser);
-  const pageB = await env.settings(b.browser);
-  env.balancer.pin(0);
-  const startA = await env.press(a.browser, pageA, '/_sso/tenant/enable');
-  env.balancer.pin(1);
-  const startB = await env.press(b.browser, pageB, '/_sso/tenant/enable');
-  env.balancer.unpin();
-  // Both IdP logins complete with their callbacks held; then both go at the same instant, one to host 0
-  // and one to host 1. So that neither host can learn of the other's link from a notice first (which a
-  // slow run would allow), link notices are held back meanwhile: the database alone decides.
-  env.sql('ALTER TABLE tenant_links DISABLE TRIGGER tenant_links_changed');
-  a.browser.holdCallback = true;
-  b.browser.holdCallback = true;
-  await env.atIdp(a.browser, startA, t2.master);
-  await env.atIdp(b.browser, startB, t2.master);
-  a.browser.holdCallback = false;
-  b.browser.holdCallback = false;
-  const direct = (browser, i) => {
-    const held = new URL(browser.heldCallback);
-    return browser.navigate(`http://127.0.0.1:${env.hostPorts[i]}${held.pathname}${held.search}`);
-  };
-  const [resA, resB] = await Promise.all([direct(a.browser, 0), direct(b.browser, 1)]);
-  env.sql('ALTER TABLE tenant_links ENABLE TRIGGER tenant_links_changed');
+  const starts = await twoStarts(env, [t2.admin, t3.admin], '/_sso/tenant/enable');
+  const { answers: [resA, resB], conflicts } = await race(env, starts, t2.master, 'tenant_links');
   const outcomes = [resA, resB].map((r) => new URL(r.url).search);
   const won = outcomes.filter((s) => s === '?done=tenant_linked').length;
   assert.equal(won, 1, `exactly one link wins: ${JSON.stringify(outcomes)} ${resA.body.slice(0, 200)} ${resB.body.slice(0, 200)}`);
-  const conflicts = env.gws.flatMap((gw) => gw.logs.filter((l) => l.event === 'shared_store' && l.sqlstate === '23505'));
   assert.equal(conflicts.length, 1, 'the loser was refused by the database\'s UNIQUE constraint, not by its local copy');
-  const rows = await env.sql(`SELECT count(*) FROM tenant_links WHERE idp_tenant = '\\x${Buffer.from(t2.master.tenant).toString('hex')}'`);
+  const rows = env.sql(`SELECT count(*) FROM tenant_links WHERE idp_tenant = '\\x${Buffer.from(t2.master.tenant).toString('hex')}'`);
   assert.equal(rows, '1', 'one tenant link for that IdP tenant in PostgreSQL');
 });
 
 clusterTest('B10 race: two PSA users link the same IdP user on two hosts at the same instant: exactly one wins', async (env) => {
   const t3 = env.tenant('t3');
   await env.linkTenant('t3');
-  const a = await env.psaLogin(t3.staff);
-  const b = await env.psaLogin(t3.staff2);
-  const pageA = await env.settings(a.browser);
-  const pageB = await env.settings(b.browser);
-  const startA = await env.press(a.browser, pageA, '/_sso/user/enable');
-  const startB = await env.press(b.browser, pageB, '/_sso/user/enable');
-  a.browser.holdCallback = true;
-  b.browser.holdCallback = true;
-  await env.atIdp(a.browser, startA, t3.user);
-  await env.atIdp(b.browser, startB, t3.user);
-  a.browser.holdCallback = false;
-  b.browser.holdCallback = false;
-  const logged = env.gws.map((gw) => gw.logs.length);
-  env.sql('ALTER TABLE user_links DISABLE TRIGGER user_links_changed');
-  const direct = (browser, i) => {
-    const held = new URL(browser.heldCallback);
-    return browser.navigate(`http://127.0.0.1:${env.hostPorts[i]}${held.pathname}${held.search}`);
-  };
-  const [resA, resB] = await Promise.all([direct(a.browser, 0), direct(b.browser, 1)]);
-  env.sql('ALTER TABLE user_links ENABLE TRIGGER user_links_changed');
+  const starts = await twoStarts(env, [t3.staff, t3.staff2], '/_sso/user/enable');
+  const { answers: [resA, resB], conflicts } = await race(env, starts, t3.user, 'user_links');
   const landed = [resA, resB].map((r) => new URL(r.url).pathname);
   assert.equal(landed.filter((p) => p === '/').length, 1,
     `exactly one user link (and session) wins: ${JSON.stringify(landed)} ${resA.status} ${resB.status}`);
-  const conflicts = env.gws.flatMap((gw, i) => gw.logs.slice(logged[i]).filter((l) => l.event === 'shared_store' && l.sqlstate === '23505'));
   assert.equal(conflicts.length, 1, 'the loser was refused by the database\'s UNIQUE constraint');
   const idpSub = Buffer.from(t3.user.sub).toString('hex');
   assert.equal(env.sql(`SELECT count(*) FROM user_links WHERE idp_sub = '\\x${idpSub}'`), '1', 'one user link for that IdP user');

@@ -22,7 +22,7 @@ const mean = (xs) => (xs.length ? sum(xs) / xs.length : NaN);
 const fmt = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
 const out = [];
 const say = (line = '') => out.push(line);
-const summary = { run, wrk: {}, logins: {}, inflight: null, workers: null, targets: [] };
+const summary = { run, wrk: {}, logins: {}, inflight: null, workers: null, cluster: null, targets: [] };
 
 // One of the issue's targets: records it and says whether it is met, and by how much it is missed.
 function target(name, value, op, bound, unit = '') {
@@ -218,6 +218,86 @@ if (workerGroups['1'] && workerGroups['2']) {
   say();
 }
 
+// ---- 5. several hosts on one PostgreSQL (issue 11) ----
+const CLUSTER = {
+  lmdb: { hosts: 1, store: 'lmdb', name: '1 host, LMDB' },
+  pg1: { hosts: 1, store: 'postgresql', name: '1 host, PostgreSQL' },
+  pg2: { hosts: 2, store: 'postgresql', name: '2 hosts, PostgreSQL' },
+};
+const clusterLogins = group(/^cluster-logins-(\w+)-(\d+)\.json$/);
+const clusterWrk = group(/^cluster-wrk-(\w+)-(\d+)\.json$/);
+if (Object.keys(clusterLogins).length || Object.keys(clusterWrk).length) {
+  summary.cluster = {};
+  // CPU seconds of entries' field per operation, in unit (1e3: ms, 1e6: us).
+  const per = (entries, field, ops, unit) => (ops ? (sum(entries.map((e) => e[field] ?? NaN)) / ops) * unit : NaN);
+  for (const [t, about] of Object.entries(CLUSTER)) {
+    const r = { ...about };
+    const logins = clusterLogins[t];
+    if (logins) {
+      const ok = sum(logins.map((e) => e.load.flows.ok));
+      r.logins = {
+        logins: ok,
+        failed: sum(logins.map((e) => e.load.flows.failed)),
+        logins_per_s: mean(logins.map((e) => e.load.logins_per_s)),
+        login_p50_ms: mean(logins.map((e) => e.load.hops.login?.p50_ms ?? NaN)),
+        login_p99_ms: mean(logins.map((e) => e.load.hops.login?.p99_ms ?? NaN)),
+        callback_p50_ms: mean(logins.map((e) => e.load.hops.callback?.p50_ms ?? NaN)),
+        cpu_ms_per_login: per(logins, 'cpu_s', ok, 1e3),
+        postgres_cpu_ms_per_login: per(logins, 'postgres_cpu_s', ok, 1e3),
+        balancer_cpu_ms_per_login: per(logins, 'balancer_cpu_s', ok, 1e3),
+        errors: logins.reduce((acc, e) => ({ ...acc, ...e.load.errors }), {}),
+        hops: logins[0].load.hops,
+      };
+    }
+    const wrk = clusterWrk[t];
+    if (wrk) {
+      const a = wrkAggregate(wrk);
+      const requests = sum(wrk.map((e) => e.wrk.requests));
+      a.sessions = wrk[0].sessions_file_lines;
+      a.postgres_cpu_us_per_request = per(wrk, 'postgres_cpu_s', requests, 1e6);
+      a.balancer_cpu_us_per_request = per(wrk, 'balancer_cpu_s', requests, 1e6);
+      a.suspect = a.bytes_per_request < run.options.body_bytes;
+      r.requests = a;
+    }
+    if (r.logins || r.requests) {
+      summary.cluster[t] = r;
+    }
+  }
+  const c = summary.cluster;
+  say(`5. Several gateway hosts on one PostgreSQL: each target behind its own nginx round-robin balancer; CPU of the hosts (both for two), PostgreSQL's (postmaster and backends) and the balancer's apart`);
+  say(`   Logins: ${run.options.logins} through each target (concurrency ${run.options.concurrency}), in turns`);
+  say('   target                logins  failed  logins/s  login p50 ms  login p99 ms  CPU ms/login  PG ms/login  LB ms/login');
+  for (const [t, r] of Object.entries(c)) {
+    const l = r.logins;
+    if (l) {
+      say(`   ${r.name.padEnd(20)} ${String(l.logins).padStart(7)} ${String(l.failed).padStart(7)} ${fmt(l.logins_per_s, 1).padStart(9)} ${fmt(l.login_p50_ms).padStart(13)} ${fmt(l.login_p99_ms).padStart(13)} ${fmt(l.cpu_ms_per_login, 3).padStart(13)} ${fmt(l.postgres_cpu_ms_per_login, 3).padStart(12)} ${fmt(l.balancer_cpu_ms_per_login, 3).padStart(12)}`);
+    }
+  }
+  say(`   Authenticated requests: wrk -t2 -c64 -d${run.options.duration_s}s through the balancer, each request the next session of those logins`);
+  say('   target               sessions     req/s   p50 ms   p99 ms   max ms  CPU us/req  PG us/req  LB us/req  errors');
+  for (const [t, r] of Object.entries(c)) {
+    const w = r.requests;
+    if (w) {
+      say(`   ${r.name.padEnd(20)} ${String(w.sessions).padStart(8)} ${fmt(w.requests_per_s, 0).padStart(9)} ${fmt(w.p50_ms).padStart(8)} ${fmt(w.p99_ms).padStart(8)} ${fmt(w.max_ms).padStart(8)} ${fmt(w.cpu_us_per_request, 1).padStart(11)} ${fmt(w.postgres_cpu_us_per_request, 1).padStart(10)} ${fmt(w.balancer_cpu_us_per_request, 1).padStart(10)} ${String(w.errors).padStart(7)}${w.suspect ? '  SUSPECT: responses smaller than the page (not authenticated?)' : ''}`);
+    }
+  }
+  const total = (l) => l.cpu_ms_per_login + l.postgres_cpu_ms_per_login;
+  if (c.lmdb?.logins && c.pg1?.logins) {
+    say(`   CPU per login, host on PostgreSQL / host on LMDB: ${fmt(c.pg1.logins.cpu_ms_per_login / c.lmdb.logins.cpu_ms_per_login)}x; with PostgreSQL's own: ${fmt(total(c.pg1.logins) / c.lmdb.logins.cpu_ms_per_login)}x`);
+  }
+  if (c.pg1?.logins && c.pg2?.logins) {
+    say(`   two hosts / one on PostgreSQL: logins/s ${fmt(c.pg2.logins.logins_per_s / c.pg1.logins.logins_per_s)}x, CPU per login (hosts) ${fmt(c.pg2.logins.cpu_ms_per_login / c.pg1.logins.cpu_ms_per_login)}x`);
+  }
+  if (c.lmdb?.requests && c.pg1?.requests) {
+    say(`   req/s, host on PostgreSQL / host on LMDB: ${fmt(c.pg1.requests.requests_per_s / c.lmdb.requests.requests_per_s)}x; CPU per request ${fmt(c.pg1.requests.cpu_us_per_request / c.lmdb.requests.cpu_us_per_request)}x`);
+  }
+  if (c.pg1?.requests && c.pg2?.requests) {
+    say(`   req/s, two hosts / one on PostgreSQL: ${fmt(c.pg2.requests.requests_per_s / c.pg1.requests.requests_per_s)}x (every process shares the same ${run.machine.cpus} cores); CPU per request ${fmt(c.pg2.requests.cpu_us_per_request / c.pg1.requests.cpu_us_per_request)}x`);
+  }
+  say(`   (PostgreSQL ${run.versions.postgresql ?? ''}, the test server of tests/integration/lib/pg.js: fsync, synchronous_commit and full_page_writes off; store pool_size ${run.options.pg_pool_size}, cache_ttl_s ${run.options.pg_cache_ttl_s})`);
+  say();
+}
+
 const m = run.machine;
 say(`Machine: ${m.cpus} cores (${m.model}), ${m.memory_mib} MiB, Linux ${m.kernel}; nginx ${run.versions.nginx}, ${run.versions.apache}, mod_auth_openidc ${run.versions.mod_auth_openidc}, wrk ${run.versions.wrk}; commit ${run.commit}`);
 const missed = summary.targets.filter((t) => !t.met);
@@ -256,6 +336,13 @@ if (summary.inflight && files.includes('inflight.json')) {
   const hops = read('inflight.json').load.hops;
   plot('inflight.png', 'Logins in flight: /_sso/healthz and login latency',
     ['probe', 'login', 'callback'].filter((h) => hops[h]).map((h) => [curveFile(`inflight-${h}`, hops[h].percentiles), h === 'probe' ? '/_sso/healthz' : h]));
+}
+if (summary.cluster) {
+  const c = Object.entries(summary.cluster);
+  plot('cluster-logins.png', 'Login latency (whole flow): one host on LMDB, one and two on PostgreSQL',
+    c.filter(([, r]) => r.logins?.hops.login).map(([t, r]) => [curveFile(`cluster-login-${t}`, r.logins.hops.login.percentiles), r.name]));
+  plot('cluster-wrk.png', 'Authenticated request latency through the balancer (wrk -c64)',
+    c.filter(([, r]) => r.requests).map(([t, r]) => [curveFile(`cluster-wrk-${t}`, r.requests.percentiles), r.name]));
 }
 if (summary.workers) {
   plot('workers.png', 'ssogate workers: authenticated request latency',

@@ -5,9 +5,11 @@
 // mode. The steps run in the article's order, each asserting what is on the page and saving a PNG under
 // $SSOGATE_BUILD_DIR/screenshots/NN-name.png (build/screenshots without it). Once a step fails, the
 // later ones are skipped (they build on it), unless it is marked independent.
+// SSOGATE_WALKTHROUGH_STORE=postgresql runs the same steps with the gateway on the PostgreSQL store
+// (issue 11; see ./env.js); its screenshots go to $SSOGATE_BUILD_DIR/screenshots-postgresql.
 //
 //   SSOGATE_BUILD_DIR=build-browser node --test tests/browser/walkthrough.test.js
-//   meson test -C build-browser browser_walkthrough
+//   meson test -C build-browser browser_walkthrough browser_walkthrough_pg
 
 const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');
@@ -17,11 +19,12 @@ const path = require('node:path');
 const { test, before, after } = require('node:test');
 const { chromium } = require('playwright-core');
 const { Harness, SOURCE_DIR, SLOW } = require('../integration/lib/harness');
-const { startDemoEnv } = require('./env');
+const { startDemoEnv, walkthroughStore } = require('./env');
 
 const CHROMIUM = process.env.SSOGATE_CHROMIUM || '/usr/bin/chromium';
 const BUILD_DIR = process.env.SSOGATE_BUILD_DIR || path.join(SOURCE_DIR, 'build');
-const SHOT_DIR = path.join(BUILD_DIR, 'screenshots');
+const STORE = walkthroughStore();
+const SHOT_DIR = path.join(BUILD_DIR, STORE === 'lmdb' ? 'screenshots' : `screenshots-${STORE}`);
 const WAIT_MS = 15000 * SLOW;
 const STEP_TIMEOUT_MS = 90000 * SLOW;
 const PASSWORD = 'demo';
@@ -179,7 +182,7 @@ before(async () => {
       fs.rmSync(path.join(SHOT_DIR, file));
     }
   }
-  state.h = new Harness('browser_walkthrough');
+  state.h = new Harness(STORE === 'lmdb' ? 'browser_walkthrough' : `browser_walkthrough_${STORE}`);
   try {
     state.env = await startDemoEnv(state.h);
     state.browser = await chromium.launch({

@@ -187,6 +187,11 @@ class Server {
       }
       try {
         await run(path.join(PG_BIN, 'pg_isready'), ['-q', '-h', this.host, '-p', String(this.port), '-U', this.user, '-t', '2']);
+        if (this.proc !== null && !this.ownsPort()) {
+          // Another server took the port between freePort() and our bind (initdb runs in between):
+          // ours is still starting or is about to exit on the bind error, which the loop reports.
+          throw new Error('the server answering is not ours yet');
+        }
         return this;
       } catch (err) {
         if (Date.now() > end) {
@@ -194,6 +199,17 @@ class Server {
         }
         await sleep(100);
       }
+    }
+  }
+
+  // Whether the postmaster we started says it is ready (postmaster.pid: its PID on the first line, its
+  // status on the eighth), so that it, not another server that took the port meanwhile, is listening.
+  ownsPort() {
+    try {
+      const lines = fs.readFileSync(path.join(this.dir, 'data', 'postmaster.pid'), 'utf8').split('\n');
+      return Number(lines[0]) === this.pid && lines[7] !== undefined && lines[7].trim() === 'ready';
+    } catch (err) {
+      return false;
     }
   }
 

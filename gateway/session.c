@@ -105,17 +105,17 @@ void sg_session_new_id(char out[SG_SESSION_ID_SIZE])
 
 bool sg_session_id_valid(const char *id)
 {
+    /* strnlen read the NUL after the id: no byte past it is read again. */
     if (id == NULL || strnlen(id, SG_SESSION_ID_LEN + 1) != SG_SESSION_ID_LEN)
         return false;
-    size_t i = 0;
-    for (; i < SG_SESSION_ID_LEN; i++) {
+    for (size_t i = 0; i < SG_SESSION_ID_LEN; i++) {
         unsigned char c = (unsigned char)id[i];
         bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                   c == '-' || c == '_';
         if (!ok)
             return false;
     }
-    return id[i] == '\0';
+    return true;
 }
 
 static void session_key(const char *id, unsigned char key[SESSION_KEY_LEN])

@@ -2,7 +2,8 @@
  * What the strict data path costs per request (issue 9): the target
  * normaliser, the header validator and the filtered header copy with the
  * upstream Cookie line, on a typical browser request, timed over many
- * rounds. The peer measured in the same run is libevent's own parse of the
+ * rounds; and, apart, the wire check (wire.c: the request's bytes through
+ * http_parser as they arrive). The peer measured in the same run is libevent's own parse of the
  * same target (evhttp_uri_parse_with_flags), which evhttp does for every
  * request anyway.
  *
@@ -13,9 +14,11 @@
 #include "ssogate/cookies.h"
 #include "ssogate/headers.h"
 #include "ssogate/target.h"
+#include "ssogate/wire.h"
 
 #include <sys/queue.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <stdio.h>
@@ -85,6 +88,33 @@ int main(int argc, char **argv)
     }
     double checks = now_s() - start;
 
+    /* The same request as bytes, scanned as they would arrive, then drained as evhttp would. */
+    struct evbuffer *head = evbuffer_new();
+    evbuffer_add_printf(head, "GET %s HTTP/1.1\r\n", target);
+    for (size_t i = 0; i < SG_ARRAY_LEN(request_headers); i++)
+        evbuffer_add_printf(head, "%s: %s\r\n", request_headers[i][0], request_headers[i][1]);
+    evbuffer_add(head, "\r\n", 2);
+    size_t head_len = evbuffer_get_length(head);
+    const char *bytes = (const char *)evbuffer_pullup(head, -1);
+    struct evbuffer *conn = evbuffer_new();
+    struct sg_wire wire;
+    sg_wire_init(&wire);
+    start = now_s();
+    for (long i = 0; i < rounds; i++) {
+        evbuffer_add(conn, bytes, head_len);
+        sg_wire_scan(&wire, conn, head_len);
+        evbuffer_drain(conn, head_len);
+    }
+    double wire_s = now_s() - start;
+    if (sg_wire_verdict(&wire, (uint64_t)rounds) != NULL)
+        return 1;
+    start = now_s();
+    for (long i = 0; i < rounds; i++) {
+        evbuffer_add(conn, bytes, head_len);
+        evbuffer_drain(conn, head_len);
+    }
+    wire_s -= now_s() - start; /* the buffer's own cost, which evhttp pays anyway */
+
     start = now_s();
     for (long i = 0; i < rounds; i++) {
         struct evhttp_uri *uri = evhttp_uri_parse_with_flags(target, EVHTTP_URI_NONCONFORMANT);
@@ -98,6 +128,10 @@ int main(int argc, char **argv)
     printf("peer: libevent's parse of the same target: %.0f ns/request\n",
            peer / (double)rounds * 1e9);
     printf("ratio checks/peer: %.2f (sink %zu)\n", checks / peer, sink % 10);
+    printf("wire check (http_parser over the %zu-byte head): %.0f ns/request\n", head_len,
+           wire_s / (double)rounds * 1e9);
+    evbuffer_free(conn);
+    evbuffer_free(head);
     evhttp_clear_headers(&in);
     sg_config_unref(cfg);
     return 0;

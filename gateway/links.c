@@ -650,6 +650,55 @@ int sg_links_import(struct sg_store *store, const struct sg_link *links, size_t 
     return finish(&txn, import_txn(&txn, links, count, failed));
 }
 
+/* True when links holds the user link psa <-> idp. */
+static bool holds_user(const struct sg_link *links, size_t count, const struct id_pair *psa,
+                       const struct id_pair *idp)
+{
+    for (size_t i = 0; i < count; i++) {
+        const struct sg_link *l = &links[i];
+        if (l->kind == SG_LINK_USER && strcmp(l->psa_tenant, psa->tenant) == 0 &&
+            strcmp(l->psa_user, psa->user) == 0 && strcmp(l->idp_tenant, idp->tenant) == 0 &&
+            strcmp(l->idp_sub, idp->user) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Removes what this host's copy holds of psa_tenant and links does not: the
+ * whole tenant when its link went or changed, else the user links that went
+ * or changed. Links that stay are left alone, and so are their users'
+ * sessions.
+ */
+static int remove_missing(struct sg_store_txn *txn, const char *psa_tenant,
+                          const struct sg_link *links, size_t count)
+{
+    char linked[ID_SIZE];
+    int err = tenant_lookup(txn, SG_STORE_DB_TENANT_BY_PSA, psa_tenant, linked);
+    if (err == SG_ENOENT)
+        return 0;
+    if (err != 0)
+        return err;
+    bool same = false;
+    for (size_t i = 0; i < count; i++) {
+        if (links[i].kind == SG_LINK_TENANT && strcmp(links[i].psa_tenant, psa_tenant) == 0)
+            same = strcmp(links[i].idp_tenant, linked) == 0;
+    }
+    if (!same) {
+        size_t users;
+        return tenant_delete_txn(txn, psa_tenant, &users);
+    }
+    struct id_pair *pairs = NULL;
+    size_t users = 0;
+    err = tenant_users(txn, psa_tenant, &pairs, &users);
+    for (size_t i = 0; err == 0 && i < users; i++) {
+        if (!holds_user(links, count, &pairs[2 * i], &pairs[2 * i + 1]))
+            err = user_unlink_txn(txn, &pairs[2 * i], &pairs[2 * i + 1]);
+    }
+    SG_FREE(pairs);
+    return err;
+}
+
 int sg_links_replace_tenant(struct sg_store *store, const char *psa_tenant,
                             const struct sg_link *links, size_t count)
 {
@@ -657,10 +706,7 @@ int sg_links_replace_tenant(struct sg_store *store, const char *psa_tenant,
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    size_t users;
-    err = tenant_delete_txn(&txn, psa_tenant, &users);
-    if (err == SG_ENOENT)
-        err = 0;
+    err = remove_missing(&txn, psa_tenant, links, count);
     if (err == 0)
         err = import_txn(&txn, links, count, NULL);
     return finish(&txn, err);

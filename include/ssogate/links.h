@@ -151,8 +151,9 @@ int sg_links_import(struct sg_store *store, const struct sg_link *links, size_t 
                     size_t *failed);
 
 /* Replaces this host's copy of one tenant's links (the tenant link and its
- * user links, none when count is 0) by links, in one transaction. The
- * sessions of user links removed go too. For the shared store (pgstore.c). */
+ * user links, none when count is 0) by links, in one transaction: what is
+ * not in links goes, with the sessions of its users; what stays is left
+ * alone (kept facts updated). For the shared store (pgstore.c). */
 int sg_links_replace_tenant(struct sg_store *store, const char *psa_tenant,
                             const struct sg_link *links, size_t count);
 

@@ -1711,6 +1711,66 @@ static void test_links_foreach_and_import(void **state)
     assert_int_equal(sg_links_import(fx->store, NULL, 0, NULL), 0);
 }
 
+/* The shared store's refresh of one tenant (pgstore.c): what stays keeps its sessions. */
+static void test_links_replace_tenant(void **state)
+{
+    struct fixture *fx = *state;
+    const struct sg_links_user_facts staff = {.known = true, .staff = true, .active = true};
+    const struct sg_links_user_facts gone = {.known = true, .staff = true, .active = false};
+    const struct sg_link before[] = {
+        {SG_LINK_TENANT, "psa-t1", NULL, "idp-t1", NULL, NULL},
+        {SG_LINK_USER, "psa-t1", "alice", "idp-t1", "sub-a", &staff},
+        {SG_LINK_USER, "psa-t1", "bob", "idp-t1", "sub-b", &staff},
+        {SG_LINK_TENANT, "psa-t2", NULL, "idp-t2", NULL, NULL},
+    };
+    assert_int_equal(sg_links_import(fx->store, before, SG_ARRAY_LEN(before), NULL), 0);
+    char alice[SG_SESSION_ID_SIZE], bob[SG_SESSION_ID_SIZE];
+    new_session(fx->store, alice, "psa-t1", "alice", "sub-a");
+    new_session(fx->store, bob, "psa-t1", "bob", "sub-b");
+
+    /* The same links, alice's facts changed: nobody loses a session. */
+    const struct sg_link same[] = {
+        {SG_LINK_TENANT, "psa-t1", NULL, "idp-t1", NULL, NULL},
+        {SG_LINK_USER, "psa-t1", "alice", "idp-t1", "sub-a", &gone},
+        {SG_LINK_USER, "psa-t1", "bob", "idp-t1", "sub-b", &staff},
+    };
+    assert_int_equal(sg_links_replace_tenant(fx->store, "psa-t1", same, SG_ARRAY_LEN(same)), 0);
+    assert_int_equal(sg_session_get(fx->store, alice, NOW, NULL), 0);
+    assert_int_equal(sg_session_get(fx->store, bob, NOW, NULL), 0);
+    struct sg_links_user_facts facts;
+    assert_int_equal(sg_links_user_facts_get(fx->store, "idp-t1", "sub-a", &facts), 0);
+    assert_false(facts.active);
+
+    /* bob's link went: his session goes, alice's stays; carol is new. */
+    const struct sg_link less[] = {
+        {SG_LINK_TENANT, "psa-t1", NULL, "idp-t1", NULL, NULL},
+        {SG_LINK_USER, "psa-t1", "alice", "idp-t1", "sub-a", &gone},
+        {SG_LINK_USER, "psa-t1", "carol", "idp-t1", "sub-c", NULL},
+    };
+    assert_int_equal(sg_links_replace_tenant(fx->store, "psa-t1", less, SG_ARRAY_LEN(less)), 0);
+    assert_int_equal(sg_session_get(fx->store, alice, NOW, NULL), 0);
+    assert_int_equal(sg_session_get(fx->store, bob, NOW, NULL), SG_ENOENT);
+    assert_int_equal(sg_links_user_get_by_psa(fx->store, "psa-t1", "bob", NULL, NULL), SG_ENOENT);
+    assert_int_equal(sg_links_user_get_by_idp(fx->store, "idp-t1", "sub-c", NULL, NULL), 0);
+
+    /* The tenant now maps to another IdP tenant: everything of the old link goes. */
+    const struct sg_link moved[] = {{SG_LINK_TENANT, "psa-t1", NULL, "idp-t9", NULL, NULL}};
+    assert_int_equal(sg_links_replace_tenant(fx->store, "psa-t1", moved, 1), 0);
+    assert_int_equal(sg_session_get(fx->store, alice, NOW, NULL), SG_ENOENT);
+    assert_int_equal(sg_links_user_get_by_idp(fx->store, "idp-t1", "sub-c", NULL, NULL), SG_ENOENT);
+    char *idp = NULL;
+    assert_int_equal(sg_links_tenant_get_by_psa(fx->store, "psa-t1", &idp), 0);
+    assert_string_equal(idp, "idp-t9");
+    free(idp);
+
+    /* Nothing left in PostgreSQL for the tenant; the other tenant untouched. */
+    assert_int_equal(sg_links_replace_tenant(fx->store, "psa-t1", NULL, 0), 0);
+    assert_int_equal(sg_links_tenant_get_by_psa(fx->store, "psa-t1", NULL), SG_ENOENT);
+    assert_int_equal(sg_links_tenant_get_by_psa(fx->store, "psa-t2", NULL), 0);
+    assert_int_equal(sg_links_replace_all(fx->store, NULL, 0), 0);
+    assert_int_equal(sg_links_tenant_get_by_psa(fx->store, "psa-t2", NULL), SG_ENOENT);
+}
+
 static void test_links_corrupt_entries(void **state)
 {
     struct fixture *fx = *state;
@@ -1939,6 +1999,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_links_user_delete_cascade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_tenant_delete_cascade, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_foreach_and_import, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_links_replace_tenant, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_corrupt_entries, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_user_facts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_links_user_facts_old_record, setup, teardown),

@@ -405,12 +405,12 @@ itest('issue 11: PostgreSQL stopped and restarted under load: cached sessions li
     assertHostsAlive(env);
     const recoveredAt = Math.max(...okAt, loginAt) + 500;
     const up = (x) => x.at < stopAt;
-    const down = (x) => x.at > stoppedAt && x.at < upAt;
+    const down = (x) => x.at > stoppedAt && x.at < restartAt; // PostgreSQL may accept a little before upAt
     const after = (x) => x.at > recoveredAt;
     const getCounts = (pick) => JSON.stringify(counts(stream.gets.filter(pick), (g) => g.status));
     console.log(`# stream of GET /tickets (status: count): before ${getCounts(up)}, during the outage ${getCounts(down)}, after recovery ${getCounts(after)}`);
     const loginCounts = (pick) => JSON.stringify(counts(stream.logins.filter(pick), (l) => l.outcome));
-    console.log(`# stream of new logins: before ${loginCounts((l) => l.end < stopAt)}, during the outage ${loginCounts((l) => l.at > stoppedAt && l.end < upAt)}, after recovery ${loginCounts((l) => l.at > recoveredAt)}`);
+    console.log(`# stream of new logins: before ${loginCounts((l) => l.end < stopAt)}, during the outage ${loginCounts((l) => l.at > stoppedAt && l.end < restartAt)}, after recovery ${loginCounts((l) => l.at > recoveredAt)}`);
     for (const g of stream.gets) {
       assert.ok([200, 302].includes(g.status), `GET /tickets never fails: ${JSON.stringify(g)}`);
       if (g.status === 302) {
@@ -423,7 +423,7 @@ itest('issue 11: PostgreSQL stopped and restarted under load: cached sessions li
       assert.ok(l.outcome === 'ok' || (l.status === 503 && Number(l.retryAfter) > 0), `a login of the stream ends signed in or with a 503 and Retry-After: ${JSON.stringify(l)}`);
     }
     assert.ok(stream.logins.filter((l) => l.end < stopAt).every((l) => l.outcome === 'ok'), 'logins succeed before the outage');
-    assert.ok(stream.logins.filter(down).every((l) => l.status === 503), 'logins get 503 during the outage');
+    assert.ok(stream.logins.filter((l) => down(l) && l.end < restartAt).every((l) => l.status === 503), 'logins get 503 during the outage');
     assert.ok(stream.logins.filter(after).every((l) => l.outcome === 'ok'), 'logins succeed after recovery');
   } finally {
     await stream.stop();
@@ -483,7 +483,7 @@ async function runFlow(env, flow, killed, inFlight) {
   if (!result.ok) {
     if (result.gatewayStatuses.includes(502)) {
       result.reason = 'a 502 from the balancer (host down)';
-    } else if (/ECONNREFUSED|ECONNRESET|socket hang up|EPIPE/.test(result.error || '')) {
+    } else if (/ECONNREFUSED|ECONNRESET|socket hang up|EPIPE|aborted/.test(result.error || '')) {
       result.reason = `a connection error (${result.error})`;
     } else if (result.error !== undefined) {
       result.reason = `unexpected: ${result.error}`;
@@ -715,4 +715,30 @@ itest('issue 11: a link change in a tenant does not drop the cached sessions of 
   }
   console.log(`# A, cached ${age} ms before PostgreSQL stopped, during the outage on hosts 0, 1, 2: ${works.join(', ')}`);
   assert.deepEqual(works, [true, true, true], 'A, cached well within cache_ttl_s and untouched by the change, works on every host during the outage');
+});
+
+// README: "logs are JSON lines on stderr". When PostgreSQL shuts down, each connection of the pool gets
+// the server's FATAL 57P01 while idle, which libpq hands to its notice processor; pg.c sets none, so
+// libpq's default prints it raw on stderr ("FATAL:  terminating connection due to administrator
+// command"), one line per connection, in the middle of the JSON log.
+itest('issue 11: the log stays JSON lines when PostgreSQL shuts down under the pool', {
+  todo: 'bug: pg.c sets no PQsetNoticeProcessor, so libpq prints server notices raw on stderr',
+  timeout: 120000 * SLOW,
+}, async (t, h) => {
+  const env = await startCluster(h, { tenants: ['j1'] });
+  await env.pgServer.stop();
+  for (let i = 0; i < HOSTS; i++) {
+    await waitFor(async () => (await healthz(env, i)).body.status === 'degraded', DEGRADED_BOUND_MS + 5000 * SLOW, `host ${i} degraded`, 20);
+    await env.gws[i].waitLog((l) => l.event === 'pg_connect_failed', 5000 * SLOW, 'a failed reconnection');
+  }
+  const raw = env.gws.flatMap((gw, i) => gw.stderrLines.filter((line) => {
+    try {
+      const value = JSON.parse(line);
+      return !(value && typeof value === 'object');
+    } catch (err) {
+      return true;
+    }
+  }).map((line) => `host ${i}: ${line}`));
+  console.log(`# ${raw.length} stderr lines that are not JSON after PostgreSQL stopped${raw.length ? `, e.g. ${JSON.stringify(raw[0])}` : ''}`);
+  assert.deepEqual(raw, [], 'every stderr line of every host is a JSON object');
 });

@@ -139,7 +139,7 @@ static const struct {
     [SG_LOGIN_STORE_UNAVAILABLE] = {"store_unavailable", SG_LOG_WARN, 503, true,
                                     "Sign-in is unavailable",
                                     "The gateway cannot reach its shared store just now, so "
-                                    "nothing was changed. Please try again in a moment."},
+                                    "you could not be signed in. Please try again in a moment."},
     [SG_LOGIN_SESSION_NOT_STORED] = {"store_error", SG_LOG_ERROR, 500, false,
                                      "Sign-in could not be completed",
                                      "The gateway could not record your session. Please try "

@@ -683,6 +683,14 @@ static void conn_connected(struct pg_conn *c)
 
 /* Starts an attempt, bounded by connect_timeout_ms (libpq's own connect_timeout does not apply
  * to PQconnectPoll). */
+/* What the server says outside a query's answer (a shutdown, a warning):
+ * libpq would print it on stderr; the gateway's log lines are JSON. */
+static void on_notice(void *arg, const char *message)
+{
+    sg_log_fields(SG_LOG_INFO, "pg_notice", (struct sg_log_field[]){SG_LOG_STR("message", message)},
+                  1);
+}
+
 static void conn_start(struct pg_conn *c)
 {
     struct sg_pg *pg = c->pg;
@@ -692,6 +700,7 @@ static void conn_start(struct pg_conn *c)
         PQconnectStartParams((const char *const *)pg->keywords, (const char *const *)pg->values, 0);
     if (c->pgconn == NULL)
         abort(); /* libpq is out of memory */
+    PQsetNoticeProcessor(c->pgconn, on_notice, NULL);
     conn_wait(c, pg->connect_timeout_ms);
     if (PQstatus(c->pgconn) == CONNECTION_BAD) {
         conn_fail(c, PQerrorMessage(c->pgconn));

@@ -67,9 +67,7 @@ async function startCluster(h, { tenants, links, gateway = {}, perHost }) {
     fs.writeFileSync(file, JSON.stringify(links));
     const imported = await run(ADMIN_BIN, ['-c', adminConfig, 'import', file]);
     assert.match(imported, new RegExp(`${links.tenant_links.length} tenant links and ${links.user_links.length} user links`));
-    // What the PSA says of these users (staff, active), as a user link made by a login records it: else
-    // the first My Settings or /_sso/status of each user updates it, and that notification drops the
-    // tenant's cached sessions on every host (the bug of the todo test "a link change in a tenant ...").
+    // What the PSA says of these users (staff, active), as a user link made by a login records it.
     await sql('UPDATE user_links SET facts_known = true, staff = true, active = true');
   }
   const env = await startLinkEnv(h, { tenants, hosts: HOSTS, store, gateway, perHost });
@@ -679,13 +677,11 @@ itest('issue 11: kill -9 of a host in the middle of 200 concurrent logins: each 
 // The links copy of a host is refreshed tenant by tenant on each notification (pgstore.c refresh_tenant ->
 // links_apply -> sg_links_replace_tenant), and sg_links_replace_tenant removes the tenant's links through
 // tenant_delete_txn -> user_unlink_txn, which also deletes the cached sessions of every user of the
-// tenant: any link change in a tenant (a user unlinking themselves, a link made, or the facts My Settings
-// records) drops every cached session of that tenant on every host. While PostgreSQL is up they are only
-// fetched again (and a request that reads its session twice, /_sso/status or My Settings, can see it
-// vanish in between); when PostgreSQL goes, sessions cached seconds before no longer work, which README
-// "When PostgreSQL cannot be reached" promises for up to cache_ttl_s.
+// tenant: a link change in a tenant (a user unlinking themselves, a link made, or the facts My Settings
+// records) must not drop the cached sessions of the tenant's other users, or sessions cached seconds
+// before an outage would stop working, which README "When PostgreSQL cannot be reached" promises for up
+// to cache_ttl_s (it once did: links.c replaced the whole tenant, sessions included).
 itest('issue 11: a link change in a tenant does not drop the cached sessions of its other users', {
-  todo: 'bug: sg_links_replace_tenant (links.c) ends the sessions of the users it only re-links',
   timeout: 120000 * SLOW,
 }, async (t, h) => {
   const env = await startCluster(h, { tenants: ['n1'], links: linkSet([['n1', [['staff', 'user'], ['staff2', 'user2']]]]) });
@@ -718,11 +714,9 @@ itest('issue 11: a link change in a tenant does not drop the cached sessions of 
 });
 
 // README: "logs are JSON lines on stderr". When PostgreSQL shuts down, each connection of the pool gets
-// the server's FATAL 57P01 while idle, which libpq hands to its notice processor; pg.c sets none, so
-// libpq's default prints it raw on stderr ("FATAL:  terminating connection due to administrator
-// command"), one line per connection, in the middle of the JSON log.
+// the server's FATAL 57P01 while idle, which libpq hands to its notice processor: pg.c logs it as a
+// JSON line (libpq's default would print it raw on stderr).
 itest('issue 11: the log stays JSON lines when PostgreSQL shuts down under the pool', {
-  todo: 'bug: pg.c sets no PQsetNoticeProcessor, so libpq prints server notices raw on stderr',
   timeout: 120000 * SLOW,
 }, async (t, h) => {
   const env = await startCluster(h, { tenants: ['j1'] });

@@ -18,8 +18,9 @@
 
 /* Idle-time touches waiting to be written, at most; more are dropped (the
  * local cache keeps the session alive meanwhile). */
-#define TOUCH_MAX 4096
-#define REDO_MAX  65536
+#define TOUCH_MAX        4096
+#define REDO_MAX         65536
+#define SWEEP_AT_CONNECT 1000
 /* A query's own deadline is this much past the server's statement_timeout,
  * so that the server cancels a slow statement (the connection stays) before
  * the pool gives up on it (the connection is closed). */
@@ -668,6 +669,8 @@ static void redo_send(struct sg_pgstore *ps)
     }
 }
 
+static void sweep_now(struct sg_pgstore *ps);
+
 /* ---- notifications -------------------------------------------------------- */
 
 static void on_notify(void *arg, const char *channel, const char *payload)
@@ -695,6 +698,7 @@ static void on_resync(void *arg)
     struct sg_pgstore *ps = arg;
     cache_drop_all(ps);
     redo_send(ps);
+    sweep_now(ps);
     ps->listening = true;
     op_send(op_new(ps, OP_REFRESH_ALL, NULL, NULL), ST_LINKS_ALL, NULL, 0);
     sg_log(SG_LOG_INFO, "shared_store", "connected: links copy and session cache renewed");
@@ -969,6 +973,12 @@ void sg_pgstore_user_facts(struct sg_pgstore *ps, const char *psa_tenant, const 
     char *values[] = {hex_text(psa_tenant), hex_text(psa_user), sg_strdup(staff ? "true" : "false"),
                       sg_strdup(active ? "true" : "false")};
     op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_U_FACTS, values, 4);
+}
+
+/* After each (re)connection: what expired meanwhile goes at once. */
+static void sweep_now(struct sg_pgstore *ps)
+{
+    sg_pgstore_sweep(ps, sg_now_s(), SWEEP_AT_CONNECT);
 }
 
 void sg_pgstore_sweep(struct sg_pgstore *ps, int64_t now, size_t max)

@@ -189,6 +189,8 @@ struct sg_pgstore {
     bool flushing;
     struct cached *cached; /* a ring: oldest at cached_head */
     size_t cached_head, cached_count, cached_cap;
+    struct cached *fresh; /* key -> when it was fetched, open addressing; at_us 0 free, -1 gone */
+    size_t fresh_used, fresh_cap;
     bool listening; /* the LISTEN connection is up and the links copy is current */
     /* Session ends PostgreSQL did not take (it could not be reached): sent
      * again when it can, so that a logout during an outage still ends the
@@ -348,6 +350,90 @@ static struct sg_pgstore_op *op_send(struct sg_pgstore_op *op, enum stmt st, cha
 
 /* ---- the session cache ---------------------------------------------------- */
 
+/*
+ * A cached session is trusted for cache_ttl_s from when it was fetched (the
+ * table "fresh"); past that the router fetches it again before the request.
+ * Its local copy is deleted CACHE_GRACE_US later, unless fetched again
+ * meanwhile, so that a request that found it fresh still finds it while it
+ * waits on something else (the PSA, the IdP).
+ */
+#define CACHE_GRACE_US (30 * INT64_C(1000000))
+
+static size_t fresh_index(const struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof(h)); /* a SHA-256: its bytes are uniform */
+    return (size_t)h & (ps->fresh_cap - 1);
+}
+
+/* The slot of key; else, for_insert, the first reusable one on its path
+ * (a key is looked for up to a free slot, past slots it went from). NULL when
+ * there is none. */
+static struct cached *fresh_find(const struct sg_pgstore *ps,
+                                 const unsigned char key[SG_SESSION_KEY_LEN], bool for_insert)
+{
+    if (ps->fresh_cap == 0)
+        return NULL;
+    struct cached *reusable = NULL;
+    for (size_t i = fresh_index(ps, key), n = 0; n < ps->fresh_cap;
+         i = (i + 1) & (ps->fresh_cap - 1), n++) {
+        struct cached *e = &ps->fresh[i];
+        if (e->at_us > 0 && memcmp(e->key, key, SG_SESSION_KEY_LEN) == 0)
+            return e;
+        if (e->at_us <= 0 && reusable == NULL)
+            reusable = e;
+        if (e->at_us == 0)
+            break;
+    }
+    return for_insert ? reusable : NULL;
+}
+
+/* A slot for key: the table is never more than half used, so there is one. */
+static struct cached *fresh_slot(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    struct cached *e = fresh_find(ps, key, true);
+    if (e == NULL)
+        abort();
+    return e;
+}
+
+static void fresh_put(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN],
+                      int64_t at_us)
+{
+    if (2 * (ps->fresh_used + 1) > ps->fresh_cap) {
+        struct cached *old = ps->fresh;
+        size_t old_cap = ps->fresh_cap;
+        ps->fresh_cap = old_cap ? 2 * old_cap : 1024;
+        ps->fresh = sg_calloc(ps->fresh_cap, sizeof(*ps->fresh));
+        ps->fresh_used = 0;
+        for (size_t i = 0; i < old_cap; i++) {
+            if (old[i].at_us > 0) {
+                *fresh_slot(ps, old[i].key) = old[i];
+                ps->fresh_used++;
+            }
+        }
+        free(old);
+    }
+    struct cached *e = fresh_slot(ps, key);
+    if (e->at_us == 0)
+        ps->fresh_used++; /* a slot left by a deletion was counted already */
+    memcpy(e->key, key, SG_SESSION_KEY_LEN);
+    e->at_us = at_us;
+}
+
+static int64_t fresh_get(const struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    const struct cached *e = fresh_find(ps, key, false);
+    return e != NULL ? e->at_us : 0;
+}
+
+static void fresh_del(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    struct cached *e = fresh_find(ps, key, false);
+    if (e != NULL)
+        e->at_us = -1; /* still counted in fresh_used until the table grows */
+}
+
 static void cache_note(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
 {
     if (ps->cached_count == ps->cached_cap) {
@@ -363,17 +449,22 @@ static void cache_note(struct sg_pgstore *ps, const unsigned char key[SG_SESSION
     struct cached *c = &ps->cached[(ps->cached_head + ps->cached_count++) % ps->cached_cap];
     memcpy(c->key, key, SG_SESSION_KEY_LEN);
     c->at_us = sg_mono_us();
+    fresh_put(ps, key, c->at_us);
 }
 
-/* Drops cached sessions past cache_ttl_s (from the one-second timer). */
+/* Deletes the local copies of sessions past cache_ttl_s and the grace, unless
+ * fetched again since (from the one-second timer). */
 static void expire_cache(struct sg_pgstore *ps)
 {
     int64_t now = sg_mono_us();
     while (ps->cached_count > 0) {
         struct cached *c = &ps->cached[ps->cached_head];
-        if (now - c->at_us < ps->cache_ttl_us)
+        if (now - c->at_us < ps->cache_ttl_us + CACHE_GRACE_US)
             break;
-        sg_session_delete_key(ps->cache, c->key); /* SG_ENOENT when it went meanwhile */
+        if (fresh_get(ps, c->key) == c->at_us) {
+            sg_session_delete_key(ps->cache, c->key); /* SG_ENOENT when it went meanwhile */
+            fresh_del(ps, c->key);
+        }
         ps->cached_head = (ps->cached_head + 1) % ps->cached_cap;
         ps->cached_count--;
     }
@@ -387,6 +478,9 @@ static void cache_drop_all(struct sg_pgstore *ps)
         ps->cached_head = (ps->cached_head + 1) % ps->cached_cap;
         ps->cached_count--;
     }
+    free(ps->fresh);
+    ps->fresh = NULL;
+    ps->fresh_used = ps->fresh_cap = 0;
 }
 
 struct drop_state {
@@ -446,10 +540,12 @@ static unsigned char *miss_slot(struct sg_pgstore *ps, const unsigned char key[S
 
 bool sg_pgstore_session_cached(struct sg_pgstore *ps, const char *id)
 {
-    if (sg_session_get(ps->cache, id, sg_now_s(), NULL) == 0)
-        return true;
     unsigned char key[SG_SESSION_KEY_LEN];
     sg_session_key(id, key);
+    int64_t fetched = fresh_get(ps, key);
+    if (fetched > 0 && sg_mono_us() - fetched < ps->cache_ttl_us &&
+        sg_session_get(ps->cache, id, sg_now_s(), NULL) == 0)
+        return true;
     if (memcmp(miss_slot(ps, key), key, SG_SESSION_KEY_LEN) != 0)
         return false;
     sg_metrics_count("ssogate_shared_store_session_fetches_total", "result", "known_unknown");
@@ -540,16 +636,24 @@ static int ls_take_result(struct sg_pgstore_op *op, const PGresult *res)
     return 0;
 }
 
+/* The database does not have session key (alive): nor may this host. */
+static int fetched_none(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    sg_session_delete_key(ps->cache, key);
+    fresh_del(ps, key);
+    return SG_ENOENT;
+}
+
 static int fetch_result(struct sg_pgstore_op *op, const PGresult *res)
 {
     if (PQntuples(res) != 1) {
         memcpy(miss_slot(op->ps, op->key), op->key, SG_SESSION_KEY_LEN);
-        return SG_ENOENT;
+        return fetched_none(op->ps, op->key);
     }
     /* Expired there: not remembered as unknown, since a touch another host
      * has not written yet may still bring it back. */
     if (strcmp(PQgetvalue(res, 0, 2), "t") != 0)
-        return SG_ENOENT;
+        return fetched_none(op->ps, op->key);
     size_t len;
     unsigned char *record = unhex(PQgetvalue(res, 0, 0), &len);
     if (record == NULL)
@@ -571,6 +675,10 @@ static void on_result(void *arg, const struct sg_pg_result *result)
             ps->listening = false; /* tried again at the next resync */
         if ((op->kind == OP_S_DELETE || op->kind == OP_REDO) && result->status != SG_PG_SQL_ERROR)
             redo_later(ps, op->key);
+        /* A session fetched because its cached copy is past cache_ttl_s: that
+         * copy is not trusted any longer, whether or not the database answers. */
+        if (op->kind == OP_S_FETCH)
+            fetched_none(ps, op->key);
         /* A one-to-one conflict this host did not see coming: its copy of the
          * links is behind (another host's link, a notice not yet here). */
         if ((op->kind == OP_T_LINK || op->kind == OP_U_LINK) && error_of(result) == SG_EEXIST)
@@ -801,6 +909,7 @@ void sg_pgstore_free(struct sg_pgstore *ps)
     sg_pg_free(ps->pg);
     free(ps->touches);
     free(ps->cached);
+    free(ps->fresh);
     free(ps->redo);
     free(ps->misses);
     free(ps);
@@ -873,6 +982,14 @@ struct sg_pgstore_op *sg_pgstore_session_fetch(struct sg_pgstore *ps, const char
 {
     if (!sg_session_id_valid(id))
         return NULL;
+    /* Without the database a copy past cache_ttl_s is not renewed: it goes now,
+     * rather than when a query queued behind a reconnection gives up. */
+    if (!sg_pg_available(ps->pg)) {
+        unsigned char key[SG_SESSION_KEY_LEN];
+        sg_session_key(id, key);
+        fetched_none(ps, key);
+        return NULL;
+    }
     struct sg_pgstore_op *op = op_new(ps, OP_S_FETCH, done, arg);
     sg_session_key(id, op->key);
     char *values[] = {hex_of(op->key, sizeof(op->key)), sg_asprintf("%lld", (long long)sg_now_s())};

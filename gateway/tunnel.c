@@ -801,9 +801,11 @@ static void on_check(evutil_socket_t fd, short what, void *arg)
                 t->shared_touched_us = now_us;
             }
         }
-        /* With the shared store, a session this host no longer caches may live
-         * on: only the database's answer ends the tunnel. */
-        if (err == SG_ENOENT && t->r->shared != NULL) {
+        /* With the shared store, a session this host no longer caches (or
+         * trusts: past cache_ttl_s) may live on, or not: the database's
+         * answer decides, and a fetch renews the cached copy. */
+        if (t->r->shared != NULL &&
+            (err == SG_ENOENT || !sg_pgstore_session_cached(t->r->shared, t->session_id))) {
             if (t->fetch == NULL)
                 t->fetch =
                     sg_pgstore_session_fetch(t->r->shared, t->session_id, on_session_fetched, t);

@@ -13,7 +13,6 @@ class Balancer {
     this.turn = 0;
     this.pinned = null;
     this.served = []; // [{host, method, path, status}]
-    this.agents = this.ports.map(() => new http.Agent({ keepAlive: true, maxSockets: 64 }));
     this.server = http.createServer((req, res) => this.forward(req, res));
   }
 
@@ -47,6 +46,15 @@ class Balancer {
   }
 
   forward(req, res) {
+    const chunks = [];
+    req.on('data', (chunk) => chunks.push(chunk));
+    req.on('end', () => this.send(req, Buffer.concat(chunks), res, true));
+  }
+
+  // Sends one request to a host, on a connection of its own (no kept-alive connection a host may close
+  // under a request). A host that refuses the connection (it went away; nothing was sent) is skipped:
+  // the request goes once to the next host, as real balancers do; any other failure is a 502.
+  send(req, body, res, retry) {
     const host = this.pick();
     const port = this.ports[host];
     const entry = { host, method: req.method, path: req.url, status: 0 };
@@ -57,27 +65,32 @@ class Balancer {
       entry.status = 502;
       return;
     }
+    let answered = false;
     const up = http.request({
-      host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers, agent: this.agents[host],
+      host: '127.0.0.1', port, method: req.method, path: req.url, headers: req.headers,
+      agent: false,
     }, (answer) => {
+      answered = true;
       entry.status = answer.statusCode;
       res.writeHead(answer.statusCode, answer.rawHeaders);
       answer.pipe(res);
     });
-    up.on('error', () => {
+    up.on('error', (err) => {
+      if (!answered && retry && err.code === 'ECONNREFUSED') {
+        entry.status = 'retried';
+        this.send(req, body, res, false);
+        return;
+      }
       entry.status = 502;
       if (!res.headersSent) {
         res.writeHead(502, { 'content-type': 'text/plain' });
       }
       res.end('host unreachable');
     });
-    req.pipe(up);
+    up.end(body);
   }
 
   close(done) {
-    for (const agent of this.agents) {
-      agent.destroy();
-    }
     this.server.closeAllConnections();
     this.server.close(() => done());
   }

@@ -249,9 +249,9 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
       : value;
   }
   const configFile = h.writeConfig(config);
-  const hostConfigFiles = hostPorts.map((port, i) => (hosts > 1
-    ? h.writeConfig(perHost(i, { ...config, listeners: [{ address: '127.0.0.1', port }], data_dir: h.file(`data-${i}`) }), `ssogate-${i}.json`)
-    : configFile));
+  const hostConfig = (i, port) => h.writeConfig(perHost(i, { ...config, listeners: [{ address: '127.0.0.1', port }],
+    data_dir: h.file(`data-${i}`) }), `ssogate-${i}.json`);
+  const hostConfigFiles = hostPorts.map((port, i) => (hosts > 1 ? hostConfig(i, port) : configFile));
   for (let i = 0; hosts > 1 && i < hosts; i++) {
     fs.mkdirSync(h.file(`data-${i}`), { recursive: true });
   }
@@ -292,7 +292,21 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
     // Starts (or starts again, on the same configuration, port and data dir) the gateway (host i of
     // several) and waits until it has the IdP's discovery document and keys, so /_sso/login answers at once.
     async startGateway(i = 0) {
-      const gw = await h.startGateway(hostConfigFiles[i], { env: gatewayEnv, listeners: 1 });
+      let gw;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          gw = await h.startGateway(hostConfigFiles[i], { env: gatewayEnv, listeners: 1 });
+          break;
+        } catch (err) {
+          // Behind the balancer a host's port is its own: one taken since it was reserved is replaced.
+          if (hosts === 1 || attempt === 3 || !/exited/.test(err.message)) {
+            throw err;
+          }
+          hostPorts[i] = await harness.reservedPort();
+          hostConfigFiles[i] = hostConfig(i, hostPorts[i]);
+          balancer.ports[i] = hostPorts[i];
+        }
+      }
       await gw.waitLog((l) => l.event === 'idp_discovery' && l.level === 'info', START_TIMEOUT_MS, 'IdP discovery');
       await gw.waitLog((l) => l.event === 'idp_jwks' && l.level === 'info' && l.keys > 0, START_TIMEOUT_MS, 'IdP keys');
       assert.equal(gw.port, hostPorts[i], 'the gateway listens on its port');

@@ -6,8 +6,9 @@
  *   completes on any other, and DELETE ... RETURNING keeps them single-use.
  * - Sessions are written to PostgreSQL first, then cached here. A session
  *   missing from the cache is fetched (the request waits). A cached session
- *   is trusted for at most cache_ttl_s, then dropped from the cache and
- *   fetched again on its next use. Every deletion in PostgreSQL (logout, an
+ *   is trusted for at most cache_ttl_s after its fetch: then the next request
+ *   fetches it again (its local copy stays 30 s longer for requests already
+ *   past that check, and goes at once when the database cannot be asked). Every deletion in PostgreSQL (logout, an
  *   unlink, back-channel logout, ssogate-admin, expiry) is notified by a
  *   trigger and each host drops the session at once; cache_ttl_s bounds the
  *   staleness only when a host misses notifications (its listening

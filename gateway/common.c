@@ -133,6 +133,17 @@ void sg_random_bytes(void *buf, size_t len)
     }
 }
 
+int sg_hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 void sg_hex_encode(const unsigned char *in, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";

@@ -146,7 +146,7 @@ static void on_shared_ended(void *arg, int err)
 static int end_shared(struct backchannel *b, const char *sid, const char *sub)
 {
     const char *issuer = b->r->snap->cfg->idp->issuer.text;
-    b->op = sg_pgstore_session_delete_owner(b->r->shared, sid != NULL ? 's' : 'i', issuer,
+    b->op = sg_pgstore_session_delete_owner(b->r->shared, sid != NULL, issuer,
                                             sid != NULL ? sid : sub, &b->ended, on_shared_ended, b);
     return b->op != NULL ? 0 : ended_answer(b, SG_EINVAL);
 }

@@ -43,7 +43,6 @@ enum stmt {
     ST_S_CREATE,
     ST_S_GET,
     ST_S_DELETE,
-    ST_S_DELETE_PSA,
     ST_S_DELETE_IDP,
     ST_S_DELETE_SID,
     ST_S_TOUCH,
@@ -80,10 +79,6 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                   " FROM sessions WHERE id_hash = decode($1, 'hex')",
                   2},
     [ST_S_DELETE] = {"s_delete", "DELETE FROM sessions WHERE id_hash = decode($1, 'hex')", 1},
-    [ST_S_DELETE_PSA] = {"s_delete_psa",
-                         "WITH d AS (DELETE FROM sessions WHERE psa_tenant = decode($1, 'hex')"
-                         " AND psa_user = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
-                         2},
     [ST_S_DELETE_IDP] = {"s_delete_idp",
                          "WITH d AS (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex')"
                          " AND idp_sub = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
@@ -245,17 +240,6 @@ static char *hex_text(const char *s)
     return s != NULL ? hex_of(s, strlen(s)) : NULL;
 }
 
-static int hex_value(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes hex text into a new buffer with a NUL after it; NULL when malformed. */
 static unsigned char *unhex(const char *hex, size_t *len)
 {
@@ -264,7 +248,8 @@ static unsigned char *unhex(const char *hex, size_t *len)
         return NULL;
     unsigned char *out = sg_malloc(n / 2 + 1);
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+        int hi = sg_hex_value((unsigned char)hex[2 * i]),
+            lo = sg_hex_value((unsigned char)hex[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             free(out);
             return NULL;
@@ -1008,17 +993,17 @@ struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const cha
     return op_send(op, ST_S_DELETE, values, 1);
 }
 
-struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, char kind,
-                                                      const char *a, const char *b, size_t *ended,
-                                                      sg_pgstore_done_fn done, void *arg)
+struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, bool by_sid,
+                                                      const char *issuer, const char *value,
+                                                      size_t *ended, sg_pgstore_done_fn done,
+                                                      void *arg)
 {
-    enum stmt st = kind == 'p' ? ST_S_DELETE_PSA : kind == 'i' ? ST_S_DELETE_IDP : ST_S_DELETE_SID;
-    if (b == NULL || (kind == 'p' && a == NULL))
+    if (value == NULL)
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_S_OWNER, done, arg);
     op->count_out = ended;
-    char *values[] = {hex_text(a ? a : ""), hex_text(b)};
-    return op_send(op, st, values, 2);
+    char *values[] = {hex_text(issuer ? issuer : ""), hex_text(value)};
+    return op_send(op, by_sid ? ST_S_DELETE_SID : ST_S_DELETE_IDP, values, 2);
 }
 
 struct sg_pgstore_op *sg_pgstore_tenant_link(struct sg_pgstore *ps, const char *psa_tenant,

@@ -37,17 +37,6 @@ static void buf_byte(struct buf *b, char c)
     buf_add(b, &c, 1);
 }
 
-static int hex_value(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 /* Character classes of RFC 3986, one bit each in a table of the 256 bytes. */
 enum {
     C_UNRESERVED = 1, /* ALPHA DIGIT - . _ ~ */
@@ -91,8 +80,8 @@ static bool is_query_char(unsigned char c)
 /* True when the two bytes at p (of which at least two remain) are hex digits. */
 static bool hex_pair(const char *p, const char *end)
 {
-    return end - p >= 2 && hex_value((unsigned char)p[0]) >= 0 &&
-           hex_value((unsigned char)p[1]) >= 0;
+    return end - p >= 2 && sg_hex_value((unsigned char)p[0]) >= 0 &&
+           sg_hex_value((unsigned char)p[1]) >= 0;
 }
 
 /*
@@ -169,8 +158,8 @@ static enum sg_target_status segment_decode(const char *p, const char *end, bool
         }
         if (!hex_pair(p + 1, end))
             return SG_TARGET_BAD_ESCAPE;
-        unsigned char v =
-            (unsigned char)(hex_value((unsigned char)p[1]) * 16 + hex_value((unsigned char)p[2]));
+        unsigned char v = (unsigned char)(sg_hex_value((unsigned char)p[1]) * 16 +
+                                          sg_hex_value((unsigned char)p[2]));
         p += 3;
         if (v == 0)
             return SG_TARGET_ENCODED_NUL;
@@ -367,7 +356,7 @@ static enum sg_target_status readings(const struct sg_target_options *opts, stru
 static bool double_encoded(const char *path)
 {
     for (const char *p = strstr(path, "%25"); p != NULL; p = strstr(p + 1, "%25")) {
-        if (hex_value((unsigned char)p[3]) >= 0 && hex_value((unsigned char)p[4]) >= 0)
+        if (sg_hex_value((unsigned char)p[3]) >= 0 && sg_hex_value((unsigned char)p[4]) >= 0)
             return true;
     }
     return false;

@@ -1,5 +1,7 @@
 #include "ssogate/wire.h"
 
+#include "ssogate/common.h"
+
 #include <event2/buffer.h>
 #include <string.h>
 
@@ -95,11 +97,6 @@ static void wire_fail(struct sg_wire *w, const char *reason)
     w->reason = reason;
 }
 
-static bool is_hex(unsigned char c)
-{
-    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'f');
-}
-
 /*
  * A chunk size line [start, lf] was received whole (lf is the position of its
  * LF, both counted from the start of the stream; buf_base is the stream
@@ -123,10 +120,8 @@ static void chunk_line(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_bas
     }
     size_t digits = 0;
     uint64_t size = 0;
-    while (digits < len && is_hex((unsigned char)line[digits])) {
-        unsigned char c = (unsigned char)line[digits++];
-        size = size * 16 + (uint64_t)(c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10);
-    }
+    for (int v; digits < len && (v = sg_hex_value((unsigned char)line[digits])) >= 0; digits++)
+        size = size * 16 + (uint64_t)v;
     /* evhttp must read the size http_parser read (its Debian build takes some
      * bytes above 0x7f for digits), end the line at a CRLF where http_parser
      * takes any byte after a CR, and see the extension start with ';' or a

@@ -62,4 +62,7 @@ void sg_random_bytes(void *buf, size_t len);
 /* Writes 2*len lowercase hex digits and a NUL into out (size >= 2*len+1). */
 void sg_hex_encode(const unsigned char *in, size_t len, char *out);
 
+/* The value of one hex digit (either case), or -1. */
+int sg_hex_value(unsigned char c);
+
 #endif

@@ -8,8 +8,8 @@
  *   missing from the cache is fetched (the request waits). A cached session
  *   is trusted for at most cache_ttl_s after its fetch: then the next request
  *   fetches it again (its local copy stays 30 s longer for requests already
- *   past that check, and goes at once when the database cannot be asked). Every deletion in PostgreSQL (logout, an
- *   unlink, back-channel logout, ssogate-admin, expiry) is notified by a
+ *   past that check, and goes at once when the database cannot be asked). Every deletion in
+ * PostgreSQL (logout, an unlink, back-channel logout, ssogate-admin, expiry) is notified by a
  *   trigger and each host drops the session at once; cache_ttl_s bounds the
  *   staleness only when a host misses notifications (its listening
  *   connection broke), and the whole session cache is dropped when that
@@ -94,12 +94,14 @@ void sg_pgstore_session_touch(struct sg_pgstore *ps, const char *id, int64_t now
 struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const char *id,
                                                 sg_pgstore_done_fn done, void *arg);
 
-/* Ends every session of an owner everywhere (session.h owner kinds):
- * kind 'p' (psa tenant a, user b), 'i' (issuer a, subject b), 's' (issuer
- * a, IdP session b). *ended (may be NULL) gets how many. */
-struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, char kind,
-                                                      const char *a, const char *b, size_t *ended,
-                                                      sg_pgstore_done_fn done, void *arg);
+/* Ends everywhere every session of an IdP user (issuer, subject value) or,
+ * by_sid, of an IdP session (issuer, sid value): back- and front-channel
+ * logout. *ended (may be NULL) gets how many. (Sessions of a PSA user end
+ * with its link: sg_pgstore_user_unlink, sg_pgstore_tenant_unlink.) */
+struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, bool by_sid,
+                                                      const char *issuer, const char *value,
+                                                      size_t *ended, sg_pgstore_done_fn done,
+                                                      void *arg);
 
 /* Links; via says where the change came from, for the audit ("login",
  * "settings"). */

@@ -9,6 +9,7 @@
  * stream it blanked scans the same the second time, changing nothing more
  * (the blanking is idempotent).
  */
+#include "../../gateway/common.c"
 #include "../../gateway/wire.c"
 
 #include <stdint.h>

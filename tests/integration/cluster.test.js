@@ -93,6 +93,19 @@ async function race(env, [[a, startA], [b, startB]], account, table) {
   return { answers, conflicts };
 }
 
+// "Log in with IT Complete" started on host `from` and called back on host `to`: the final response
+// (see env.atIdp), its callback among it.
+async function loginAcross(env, browser, account, from, to) {
+  env.balancer.pin(from);
+  const start = await browser.navigate(`${env.gwUrl}/_sso/login`);
+  env.balancer.pin(to);
+  try {
+    return await env.atIdp(browser, start, account);
+  } finally {
+    env.balancer.unpin();
+  }
+}
+
 async function statusOn(env, i, browser) {
   const res = await on(env, i, browser, '/_sso/status');
   assert.equal(res.status, 200, `GET /_sso/status on host ${i}`);
@@ -105,11 +118,7 @@ clusterTest('a login started on host A completes on host B; the session works on
   await env.linkUser(t.staff, t.user);
 
   const browser = env.browser();
-  env.balancer.pin(0);
-  const start = await browser.navigate(`${env.gwUrl}/_sso/login`);
-  env.balancer.pin(1);
-  const done = await env.atIdp(browser, start, t.user);
-  env.balancer.unpin();
+  const done = await loginAcross(env, browser, t.user, 0, 1);
   assert.ok(done.callback, 'the IdP sent the browser back to the gateway');
   assert.equal(done.callback.status, 302, `the callback on host B signs in: ${done.callback.status} ${done.callback.body}`);
   const served = env.balancer.served.filter((e) => e.path.startsWith('/_sso/login') || e.path.startsWith('/_sso/callback'));
@@ -130,11 +139,7 @@ clusterTest('a login started on host A completes on host B; the session works on
 clusterTest('a state is single-use across hosts: the same callback replayed on C is refused', async (env) => {
   const t = env.tenant('t1');
   const browser = env.browser();
-  env.balancer.pin(0);
-  const start = await browser.navigate(`${env.gwUrl}/_sso/login`);
-  env.balancer.pin(1);
-  const done = await env.atIdp(browser, start, t.user);
-  env.balancer.unpin();
+  const done = await loginAcross(env, browser, t.user, 0, 1);
   assert.equal(done.callback.status, 302);
   const replay = await on(env, 2, browser, new URL(done.callback.url).pathname + new URL(done.callback.url).search);
   assert.equal(replay.status, 400, 'the login state was used up on B');
@@ -292,8 +297,9 @@ clusterTest('healthz says ok with the database, and each host has its own data d
     assert.equal(body.status, 'ok', `host ${i}: ${res.body}`);
     assert.equal(body.store, true);
   }
+  // The harness makes the directories; the store files in them are each host's own.
   for (let i = 0; i < HOSTS; i++) {
-    assert.ok(fs.existsSync(env.h.file(`data-${i}`)), `host ${i} data dir`);
+    assert.ok(fs.existsSync(path.join(env.h.file(`data-${i}`), 'data.mdb')), `host ${i} opened its store in its own data dir`);
   }
 });
 

@@ -107,4 +107,9 @@ itest('on a TLS listener a NUL in a header is refused and a chunk extension is d
   const echo = JSON.parse(chunked.slice(chunked.indexOf('\r\n\r\n') + 4));
   assert.equal(echo.url, '/echo/ext');
   assert.equal(echo.bodyLength, 4, 'the body without the extension upstream');
+  // What the upstream itself logged: the chunked upload, never the request with the NUL.
+  const log = JSON.parse((await request(up, { path: '/__stub/log' })).body.toString());
+  assert.deepEqual(log.map((e) => e.url).filter((u) => u.startsWith('/echo/')), ['/echo/ext'], 'only the chunked upload reached the upstream');
+  const forged = log.flatMap((e) => e.headers).filter(([n]) => /^x[-_]sso/i.test(n));
+  assert.deepEqual(forged, [], 'no X-SSO header upstream');
 });

@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "../../gateway/common.c"
 #include "../../gateway/wire.c"
 
 struct fed {

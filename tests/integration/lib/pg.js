@@ -30,9 +30,9 @@
 
 const childProcess = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
+const { reservedPort } = require('./harness');
 
 const PG_BIN = process.env.SSOGATE_PG_BIN || '/usr/lib/postgresql/15/bin';
 const SLOW = Number(process.env.SSOGATE_TEST_SLOWNESS || 1);
@@ -121,20 +121,6 @@ async function stopPid(pid) {
 
 // A free loopback port below the kernel's ephemeral range (32768-60999): no outgoing connection
 // takes it between this check and the postmaster's bind.
-async function freePort() {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 12000);
-    const free = await new Promise((resolve) => {
-      const server = net.createServer();
-      server.once('error', () => resolve(false));
-      server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-    });
-    if (free) {
-      return port;
-    }
-  }
-  throw new Error('no free loopback port after 50 tries');
-}
 
 function quoteIdent(name) {
   return `"${String(name).replace(/"/g, '""')}"`;
@@ -188,7 +174,7 @@ class Server {
       try {
         await run(path.join(PG_BIN, 'pg_isready'), ['-q', '-h', this.host, '-p', String(this.port), '-U', this.user, '-t', '2']);
         if (this.proc !== null && !this.ownsPort()) {
-          // Another server took the port between freePort() and our bind (initdb runs in between):
+          // Another server took the port between reservedPort() and our bind (initdb runs in between):
           // ours is still starting or is about to exit on the bind error, which the loop reports.
           throw new Error('the server answering is not ours yet');
         }
@@ -352,7 +338,7 @@ function newDir() {
 async function startPrivate(options = {}) {
   let lastError;
   for (let attempt = 0; attempt < 3; attempt++) {
-    const server = new Server({ port: await freePort(), dir: newDir(), ssl: Boolean(options.ssl) });
+    const server = new Server({ port: await reservedPort(), dir: newDir(), ssl: Boolean(options.ssl) });
     if (!options.detached) {
       ownedDirs.add(server.dir);
     }

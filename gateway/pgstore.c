@@ -455,19 +455,6 @@ static void expire_cache(struct sg_pgstore *ps)
     }
 }
 
-/* Drops every cached session: notifications may have been missed. */
-static void cache_drop_all(struct sg_pgstore *ps)
-{
-    while (ps->cached_count > 0) {
-        sg_session_delete_key(ps->cache, ps->cached[ps->cached_head].key);
-        ps->cached_head = (ps->cached_head + 1) % ps->cached_cap;
-        ps->cached_count--;
-    }
-    free(ps->fresh);
-    ps->fresh = NULL;
-    ps->fresh_used = ps->fresh_cap = 0;
-}
-
 struct drop_state {
     struct sg_pgstore *ps;
     unsigned char (*keys)[SG_SESSION_KEY_LEN];
@@ -785,16 +772,21 @@ static void on_notify(void *arg, const char *channel, const char *payload)
     }
 }
 
-/* The listening connection was (re)made: what was missed meanwhile is read again. */
+/*
+ * The listening connection was (re)made: the links copy, which has no other
+ * bound, is read again. Cached sessions are not dropped: a notice missed
+ * meanwhile is bounded by cache_ttl_s like any other, and the LISTEN moving
+ * to another connection as the server shuts down would otherwise empty the
+ * cache just before the outage it is there for.
+ */
 static void on_resync(void *arg)
 {
     struct sg_pgstore *ps = arg;
-    cache_drop_all(ps);
     redo_send(ps);
     sweep_now(ps);
     ps->listening = true;
     op_send(op_new(ps, OP_REFRESH_ALL, NULL, NULL), ST_LINKS_ALL, NULL, 0);
-    sg_log(SG_LOG_INFO, "shared_store", "connected: links copy and session cache renewed");
+    sg_log(SG_LOG_INFO, "shared_store", "connected: links copy renewed");
 }
 
 /* ---- touches -------------------------------------------------------------- */

@@ -12,8 +12,7 @@
  * PostgreSQL (logout, an unlink, back-channel logout, ssogate-admin, expiry) is notified by a
  *   trigger and each host drops the session at once; cache_ttl_s bounds the
  *   staleness only when a host misses notifications (its listening
- *   connection broke), and the whole session cache is dropped when that
- *   connection is made again. Idle-time touches are written behind, in one
+ *   connection broke). Idle-time touches are written behind, in one
  *   statement a second.
  * - Links are written to PostgreSQL first (its UNIQUE constraints are the
  *   one-to-one rules: of two hosts linking at the same instant exactly one

@@ -130,21 +130,38 @@ parse_wrk() {
     ' "$1"
 }
 
+# CPU ticks (user + system) of a process and its children so far.
+cpu_ticks() {
+    local pid total=0 ticks
+    for pid in "$1" $(pgrep -P "$1"); do
+        ticks=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }') || ticks=0
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+
 URL_PATH=/index.html
 declare -A PORT_OF=([ssogate]=$SSOGATE_PORT [nginx]=$NGINX_PORT)
+declare -A PID_OF=([ssogate]=${PIDS[2]} [nginx]=${PIDS[1]})
 for name in ssogate nginx; do
     wrk -t2 -c"$CONNECTIONS" -d2s "http://127.0.0.1:${PORT_OF[$name]}$URL_PATH" >/dev/null
 done
 
 RUNS_JSON=""
-declare -A SUM_RPS SUM_P50 SUM_P90 SUM_P99 ERRORS
+declare -A SUM_RPS SUM_P50 SUM_P90 SUM_P99 SUM_CPU ERRORS
 for round in $(seq 1 "$ROUNDS"); do
     for name in ssogate nginx; do
         out="$WORK/wrk-$name-$round.txt"
+        before=$(cpu_ticks "${PID_OF[$name]}")
         wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:${PORT_OF[$name]}$URL_PATH" >"$out"
+        after=$(cpu_ticks "${PID_OF[$name]}")
         read -r rps p50 p90 p99 errors < <(parse_wrk "$out")
-        printf '%-8s round %d: %10.0f req/s  p50 %7.3f ms  p90 %7.3f ms  p99 %7.3f ms  errors %d\n' \
-            "$name" "$round" "$rps" "$p50" "$p90" "$p99" "$errors"
+        requests=$(awk '/requests in/ { print $1 }' "$out")
+        cpu=$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+            'BEGIN { printf "%.2f", (n > 0 ? t / hz / n * 1e6 : 0) }')
+        printf '%-8s round %d: %10.0f req/s  p50 %7.3f ms  p90 %7.3f ms  p99 %7.3f ms  CPU %6.2f us/req  errors %d\n' \
+            "$name" "$round" "$rps" "$p50" "$p90" "$p99" "$cpu" "$errors"
+        SUM_CPU[$name]=$(awk -v a="${SUM_CPU[$name]:-0}" -v b="$cpu" 'BEGIN { print a + b }')
         SUM_RPS[$name]=$(awk -v a="${SUM_RPS[$name]:-0}" -v b="$rps" 'BEGIN { print a + b }')
         SUM_P50[$name]=$(awk -v a="${SUM_P50[$name]:-0}" -v b="$p50" 'BEGIN { print a + b }')
         SUM_P90[$name]=$(awk -v a="${SUM_P90[$name]:-0}" -v b="$p90" 'BEGIN { print a + b }')
@@ -173,6 +190,11 @@ for name in ssogate nginx; do
     printf '%-8s %12.0f %10.3f %10.3f %10.3f %8d\n' "$name" "${AVG[$name.rps]}" "${AVG[$name.p50]}" \
         "${AVG[$name.p90]}" "${AVG[$name.p99]}" "${ERRORS[$name]}"
 done
+for name in ssogate nginx; do
+    AVG[$name.cpu]=$(avg "${SUM_CPU[$name]}")
+done
+RATIO_CPU=$(ratio "${AVG[ssogate.cpu]}" "${AVG[nginx.cpu]}")
+printf 'CPU us/request: ssogate %s, nginx %s, ratio %s\n' "${AVG[ssogate.cpu]}" "${AVG[nginx.cpu]}" "$RATIO_CPU"
 RATIO_RPS=$(ratio "${AVG[ssogate.rps]}" "${AVG[nginx.rps]}")
 RATIO_P50=$(ratio "${AVG[ssogate.p50]}" "${AVG[nginx.p50]}")
 RATIO_P90=$(ratio "${AVG[ssogate.p90]}" "${AVG[nginx.p90]}")

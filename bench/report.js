@@ -1,7 +1,11 @@
 'use strict';
-// The report of a bench/run: reads RESULTS/raw/*.json, prints each figure with its ratio to the peers
-// and the issue's target, writes RESULTS/summary.json, and draws the latency distributions as PNG
+// The report of a bench/run: reads RESULTS/raw/*.json, prints issue 12's targets first (each figure,
+// its peer's, their ratio, the threshold and "met", "missed" or "not measured"), then each scenario's
+// figures with their ratios to the peers (and issue 6's older targets that still mean something),
+// writes RESULTS/summary.txt and RESULTS/summary.json, and draws the latency distributions as PNG
 // (gnuplot). Usage: node bench/report.js RESULTS_DIR
+// Results of older runs (before the "auth": "none" measurement, or of some scenarios only) are read
+// too: what they lack is "not measured".
 
 const fs = require('node:fs');
 const path = require('node:path');
@@ -22,19 +26,31 @@ const mean = (xs) => (xs.length ? sum(xs) / xs.length : NaN);
 const fmt = (x, digits = 2) => (Number.isFinite(x) ? x.toFixed(digits) : 'n/a');
 const out = [];
 const say = (line = '') => out.push(line);
-const summary = { run, wrk: {}, logins: {}, inflight: null, workers: null, cluster: null, targets: [] };
+// targets: issue 12's (the table that opens the summary); issue6_targets: the older targets of issue 6
+// that issue 12 did not replace, kept for comparison.
+const summary = {
+  run, wrk: {}, public: null, logins: {}, inflight: null, workers: null, cluster: null, targets: [], issue6_targets: [],
+};
 
-// One of the issue's targets: records it and says whether it is met, and by how much it is missed.
-function target(name, value, op, bound, unit = '') {
-  const met = Number.isFinite(value) && (op === '>=' ? value >= bound : value <= bound);
-  let miss = '';
-  if (!met && Number.isFinite(value) && bound === 0) {
-    miss = ` (${value})`;
-  } else if (!met && Number.isFinite(value)) {
-    miss = op === '>=' ? ` (short by ${fmt((1 - value / bound) * 100, 0)}%)` : ` (over by ${fmt((value / bound - 1) * 100, 0)}%)`;
+const compare = (value, op, bound) => Number.isFinite(value) && ({
+  '<=': value <= bound, '<': value < bound, '>=': value >= bound, '==': value === bound,
+})[op];
+// By how much a missed bound is missed, as text.
+function missBy(value, op, bound) {
+  if (!Number.isFinite(value) || compare(value, op, bound)) {
+    return '';
   }
-  summary.targets.push({ name, value, op, bound, unit, met });
-  return `${name}: ${Number.isInteger(value) ? value : fmt(value)}${unit}  target ${op} ${bound}${unit}: ${met ? 'met' : `MISSED${miss}`}`;
+  if (bound === 0) {
+    return ` (${value})`;
+  }
+  return op === '>=' ? ` (short by ${fmt((1 - value / bound) * 100, 0)}%)` : ` (over by ${fmt((value / bound - 1) * 100, 0)}%)`;
+}
+
+// One of issue 6's older targets: records it and says whether it is met, and by how much it is missed.
+function target(name, value, op, bound, unit = '') {
+  const met = compare(value, op, bound);
+  summary.issue6_targets.push({ issue: 6, name, value, op, bound, unit, met });
+  return `${name}: ${Number.isInteger(value) ? value : fmt(value)}${unit}  issue 6 target ${op} ${bound}${unit}: ${met ? 'met' : `MISSED${missBy(value, op, bound)}`}`;
 }
 
 // ---- 1. authenticated requests (wrk) ----
@@ -54,6 +70,8 @@ function wrkAggregate(entries) {
     // Cores the target kept busy: below 1 for a one-process target means it waited on the others.
     cores: sum(entries.map((e) => e.cpu_s)) / sum(w.map((x) => x.seconds)),
     bytes_per_request: requests ? sum(w.map((x) => x.bytes)) / requests : NaN,
+    // VmHWM of the target's processes after its last run (older runs did not record it).
+    peak_rss_mib: entries.some((e) => e.peak_rss_kib !== undefined) ? Math.max(...entries.map((e) => e.peak_rss_kib ?? 0)) / 1024 : undefined,
     percentiles: w[0].percentiles,
   };
 }
@@ -97,12 +115,10 @@ for (const level of levels) {
   const s = result.ssogate;
   if (s && result.nginx) {
     say(`   ${target(`ssogate/nginx req/s (${level} sessions)`, s.requests_per_s / result.nginx.requests_per_s, '>=', 0.8, 'x')}`);
+    say(`   CPU per request ssogate/nginx: ${fmt(s.cpu_us_per_request / result.nginx.cpu_us_per_request)}x (issue 12: <= 1.25x, in the targets above)`);
   }
   if (s && result.apache) {
     say(`   ssogate/mod_auth_openidc req/s: ${fmt(s.requests_per_s / result.apache.requests_per_s)}x; CPU per request mod_auth_openidc/ssogate: ${fmt(result.apache.cpu_us_per_request / s.cpu_us_per_request)}x`);
-  }
-  if (s && result.nginx) {
-    say(`   CPU per request ssogate/nginx: ${fmt(s.cpu_us_per_request / result.nginx.cpu_us_per_request)}x`);
   }
   say();
 }
@@ -110,7 +126,7 @@ if (levels.length >= 2) {
   const small = summary.wrk[levels[0]].ssogate;
   const large = summary.wrk[levels[levels.length - 1]].ssogate;
   if (small && large) {
-    say(`   ${target(`ssogate CPU per request, ${levels[levels.length - 1]} sessions / ${levels[0]}`, large.cpu_us_per_request / small.cpu_us_per_request, '<=', 1.1, 'x')}`);
+    say(`   ssogate CPU per request, ${levels[levels.length - 1]} sessions / ${levels[0]}: ${fmt(large.cpu_us_per_request / small.cpu_us_per_request)}x (issue 12: <= 1.1x, in the targets above)`);
     say(`   ssogate req/s, ${levels[levels.length - 1]} sessions / ${levels[0]}: ${fmt(large.requests_per_s / small.requests_per_s)}x`);
     const a0 = summary.wrk[levels[0]].apache;
     const a1 = summary.wrk[levels[levels.length - 1]].apache;
@@ -119,6 +135,30 @@ if (levels.length >= 2) {
     }
     say();
   }
+}
+
+// ---- 1b. an "auth": "none" route (issue 12), no cookie ----
+const publicGroups = group(/^public-(\w+)-(\d+)\.json$/);
+if (Object.keys(publicGroups).length) {
+  const result = {};
+  for (const t of ['ssogate', 'nginx']) {
+    if (publicGroups[t]) {
+      result[t] = wrkAggregate(publicGroups[t]);
+      result[t].path = publicGroups[t][0].path;
+      result[t].suspect = result[t].bytes_per_request < run.options.body_bytes;
+    }
+  }
+  summary.public = result;
+  const where = result.ssogate?.path ?? result.nginx?.path ?? '/public/index.html';
+  say(`1b. An "auth": "none" route: wrk -t2 -c64 -d${run.options.duration_s}s on ${where}, no cookie, the same ${run.options.body_bytes}-byte page`);
+  say('   target       req/s   p50 ms   p90 ms   p99 ms   max ms  CPU us/req  cores  errors');
+  for (const [t, r] of Object.entries(result)) {
+    say(`   ${t.padEnd(9)} ${fmt(r.requests_per_s, 0).padStart(9)} ${fmt(r.p50_ms).padStart(8)} ${fmt(r.p90_ms).padStart(8)} ${fmt(r.p99_ms).padStart(8)} ${fmt(r.max_ms).padStart(8)} ${fmt(r.cpu_us_per_request, 1).padStart(11)} ${fmt(r.cores).padStart(6)} ${String(r.errors).padStart(7)}${r.suspect ? '  SUSPECT: responses smaller than the page' : ''}`);
+  }
+  if (result.ssogate && result.nginx) {
+    say(`   ssogate/nginx: req/s ${fmt(result.ssogate.requests_per_s / result.nginx.requests_per_s)}x, CPU per request ${fmt(result.ssogate.cpu_us_per_request / result.nginx.cpu_us_per_request)}x (issue 12: <= 1.1x, in the targets above)`);
+  }
+  say();
 }
 
 // ---- 2. logins ----
@@ -145,11 +185,10 @@ if (Object.keys(loginGroups).length) {
   const s = summary.logins.ssogate;
   const a = summary.logins.apache;
   if (s) {
-    say(`   ${target('ssogate CPU per login', s.cpu_ms_per_login, '<=', 0.3, ' ms')}`);
-    say(`   (CPU seconds per 1,000 logins: ssogate ${fmt(s.cpu_ms_per_login)}${a ? `, mod_auth_openidc ${fmt(a.cpu_ms_per_login)}` : ''})`);
+    say(`   (CPU seconds per 1,000 logins: ssogate ${fmt(s.cpu_ms_per_login)}${a ? `, mod_auth_openidc ${fmt(a.cpu_ms_per_login)}` : ''}; issue 12: ssogate <= 0.25 ms, in the targets above)`);
   }
   if (s && a) {
-    say(`   ${target('CPU per login mod_auth_openidc/ssogate', a.cpu_ms_per_login / s.cpu_ms_per_login, '>=', 10, 'x')}`);
+    say(`   CPU per login mod_auth_openidc/ssogate: ${fmt(a.cpu_ms_per_login / s.cpu_ms_per_login)}x (issue 12: >= 8x, in the targets above)`);
     say(`   logins/s ssogate/mod_auth_openidc: ${fmt(s.logins_per_s / a.logins_per_s)}x (the same IdP, one node process, serves both)`);
   }
   for (const level of levels) {
@@ -188,17 +227,17 @@ if (files.includes('inflight.json')) {
   if (r.logins_by_result) {
     say(`   ssogate_logins_total: ${Object.entries(r.logins_by_result).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   }
-  say(`   /_sso/healthz meanwhile: p50 ${fmt(r.healthz_p50_ms)} ms, max ${fmt(r.healthz_max_ms)} ms`);
-  say(`   ${target('ssogate peak RSS', r.peak_rss_mib, '<=', 256, ' MiB')}`);
+  say(`   /_sso/healthz meanwhile: p50 ${fmt(r.healthz_p50_ms)} ms, p99 ${fmt(r.healthz_p99_ms)} ms, max ${fmt(r.healthz_max_ms)} ms`);
+  say(`   ssogate peak RSS: ${fmt(r.peak_rss_mib, 1)} MiB`);
   // Errors on the IdP's own pages (idp_*) are the test IdP giving way, not the gateway.
   const gatewayErrors = sum(Object.entries(r.errors).filter(([k]) => !k.startsWith('idp_')).map(([, v]) => v));
   r.gateway_errors = gatewayErrors;
   r.idp_errors = r.errors_total - gatewayErrors;
-  say(`   ${target('errors at the gateway (redirect, callback, first page, healthz)', gatewayErrors, '<=', 0, '')}`);
+  say(`   errors at the gateway (redirect, callback, first page, healthz): ${gatewayErrors}`);
   if (r.idp_errors > 0) {
     say(`   (and ${r.idp_errors} failures on the test IdP's own pages: the IdP giving way)`);
   }
-  say(`   ${target('/_sso/healthz p99', r.healthz_p99_ms, '<=', 20, ' ms')}`);
+  say('   (issue 12: 0 errors at the gateway, peak RSS < 256 MiB, healthz p99 < 20 ms: in the targets above)');
   say();
 }
 
@@ -300,12 +339,111 @@ if (Object.keys(clusterLogins).length || Object.keys(clusterWrk).length) {
 
 const m = run.machine;
 say(`Machine: ${m.cpus} cores (${m.model}), ${m.memory_mib} MiB, Linux ${m.kernel}; nginx ${run.versions.nginx}, ${run.versions.apache}, mod_auth_openidc ${run.versions.mod_auth_openidc}, wrk ${run.versions.wrk}; commit ${run.commit}`);
-const missed = summary.targets.filter((t) => !t.met);
-say(`Targets: ${summary.targets.length - missed.length} met, ${missed.length} missed${missed.length ? `: ${missed.map((t) => t.name).join('; ')}` : ''}`);
+if (summary.issue6_targets.length) {
+  const missed6 = summary.issue6_targets.filter((t) => !t.met);
+  say(`Issue 6's older targets (not issue 12's): ${summary.issue6_targets.length - missed6.length} met, ${missed6.length} missed${missed6.length ? `: ${missed6.map((t) => t.name).join('; ')}` : ''}`);
+}
 
+// ---- issue 12's targets: the table that opens the summary ----
+// goal(...): one target. value: ssogate's figure; peer: [name, figure] or null; ratio: what is compared
+// with the bound when the target is a ratio (null when the figure itself is); notes: how the run differs
+// from the issue's setting (fewer sessions, fewer logins in flight). A figure that is missing (the
+// scenario did not run, or an older run lacks it) is "not measured", never met.
+function goal(id, name, { value, unit, digits = 2, peer = null, ratio = null, op, bound, boundUnit, note = '' }) {
+  const compared = ratio === null ? value : ratio;
+  const measured = Number.isFinite(value) && (ratio === null || Number.isFinite(ratio));
+  const met = measured && compare(compared, op, bound);
+  const status = !measured ? 'not measured' : met ? 'met' : 'missed';
+  summary.targets.push({
+    issue: 12, id, name, value: measured ? value : null, unit, peer: peer ? peer[0] : null,
+    peer_value: peer && Number.isFinite(peer[1]) ? peer[1] : null, ratio: measured && ratio !== null ? ratio : null,
+    op, bound, bound_unit: boundUnit, status, met, note: note || undefined,
+  });
+  return {
+    id, name,
+    value: measured ? `${fmt(value, digits)} ${unit}` : '-',
+    peer: peer && Number.isFinite(peer[1]) ? `${peer[0]} ${fmt(peer[1], digits)} ${unit}` : '-',
+    ratio: measured && ratio !== null ? `${fmt(ratio)}x` : '-',
+    threshold: `${op === '==' ? '=' : op} ${bound}${boundUnit}`,
+    status: status === 'missed' ? `missed${missBy(compared, op, bound)}` : status,
+    note,
+  };
+}
+const rows = [];
+const smallLevel = levels[0];
+const largeLevel = levels.length >= 2 ? levels[levels.length - 1] : undefined;
+const w0 = smallLevel !== undefined ? summary.wrk[smallLevel] : {};
+const w1 = largeLevel !== undefined ? summary.wrk[largeLevel] : {};
+const cpu = (r) => r?.cpu_us_per_request ?? NaN;
+const ratioOf = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN);
+const sessionsNote = (level) => (level !== undefined && level !== 20000 && level > 1000 ? `${level} sessions held (--sessions), not the issue's 20,000` : '');
+rows.push(goal('auth_cpu_100', `authenticated request CPU/req, ${smallLevel ?? 100} sessions, ssogate/nginx`, {
+  value: cpu(w0.ssogate), unit: 'us', digits: 1, peer: ['nginx', cpu(w0.nginx)],
+  ratio: ratioOf(cpu(w0.ssogate), cpu(w0.nginx)), op: '<=', bound: 1.25, boundUnit: 'x',
+}));
+rows.push(goal('auth_cpu_20000', `authenticated request CPU/req, ${largeLevel ?? 20000} sessions, ssogate/nginx`, {
+  value: cpu(w1.ssogate), unit: 'us', digits: 1, peer: ['nginx', cpu(w1.nginx)],
+  ratio: ratioOf(cpu(w1.ssogate), cpu(w1.nginx)), op: '<=', bound: 1.25, boundUnit: 'x', note: sessionsNote(largeLevel),
+}));
+const pub = summary.public ?? {};
+rows.push(goal('none_cpu', '"auth": "none" request CPU/req, ssogate/nginx', {
+  value: cpu(pub.ssogate), unit: 'us', digits: 1, peer: ['nginx', cpu(pub.nginx)],
+  ratio: ratioOf(cpu(pub.ssogate), cpu(pub.nginx)), op: '<=', bound: 1.1, boundUnit: 'x',
+}));
+rows.push(goal('sessions_cpu', `ssogate CPU/req, ${largeLevel ?? 20000} sessions / ${smallLevel ?? 100}`, {
+  value: cpu(w1.ssogate), unit: 'us', digits: 1, peer: [`ssogate@${smallLevel ?? 100}`, cpu(w0.ssogate)],
+  ratio: ratioOf(cpu(w1.ssogate), cpu(w0.ssogate)), op: '<=', bound: 1.1, boundUnit: 'x', note: sessionsNote(largeLevel),
+}));
+const ls = summary.logins.ssogate;
+const la = summary.logins.apache;
+rows.push(goal('login_cpu', 'login: ssogate CPU/login', {
+  value: ls?.cpu_ms_per_login ?? NaN, unit: 'ms', digits: 3, peer: ['mod_auth_openidc', la?.cpu_ms_per_login ?? NaN],
+  op: '<=', bound: 0.25, boundUnit: ' ms',
+}));
+rows.push(goal('login_vs_apache', 'login: CPU/login mod_auth_openidc/ssogate', {
+  value: ls?.cpu_ms_per_login ?? NaN, unit: 'ms', digits: 3, peer: ['mod_auth_openidc', la?.cpu_ms_per_login ?? NaN],
+  ratio: ratioOf(la?.cpu_ms_per_login, ls?.cpu_ms_per_login), op: '>=', bound: 8, boundUnit: 'x',
+}));
+const inf = summary.inflight;
+const inflightNote = inf && run.options.inflight !== 10000 ? `${run.options.inflight} in flight (--inflight), not the issue's 10,000` : '';
+const inflightName = `${inf ? run.options.inflight : 10000} logins in flight`;
+rows.push(goal('inflight_errors', `${inflightName}: errors at the gateway`, {
+  value: inf?.gateway_errors ?? NaN, unit: '', digits: 0, op: '==', bound: 0, boundUnit: '', note: inflightNote,
+}));
+rows.push(goal('inflight_rss', `${inflightName}: ssogate peak RSS`, {
+  value: inf?.peak_rss_mib ?? NaN, unit: 'MiB', digits: 1, op: '<', bound: 256, boundUnit: ' MiB', note: inflightNote,
+}));
+rows.push(goal('inflight_healthz', `${inflightName}: /_sso/healthz p99`, {
+  value: inf?.healthz_p99_ms ?? NaN, unit: 'ms', digits: 2, op: '<', bound: 20, boundUnit: ' ms', note: inflightNote,
+}));
+
+const table = [];
+const col = (xs, k) => Math.max(...xs.map((r) => r[k].length));
+const head = { id: '', name: 'target (issue 12)', value: 'ssogate', peer: 'peer', ratio: 'ratio', threshold: 'threshold', status: 'result' };
+const all = [head, ...rows];
+const widths = Object.fromEntries(['name', 'value', 'peer', 'ratio', 'threshold'].map((k) => [k, col(all, k)]));
+table.push(`ISSUE 12 TARGETS (bench/run ${run.options.only}, ${run.options.rounds} round(s), ${run.date}, commit ${run.commit})`);
+for (const [i, r] of all.entries()) {
+  table.push(`${i ? `${String(i).padStart(2)}.` : '   '} ${r.name.padEnd(widths.name)}  ${r.value.padStart(widths.value)}  ${r.peer.padEnd(widths.peer)}  ${r.ratio.padStart(widths.ratio)}  ${r.threshold.padEnd(widths.threshold)}  ${r.status}`);
+}
+for (const [i, r] of rows.entries()) {
+  if (r.note && !r.status.startsWith('not')) {
+    table.push(`    ${i + 1}: ${r.note}`);
+  }
+}
+const counts = (status) => summary.targets.filter((t) => t.status === status).length;
+table.push(`Issue 12: ${counts('met')} met, ${counts('missed')} missed, ${counts('not measured')} not measured (of ${summary.targets.length})`);
+// Not a target: what ssogate held in memory during the wrk runs.
+const rssOf = (r) => (r?.peak_rss_mib !== undefined ? `${fmt(r.peak_rss_mib, 1)} MiB` : 'n/a');
+if (levels.some((l) => summary.wrk[l].ssogate?.peak_rss_mib !== undefined)) {
+  table.push(`(not a target) ssogate peak RSS after the wrk runs: ${levels.map((l) => `${l} sessions ${rssOf(summary.wrk[l].ssogate)}`).join(', ')}`);
+}
+table.push('');
+
+const text = `${[...table, ...out].join('\n')}\n`;
 fs.writeFileSync(path.join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
-fs.writeFileSync(path.join(dir, 'summary.txt'), `${out.join('\n')}\n`);
-process.stdout.write(`${out.join('\n')}\n`);
+fs.writeFileSync(path.join(dir, 'summary.txt'), text);
+process.stdout.write(text);
 
 // ---- plots ----
 // Latency against percentile, on a "nines" axis: x = -log10(1 - p/100), so p90 is 1, p99 is 2.

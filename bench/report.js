@@ -361,7 +361,7 @@ function goal(id, name, { value, unit, digits = 2, peer = null, ratio = null, op
   });
   return {
     id, name,
-    value: measured ? `${fmt(value, digits)} ${unit}` : '-',
+    value: measured ? `${fmt(value, digits)} ${unit}`.trim() : '-',
     peer: peer && Number.isFinite(peer[1]) ? `${peer[0]} ${fmt(peer[1], digits)} ${unit}` : '-',
     ratio: measured && ratio !== null ? `${fmt(ratio)}x` : '-',
     threshold: `${op === '==' ? '=' : op} ${bound}${boundUnit}`,

@@ -2,6 +2,7 @@
 
 #include <sys/queue.h>
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <ctype.h>
@@ -181,7 +182,15 @@ static bool in_null_list(const char *name, const char *const *list)
     return false;
 }
 
-void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out,
+void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
+{
+    evbuffer_add(out, name, strlen(name));
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, value, strlen(value));
+    evbuffer_add(out, "\r\n", 2);
+}
+
+void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
                              const char *const *also_owned)
 {
     const struct evkeyval *h;
@@ -206,7 +215,7 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out,
         for (size_t i = 0; i < lines && !listed; i++)
             listed = sg_headers_listed_in_connection(connection[i], h->key);
         if (!listed)
-            evhttp_add_header(out, h->key, h->value);
+            sg_headers_add_line(out, h->key, h->value);
     }
 }
 
@@ -219,6 +228,30 @@ void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out)
         if (sg_headers_is_hop_by_hop(h->key) || listed_in_any_connection(in, h->key))
             continue;
         evhttp_add_header(out, h->key, h->value);
+    }
+}
+
+/* True when name is listed in any Connection header of in[0..count). */
+static bool listed_in_any_array(const struct sg_header *in, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (strcasecmp(in[i].name, "Connection") == 0 &&
+            sg_headers_listed_in_connection(in[i].value, name))
+            return true;
+    }
+    return false;
+}
+
+void sg_headers_copy_response_array(const struct sg_header *in, size_t count, struct evkeyvalq *out)
+{
+    bool connection = false;
+    for (size_t i = 0; i < count && !connection; i++)
+        connection = strcasecmp(in[i].name, "Connection") == 0;
+    for (size_t i = 0; i < count; i++) {
+        if (sg_headers_is_hop_by_hop(in[i].name) ||
+            (connection && listed_in_any_array(in, count, in[i].name)))
+            continue;
+        evhttp_add_header(out, in[i].name, in[i].value);
     }
 }
 

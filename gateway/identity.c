@@ -5,6 +5,7 @@
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/cookies.h"
+#include "ssogate/headers.h"
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
@@ -92,32 +93,50 @@ void sg_identity_clear(struct sg_identity *identity)
     OPENSSL_cleanse(identity->session_id, sizeof(identity->session_id));
 }
 
-static void add_one(const char *name, const char *value, void *arg)
+static void add_to_list(const char *name, const char *value, void *arg)
 {
     evhttp_add_header(arg, name, value);
 }
 
-int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
-                            struct evkeyvalq *headers)
+static void add_line(const char *name, const char *value, void *arg)
+{
+    sg_headers_add_line(arg, name, value);
+}
+
+/* Calls fn with each identity header of identity; 0 or SG_ECRYPTO. */
+static int each_header(const struct sg_snapshot *snap, const struct sg_identity *identity,
+                       sg_claim_header_fn fn, void *arg)
 {
     const struct sg_session *s = &identity->session;
     const char *assertion =
         sg_assertions_get(snap->assertions, snap->cfg, &snap->signer, identity->session_id, s);
     if (assertion == NULL)
         return SG_ECRYPTO;
-    evhttp_add_header(headers, "X-SSO-Subject", s->idp_sub);
+    fn("X-SSO-Subject", s->idp_sub, arg);
     if (s->idp_tenant != NULL)
-        evhttp_add_header(headers, "X-SSO-IdP-Tenant", s->idp_tenant);
+        fn("X-SSO-IdP-Tenant", s->idp_tenant, arg);
     if (s->email != NULL)
-        evhttp_add_header(headers, "X-SSO-Email", s->email);
+        fn("X-SSO-Email", s->email, arg);
     if (snap->cfg->identity == SG_IDENTITY_LINK && s->psa_user != NULL) {
-        evhttp_add_header(headers, "X-SSO-Tenant", s->psa_tenant);
-        evhttp_add_header(headers, "X-SSO-User", s->psa_user);
+        fn("X-SSO-Tenant", s->psa_tenant, arg);
+        fn("X-SSO-User", s->psa_user, arg);
     }
-    evhttp_add_header(headers, "X-SSO-Assertion", assertion);
+    fn("X-SSO-Assertion", assertion, arg);
     if (s->claim_headers != NULL)
-        sg_claim_headers_each(snap->cfg, s->claim_headers, add_one, headers);
+        sg_claim_headers_each(snap->cfg, s->claim_headers, fn, arg);
     return 0;
+}
+
+int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
+                            struct evkeyvalq *headers)
+{
+    return each_header(snap, identity, add_to_list, headers);
+}
+
+int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
+                              struct evbuffer *out)
+{
+    return each_header(snap, identity, add_line, out);
 }
 
 /* The end of a session in PostgreSQL: a failure leaves it alive on other hosts. */

@@ -4,6 +4,7 @@
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/oidc.h"
+#include "ssogate/uplink.h"
 #include "ssogate/upstream.h"
 
 #include <stdlib.h>
@@ -22,6 +23,7 @@ int sg_snapshot_new(const struct sg_snapshot_env *env, struct sg_config *cfg,
     snap->refcount = 1;
     snap->cfg = cfg;
     snap->upstream = upstream;
+    snap->uplink = sg_uplink_new(env->base, upstream, &cfg->upstream);
     snap->assertions = sg_assertions_new();
     err = sg_signer_load(cfg, &snap->signer, errbuf, errlen);
     if (err == 0)
@@ -52,6 +54,7 @@ void sg_snapshot_unref(struct sg_snapshot *snap)
     sg_assertions_free(snap->assertions);
     sg_signer_clear(&snap->signer);
     sg_signer_clear(&snap->client_key);
+    sg_uplink_unref(snap->uplink);
     sg_upstream_unref(snap->upstream);
     sg_config_unref(snap->cfg);
     free(snap);

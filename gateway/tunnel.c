@@ -699,21 +699,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* The handshake as it goes upstream: the built headers, then Connection and Upgrade again. */
-static struct evbuffer *request_head_new(const char *target, const struct evkeyvalq *headers)
-{
-    struct evbuffer *head = evbuffer_new();
-    evbuffer_add_printf(head, "GET %s HTTP/1.1\r\n", target);
-    /* Host is among them: the proxy sets it on every request (upstream.host_header). */
-    const struct evkeyval *h;
-    TAILQ_FOREACH(h, headers, next)
-    {
-        evbuffer_add_printf(head, "%s: %s\r\n", h->key, h->value);
-    }
-    evbuffer_add_printf(head, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
-    return head;
-}
-
-void sg_tunnel_start(struct sg_request *r, const char *target, const struct evkeyvalq *headers,
+void sg_tunnel_start(struct sg_request *r, struct evbuffer *head,
                      const struct sg_identity *identity)
 {
     struct tunnel *t = sg_calloc(1, sizeof(*t));
@@ -736,7 +722,9 @@ void sg_tunnel_start(struct sg_request *r, const char *target, const struct evke
      * once, and the connection is never reused for HTTP (a refusal closes it). */
     sg_conn_set_tunnel(r->conn);
 
-    t->request_head = request_head_new(target, headers);
+    /* Host is among the headers: the proxy sets it on every request (upstream.host_header). */
+    t->request_head = head;
+    evbuffer_add_printf(head, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     t->up_start_us = sg_mono_us();
     t->up = sg_upstream_connect(t->r->snap->upstream, on_up_event, t);
     if (t->up == NULL)

@@ -10,7 +10,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct evbuffer;
 struct evkeyvalq;
+
+/* A header as parsed from an upstream response: both texts borrowed. */
+struct sg_header {
+    const char *name;
+    const char *value;
+};
+
+/* Appends the line "name: value" CRLF to out. */
+void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value);
 
 /* True for the fixed hop-by-hop header names (case-insensitive). */
 bool sg_headers_is_hop_by_hop(const char *name);
@@ -66,14 +76,15 @@ const char *sg_headers_status_name(enum sg_headers_status status);
 bool sg_headers_listed_in_connection(const char *connection, const char *name);
 
 /*
- * Copies the client's request headers from `in` to `out` for the upstream:
+ * Writes the client's request headers from `in` to `out` for the upstream,
+ * as header lines:
  * drops hop-by-hop headers, headers named in Connection, and every header
  * whose name, with '_' taken as '-', is one the gateway owns: the identity
  * namespace, Content-Length, Expect, Host, Cookie and X-Forwarded-For/-Proto/
  * -Host, X-Request-Id (the proxy sets those itself), and the names of
  * also_owned (NULL-terminated, may be NULL: the claim_headers). All borrowed.
  */
-void sg_headers_copy_request(const struct evkeyvalq *in, struct evkeyvalq *out,
+void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
                              const char *const *also_owned);
 
 /*
@@ -88,6 +99,10 @@ bool sg_headers_gateway_owned(const char *name);
  * sized response streams without chunking.
  */
 void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out);
+
+/* The same for the count headers of an array (uplink.h's responses). */
+void sg_headers_copy_response_array(const struct sg_header *in, size_t count,
+                                    struct evkeyvalq *out);
 
 /* Sum of name and value lengths plus separators, as on the wire. */
 size_t sg_headers_wire_size(const struct evkeyvalq *headers);

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 struct evhttp_request;
+struct evbuffer;
 struct evkeyvalq;
 struct sg_config;
 struct sg_store;
@@ -46,6 +47,10 @@ void sg_identity_clear(struct sg_identity *identity);
  */
 int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                             struct evkeyvalq *headers);
+
+/* The same headers as lines "name: value" CRLF appended to out (the proxy's request). */
+int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
+                              struct evbuffer *out);
 
 /*
  * Ends the session of identity (deleted from the store, and with the shared

@@ -20,12 +20,14 @@ struct sg_config;
 struct sg_oidc;
 struct sg_store;
 struct sg_upstream;
+struct sg_uplink;
 
 struct sg_snapshot {
     int refcount;
     uint64_t generation;
     struct sg_config *cfg;            /* owned reference */
-    struct sg_upstream *upstream;     /* owned reference */
+    struct sg_upstream *upstream;     /* owned reference: connections to the upstream */
+    struct sg_uplink *uplink;         /* owned reference: the proxy's exchanges (uplink.h) */
     struct sg_oidc *oidc;             /* owned; NULL without an idp */
     struct sg_signer signer;          /* owned */
     struct sg_assertions *assertions; /* owned: the assertions signed with signer */

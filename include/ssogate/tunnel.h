@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 
+struct evbuffer;
 struct evhttp_request;
 struct evkeyvalq;
 struct event_base;
@@ -48,14 +49,13 @@ bool sg_tunnel_is_handshake(struct evhttp_request *req);
  * tunnel, with the upstream's other answer relayed (and the connection
  * closed), or with a 502/504 page. r waits (request.h), so it counts in
  * flight, until the tunnel ends; the tunnel becomes its gone function in
- * place of the caller's. target (the request target for the upstream) and
- * headers (the request headers as built for an ordinary forward: filtered,
- * X-Forwarded-*, identity, without Connection and Upgrade) are borrowed for
- * the call: the request head is written from them at once. identity (may be
+ * place of the caller's. head is the request head as built for an ordinary
+ * forward (request line; headers filtered, X-Forwarded-*, identity; without
+ * Connection, Upgrade and the empty line), taken by the tunnel. identity (may be
  * NULL) is borrowed for the call: the tunnel keeps a copy of its session id
  * and is closed as soon as that session is gone from the store.
  */
-void sg_tunnel_start(struct sg_request *r, const char *target, const struct evkeyvalq *headers,
+void sg_tunnel_start(struct sg_request *r, struct evbuffer *head,
                      const struct sg_identity *identity);
 
 #endif

@@ -57,6 +57,23 @@ static void test_connection_listed(void **state)
     assert_false(sg_headers_listed_in_connection(NULL, "X-A"));
 }
 
+/* Runs sg_headers_copy_request and reads its header lines back into a list. */
+static void copy_request(const struct evkeyvalq *in, struct evkeyvalq *out)
+{
+    struct evbuffer *lines = evbuffer_new();
+    sg_headers_copy_request(in, lines, NULL);
+    char *line;
+    while ((line = evbuffer_readln(lines, NULL, EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
+        char *colon = strstr(line, ": ");
+        assert_non_null(colon);
+        *colon = '\0';
+        evhttp_add_header(out, line, colon + 2);
+        free(line);
+    }
+    assert_int_equal(evbuffer_get_length(lines), 0);
+    evbuffer_free(lines);
+}
+
 static void test_request_filter(void **state)
 {
     struct evkeyvalq *in = headers_new();
@@ -83,7 +100,7 @@ static void test_request_filter(void **state)
     evhttp_add_header(in, "Content_Length", "5");
     evhttp_add_header(in, "Accept", "text/html");
 
-    sg_headers_copy_request(in, out, NULL);
+    copy_request(in, out);
 
     /* The proxy sets Host, Cookie (without the gateway's) and X-Forwarded-For itself. */
     assert_string_equal(evhttp_find_header(out, "Accept"), "text/html");
@@ -123,7 +140,7 @@ static void test_several_connection_lines(void **state)
     evhttp_add_header(in, "Connection", "X-Second");
     evhttp_add_header(in, "X-Second", "1");
     evhttp_add_header(in, "X-Kept", "1");
-    sg_headers_copy_request(in, out, NULL);
+    copy_request(in, out);
     assert_null(evhttp_find_header(out, "X-Second"));
     assert_string_equal(evhttp_find_header(out, "X-Kept"), "1");
     headers_free(in);
@@ -143,6 +160,45 @@ static void test_response_filter(void **state)
     evhttp_add_header(in, "Transfer-Encoding", "chunked");
 
     sg_headers_copy_response(in, out);
+
+    size_t cookies = 0;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, out, next)
+    {
+        if (strcasecmp(h->key, "Set-Cookie") == 0)
+            cookies++;
+    }
+    assert_int_equal(cookies, 2);
+    assert_string_equal(evhttp_find_header(out, "Content-Length"), "5");
+    assert_string_equal(evhttp_find_header(out, "Location"), "/next");
+    assert_null(evhttp_find_header(out, "Connection"));
+    assert_null(evhttp_find_header(out, "X-Internal"));
+    assert_null(evhttp_find_header(out, "Transfer-Encoding"));
+    headers_free(in);
+    headers_free(out);
+}
+
+static void test_response_filter_array(void **state)
+{
+    struct evkeyvalq *in = headers_new();
+    struct evkeyvalq *out = headers_new();
+    evhttp_add_header(in, "Set-Cookie", "a=1; Path=/");
+    evhttp_add_header(in, "Set-Cookie", "b=2; Path=/");
+    evhttp_add_header(in, "Content-Length", "5");
+    evhttp_add_header(in, "Location", "/next");
+    evhttp_add_header(in, "Connection", "close, X-Internal");
+    evhttp_add_header(in, "X-Internal", "secret");
+    evhttp_add_header(in, "Transfer-Encoding", "chunked");
+
+    struct sg_header array[16];
+    size_t count = 0;
+    struct evkeyval *kv;
+    TAILQ_FOREACH(kv, in, next)
+    {
+        array[count].name = kv->key;
+        array[count++].value = kv->value;
+    }
+    sg_headers_copy_response_array(array, count, out);
 
     size_t cookies = 0;
     struct evkeyval *h;
@@ -568,6 +624,7 @@ int main(void)
         cmocka_unit_test(test_connection_listed),
         cmocka_unit_test(test_request_filter),
         cmocka_unit_test(test_response_filter),
+        cmocka_unit_test(test_response_filter_array),
         cmocka_unit_test(test_several_connection_lines),
         cmocka_unit_test(test_wire_size),
         cmocka_unit_test(test_validate_ordinary),

@@ -1,0 +1,647 @@
+#include "ssogate/uplink.h"
+
+#include "ssogate/common.h"
+#include "ssogate/headers.h"
+#include "ssogate/upstream.h"
+
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <http_parser.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+/* Bytes asked of a socket at a time. */
+#define READ_SIZE 16384
+
+struct sg_uplink {
+    int refcount;
+    struct event_base *base;
+    struct sg_upstream *up; /* makes the connections */
+    struct timeval timeout; /* response_timeout_ms */
+    bool tls;
+    size_t idle_max;
+    size_t idle_count;
+    struct sg_uplink_conn *idle; /* most recently used first */
+};
+
+/* Where a header's name and value lie in the head while it is parsed (offsets into it). */
+struct span {
+    size_t name;
+    size_t name_len;
+    size_t value; /* 0 until the value is seen: a value never starts the head */
+    size_t value_len;
+};
+
+struct sg_uplink_conn {
+    struct sg_uplink *pool;             /* a reference of its own while not idle */
+    struct sg_uplink_conn *prev, *next; /* in pool->idle */
+    bool idle;
+    bool open;
+    int fd;                  /* plain http once connected, else -1 */
+    struct bufferevent *bev; /* while connecting, and for https */
+    struct event *rev;       /* plain http: readable, persistent */
+    struct event *wev;       /* plain http: writable, only while output is left */
+    struct event *timer;     /* response_timeout_ms */
+    struct event *kick;      /* a dispatch from the loop (resume, failures) */
+    struct evbuffer *in;     /* plain http */
+    struct evbuffer *out;    /* plain http, and a request waiting for the connection */
+    struct evbuffer *body;   /* the response's body bytes not yet handed over */
+
+    /* The exchange; cb is NULL when there is none. */
+    const struct sg_uplink_callbacks *cb;
+    void *arg;
+    bool head_request;
+    bool paused;
+    bool eof;            /* the upstream closed, or the connection broke */
+    bool connect_failed; /* no connection could be made */
+    bool timed_out;
+    bool head_done;
+    bool message_done;
+    bool bad;         /* the head broke a rule the parser does not check */
+    bool dispatching; /* callbacks are running: a cancel only marks */
+    bool cancelled;
+    size_t scan_from; /* where the search for the end of the head resumes */
+    http_parser parser;
+    char *head; /* the head being parsed: contiguous, in the input */
+    const char *reason;
+    size_t reason_at, reason_len;
+    struct span *spans; /* from 1: spans[0] is never used */
+    struct sg_header *headers;
+    size_t count, cap;
+};
+
+static void conn_dispatch(struct sg_uplink_conn *c);
+
+static struct evbuffer *conn_input(struct sg_uplink_conn *c)
+{
+    return c->bev != NULL ? bufferevent_get_input(c->bev) : c->in;
+}
+
+/* ---- the pool ---------------------------------------------------------- */
+
+struct sg_uplink *sg_uplink_new(struct event_base *base, struct sg_upstream *up,
+                                const struct sg_upstream_config *cfg)
+{
+    struct sg_uplink *pool = sg_calloc(1, sizeof(*pool));
+    pool->refcount = 1;
+    pool->base = base;
+    pool->up = sg_upstream_ref(up);
+    pool->timeout.tv_sec = cfg->response_timeout_ms / 1000;
+    pool->timeout.tv_usec = (cfg->response_timeout_ms % 1000) * 1000;
+    pool->tls = cfg->url.https;
+    pool->idle_max = cfg->pool_size;
+    return pool;
+}
+
+static void conn_free(struct sg_uplink_conn *c);
+
+static void pool_free_deferred(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_uplink *pool = arg;
+    while (pool->idle != NULL)
+        conn_free(pool->idle);
+    sg_upstream_unref(pool->up);
+    free(pool);
+}
+
+void sg_uplink_unref(struct sg_uplink *pool)
+{
+    if (pool == NULL || --pool->refcount > 0)
+        return;
+    /* Often dropped inside a callback of one of its connections: freed from the loop. */
+    static const struct timeval now = {0, 0};
+    if (event_base_once(pool->base, -1, EV_TIMEOUT, pool_free_deferred, pool, &now) != 0)
+        pool_free_deferred(-1, 0, pool);
+}
+
+static void idle_remove(struct sg_uplink_conn *c)
+{
+    struct sg_uplink *pool = c->pool;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        pool->idle = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    c->idle = false;
+    pool->idle_count--;
+}
+
+/* Frees c, closing its connection; a connection not idle gives its pool reference back. */
+static void conn_free(struct sg_uplink_conn *c)
+{
+    struct sg_uplink *pool = c->pool;
+    bool held = !c->idle;
+    if (c->idle)
+        idle_remove(c);
+    if (c->rev != NULL)
+        event_free(c->rev);
+    if (c->wev != NULL)
+        event_free(c->wev);
+    event_free(c->timer);
+    event_free(c->kick);
+    if (c->fd >= 0)
+        close(c->fd);
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    if (c->in != NULL)
+        evbuffer_free(c->in);
+    evbuffer_free(c->out);
+    evbuffer_free(c->body);
+    free(c->spans);
+    free(c->headers);
+    free(c);
+    if (held)
+        sg_uplink_unref(pool);
+}
+
+/* The exchange is over: c waits for the next one, or is closed. */
+static void conn_release(struct sg_uplink_conn *c, bool reusable)
+{
+    struct sg_uplink *pool = c->pool;
+    /* Kept only while the pool has another owner: a retired pool keeps nothing. */
+    if (!reusable || pool->refcount < 2 || pool->idle_count >= pool->idle_max) {
+        conn_free(c);
+        return;
+    }
+    c->idle = true;
+    c->next = pool->idle;
+    if (pool->idle != NULL)
+        pool->idle->prev = c;
+    pool->idle = c;
+    pool->idle_count++;
+    pool->refcount--;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+/* Writes what c's output holds; the loop watches for writability only when some is left. */
+static void conn_flush(struct sg_uplink_conn *c)
+{
+    if (c->bev != NULL) {
+        bufferevent_write_buffer(c->bev, c->out);
+        return;
+    }
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
+        if (n > 0)
+            continue;
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            /* The read side reports the broken connection. */
+            evbuffer_drain(c->out, evbuffer_get_length(c->out));
+            c->eof = true;
+            event_active(c->kick, EV_TIMEOUT, 1);
+            break;
+        }
+        event_add(c->wev, NULL);
+        return;
+    }
+    event_del(c->wev);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    conn_flush(arg);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void arm_timer(struct sg_uplink_conn *c)
+{
+    if (c->cb != NULL && !c->paused)
+        event_add(c->timer, &c->pool->timeout);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_uplink_conn *c = arg;
+    struct evbuffer_iovec vec[2];
+    int nvec = evbuffer_reserve_space(c->in, READ_SIZE, vec, 2);
+    struct iovec iov[2];
+    for (int i = 0; i < nvec; i++) {
+        iov[i].iov_base = vec[i].iov_base;
+        iov[i].iov_len = vec[i].iov_len;
+    }
+    ssize_t n = readv(fd, iov, nvec);
+    if (n > 0) {
+        size_t left = (size_t)n;
+        for (int i = 0; i < nvec; i++) {
+            vec[i].iov_len = left < vec[i].iov_len ? left : vec[i].iov_len;
+            left -= vec[i].iov_len;
+        }
+        evbuffer_commit_space(c->in, vec, nvec);
+        arm_timer(c);
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        c->eof = true;
+        event_del(c->rev);
+    }
+    conn_dispatch(c);
+}
+
+static void on_tls_read(struct bufferevent *bev, void *arg)
+{
+    struct sg_uplink_conn *c = arg;
+    arm_timer(c);
+    conn_dispatch(c);
+}
+
+static void on_tls_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sg_uplink_conn *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        c->eof = true;
+        bufferevent_disable(bev, EV_READ | EV_WRITE);
+    }
+    conn_dispatch(c);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_uplink_conn *c = arg;
+    c->timed_out = true;
+    conn_dispatch(c);
+}
+
+static void on_kick(evutil_socket_t fd, short what, void *arg)
+{
+    conn_dispatch(arg);
+}
+
+static void on_connect_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sg_uplink_conn *c = arg;
+    if (!(what & BEV_EVENT_CONNECTED)) {
+        c->connect_failed = true;
+        c->timed_out = (what & BEV_EVENT_TIMEOUT) != 0;
+        conn_dispatch(c);
+        return;
+    }
+    c->open = true;
+    if (c->pool->tls) {
+        bufferevent_set_timeouts(bev, NULL, NULL);
+        bufferevent_setcb(bev, on_tls_read, NULL, on_tls_event, c);
+        bufferevent_enable(bev, c->paused ? EV_WRITE : EV_READ | EV_WRITE);
+    } else {
+        /* The socket is the connection's own from here: one registration for reading. */
+        c->fd = bufferevent_getfd(bev);
+        bufferevent_setfd(bev, -1);
+        bufferevent_free(bev);
+        c->bev = NULL;
+        struct event_base *base = c->pool->base;
+        c->rev = event_new(base, c->fd, EV_READ | EV_PERSIST, on_readable, c);
+        c->wev = event_new(base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
+        c->in = evbuffer_new();
+        if (c->rev == NULL || c->wev == NULL || c->in == NULL)
+            abort();
+        if (!c->paused)
+            event_add(c->rev, NULL);
+    }
+    arm_timer(c);
+    conn_flush(c);
+}
+
+/* ---- the response ------------------------------------------------------- */
+
+static int on_status(http_parser *parser, const char *at, size_t len)
+{
+    struct sg_uplink_conn *c = parser->data;
+    c->reason_at = (size_t)(at - c->head); /* terminated in head_strings */
+    c->reason_len = len;
+    return 0;
+}
+
+static int on_header_field(http_parser *parser, const char *at, size_t len)
+{
+    struct sg_uplink_conn *c = parser->data;
+    if (c->count + 1 == c->cap) {
+        c->cap *= 2;
+        c->spans = sg_realloc(c->spans, c->cap * sizeof(*c->spans));
+        c->headers = sg_realloc(c->headers, c->cap * sizeof(*c->headers));
+    }
+    struct span *s = &c->spans[++c->count];
+    s->name = (size_t)(at - c->head);
+    s->name_len = len;
+    s->value = 0;
+    return 0;
+}
+
+static int on_header_value(http_parser *parser, const char *at, size_t len)
+{
+    struct sg_uplink_conn *c = parser->data;
+    struct span *s = &c->spans[c->count];
+    if (c->count == 0 || s->value != 0) {
+        c->bad = true; /* a value in pieces (obs-fold): RFC 9112 5.2 allows a 502 */
+        return -1;
+    }
+    s->value = (size_t)(at - c->head);
+    s->value_len = len;
+    return 0;
+}
+
+static int on_headers_complete(http_parser *parser)
+{
+    struct sg_uplink_conn *c = parser->data;
+    http_parser_pause(parser, 1); /* the head is handed over before the body is read */
+    /* No body whatever the headers say (http_parser would wait for a 304's Content-Length). */
+    unsigned status = parser->status_code;
+    return c->head_request || status / 100 == 1 || status == 204 || status == 304 ? 1 : 0;
+}
+
+static int on_body(http_parser *parser, const char *at, size_t len)
+{
+    struct sg_uplink_conn *c = parser->data;
+    evbuffer_add(c->body, at, len);
+    return 0;
+}
+
+static int on_message_complete(http_parser *parser)
+{
+    struct sg_uplink_conn *c = parser->data;
+    c->message_done = true;
+    http_parser_pause(parser, 1); /* whatever follows is not part of this response */
+    return 0;
+}
+
+static const http_parser_settings head_settings = {
+    .on_status = on_status,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+};
+
+/* Trailers of a chunked body are read and dropped. */
+static const http_parser_settings body_settings = {
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/*
+ * The length of the head at the start of p (through the empty line), or 0
+ * while it is not whole; *from is where the next search starts.
+ */
+static size_t head_length(const char *p, size_t len, size_t *from)
+{
+    size_t i = *from;
+    while (i < len) {
+        const char *lf = memchr(p + i, '\n', len - i);
+        if (lf == NULL)
+            break;
+        i = (size_t)(lf - p);
+        if (i + 1 < len && p[i + 1] == '\n')
+            return i + 2;
+        if (i + 2 < len && p[i + 1] == '\r' && p[i + 2] == '\n')
+            return i + 3;
+        if (i + 2 >= len) {
+            *from = i; /* the bytes that decide have not come yet */
+            return 0;
+        }
+        i++;
+    }
+    *from = len;
+    return 0;
+}
+
+/* Ends the text at head + at in place, without its trailing white space. */
+static const char *terminate(char *head, size_t at, size_t len)
+{
+    while (len > 0 && (head[at + len - 1] == ' ' || head[at + len - 1] == '\t'))
+        len--;
+    if (len == 0)
+        return "";
+    head[at + len] = '\0'; /* a byte of the head after the text: a space, CR, LF or ':' */
+    return head + at;
+}
+
+/* Makes the parsed head's texts C strings; false when a name is not a token. */
+static bool head_strings(struct sg_uplink_conn *c)
+{
+    c->reason = c->reason_len > 0 ? terminate(c->head, c->reason_at, c->reason_len) : "";
+    for (size_t i = 1; i <= c->count; i++) {
+        struct span *s = &c->spans[i];
+        if (s->name_len == 0)
+            return false;
+        c->head[s->name + s->name_len] = '\0'; /* the ':' */
+        c->headers[i - 1].name = c->head + s->name;
+        if (!sg_headers_is_token(c->headers[i - 1].name))
+            return false;
+        /* An empty value is reported at the start of the next line: not written to. */
+        c->headers[i - 1].value =
+            s->value_len > 0 ? terminate(c->head, s->value, s->value_len) : "";
+    }
+    return true;
+}
+
+enum step { STEP_MORE, STEP_HEAD, STEP_DONE, STEP_BAD };
+
+/* Parses a head from the input; STEP_HEAD leaves it there for on_head. */
+static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_t *head_parsed)
+{
+    for (;;) {
+        size_t len = evbuffer_get_length(in);
+        if (len > SG_UPLINK_HEAD_MAX)
+            len = SG_UPLINK_HEAD_MAX;
+        if (len == 0)
+            return STEP_MORE;
+        c->head = (char *)evbuffer_pullup(in, (ev_ssize_t)len);
+        size_t end = head_length(c->head, len, &c->scan_from);
+        if (end == 0)
+            return len == SG_UPLINK_HEAD_MAX ? STEP_BAD : STEP_MORE;
+        c->scan_from = 0;
+        http_parser_init(&c->parser, HTTP_RESPONSE);
+        c->parser.data = c;
+        c->reason_len = 0;
+        c->count = 0;
+        size_t parsed = http_parser_execute(&c->parser, &head_settings, c->head, end);
+        if (c->bad || HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED)
+            return STEP_BAD;
+        int status = (int)c->parser.status_code;
+        if (status / 100 == 1 && status != 101) {
+            evbuffer_drain(in, end); /* 100 Continue, 103 Early Hints: the answer follows */
+            continue;
+        }
+        /* A protocol switch is a tunnel's (tunnel.h). The parser stops on the
+         * head's last byte, so the body's parse sees the end of the head. */
+        if (status == 101 || parsed >= end || !head_strings(c))
+            return STEP_BAD;
+        *head_parsed = parsed;
+        return STEP_HEAD;
+    }
+}
+
+/* Parses body bytes from the input into c->body until it is empty or the response ends. */
+static enum step parse_body(struct sg_uplink_conn *c, struct evbuffer *in)
+{
+    while (!c->message_done && !c->paused && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec vec;
+        if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
+            break;
+        size_t parsed = http_parser_execute(&c->parser, &body_settings, vec.iov_base, vec.iov_len);
+        evbuffer_drain(in, parsed);
+        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+        if (err != HPE_OK && !(err == HPE_PAUSED && c->message_done))
+            return STEP_BAD;
+    }
+    if (!c->message_done && c->eof && !c->paused) {
+        /* A body that runs to the end of the connection ends here; any other is cut off. */
+        http_parser_execute(&c->parser, &body_settings, NULL, 0);
+        if (!c->message_done)
+            return STEP_BAD;
+    }
+    return c->message_done ? STEP_DONE : STEP_MORE;
+}
+
+/* Ends the exchange with result and hands c back to the pool (or closes it). */
+static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
+{
+    const struct sg_uplink_callbacks *cb = c->cb;
+    void *arg = c->arg;
+    c->cb = NULL;
+    event_del(c->timer);
+    bool reusable = result == SG_UPLINK_OK && c->open && !c->eof &&
+                    http_should_keep_alive(&c->parser) && evbuffer_get_length(conn_input(c)) == 0;
+    if (result != SG_UPLINK_OK)
+        evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    c->dispatching = true;
+    cb->on_done(arg, result, c->body);
+    c->dispatching = false;
+    evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    conn_release(c, reusable);
+}
+
+static void conn_dispatch(struct sg_uplink_conn *c)
+{
+    if (c->cb == NULL) {
+        conn_free(c); /* an idle connection closed, or spoke out of turn */
+        return;
+    }
+    if (c->connect_failed || (c->timed_out && !c->message_done)) {
+        exchange_end(c, c->timed_out ? SG_UPLINK_TIMEOUT : SG_UPLINK_FAILED);
+        return;
+    }
+    struct evbuffer *in = conn_input(c);
+    if (!c->head_done) {
+        size_t head_parsed = 0;
+        enum step step = parse_head(c, in, &head_parsed);
+        if (step == STEP_MORE && !c->eof)
+            return;
+        if (step != STEP_HEAD) {
+            exchange_end(c, SG_UPLINK_FAILED);
+            return;
+        }
+        c->head_done = true;
+        struct sg_uplink_response response = {.status = (int)c->parser.status_code,
+                                              .reason = c->reason,
+                                              .headers = c->headers,
+                                              .header_count = c->count};
+        c->dispatching = true;
+        c->cb->on_head(c->arg, &response);
+        c->dispatching = false;
+        if (c->cancelled) {
+            conn_free(c);
+            return;
+        }
+        evbuffer_drain(in, head_parsed);
+        http_parser_pause(&c->parser, 0);
+    }
+    enum step step = parse_body(c, in);
+    if (step == STEP_BAD) {
+        exchange_end(c, SG_UPLINK_FAILED);
+        return;
+    }
+    if (step == STEP_DONE) {
+        exchange_end(c, SG_UPLINK_OK);
+        return;
+    }
+    if (evbuffer_get_length(c->body) > 0) {
+        c->dispatching = true;
+        c->cb->on_body(c->arg, c->body);
+        c->dispatching = false;
+        if (c->cancelled)
+            conn_free(c);
+    }
+}
+
+/* ---- exchanges ---------------------------------------------------------- */
+
+static struct sg_uplink_conn *conn_new(struct sg_uplink *pool)
+{
+    struct sg_uplink_conn *c = sg_calloc(1, sizeof(*c));
+    c->pool = pool;
+    c->fd = -1;
+    c->timer = evtimer_new(pool->base, on_timer, c);
+    c->kick = event_new(pool->base, -1, 0, on_kick, c);
+    c->out = evbuffer_new();
+    c->body = evbuffer_new();
+    c->cap = 16;
+    c->spans = sg_calloc(c->cap, sizeof(*c->spans));
+    c->headers = sg_calloc(c->cap, sizeof(*c->headers));
+    if (c->timer == NULL || c->kick == NULL || c->out == NULL || c->body == NULL)
+        abort();
+    c->bev = sg_upstream_connect(pool->up, on_connect_event, c);
+    if (c->bev == NULL) {
+        c->connect_failed = true;
+        event_active(c->kick, EV_TIMEOUT, 1);
+    }
+    return c;
+}
+
+struct sg_uplink_conn *sg_uplink_send(struct sg_uplink *pool, struct evbuffer *request,
+                                      bool head_request, const struct sg_uplink_callbacks *cb,
+                                      void *arg)
+{
+    struct sg_uplink_conn *c = pool->idle;
+    if (c != NULL)
+        idle_remove(c);
+    else
+        c = conn_new(pool);
+    pool->refcount++;
+    c->cb = cb;
+    c->arg = arg;
+    c->head_request = head_request;
+    c->paused = c->eof = c->timed_out = c->head_done = c->message_done = c->bad = false;
+    c->cancelled = false;
+    c->scan_from = 0;
+    evbuffer_add_buffer(c->out, request);
+    if (c->open) {
+        arm_timer(c);
+        conn_flush(c);
+    }
+    return c;
+}
+
+void sg_uplink_pause(struct sg_uplink_conn *c, bool paused)
+{
+    if (c->paused == paused)
+        return;
+    c->paused = paused;
+    if (paused) {
+        event_del(c->timer);
+        if (c->rev != NULL)
+            event_del(c->rev);
+        else if (c->open)
+            bufferevent_disable(c->bev, EV_READ);
+        return;
+    }
+    arm_timer(c);
+    if (c->rev != NULL && !c->eof)
+        event_add(c->rev, NULL);
+    else if (c->open && !c->eof)
+        bufferevent_enable(c->bev, EV_READ);
+    event_active(c->kick, EV_TIMEOUT, 1); /* what was read before the pause */
+}
+
+void sg_uplink_cancel(struct sg_uplink_conn *c)
+{
+    c->cb = NULL;
+    if (c->dispatching)
+        c->cancelled = true;
+    else
+        conn_free(c);
+}

@@ -183,6 +183,14 @@ static void on_up_body(void *arg, struct evbuffer *body)
     }
 }
 
+/* The whole answer at once, written before the loop goes on; p may be gone after. */
+static void reply_now(struct proxy *p, struct evbuffer *body)
+{
+    struct sg_conn *conn = p->r->conn;
+    evhttp_send_reply(p->r->req, p->status, p->reason, body);
+    sg_conn_flush(conn);
+}
+
 /* The held login page, sent with the IT Complete block inserted. */
 static void send_injected(struct proxy *p)
 {
@@ -202,10 +210,10 @@ static void send_injected(struct proxy *p)
     }
     struct evbuffer *body = evbuffer_new();
     evbuffer_add(body, page, out_len);
-    p->bytes = out_len;
-    evhttp_send_reply(p->r->req, p->status, p->reason, body);
-    evbuffer_free(body);
     free(page);
+    p->bytes = out_len;
+    reply_now(p, body);
+    evbuffer_free(body);
 }
 
 static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer *body)
@@ -220,7 +228,7 @@ static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer 
     if (result == SG_UPLINK_OK && !p->reply_started) {
         /* The whole response at once: one write, with its length. */
         p->bytes = evbuffer_get_length(body);
-        evhttp_send_reply(p->r->req, p->status, p->reason, body);
+        reply_now(p, body);
         return;
     }
     if (result == SG_UPLINK_OK) {

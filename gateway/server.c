@@ -592,6 +592,17 @@ bool sg_conn_is_tls(const struct sg_conn *conn)
     return conn->listener->ssl_ctx != NULL;
 }
 
+void sg_conn_flush(struct sg_conn *conn)
+{
+    if (conn->listener->ssl_ctx != NULL)
+        return;
+    struct evbuffer *out = bufferevent_get_output(conn->bev);
+    if (evbuffer_write(out, bufferevent_getfd(conn->bev)) <= 0 || evbuffer_get_length(out) > 0)
+        return; /* libevent writes the rest once the socket takes it */
+    /* What libevent's write callback would have said on the next loop iteration. */
+    bufferevent_trigger(conn->bev, EV_WRITE, 0);
+}
+
 void sg_conn_set_tunnel(struct sg_conn *conn)
 {
     conn->tunnel = true;

@@ -30,4 +30,13 @@ const char *sg_conn_wire_error(const struct sg_conn *conn);
 /* True when the client reached a TLS listener. */
 bool sg_conn_is_tls(const struct sg_conn *conn);
 
+/*
+ * Writes the answer queued on a plain connection now, not when the loop
+ * next finds the socket writable, and when all of it went out tells libevent
+ * so at once: one loop iteration and an epoll_ctl less per answer. The
+ * request answered is finished (and freed) inside the call; a TLS
+ * connection, or an answer the socket does not take whole, is left to libevent.
+ */
+void sg_conn_flush(struct sg_conn *conn);
+
 #endif

@@ -253,6 +253,8 @@ static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer 
         evhttp_connection_free(evhttp_request_get_connection(p->r->req));
         return;
     }
+    /* The upstream's head may have been taken already: the page has its own headers. */
+    evhttp_clear_headers(evhttp_request_get_output_headers(p->r->req));
     if (timeout)
         send_error_page(p, 504,
                         "The application did not answer in time. Please try again in a moment.");

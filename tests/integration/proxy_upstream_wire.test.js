@@ -1,0 +1,255 @@
+'use strict';
+// The upstream side of the proxy (gateway/uplink.c) against an upstream that answers byte by byte, with
+// interim answers, without bodies where the headers announce one, over TLS, and wrongly: what the
+// client receives is checked each time, and how many connections the upstream saw.
+
+const assert = require('node:assert/strict');
+const http = require('node:http');
+const net = require('node:net');
+const tls = require('node:tls');
+const fs = require('node:fs');
+const { itest, request, metricValue } = require('./lib/harness');
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// An upstream whose answers are written by respond(socket, head, state) for each request head it reads
+// (bodies by Content-Length). Counts connections; TLS with {cert, key}.
+async function scriptedUpstream(h, respond, tlsFiles) {
+  const state = { connections: 0, heads: [], sockets: [] };
+  const onConnection = (socket) => {
+    state.connections++;
+    state.sockets.push(socket);
+    let data = Buffer.alloc(0);
+    let busy = Promise.resolve();
+    socket.on('data', (chunk) => {
+      data = Buffer.concat([data, chunk]);
+      for (;;) {
+        const end = data.indexOf('\r\n\r\n');
+        if (end < 0) {
+          return;
+        }
+        const head = data.subarray(0, end + 4).toString('latin1');
+        const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+        const total = end + 4 + (length ? Number(length[1]) : 0);
+        if (data.length < total) {
+          return;
+        }
+        data = data.subarray(total);
+        state.heads.push(head);
+        busy = busy.then(() => respond(socket, head, state)).catch(() => {});
+      }
+    });
+    socket.on('error', () => {});
+  };
+  const server = tlsFiles
+    ? tls.createServer({ cert: fs.readFileSync(tlsFiles.cert), key: fs.readFileSync(tlsFiles.key) }, onConnection)
+    : net.createServer(onConnection);
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  h.servers.push(server);
+  const { port } = server.address();
+  return { ...state, state, port, url: `${tlsFiles ? 'https' : 'http'}://127.0.0.1:${port}` };
+}
+
+// Writes text in pieces of `size` bytes, `ms` apart (each piece its own TCP segment on loopback).
+async function writeInPieces(socket, text, size, ms) {
+  const bytes = Buffer.from(text, 'latin1');
+  for (let i = 0; i < bytes.length; i += size) {
+    socket.write(bytes.subarray(i, i + size));
+    await sleep(ms);
+  }
+}
+
+const ok = (body, extra = '') =>
+  `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n${extra}\r\n${body}`;
+
+// Requests on one keep-alive client connection, one after the other.
+async function sequential(gw, paths, options = {}) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const results = [];
+  try {
+    for (const path of paths) {
+      results.push(await request(gw, { path, agent, ...options }));
+    }
+  } finally {
+    agent.destroy();
+  }
+  return results;
+}
+
+itest('a response arriving a few bytes at a time, after 100 and 103, is passed whole', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket) => {
+    await writeInPieces(socket, 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n', 7, 2);
+    await writeInPieces(socket, ok('piecemeal body', 'X-Split-Header: one two\r\n'), 3, 1);
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const res = await request(gw, { path: '/piece' });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.toString(), 'piecemeal body');
+  assert.equal(res.headers['x-split-header'], 'one two');
+  assert.equal(res.headers.link, undefined, 'the 103 is not merged into the answer');
+});
+
+itest('no body is awaited after HEAD, 204 and 304 whatever Content-Length says; the connection is reused', async (t, h) => {
+  const up = await scriptedUpstream(h, (socket, head) => {
+    if (head.startsWith('HEAD')) {
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n');
+    } else if (head.includes('/not-modified')) {
+      socket.write('HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\nETag: "x"\r\n\r\n');
+    } else if (head.includes('/no-content')) {
+      socket.write('HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n');
+    } else {
+      socket.write(ok('after'));
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const [head, notModified, noContent, after] = [
+    await request(gw, { method: 'HEAD', path: '/h' }),
+    await request(gw, { path: '/not-modified' }),
+    await request(gw, { path: '/no-content' }),
+    await request(gw, { path: '/after' }),
+  ];
+  assert.equal(head.status, 200);
+  assert.equal(head.headers['content-length'], '5');
+  assert.equal(head.body.length, 0);
+  assert.equal(notModified.status, 304);
+  assert.equal(notModified.headers.etag, '"x"');
+  assert.equal(noContent.status, 204);
+  assert.equal(after.status, 200);
+  assert.equal(after.body.toString(), 'after', 'no bytes of an earlier answer leak into a later one');
+  assert.equal(up.state.connections, 1, 'one keep-alive connection carried all four');
+});
+
+itest('a chunked body with trailers, and a body that runs to the end of the connection, arrive whole', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket, head) => {
+    if (head.includes('/chunked')) {
+      await writeInPieces(socket,
+        'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n', 5, 1);
+    } else {
+      socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nuntil the end');
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const chunked = await request(gw, { path: '/chunked' });
+  assert.equal(chunked.status, 200);
+  assert.equal(chunked.body.toString(), 'hello, world');
+  assert.equal(chunked.headers['x-trailer'], undefined);
+  const eof = await request(gw, { path: '/eof' });
+  assert.equal(eof.status, 200);
+  assert.equal(eof.body.toString(), 'until the end');
+});
+
+itest('many requests share the pooled connections; one the upstream closes while idle is not used again', async (t, h) => {
+  const up = await scriptedUpstream(h, (socket, head) => {
+    socket.write(ok('n'));
+    if (head.includes('/then-close')) {
+      setTimeout(() => socket.end(), 20);
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const results = await sequential(gw, Array.from({ length: 20 }, (_, i) => `/seq/${i}`));
+  assert.ok(results.every((r) => r.status === 200 && r.body.toString() === 'n'));
+  assert.equal(up.state.connections, 1, '20 requests in turn, one upstream connection');
+  assert.equal((await request(gw, { path: '/then-close' })).status, 200);
+  await sleep(200);
+  const next = await request(gw, { path: '/next' });
+  assert.equal(next.status, 200, 'the closed idle connection was dropped, a new one made');
+  assert.equal(up.state.connections, 2);
+});
+
+for (const [name, answer] of [
+  ['an obs-fold header line', 'HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok'],
+  ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok'],
+  ['a NUL in a header value', 'HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok'],
+  ['a 101 to an ordinary request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n'],
+  ['a head over 64 KiB', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70000)}\r\nContent-Length: 2\r\n\r\nok`],
+  ['a status line without a status code', 'HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok'],
+  ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
+]) {
+  itest(`an upstream answer with ${name} becomes a 502, counted, and the gateway goes on`, async (t, h) => {
+    const up = await scriptedUpstream(h, (socket, head) => {
+      socket.write(head.includes('/fine') ? ok('fine') : answer);
+    });
+    const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+    const res = await request(gw, { path: '/bad' });
+    if (name === 'a bad chunk size') {
+      // The head was good and went out: the broken body ends the client's connection instead.
+      assert.ok(res.status === 502 || res.status === 200, `status ${res.status}`);
+      assert.notEqual(res.body.toString(), 'ok');
+    } else {
+      assert.equal(res.status, 502, `${name}: status ${res.status}`);
+      assert.equal(res.headers['x-folded'], undefined);
+      assert.equal(res.headers['x-nul'], undefined);
+    }
+    const metrics = await h.metrics(gw);
+    assert.ok(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }) +
+      metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }) >= 1, 'counted');
+    const fine = await request(gw, { path: '/fine' });
+    assert.equal(fine.status, 200);
+    assert.equal(fine.body.toString(), 'fine');
+  });
+}
+
+itest('a body cut short is not passed as complete; bytes after an answer never reach another request', async (t, h) => {
+  const up = await scriptedUpstream(h, (socket, head) => {
+    if (head.includes('/short')) {
+      socket.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten b');
+    } else if (head.includes('/extra')) {
+      socket.write(`${ok('first')}HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled`);
+    } else {
+      socket.write(ok('clean'));
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  // Either the body's start was passed on before the end was seen (then the client's connection ends
+  // without completing it, possibly before the head reached it), or nothing was (then a 502 page of
+  // its own, with its own length).
+  const checkShort = async () => {
+    const short = await request(gw, { path: '/short', stream: true }).catch((err) => ({ err }));
+    if (short.err) {
+      assert.equal(short.err.code, 'ECONNRESET', `${short.err}`);
+      return;
+    }
+    const outcome = await new Promise((resolve) => {
+      const chunks = [];
+      short.res.on('data', (chunk) => chunks.push(chunk));
+      short.res.on('end', () => resolve({ complete: short.res.complete, body: Buffer.concat(chunks) }));
+      short.res.on('error', () => resolve({ complete: false }));
+      short.res.on('aborted', () => resolve({ complete: false }));
+    });
+    if (short.status === 502) {
+      assert.equal(outcome.complete, true);
+      assert.match(short.headers['content-type'], /^text\/html/);
+      assert.equal(Number(short.headers['content-length']), outcome.body.length, 'the page\'s own length');
+    } else {
+      assert.equal(short.status, 200);
+      assert.equal(outcome.complete, false, 'a truncated body must not look complete');
+    }
+  };
+  await checkShort();
+  const before = up.state.connections;
+  const [extra, next] = await sequential(gw, ['/extra', '/next']);
+  assert.equal(extra.body.toString(), 'first');
+  assert.equal(next.body.toString(), 'clean', 'the smuggled answer is not the next request\'s');
+  assert.equal(up.state.connections, before + 2, 'the connection that spoke out of turn was closed');
+});
+
+itest('an https upstream: verified against upstream.ca_file, refused without it', async (t, h) => {
+  const cert = h.makeCert('upstream');
+  const up = await scriptedUpstream(h, async (socket) => {
+    await writeInPieces(socket, ok('over tls', 'X-Tls: yes\r\n'), 11, 1);
+  }, cert);
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, ca_file: cert.cert } }));
+  const results = await sequential(gw, ['/a', '/b', '/c']);
+  for (const res of results) {
+    assert.equal(res.status, 200);
+    assert.equal(res.body.toString(), 'over tls');
+    assert.equal(res.headers['x-tls'], 'yes');
+  }
+  assert.equal(up.state.connections, 1, 'the TLS connection is kept alive');
+  assert.match(up.state.heads[0], /^GET \/a HTTP\/1\.1\r\n/);
+
+  await h.stopAll();
+  const untrusted = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const res = await request(untrusted, { path: '/a' });
+  assert.equal(res.status, 502, 'a certificate the gateway cannot verify is refused');
+});

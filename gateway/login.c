@@ -56,6 +56,7 @@ struct pending {
 
 struct sg_logins {
     struct sg_store *store;
+    struct sg_loginstate_table *memory; /* the states when this process alone finishes logins */
     struct pending *pending;
     size_t pending_count;
 };
@@ -182,7 +183,9 @@ static int login_result(struct sg_request *r, enum sg_login_result result, const
  */
 static int state_take(struct sg_logins *logins, const char *name, struct sg_loginstate *out)
 {
-    int err = sg_loginstate_take(logins->store, name, sg_now_s(), out);
+    int err = logins->memory != NULL
+                  ? sg_loginstate_table_take(logins->memory, name, sg_now_s(), out)
+                  : sg_loginstate_take(logins->store, name, sg_now_s(), out);
     if (err != 0 && err != SG_ENOENT && err != SG_ETIMEOUT)
         sg_metrics_error(SG_MERR_STORE);
     return err;
@@ -191,17 +194,20 @@ static int state_take(struct sg_logins *logins, const char *name, struct sg_logi
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
 {
     size_t deleted;
-    if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
+    if (logins->memory != NULL)
+        deleted = sg_loginstate_table_sweep(logins->memory, now, max);
+    else if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
         return 0;
     for (size_t i = 0; i < deleted; i++)
         sg_metrics_count(LOGINS_METRIC, "result", results[SG_LOGIN_STATE_EXPIRED].label);
     return deleted;
 }
 
-struct sg_logins *sg_logins_new(struct sg_store *store)
+struct sg_logins *sg_logins_new(struct sg_store *store, bool in_memory)
 {
     struct sg_logins *logins = sg_calloc(1, sizeof(*logins));
     logins->store = store;
+    logins->memory = in_memory ? sg_loginstate_table_new() : NULL;
     return logins;
 }
 
@@ -210,13 +216,17 @@ void sg_logins_free(struct sg_logins *logins)
     if (logins == NULL)
         return;
     assert(logins->pending == NULL); /* every callback's request finished first */
+    sg_loginstate_table_free(logins->memory);
     free(logins);
 }
 
 size_t sg_logins_count(struct sg_logins *logins)
 {
     size_t kept;
-    sg_loginstate_count(logins->store, &kept); /* 0 when the store fails */
+    if (logins->memory != NULL)
+        kept = sg_loginstate_table_count(logins->memory);
+    else
+        sg_loginstate_count(logins->store, &kept); /* 0 when the store fails */
     return kept + logins->pending_count;
 }
 
@@ -272,7 +282,8 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
         OPENSSL_cleanse(binding, sizeof(binding));
         return sent;
     }
-    int err = sg_loginstate_put(r->store, &s);
+    int err = logins->memory != NULL ? sg_loginstate_table_put(logins->memory, &s)
+                                     : sg_loginstate_put(r->store, &s);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_loginstate_clear(&s);

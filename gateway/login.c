@@ -16,7 +16,9 @@
 #include "ssogate/pgstore.h"
 #include "ssogate/redirect.h"
 #include "ssogate/request.h"
+#include "ssogate/runtime.h"
 #include "ssogate/session.h"
+#include "ssogate/sessionwriter.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/token.h"
 #include "ssogate/whoami.h"
@@ -48,8 +50,9 @@ struct pending {
     struct sg_whoami_request *whoami;    /* while the PSA is asked about the user (B9) */
     char session_id[SG_SESSION_ID_SIZE]; /* the session a successful login creates */
     struct sg_session session;
-    struct sg_pgstore_op *op; /* while the shared store writes the session or the link */
-    char *idp_tenant;         /* for the answer once a link is written (shared store) */
+    struct sg_pgstore_op *op;       /* while the shared store writes the session or the link */
+    struct sg_session_write *write; /* while the session writer commits the session */
+    char *idp_tenant;               /* for the answer once a link is written (shared store) */
     enum sg_linking_decision decision;
     struct pending *prev, *next;
 };
@@ -431,6 +434,8 @@ static void on_pending_gone(struct sg_request *r, void *arg)
         sg_whoami_cancel(p->whoami);
     sg_pgstore_cancel(p->op);
     p->op = NULL;
+    sg_session_write_cancel(p->write);
+    p->write = NULL;
     login_result(r, SG_LOGIN_CLIENT_GONE, NULL);
 }
 
@@ -477,15 +482,23 @@ static void on_session_stored(void *arg, int err)
 {
     struct pending *p = arg;
     p->op = NULL;
+    p->write = NULL;
     callback_done(p, session_stored(p, err));
 }
 
 /* Stores the prepared session and sends the browser on with its cookie;
- * 0 while the shared store writes it. */
+ * 0 while the session writer (this iteration's commit) or the shared store
+ * writes it. */
 static int finish_session(struct pending *p)
 {
-    if (p->r->shared == NULL)
-        return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
+    if (p->r->shared == NULL) {
+        struct sg_session_writer *writer = sg_runtime_session_writer(p->r->rt);
+        if (writer == NULL)
+            return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
+        p->write =
+            sg_session_writer_create(writer, p->session_id, &p->session, on_session_stored, p);
+        return p->write != NULL ? 0 : session_stored(p, SG_EINVAL);
+    }
     p->op =
         sg_pgstore_session_create(p->r->shared, p->session_id, &p->session, on_session_stored, p);
     return p->op != NULL ? 0 : session_stored(p, SG_EINVAL);
@@ -1056,7 +1069,8 @@ int sg_login_logout(struct sg_request *r)
 
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(r->store, r->shared, cfg, req, &identity) == 0) {
+    if (sg_identity_lookup(r->store, sg_runtime_session_writer(r->rt), r->shared, cfg, req,
+                           &identity) == 0) {
         sg_identity_end(r->store, r->shared, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {

@@ -279,7 +279,7 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     sg_random_token(32, s.state, sizeof(s.state));
     sg_random_token(32, s.nonce, sizeof(s.nonce));
     sg_random_token(32, s.verifier, sizeof(s.verifier));
-    SHA256((const unsigned char *)binding, strlen(binding), s.binding);
+    sg_sha256(binding, strlen(binding), s.binding);
     if (r->shared != NULL) {
         int sent = begin_shared(r, &s, new_binding ? binding : NULL, status);
         OPENSSL_cleanse(binding, sizeof(binding));
@@ -1010,7 +1010,7 @@ static int callback_with_state(struct sg_request *r, int taken_err, struct sg_lo
     bool bound = taken && sg_cookies_get(evhttp_request_get_input_headers(req), cfg,
                                          SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (bound) {
-        SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
+        sg_sha256(binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
     }
     if (!bound) {

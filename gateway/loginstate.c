@@ -192,7 +192,7 @@ int sg_loginstate_encode(const struct sg_loginstate *s, unsigned char out[SG_LOG
 
 static void state_key(const char *state, unsigned char key[SHA256_DIGEST_LENGTH])
 {
-    SHA256((const unsigned char *)state, strlen(state), key);
+    sg_sha256(state, strlen(state), key);
 }
 
 int sg_loginstate_put(struct sg_store *store, const struct sg_loginstate *s)

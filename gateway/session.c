@@ -120,7 +120,7 @@ bool sg_session_id_valid(const char *id)
 
 static void session_key(const char *id, unsigned char key[SESSION_KEY_LEN])
 {
-    SHA256((const unsigned char *)id, SG_SESSION_ID_LEN, key);
+    sg_sha256(id, SG_SESSION_ID_LEN, key);
 }
 
 /* A field is bounded and free of control characters (which would let it split a header). */
@@ -227,7 +227,7 @@ int sg_session_owner_sid(const char *issuer, const char *sid, char **out)
 
 static void owner_hash(const char *owner, size_t len, unsigned char hash[SESSION_KEY_LEN])
 {
-    SHA256((const unsigned char *)owner, len, hash);
+    sg_sha256(owner, len, hash);
 }
 
 /*

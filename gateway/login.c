@@ -16,7 +16,6 @@
 #include "ssogate/pgstore.h"
 #include "ssogate/redirect.h"
 #include "ssogate/request.h"
-#include "ssogate/runtime.h"
 #include "ssogate/session.h"
 #include "ssogate/sessionwriter.h"
 #include "ssogate/snapshot.h"
@@ -60,6 +59,7 @@ struct pending {
 struct sg_logins {
     struct sg_store *store;
     struct sg_loginstate_table *memory; /* the states when this process alone finishes logins */
+    struct sg_session_writer *writer;   /* borrowed: new sessions, one commit per iteration */
     struct pending *pending;
     size_t pending_count;
 };
@@ -206,10 +206,12 @@ size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
     return deleted;
 }
 
-struct sg_logins *sg_logins_new(struct sg_store *store, bool in_memory)
+struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_session_writer *writer,
+                                bool in_memory)
 {
     struct sg_logins *logins = sg_calloc(1, sizeof(*logins));
     logins->store = store;
+    logins->writer = writer;
     logins->memory = in_memory ? sg_loginstate_table_new() : NULL;
     return logins;
 }
@@ -492,7 +494,7 @@ static void on_session_stored(void *arg, int err)
 static int finish_session(struct pending *p)
 {
     if (p->r->shared == NULL) {
-        struct sg_session_writer *writer = sg_runtime_session_writer(p->r->rt);
+        struct sg_session_writer *writer = p->logins->writer;
         if (writer == NULL)
             return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
         p->write =
@@ -1069,8 +1071,7 @@ int sg_login_logout(struct sg_request *r)
 
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(r->store, sg_runtime_session_writer(r->rt), r->shared, cfg, req,
-                           &identity) == 0) {
+    if (sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, &identity) == 0) {
         sg_identity_end(r->store, r->shared, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {

@@ -18,6 +18,7 @@
 
 struct sg_logins;
 struct sg_request;
+struct sg_session_writer;
 struct sg_store;
 
 /*
@@ -25,9 +26,11 @@ struct sg_store;
  * (borrowed), or, with in_memory, in this process's memory: for a gateway
  * that alone finishes the logins it starts (one worker and the LMDB store;
  * several workers share their states through the store, and with the shared
- * store they are in PostgreSQL).
+ * store they are in PostgreSQL). New sessions go through writer (borrowed;
+ * NULL: each written in a transaction of its own).
  */
-struct sg_logins *sg_logins_new(struct sg_store *store, bool in_memory);
+struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_session_writer *writer,
+                                bool in_memory);
 
 /* Frees the logins; every callback's request has finished before. NULL-safe. */
 void sg_logins_free(struct sg_logins *logins);

@@ -1,6 +1,7 @@
 #include "ssogate/common.h"
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -129,6 +130,19 @@ void sg_random_bytes(void *buf, size_t len)
 {
     if (RAND_bytes(buf, (int)len) != 1) {
         fprintf(stderr, "ssogate: RAND_bytes failed\n");
+        abort();
+    }
+}
+
+void sg_sha256(const void *data, size_t len, unsigned char out[SG_SHA256_LEN])
+{
+    /* Fetched once: SHA256() fetches the implementation on every call (OpenSSL 3),
+     * which costs more than hashing a session id. */
+    static EVP_MD *md;
+    if (md == NULL)
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (md == NULL || EVP_Digest(data, len, out, NULL, md, NULL) != 1) {
+        fprintf(stderr, "ssogate: SHA-256 failed\n");
         abort();
     }
 }

@@ -10,6 +10,7 @@
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pgstore.h"
+#include "ssogate/sessionwriter.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
@@ -34,9 +35,9 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 
 #define SESSION_COOKIES_MAX 4
 
-int sg_identity_lookup(struct sg_store *store, struct sg_pgstore *shared,
-                       const struct sg_config *cfg, struct evhttp_request *req,
-                       struct sg_identity *out)
+int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
+                       struct sg_pgstore *shared, const struct sg_config *cfg,
+                       struct evhttp_request *req, struct sg_identity *out)
 {
     char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
     memset(out, 0, sizeof(*out));
@@ -76,7 +77,10 @@ int sg_identity_lookup(struct sg_store *store, struct sg_pgstore *shared,
     if (err == 0 && !found)
         err = SG_ENOENT;
     if (err == 0 && sg_session_touch_due(&out->session, now)) { /* one read per request otherwise */
-        err = sg_session_touch(store, out->session_id, now);
+        if (writer != NULL)
+            sg_session_writer_touch(writer, out->session_id, now);
+        else
+            err = sg_session_touch(store, out->session_id, now);
         if (err == 0 && shared != NULL)
             sg_pgstore_session_touch(shared, out->session_id, now);
     }

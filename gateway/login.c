@@ -17,6 +17,7 @@
 #include "ssogate/redirect.h"
 #include "ssogate/request.h"
 #include "ssogate/session.h"
+#include "ssogate/sessionwriter.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/token.h"
 #include "ssogate/whoami.h"
@@ -48,14 +49,17 @@ struct pending {
     struct sg_whoami_request *whoami;    /* while the PSA is asked about the user (B9) */
     char session_id[SG_SESSION_ID_SIZE]; /* the session a successful login creates */
     struct sg_session session;
-    struct sg_pgstore_op *op; /* while the shared store writes the session or the link */
-    char *idp_tenant;         /* for the answer once a link is written (shared store) */
+    struct sg_pgstore_op *op;       /* while the shared store writes the session or the link */
+    struct sg_session_write *write; /* while the session writer commits the session */
+    char *idp_tenant;               /* for the answer once a link is written (shared store) */
     enum sg_linking_decision decision;
     struct pending *prev, *next;
 };
 
 struct sg_logins {
     struct sg_store *store;
+    struct sg_loginstate_table *memory; /* the states when this process alone finishes logins */
+    struct sg_session_writer *writer;   /* borrowed: new sessions, one commit per iteration */
     struct pending *pending;
     size_t pending_count;
 };
@@ -182,7 +186,9 @@ static int login_result(struct sg_request *r, enum sg_login_result result, const
  */
 static int state_take(struct sg_logins *logins, const char *name, struct sg_loginstate *out)
 {
-    int err = sg_loginstate_take(logins->store, name, sg_now_s(), out);
+    int err = logins->memory != NULL
+                  ? sg_loginstate_table_take(logins->memory, name, sg_now_s(), out)
+                  : sg_loginstate_take(logins->store, name, sg_now_s(), out);
     if (err != 0 && err != SG_ENOENT && err != SG_ETIMEOUT)
         sg_metrics_error(SG_MERR_STORE);
     return err;
@@ -191,17 +197,22 @@ static int state_take(struct sg_logins *logins, const char *name, struct sg_logi
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
 {
     size_t deleted;
-    if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
+    if (logins->memory != NULL)
+        deleted = sg_loginstate_table_sweep(logins->memory, now, max);
+    else if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
         return 0;
     for (size_t i = 0; i < deleted; i++)
         sg_metrics_count(LOGINS_METRIC, "result", results[SG_LOGIN_STATE_EXPIRED].label);
     return deleted;
 }
 
-struct sg_logins *sg_logins_new(struct sg_store *store)
+struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_session_writer *writer,
+                                bool in_memory)
 {
     struct sg_logins *logins = sg_calloc(1, sizeof(*logins));
     logins->store = store;
+    logins->writer = writer;
+    logins->memory = in_memory ? sg_loginstate_table_new() : NULL;
     return logins;
 }
 
@@ -210,13 +221,17 @@ void sg_logins_free(struct sg_logins *logins)
     if (logins == NULL)
         return;
     assert(logins->pending == NULL); /* every callback's request finished first */
+    sg_loginstate_table_free(logins->memory);
     free(logins);
 }
 
 size_t sg_logins_count(struct sg_logins *logins)
 {
     size_t kept;
-    sg_loginstate_count(logins->store, &kept); /* 0 when the store fails */
+    if (logins->memory != NULL)
+        kept = sg_loginstate_table_count(logins->memory);
+    else
+        sg_loginstate_count(logins->store, &kept); /* 0 when the store fails */
     return kept + logins->pending_count;
 }
 
@@ -266,13 +281,14 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     sg_random_token(32, s.state, sizeof(s.state));
     sg_random_token(32, s.nonce, sizeof(s.nonce));
     sg_random_token(32, s.verifier, sizeof(s.verifier));
-    SHA256((const unsigned char *)binding, strlen(binding), s.binding);
+    sg_sha256(binding, strlen(binding), s.binding);
     if (r->shared != NULL) {
         int sent = begin_shared(r, &s, new_binding ? binding : NULL, status);
         OPENSSL_cleanse(binding, sizeof(binding));
         return sent;
     }
-    int err = sg_loginstate_put(r->store, &s);
+    int err = logins->memory != NULL ? sg_loginstate_table_put(logins->memory, &s)
+                                     : sg_loginstate_put(r->store, &s);
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_loginstate_clear(&s);
@@ -420,6 +436,8 @@ static void on_pending_gone(struct sg_request *r, void *arg)
         sg_whoami_cancel(p->whoami);
     sg_pgstore_cancel(p->op);
     p->op = NULL;
+    sg_session_write_cancel(p->write);
+    p->write = NULL;
     login_result(r, SG_LOGIN_CLIENT_GONE, NULL);
 }
 
@@ -466,15 +484,23 @@ static void on_session_stored(void *arg, int err)
 {
     struct pending *p = arg;
     p->op = NULL;
+    p->write = NULL;
     callback_done(p, session_stored(p, err));
 }
 
 /* Stores the prepared session and sends the browser on with its cookie;
- * 0 while the shared store writes it. */
+ * 0 while the session writer (this iteration's commit) or the shared store
+ * writes it. */
 static int finish_session(struct pending *p)
 {
-    if (p->r->shared == NULL)
-        return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
+    if (p->r->shared == NULL) {
+        struct sg_session_writer *writer = p->logins->writer;
+        if (writer == NULL)
+            return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
+        p->write =
+            sg_session_writer_create(writer, p->session_id, &p->session, on_session_stored, p);
+        return p->write != NULL ? 0 : session_stored(p, SG_EINVAL);
+    }
     p->op =
         sg_pgstore_session_create(p->r->shared, p->session_id, &p->session, on_session_stored, p);
     return p->op != NULL ? 0 : session_stored(p, SG_EINVAL);
@@ -986,7 +1012,7 @@ static int callback_with_state(struct sg_request *r, int taken_err, struct sg_lo
     bool bound = taken && sg_cookies_get(evhttp_request_get_input_headers(req), cfg,
                                          SG_COOKIE_LOGIN, binding, TOKEN_LEN);
     if (bound) {
-        SHA256((const unsigned char *)binding, strlen(binding), binding_hash);
+        sg_sha256(binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
     }
     if (!bound) {
@@ -1045,7 +1071,7 @@ int sg_login_logout(struct sg_request *r)
 
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(r->store, r->shared, cfg, req, &identity) == 0) {
+    if (sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, &identity) == 0) {
         sg_identity_end(r->store, r->shared, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {

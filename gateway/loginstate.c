@@ -192,7 +192,7 @@ int sg_loginstate_encode(const struct sg_loginstate *s, unsigned char out[SG_LOG
 
 static void state_key(const char *state, unsigned char key[SHA256_DIGEST_LENGTH])
 {
-    SHA256((const unsigned char *)state, strlen(state), key);
+    sg_sha256(state, strlen(state), key);
 }
 
 int sg_loginstate_put(struct sg_store *store, const struct sg_loginstate *s)
@@ -297,4 +297,173 @@ void sg_loginstate_clear(struct sg_loginstate *s)
     free(s->psa_tenant);
     free(s->psa_user);
     OPENSSL_cleanse(s, sizeof(*s));
+}
+
+/* ---- in memory: one process ---------------------------------------------- */
+
+/* A state kept in memory: its name and its record, as the store would hold it. */
+struct kept {
+    struct kept *chain;         /* the next in its bucket */
+    struct kept *older, *newer; /* put order: the sweep starts at the oldest */
+    int64_t created;
+    char state[SG_LOGINSTATE_TOKEN_SIZE];
+    size_t len;
+    unsigned char record[];
+};
+
+struct sg_loginstate_table {
+    struct kept **buckets;
+    size_t bucket_count; /* a power of two */
+    size_t count;
+    struct kept *oldest, *newest;
+};
+
+#define TABLE_BUCKETS_MIN 64
+
+struct sg_loginstate_table *sg_loginstate_table_new(void)
+{
+    struct sg_loginstate_table *t = sg_calloc(1, sizeof(*t));
+    t->bucket_count = TABLE_BUCKETS_MIN;
+    t->buckets = sg_calloc(t->bucket_count, sizeof(*t->buckets));
+    return t;
+}
+
+static void kept_free(struct kept *k)
+{
+    OPENSSL_cleanse(k, sizeof(*k) + k->len);
+    free(k);
+}
+
+void sg_loginstate_table_free(struct sg_loginstate_table *t)
+{
+    if (t == NULL)
+        return;
+    for (struct kept *k = t->oldest, *next; k != NULL; k = next) {
+        next = k->newer;
+        kept_free(k);
+    }
+    free(t->buckets);
+    free(t);
+}
+
+/* The bucket of a state (a token: 43 random characters, so FNV-1a spreads them). */
+static size_t bucket_of(const struct sg_loginstate_table *t, const char *state)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < SG_LOGINSTATE_TOKEN_LEN; i++)
+        h = (h ^ (unsigned char)state[i]) * 1099511628211ull;
+    return (size_t)h & (t->bucket_count - 1);
+}
+
+/* The link that points at state's entry (or the end of its bucket's chain). */
+static struct kept **table_find(struct sg_loginstate_table *t, const char *state)
+{
+    struct kept **at = &t->buckets[bucket_of(t, state)];
+    while (*at != NULL && !sg_memeq_ct((*at)->state, state, SG_LOGINSTATE_TOKEN_LEN))
+        at = &(*at)->chain;
+    return at;
+}
+
+/* Takes the entry *at points at out of the table (the caller frees it). */
+static struct kept *table_unlink(struct sg_loginstate_table *t, struct kept **at)
+{
+    struct kept *k = *at;
+    *at = k->chain;
+    if (k->older != NULL)
+        k->older->newer = k->newer;
+    else
+        t->oldest = k->newer;
+    if (k->newer != NULL)
+        k->newer->older = k->older;
+    else
+        t->newest = k->older;
+    t->count--;
+    return k;
+}
+
+/* Doubles the buckets once there are more states than buckets. */
+static void table_grow(struct sg_loginstate_table *t)
+{
+    size_t count = t->bucket_count * 2;
+    struct kept **buckets = sg_calloc(count, sizeof(*buckets));
+    t->bucket_count = count;
+    for (struct kept *k = t->oldest; k != NULL; k = k->newer) {
+        size_t b = bucket_of(t, k->state);
+        k->chain = buckets[b];
+        buckets[b] = k;
+    }
+    free(t->buckets);
+    t->buckets = buckets;
+}
+
+int sg_loginstate_table_put(struct sg_loginstate_table *t, const struct sg_loginstate *s)
+{
+    unsigned char record[SG_LOGINSTATE_RECORD_MAX];
+    size_t len;
+    if (!token_text_valid(s->state))
+        return SG_EINVAL;
+    int err = sg_loginstate_encode(s, record, &len);
+    if (err != 0)
+        goto end;
+    struct kept **at = table_find(t, s->state);
+    if (*at != NULL)
+        kept_free(table_unlink(t, at));
+    struct kept *k = sg_malloc(sizeof(*k) + len);
+    memcpy(k->state, s->state, SG_LOGINSTATE_TOKEN_SIZE);
+    memcpy(k->record, record, len);
+    k->len = len;
+    k->created = s->created;
+    k->older = t->newest;
+    k->newer = NULL;
+    if (t->newest != NULL)
+        t->newest->newer = k;
+    else
+        t->oldest = k;
+    t->newest = k;
+    at = &t->buckets[bucket_of(t, k->state)];
+    k->chain = *at;
+    *at = k;
+    if (++t->count > t->bucket_count)
+        table_grow(t);
+
+end:
+    OPENSSL_cleanse(record, sizeof(record));
+    return err;
+}
+
+int sg_loginstate_table_take(struct sg_loginstate_table *t, const char *state, int64_t now,
+                             struct sg_loginstate *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!token_text_valid(state))
+        return SG_ENOENT;
+    struct kept **at = table_find(t, state);
+    if (*at == NULL)
+        return SG_ENOENT;
+    struct kept *k = table_unlink(t, at);
+    enum sg_loginstate_status status = sg_loginstate_decode(k->record, k->len, out);
+    kept_free(k);
+    if (status != SG_LOGINSTATE_OK)
+        return SG_ENOENT;
+    if (expired(out->created, now)) {
+        sg_loginstate_clear(out);
+        return SG_ETIMEOUT;
+    }
+    memcpy(out->state, state, SG_LOGINSTATE_TOKEN_SIZE);
+    return 0;
+}
+
+size_t sg_loginstate_table_count(const struct sg_loginstate_table *t)
+{
+    return t->count;
+}
+
+size_t sg_loginstate_table_sweep(struct sg_loginstate_table *t, int64_t now, size_t max)
+{
+    size_t deleted = 0;
+    while (deleted < max && t->oldest != NULL && expired(t->oldest->created, now)) {
+        kept_free(table_unlink(t, table_find(t, t->oldest->state)));
+        deleted++;
+    }
+    return deleted;
 }

@@ -11,6 +11,7 @@
 #include "ssogate/request.h"
 #include "ssogate/service.h"
 #include "ssogate/session.h"
+#include "ssogate/sessionwriter.h"
 #include "ssogate/signer.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/store.h"
@@ -34,12 +35,13 @@ struct sg_runtime {
     struct sg_snapshot *current; /* owned reference; never NULL once started */
     struct sg_server *server;
     struct sg_store *store;
-    struct sg_pgstore *shared;    /* store.type postgresql: the truth, store its cache */
-    struct sg_logins *logins;     /* logins in flight */
-    struct sg_tunnels *tunnels;   /* WebSocket tunnels open */
-    struct sg_requests *requests; /* every request in flight */
-    struct sg_signer retired;     /* the signing key a reload replaced */
-    int64_t retired_until;        /* ...published until assertions it signed expired */
+    struct sg_pgstore *shared; /* store.type postgresql: the truth, store its cache */
+    struct sg_logins *logins;  /* logins in flight */
+    struct sg_session_writer *session_writer; /* session writes of an iteration, one commit */
+    struct sg_tunnels *tunnels;               /* WebSocket tunnels open */
+    struct sg_requests *requests;             /* every request in flight */
+    struct sg_signer retired;                 /* the signing key a reload replaced */
+    int64_t retired_until;                    /* ...published until assertions it signed expired */
     uint64_t next_generation;
     struct event *signals[3];
     struct event *sweep;
@@ -172,7 +174,10 @@ int sg_runtime_new(const char *path, sg_server_handler handler, struct sg_runtim
             goto fail;
         }
     }
-    rt->logins = sg_logins_new(rt->store);
+    rt->session_writer = sg_session_writer_new(rt->base, rt->store);
+    /* Workers share login states through the store; a lone process keeps them in memory. */
+    rt->logins =
+        sg_logins_new(rt->store, rt->session_writer, cfg->workers == 1 && rt->shared == NULL);
     rt->tunnels = sg_tunnels_new(rt->base);
     if (snapshot_new(rt, cfg, &rt->current, errbuf, sizeof(errbuf)) != 0) {
         sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);
@@ -225,6 +230,7 @@ void sg_runtime_free(struct sg_runtime *rt)
     sg_server_free(rt->server); /* clients gone: their waiting requests are cancelled */
     sg_requests_free(rt->requests);
     sg_logins_free(rt->logins);
+    sg_session_writer_free(rt->session_writer); /* what is queued goes to the store */
     sg_tunnels_free(rt->tunnels);
     sg_pgstore_free(rt->shared);
     sg_snapshot_unref(rt->current);
@@ -309,6 +315,11 @@ struct sg_pgstore *sg_runtime_shared(const struct sg_runtime *rt)
 struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt)
 {
     return rt->logins;
+}
+
+struct sg_session_writer *sg_runtime_session_writer(const struct sg_runtime *rt)
+{
+    return rt != NULL ? rt->session_writer : NULL;
 }
 
 struct sg_tunnels *sg_runtime_tunnels(const struct sg_runtime *rt)

@@ -120,7 +120,7 @@ bool sg_session_id_valid(const char *id)
 
 static void session_key(const char *id, unsigned char key[SESSION_KEY_LEN])
 {
-    SHA256((const unsigned char *)id, SG_SESSION_ID_LEN, key);
+    sg_sha256(id, SG_SESSION_ID_LEN, key);
 }
 
 /* A field is bounded and free of control characters (which would let it split a header). */
@@ -227,7 +227,7 @@ int sg_session_owner_sid(const char *issuer, const char *sid, char **out)
 
 static void owner_hash(const char *owner, size_t len, unsigned char hash[SESSION_KEY_LEN])
 {
-    SHA256((const unsigned char *)owner, len, hash);
+    sg_sha256(owner, len, hash);
 }
 
 /*
@@ -427,6 +427,18 @@ static void delete_expired(struct sg_store *store, const unsigned char key[SESSI
         sg_store_txn_abort(&txn);
 }
 
+int sg_session_insert_txn(struct sg_store_txn *txn, const unsigned char key[SG_SESSION_KEY_LEN],
+                          const void *record, size_t len)
+{
+    struct record_view view;
+    struct owner_hashes owners;
+    if (record_decode(record, len, &view) != 0 || record_owners(&view, &owners) != 0)
+        return SG_EINVAL;
+    int err = sg_store_put(txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, record, len,
+                           SG_STORE_NOOVERWRITE);
+    return err != 0 ? err : index_owners(txn, &owners, key, true);
+}
+
 int sg_session_create(struct sg_store *store, const char *id, const struct sg_session *rec)
 {
     if (!sg_session_id_valid(id))
@@ -436,12 +448,6 @@ int sg_session_create(struct sg_store *store, const char *id, const struct sg_se
     int err = record_encode(rec, &data, &size);
     if (err != 0)
         return err;
-    struct record_view view;
-    struct owner_hashes owners;
-    if (record_decode(data, size, &view) != 0 || record_owners(&view, &owners) != 0) {
-        SG_FREE(data);
-        return SG_EINVAL;
-    }
     unsigned char key[SESSION_KEY_LEN];
     session_key(id, key);
 
@@ -449,10 +455,7 @@ int sg_session_create(struct sg_store *store, const char *id, const struct sg_se
     err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         goto end;
-    err = sg_store_put(&txn, SG_STORE_DB_SESSIONS, key, sizeof(key), data, size,
-                       SG_STORE_NOOVERWRITE);
-    if (err == 0)
-        err = index_owners(&txn, &owners, key, true);
+    err = sg_session_insert_txn(&txn, key, data, size);
     if (err == 0)
         err = sg_store_txn_commit(&txn, SG_STORE_LAZY);
     else
@@ -533,6 +536,30 @@ static int64_t touch_interval(uint32_t idle_timeout_s)
     return interval > 0 ? interval : 1;
 }
 
+int sg_session_touch_txn(struct sg_store_txn *txn, const unsigned char key[SG_SESSION_KEY_LEN],
+                         int64_t now)
+{
+    const void *val;
+    size_t size;
+    int err = sg_store_get(txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, &val, &size);
+    if (err != 0)
+        return err;
+    struct record_view view;
+    if (record_decode(val, size, &view) != 0)
+        return SG_ESTORE;
+    /* Another process may have expired or touched it since our read. */
+    if (record_expired(&view, now))
+        return SG_ENOENT;
+    if (view.last_seen >= now)
+        return 0;
+    unsigned char *copy = sg_malloc(size);
+    memcpy(copy, val, size);
+    sg_store_put_be64(copy + OFFSET_LAST_SEEN, (uint64_t)now);
+    err = sg_store_put(txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, copy, size, 0);
+    free(copy);
+    return err;
+}
+
 /* Rewrites last_seen of session key to now, in a write transaction. */
 static int write_last_seen(struct sg_store *store, const unsigned char key[SESSION_KEY_LEN],
                            int64_t now)
@@ -541,39 +568,12 @@ static int write_last_seen(struct sg_store *store, const unsigned char key[SESSI
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    unsigned char *copy = NULL;
-    const void *val;
-    size_t size;
-    err = sg_store_get(&txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, &val, &size);
-    if (err != 0)
-        goto fail;
-    struct record_view view;
-    if (record_decode(val, size, &view) != 0) {
-        err = SG_ESTORE;
-        goto fail;
-    }
-    /* Another process may have expired or touched it since our read. */
-    if (record_expired(&view, now)) {
-        err = SG_ENOENT;
-        goto fail;
-    }
-    if (view.last_seen >= now) {
+    err = sg_session_touch_txn(&txn, key, now);
+    if (err != 0) {
         sg_store_txn_abort(&txn);
-        return 0;
+        return err;
     }
-    copy = sg_malloc(size);
-    memcpy(copy, val, size);
-    sg_store_put_be64(copy + OFFSET_LAST_SEEN, (uint64_t)now);
-    err = sg_store_put(&txn, SG_STORE_DB_SESSIONS, key, SESSION_KEY_LEN, copy, size, 0);
-    if (err != 0)
-        goto fail;
-    SG_FREE(copy);
     return sg_store_txn_commit(&txn, SG_STORE_LAZY);
-
-fail:
-    SG_FREE(copy);
-    sg_store_txn_abort(&txn);
-    return err;
 }
 
 bool sg_session_touch_due(const struct sg_session *s, int64_t now)

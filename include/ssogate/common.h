@@ -59,6 +59,11 @@ int sg_memeq_ct(const void *a, const void *b, size_t len);
 /* Fills buf with len cryptographically random bytes (OpenSSL RAND); aborts on failure. */
 void sg_random_bytes(void *buf, size_t len);
 
+#define SG_SHA256_LEN 32
+
+/* The SHA-256 of len bytes of data into out, as SHA256() but without its per-call fetch. */
+void sg_sha256(const void *data, size_t len, unsigned char out[SG_SHA256_LEN]);
+
 /* Writes 2*len lowercase hex digits and a NUL into out (size >= 2*len+1). */
 void sg_hex_encode(const unsigned char *in, size_t len, char *out);
 

@@ -125,4 +125,35 @@ int sg_loginstate_sweep(struct sg_store *store, int64_t now, size_t max, size_t 
 /* Frees the texts of s, wipes its secrets and zeroes it. NULL-safe. */
 void sg_loginstate_clear(struct sg_loginstate *s);
 
+/*
+ * Login states kept in this process's memory, for a gateway that is the only
+ * process finishing its logins (one worker, no shared store): no store
+ * transaction per login. The same records, rules and answers as the store's
+ * functions above (single use, SG_LOGINSTATE_TTL_S); a state is found by its
+ * name in a hash table, compared in constant time. Lost with the process,
+ * as logins in flight may be (SPEC.md, Data).
+ */
+struct sg_loginstate_table;
+
+struct sg_loginstate_table *sg_loginstate_table_new(void);
+
+/* Frees the table and wipes the states it holds. NULL-safe. */
+void sg_loginstate_table_free(struct sg_loginstate_table *t);
+
+/* As sg_loginstate_put: 0 or SG_EINVAL. s is borrowed (copied in). */
+int sg_loginstate_table_put(struct sg_loginstate_table *t, const struct sg_loginstate *s);
+
+/* As sg_loginstate_take: 0 (fills *out), SG_ENOENT or SG_ETIMEOUT; the state is gone after. */
+int sg_loginstate_table_take(struct sg_loginstate_table *t, const char *state, int64_t now,
+                             struct sg_loginstate *out);
+
+/* The number of states kept, expired ones until they are swept. */
+size_t sg_loginstate_table_count(const struct sg_loginstate_table *t);
+
+/*
+ * Deletes up to max expired states, oldest put first, stopping at the first
+ * that has not expired. Returns how many were deleted.
+ */
+size_t sg_loginstate_table_sweep(struct sg_loginstate_table *t, int64_t now, size_t max);
+
 #endif

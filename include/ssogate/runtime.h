@@ -18,6 +18,7 @@ struct sg_logins;
 struct sg_pgstore;
 struct sg_requests;
 struct sg_runtime;
+struct sg_session_writer;
 struct sg_snapshot;
 struct sg_store;
 struct sg_tunnels;
@@ -49,6 +50,8 @@ struct sg_store *sg_runtime_store(const struct sg_runtime *rt);
 struct sg_logins *sg_runtime_logins(const struct sg_runtime *rt);
 struct sg_pgstore *sg_runtime_shared(const struct sg_runtime *rt); /* NULL with lmdb */
 struct sg_tunnels *sg_runtime_tunnels(const struct sg_runtime *rt);
+/* The session writer (sessionwriter.h); NULL-safe: NULL for a NULL runtime (unit tests). */
+struct sg_session_writer *sg_runtime_session_writer(const struct sg_runtime *rt);
 struct sg_requests *sg_runtime_requests(const struct sg_runtime *rt);
 struct event_base *sg_runtime_base(const struct sg_runtime *rt);
 

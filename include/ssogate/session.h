@@ -163,6 +163,24 @@ int sg_session_decode(const void *data, size_t len, struct sg_session *out);
 int sg_session_put_key(struct sg_store *store, const unsigned char key[SG_SESSION_KEY_LEN],
                        const void *record, size_t len);
 
+/*
+ * Inside the caller's write transaction (borrowed), which the caller commits
+ * or aborts; a failure may leave part of the change in it.
+ *
+ * sg_session_insert_txn stores a new record (from sg_session_encode) under
+ * key with its owner index: 0, SG_EINVAL (record), SG_EEXIST (key used),
+ * SG_ETOOBIG or SG_ESTORE.
+ *
+ * sg_session_touch_txn sets last_seen of the session under key to now when
+ * it is older; a session that is gone stays gone (a touch never writes a
+ * record that is not there). 0, SG_ENOENT (missing or expired), SG_ESTORE or
+ * SG_ETOOBIG.
+ */
+int sg_session_insert_txn(struct sg_store_txn *txn, const unsigned char key[SG_SESSION_KEY_LEN],
+                          const void *record, size_t len);
+int sg_session_touch_txn(struct sg_store_txn *txn, const unsigned char key[SG_SESSION_KEY_LEN],
+                         int64_t now);
+
 /* Deletes the session stored under key. 0, SG_ENOENT or SG_ESTORE. */
 int sg_session_delete_key(struct sg_store *store, const unsigned char key[SG_SESSION_KEY_LEN]);
 

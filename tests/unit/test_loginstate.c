@@ -533,6 +533,75 @@ static void test_clear(void **state)
     assert_memory_equal(&s, &zero, sizeof(s));
 }
 
+/* In memory (one worker): single use, expiry, replacement, growth and the sweep. */
+static void test_table(void **state)
+{
+    (void)state;
+    struct sg_loginstate_table *t = sg_loginstate_table_new();
+    struct sg_loginstate s = make_state(STATE, SG_LOGIN_LINK_TENANT, "/_sso/settings", "t", "u");
+    struct sg_loginstate out;
+    assert_int_equal(sg_loginstate_table_put(t, &s), 0);
+    assert_int_equal(sg_loginstate_table_count(t), 1);
+    assert_int_equal(sg_loginstate_table_take(t, NONCE, NOW, &out), SG_ENOENT);
+    assert_int_equal(sg_loginstate_table_take(t, "short", NOW, &out), SG_ENOENT);
+    assert_int_equal(sg_loginstate_table_take(t, STATE, NOW + 1, &out), 0);
+    assert_fields_equal(&out, &s);
+    assert_string_equal(out.state, STATE);
+    sg_loginstate_clear(&out);
+    /* used once */
+    assert_int_equal(sg_loginstate_table_take(t, STATE, NOW + 1, &out), SG_ENOENT);
+    assert_null(out.return_to);
+    assert_int_equal(sg_loginstate_table_count(t), 0);
+
+    /* expired at SG_LOGINSTATE_TTL_S: refused and gone */
+    assert_int_equal(sg_loginstate_table_put(t, &s), 0);
+    assert_int_equal(sg_loginstate_table_take(t, STATE, NOW + SG_LOGINSTATE_TTL_S, &out),
+                     SG_ETIMEOUT);
+    assert_null(out.return_to);
+    assert_int_equal(sg_loginstate_table_count(t), 0);
+
+    /* a second put of the same state replaces the first */
+    assert_int_equal(sg_loginstate_table_put(t, &s), 0);
+    struct sg_loginstate again = make_state(STATE, SG_LOGIN_SESSION, "/again", NULL, NULL);
+    assert_int_equal(sg_loginstate_table_put(t, &again), 0);
+    assert_int_equal(sg_loginstate_table_count(t), 1);
+    assert_int_equal(sg_loginstate_table_take(t, STATE, NOW, &out), 0);
+    assert_string_equal(out.return_to, "/again");
+    sg_loginstate_clear(&out);
+
+    /* invalid states are refused as the store refuses them */
+    struct sg_loginstate bad = make_state("not a token", SG_LOGIN_SESSION, "/", NULL, NULL);
+    assert_int_equal(sg_loginstate_table_put(t, &bad), SG_EINVAL);
+    bad = make_state(STATE, SG_LOGIN_SESSION, NULL, NULL, NULL);
+    assert_int_equal(sg_loginstate_table_put(t, &bad), SG_EINVAL);
+    assert_int_equal(sg_loginstate_table_count(t), 0);
+
+    /* many states (the table grows): 1000 old ones, then 1000 fresh ones */
+    char names[2000][SG_LOGINSTATE_TOKEN_SIZE];
+    for (int i = 0; i < 2000; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s", STATE);
+        snprintf(names[i] + SG_LOGINSTATE_TOKEN_LEN - 4, 5, "%04d", i);
+        struct sg_loginstate m = make_state(names[i], SG_LOGIN_SESSION, "/", NULL, NULL);
+        m.created = i < 1000 ? NOW - SG_LOGINSTATE_TTL_S : NOW;
+        assert_int_equal(sg_loginstate_table_put(t, &m), 0);
+    }
+    assert_int_equal(sg_loginstate_table_count(t), 2000);
+    /* the sweep takes expired ones only, at most max per call */
+    assert_int_equal(sg_loginstate_table_sweep(t, NOW, 600), 600);
+    assert_int_equal(sg_loginstate_table_sweep(t, NOW, 5000), 400);
+    assert_int_equal(sg_loginstate_table_sweep(t, NOW, 5000), 0);
+    assert_int_equal(sg_loginstate_table_count(t), 1000);
+    assert_int_equal(sg_loginstate_table_take(t, names[10], NOW, &out), SG_ENOENT);
+    for (int i = 1000; i < 2000; i += 7) {
+        assert_int_equal(sg_loginstate_table_take(t, names[i], NOW, &out), 0);
+        assert_string_equal(out.state, names[i]);
+        sg_loginstate_clear(&out);
+    }
+    assert_int_equal(sg_loginstate_table_count(t), 1000 - 143);
+    sg_loginstate_table_free(t); /* frees what is left (ASan checks) */
+    sg_loginstate_table_free(NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -548,6 +617,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sweep, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sweep_foreign_key, setup, teardown),
         cmocka_unit_test(test_clear),
+        cmocka_unit_test(test_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

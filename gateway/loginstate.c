@@ -222,6 +222,17 @@ end:
     return err;
 }
 
+/* A decoded state taken from where it was kept: refused once expired, else named by state. */
+static int finish_take(const char *state, int64_t now, struct sg_loginstate *out)
+{
+    if (expired(out->created, now)) {
+        sg_loginstate_clear(out);
+        return SG_ETIMEOUT;
+    }
+    memcpy(out->state, state, SG_LOGINSTATE_TOKEN_SIZE);
+    return 0;
+}
+
 int sg_loginstate_take(struct sg_store *store, const char *state, int64_t now,
                        struct sg_loginstate *out)
 {
@@ -255,14 +266,7 @@ int sg_loginstate_take(struct sg_store *store, const char *state, int64_t now,
         sg_loginstate_clear(out);
         return err;
     }
-    if (!decoded)
-        return SG_ENOENT;
-    if (expired(out->created, now)) {
-        sg_loginstate_clear(out);
-        return SG_ETIMEOUT;
-    }
-    memcpy(out->state, state, SG_LOGINSTATE_TOKEN_SIZE);
-    return 0;
+    return decoded ? finish_take(state, now, out) : SG_ENOENT;
 }
 
 int sg_loginstate_count(struct sg_store *store, size_t *count)
@@ -443,14 +447,7 @@ int sg_loginstate_table_take(struct sg_loginstate_table *t, const char *state, i
     struct kept *k = table_unlink(t, at);
     enum sg_loginstate_status status = sg_loginstate_decode(k->record, k->len, out);
     kept_free(k);
-    if (status != SG_LOGINSTATE_OK)
-        return SG_ENOENT;
-    if (expired(out->created, now)) {
-        sg_loginstate_clear(out);
-        return SG_ETIMEOUT;
-    }
-    memcpy(out->state, state, SG_LOGINSTATE_TOKEN_SIZE);
-    return 0;
+    return status == SG_LOGINSTATE_OK ? finish_take(state, now, out) : SG_ENOENT;
 }
 
 size_t sg_loginstate_table_count(const struct sg_loginstate_table *t)

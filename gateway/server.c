@@ -67,7 +67,10 @@ struct sg_conn {
     void *on_close_arg;
     struct event *release; /* runs once libevent has let go of the bufferevent */
     struct sg_wire wire;   /* the wire check of what the client sends (wire.h) */
-    uint64_t requests;     /* handed over so far, the current one included */
+    /* evhttp's event callback, while on_busy_event stands in for it (on_request). */
+    bufferevent_event_cb evhttp_eventcb;
+    void *evhttp_eventarg;
+    uint64_t requests; /* handed over so far, the current one included */
     struct sg_conn *prev, *next;
 };
 
@@ -84,6 +87,7 @@ struct sg_server {
     size_t connection_limit;
     int64_t client_timeout_us;
     uint64_t min_body_rate; /* bytes per second */
+    size_t input_max;       /* bytes a client's unread input may hold (on_request) */
     bool accepting_paused;
     bool stopped;
     bool freeing; /* connections close synchronously: no deferred release */
@@ -191,10 +195,18 @@ static void conn_shutdown(struct sg_conn *c)
     c->reading = false;
 }
 
+/* True while a request of c is being handled or answered: evhttp does not read requests then. */
+static bool in_flight(const struct sg_conn *c)
+{
+    bufferevent_data_cb readcb;
+    bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
+    return readcb == NULL || !(bufferevent_get_enabled(c->bev) & EV_READ);
+}
+
 /* True when the request being received is past its deadline (see struct sg_conn). */
 static bool request_late(const struct sg_server *srv, const struct sg_conn *c, int64_t now)
 {
-    if (!c->reading || c->tunnel || c->closing)
+    if (!c->reading || c->tunnel || c->closing || in_flight(c))
         return false;
     int64_t allowance = (int64_t)(c->reading_bytes * 1000000 / srv->min_body_rate);
     return now - c->reading_since > srv->client_timeout_us + allowance;
@@ -257,7 +269,7 @@ static bool reclaim_idle(struct sg_server *srv)
 {
     struct sg_conn *oldest = NULL;
     for (struct sg_conn *c = srv->active; c != NULL; c = c->next) {
-        if (c->reading || c->tunnel || c->closing || !(bufferevent_get_enabled(c->bev) & EV_READ))
+        if (c->reading || c->tunnel || c->closing || in_flight(c))
             continue; /* receiving, tunnelled, or a request in the works */
         if (oldest == NULL || c->last_active_us < oldest->last_active_us)
             oldest = c;
@@ -357,6 +369,38 @@ static struct sg_conn *conn_of_request(struct sg_server *srv, struct evhttp_requ
     abort(); /* every connection was registered when libevent asked for its bufferevent */
 }
 
+/*
+ * While a request is handled, evhttp's events stand in for its own: a
+ * read timeout means nothing then (the handler's own deadlines apply); the
+ * end of the connection or an error goes to evhttp, which frees it.
+ */
+static void on_busy_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct sg_conn *c = arg;
+    if (what & BEV_EVENT_TIMEOUT) {
+        bufferevent_enable(bev, EV_READ);
+        return;
+    }
+    c->evhttp_eventcb(bev, what, c->evhttp_eventarg);
+}
+
+/*
+ * evhttp stops reading a plain connection while its request is handled and
+ * starts again after the answer: an epoll_ctl DEL and an ADD per request.
+ * Reading goes on instead, with no read callback (bytes wait in the input,
+ * at most input_max of them, as evhttp's own answer phase has it), so the
+ * two cancel out within the loop iteration; evhttp takes its callbacks back
+ * when it writes the answer.
+ */
+static void keep_reading(struct sg_server *srv, struct sg_conn *c)
+{
+    bufferevent_data_cb writecb;
+    bufferevent_getcb(c->bev, NULL, &writecb, &c->evhttp_eventcb, &c->evhttp_eventarg);
+    bufferevent_setcb(c->bev, NULL, writecb, on_busy_event, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, srv->input_max);
+    bufferevent_enable(c->bev, EV_READ);
+}
+
 static void on_request(struct evhttp_request *req, void *arg)
 {
     struct listener *l = arg;
@@ -368,6 +412,8 @@ static void on_request(struct evhttp_request *req, void *arg)
      * a tunnel, what follows it is not checked, so the connection ends. */
     if (sg_wire_stopped(&c->wire, c->requests))
         sg_headers_close_connection(evhttp_request_get_output_headers(req));
+    if (l->ssl_ctx == NULL)
+        keep_reading(l->srv, c);
     l->srv->handler(req, c, l->srv->handler_arg);
 }
 
@@ -400,6 +446,12 @@ static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, size_t inde
         return NULL;
     }
     return ctx;
+}
+
+/* Above evhttp's own header limit, so that it never waits for a line the watermark holds back. */
+static size_t input_max(const struct sg_config *cfg)
+{
+    return cfg->limits.header_bytes * HEADER_HARD_LIMIT_FACTOR + 64 * 1024;
 }
 
 static void apply_limits(struct evhttp *http, const struct sg_config *cfg)
@@ -522,6 +574,7 @@ void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
     srv->connection_limit = cfg->limits.connections;
     srv->client_timeout_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
     srv->min_body_rate = cfg->limits.min_body_rate;
+    srv->input_max = input_max(cfg);
     for (size_t i = 0; i < srv->listener_count; i++) {
         if (srv->listeners[i].http != NULL)
             apply_limits(srv->listeners[i].http, cfg);

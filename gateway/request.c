@@ -162,6 +162,8 @@ void sg_request_on_finish(struct sg_request *r, sg_request_fn fn, void *arg)
 void sg_request_finish(struct sg_request *r, int status, uint64_t bytes)
 {
     assert(r->magic == REQUEST_MAGIC);
+    /* An answer given later than the request's arrival goes out once the request is done. */
+    struct sg_conn *flush = r->waiting && r->req != NULL ? r->conn : NULL;
     if (r->waiting)
         sg_conn_on_close(r->conn, NULL, NULL);
     sg_metrics_response(status);
@@ -199,6 +201,8 @@ void sg_request_finish(struct sg_request *r, int status, uint64_t bytes)
     sg_snapshot_unref(r->snap);
     r->magic = 0;
     free(r);
+    if (flush != NULL)
+        sg_conn_flush(flush);
 }
 
 bool sg_request_draining(const struct sg_request *r)

@@ -415,6 +415,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     if (l->ssl_ctx == NULL)
         keep_reading(l->srv, c);
     l->srv->handler(req, c, l->srv->handler_arg);
+    /* An answer given at once (the request is finished) goes out now. */
+    if (!released_by_libevent(c->bev))
+        sg_conn_flush(c);
 }
 
 static SSL_CTX *tls_context_new(const struct sg_listener_config *lc, size_t index, char *errbuf,

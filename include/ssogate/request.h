@@ -112,7 +112,9 @@ void sg_request_resume(struct sg_request *r);
 /* Runs fn(r, arg) when the request finishes, newest first. */
 void sg_request_on_finish(struct sg_request *r, sg_request_fn fn, void *arg);
 
-/* Ends the request after its answer (status, body bytes) was handed to libevent. */
+/* Ends the request after its answer (status, body bytes) was handed to libevent;
+ * an answer given while the request waited is written at once (sg_conn_flush),
+ * which may free the evhttp request: nothing may use it after this call. */
 void sg_request_finish(struct sg_request *r, int status, uint64_t bytes);
 
 /* True when the answer should close the connection (the gateway drains). */

@@ -37,7 +37,7 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 
 int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
                        struct sg_pgstore *shared, const struct sg_config *cfg,
-                       struct evhttp_request *req, struct sg_identity *out)
+                       struct evhttp_request *req, bool id_token, struct sg_identity *out)
 {
     char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
     memset(out, 0, sizeof(*out));
@@ -50,7 +50,8 @@ int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
     for (size_t i = 0; i < count; i++) {
         struct sg_session other;
         struct sg_session *into = found ? &other : &out->session;
-        int rc = sg_session_get(store, ids[i], now, into);
+        int rc = id_token ? sg_session_get(store, ids[i], now, into)
+                          : sg_session_get_brief(store, ids[i], now, into);
         if (rc == SG_ENOENT || rc == SG_EINVAL)
             continue; /* unknown, expired or garbage: never hides the real one */
         if (rc != 0) {

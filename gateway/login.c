@@ -1071,7 +1071,8 @@ int sg_login_logout(struct sg_request *r)
 
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, &identity) == 0) {
+    if (sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, true, &identity) ==
+        0) {
         sg_identity_end(r->store, r->shared, cfg, &identity, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {

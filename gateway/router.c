@@ -241,7 +241,7 @@ static int handle_proxied(struct sg_request *r)
     bool psa_logout = sg_config_path_is(cfg, r->target.match, cfg->psa.logout_path);
     if (route->auth != SG_AUTH_NONE || psa_logout) {
         int err = sg_identity_lookup(store, sg_runtime_session_writer(r->rt), r->shared, cfg,
-                                     r->req, &identity);
+                                     r->req, false, &identity);
         if (err == SG_ESTORE)
             sg_metrics_error(SG_MERR_STORE);
         found = err == 0;

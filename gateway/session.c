@@ -465,7 +465,8 @@ end:
     return err;
 }
 
-static void copy_out(const struct record_view *v, struct sg_session *out)
+/* Copies a record's fields into out; the ID token only with id_token. */
+static void copy_out(const struct record_view *v, struct sg_session *out, bool id_token)
 {
     out->created_at = v->created_at;
     out->last_seen = v->last_seen;
@@ -473,17 +474,19 @@ static void copy_out(const struct record_view *v, struct sg_session *out)
     out->expires_at = v->expires_at;
     for (int f = 0; f < FIELD_COUNT; f++) {
         const struct field_view *fv = &v->fields[f];
-        *field_ptr(out, f) = fv->data != NULL ? sg_strndup(fv->data, fv->len) : NULL;
+        bool wanted = fv->data != NULL && (id_token || f != FIELD_ID_TOKEN);
+        *field_ptr(out, f) = wanted ? sg_strndup(fv->data, fv->len) : NULL;
     }
 }
 
 /*
  * Reads session key at now in a read transaction. With out, copies the
- * record; *last_seen and *idle_timeout_s (may be NULL) get those fields.
+ * record (the ID token with id_token); *last_seen and *idle_timeout_s (may
+ * be NULL) get those fields.
  * An expired record is deleted. Returns 0, SG_ENOENT or SG_ESTORE.
  */
 static int read_session(struct sg_store *store, const unsigned char key[SESSION_KEY_LEN],
-                        int64_t now, struct sg_session *out, int64_t *last_seen,
+                        int64_t now, struct sg_session *out, bool id_token, int64_t *last_seen,
                         uint32_t *idle_timeout_s)
 {
     struct sg_store_txn txn;
@@ -508,7 +511,7 @@ static int read_session(struct sg_store *store, const unsigned char key[SESSION_
         return SG_ENOENT;
     }
     if (out != NULL)
-        copy_out(&view, out);
+        copy_out(&view, out, id_token);
     if (last_seen != NULL)
         *last_seen = view.last_seen;
     if (idle_timeout_s != NULL)
@@ -517,7 +520,8 @@ static int read_session(struct sg_store *store, const unsigned char key[SESSION_
     return 0;
 }
 
-int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct sg_session *out)
+static int get_session(struct sg_store *store, const char *id, int64_t now, struct sg_session *out,
+                       bool id_token)
 {
     if (out != NULL)
         memset(out, 0, sizeof(*out));
@@ -525,7 +529,18 @@ int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct s
         return SG_EINVAL;
     unsigned char key[SESSION_KEY_LEN];
     session_key(id, key);
-    return read_session(store, key, now, out, NULL, NULL);
+    return read_session(store, key, now, out, id_token, NULL, NULL);
+}
+
+int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct sg_session *out)
+{
+    return get_session(store, id, now, out, true);
+}
+
+int sg_session_get_brief(struct sg_store *store, const char *id, int64_t now,
+                         struct sg_session *out)
+{
+    return get_session(store, id, now, out, false);
 }
 
 static int64_t touch_interval(uint32_t idle_timeout_s)
@@ -594,7 +609,7 @@ int sg_session_touch(struct sg_store *store, const char *id, int64_t now)
     session_key(id, key);
     int64_t last_seen = 0;
     uint32_t idle = 0;
-    int err = read_session(store, key, now, NULL, &last_seen, &idle);
+    int err = read_session(store, key, now, NULL, false, &last_seen, &idle);
     if (err != 0)
         return err;
     if (last_seen > now - touch_interval(idle))
@@ -803,7 +818,7 @@ int sg_session_decode(const void *data, size_t len, struct sg_session *out)
     struct record_view view;
     if (record_decode(data, len, &view) != 0)
         return SG_ESTORE;
-    copy_out(&view, out);
+    copy_out(&view, out, true);
     return 0;
 }
 

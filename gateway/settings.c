@@ -86,8 +86,9 @@ static int send_status(struct settings_request *s, const struct sg_psa_user *use
 {
     struct sg_store *store = s->r->store;
     struct sg_identity identity;
-    bool session = sg_identity_lookup(s->r->store, sg_runtime_session_writer(s->r->rt),
-                                      s->r->shared, s->r->snap->cfg, s->r->req, &identity) == 0;
+    bool session =
+        sg_identity_lookup(s->r->store, sg_runtime_session_writer(s->r->rt), s->r->shared,
+                           s->r->snap->cfg, s->r->req, false, &identity) == 0;
 
     yajl_gen g = yajl_gen_alloc(NULL);
     yajl_gen_map_open(g);
@@ -528,7 +529,7 @@ static int handle(struct sg_request *r, enum action action)
         return send_status(s, NULL, false);
     struct sg_identity identity;
     bool session = sg_identity_lookup(r->store, sg_runtime_session_writer(r->rt), r->shared, cfg,
-                                      req, &identity) == 0;
+                                      req, false, &identity) == 0;
     struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
     if (session) {
         sg_identity_add_headers(r->snap, &identity, &headers);

@@ -33,13 +33,14 @@ struct sg_identity {
  * unknown, expired and malformed ones are ignored; when the live ones belong
  * to different identities none is used. Returns 0 and fills *out (clear with
  * sg_identity_clear), SG_ENOENT when there is no live session, SG_EEXIST for
- * sessions of different identities, or SG_ESTORE. One read transaction per
+ * sessions of different identities, or SG_ESTORE. The session's ID token is
+ * read only with id_token (logout's id_token_hint). One read transaction per
  * session cookie; a touch that is due is queued on writer (borrowed; NULL:
  * written at once, in a transaction of its own).
  */
 int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
                        struct sg_pgstore *shared, const struct sg_config *cfg,
-                       struct evhttp_request *req, struct sg_identity *out);
+                       struct evhttp_request *req, bool id_token, struct sg_identity *out);
 void sg_identity_clear(struct sg_identity *identity);
 
 /*

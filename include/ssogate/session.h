@@ -98,6 +98,11 @@ int sg_session_create(struct sg_store *store, const char *id, const struct sg_se
  */
 int sg_session_get(struct sg_store *store, const char *id, int64_t now, struct sg_session *out);
 
+/* The same without the ID token (id_token NULL): what a proxied request needs, a
+ * copy of some 1 KiB less. */
+int sg_session_get_brief(struct sg_store *store, const char *id, int64_t now,
+                         struct sg_session *out);
+
 /*
  * Records activity on session id at time now. Writes only when last_seen is
  * older than the touch interval. Returns 0, SG_ENOENT (missing or expired;

@@ -988,6 +988,15 @@ static void test_session_roundtrip(void **state)
     assert_null(got.idp_sub);
     sg_session_clear(NULL);
 
+    /* The brief read: all but the ID token. */
+    assert_int_equal(sg_session_get_brief(fx->store, id, NOW + 10, &got), 0);
+    assert_int_equal(got.expires_at, NOW + 43200);
+    assert_string_equal(got.idp_sub, "sub-a");
+    assert_string_equal(got.psa_user, "alice");
+    assert_null(got.id_token);
+    sg_session_clear(&got);
+    assert_int_equal(sg_session_get_brief(fx->store, id, NOW + 43200, &got), SG_ENOENT);
+
     /* Optional fields absent, and existence test without a record. */
     struct sg_session rec = make_record(NULL, NULL, "sub-b");
     rec.idp_issuer = NULL;

@@ -462,6 +462,8 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
         if (c->bad || HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED)
             return STEP_BAD;
         int status = (int)c->parser.status_code;
+        if (status < 100 || status > 599)
+            return STEP_BAD; /* http_parser takes "20" or "999": not a status (RFC 9110 15) */
         if (status / 100 == 1 && status != 101) {
             evbuffer_drain(in, end); /* 100 Continue, 103 Early Hints: the answer follows */
             continue;

@@ -163,6 +163,7 @@ for (const [name, answer] of [
   ['a 101 to an ordinary request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n'],
   ['a head over 64 KiB', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70000)}\r\nContent-Length: 2\r\n\r\nok`],
   ['a status line without a status code', 'HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok'],
+  ['a two-digit status code', 'HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok'],
   ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
 ]) {
   itest(`an upstream answer with ${name} becomes a 502, counted, and the gateway goes on`, async (t, h) => {

@@ -506,8 +506,11 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     void *arg = c->arg;
     c->cb = NULL;
     event_del(c->timer);
+    /* Not after bytes out of turn, nor with part of the request unsent (an early answer). */
     bool reusable = result == SG_UPLINK_OK && c->open && !c->eof &&
-                    http_should_keep_alive(&c->parser) && evbuffer_get_length(conn_input(c)) == 0;
+                    http_should_keep_alive(&c->parser) && evbuffer_get_length(conn_input(c)) == 0 &&
+                    evbuffer_get_length(c->out) == 0 &&
+                    (c->bev == NULL || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
     if (result != SG_UPLINK_OK)
         evbuffer_drain(c->body, evbuffer_get_length(c->body));
     c->dispatching = true;

@@ -234,6 +234,47 @@ itest('a body cut short is not passed as complete; bytes after an answer never r
   assert.equal(up.state.connections, before + 2, 'the connection that spoke out of turn was closed');
 });
 
+itest('an answer given before the whole request body was taken leaves the connection unused again', async (t, h) => {
+  // A large POST is answered at its head, and that connection is read no more; other requests are served.
+  let connections = 0;
+  const sockets = [];
+  const early = net.createServer((socket) => {
+    connections++;
+    sockets.push(socket);
+    let seen = '';
+    socket.on('data', (chunk) => {
+      seen += chunk.toString('latin1');
+      const end = seen.indexOf('\r\n\r\n');
+      if (end < 0) {
+        return;
+      }
+      const head = seen.slice(0, end);
+      seen = seen.slice(end + 4);
+      if (head.startsWith('POST')) {
+        socket.pause();
+        socket.write('HTTP/1.1 413 Payload Too Large\r\nContent-Length: 3\r\n\r\nbig');
+      } else {
+        socket.write(ok('fine'));
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise((resolve) => early.listen(0, '127.0.0.1', resolve));
+  h.servers.push(early);
+  const gw = await h.startGateway(h.config({
+    upstream: { url: `http://127.0.0.1:${early.address().port}`, pool_size: 4 },
+    limits: { body_bytes: 32 * 1024 * 1024 },
+  }));
+  const res = await request(gw, { method: 'POST', path: '/upload', body: Buffer.alloc(30 * 1024 * 1024, 'b') });
+  assert.equal(res.status, 413);
+  assert.equal(res.body.toString(), 'big');
+  const next = await request(gw, { path: '/after' });
+  assert.equal(next.status, 200);
+  assert.equal(next.body.toString(), 'fine');
+  assert.equal(connections, 2, 'the connection with the request half sent was not used again');
+  sockets.forEach((socket) => socket.destroy()); // the paused one would hold the server open
+});
+
 itest('an https upstream: verified against upstream.ca_file, refused without it', async (t, h) => {
   const cert = h.makeCert('upstream');
   const up = await scriptedUpstream(h, async (socket) => {

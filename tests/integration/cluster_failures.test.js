@@ -420,8 +420,13 @@ itest('issue 11: PostgreSQL stopped and restarted under load: cached sessions li
     for (const l of stream.logins) {
       // A callback that signed in (302) just as the outage began may see its next page on a host that
       // cannot fetch the new session any more: the session was made, the page after it was not served.
-      const signedIn = l.outcome === 'ok' || (l.outcome === 'callback 302' && l.end >= stopAt - 500 && l.at <= stoppedAt);
-      assert.ok(signedIn || (l.status === 503 && Number(l.retryAfter) > 0), `a login of the stream ends signed in or with a 503 and Retry-After: ${JSON.stringify(l)}`);
+      // The same at the end: a host that reached PostgreSQL again first signs in, and the next page lands
+      // on a host still waiting to reconnect (CI saw it once the hosts recovered ~0.4 s apart).
+      const atStart = l.end >= stopAt - 500 && l.at <= stoppedAt;
+      const atRecovery = l.end >= restartAt && l.at <= recoveredAt;
+      const signedIn = l.outcome === 'ok' || (l.outcome === 'callback 302' && (atStart || atRecovery));
+      const when = { stopAt, stoppedAt, restartAt, upAt, recoveredAt };
+      assert.ok(signedIn || (l.status === 503 && Number(l.retryAfter) > 0), `a login of the stream ends signed in or with a 503 and Retry-After: ${JSON.stringify(l)} ${JSON.stringify(when)}`);
     }
     assert.ok(stream.logins.filter((l) => l.end < stopAt).every((l) => l.outcome === 'ok'), 'logins succeed before the outage');
     assert.ok(stream.logins.filter((l) => down(l) && l.end < restartAt).every((l) => l.status === 503), 'logins get 503 during the outage');

@@ -389,8 +389,8 @@ static void on_busy_event(struct bufferevent *bev, short what, void *arg)
  * starts again after the answer: an epoll_ctl DEL and an ADD per request.
  * Reading goes on instead, with no read callback (bytes wait in the input,
  * at most input_max of them, as evhttp's own answer phase has it), so the
- * two cancel out within the loop iteration; evhttp takes its callbacks back
- * when it writes the answer.
+ * changelist merges the two into one EPOLL_CTL_MOD that changes nothing;
+ * evhttp takes its callbacks back when it writes the answer.
  */
 static void keep_reading(struct sg_server *srv, struct sg_conn *c)
 {

@@ -1,8 +1,9 @@
 'use strict';
 // While a request waits for the upstream, the gateway goes on reading its plain client connection
-// (server.c keep_reading: two epoll_ctl less per request). What that must not change: a request
-// outliving limits.client_timeout_s is still answered, pipelined requests are answered in order, a
-// client that floods the connection meanwhile gains no memory, and a client that leaves is noticed.
+// (server.c keep_reading: a no-op epoll_ctl MOD per request instead of a DEL and an ADD). What that
+// must not change: a request outliving limits.client_timeout_s is still answered, pipelined requests
+// are answered in order, a client that floods the connection meanwhile gains no memory, and a client
+// that leaves is noticed.
 
 const assert = require('node:assert/strict');
 const net = require('node:net');

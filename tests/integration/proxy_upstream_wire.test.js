@@ -275,6 +275,46 @@ itest('an answer given before the whole request body was taken leaves the connec
   sockets.forEach((socket) => socket.destroy()); // the paused one would hold the server open
 });
 
+itest('a large answer from an https upstream streams to a slow reader with bounded gateway memory', { timeout: 120000 }, async (t, h) => {
+  const MiB = 1024 * 1024;
+  const total = 64 * MiB;
+  const cert = h.makeCert('upstream');
+  const chunk = Buffer.alloc(MiB, 'z');
+  const up = await scriptedUpstream(h, async (socket) => {
+    socket.write(`HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: ${total}\r\n\r\n`);
+    for (let sent = 0; sent < total; sent += chunk.length) {
+      if (!socket.write(chunk)) {
+        await new Promise((resolve) => socket.once('drain', resolve));
+      }
+    }
+  }, cert);
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, ca_file: cert.cert } }));
+  const baseline = gw.rss();
+  let peak = baseline;
+  const res = await request(gw, { path: '/big', stream: true, timeout: 60000 });
+  assert.equal(res.status, 200);
+  const bytes = await new Promise((resolve, reject) => {
+    let got = 0;
+    let paused = false;
+    res.res.on('data', (data) => {
+      got += data.length;
+      peak = Math.max(peak, gw.rss());
+      if (!paused && got >= 8 * MiB) {
+        // A reader that stops for a while: the gateway must stop reading the upstream meanwhile.
+        paused = true;
+        res.res.pause();
+        setTimeout(() => res.res.resume(), 1500);
+      }
+    });
+    res.res.on('end', () => resolve(got));
+    res.res.on('error', reject);
+    res.res.on('aborted', () => reject(new Error(`aborted after ${got} bytes`)));
+  });
+  assert.equal(bytes, total, 'every byte arrived');
+  const growth = peak - baseline;
+  assert.ok(growth < 24 * MiB, `the gateway grew by ${(growth / MiB).toFixed(1)} MiB streaming ${total / MiB} MiB`);
+});
+
 itest('an https upstream: verified against upstream.ca_file, refused without it', async (t, h) => {
   const cert = h.makeCert('upstream');
   const up = await scriptedUpstream(h, async (socket) => {

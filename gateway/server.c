@@ -650,7 +650,8 @@ bool sg_conn_is_tls(const struct sg_conn *conn)
 
 void sg_conn_flush(struct sg_conn *conn)
 {
-    if (conn->listener->ssl_ctx != NULL)
+    /* A tunnel's connection has the tunnel's callbacks, which must not run from here. */
+    if (conn->listener->ssl_ctx != NULL || conn->tunnel)
         return;
     struct evbuffer *out = bufferevent_get_output(conn->bev);
     if (evbuffer_write(out, bufferevent_getfd(conn->bev)) <= 0 || evbuffer_get_length(out) > 0)

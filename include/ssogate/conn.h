@@ -35,8 +35,8 @@ bool sg_conn_is_tls(const struct sg_conn *conn);
  * next finds the socket writable, and when all of it went out tells libevent
  * so at once: one loop iteration and two epoll_ctl less per answer. The
  * request answered is finished (and freed) inside the call; a TLS
- * connection, or an answer the socket does not take whole, is left to
- * libevent. Called by the server after a request's handler returned, by
+ * connection, a tunnel's, or an answer the socket does not take whole, is
+ * left to libevent. Called by the server after a request's handler returned, by
  * sg_request_finish for an answer given later, and by the proxy.
  */
 void sg_conn_flush(struct sg_conn *conn);

@@ -275,9 +275,9 @@ itest('an answer given before the whole request body was taken leaves the connec
   sockets.forEach((socket) => socket.destroy()); // the paused one would hold the server open
 });
 
-itest('a large answer from an https upstream streams to a slow reader with bounded gateway memory', { timeout: 120000 }, async (t, h) => {
+itest('a large answer from an https upstream streams to a slow reader with bounded gateway memory', { timeout: 180000 }, async (t, h) => {
   const MiB = 1024 * 1024;
-  const total = 64 * MiB;
+  const total = 128 * MiB;
   const cert = h.makeCert('upstream');
   const chunk = Buffer.alloc(MiB, 'z');
   const up = await scriptedUpstream(h, async (socket) => {
@@ -288,7 +288,11 @@ itest('a large answer from an https upstream streams to a slow reader with bound
       }
     }
   }, cert);
-  const gw = await h.startGateway(h.config({ upstream: { url: up.url, ca_file: cert.cert } }));
+  // Sanitizer builds keep freed memory in a quarantine (256 MiB by default): a small one keeps the bound
+  // meaningful (as in proxy_streaming). Ignored by builds without ASan.
+  const asan = process.env.ASAN_OPTIONS ? `${process.env.ASAN_OPTIONS}:` : '';
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, ca_file: cert.cert } }),
+    { env: { ASAN_OPTIONS: `${asan}quarantine_size_mb=16` } });
   const baseline = gw.rss();
   let peak = baseline;
   const res = await request(gw, { path: '/big', stream: true, timeout: 60000 });
@@ -312,7 +316,7 @@ itest('a large answer from an https upstream streams to a slow reader with bound
   });
   assert.equal(bytes, total, 'every byte arrived');
   const growth = peak - baseline;
-  assert.ok(growth < 24 * MiB, `the gateway grew by ${(growth / MiB).toFixed(1)} MiB streaming ${total / MiB} MiB`);
+  assert.ok(growth < 40 * MiB, `the gateway grew by ${(growth / MiB).toFixed(1)} MiB streaming ${total / MiB} MiB`);
 });
 
 itest('an https upstream: verified against upstream.ca_file, refused without it', async (t, h) => {

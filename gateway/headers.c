@@ -184,6 +184,9 @@ static bool in_null_list(const char *name, const char *const *list)
 
 void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
 {
+    /* As evhttp_add_header did: a line break would start a header of its own. */
+    if (strpbrk(name, "\r\n") != NULL || strpbrk(value, "\r\n") != NULL)
+        return;
     evbuffer_add(out, name, strlen(name));
     evbuffer_add(out, ": ", 2);
     evbuffer_add(out, value, strlen(value));
@@ -219,18 +222,6 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
     }
 }
 
-void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out)
-{
-    const struct evkeyval *h;
-
-    TAILQ_FOREACH(h, in, next)
-    {
-        if (sg_headers_is_hop_by_hop(h->key) || listed_in_any_connection(in, h->key))
-            continue;
-        evhttp_add_header(out, h->key, h->value);
-    }
-}
-
 /* True when name is listed in any Connection header of in[0..count). */
 static bool listed_in_any_array(const struct sg_header *in, size_t count, const char *name)
 {
@@ -242,7 +233,7 @@ static bool listed_in_any_array(const struct sg_header *in, size_t count, const 
     return false;
 }
 
-void sg_headers_copy_response_array(const struct sg_header *in, size_t count, struct evkeyvalq *out)
+void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out)
 {
     bool connection = false;
     for (size_t i = 0; i < count && !connection; i++)

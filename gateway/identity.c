@@ -78,11 +78,8 @@ int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
     if (err == 0 && !found)
         err = SG_ENOENT;
     if (err == 0 && sg_session_touch_due(&out->session, now)) { /* one read per request otherwise */
-        if (writer != NULL)
-            sg_session_writer_touch(writer, out->session_id, now);
-        else
-            err = sg_session_touch(store, out->session_id, now);
-        if (err == 0 && shared != NULL)
+        sg_session_writer_touch(writer, out->session_id, now);
+        if (shared != NULL)
             sg_pgstore_session_touch(shared, out->session_id, now);
     }
     if (err != 0) {

@@ -494,11 +494,8 @@ static void on_session_stored(void *arg, int err)
 static int finish_session(struct pending *p)
 {
     if (p->r->shared == NULL) {
-        struct sg_session_writer *writer = p->logins->writer;
-        if (writer == NULL)
-            return session_stored(p, sg_session_create(p->r->store, p->session_id, &p->session));
-        p->write =
-            sg_session_writer_create(writer, p->session_id, &p->session, on_session_stored, p);
+        p->write = sg_session_writer_create(p->logins->writer, p->session_id, &p->session,
+                                            on_session_stored, p);
         return p->write != NULL ? 0 : session_stored(p, SG_EINVAL);
     }
     p->op =

@@ -120,7 +120,7 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
         snprintf(p->reason, sizeof(p->reason), "%s", sg_page_reason(p->status));
 
     struct evkeyvalq *out = evhttp_request_get_output_headers(p->r->req);
-    sg_headers_copy_response_array(response->headers, response->header_count, out);
+    sg_headers_copy_response(response->headers, response->header_count, out);
     evhttp_add_header(out, "X-Request-Id", p->r->id);
     if (sg_request_draining(p->r))
         sg_headers_close_connection(out);
@@ -299,13 +299,13 @@ static void write_forwarded_headers(struct sg_request *r, struct evbuffer *out)
     evhttp_connection_get_peer(evhttp_request_get_connection(r->req), &peer, &port);
 
     const char *prior = evhttp_find_header(in, "X-Forwarded-For");
-    add_text(out, "X-Forwarded-For: ");
     if (prior != NULL) {
-        add_text(out, prior);
-        evbuffer_add(out, ", ", 2);
+        char *joined = sg_asprintf("%s, %s", prior, peer ? peer : "unknown");
+        sg_headers_add_line(out, "X-Forwarded-For", joined);
+        free(joined);
+    } else {
+        sg_headers_add_line(out, "X-Forwarded-For", peer ? peer : "unknown");
     }
-    add_text(out, peer ? peer : "unknown");
-    evbuffer_add(out, "\r\n", 2);
     sg_headers_add_line(out, "X-Forwarded-Proto", sg_conn_is_tls(r->conn) ? "https" : "http");
     /* One documented authority (upstream.host_header), never the client's. */
     sg_headers_add_line(out, "Host", r->snap->cfg->upstream.host);

@@ -280,7 +280,21 @@ static void reply_failure(struct tunnel *t, enum sg_metric_error kind, const cha
 static void reply_refusal(struct tunnel *t)
 {
     struct evkeyvalq *out = evhttp_request_get_output_headers(t->r->req);
-    sg_headers_copy_response(&t->headers, out);
+    size_t count = 0;
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, &t->headers, next)
+    {
+        count++;
+    }
+    struct sg_header *array = sg_calloc(count ? count : 1, sizeof(*array));
+    count = 0;
+    TAILQ_FOREACH(h, &t->headers, next)
+    {
+        array[count].name = h->key;
+        array[count++].value = h->value;
+    }
+    sg_headers_copy_response(array, count, out);
+    free(array);
     evhttp_remove_header(out, "Content-Length"); /* libevent sets it from the body */
     evhttp_add_header(out, "X-Request-Id", t->r->id);
     const char *reason = t->reason_len > 0 ? t->reason : sg_page_reason(t->status);

@@ -19,7 +19,8 @@ struct sg_header {
     const char *value;
 };
 
-/* Appends the line "name: value" CRLF to out. */
+/* Appends the line "name: value" CRLF to out; nothing when either holds a CR or LF
+ * (the line would split into headers of the writer's choosing). */
 void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value);
 
 /* True for the fixed hop-by-hop header names (case-insensitive). */
@@ -94,15 +95,11 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
 bool sg_headers_gateway_owned(const char *name);
 
 /*
- * Copies the upstream's response headers for the client: drops hop-by-hop
- * headers and headers named in Connection; keeps Content-Length so that a
- * sized response streams without chunking.
+ * Copies the upstream's count response headers for the client: drops
+ * hop-by-hop headers and headers named in Connection; keeps Content-Length
+ * so that a sized response streams without chunking.
  */
-void sg_headers_copy_response(const struct evkeyvalq *in, struct evkeyvalq *out);
-
-/* The same for the count headers of an array (uplink.h's responses). */
-void sg_headers_copy_response_array(const struct sg_header *in, size_t count,
-                                    struct evkeyvalq *out);
+void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out);
 
 /* Sum of name and value lengths plus separators, as on the wire. */
 size_t sg_headers_wire_size(const struct evkeyvalq *headers);

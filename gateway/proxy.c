@@ -381,6 +381,10 @@ void sg_proxy_forward(struct sg_request *r, const struct sg_identity *identity)
 
     plan_injection(p);
     p->up_start_us = sg_mono_us();
-    p->up = sg_uplink_send(r->snap->uplink, head, cmd == EVHTTP_REQ_HEAD, &uplink_callbacks, p);
+    unsigned flags = cmd == EVHTTP_REQ_HEAD ? SG_UPLINK_HEAD | SG_UPLINK_IDEMPOTENT : 0;
+    if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_OPTIONS || cmd == EVHTTP_REQ_TRACE ||
+        cmd == EVHTTP_REQ_PUT || cmd == EVHTTP_REQ_DELETE)
+        flags |= SG_UPLINK_IDEMPOTENT;
+    p->up = sg_uplink_send(r->snap->uplink, head, flags, &uplink_callbacks, p);
     evbuffer_free(head);
 }

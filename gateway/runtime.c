@@ -69,7 +69,8 @@ static void on_drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_runtime *rt = arg;
     unsigned in_flight = sg_requests_in_flight(rt->requests);
-    bool done = in_flight == 0 && !sg_server_writing(rt->server);
+    bool done = in_flight == 0 && !sg_server_writing(rt->server) &&
+                !sg_server_expecting(rt->server, sg_mono_us());
     if (done || sg_mono_us() >= rt->drain_deadline_us) {
         if (in_flight > 0)
             sg_log(SG_LOG_WARN, "shutdown", "drain timeout: %u requests cut short", in_flight);

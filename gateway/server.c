@@ -29,6 +29,8 @@
  * header limit; below it the gateway answers 431 (see router.c). */
 #define HEADER_HARD_LIMIT_FACTOR 2
 #define LISTEN_BACKLOG           4096
+/* A connection accepted this recently is expected to send a request (sg_server_expecting). */
+#define FIRST_REQUEST_GRACE_US 200000
 
 struct listener {
     struct sg_server *srv;
@@ -664,6 +666,20 @@ void sg_conn_set_tunnel(struct sg_conn *conn)
 {
     conn->tunnel = true;
     conn->reading = false;
+}
+
+bool sg_server_expecting(const struct sg_server *srv, int64_t now_us)
+{
+    for (const struct sg_conn *c = srv->pending; c != NULL; c = c->next) {
+        if (!c->closing &&
+            (c->reading_bytes > 0 || now_us - c->accepted_us < FIRST_REQUEST_GRACE_US))
+            return true;
+    }
+    for (const struct sg_conn *c = srv->active; c != NULL; c = c->next) {
+        if (!c->closing && c->reading && c->reading_bytes > 0)
+            return true;
+    }
+    return false;
 }
 
 bool sg_server_writing(const struct sg_server *srv)

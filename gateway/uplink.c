@@ -2,6 +2,8 @@
 
 #include "ssogate/common.h"
 #include "ssogate/headers.h"
+#include "ssogate/log.h"
+#include "ssogate/metrics.h"
 #include "ssogate/upstream.h"
 
 #include <errno.h>
@@ -48,13 +50,17 @@ struct sg_uplink_conn {
     struct event *timer;     /* response_timeout_ms */
     struct event *kick;      /* a dispatch from the loop (resume, failures) */
     struct evbuffer *in;     /* plain http */
-    struct evbuffer *out;    /* plain http, and a request waiting for the connection */
+    struct evbuffer *out;    /* the request, kept until the exchange ends (for a retry) */
+    size_t sent;             /* bytes of out handed to the socket or the TLS layer */
     struct evbuffer *body;   /* the response's body bytes not yet handed over */
 
     /* The exchange; cb is NULL when there is none. */
     const struct sg_uplink_callbacks *cb;
     void *arg;
     bool head_request;
+    bool retry_ok; /* idempotent: may be sent again on a fresh connection */
+    bool reused;   /* the connection carried an earlier exchange */
+    bool received; /* a byte of the response has arrived */
     bool paused;
     bool eof;            /* the upstream closed, or the connection broke */
     bool connect_failed; /* no connection could be made */
@@ -132,6 +138,26 @@ static void idle_remove(struct sg_uplink_conn *c)
     pool->idle_count--;
 }
 
+/* Closes c's socket (or its bufferevent) and what reads and writes it. */
+static void conn_close(struct sg_uplink_conn *c)
+{
+    if (c->rev != NULL)
+        event_free(c->rev);
+    if (c->wev != NULL)
+        event_free(c->wev);
+    c->rev = c->wev = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    c->bev = NULL;
+    if (c->in != NULL)
+        evbuffer_free(c->in);
+    c->in = NULL;
+    c->open = false;
+}
+
 /* Frees c, closing its connection; a connection not idle gives its pool reference back. */
 static void conn_free(struct sg_uplink_conn *c)
 {
@@ -139,18 +165,9 @@ static void conn_free(struct sg_uplink_conn *c)
     bool held = !c->idle;
     if (c->idle)
         idle_remove(c);
-    if (c->rev != NULL)
-        event_free(c->rev);
-    if (c->wev != NULL)
-        event_free(c->wev);
+    conn_close(c);
     event_free(c->timer);
     event_free(c->kick);
-    if (c->fd >= 0)
-        close(c->fd);
-    if (c->bev != NULL)
-        bufferevent_free(c->bev);
-    if (c->in != NULL)
-        evbuffer_free(c->in);
     evbuffer_free(c->out);
     evbuffer_free(c->body);
     free(c->spans);
@@ -180,22 +197,51 @@ static void conn_release(struct sg_uplink_conn *c, bool reusable)
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* Writes what c's output holds; the loop watches for writability only when some is left. */
+/* Segments of the request not yet sent, at most max of them; the count. */
+static int unsent(struct sg_uplink_conn *c, struct evbuffer_iovec *vec, int max)
+{
+    struct evbuffer_ptr at;
+    if (evbuffer_ptr_set(c->out, &at, c->sent, EVBUFFER_PTR_SET) != 0)
+        return 0;
+    int n = evbuffer_peek(c->out, -1, &at, vec, max);
+    return n < max ? n : max;
+}
+
+/*
+ * Sends what is left of the request; it stays in c->out for a retry. Over
+ * plain http the loop watches for writability only while some is left.
+ */
 static void conn_flush(struct sg_uplink_conn *c)
 {
+    struct evbuffer_iovec vec[8];
     if (c->bev != NULL) {
-        bufferevent_write_buffer(c->bev, c->out);
+        /* The TLS layer takes a copy. */
+        int n;
+        while ((n = unsent(c, vec, 8)) > 0) {
+            for (int i = 0; i < n; i++) {
+                bufferevent_write(c->bev, vec[i].iov_base, vec[i].iov_len);
+                c->sent += vec[i].iov_len;
+            }
+        }
         return;
     }
-    while (evbuffer_get_length(c->out) > 0) {
-        int n = evbuffer_write(c->out, c->fd);
-        if (n > 0)
+    int n;
+    while ((n = unsent(c, vec, 8)) > 0) {
+        struct iovec iov[8];
+        for (int i = 0; i < n; i++) {
+            iov[i].iov_base = vec[i].iov_base;
+            iov[i].iov_len = vec[i].iov_len;
+        }
+        ssize_t w = writev(c->fd, iov, n);
+        if (w > 0) {
+            c->sent += (size_t)w;
             continue;
-        if (n < 0 && errno == EINTR)
+        }
+        if (w < 0 && errno == EINTR)
             continue;
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             /* The read side reports the broken connection. */
-            evbuffer_drain(c->out, evbuffer_get_length(c->out));
+            c->sent = evbuffer_get_length(c->out);
             c->eof = true;
             event_active(c->kick, EV_TIMEOUT, 1);
             break;
@@ -237,6 +283,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             left -= vec[i].iov_len;
         }
         evbuffer_commit_space(c->in, vec, nvec);
+        c->received = true;
         arm_timer(c);
     } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         c->eof = true;
@@ -248,6 +295,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 static void on_tls_read(struct bufferevent *bev, void *arg)
 {
     struct sg_uplink_conn *c = arg;
+    c->received = true;
     arm_timer(c);
     conn_dispatch(c);
 }
@@ -509,7 +557,7 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     /* Not after bytes out of turn, nor with part of the request unsent (an early answer). */
     bool reusable = result == SG_UPLINK_OK && c->open && !c->eof &&
                     http_should_keep_alive(&c->parser) && evbuffer_get_length(conn_input(c)) == 0 &&
-                    evbuffer_get_length(c->out) == 0 &&
+                    c->sent == evbuffer_get_length(c->out) &&
                     (c->bev == NULL || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
     if (result != SG_UPLINK_OK)
         evbuffer_drain(c->body, evbuffer_get_length(c->body));
@@ -517,7 +565,43 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     cb->on_done(arg, result, c->body);
     c->dispatching = false;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    c->sent = 0;
     conn_release(c, reusable);
+}
+
+static void on_connect_event(struct bufferevent *bev, short what, void *arg);
+
+/* Opens a connection for c's exchange (a new one, or again). */
+static void conn_open(struct sg_uplink_conn *c)
+{
+    c->bev = sg_upstream_connect(c->pool->up, on_connect_event, c);
+    if (c->bev == NULL) {
+        c->connect_failed = true;
+        event_active(c->kick, EV_TIMEOUT, 1);
+    }
+}
+
+/*
+ * A kept-alive connection closed without a byte of the answer: the upstream
+ * most likely closed it as idle while the request was on its way, and did
+ * not act on it. An idempotent request (RFC 9110 9.2.2) is sent once more on
+ * a new connection; nginx does the same for a cached connection.
+ */
+static bool retry_on_new(struct sg_uplink_conn *c)
+{
+    if (!c->eof || !c->reused || c->received || !c->retry_ok)
+        return false;
+    sg_metrics_count("ssogate_upstream_retries_total", "reason", "keepalive_closed");
+    sg_log(SG_LOG_INFO, "upstream_retry",
+           "a kept-alive upstream connection closed before answering: request sent again on a new "
+           "one");
+    conn_close(c);
+    event_del(c->timer);
+    c->reused = c->eof = false;
+    c->sent = 0;
+    conn_open(c);
+    return true;
 }
 
 static void conn_dispatch(struct sg_uplink_conn *c)
@@ -535,6 +619,8 @@ static void conn_dispatch(struct sg_uplink_conn *c)
         size_t head_parsed = 0;
         enum step step = parse_head(c, in, &head_parsed);
         if (step == STEP_MORE && !c->eof)
+            return;
+        if (step == STEP_MORE && retry_on_new(c))
             return;
         if (step != STEP_HEAD) {
             exchange_end(c, SG_UPLINK_FAILED);
@@ -589,16 +675,12 @@ static struct sg_uplink_conn *conn_new(struct sg_uplink *pool)
     c->headers = sg_calloc(c->cap, sizeof(*c->headers));
     if (c->timer == NULL || c->kick == NULL || c->out == NULL || c->body == NULL)
         abort();
-    c->bev = sg_upstream_connect(pool->up, on_connect_event, c);
-    if (c->bev == NULL) {
-        c->connect_failed = true;
-        event_active(c->kick, EV_TIMEOUT, 1);
-    }
+    conn_open(c);
     return c;
 }
 
 struct sg_uplink_conn *sg_uplink_send(struct sg_uplink *pool, struct evbuffer *request,
-                                      bool head_request, const struct sg_uplink_callbacks *cb,
+                                      unsigned flags, const struct sg_uplink_callbacks *cb,
                                       void *arg)
 {
     struct sg_uplink_conn *c = pool->idle;
@@ -609,7 +691,10 @@ struct sg_uplink_conn *sg_uplink_send(struct sg_uplink *pool, struct evbuffer *r
     pool->refcount++;
     c->cb = cb;
     c->arg = arg;
-    c->head_request = head_request;
+    c->head_request = (flags & SG_UPLINK_HEAD) != 0;
+    c->retry_ok = (flags & SG_UPLINK_IDEMPOTENT) != 0;
+    c->reused = c->open;
+    c->received = false;
     c->paused = c->eof = c->timed_out = c->head_done = c->message_done = c->bad = false;
     c->cancelled = false;
     c->scan_from = 0;

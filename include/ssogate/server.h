@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct event_base;
 struct sg_server;
@@ -36,6 +37,15 @@ int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen);
 
 /* Applies the limits of a reloaded cfg (borrowed) to new connections and requests. */
 void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg);
+
+/*
+ * True while a request is on its way: some of it has arrived, or the
+ * connection was accepted less than 200 ms before now_us and has sent
+ * nothing yet. A drain waits for it (up to its deadline), so that a client
+ * whose connection was accepted just before the stop gets its answer rather
+ * than a reset.
+ */
+bool sg_server_expecting(const struct sg_server *srv, int64_t now_us);
 
 /* True while an answer is still being written to some client: a drain waits
  * for it, so that an answer handed to libevent is not cut off at exit. */

@@ -20,7 +20,9 @@
  *
  * Idle connections stay open, at most upstream.pool_size of them (a busy
  * pool opens more, as nginx's keepalive does); one the upstream closes or
- * writes to while idle is dropped.
+ * writes to while idle is dropped. The request stays in memory until its
+ * exchange ends, so that an idempotent one can be sent again when a
+ * kept-alive connection turns out closed (sg_uplink_send).
  */
 #ifndef SSOGATE_UPLINK_H
 #define SSOGATE_UPLINK_H
@@ -78,14 +80,21 @@ struct sg_uplink *sg_uplink_new(struct event_base *base, struct sg_upstream *up,
 /* Drops a reference; the pool and its idle connections go at zero. NULL-safe. */
 void sg_uplink_unref(struct sg_uplink *pool);
 
+/* What sg_uplink_send is told of a request. */
+enum sg_uplink_flags {
+    SG_UPLINK_HEAD = 1,       /* a HEAD: the response has no body whatever its headers say */
+    SG_UPLINK_IDEMPOTENT = 2, /* may be sent again (RFC 9110 9.2.2) */
+};
+
 /*
  * Sends request (the whole request: head and body; its bytes are taken) on
- * an idle connection or a new one. head_request: the request is a HEAD, so
- * the response has no body whatever its headers say. Returns the connection,
- * borrowed until on_done or sg_uplink_cancel.
+ * an idle connection or a new one; flags are sg_uplink_flags. An idempotent
+ * request whose kept-alive connection closes before a byte of the answer is
+ * sent once more on a new connection. Returns the connection, borrowed until
+ * on_done or sg_uplink_cancel.
  */
 struct sg_uplink_conn *sg_uplink_send(struct sg_uplink *pool, struct evbuffer *request,
-                                      bool head_request, const struct sg_uplink_callbacks *cb,
+                                      unsigned flags, const struct sg_uplink_callbacks *cb,
                                       void *arg);
 
 /* Stops (true) or resumes (false) reading the response: backpressure. */

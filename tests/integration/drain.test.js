@@ -65,6 +65,48 @@ itest('an idle keep-alive connection does not hold up the exit', async (t, h) =>
   }
 });
 
+// A raw client connection; resolves with everything the gateway sent until it closed (or an error code).
+function rawClient(port) {
+  const net = require('node:net');
+  const socket = net.connect(port, '127.0.0.1');
+  const chunks = [];
+  const closed = new Promise((resolve) => {
+    socket.on('data', (chunk) => chunks.push(chunk));
+    socket.on('error', (err) => resolve({ error: err.code }));
+    socket.on('close', () => resolve({ text: Buffer.concat(chunks).toString('latin1') }));
+  });
+  return { socket, closed, connected: new Promise((resolve) => socket.on('connect', resolve)) };
+}
+
+itest('a connection accepted just before SIGTERM, and a request arriving during the drain, are answered', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url }, drain_timeout_s: 10 }));
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  // One sends its request 30 ms after the signal; the other has sent half of it and sends the rest
+  // 400 ms after (a request on its way holds the drain beyond the first-request grace).
+  const fresh = rawClient(gw.port);
+  const half = rawClient(gw.port);
+  const silent = rawClient(gw.port);
+  await Promise.all([fresh.connected, half.connected, silent.connected]);
+  half.socket.write('GET /echo?half HTTP/1.1\r\nHost: x\r\n');
+  await sleep(50);
+  const signalled = Date.now();
+  gw.signal('SIGTERM');
+  await sleep(30);
+  fresh.socket.write('GET /echo?fresh HTTP/1.1\r\nHost: x\r\n\r\n');
+  await sleep(400);
+  half.socket.write('X-Rest: 1\r\n\r\n');
+  const [a, b, c] = await Promise.all([fresh.closed, half.closed, silent.closed]);
+  assert.match(a.text || a.error, /^HTTP\/1\.1 200 /, `the fresh connection's request was answered: ${JSON.stringify(a).slice(0, 200)}`);
+  assert.match(a.text, /\r\nConnection: close\r\n/i, 'and the connection closed after it');
+  assert.match(b.text || b.error, /^HTTP\/1\.1 200 /, `the request on its way was answered: ${JSON.stringify(b).slice(0, 200)}`);
+  assert.equal(c.text, '', 'a connection that sent nothing is closed without an answer');
+  const urls = (await up.requests()).map((r) => r.url);
+  assert.ok(urls.includes('/echo?fresh') && urls.includes('/echo?half'), `both reached the upstream: ${urls}`);
+  assert.deepEqual(await gw.waitExit(5000 * SLOW), { code: 0, signal: null });
+  t.diagnostic(`exited ${Date.now() - signalled} ms after SIGTERM`);
+});
+
 itest('drain_timeout_s bounds the wait for a request that never ends', async (t, h) => {
   const up = await h.startStub();
   const gw = await h.startGateway(h.config({ upstream: { url: up.url, response_timeout_ms: 60000 }, drain_timeout_s: 1 }));

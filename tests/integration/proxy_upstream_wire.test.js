@@ -15,7 +15,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // An upstream whose answers are written by respond(socket, head, state) for each request head it reads
 // (bodies by Content-Length). Counts connections; TLS with {cert, key}.
 async function scriptedUpstream(h, respond, tlsFiles) {
-  const state = { connections: 0, heads: [], sockets: [] };
+  const state = { connections: 0, heads: [], bodies: [], sockets: [] };
   const onConnection = (socket) => {
     state.connections++;
     state.sockets.push(socket);
@@ -34,6 +34,7 @@ async function scriptedUpstream(h, respond, tlsFiles) {
         if (data.length < total) {
           return;
         }
+        state.bodies.push(data.subarray(end + 4, total).toString('latin1'));
         data = data.subarray(total);
         state.heads.push(head);
         busy = busy.then(() => respond(socket, head, state)).catch(() => {});
@@ -154,6 +155,52 @@ itest('many requests share the pooled connections; one the upstream closes while
   const next = await request(gw, { path: '/next' });
   assert.equal(next.status, 200, 'the closed idle connection was dropped, a new one made');
   assert.equal(up.state.connections, 2);
+});
+
+itest('a kept-alive connection closed before answering: an idempotent request is sent again once, a POST is not', async (t, h) => {
+  // The race of an upstream that closes idle connections (Node's keepAliveTimeout, 5 s): the request
+  // reaches a connection the upstream is closing. Each connection here answers its first request and
+  // closes on its second without a byte (a reset for /reset, a FIN otherwise); /never is never answered.
+  const up = await scriptedUpstream(h, (socket, head) => {
+    socket.requests = (socket.requests || 0) + 1;
+    const path = head.split(' ')[1];
+    if (path === '/never' || socket.requests === 2) {
+      if (path === '/reset') {
+        socket.resetAndDestroy();
+      } else {
+        socket.destroy();
+      }
+      return;
+    }
+    socket.write(ok(`answer to ${path}`));
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const paths = () => up.state.heads.map((head) => head.split(' ').slice(0, 2).join(' '));
+  assert.equal((await request(gw, { path: '/first' })).status, 200);
+  const again = await request(gw, { path: '/reset' });
+  assert.equal(again.status, 200, 'a GET on a connection reset before answering is sent again');
+  assert.equal(again.body.toString(), 'answer to /reset');
+  assert.deepEqual(paths(), ['GET /first', 'GET /reset', 'GET /reset']);
+  assert.equal(up.state.connections, 2);
+  const post = await request(gw, { method: 'POST', path: '/post', body: 'x=1' });
+  assert.equal(post.status, 502, 'a POST is never sent twice');
+  assert.deepEqual(paths().slice(3), ['POST /post'], 'the POST reached the upstream once');
+  assert.equal((await request(gw, { path: '/prime' })).status, 200);
+  const put = await request(gw, { method: 'PUT', path: '/put', body: 'v=2' });
+  assert.equal(put.status, 200, 'PUT is idempotent: sent again');
+  assert.equal(put.body.toString(), 'answer to /put');
+  const del = await request(gw, { method: 'DELETE', path: '/delete' });
+  assert.equal(del.status, 200, 'DELETE is idempotent: sent again');
+  assert.deepEqual(paths().slice(4), ['GET /prime', 'PUT /put', 'PUT /put', 'DELETE /delete', 'DELETE /delete']);
+  assert.deepEqual(up.state.bodies.slice(5, 7), ['v=2', 'v=2'], 'the body went again with the PUT');
+  // A fresh connection that closes without answering is not tried a third time.
+  const never = await request(gw, { path: '/never' });
+  assert.equal(never.status, 502);
+  assert.deepEqual(paths().slice(9), ['GET /never', 'GET /never'], 'sent on the kept-alive connection, then on one new one');
+  const metrics = await h.metrics(gw);
+  assert.equal(metricValue(metrics, 'ssogate_upstream_retries_total', { reason: 'keepalive_closed' }), 4);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }) +
+    metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 2, 'the POST and /never');
 });
 
 for (const [name, answer] of [

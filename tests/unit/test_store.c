@@ -1362,6 +1362,25 @@ static void test_session_corrupt(void **state)
     raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
     assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
     assert_int_equal(sg_session_touch(fx->store, id, NOW + 1000), SG_ESTORE);
+    /* A control byte in the ID token: refused by a read that returns it; a brief read, which
+     * neither scans nor returns it, gives the other fields. Elsewhere both refuse. */
+    const char *token = "eyJhbGciOiJFUzI1NiJ9";
+    const unsigned char *at = memmem(good, (size_t)good_len, token, strlen(token));
+    assert_non_null(at);
+    memcpy(bad, good, (size_t)good_len);
+    bad[at - good + 3] = '\n';
+    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
+    assert_int_equal(sg_session_get(fx->store, id, NOW, &got), SG_ESTORE);
+    assert_int_equal(sg_session_get_brief(fx->store, id, NOW, &got), 0);
+    assert_string_equal(got.idp_sub, "sub-a");
+    assert_null(got.id_token);
+    sg_session_clear(&got);
+    at = memmem(good, (size_t)good_len, "sub-a", 5);
+    assert_non_null(at);
+    memcpy(bad, good, (size_t)good_len);
+    bad[at - good + 1] = '\n';
+    raw_put(fx->store, SG_STORE_DB_SESSIONS, key, 32, bad, (size_t)good_len);
+    assert_int_equal(sg_session_get_brief(fx->store, id, NOW, &got), SG_ESTORE);
 
     /* Every single-byte change either decodes or is refused; none crashes. */
     for (long i = 0; i < good_len; i++) {

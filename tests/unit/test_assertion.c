@@ -1,0 +1,149 @@
+/*
+ * Unit tests of the assertion cache (assertion.c): a session's assertion is
+ * signed once and reused for half its lifetime, and whatever the sets hold
+ * (a full set evicts, a stale entry is signed again) a session never gets
+ * another session's assertion.
+ */
+#include "ssogate/assertion.h"
+#include "ssogate/b64url.h"
+#include "ssogate/common.h"
+#include "ssogate/config.h"
+#include "ssogate/session.h"
+#include "ssogate/signer.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include <openssl/evp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Sets of the cache (assertion.c's CACHE_SETS) and its hash: ids that share a set. */
+#define SETS     16384
+#define SAME_SET 6
+
+struct fixture {
+    struct sg_config cfg;
+    struct sg_signer signer;
+    struct sg_assertions *cache;
+    char ids[SAME_SET][SG_SESSION_ID_SIZE];
+    char subs[SAME_SET][16];
+    struct sg_session sessions[SAME_SET];
+};
+
+static uint64_t set_of(const char *id)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return (h | 1) % SETS;
+}
+
+static int setup(void **state)
+{
+    struct fixture *fx = sg_calloc(1, sizeof(*fx));
+    fx->cfg.public_url.text = (char *)"https://gw.example";
+    fx->cfg.upstream.url.text = (char *)"http://psa.example";
+    fx->cfg.identity = SG_IDENTITY_CLAIMS;
+    fx->cfg.assertion.ttl_s = 60;
+    fx->signer.key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    snprintf(fx->signer.kid, sizeof(fx->signer.kid), "k1");
+    fx->signer.alg = "ES256";
+    fx->cache = sg_assertions_new();
+    /* Random session ids until SAME_SET of them fall into one set (about 16,384 draws each). */
+    sg_session_new_id(fx->ids[0]);
+    uint64_t set = set_of(fx->ids[0]);
+    for (int n = 1, tries = 0; n < SAME_SET && tries < 10000000; tries++) {
+        sg_session_new_id(fx->ids[n]);
+        if (set_of(fx->ids[n]) == set)
+            n++;
+    }
+    for (int i = 0; i < SAME_SET; i++) {
+        assert_int_equal(set_of(fx->ids[i]), set);
+        snprintf(fx->subs[i], sizeof(fx->subs[i]), "user-%d", i);
+        fx->sessions[i].idp_sub = fx->subs[i];
+        fx->sessions[i].idp_issuer = (char *)"https://idp.example";
+    }
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *fx = *state;
+    sg_assertions_free(fx->cache);
+    EVP_PKEY_free(fx->signer.key);
+    free(fx);
+    return 0;
+}
+
+/* The "sub" claim of an assertion, from its payload. */
+static void assert_sub(const char *token, const char *sub)
+{
+    const char *dot1 = strchr(token, '.');
+    assert_non_null(dot1);
+    const char *dot2 = strchr(dot1 + 1, '.');
+    assert_non_null(dot2);
+    unsigned char payload[2048];
+    size_t len = 0;
+    assert_int_equal(
+        sg_b64url_decode(dot1 + 1, (size_t)(dot2 - dot1 - 1), payload, sizeof(payload) - 1, &len),
+        0);
+    payload[len] = '\0';
+    char want[64];
+    snprintf(want, sizeof(want), "\"sub\":\"%s\"", sub);
+    assert_non_null(strstr((const char *)payload, want));
+}
+
+static const char *get(struct fixture *fx, int i)
+{
+    const char *token =
+        sg_assertions_get(fx->cache, &fx->cfg, &fx->signer, fx->ids[i], &fx->sessions[i]);
+    assert_non_null(token);
+    assert_sub(token, fx->subs[i]);
+    return token;
+}
+
+static void test_cached_for_half_the_ttl(void **state)
+{
+    struct fixture *fx = *state;
+    char first[1024];
+    snprintf(first, sizeof(first), "%s", get(fx, 0));
+    assert_string_equal(get(fx, 0), first);
+    /* A lifetime of 1 s: half of it rounds to 0, so every call signs anew (a new jti). */
+    fx->cfg.assertion.ttl_s = 1;
+    snprintf(first, sizeof(first), "%s", get(fx, 1));
+    assert_string_not_equal(get(fx, 1), first);
+}
+
+static void test_full_set_never_mixes_sessions(void **state)
+{
+    struct fixture *fx = *state;
+    /* Four ways: the first four are kept; the fifth and sixth evict, and every session, asked in
+     * every order, gets an assertion of its own subject. */
+    char kept[4][1024];
+    for (int i = 0; i < 4; i++)
+        snprintf(kept[i], sizeof(kept[i]), "%s", get(fx, i));
+    for (int i = 0; i < 4; i++)
+        assert_string_equal(get(fx, i), kept[i]);
+    for (int round = 0; round < 3; round++) {
+        for (int i = SAME_SET - 1; i >= 0; i--)
+            get(fx, i);
+        for (int i = 0; i < SAME_SET; i++)
+            get(fx, (i * 5 + round) % SAME_SET);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_cached_for_half_the_ttl, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_set_never_mixes_sessions, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

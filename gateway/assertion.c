@@ -117,21 +117,22 @@ static char *sign(const struct sg_config *cfg, const struct sg_signer *signer,
     return token;
 }
 
-/* The session id's hash (FNV-1a): its set, and (never 0) its tag. */
+/* The session id's hash (FNV-1a): its set, and with its low bit set (never 0) its tag. */
 static uint64_t hash_of(const char *session_id)
 {
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)session_id; *p; p++)
         h = (h ^ *p) * 1099511628211ull;
-    return h | 1;
+    return h;
 }
 
 const char *sg_assertions_get(struct sg_assertions *cache, const struct sg_config *cfg,
                               const struct sg_signer *signer, const char *session_id,
                               const struct sg_session *s)
 {
-    uint64_t tag = hash_of(session_id);
-    struct set *set = &cache->sets[tag % CACHE_SETS];
+    uint64_t hash = hash_of(session_id);
+    uint64_t tag = hash | 1;
+    struct set *set = &cache->sets[hash % CACHE_SETS];
     int64_t now = sg_now_s();
     size_t victim = CACHE_WAYS;
     for (size_t way = 0; way < CACHE_WAYS; way++) {

@@ -41,7 +41,7 @@ static uint64_t set_of(const char *id)
     uint64_t h = 1469598103934665603ull;
     for (const unsigned char *p = (const unsigned char *)id; *p; p++)
         h = (h ^ *p) * 1099511628211ull;
-    return (h | 1) % SETS;
+    return h % SETS;
 }
 
 static int setup(void **state)
@@ -139,11 +139,44 @@ static void test_full_set_never_mixes_sessions(void **state)
     }
 }
 
+static void test_capacity(void **state)
+{
+    struct fixture *fx = *state;
+    /* Twice as many sessions as sets (half the ways): about 91% are still cached on the second
+     * pass. A hash that left sets unused (or a set index that is not uniform) evicts far more. */
+    enum { SESSIONS = 2 * SETS };
+    char(*ids)[SG_SESSION_ID_SIZE] = sg_calloc(SESSIONS, SG_SESSION_ID_SIZE);
+    char(*jtis)[24] = sg_calloc(SESSIONS, 24);
+    struct sg_session s = {.idp_sub = (char *)"user", .idp_issuer = (char *)"https://idp.example"};
+    for (int pass = 0, hits = 0; pass < 2; pass++) {
+        for (int i = 0; i < SESSIONS; i++) {
+            if (pass == 0)
+                sg_session_new_id(ids[i]);
+            const char *token = sg_assertions_get(fx->cache, &fx->cfg, &fx->signer, ids[i], &s);
+            assert_non_null(token);
+            /* The signature part differs with every signing. */
+            const char *sig = strrchr(token, '.');
+            assert_non_null(sig);
+            if (pass == 0)
+                snprintf(jtis[i], sizeof(jtis[i]), "%s", sig);
+            else if (strncmp(jtis[i], sig, sizeof(jtis[i]) - 1) == 0)
+                hits++;
+        }
+        if (pass == 1) {
+            printf("# %d of %d assertions still cached\n", hits, SESSIONS);
+            assert_true(hits >= SESSIONS * 85 / 100);
+        }
+    }
+    free(ids);
+    free(jtis);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_cached_for_half_the_ttl, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_set_never_mixes_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -67,6 +67,8 @@ function wrkAggregate(entries) {
     max_ms: Math.max(...w.map((x) => x.max_ms)),
     errors,
     cpu_us_per_request: requests ? (sum(entries.map((e) => e.cpu_s)) / requests) * 1e6 : NaN,
+    // Each round's own figure (see ROUND_SPREAD).
+    cpu_us_per_request_rounds: entries.map((e, i) => (w[i].requests ? (e.cpu_s / w[i].requests) * 1e6 : NaN)),
     // Cores the target kept busy: below 1 for a one-process target means it waited on the others.
     cores: sum(entries.map((e) => e.cpu_s)) / sum(w.map((x) => x.seconds)),
     bytes_per_request: requests ? sum(w.map((x) => x.bytes)) / requests : NaN,
@@ -436,6 +438,24 @@ for (const [i, r] of rows.entries()) {
 }
 const counts = (status) => summary.targets.filter((t) => t.status === status).length;
 table.push(`Issue 12: ${counts('met')} met, ${counts('missed')} missed, ${counts('not measured')} not measured (of ${summary.targets.length})`);
+// The machine is shared: a round that costs far more than its other round(s) is flagged (a disturbed
+// run, or a cost that comes in waves). The figures above are still the means of all rounds; this
+// says how far to trust them.
+const ROUND_SPREAD = 1.15;
+summary.disturbed = [];
+const measured = [...levels.map((l) => [`${l} sessions`, summary.wrk[l]]), ['auth: none', summary.public ?? {}]];
+for (const [what, byTarget] of measured) {
+  for (const [t, r] of Object.entries(byTarget)) {
+    const rounds = (r.cpu_us_per_request_rounds ?? []).filter(Number.isFinite);
+    if (rounds.length > 1 && Math.max(...rounds) / Math.min(...rounds) > ROUND_SPREAD) {
+      summary.disturbed.push({ what, target: t, cpu_us_per_request_rounds: rounds });
+    }
+  }
+}
+if (summary.disturbed.length) {
+  const list = summary.disturbed.map((d) => `${d.what} ${d.target} ${d.cpu_us_per_request_rounds.map((x) => fmt(x, 1)).join(' / ')} us`);
+  table.push(`ROUNDS APART: CPU per request of one round more than ${ROUND_SPREAD}x another's: ${list.join('; ')}. A peer's rounds apart mean a disturbed run: run again before reading the ratios. ssogate's alone at many sessions may be its cost coming in waves (each session's assertion is signed again every assertion.ttl_s / 2).`);
+}
 // Not a target: what ssogate held in memory during the wrk runs.
 const rssOf = (r) => (r?.peak_rss_mib !== undefined ? `${fmt(r.peak_rss_mib, 1)} MiB` : 'n/a');
 if (levels.some((l) => summary.wrk[l].ssogate?.peak_rss_mib !== undefined)) {

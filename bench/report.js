@@ -454,7 +454,7 @@ for (const [what, byTarget] of measured) {
 }
 if (summary.disturbed.length) {
   const list = summary.disturbed.map((d) => `${d.what} ${d.target} ${d.cpu_us_per_request_rounds.map((x) => fmt(x, 1)).join(' / ')} us`);
-  table.push(`ROUNDS APART: CPU per request of one round more than ${ROUND_SPREAD}x another's: ${list.join('; ')}. A peer's rounds apart mean a disturbed run: run again before reading the ratios. ssogate's alone at many sessions may be its cost coming in waves (each session's assertion is signed again every assertion.ttl_s / 2).`);
+  table.push(`ROUNDS APART: CPU per request of one round more than ${ROUND_SPREAD}x another's: ${list.join('; ')}. Either the run was disturbed or a cost comes in waves (at many sessions ssogate signs each session's assertion again every assertion.ttl_s / 2, and mod_auth_openidc's second round is often the dearer): compare with another run before reading the ratios.`);
 }
 // Not a target: what ssogate held in memory during the wrk runs.
 const rssOf = (r) => (r?.peak_rss_mib !== undefined ? `${fmt(r.peak_rss_mib, 1)} MiB` : 'n/a');

@@ -145,14 +145,11 @@ const char *sg_assertions_get(struct sg_assertions *cache, const struct sg_confi
             break;
         }
     }
-    for (size_t way = 0; victim == CACHE_WAYS && way < CACHE_WAYS; way++) {
-        if (set->tags[way] == 0)
-            victim = way;
-    }
     if (victim == CACHE_WAYS) {
+        /* A miss: the first empty way, else the one due soonest. */
         victim = 0;
-        for (size_t way = 1; way < CACHE_WAYS; way++) {
-            if (set->slots[way].refresh_at < set->slots[victim].refresh_at)
+        for (size_t way = 1; way < CACHE_WAYS && set->tags[victim] != 0; way++) {
+            if (set->tags[way] == 0 || set->slots[way].refresh_at < set->slots[victim].refresh_at)
                 victim = way;
         }
     }

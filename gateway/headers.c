@@ -184,12 +184,14 @@ static bool in_null_list(const char *name, const char *const *list)
 
 void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
 {
-    /* As evhttp_add_header did: a line break would start a header of its own. */
-    if (strpbrk(name, "\r\n") != NULL || strpbrk(value, "\r\n") != NULL)
+    /* As evhttp_add_header did: a line break would start a header of its own. One scan of each
+     * gives the length up to the first CR or LF, which is the whole text when there is none. */
+    size_t name_len = strcspn(name, "\r\n"), value_len = strcspn(value, "\r\n");
+    if (name[name_len] != '\0' || value[value_len] != '\0')
         return;
-    evbuffer_add(out, name, strlen(name));
+    evbuffer_add(out, name, name_len);
     evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, value, strlen(value));
+    evbuffer_add(out, value, value_len);
     evbuffer_add(out, "\r\n", 2);
 }
 

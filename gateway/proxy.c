@@ -381,10 +381,12 @@ void sg_proxy_forward(struct sg_request *r, const struct sg_identity *identity)
 
     plan_injection(p);
     p->up_start_us = sg_mono_us();
-    unsigned flags = cmd == EVHTTP_REQ_HEAD ? SG_UPLINK_HEAD | SG_UPLINK_IDEMPOTENT : 0;
-    if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_OPTIONS || cmd == EVHTTP_REQ_TRACE ||
-        cmd == EVHTTP_REQ_PUT || cmd == EVHTTP_REQ_DELETE)
-        flags |= SG_UPLINK_IDEMPOTENT;
+    /* Idempotent (RFC 9110 9.2.2) among the methods the server accepts: all but POST and PATCH. */
+    bool idempotent = cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD ||
+                      cmd == EVHTTP_REQ_OPTIONS || cmd == EVHTTP_REQ_PUT ||
+                      cmd == EVHTTP_REQ_DELETE;
+    unsigned flags =
+        (cmd == EVHTTP_REQ_HEAD ? SG_UPLINK_HEAD : 0) | (idempotent ? SG_UPLINK_IDEMPOTENT : 0);
     p->up = sg_uplink_send(r->snap->uplink, head, flags, &uplink_callbacks, p);
     evbuffer_free(head);
 }

@@ -235,17 +235,50 @@ static bool listed_in_any_array(const struct sg_header *in, size_t count, const 
     return false;
 }
 
+/* The response headers that reach the client: not hop-by-hop, not named in a Connection header. */
+static bool response_header_kept(const struct sg_header *in, size_t count, size_t i,
+                                 bool connection)
+{
+    return !sg_headers_is_hop_by_hop(in[i].name) &&
+           !(connection && listed_in_any_array(in, count, in[i].name));
+}
+
+static bool has_connection(const struct sg_header *in, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (strcasecmp(in[i].name, "Connection") == 0)
+            return true;
+    }
+    return false;
+}
+
 void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out)
 {
-    bool connection = false;
-    for (size_t i = 0; i < count && !connection; i++)
-        connection = strcasecmp(in[i].name, "Connection") == 0;
+    bool connection = has_connection(in, count);
     for (size_t i = 0; i < count; i++) {
-        if (sg_headers_is_hop_by_hop(in[i].name) ||
-            (connection && listed_in_any_array(in, count, in[i].name)))
-            continue;
-        evhttp_add_header(out, in[i].name, in[i].value);
+        if (response_header_kept(in, count, i, connection))
+            evhttp_add_header(out, in[i].name, in[i].value);
     }
+}
+
+unsigned sg_headers_write_response(const struct sg_header *in, size_t count, struct evbuffer *out,
+                                   bool drop_length)
+{
+    bool connection = has_connection(in, count);
+    unsigned seen = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (!response_header_kept(in, count, i, connection))
+            continue;
+        if (strcasecmp(in[i].name, "Content-Length") == 0) {
+            if (drop_length)
+                continue;
+            seen |= SG_RESPONSE_HAS_LENGTH;
+        } else if (strcasecmp(in[i].name, "Date") == 0) {
+            seen |= SG_RESPONSE_HAS_DATE;
+        }
+        sg_headers_add_line(out, in[i].name, in[i].value);
+    }
+    return seen;
 }
 
 size_t sg_headers_wire_size(const struct evkeyvalq *headers)

@@ -20,12 +20,15 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/http.h>
+#include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/util.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #define PROXY_MAGIC 0x50525859u
 
@@ -48,7 +51,12 @@ struct proxy {
     int status;
     char reason[REASON_MAX + 1];
     bool reply_started;
+    bool chunked; /* the answer's body goes to the client in chunks (written here) */
     bool paused;
+    /* The upstream's header lines for the client, written here rather than by evhttp; NULL
+     * when evhttp writes the answer (on_up_head says when). */
+    struct evbuffer *head;
+    unsigned head_has;     /* SG_RESPONSE_ flags of head */
     bool inject;           /* the PSA login page: gains the IT Complete block */
     char *notice;          /* its notice code, may be NULL */
     struct evbuffer *held; /* the page while it is being held for injection */
@@ -62,6 +70,8 @@ static void proxy_maybe_free(struct proxy *p)
     free(p->notice);
     if (p->held != NULL)
         evbuffer_free(p->held);
+    if (p->head != NULL)
+        evbuffer_free(p->head);
     p->magic = 0;
     free(p);
 }
@@ -107,6 +117,29 @@ static const char *find_header(const struct sg_uplink_response *response, const 
     return NULL;
 }
 
+/* reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) (RFC 9112 4): the client gets it as is. */
+static bool reason_ok(const char *reason)
+{
+    for (const unsigned char *c = (const unsigned char *)reason; *c != '\0'; c++) {
+        if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+            return false;
+    }
+    return true;
+}
+
+/* The PSA's login page (see plan_injection) is held whole, then sent with the block inserted
+ * (on_up_done). */
+static bool held_for_injection(const struct proxy *p, const struct sg_uplink_response *response)
+{
+    if (!p->inject || p->status != 200)
+        return false;
+    const char *type = find_header(response, "Content-Type");
+    const char *length = find_header(response, "Content-Length");
+    return type != NULL && strncasecmp(type, "text/html", 9) == 0 &&
+           find_header(response, "Content-Encoding") == NULL &&
+           (length == NULL || strtoull(length, NULL, 10) <= SG_INJECT_MAX_PAGE);
+}
+
 static void on_up_head(void *arg, const struct sg_uplink_response *response)
 {
     struct proxy *p = arg;
@@ -114,29 +147,113 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
     sg_metrics_upstream_latency(p->up_latency_us);
     p->status = response->status;
     size_t reason_len = strlen(response->reason);
-    if (reason_len > 0 && reason_len <= REASON_MAX)
+    if (reason_len > 0 && reason_len <= REASON_MAX && reason_ok(response->reason))
         memcpy(p->reason, response->reason, reason_len + 1);
     else
         snprintf(p->reason, sizeof(p->reason), "%s", sg_page_reason(p->status));
+    evhttp_request_set_on_complete_cb(p->r->req, on_client_complete, p);
+    bool held = held_for_injection(p, response);
+    if (held)
+        p->held = evbuffer_new();
 
+    /* evhttp's send functions frame body bytes as chunks after a chunked request (its flag
+     * serves both directions) and drop them for HEAD: those answers are evhttp's to write. */
+    if (evhttp_request_get_command(p->r->req) != EVHTTP_REQ_HEAD && !p->r->req->chunked) {
+        p->head = evbuffer_new();
+        p->head_has =
+            sg_headers_write_response(response->headers, response->header_count, p->head, held);
+        sg_headers_add_line(p->head, "X-Request-Id", p->r->id);
+        return;
+    }
     struct evkeyvalq *out = evhttp_request_get_output_headers(p->r->req);
     sg_headers_copy_response(response->headers, response->header_count, out);
     evhttp_add_header(out, "X-Request-Id", p->r->id);
     if (sg_request_draining(p->r))
         sg_headers_close_connection(out);
-    evhttp_request_set_on_complete_cb(p->r->req, on_client_complete, p);
+}
 
-    if (!p->inject || p->status != 200)
-        return;
-    const char *type = find_header(response, "Content-Type");
-    const char *length = find_header(response, "Content-Length");
-    if (type != NULL && strncasecmp(type, "text/html", 9) == 0 &&
-        find_header(response, "Content-Encoding") == NULL &&
-        (length == NULL || strtoull(length, NULL, 10) <= SG_INJECT_MAX_PAGE)) {
-        /* Held whole, then sent with the block inserted (on_up_done). */
-        evhttp_remove_header(out, "Content-Length");
-        p->held = evbuffer_new();
+/* Whether evhttp closes the client connection after this answer: the request said so, an
+ * HTTP/1.0 request did not ask to keep it, or the gateway said so among the answer's headers
+ * (sg_headers_close_connection). */
+static bool closes_after(struct evhttp_request *req)
+{
+    const char *in = evhttp_find_header(evhttp_request_get_input_headers(req), "Connection");
+    const char *out = evhttp_find_header(evhttp_request_get_output_headers(req), "Connection");
+    bool keep_alive = in != NULL && strncasecmp(in, "keep-alive", 10) == 0;
+    return (in != NULL && strcasecmp(in, "close") == 0) ||
+           (out != NULL && strcasecmp(out, "close") == 0) ||
+           (req->major == 1 && req->minor == 0 && !keep_alive);
+}
+
+/* "Date: " as evhttp writes it, made once a second. */
+static const char *date_line(void)
+{
+    static char line[64];
+    static time_t made;
+    time_t now = time(NULL);
+    if (now != made || line[0] == '\0') {
+        struct tm tm;
+        char date[50];
+        gmtime_r(&now, &tm);
+        evutil_date_rfc1123(date, sizeof(date), &tm);
+        snprintf(line, sizeof(line), "Date: %s\r\n", date);
+        made = now;
     }
+    return line;
+}
+
+/*
+ * Writes the answer's status line and head (when evhttp does not: on_up_head),
+ * as evhttp would have from the same headers: the upstream's, then those the
+ * gateway put among the answer's headers, a Date when the upstream gave none
+ * (HTTP/1.1), Content-Length for a whole body (length is its size) or chunked
+ * transfer for a streamed one without a length (length is -1), and the
+ * Connection header the client connection's fate calls for. A streamed body
+ * without a length to an HTTP/1.0 client is delimited by the close, which
+ * evhttp is then told of. The answer goes to evhttp as body bytes: it writes
+ * them as they are and ends the request as usual (evhttp_send_reply_end).
+ */
+static void write_head(struct proxy *p, struct evbuffer *out, ev_ssize_t length)
+{
+    struct evhttp_request *req = p->r->req;
+    bool http11 = req->minor >= 1;
+    bool body = p->status != 204 && p->status != 304 && p->status >= 200;
+    bool sized = (p->head_has & SG_RESPONSE_HAS_LENGTH) != 0;
+    if (sg_request_draining(p->r) || (length < 0 && body && !sized && !http11))
+        sg_headers_close_connection(evhttp_request_get_output_headers(req));
+    bool close = closes_after(req);
+    p->chunked = length < 0 && body && !sized && http11;
+
+    char status[16];
+    snprintf(status, sizeof(status), "HTTP/1.%d %03d ", http11 ? 1 : 0, p->status);
+    evbuffer_add(out, status, strlen(status));
+    evbuffer_add(out, p->reason, strlen(p->reason));
+    evbuffer_add(out, "\r\n", 2);
+    evbuffer_add_buffer(out, p->head);
+    /* What the gateway set before forwarding (a PSA sign-out's cleared cookie); its Connection
+     * header is the close decided above. */
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, evhttp_request_get_output_headers(req), next)
+    {
+        if (strcasecmp(h->key, "Connection") != 0)
+            sg_headers_add_line(out, h->key, h->value);
+    }
+    if (http11 && !(p->head_has & SG_RESPONSE_HAS_DATE)) {
+        const char *date = date_line();
+        evbuffer_add(out, date, strlen(date));
+    }
+    if (length >= 0 && body && !sized) {
+        char line[48];
+        snprintf(line, sizeof(line), "Content-Length: %zd\r\n", length);
+        evbuffer_add(out, line, strlen(line));
+    }
+    if (p->chunked)
+        evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+    if (close)
+        evbuffer_add(out, "Connection: close\r\n", 19);
+    else if (!http11)
+        evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+    evbuffer_add(out, "\r\n", 2);
 }
 
 /* The client's output drained: read the upstream again. */
@@ -160,6 +277,23 @@ static void hold(struct proxy *p, struct evbuffer *body)
     evbuffer_add_buffer(p->held, body);
 }
 
+/* Hands body bytes to evhttp for the client, in a chunk of their own when the answer is chunked
+ * (write_head). */
+static void send_body(struct proxy *p, struct evbuffer *body)
+{
+    size_t len = evbuffer_get_length(body);
+    p->bytes += len;
+    if (len == 0)
+        return;
+    if (p->chunked) {
+        char size[24];
+        snprintf(size, sizeof(size), "%zx\r\n", len);
+        evbuffer_prepend(body, size, strlen(size));
+        evbuffer_add(body, "\r\n", 2);
+    }
+    evhttp_send_reply_chunk_with_cb(p->r->req, body, on_client_flushed, p);
+}
+
 static void on_up_body(void *arg, struct evbuffer *body)
 {
     struct proxy *p = arg;
@@ -167,12 +301,16 @@ static void on_up_body(void *arg, struct evbuffer *body)
         hold(p, body);
         return;
     }
-    if (!p->reply_started) {
+    if (!p->reply_started && p->head != NULL) {
+        struct evbuffer *head = evbuffer_new();
+        write_head(p, head, -1);
+        evhttp_send_reply_chunk(p->r->req, head);
+        evbuffer_free(head);
+    } else if (!p->reply_started) {
         evhttp_send_reply_start(p->r->req, p->status, p->reason);
-        p->reply_started = true;
     }
-    p->bytes += evbuffer_get_length(body);
-    evhttp_send_reply_chunk_with_cb(p->r->req, body, on_client_flushed, p);
+    p->reply_started = true;
+    send_body(p, body);
 
     struct bufferevent *client_bev =
         evhttp_connection_get_bufferevent(evhttp_request_get_connection(p->r->req));
@@ -187,7 +325,17 @@ static void on_up_body(void *arg, struct evbuffer *body)
 static void reply_now(struct proxy *p, struct evbuffer *body)
 {
     struct sg_conn *conn = p->r->conn;
-    evhttp_send_reply(p->r->req, p->status, p->reason, body);
+    p->bytes = evbuffer_get_length(body);
+    if (p->head == NULL) {
+        evhttp_send_reply(p->r->req, p->status, p->reason, body);
+    } else {
+        struct evbuffer *out = evbuffer_new();
+        write_head(p, out, (ev_ssize_t)p->bytes);
+        evbuffer_add_buffer(out, body);
+        evhttp_send_reply_chunk(p->r->req, out);
+        evbuffer_free(out);
+        evhttp_send_reply_end(p->r->req);
+    }
     sg_conn_flush(conn);
 }
 
@@ -211,7 +359,6 @@ static void send_injected(struct proxy *p)
     struct evbuffer *body = evbuffer_new();
     evbuffer_add(body, page, out_len);
     free(page);
-    p->bytes = out_len;
     reply_now(p, body);
     evbuffer_free(body);
 }
@@ -227,14 +374,17 @@ static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer 
     }
     if (result == SG_UPLINK_OK && !p->reply_started) {
         /* The whole response at once: one write, with its length. */
-        p->bytes = evbuffer_get_length(body);
         reply_now(p, body);
         return;
     }
     if (result == SG_UPLINK_OK) {
-        p->bytes += evbuffer_get_length(body);
-        if (evbuffer_get_length(body) > 0)
-            evhttp_send_reply_chunk(p->r->req, body);
+        send_body(p, body);
+        if (p->chunked) {
+            struct evbuffer *last = evbuffer_new();
+            evbuffer_add(last, "0\r\n\r\n", 5);
+            evhttp_send_reply_chunk(p->r->req, last);
+            evbuffer_free(last);
+        }
         evhttp_send_reply_end(p->r->req);
         return;
     }

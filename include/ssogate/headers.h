@@ -101,6 +101,18 @@ bool sg_headers_gateway_owned(const char *name);
  */
 void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out);
 
+#define SG_RESPONSE_HAS_LENGTH 1u /* a Content-Length line was written */
+#define SG_RESPONSE_HAS_DATE   2u /* a Date line was written */
+
+/*
+ * The same headers as sg_headers_copy_response, written as "name: value"
+ * CRLF lines to out (a line holding a CR or LF is left out, as
+ * sg_headers_add_line does), without Content-Length when drop_length is set.
+ * Returns the SG_RESPONSE_ flags of what was written.
+ */
+unsigned sg_headers_write_response(const struct sg_header *in, size_t count, struct evbuffer *out,
+                                   bool drop_length);
+
 /* Sum of name and value lengths plus separators, as on the wire. */
 size_t sg_headers_wire_size(const struct evkeyvalq *headers);
 

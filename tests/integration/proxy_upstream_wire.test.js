@@ -8,7 +8,7 @@ const http = require('node:http');
 const net = require('node:net');
 const tls = require('node:tls');
 const fs = require('node:fs');
-const { itest, request, metricValue } = require('./lib/harness');
+const { itest, request, metricValue, rawExchange } = require('./lib/harness');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -137,6 +137,90 @@ itest('a chunked body with trailers, and a body that runs to the end of the conn
   const eof = await request(gw, { path: '/eof' });
   assert.equal(eof.status, 200);
   assert.equal(eof.body.toString(), 'until the end');
+});
+
+// The client's answer head as bytes: its status line and its header lines, lower-cased names.
+function headOf(text) {
+  const end = text.indexOf('\r\n\r\n');
+  const [status, ...lines] = text.slice(0, end).split('\r\n');
+  return { status, lines, names: lines.map((l) => l.slice(0, l.indexOf(':')).toLowerCase()), body: text.slice(end + 4) };
+}
+
+// A chunked body decoded strictly: sizes in hex, each chunk followed by CRLF, ended by a 0 chunk.
+function dechunk(text) {
+  let out = '';
+  for (let at = 0; ;) {
+    const eol = text.indexOf('\r\n', at);
+    assert.ok(/^[0-9a-f]+$/.test(text.slice(at, eol)), `a chunk size at ${at} of ${JSON.stringify(text)}`);
+    const size = parseInt(text.slice(at, eol), 16);
+    if (size === 0) {
+      assert.equal(text.slice(eol), '\r\n\r\n', 'nothing after the last chunk');
+      return out;
+    }
+    out += text.slice(eol + 2, eol + 2 + size);
+    assert.equal(text.slice(eol + 2 + size, eol + 4 + size), '\r\n');
+    at = eol + 4 + size;
+  }
+}
+
+itest('the gateway writes the answer head: hop-by-hop dropped, Date and length added, no type invented, framing per client', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket, head) => {
+    const path = head.split(' ')[1];
+    if (path === '/hop') {
+      socket.write('HTTP/1.1 201 Made Here\r\nX-A: 1\r\nConnection: X-Hop, keep-alive\r\nX-Hop: secret\r\n' +
+        'Keep-Alive: timeout=5\r\nContent-Length: 3\r\n\r\nabc');
+    } else if (path === '/reason') {
+      socket.write('HTTP/1.1 200 O\x01K\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 2\r\n\r\nok');
+    } else {
+      // No length: chunked, in pieces far enough apart that the gateway streams it.
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nstre\r\n');
+      await sleep(60);
+      await writeInPieces(socket, '3\r\nam!\r\n0\r\n\r\n', 4, 30);
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+
+  // HTTP/1.1, two requests on one connection: the second answer follows the first.
+  const two = await rawExchange(gw.port, 'GET /hop HTTP/1.1\r\nHost: a.test\r\n\r\nGET /reason HTTP/1.1\r\nHost: a.test\r\n\r\n',
+    { ms: 1500 });
+  const [first, second] = two.text.split(/(?=HTTP\/1\.1 )/);
+  const hop = headOf(first);
+  assert.equal(hop.status, 'HTTP/1.1 201 Made Here');
+  assert.ok(hop.lines.includes('X-A: 1'));
+  for (const gone of ['x-hop', 'keep-alive', 'connection', 'content-type', 'transfer-encoding']) {
+    assert.ok(!hop.names.includes(gone), `${gone} is not in ${JSON.stringify(hop.lines)}`);
+  }
+  assert.deepEqual(hop.lines.filter((l) => /^content-length:/i.test(l)), ['Content-Length: 3']);
+  assert.equal(hop.names.filter((n) => n === 'date').length, 1, 'a Date where the upstream gave none');
+  assert.equal(hop.names.filter((n) => n === 'x-request-id').length, 1);
+  assert.equal(hop.body, 'abc');
+  const reason = headOf(second);
+  assert.equal(reason.status, 'HTTP/1.1 200 OK', 'a reason phrase with a control byte is replaced');
+  assert.deepEqual(reason.lines.filter((l) => /^date:/i.test(l)), ['Date: Mon, 01 Jan 2024 00:00:00 GMT']);
+  assert.equal(reason.body, 'ok');
+  assert.equal(two.closed, false, 'the connection stays open for more');
+
+  // A streamed answer without a length: chunked to HTTP/1.1, delimited by the close to HTTP/1.0.
+  const chunked = await rawExchange(gw.port, 'GET /stream HTTP/1.1\r\nHost: a.test\r\n\r\n', { untilComplete: true });
+  const c = headOf(chunked.text);
+  assert.ok(c.lines.includes('Transfer-Encoding: chunked'), JSON.stringify(c.lines));
+  assert.ok(!c.names.includes('content-length'));
+  assert.equal(dechunk(c.body), 'stream!');
+  const old = await rawExchange(gw.port, 'GET /stream HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n');
+  const o = headOf(old.text);
+  assert.equal(o.status, 'HTTP/1.0 200 OK');
+  assert.ok(o.lines.includes('Connection: close'), JSON.stringify(o.lines));
+  assert.ok(!o.names.includes('transfer-encoding') && !o.names.includes('content-length'));
+  assert.equal(o.body, 'stream!');
+  assert.ok(old.closed, 'the close ends the body');
+
+  // HTTP/1.0 with a sized answer: kept alive when asked, closed when not.
+  const kept = await rawExchange(gw.port, 'GET /hop HTTP/1.0\r\nHost: a.test\r\nConnection: keep-alive\r\n\r\n', { ms: 800 });
+  assert.ok(headOf(kept.text).lines.includes('Connection: keep-alive'));
+  assert.equal(kept.closed, false);
+  const closed = await rawExchange(gw.port, 'GET /hop HTTP/1.0\r\nHost: a.test\r\n\r\n');
+  assert.ok(headOf(closed.text).lines.includes('Connection: close'));
+  assert.ok(closed.closed);
 });
 
 itest('many requests share the pooled connections; one the upstream closes while idle is not used again', async (t, h) => {

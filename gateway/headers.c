@@ -182,17 +182,18 @@ static bool in_null_list(const char *name, const char *const *list)
     return false;
 }
 
-void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
+bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
 {
     /* As evhttp_add_header did: a line break would start a header of its own. One scan of each
      * gives the length up to the first CR or LF, which is the whole text when there is none. */
     size_t name_len = strcspn(name, "\r\n"), value_len = strcspn(value, "\r\n");
     if (name[name_len] != '\0' || value[value_len] != '\0')
-        return;
+        return false;
     evbuffer_add(out, name, name_len);
     evbuffer_add(out, ": ", 2);
     evbuffer_add(out, value, value_len);
     evbuffer_add(out, "\r\n", 2);
+    return true;
 }
 
 void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
@@ -269,14 +270,13 @@ unsigned sg_headers_write_response(const struct sg_header *in, size_t count, str
     for (size_t i = 0; i < count; i++) {
         if (!response_header_kept(in, count, i, connection))
             continue;
-        if (strcasecmp(in[i].name, "Content-Length") == 0) {
-            if (drop_length)
-                continue;
-            seen |= SG_RESPONSE_HAS_LENGTH;
-        } else if (strcasecmp(in[i].name, "Date") == 0) {
-            seen |= SG_RESPONSE_HAS_DATE;
-        }
-        sg_headers_add_line(out, in[i].name, in[i].value);
+        unsigned is = strcasecmp(in[i].name, "Content-Length") == 0 ? SG_RESPONSE_HAS_LENGTH
+                      : strcasecmp(in[i].name, "Date") == 0         ? SG_RESPONSE_HAS_DATE
+                                                                    : 0;
+        if ((is == SG_RESPONSE_HAS_LENGTH && drop_length) ||
+            !sg_headers_add_line(out, in[i].name, in[i].value))
+            continue;
+        seen |= is;
     }
     return seen;
 }

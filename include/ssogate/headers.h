@@ -19,9 +19,9 @@ struct sg_header {
     const char *value;
 };
 
-/* Appends the line "name: value" CRLF to out; nothing when either holds a CR or LF
- * (the line would split into headers of the writer's choosing). */
-void sg_headers_add_line(struct evbuffer *out, const char *name, const char *value);
+/* Appends the line "name: value" CRLF to out and returns true; nothing, and false, when either
+ * holds a CR or LF (the line would split into headers of the writer's choosing). */
+bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *value);
 
 /* True for the fixed hop-by-hop header names (case-insensitive). */
 bool sg_headers_is_hop_by_hop(const char *name);

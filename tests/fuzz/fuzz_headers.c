@@ -13,7 +13,11 @@
  * one in 1.0), and no Connection option naming a protected header; 1.1 and
  * 1.0 only differ by those Host and Transfer-Encoding rules. The name
  * helpers agree with their documentation, and an OK section copied for the
- * upstream keeps no header of the identity namespace.
+ * upstream keeps no header of the identity namespace. Any section, taken as
+ * an upstream's answer, is written for the client as whole CRLF lines, each
+ * one of its headers in order, none hop-by-hop or named in its Connection
+ * headers, Content-Length only when not dropped, with flags that say what was
+ * written.
  */
 #include "../../gateway/headers.c"
 
@@ -216,6 +220,67 @@ static void check_copy(const struct evkeyvalq *in)
     evbuffer_free(lines);
 }
 
+/* True when name is among the comma-separated options of any Connection header of in. */
+static bool own_listed(const struct sg_header *in, size_t count, const char *name)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (strcasecmp(in[i].name, "Connection") != 0)
+            continue;
+        for (const char *o = in[i].value; *o;) {
+            o += strspn(o, " \t,");
+            size_t n = strcspn(o, " \t,");
+            if (n > 0 && strlen(name) == n && strncasecmp(name, o, n) == 0)
+                return true;
+            o += n;
+        }
+    }
+    return false;
+}
+
+/* The answer's head as the gateway writes it for the client (any list, as an upstream's parser
+ * would hand it over): whole CRLF lines, in order, each an input header that is neither
+ * hop-by-hop nor named in a Connection header, no Content-Length when asked, and flags that say
+ * what was written. */
+static void check_response(const struct evkeyvalq *list, bool drop_length)
+{
+    struct sg_header in[64];
+    size_t count = 0;
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, list, next)
+    {
+        if (count < sizeof(in) / sizeof(in[0]))
+            in[count++] = (struct sg_header){h->key, h->value};
+    }
+    struct evbuffer *out = evbuffer_new();
+    unsigned has = sg_headers_write_response(in, count, out, drop_length);
+    unsigned seen = 0;
+    size_t next = 0;
+    char *line;
+    while ((line = evbuffer_readln(out, NULL, EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
+        CHECK(strpbrk(line, "\r\n") == NULL);
+        char *colon = strstr(line, ": ");
+        CHECK(colon != NULL);
+        *colon = '\0';
+        while (next < count &&
+               (strcmp(in[next].name, line) != 0 || strcmp(in[next].value, colon + 2) != 0))
+            next++;
+        CHECK(next < count);
+        next++;
+        CHECK(!sg_headers_is_hop_by_hop(line));
+        CHECK(!own_listed(in, count, line));
+        if (strcasecmp(line, "Content-Length") == 0) {
+            CHECK(!drop_length);
+            seen |= SG_RESPONSE_HAS_LENGTH;
+        }
+        if (strcasecmp(line, "Date") == 0)
+            seen |= SG_RESPONSE_HAS_DATE;
+        free(line);
+    }
+    CHECK(evbuffer_get_length(out) == 0);
+    CHECK(has == seen);
+    evbuffer_free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct evkeyvalq headers;
@@ -242,6 +307,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_copy(&headers);
     }
     check_names(&headers);
+    check_response(&headers, false);
+    check_response(&headers, true);
     evhttp_clear_headers(&headers);
     return 0;
 }

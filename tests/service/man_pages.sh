@@ -11,8 +11,8 @@ for page in "$@"; do
     text=$(MANWIDTH=80 man -l "$page" 2>/dev/null)
     name=$(basename "$page")
     name=${name%.*}
-    echo "$text" | grep -q "^NAME" || { echo "FAIL: $page has no NAME section"; exit 1; }
-    echo "$text" | grep -q "^       $name - " || { echo "FAIL: $page does not name $name"; exit 1; }
-    echo "$text" | grep -q "^SEE ALSO" || { echo "FAIL: $page has no SEE ALSO"; exit 1; }
+    grep -q "^NAME" <<<"$text" || { echo "FAIL: $page has no NAME section"; exit 1; }
+    grep -q "^       $name - " <<<"$text" || { echo "FAIL: $page does not name $name"; exit 1; }
+    grep -q "^SEE ALSO" <<<"$text" || { echo "FAIL: $page has no SEE ALSO"; exit 1; }
     echo "ok: $page ($(echo "$text" | wc -l) lines)"
 done

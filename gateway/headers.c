@@ -10,17 +10,25 @@
 #include <string.h>
 #include <strings.h>
 
-static const char *const hop_by_hop[] = {
-    "Connection",
-    "Keep-Alive",
-    "Proxy-Authenticate",
-    "Proxy-Authorization",
-    "Proxy-Connection",
-    "TE",
-    "Trailer",
-    "Transfer-Encoding",
-    "Upgrade",
+#define NAME(text)                                                                                 \
+    {                                                                                              \
+        text, sizeof(text) - 1                                                                     \
+    }
+static const struct {
+    const char *text;
+    size_t len;
+} hop_by_hop[] = {
+    NAME("Connection"),
+    NAME("Keep-Alive"),
+    NAME("Proxy-Authenticate"),
+    NAME("Proxy-Authorization"),
+    NAME("Proxy-Connection"),
+    NAME("TE"),
+    NAME("Trailer"),
+    NAME("Transfer-Encoding"),
+    NAME("Upgrade"),
 };
+#undef NAME
 
 /* Set by the gateway from the connection itself; a client's values are dropped
  * (X-Forwarded-For is read by the proxy, which appends to it).
@@ -75,7 +83,13 @@ static bool in_list(const char *name, const char *const *list, size_t count)
 
 bool sg_headers_is_hop_by_hop(const char *name)
 {
-    return in_list(name, hop_by_hop, sizeof(hop_by_hop) / sizeof(hop_by_hop[0]));
+    /* Most names have a length no hop-by-hop name has: one strlen decides for them. */
+    size_t len = strlen(name);
+    for (size_t i = 0; i < sizeof(hop_by_hop) / sizeof(hop_by_hop[0]); i++) {
+        if (hop_by_hop[i].len == len && sg_headers_name_eq(name, hop_by_hop[i].text))
+            return true;
+    }
+    return false;
 }
 
 bool sg_headers_is_identity(const char *name)
@@ -189,10 +203,21 @@ bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *val
     size_t name_len = strcspn(name, "\r\n"), value_len = strcspn(value, "\r\n");
     if (name[name_len] != '\0' || value[value_len] != '\0')
         return false;
-    evbuffer_add(out, name, name_len);
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, value, value_len);
-    evbuffer_add(out, "\r\n", 2);
+    char line[512];
+    size_t len = name_len + value_len + 4;
+    if (len > sizeof(line)) {
+        evbuffer_add(out, name, name_len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, value, value_len);
+        evbuffer_add(out, "\r\n", 2);
+        return true;
+    }
+    /* The usual short line goes in with one evbuffer_add. */
+    memcpy(line, name, name_len);
+    memcpy(line + name_len, ": ", 2);
+    memcpy(line + name_len + 2, value, value_len);
+    memcpy(line + len - 2, "\r\n", 2);
+    evbuffer_add(out, line, len);
     return true;
 }
 
@@ -270,9 +295,11 @@ unsigned sg_headers_write_response(const struct sg_header *in, size_t count, str
     for (size_t i = 0; i < count; i++) {
         if (!response_header_kept(in, count, i, connection))
             continue;
-        unsigned is = strcasecmp(in[i].name, "Content-Length") == 0 ? SG_RESPONSE_HAS_LENGTH
-                      : strcasecmp(in[i].name, "Date") == 0         ? SG_RESPONSE_HAS_DATE
-                                                                    : 0;
+        size_t len = strlen(in[i].name);
+        unsigned is = len == 14 && strcasecmp(in[i].name, "Content-Length") == 0
+                          ? SG_RESPONSE_HAS_LENGTH
+                      : len == 4 && strcasecmp(in[i].name, "Date") == 0 ? SG_RESPONSE_HAS_DATE
+                                                                        : 0;
         if ((is == SG_RESPONSE_HAS_LENGTH && drop_length) ||
             !sg_headers_add_line(out, in[i].name, in[i].value))
             continue;

@@ -224,11 +224,17 @@ static void write_head(struct proxy *p, struct evbuffer *out, ev_ssize_t length)
     bool close = closes_after(req);
     p->chunked = length < 0 && body && !sized && http11;
 
-    char status[16];
-    snprintf(status, sizeof(status), "HTTP/1.%d %03d ", http11 ? 1 : 0, p->status);
-    evbuffer_add(out, status, strlen(status));
-    evbuffer_add(out, p->reason, strlen(p->reason));
-    evbuffer_add(out, "\r\n", 2);
+    /* The status line without printf: "HTTP/1.x NNN reason" (http_parser gave a 3-digit status). */
+    char line[16 + REASON_MAX + 2] = "HTTP/1.1 ";
+    size_t reason_len = strlen(p->reason);
+    line[7] = http11 ? '1' : '0';
+    line[9] = (char)('0' + p->status / 100 % 10);
+    line[10] = (char)('0' + p->status / 10 % 10);
+    line[11] = (char)('0' + p->status % 10);
+    line[12] = ' ';
+    memcpy(line + 13, p->reason, reason_len);
+    memcpy(line + 13 + reason_len, "\r\n", 2);
+    evbuffer_add(out, line, 15 + reason_len);
     evbuffer_add_buffer(out, p->head);
     /* What the gateway set before forwarding (a PSA sign-out's cleared cookie); its Connection
      * header is the close decided above. */
@@ -243,9 +249,17 @@ static void write_head(struct proxy *p, struct evbuffer *out, ev_ssize_t length)
         evbuffer_add(out, date, strlen(date));
     }
     if (length >= 0 && body && !sized) {
-        char line[48];
-        snprintf(line, sizeof(line), "Content-Length: %zd\r\n", length);
-        evbuffer_add(out, line, strlen(line));
+        char digits[24];
+        size_t at = sizeof(digits);
+        digits[--at] = '\n';
+        digits[--at] = '\r';
+        for (size_t n = (size_t)length;; n /= 10) {
+            digits[--at] = (char)('0' + n % 10);
+            if (n < 10)
+                break;
+        }
+        evbuffer_add(out, "Content-Length: ", 16);
+        evbuffer_add(out, digits + at, sizeof(digits) - at);
     }
     if (p->chunked)
         evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);

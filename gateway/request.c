@@ -13,7 +13,6 @@
 #include <assert.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +87,27 @@ static const char *method_name(enum evhttp_cmd_type cmd)
     }
 }
 
+/* The prefix, then the counter in hex, at least 8 digits (what "%s%08" PRIx64 would print, on
+ * every request without printf). */
+static void request_id(struct sg_requests *set, char out[SG_REQUEST_ID_SIZE])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t n = ++set->id_counter;
+    char digits[16];
+    size_t count = 0;
+    do {
+        digits[count++] = hex[n & 15];
+        n >>= 4;
+    } while (n != 0);
+    while (count < 8)
+        digits[count++] = '0';
+    size_t len = strlen(set->id_prefix);
+    memcpy(out, set->id_prefix, len);
+    for (size_t i = 0; i < count; i++)
+        out[len + i] = digits[count - 1 - i];
+    out[len + count] = '\0';
+}
+
 struct sg_request *sg_request_begin(struct sg_requests *set, struct sg_runtime *rt,
                                     struct sg_snapshot *snap, struct evhttp_request *req,
                                     struct sg_conn *conn)
@@ -98,7 +118,7 @@ struct sg_request *sg_request_begin(struct sg_requests *set, struct sg_runtime *
     r->conn = conn;
     r->rt = rt;
     r->snap = sg_snapshot_ref(snap);
-    snprintf(r->id, sizeof(r->id), "%s%08" PRIx64, set->id_prefix, ++set->id_counter);
+    request_id(set, r->id);
     r->method = method_name(evhttp_request_get_command(req));
     r->start_us = sg_mono_us();
     r->set = set;

@@ -136,12 +136,17 @@ void sg_random_bytes(void *buf, size_t len)
 
 void sg_sha256(const void *data, size_t len, unsigned char out[SG_SHA256_LEN])
 {
-    /* Fetched once: SHA256() fetches the implementation on every call (OpenSSL 3),
-     * which costs more than hashing a session id. */
+    /* Fetched once, and one context kept (one thread a process): SHA256() fetches the
+     * implementation on every call (OpenSSL 3) and EVP_Digest makes and frees a context, each
+     * of which costs more than hashing a session id. */
     static EVP_MD *md;
+    static EVP_MD_CTX *ctx;
     if (md == NULL)
         md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (md == NULL || EVP_Digest(data, len, out, NULL, md, NULL) != 1) {
+    if (ctx == NULL)
+        ctx = EVP_MD_CTX_new();
+    if (md == NULL || ctx == NULL || EVP_DigestInit_ex2(ctx, md, NULL) != 1 ||
+        EVP_DigestUpdate(ctx, data, len) != 1 || EVP_DigestFinal_ex(ctx, out, NULL) != 1) {
         fprintf(stderr, "ssogate: SHA-256 failed\n");
         abort();
     }

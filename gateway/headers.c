@@ -261,28 +261,49 @@ static bool listed_in_any_array(const struct sg_header *in, size_t count, const 
     return false;
 }
 
-/* The response headers that reach the client: not hop-by-hop, not named in a Connection header. */
-static bool response_header_kept(const struct sg_header *in, size_t count, size_t i,
-                                 bool connection)
+/* The values of the Connection headers of an upstream's answer (at most CONNECTION_LINES_MAX;
+ * many is set when there are more). */
+struct connection_lines {
+    const char *values[CONNECTION_LINES_MAX];
+    size_t count;
+    bool many;
+};
+
+static void find_connection(const struct sg_header *in, size_t count, struct connection_lines *c)
 {
-    return !sg_headers_is_hop_by_hop(in[i].name) &&
-           !(connection && listed_in_any_array(in, count, in[i].name));
+    c->count = 0;
+    c->many = false;
+    for (size_t i = 0; i < count; i++) {
+        if (strcasecmp(in[i].name, "Connection") != 0)
+            continue;
+        if (c->count == CONNECTION_LINES_MAX)
+            c->many = true;
+        else
+            c->values[c->count++] = in[i].value;
+    }
 }
 
-static bool has_connection(const struct sg_header *in, size_t count)
+/* The response headers that reach the client: not hop-by-hop, not named in a Connection header. */
+static bool response_header_kept(const struct sg_header *in, size_t count, size_t i,
+                                 const struct connection_lines *c)
 {
-    for (size_t i = 0; i < count; i++) {
-        if (strcasecmp(in[i].name, "Connection") == 0)
-            return true;
+    if (sg_headers_is_hop_by_hop(in[i].name))
+        return false;
+    if (c->many)
+        return !listed_in_any_array(in, count, in[i].name);
+    for (size_t k = 0; k < c->count; k++) {
+        if (sg_headers_listed_in_connection(c->values[k], in[i].name))
+            return false;
     }
-    return false;
+    return true;
 }
 
 void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out)
 {
-    bool connection = has_connection(in, count);
+    struct connection_lines connection;
+    find_connection(in, count, &connection);
     for (size_t i = 0; i < count; i++) {
-        if (response_header_kept(in, count, i, connection))
+        if (response_header_kept(in, count, i, &connection))
             evhttp_add_header(out, in[i].name, in[i].value);
     }
 }
@@ -290,10 +311,11 @@ void sg_headers_copy_response(const struct sg_header *in, size_t count, struct e
 unsigned sg_headers_write_response(const struct sg_header *in, size_t count, struct evbuffer *out,
                                    bool drop_length)
 {
-    bool connection = has_connection(in, count);
+    struct connection_lines connection;
+    find_connection(in, count, &connection);
     unsigned seen = 0;
     for (size_t i = 0; i < count; i++) {
-        if (!response_header_kept(in, count, i, connection))
+        if (!response_header_kept(in, count, i, &connection))
             continue;
         size_t len = strlen(in[i].name);
         unsigned is = len == 14 && strcasecmp(in[i].name, "Content-Length") == 0

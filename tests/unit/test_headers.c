@@ -185,6 +185,48 @@ static void test_response_filter(void **state)
     headers_free(out);
 }
 
+/* The answer's head as the proxy writes it: the same headers as the filter above, as lines in
+ * order; Content-Length only when kept, and flags that say what was written. Ten Connection lines
+ * (more than the writer keeps at hand) still remove what any of them names. */
+static void test_write_response(void **state)
+{
+    struct sg_header in[16] = {
+        {"Set-Cookie", "a=1"},
+        {"Content-Length", "5"},
+        {"Date", "Mon"},
+        {"Connection", "X-Internal"},
+        {"X-Internal", "secret"},
+        {"keep-alive", "timeout=5"},
+        {"X-Bad", "one\r\nX-SSO-User: root"},
+        {"Location", "/next"},
+    };
+    struct evbuffer *out = evbuffer_new();
+    unsigned has = sg_headers_write_response(in, 8, out, false);
+    const char *want = "Set-Cookie: a=1\r\nContent-Length: 5\r\nDate: Mon\r\nLocation: /next\r\n";
+    assert_int_equal(evbuffer_get_length(out), strlen(want));
+    assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
+    assert_int_equal(has, SG_RESPONSE_HAS_LENGTH | SG_RESPONSE_HAS_DATE);
+
+    evbuffer_drain(out, evbuffer_get_length(out));
+    has = sg_headers_write_response(in, 8, out, true);
+    want = "Set-Cookie: a=1\r\nDate: Mon\r\nLocation: /next\r\n";
+    assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
+    assert_int_equal(has, SG_RESPONSE_HAS_DATE);
+
+    struct sg_header many[12];
+    for (size_t i = 0; i < 10; i++)
+        many[i] = (struct sg_header){"Connection", i == 9 ? "X-Last" : "keep-alive"};
+    many[10] = (struct sg_header){"X-Last", "gone"};
+    many[11] = (struct sg_header){"X-Kept", "here"};
+    evbuffer_drain(out, evbuffer_get_length(out));
+    has = sg_headers_write_response(many, 12, out, false);
+    want = "X-Kept: here\r\n";
+    assert_int_equal(evbuffer_get_length(out), strlen(want));
+    assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
+    assert_int_equal(has, 0);
+    evbuffer_free(out);
+}
+
 /* A line break in a name or value would start a header of the writer's choosing: no line at all. */
 static void test_add_line(void **state)
 {
@@ -608,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_request_filter),
         cmocka_unit_test(test_response_filter),
         cmocka_unit_test(test_add_line),
+        cmocka_unit_test(test_write_response),
         cmocka_unit_test(test_several_connection_lines),
         cmocka_unit_test(test_wire_size),
         cmocka_unit_test(test_validate_ordinary),

@@ -196,29 +196,54 @@ static bool in_null_list(const char *name, const char *const *list)
     return false;
 }
 
-bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
+/* Lines gathered before they go to an evbuffer: one evbuffer_add for a whole head. */
+struct lines {
+    struct evbuffer *out;
+    size_t len;
+    char data[2048];
+};
+
+static void lines_flush(struct lines *l)
 {
-    /* As evhttp_add_header did: a line break would start a header of its own. One scan of each
-     * gives the length up to the first CR or LF, which is the whole text when there is none. */
+    if (l->len > 0)
+        evbuffer_add(l->out, l->data, l->len);
+    l->len = 0;
+}
+
+/* Appends the line "name: value" CRLF to l; nothing, and false, when either holds a CR or LF (the
+ * line would split into headers of the writer's choosing, as evhttp_add_header refused it too). */
+static bool lines_add(struct lines *l, const char *name, const char *value)
+{
     size_t name_len = strcspn(name, "\r\n"), value_len = strcspn(value, "\r\n");
     if (name[name_len] != '\0' || value[value_len] != '\0')
         return false;
-    char line[512];
     size_t len = name_len + value_len + 4;
-    if (len > sizeof(line)) {
-        evbuffer_add(out, name, name_len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, value, value_len);
-        evbuffer_add(out, "\r\n", 2);
+    if (len > sizeof(l->data) - l->len)
+        lines_flush(l);
+    if (len > sizeof(l->data)) {
+        evbuffer_add(l->out, name, name_len);
+        evbuffer_add(l->out, ": ", 2);
+        evbuffer_add(l->out, value, value_len);
+        evbuffer_add(l->out, "\r\n", 2);
         return true;
     }
-    /* The usual short line goes in with one evbuffer_add. */
-    memcpy(line, name, name_len);
-    memcpy(line + name_len, ": ", 2);
-    memcpy(line + name_len + 2, value, value_len);
-    memcpy(line + len - 2, "\r\n", 2);
-    evbuffer_add(out, line, len);
+    char *at = l->data + l->len;
+    memcpy(at, name, name_len);
+    memcpy(at + name_len, ": ", 2);
+    memcpy(at + name_len + 2, value, value_len);
+    memcpy(at + len - 2, "\r\n", 2);
+    l->len += len;
     return true;
+}
+
+bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
+{
+    struct lines l; /* not zeroed: only len bytes of data are ever read */
+    l.out = out;
+    l.len = 0;
+    bool added = lines_add(&l, name, value);
+    lines_flush(&l);
+    return added;
 }
 
 void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
@@ -261,38 +286,50 @@ static bool listed_in_any_array(const struct sg_header *in, size_t count, const 
     return false;
 }
 
-/* The values of the Connection headers of an upstream's answer (at most CONNECTION_LINES_MAX;
- * many is set when there are more). */
-struct connection_lines {
-    const char *values[CONNECTION_LINES_MAX];
+#define CONNECTION_OPTIONS_MAX 16
+
+/* The options named by the Connection headers of an upstream's answer, found once (many is set when
+ * there are more than CONNECTION_OPTIONS_MAX: then each name is looked for in every header). */
+struct connection_options {
+    struct {
+        const char *at;
+        size_t len;
+    } options[CONNECTION_OPTIONS_MAX];
     size_t count;
     bool many;
 };
 
-static void find_connection(const struct sg_header *in, size_t count, struct connection_lines *c)
+static void find_connection(const struct sg_header *in, size_t count, struct connection_options *c)
 {
     c->count = 0;
     c->many = false;
-    for (size_t i = 0; i < count; i++) {
+    for (size_t i = 0; i < count && !c->many; i++) {
         if (strcasecmp(in[i].name, "Connection") != 0)
             continue;
-        if (c->count == CONNECTION_LINES_MAX)
-            c->many = true;
-        else
-            c->values[c->count++] = in[i].value;
+        const char *p = in[i].value, *start;
+        size_t len;
+        while (next_option(&p, &start, &len)) {
+            if (c->count == CONNECTION_OPTIONS_MAX) {
+                c->many = true;
+                break;
+            }
+            c->options[c->count].at = start;
+            c->options[c->count++].len = len;
+        }
     }
 }
 
 /* The response headers that reach the client: not hop-by-hop, not named in a Connection header. */
 static bool response_header_kept(const struct sg_header *in, size_t count, size_t i,
-                                 const struct connection_lines *c)
+                                 const struct connection_options *c)
 {
     if (sg_headers_is_hop_by_hop(in[i].name))
         return false;
     if (c->many)
         return !listed_in_any_array(in, count, in[i].name);
+    size_t len = strlen(in[i].name);
     for (size_t k = 0; k < c->count; k++) {
-        if (sg_headers_listed_in_connection(c->values[k], in[i].name))
+        if (c->options[k].len == len && strncasecmp(c->options[k].at, in[i].name, len) == 0)
             return false;
     }
     return true;
@@ -300,7 +337,7 @@ static bool response_header_kept(const struct sg_header *in, size_t count, size_
 
 void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out)
 {
-    struct connection_lines connection;
+    struct connection_options connection;
     find_connection(in, count, &connection);
     for (size_t i = 0; i < count; i++) {
         if (response_header_kept(in, count, i, &connection))
@@ -311,8 +348,11 @@ void sg_headers_copy_response(const struct sg_header *in, size_t count, struct e
 unsigned sg_headers_write_response(const struct sg_header *in, size_t count, struct evbuffer *out,
                                    bool drop_length)
 {
-    struct connection_lines connection;
+    struct connection_options connection;
     find_connection(in, count, &connection);
+    struct lines lines;
+    lines.out = out;
+    lines.len = 0;
     unsigned seen = 0;
     for (size_t i = 0; i < count; i++) {
         if (!response_header_kept(in, count, i, &connection))
@@ -323,10 +363,11 @@ unsigned sg_headers_write_response(const struct sg_header *in, size_t count, str
                       : len == 4 && strcasecmp(in[i].name, "Date") == 0 ? SG_RESPONSE_HAS_DATE
                                                                         : 0;
         if ((is == SG_RESPONSE_HAS_LENGTH && drop_length) ||
-            !sg_headers_add_line(out, in[i].name, in[i].value))
+            !lines_add(&lines, in[i].name, in[i].value))
             continue;
         seen |= is;
     }
+    lines_flush(&lines);
     return seen;
 }
 

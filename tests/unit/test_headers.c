@@ -239,6 +239,16 @@ static void test_add_line(void **state)
     size_t len = evbuffer_get_length(out);
     assert_int_equal(len, strlen("X-SSO-Email: a@b.example\r\n"));
     assert_memory_equal(evbuffer_pullup(out, -1), "X-SSO-Email: a@b.example\r\n", len);
+    /* A line longer than the writer's own buffer goes whole. */
+    char value[5000];
+    memset(value, 'v', sizeof(value) - 1);
+    value[sizeof(value) - 1] = '\0';
+    evbuffer_drain(out, len);
+    assert_true(sg_headers_add_line(out, "X-Long", value));
+    assert_int_equal(evbuffer_get_length(out), strlen("X-Long: ") + strlen(value) + 2);
+    const char *line = (const char *)evbuffer_pullup(out, -1);
+    assert_memory_equal(line, "X-Long: vvv", 11);
+    assert_memory_equal(line + evbuffer_get_length(out) - 3, "v\r\n", 3);
     evbuffer_free(out);
 }
 

@@ -196,53 +196,50 @@ static bool in_null_list(const char *name, const char *const *list)
     return false;
 }
 
-/* Lines gathered before they go to an evbuffer: one evbuffer_add for a whole head. */
-struct lines {
-    struct evbuffer *out;
-    size_t len;
-    char data[2048];
-};
-
-static void lines_flush(struct lines *l)
+void sg_lines_start(struct sg_lines *lines, struct evbuffer *out)
 {
-    if (l->len > 0)
-        evbuffer_add(l->out, l->data, l->len);
-    l->len = 0;
+    lines->out = out; /* data is not zeroed: only len bytes of it are ever read */
+    lines->len = 0;
 }
 
-/* Appends the line "name: value" CRLF to l; nothing, and false, when either holds a CR or LF (the
- * line would split into headers of the writer's choosing, as evhttp_add_header refused it too). */
-static bool lines_add(struct lines *l, const char *name, const char *value)
+void sg_lines_end(struct sg_lines *lines)
+{
+    if (lines->len > 0)
+        evbuffer_add(lines->out, lines->data, lines->len);
+    lines->len = 0;
+}
+
+/* As evhttp_add_header did, a name or value with a CR or LF is refused. */
+bool sg_lines_add(struct sg_lines *lines, const char *name, const char *value)
 {
     size_t name_len = strcspn(name, "\r\n"), value_len = strcspn(value, "\r\n");
     if (name[name_len] != '\0' || value[value_len] != '\0')
         return false;
     size_t len = name_len + value_len + 4;
-    if (len > sizeof(l->data) - l->len)
-        lines_flush(l);
-    if (len > sizeof(l->data)) {
-        evbuffer_add(l->out, name, name_len);
-        evbuffer_add(l->out, ": ", 2);
-        evbuffer_add(l->out, value, value_len);
-        evbuffer_add(l->out, "\r\n", 2);
+    if (len > sizeof(lines->data) - lines->len)
+        sg_lines_end(lines);
+    if (len > sizeof(lines->data)) {
+        evbuffer_add(lines->out, name, name_len);
+        evbuffer_add(lines->out, ": ", 2);
+        evbuffer_add(lines->out, value, value_len);
+        evbuffer_add(lines->out, "\r\n", 2);
         return true;
     }
-    char *at = l->data + l->len;
+    char *at = lines->data + lines->len;
     memcpy(at, name, name_len);
     memcpy(at + name_len, ": ", 2);
     memcpy(at + name_len + 2, value, value_len);
     memcpy(at + len - 2, "\r\n", 2);
-    l->len += len;
+    lines->len += len;
     return true;
 }
 
 bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *value)
 {
-    struct lines l; /* not zeroed: only len bytes of data are ever read */
-    l.out = out;
-    l.len = 0;
-    bool added = lines_add(&l, name, value);
-    lines_flush(&l);
+    struct sg_lines lines;
+    sg_lines_start(&lines, out);
+    bool added = sg_lines_add(&lines, name, value);
+    sg_lines_end(&lines);
     return added;
 }
 
@@ -263,6 +260,8 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
         else
             connection[lines++] = h->value;
     }
+    struct sg_lines kept;
+    sg_lines_start(&kept, out);
     TAILQ_FOREACH(h, in, next)
     {
         if (sg_headers_gateway_owned(h->key) || in_null_list(h->key, also_owned))
@@ -271,8 +270,9 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
         for (size_t i = 0; i < lines && !listed; i++)
             listed = sg_headers_listed_in_connection(connection[i], h->key);
         if (!listed)
-            sg_headers_add_line(out, h->key, h->value);
+            sg_lines_add(&kept, h->key, h->value);
     }
+    sg_lines_end(&kept);
 }
 
 /* True when name is listed in any Connection header of in[0..count). */
@@ -350,9 +350,8 @@ unsigned sg_headers_write_response(const struct sg_header *in, size_t count, str
 {
     struct connection_options connection;
     find_connection(in, count, &connection);
-    struct lines lines;
-    lines.out = out;
-    lines.len = 0;
+    struct sg_lines lines;
+    sg_lines_start(&lines, out);
     unsigned seen = 0;
     for (size_t i = 0; i < count; i++) {
         if (!response_header_kept(in, count, i, &connection))
@@ -363,11 +362,11 @@ unsigned sg_headers_write_response(const struct sg_header *in, size_t count, str
                       : len == 4 && strcasecmp(in[i].name, "Date") == 0 ? SG_RESPONSE_HAS_DATE
                                                                         : 0;
         if ((is == SG_RESPONSE_HAS_LENGTH && drop_length) ||
-            !lines_add(&lines, in[i].name, in[i].value))
+            !sg_lines_add(&lines, in[i].name, in[i].value))
             continue;
         seen |= is;
     }
-    lines_flush(&lines);
+    sg_lines_end(&lines);
     return seen;
 }
 

@@ -102,7 +102,7 @@ static void add_to_list(const char *name, const char *value, void *arg)
 
 static void add_line(const char *name, const char *value, void *arg)
 {
-    sg_headers_add_line(arg, name, value);
+    sg_lines_add(arg, name, value);
 }
 
 /* Calls fn with each identity header of identity; 0 or SG_ECRYPTO. */
@@ -138,7 +138,11 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
 int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                               struct evbuffer *out)
 {
-    return each_header(snap, identity, add_line, out);
+    struct sg_lines lines;
+    sg_lines_start(&lines, out);
+    int err = each_header(snap, identity, add_line, &lines);
+    sg_lines_end(&lines);
+    return err;
 }
 
 /* The end of a session in PostgreSQL: a failure leaves it alive on other hosts. */

@@ -434,25 +434,34 @@ static const struct sg_uplink_callbacks uplink_callbacks = {
     .on_done = on_up_done,
 };
 
-static void add_text(struct evbuffer *out, const char *text)
-{
-    evbuffer_add(out, text, strlen(text));
-}
-
 /* The request line for the upstream: its base path, then the normalised
  * path and the query as received (both checked by the router). */
 static void write_request_line(struct evbuffer *out, const char *method,
                                const struct sg_config *cfg, const struct sg_target *target)
 {
-    add_text(out, method);
-    evbuffer_add(out, " ", 1);
-    add_text(out, cfg->upstream.url.path);
-    add_text(out, target->path);
+    /* One extent of the buffer, filled in place. */
+    size_t method_len = strlen(method), base_len = strlen(cfg->upstream.url.path),
+           path_len = strlen(target->path), query_len = target->query ? strlen(target->query) : 0;
+    size_t total = method_len + 1 + base_len + path_len + (target->query ? 1 + query_len : 0) + 11;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
+        sg_out_of_memory(total);
+    char *at = v.iov_base;
+    memcpy(at, method, method_len);
+    at += method_len;
+    *at++ = ' ';
+    memcpy(at, cfg->upstream.url.path, base_len);
+    at += base_len;
+    memcpy(at, target->path, path_len);
+    at += path_len;
     if (target->query != NULL) {
-        evbuffer_add(out, "?", 1);
-        add_text(out, target->query);
+        *at++ = '?';
+        memcpy(at, target->query, query_len);
+        at += query_len;
     }
-    evbuffer_add(out, " HTTP/1.1\r\n", 11);
+    memcpy(at, " HTTP/1.1\r\n", 11);
+    v.iov_len = total;
+    evbuffer_commit_space(out, &v, 1);
 }
 
 static void write_forwarded_headers(struct sg_request *r, struct evbuffer *out)
@@ -461,24 +470,27 @@ static void write_forwarded_headers(struct sg_request *r, struct evbuffer *out)
     char *peer = NULL;
     uint16_t port = 0;
     evhttp_connection_get_peer(evhttp_request_get_connection(r->req), &peer, &port);
+    struct sg_lines lines;
+    sg_lines_start(&lines, out);
 
     const char *prior = evhttp_find_header(in, "X-Forwarded-For");
     if (prior != NULL) {
         char *joined = sg_asprintf("%s, %s", prior, peer ? peer : "unknown");
-        sg_headers_add_line(out, "X-Forwarded-For", joined);
+        sg_lines_add(&lines, "X-Forwarded-For", joined);
         free(joined);
     } else {
-        sg_headers_add_line(out, "X-Forwarded-For", peer ? peer : "unknown");
+        sg_lines_add(&lines, "X-Forwarded-For", peer ? peer : "unknown");
     }
-    sg_headers_add_line(out, "X-Forwarded-Proto", sg_conn_is_tls(r->conn) ? "https" : "http");
+    sg_lines_add(&lines, "X-Forwarded-Proto", sg_conn_is_tls(r->conn) ? "https" : "http");
     /* One documented authority (upstream.host_header), never the client's. */
-    sg_headers_add_line(out, "Host", r->snap->cfg->upstream.host);
-    sg_headers_add_line(out, "X-Forwarded-Host", r->snap->cfg->upstream.host);
-    sg_headers_add_line(out, "X-Request-Id", r->id);
+    sg_lines_add(&lines, "Host", r->snap->cfg->upstream.host);
+    sg_lines_add(&lines, "X-Forwarded-Host", r->snap->cfg->upstream.host);
+    sg_lines_add(&lines, "X-Request-Id", r->id);
     char *cookie = sg_cookies_strip(r->snap->cfg, in);
     if (cookie != NULL)
-        sg_headers_add_line(out, "Cookie", cookie);
+        sg_lines_add(&lines, "Cookie", cookie);
     free(cookie);
+    sg_lines_end(&lines);
 }
 
 /* The PSA's login page gains the IT Complete block (link mode), with the notice it was sent with.

@@ -19,6 +19,25 @@ struct sg_header {
     const char *value;
 };
 
+/*
+ * Header lines gathered in a buffer of their own before they go to an
+ * evbuffer, with one evbuffer_add for many lines: sg_lines_start, then
+ * sg_lines_add for each, then sg_lines_end (which adds what is left; nothing
+ * else may be added to out in between).
+ */
+struct sg_lines {
+    struct evbuffer *out;
+    size_t len;
+    char data[2048];
+};
+
+void sg_lines_start(struct sg_lines *lines, struct evbuffer *out);
+
+/* As sg_headers_add_line, into lines. */
+bool sg_lines_add(struct sg_lines *lines, const char *name, const char *value);
+
+void sg_lines_end(struct sg_lines *lines);
+
 /* Appends the line "name: value" CRLF to out and returns true; nothing, and false, when either
  * holds a CR or LF (the line would split into headers of the writer's choosing). */
 bool sg_headers_add_line(struct evbuffer *out, const char *name, const char *value);

@@ -382,8 +382,7 @@ size_t sg_headers_wire_size(const struct evkeyvalq *headers)
     return total;
 }
 
-/* A value may hold visible ASCII, obs-text, SP and HTAB (RFC 9110 5.5). */
-static bool value_ok(const char *value)
+bool sg_headers_value_ok(const char *value)
 {
     for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
         if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
@@ -487,7 +486,7 @@ enum sg_headers_status sg_headers_validate(const struct evkeyvalq *in, bool http
     {
         if (!sg_headers_is_token(h->key))
             return SG_HEADERS_BAD_NAME;
-        if (!value_ok(h->value))
+        if (!sg_headers_value_ok(h->value))
             return SG_HEADERS_BAD_VALUE;
         char first = (char)(h->key[0] | 0x20);
         if (first != 'h' && first != 'c' && first != 't')

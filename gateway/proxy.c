@@ -117,16 +117,6 @@ static const char *find_header(const struct sg_uplink_response *response, const 
     return NULL;
 }
 
-/* reason-phrase = 1*( HTAB / SP / VCHAR / obs-text ) (RFC 9112 4): the client gets it as is. */
-static bool reason_ok(const char *reason)
-{
-    for (const unsigned char *c = (const unsigned char *)reason; *c != '\0'; c++) {
-        if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
-            return false;
-    }
-    return true;
-}
-
 /* The PSA's login page (see plan_injection) is held whole, then sent with the block inserted
  * (on_up_done). */
 static bool held_for_injection(const struct proxy *p, const struct sg_uplink_response *response)
@@ -147,7 +137,8 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
     sg_metrics_upstream_latency(p->up_latency_us);
     p->status = response->status;
     size_t reason_len = strlen(response->reason);
-    if (reason_len > 0 && reason_len <= REASON_MAX && reason_ok(response->reason))
+    /* A reason phrase may hold what a field value may (RFC 9112 4); the client gets it as is. */
+    if (reason_len > 0 && reason_len <= REASON_MAX && sg_headers_value_ok(response->reason))
         memcpy(p->reason, response->reason, reason_len + 1);
     else
         snprintf(p->reason, sizeof(p->reason), "%s", sg_page_reason(p->status));
@@ -191,7 +182,7 @@ static const char *date_line(void)
     static char line[64];
     static time_t made;
     time_t now = time(NULL);
-    if (now != made || line[0] == '\0') {
+    if (now != made) {
         struct tm tm;
         char date[50];
         gmtime_r(&now, &tm);
@@ -238,12 +229,15 @@ static void write_head(struct proxy *p, struct evbuffer *out, ev_ssize_t length)
     evbuffer_add_buffer(out, p->head);
     /* What the gateway set before forwarding (a PSA sign-out's cleared cookie); its Connection
      * header is the close decided above. */
+    struct sg_lines lines;
+    sg_lines_start(&lines, out);
     const struct evkeyval *h;
     TAILQ_FOREACH(h, evhttp_request_get_output_headers(req), next)
     {
         if (strcasecmp(h->key, "Connection") != 0)
-            sg_headers_add_line(out, h->key, h->value);
+            sg_lines_add(&lines, h->key, h->value);
     }
+    sg_lines_end(&lines);
     if (http11 && !(p->head_has & SG_RESPONSE_HAS_DATE)) {
         const char *date = date_line();
         evbuffer_add(out, date, strlen(date));
@@ -434,34 +428,25 @@ static const struct sg_uplink_callbacks uplink_callbacks = {
     .on_done = on_up_done,
 };
 
+static void add_text(struct evbuffer *out, const char *text)
+{
+    evbuffer_add(out, text, strlen(text));
+}
+
 /* The request line for the upstream: its base path, then the normalised
  * path and the query as received (both checked by the router). */
 static void write_request_line(struct evbuffer *out, const char *method,
                                const struct sg_config *cfg, const struct sg_target *target)
 {
-    /* One extent of the buffer, filled in place. */
-    size_t method_len = strlen(method), base_len = strlen(cfg->upstream.url.path),
-           path_len = strlen(target->path), query_len = target->query ? strlen(target->query) : 0;
-    size_t total = method_len + 1 + base_len + path_len + (target->query ? 1 + query_len : 0) + 11;
-    struct evbuffer_iovec v;
-    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1)
-        sg_out_of_memory(total);
-    char *at = v.iov_base;
-    memcpy(at, method, method_len);
-    at += method_len;
-    *at++ = ' ';
-    memcpy(at, cfg->upstream.url.path, base_len);
-    at += base_len;
-    memcpy(at, target->path, path_len);
-    at += path_len;
+    add_text(out, method);
+    evbuffer_add(out, " ", 1);
+    add_text(out, cfg->upstream.url.path);
+    add_text(out, target->path);
     if (target->query != NULL) {
-        *at++ = '?';
-        memcpy(at, target->query, query_len);
-        at += query_len;
+        evbuffer_add(out, "?", 1);
+        add_text(out, target->query);
     }
-    memcpy(at, " HTTP/1.1\r\n", 11);
-    v.iov_len = total;
-    evbuffer_commit_space(out, &v, 1);
+    evbuffer_add(out, " HTTP/1.1\r\n", 11);
 }
 
 static void write_forwarded_headers(struct sg_request *r, struct evbuffer *out)

@@ -27,9 +27,6 @@ enum sg_error {
 /* Returns a static, human-readable text for an SG_E* code. */
 const char *sg_strerror(int err);
 
-/* Says on stderr that size bytes could not be had, and aborts (as the allocators below do). */
-_Noreturn void sg_out_of_memory(size_t size);
-
 /* Allocation that never returns NULL: out of memory aborts the process. */
 void *sg_malloc(size_t size);
 void *sg_calloc(size_t count, size_t size);

@@ -165,7 +165,7 @@ function dechunk(text) {
 
 itest('the gateway writes the answer head: hop-by-hop dropped, Date and length added, no type invented, framing per client', async (t, h) => {
   const up = await scriptedUpstream(h, async (socket, head) => {
-    const path = head.split(' ')[1];
+    const path = head.split(' ')[1].replace(/^\/base/, '').split('?')[0];
     if (path === '/hop') {
       socket.write('HTTP/1.1 201 Made Here\r\nX-A: 1\r\nConnection: X-Hop, keep-alive\r\nX-Hop: secret\r\n' +
         'Keep-Alive: timeout=5\r\nContent-Length: 3\r\n\r\nabc');
@@ -221,6 +221,21 @@ itest('the gateway writes the answer head: hop-by-hop dropped, Date and length a
   const closed = await rawExchange(gw.port, 'GET /hop HTTP/1.0\r\nHost: a.test\r\n\r\n');
   assert.ok(headOf(closed.text).lines.includes('Connection: close'));
   assert.ok(closed.closed);
+  // HTTP/1.1 asking for the close: said in the answer, and done.
+  const asked = await rawExchange(gw.port, 'GET /hop HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n');
+  const a = headOf(asked.text);
+  assert.deepEqual(a.lines.filter((l) => /^connection:/i.test(l)), ['Connection: close']);
+  assert.equal(a.body, 'abc');
+  assert.ok(asked.closed);
+
+  // An upstream base path: the request line the upstream receives is the base, then the very path
+  // the route was decided on (dot segments resolved), then the query as sent.
+  const based = await h.startGateway(h.config({ upstream: { url: `${up.url}/base` } }));
+  const seen = up.state.heads.length;
+  const res = await rawExchange(based.port, 'GET /x/../hop?q=1 HTTP/1.1\r\nHost: a.test\r\n\r\n', { untilComplete: true });
+  assert.equal(headOf(res.text).status, 'HTTP/1.1 201 Made Here');
+  assert.equal(up.state.heads.length, seen + 1);
+  assert.ok(up.state.heads[seen].startsWith('GET /base/hop?q=1 HTTP/1.1\r\n'), up.state.heads[seen]);
 });
 
 itest('many requests share the pooled connections; one the upstream closes while idle is not used again', async (t, h) => {

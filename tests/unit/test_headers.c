@@ -186,8 +186,9 @@ static void test_response_filter(void **state)
 }
 
 /* The answer's head as the proxy writes it: the same headers as the filter above, as lines in
- * order; Content-Length only when kept, and flags that say what was written. Ten Connection lines
- * (more than the writer keeps at hand) still remove what any of them names. */
+ * order; Content-Length only when kept, and flags that say what was written. Twenty Connection
+ * lines of two options each (more options than the writer keeps at hand: it looks again in every
+ * line) still remove what the last of them names. */
 static void test_write_response(void **state)
 {
     struct sg_header in[16] = {
@@ -213,13 +214,13 @@ static void test_write_response(void **state)
     assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
     assert_int_equal(has, SG_RESPONSE_HAS_DATE);
 
-    struct sg_header many[12];
-    for (size_t i = 0; i < 10; i++)
-        many[i] = (struct sg_header){"Connection", i == 9 ? "X-Last" : "keep-alive"};
-    many[10] = (struct sg_header){"X-Last", "gone"};
-    many[11] = (struct sg_header){"X-Kept", "here"};
+    struct sg_header many[22];
+    for (size_t i = 0; i < 20; i++)
+        many[i] = (struct sg_header){"Connection", i == 19 ? "close, X-Last" : "keep-alive, x"};
+    many[20] = (struct sg_header){"X-Last", "gone"};
+    many[21] = (struct sg_header){"X-Kept", "here"};
     evbuffer_drain(out, evbuffer_get_length(out));
-    has = sg_headers_write_response(many, 12, out, false);
+    has = sg_headers_write_response(many, 22, out, false);
     want = "X-Kept: here\r\n";
     assert_int_equal(evbuffer_get_length(out), strlen(want));
     assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));

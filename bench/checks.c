@@ -3,7 +3,7 @@
  * normaliser, the header validator and the filtered header copy with the
  * upstream Cookie line, on a typical browser request, timed over many
  * rounds; and, apart, the wire check (wire.c: the request's bytes through
- * http_parser as they arrive). The peer measured in the same run is libevent's own parse of the
+ * llhttp as they arrive). The peer measured in the same run is libevent's own parse of the
  * same target (evhttp_uri_parse_with_flags), which evhttp does for every
  * request anyway.
  *
@@ -128,7 +128,7 @@ int main(int argc, char **argv)
     printf("peer: libevent's parse of the same target: %.0f ns/request\n",
            peer / (double)rounds * 1e9);
     printf("ratio checks/peer: %.2f (sink %zu)\n", checks / peer, sink % 10);
-    printf("wire check (http_parser over the %zu-byte head): %.0f ns/request\n", head_len,
+    printf("wire check (llhttp over the %zu-byte head): %.0f ns/request\n", head_len,
            wire_s / (double)rounds * 1e9);
     evbuffer_free(conn);
     evbuffer_free(head);

@@ -65,7 +65,7 @@
 #include <event2/http.h>
 #include <event2/http_struct.h>
 #include <event2/keyvalq_struct.h>
-#include <http_parser.h>
+#include <llhttp.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,7 +99,7 @@ struct tunnel {
     struct evbuffer *request_head;       /* until the upstream connection is up */
 
     /* The upstream's answer. */
-    http_parser parser;
+    llhttp_t parser;
     size_t head_bytes;
     bool head_done;     /* the head of the final answer (or of the 101) is parsed */
     bool informational; /* the message being parsed is a 1xx other than 101 */
@@ -345,7 +345,7 @@ static int header_flush(struct tunnel *t)
     return rc == 0 ? 0 : -1;
 }
 
-static int on_message_begin(http_parser *parser)
+static int on_message_begin(llhttp_t *parser)
 {
     struct tunnel *t = parser->data;
     evhttp_clear_headers(&t->headers);
@@ -358,7 +358,7 @@ static int on_message_begin(http_parser *parser)
     return 0;
 }
 
-static int on_status(http_parser *parser, const char *at, size_t len)
+static int on_status(llhttp_t *parser, const char *at, size_t len)
 {
     struct tunnel *t = parser->data;
     if (t->reason_len + len > REASON_PHRASE_MAX) {
@@ -372,16 +372,16 @@ static int on_status(http_parser *parser, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_field(http_parser *parser, const char *at, size_t len)
+static int on_header_field(llhttp_t *parser, const char *at, size_t len)
 {
     struct tunnel *t = parser->data;
     if (t->in_value && header_flush(t) != 0)
-        return -1;
+        return HPE_USER;
     evbuffer_add(t->field, at, len);
     return 0;
 }
 
-static int on_header_value(http_parser *parser, const char *at, size_t len)
+static int on_header_value(llhttp_t *parser, const char *at, size_t len)
 {
     struct tunnel *t = parser->data;
     t->in_value = true;
@@ -389,11 +389,11 @@ static int on_header_value(http_parser *parser, const char *at, size_t len)
     return 0;
 }
 
-static int on_headers_complete(http_parser *parser)
+static int on_headers_complete(llhttp_t *parser)
 {
     struct tunnel *t = parser->data;
     if (t->in_value && header_flush(t) != 0)
-        return -1;
+        return HPE_USER;
     t->status = parser->status_code;
     if (t->status / 100 == 1 && t->status != 101) {
         t->informational = true; /* 100, 103: the real answer follows */
@@ -406,27 +406,28 @@ static int on_headers_complete(http_parser *parser)
     return t->status == 101 ? 2 : 0;
 }
 
-static int on_body(http_parser *parser, const char *at, size_t len)
+static int on_body(llhttp_t *parser, const char *at, size_t len)
 {
     struct tunnel *t = parser->data;
     if (evbuffer_get_length(t->body) + len > SG_TUNNEL_BODY_MAX)
-        return -1;
+        return HPE_USER;
     evbuffer_add(t->body, at, len);
     return 0;
 }
 
-static int on_message_complete(http_parser *parser)
+static int on_message_complete(llhttp_t *parser)
 {
     struct tunnel *t = parser->data;
     if (t->informational)
         return 0;
     t->message_done = true;
-    if (t->status != 101)
-        http_parser_pause(parser, 1); /* whatever follows the answer is not read */
-    return 0;
+    /* Whatever follows the answer is not read. After a 101 llhttp stops by itself
+     * (HPE_PAUSED_UPGRADE), before the other protocol's bytes. */
+    return t->status != 101 ? HPE_PAUSED : 0;
 }
 
-static const http_parser_settings parser_settings = {
+/* Not const: llhttp_init takes a pointer it only reads through. */
+static llhttp_settings_t parser_settings = {
     .on_message_begin = on_message_begin,
     .on_status = on_status,
     .on_header_field = on_header_field,
@@ -456,12 +457,15 @@ static enum parse_result parse_answer(struct tunnel *t, struct evbuffer *in)
                 len = SG_TUNNEL_HEAD_MAX - t->head_bytes;
             t->head_bytes += len;
         }
-        size_t parsed = http_parser_execute(&t->parser, &parser_settings, vec.iov_base, len);
-        evbuffer_drain(in, parsed);
-        if (t->message_done)
-            return PARSE_DONE;
-        if (HTTP_PARSER_ERRNO(&t->parser) != HPE_OK || parsed != len)
+        llhttp_errno_t err = llhttp_execute(&t->parser, vec.iov_base, len);
+        if (err == HPE_OK) {
+            evbuffer_drain(in, len);
+            continue;
+        }
+        if (!t->message_done)
             return PARSE_BAD;
+        evbuffer_drain(in, (size_t)(llhttp_get_error_pos(&t->parser) - (const char *)vec.iov_base));
+        return PARSE_DONE;
     }
     return t->message_done ? PARSE_DONE : PARSE_MORE;
 }
@@ -701,7 +705,7 @@ static void on_up_event(struct bufferevent *bev, short what, void *arg)
     }
     if (t->state == TUNNEL_WAITING && (what & BEV_EVENT_EOF)) {
         /* An answer delimited by the end of the connection ends here. */
-        http_parser_execute(&t->parser, &parser_settings, NULL, 0);
+        llhttp_finish(&t->parser);
         if (t->message_done && t->status != 101) {
             reply_refusal(t);
             return;
@@ -728,7 +732,7 @@ void sg_tunnel_start(struct sg_request *r, struct evbuffer *head,
     t->field = evbuffer_new();
     t->value = evbuffer_new();
     t->body = evbuffer_new();
-    http_parser_init(&t->parser, HTTP_RESPONSE);
+    llhttp_init(&t->parser, HTTP_RESPONSE, &parser_settings);
     t->parser.data = t;
     live_add(t);
     sg_request_wait(r, on_client_gone, t);

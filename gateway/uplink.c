@@ -10,7 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
-#include <http_parser.h>
+#include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -66,12 +66,14 @@ struct sg_uplink_conn {
     bool connect_failed; /* no connection could be made */
     bool timed_out;
     bool head_done;
+    bool head_whole; /* the parser saw the head's end */
     bool message_done;
     bool bad;         /* the head broke a rule the parser does not check */
+    bool keep_alive;  /* the response, read whole, lets the connection carry another */
     bool dispatching; /* callbacks are running: a cancel only marks */
     bool cancelled;
     size_t scan_from; /* where the search for the end of the head resumes */
-    http_parser parser;
+    llhttp_t parser;
     char *head; /* the head being parsed: contiguous, in the input */
     const char *reason;
     size_t reason_at, reason_len;
@@ -357,7 +359,7 @@ static void on_connect_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- the response ------------------------------------------------------- */
 
-static int on_status(http_parser *parser, const char *at, size_t len)
+static int on_status(llhttp_t *parser, const char *at, size_t len)
 {
     struct sg_uplink_conn *c = parser->data;
     c->reason_at = (size_t)(at - c->head); /* terminated in head_strings */
@@ -365,9 +367,11 @@ static int on_status(http_parser *parser, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_field(http_parser *parser, const char *at, size_t len)
+static int on_header_field(llhttp_t *parser, const char *at, size_t len)
 {
     struct sg_uplink_conn *c = parser->data;
+    if (c->head_whole)
+        return 0; /* a trailer of a chunked body: dropped */
     if (c->count + 1 == c->cap) {
         c->cap *= 2;
         c->spans = sg_realloc(c->spans, c->cap * sizeof(*c->spans));
@@ -380,52 +384,51 @@ static int on_header_field(http_parser *parser, const char *at, size_t len)
     return 0;
 }
 
-static int on_header_value(http_parser *parser, const char *at, size_t len)
+static int on_header_value(llhttp_t *parser, const char *at, size_t len)
 {
     struct sg_uplink_conn *c = parser->data;
+    if (c->head_whole)
+        return 0;
     struct span *s = &c->spans[c->count];
     if (c->count == 0 || s->value != 0) {
         c->bad = true; /* a value in pieces (obs-fold): RFC 9112 5.2 allows a 502 */
-        return -1;
+        return HPE_USER;
     }
     s->value = (size_t)(at - c->head);
     s->value_len = len;
     return 0;
 }
 
-static int on_headers_complete(http_parser *parser)
+static int on_headers_complete(llhttp_t *parser)
 {
     struct sg_uplink_conn *c = parser->data;
-    http_parser_pause(parser, 1); /* the head is handed over before the body is read */
-    /* No body whatever the headers say (http_parser would wait for a 304's Content-Length). */
+    c->head_whole = true;
+    /* 1: no body whatever the headers say (llhttp would wait for a 304's Content-Length). */
     unsigned status = parser->status_code;
     return c->head_request || status / 100 == 1 || status == 204 || status == 304 ? 1 : 0;
 }
 
-static int on_body(http_parser *parser, const char *at, size_t len)
+static int on_body(llhttp_t *parser, const char *at, size_t len)
 {
     struct sg_uplink_conn *c = parser->data;
     evbuffer_add(c->body, at, len);
     return 0;
 }
 
-static int on_message_complete(http_parser *parser)
+static int on_message_complete(llhttp_t *parser)
 {
     struct sg_uplink_conn *c = parser->data;
     c->message_done = true;
-    http_parser_pause(parser, 1); /* whatever follows is not part of this response */
-    return 0;
+    c->keep_alive = llhttp_should_keep_alive(parser);
+    return HPE_PAUSED; /* whatever follows is not part of this response */
 }
 
-static const http_parser_settings head_settings = {
+/* Not const: llhttp_init takes a pointer it only reads through. */
+static llhttp_settings_t settings = {
     .on_status = on_status,
     .on_header_field = on_header_field,
     .on_header_value = on_header_value,
     .on_headers_complete = on_headers_complete,
-};
-
-/* Trailers of a chunked body are read and dropped. */
-static const http_parser_settings body_settings = {
     .on_body = on_body,
     .on_message_complete = on_message_complete,
 };
@@ -502,25 +505,27 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
         if (end == 0)
             return len == SG_UPLINK_HEAD_MAX ? STEP_BAD : STEP_MORE;
         c->scan_from = 0;
-        http_parser_init(&c->parser, HTTP_RESPONSE);
+        llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
         c->parser.data = c;
         c->reason_len = 0;
         c->count = 0;
-        size_t parsed = http_parser_execute(&c->parser, &head_settings, c->head, end);
-        if (c->bad || HTTP_PARSER_ERRNO(&c->parser) != HPE_PAUSED)
+        c->head_whole = c->message_done = false;
+        /* The head alone: its end either ends the response (no body) or leaves
+         * the parser waiting for the body, which parse_body reads. */
+        llhttp_errno_t err = llhttp_execute(&c->parser, c->head, end);
+        if (c->bad || !c->head_whole || !(err == HPE_OK || (err == HPE_PAUSED && c->message_done)))
             return STEP_BAD;
         int status = (int)c->parser.status_code;
         if (status < 100 || status > 599)
-            return STEP_BAD; /* http_parser takes "20" or "999": not a status (RFC 9110 15) */
+            return STEP_BAD; /* llhttp takes "20" or "999": not a status (RFC 9110 15) */
         if (status / 100 == 1 && status != 101) {
             evbuffer_drain(in, end); /* 100 Continue, 103 Early Hints: the answer follows */
             continue;
         }
-        /* A protocol switch is a tunnel's (tunnel.h). The parser stops on the
-         * head's last byte, so the body's parse sees the end of the head. */
-        if (status == 101 || parsed >= end || !head_strings(c))
+        /* A protocol switch is a tunnel's (tunnel.h). */
+        if (status == 101 || !head_strings(c))
             return STEP_BAD;
-        *head_parsed = parsed;
+        *head_parsed = end;
         return STEP_HEAD;
     }
 }
@@ -532,15 +537,16 @@ static enum step parse_body(struct sg_uplink_conn *c, struct evbuffer *in)
         struct evbuffer_iovec vec;
         if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1)
             break;
-        size_t parsed = http_parser_execute(&c->parser, &body_settings, vec.iov_base, vec.iov_len);
-        evbuffer_drain(in, parsed);
-        enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+        llhttp_errno_t err = llhttp_execute(&c->parser, vec.iov_base, vec.iov_len);
         if (err != HPE_OK && !(err == HPE_PAUSED && c->message_done))
             return STEP_BAD;
+        const char *stop = err == HPE_OK ? (const char *)vec.iov_base + vec.iov_len
+                                         : llhttp_get_error_pos(&c->parser);
+        evbuffer_drain(in, (size_t)(stop - (const char *)vec.iov_base));
     }
     if (!c->message_done && c->eof && !c->paused) {
         /* A body that runs to the end of the connection ends here; any other is cut off. */
-        http_parser_execute(&c->parser, &body_settings, NULL, 0);
+        llhttp_finish(&c->parser);
         if (!c->message_done)
             return STEP_BAD;
     }
@@ -555,8 +561,8 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     c->cb = NULL;
     event_del(c->timer);
     /* Not after bytes out of turn, nor with part of the request unsent (an early answer). */
-    bool reusable = result == SG_UPLINK_OK && c->open && !c->eof &&
-                    http_should_keep_alive(&c->parser) && evbuffer_get_length(conn_input(c)) == 0 &&
+    bool reusable = result == SG_UPLINK_OK && c->open && !c->eof && c->keep_alive &&
+                    evbuffer_get_length(conn_input(c)) == 0 &&
                     c->sent == evbuffer_get_length(c->out) &&
                     (c->bev == NULL || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
     if (result != SG_UPLINK_OK)
@@ -639,7 +645,6 @@ static void conn_dispatch(struct sg_uplink_conn *c)
             return;
         }
         evbuffer_drain(in, head_parsed);
-        http_parser_pause(&c->parser, 0);
     }
     enum step step = parse_body(c, in);
     if (step == STEP_BAD) {

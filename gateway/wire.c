@@ -3,6 +3,8 @@
 #include "ssogate/common.h"
 
 #include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Where in a chunked body the stream is. */
@@ -13,15 +15,14 @@ enum wire_body {
     BODY_TRAILER,   /* after the last chunk */
 };
 
-/* Why http_parser_execute was paused: the position it returns is wanted. */
+/* Why llhttp_execute was paused: the position where it stopped is wanted. */
 enum wire_pause {
     PAUSE_NONE,
-    PAUSE_HEADERS_END,  /* at the LF ending a chunked request's header section, not consumed */
-    PAUSE_CHUNK_HEADER, /* the LF ending a chunk size line was consumed */
-    PAUSE_CHUNK_DONE,   /* the LF ending a chunk's data was consumed */
+    PAUSE_SIZE_LINE, /* a chunk size line follows: the head or a chunk's data ended with its LF */
+    PAUSE_CHUNK_HEADER, /* the size line size_line gave was read */
 };
 
-static int on_message_begin(http_parser *p)
+static int on_message_begin(llhttp_t *p)
 {
     struct sg_wire *w = p->data;
     w->messages++;
@@ -29,27 +30,25 @@ static int on_message_begin(http_parser *p)
     return 0;
 }
 
-static int on_headers_complete(http_parser *p)
+static int on_headers_complete(llhttp_t *p)
 {
     struct sg_wire *w = p->data;
-    if (p->flags & F_CHUNKED) {
-        w->body = BODY_SIZE_LINE;
-        w->pause = PAUSE_HEADERS_END;
-        http_parser_pause(p, 1);
-    }
-    return 0;
+    if (!(p->flags & F_CHUNKED))
+        return 0;
+    w->body = BODY_SIZE_LINE;
+    w->pause = PAUSE_SIZE_LINE;
+    return HPE_PAUSED;
 }
 
-static int on_chunk_header(http_parser *p)
+static int on_chunk_header(llhttp_t *p)
 {
     struct sg_wire *w = p->data;
     w->body = p->content_length == 0 ? BODY_TRAILER : BODY_DATA;
     w->pause = PAUSE_CHUNK_HEADER;
-    http_parser_pause(p, 1);
-    return 0;
+    return HPE_PAUSED;
 }
 
-static int on_chunk_complete(http_parser *p)
+static int on_chunk_complete(llhttp_t *p)
 {
     struct sg_wire *w = p->data;
     if (w->body != BODY_DATA) {
@@ -57,23 +56,23 @@ static int on_chunk_complete(http_parser *p)
         return 0;
     }
     w->body = BODY_SIZE_LINE;
-    w->pause = PAUSE_CHUNK_DONE;
-    http_parser_pause(p, 1);
-    return 0;
+    w->pause = PAUSE_SIZE_LINE;
+    return HPE_PAUSED;
 }
 
-static int on_message_complete(http_parser *p)
+static int on_message_complete(llhttp_t *p)
 {
     struct sg_wire *w = p->data;
     w->in_message = false;
     w->body = BODY_NONE;
-    /* http_parser returns right after a request that switches protocols. */
+    /* llhttp stops right after a request that switches protocols (HPE_PAUSED_UPGRADE). */
     if (p->upgrade)
         w->stop_message = w->messages;
     return 0;
 }
 
-static const http_parser_settings settings = {
+/* Not const: llhttp_init takes a pointer it only reads through. */
+static llhttp_settings_t settings = {
     .on_message_begin = on_message_begin,
     .on_headers_complete = on_headers_complete,
     .on_chunk_header = on_chunk_header,
@@ -83,10 +82,9 @@ static const http_parser_settings settings = {
 
 void sg_wire_init(struct sg_wire *w)
 {
-    /* evhttp enforces the configured header limit; this one only has to be above it. */
-    http_parser_set_max_header_size(SG_WIRE_HEADER_MAX);
     memset(w, 0, sizeof(*w));
-    http_parser_init(&w->parser, HTTP_REQUEST);
+    /* llhttp has no header limit of its own: evhttp enforces the configured one. */
+    llhttp_init(&w->parser, HTTP_REQUEST, &settings);
     w->parser.data = w;
 }
 
@@ -101,14 +99,16 @@ static void wire_fail(struct sg_wire *w, const char *reason)
  * A chunk size line [start, lf] was received whole (lf is the position of its
  * LF, both counted from the start of the stream; buf_base is the stream
  * position of buf's first byte). An extension after the size is overwritten
- * with spaces; a line evhttp would read differently is refused.
+ * with spaces; a line evhttp would read differently is refused. Returns the
+ * size, or false once the stream is failed.
  */
-static void chunk_line(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_base, uint64_t lf)
+static bool chunk_line(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_base, uint64_t lf,
+                       uint64_t *size_out)
 {
     uint64_t start = w->line_start;
     if (start < buf_base || lf <= start || lf - start > SG_WIRE_CHUNK_LINE_MAX) {
         wire_fail(w, "chunk size line too long");
-        return;
+        return false;
     }
     size_t len = (size_t)(lf - start) + 1;
     char line[SG_WIRE_CHUNK_LINE_MAX + 1];
@@ -116,30 +116,30 @@ static void chunk_line(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_bas
     if (evbuffer_ptr_set(buf, &pos, (size_t)(start - buf_base), EVBUFFER_PTR_SET) != 0 ||
         evbuffer_copyout_from(buf, &pos, line, len) != (ev_ssize_t)len) {
         wire_fail(w, "chunk size line not in the buffer");
-        return;
+        return false;
     }
     size_t digits = 0;
     uint64_t size = 0;
     for (int v; digits < len && (v = sg_hex_value((unsigned char)line[digits])) >= 0; digits++)
         size = size * 16 + (uint64_t)v;
-    /* evhttp must read the size http_parser read (its Debian build takes some
-     * bytes above 0x7f for digits), end the line at a CRLF where http_parser
-     * takes any byte after a CR, and see the extension start with ';' or a
-     * space. Anything else is refused rather than made acceptable. */
+    /* evhttp must read a size that fits its signed 64 bits, end the line at a
+     * CRLF, and see the extension start with ';' or a space. Anything else is
+     * refused rather than made acceptable. */
     size_t ext_end = len - 2;
-    if (digits == 0 || digits > 16 || size != w->parser.content_length || len < digits + 2 ||
+    if (digits == 0 || digits > 16 || size > INT64_MAX || len < digits + 2 ||
         line[len - 2] != '\r' || line[len - 1] != '\n' ||
         (digits < ext_end && line[digits] != ';' && line[digits] != ' ')) {
         wire_fail(w, "malformed chunk size line");
-        return;
+        return false;
     }
+    *size_out = size;
     if (digits == ext_end)
-        return;
+        return true;
     for (size_t i = digits; i < ext_end; i++) {
         unsigned char c = (unsigned char)line[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f) {
             wire_fail(w, "control byte in a chunk extension");
-            return;
+            return false;
         }
     }
     /* Blank [digits, ext_end) in place: evhttp stops the size at a space. */
@@ -149,13 +149,44 @@ static void chunk_line(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_bas
         struct evbuffer_iovec vec;
         if (evbuffer_peek(buf, (ev_ssize_t)todo, &pos, &vec, 1) < 1) {
             wire_fail(w, "chunk size line not in the buffer");
-            return;
+            return false;
         }
         size_t n = vec.iov_len < todo ? vec.iov_len : todo;
         memset(vec.iov_base, ' ', n);
         todo -= n;
         evbuffer_ptr_set(buf, &pos, n, EVBUFFER_PTR_ADD);
     }
+    return true;
+}
+
+/*
+ * Reads a chunk size line from the piece at `at` (data, len): returns how much
+ * of it belongs to the line. Once the line is whole, llhttp is given the bare
+ * "<size>\r\n" in its place: llhttp 8.1 (Debian 12) refuses extension shapes
+ * RFC 9112 7.1.1 allows (white space before ';', a second extension), and
+ * chunk_line checks the line itself for what evhttp needs.
+ */
+static size_t size_line(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_base,
+                        const char *data, size_t len, uint64_t at)
+{
+    const char *lf = memchr(data, '\n', len);
+    if (lf == NULL)
+        return len;
+    size_t n = (size_t)(lf - data) + 1;
+    uint64_t size = 0;
+    if (!chunk_line(w, buf, buf_base, at + n - 1, &size))
+        return n;
+    char bare[24];
+    int bare_len = snprintf(bare, sizeof(bare), "%" PRIx64 "\r\n", size);
+    llhttp_errno_t err = llhttp_execute(&w->parser, bare, (size_t)bare_len);
+    if (err != HPE_PAUSED || w->pause != PAUSE_CHUNK_HEADER ||
+        llhttp_get_error_pos(&w->parser) != bare + bare_len) {
+        wire_fail(w, "malformed chunk size line");
+        return n;
+    }
+    llhttp_resume(&w->parser);
+    w->pause = PAUSE_NONE;
+    return n;
 }
 
 /* Feeds one contiguous piece of the stream; `at` is its first byte's stream position. */
@@ -163,21 +194,20 @@ static void scan_piece(struct sg_wire *w, struct evbuffer *buf, uint64_t buf_bas
                        size_t len, uint64_t at)
 {
     while (len > 0 && w->bad_message == 0 && w->stop_message == 0) {
-        size_t n = http_parser_execute(&w->parser, &settings, data, len);
-        enum http_errno err = HTTP_PARSER_ERRNO(&w->parser);
-        if (err == HPE_PAUSED) {
-            http_parser_pause(&w->parser, 0);
-            enum wire_pause why = w->pause;
-            w->pause = PAUSE_NONE;
-            if (why == PAUSE_HEADERS_END)
-                w->line_start = at + n + 1;
-            else if (why == PAUSE_CHUNK_DONE)
+        size_t n;
+        if (w->body == BODY_SIZE_LINE) {
+            n = size_line(w, buf, buf_base, data, len, at);
+        } else {
+            llhttp_errno_t err = llhttp_execute(&w->parser, data, len);
+            n = err == HPE_OK ? len : (size_t)(llhttp_get_error_pos(&w->parser) - data);
+            if (err == HPE_PAUSED && w->pause == PAUSE_SIZE_LINE) {
+                llhttp_resume(&w->parser);
+                w->pause = PAUSE_NONE;
                 w->line_start = at + n;
-            else if (why == PAUSE_CHUNK_HEADER)
-                chunk_line(w, buf, buf_base, at + n - 1);
-        } else if (err != HPE_OK) {
-            wire_fail(w, http_errno_description(err));
-            return;
+            } else if (err != HPE_OK && err != HPE_PAUSED_UPGRADE) {
+                wire_fail(w, llhttp_get_error_reason(&w->parser));
+                return;
+            }
         }
         data += n;
         len -= n;

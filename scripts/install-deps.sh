@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 packages=(build-essential meson ninja-build pkg-config libevent-dev libyajl-dev liblmdb-dev
-    libcmocka-dev libssl-dev libhttp-parser-dev clang clang-format libclang-rt-14-dev openssl curl nginx-light wrk
+    libcmocka-dev libssl-dev node-llhttp clang clang-format libclang-rt-14-dev openssl curl nginx-light wrk
     lmdb-utils chromium gnuplot-nox linux-perf apache2 libapache2-mod-auth-openidc
     libsystemd-dev systemd scdoc man-db python3 debhelper dpkg-dev lintian postgresql libpq-dev)
 command -v node >/dev/null || packages+=(nodejs)

@@ -11,7 +11,7 @@
  * bufferevent_openssl. Connections are made by sg_upstream_connect (name
  * resolution, TLS and its verification).
  *
- * Responses are read with http_parser. The head is parsed once it is whole
+ * Responses are read with llhttp (strict mode). The head is parsed once it is whole
  * (at most SG_UPLINK_HEAD_MAX bytes) from contiguous memory, so the header
  * names and values handed to on_head point into the connection's input
  * without a copy. 1xx answers other than 101 are skipped; a 101, a malformed

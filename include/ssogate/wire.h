@@ -1,17 +1,21 @@
 /*
  * The wire check of a client connection: every byte a client sends goes
- * through http_parser (Debian's libhttp-parser-dev) as it arrives, before
+ * through llhttp in its strict mode (Debian's node-llhttp) as it arrives, before
  * libevent's HTTP parser reads it, for what evhttp cannot see once it has
  * turned a header line into a C string:
  *
  *  - a NUL (or another byte RFC 9110 forbids) anywhere in a header section
- *    (evhttp would end the value there and forward the rest of the request);
+ *    (evhttp would end the value there and forward the rest of the request),
+ *    and what evhttp would take but RFC 9112 lets a server refuse: white
+ *    space between a field name and its colon, a header line ended by a
+ *    bare LF;
  *    the request it belongs to, and every later one on the connection, is
  *    refused (sg_wire_verdict);
  *  - chunk extensions (RFC 9112 7.1.1), which libevent 2.1 refuses with a
  *    413: they are overwritten with spaces in place, which evhttp reads as
  *    the end of the chunk size, so they are accepted and dropped. A chunk
- *    size line longer than SG_WIRE_CHUNK_LINE_MAX is refused.
+ *    size line is checked here, not by llhttp (wire.c size_line), and one
+ *    longer than SG_WIRE_CHUNK_LINE_MAX is refused.
  *
  * The scanner runs from an evbuffer callback on the connection's input, which
  * libevent calls synchronously when bytes are added, before its own read
@@ -22,7 +26,7 @@
 #ifndef SSOGATE_WIRE_H
 #define SSOGATE_WIRE_H
 
-#include <http_parser.h>
+#include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,11 +34,9 @@
 struct evbuffer;
 
 #define SG_WIRE_CHUNK_LINE_MAX 4096
-/* Above libevent's header limit at its largest (twice limits.header_bytes, at most 1 MiB). */
-#define SG_WIRE_HEADER_MAX (4u * 1024 * 1024)
 
 struct sg_wire {
-    http_parser parser;
+    llhttp_t parser;
     uint64_t received;     /* bytes scanned since the connection opened */
     uint64_t messages;     /* requests begun */
     uint64_t bad_message;  /* the request the stream went wrong in (1-based), 0 while none */

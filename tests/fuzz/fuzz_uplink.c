@@ -10,7 +10,7 @@
  * header names that are tokens and values and a reason without CR, LF or
  * NUL; a body is never longer than the stream; and reading the stream in
  * pieces gives the same outcome, head and body as reading it at once. It
- * found http_parser taking two-digit status codes.
+ * found http_parser (the parser before llhttp) taking two-digit status codes.
  */
 #include "../../gateway/common.c"
 #include "../../gateway/headers.c"
@@ -97,7 +97,6 @@ static enum outcome step(struct run *r, struct sg_uplink_conn *c, struct evbuffe
         c->head_done = true;
         take_head(r, c);
         evbuffer_drain(in, parsed);
-        http_parser_pause(&c->parser, 0);
     }
     enum step s = parse_body(c, in);
     return s == STEP_BAD ? OUT_BAD : s == STEP_DONE ? OUT_DONE : OUT_MORE;

@@ -1,8 +1,8 @@
 /*
  * Unit tests of the wire check (gateway/wire.c): verdicts per request, chunk
  * extensions blanked in place whatever the read boundaries and however much
- * of the buffer evhttp has drained, protocol switches, and the unbounded
- * chunk size line.
+ * of the buffer evhttp has drained, protocol switches, the unbounded
+ * chunk size line, and the heads llhttp's strict mode refuses.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -99,6 +99,29 @@ static void test_garbage_after_close(void **state)
     evbuffer_free(f.buf);
 }
 
+/* What evhttp would take and llhttp's strict mode refuses (RFC 9112 2.2, 5.1). */
+static void test_strict_heads(void **state)
+{
+    (void)state;
+    const char *bad[] = {
+        "GET / HTTP/1.1\r\nHost : h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost\t: h\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\n\r\n",
+        "GET / HTTP/1.1\r\nHost: h\rX: y\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        for (size_t step = 0; step < 3; step++) {
+            struct fed f;
+            fed_init(&f);
+            feed(&f, GET("/first"), strlen(GET("/first")), step);
+            feed(&f, bad[i], strlen(bad[i]), step);
+            assert_null(sg_wire_verdict(&f.wire, 1));
+            assert_non_null(sg_wire_verdict(&f.wire, 2));
+            evbuffer_free(f.buf);
+        }
+    }
+}
+
 #define CHUNKED_HEAD "POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 static void test_extensions_blanked(void **state)
@@ -153,6 +176,9 @@ static void test_bad_chunk_lines(void **state)
         CHUNKED_HEAD "3;e\x01x\r\nabc\r\n0\r\n\r\n",
         CHUNKED_HEAD "3;e\x7f\r\nabc\r\n0\r\n\r\n",
         CHUNKED_HEAD "3;e\rZabc\r\n0\r\n\r\n",
+        CHUNKED_HEAD "3\nabc\r\n0\r\n\r\n",
+        /* Above what evhttp's signed 64-bit size can hold. */
+        CHUNKED_HEAD "8000000000000000\r\nabc\r\n0\r\n\r\n",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct fed f;
@@ -220,10 +246,15 @@ static void test_upgrade_stops(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_clean_requests),          cmocka_unit_test(test_nul_in_a_value),
-        cmocka_unit_test(test_garbage_after_close),     cmocka_unit_test(test_extensions_blanked),
-        cmocka_unit_test(test_extensions_after_drains), cmocka_unit_test(test_bad_chunk_lines),
-        cmocka_unit_test(test_long_chunk_lines),        cmocka_unit_test(test_upgrade_stops),
+        cmocka_unit_test(test_clean_requests),
+        cmocka_unit_test(test_nul_in_a_value),
+        cmocka_unit_test(test_garbage_after_close),
+        cmocka_unit_test(test_extensions_blanked),
+        cmocka_unit_test(test_extensions_after_drains),
+        cmocka_unit_test(test_bad_chunk_lines),
+        cmocka_unit_test(test_long_chunk_lines),
+        cmocka_unit_test(test_upgrade_stops),
+        cmocka_unit_test(test_strict_heads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

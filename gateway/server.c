@@ -60,6 +60,7 @@ struct sg_conn {
     bool reading;
     bool tunnel;  /* no longer HTTP: no request deadline, never idle */
     bool closing; /* shut down by the gateway, waiting for libevent */
+    bool bounded; /* keep_reading's read watermark is set */
     int64_t reading_since;
     uint64_t reading_bytes;
     int64_t last_active_us; /* last byte received or request handed over */
@@ -244,6 +245,18 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *info, void *arg)
 {
     struct sg_conn *c = arg;
+    if (c->bounded) {
+        /* evhttp reads again (its read callback is back): its parser takes the
+         * input as it comes, so the bound is lifted. libevent's watermark
+         * callback would re-arm the read event at every change of the input,
+         * a dozen times a request, each line evhttp drains being one. */
+        bufferevent_data_cb readcb;
+        bufferevent_getcb(c->bev, &readcb, NULL, NULL, NULL);
+        if (readcb != NULL) {
+            c->bounded = false;
+            bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+        }
+    }
     if (info->n_added == 0)
         return;
     if (sg_wire_scan(&c->wire, buffer, info->n_added) && !c->closing) {
@@ -390,9 +403,11 @@ static void on_busy_event(struct bufferevent *bev, short what, void *arg)
  * evhttp stops reading a plain connection while its request is handled and
  * starts again after the answer: an epoll_ctl DEL and an ADD per request.
  * Reading goes on instead, with no read callback (bytes wait in the input,
- * at most input_max of them, as evhttp's own answer phase has it), so the
- * changelist merges the two into one EPOLL_CTL_MOD that changes nothing;
- * evhttp takes its callbacks back when it writes the answer.
+ * at most input_max of them: a read watermark), so the changelist merges the
+ * two into one EPOLL_CTL_MOD that changes nothing; evhttp takes its callbacks
+ * back when it writes the answer. The bound holds through evhttp's answer
+ * phase too, which reads without a callback, until evhttp reads the next
+ * request (on_input lifts it).
  */
 static void keep_reading(struct sg_server *srv, struct sg_conn *c)
 {
@@ -400,6 +415,7 @@ static void keep_reading(struct sg_server *srv, struct sg_conn *c)
     bufferevent_getcb(c->bev, NULL, &writecb, &c->evhttp_eventcb, &c->evhttp_eventarg);
     bufferevent_setcb(c->bev, NULL, writecb, on_busy_event, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, srv->input_max);
+    c->bounded = true;
     bufferevent_enable(c->bev, EV_READ);
 }
 
@@ -459,12 +475,17 @@ static size_t input_max(const struct sg_config *cfg)
     return cfg->limits.header_bytes * HEADER_HARD_LIMIT_FACTOR + 64 * 1024;
 }
 
-static void apply_limits(struct evhttp *http, const struct sg_config *cfg)
+static void apply_limits(struct evhttp *http, struct event_base *base, const struct sg_config *cfg)
 {
     evhttp_set_max_headers_size(http,
                                 (ev_ssize_t)cfg->limits.header_bytes * HEADER_HARD_LIMIT_FACTOR);
     evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.body_bytes);
-    evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
+    /* A common timeout of the base: libevent keeps the connections' deadlines
+     * in a list rather than its heap, so re-arming one (the bufferevent does it
+     * about ten times a request) moves it to the list's tail. */
+    struct timeval tv = {.tv_sec = (time_t)cfg->limits.client_timeout_s};
+    const struct timeval *common = event_base_init_common_timeout(base, &tv);
+    evhttp_set_timeout_tv(http, common != NULL ? common : &tv);
 }
 
 static int listener_bind(struct sg_server *srv, struct listener *l,
@@ -520,7 +541,7 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     /* No EVHTTP_SERVER_LINGERING_CLOSE: libevent's lingering reads the whole
      * declared body before answering, so an absurd Content-Length would be
      * answered only by a timeout. Over-limit bodies get 413 at once. */
-    apply_limits(l->http, cfg);
+    apply_limits(l->http, srv->base, cfg);
     evhttp_set_bevcb(l->http, on_new_connection, l);
     evhttp_set_gencb(l->http, on_request, l);
     l->bound = evhttp_bind_listener(l->http, l->lev);
@@ -582,7 +603,7 @@ void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
     srv->input_max = input_max(cfg);
     for (size_t i = 0; i < srv->listener_count; i++) {
         if (srv->listeners[i].http != NULL)
-            apply_limits(srv->listeners[i].http, cfg);
+            apply_limits(srv->listeners[i].http, srv->base, cfg);
     }
     set_accepting(srv, srv->connection_count < srv->connection_limit);
 }

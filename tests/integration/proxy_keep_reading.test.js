@@ -2,8 +2,8 @@
 // While a request waits for the upstream, the gateway goes on reading its plain client connection
 // (server.c keep_reading: a no-op epoll_ctl MOD per request instead of a DEL and an ADD). What that
 // must not change: a request outliving limits.client_timeout_s is still answered, pipelined requests
-// are answered in order, a client that floods the connection meanwhile gains no memory, and a client
-// that leaves is noticed.
+// are answered in order, a client that floods the connection meanwhile (or while its answer is being
+// written) gains no memory, and a client that leaves is noticed.
 
 const assert = require('node:assert/strict');
 const net = require('node:net');
@@ -49,6 +49,36 @@ itest('a client writing without end while its request waits gains no memory, and
   await new Promise((resolve) => socket.once('connect', resolve));
   // A slow request, then the start of a next one whose header line never ends.
   socket.write('GET /slow?ms=3000 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /next HTTP/1.1\r\nX-Long: ');
+  const chunk = Buffer.alloc(256 * 1024, 'a');
+  let written = 0;
+  const until = Date.now() + 2000;
+  while (Date.now() < until && written < 64 * 1024 * 1024) {
+    if (!socket.write(chunk)) {
+      await Promise.race([new Promise((resolve) => socket.once('drain', resolve)), sleep(200)]);
+    }
+    written += chunk.length;
+  }
+  const grown = gw.rss() - before;
+  assert.ok(grown < 24 * 1024 * 1024, `the gateway grew by ${grown} bytes while ${written} were offered`);
+  socket.destroy();
+  const res = await request(gw, { path: '/echo/after' });
+  assert.equal(res.status, 200);
+});
+
+// The bound holds while evhttp writes the answer too (it reads without a callback then), and is
+// lifted only when evhttp reads the next request: a client that does not read a long answer and
+// floods the connection meanwhile gains no memory either.
+itest('a client writing without end while it does not read its long answer gains no memory', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  await request(gw, { path: '/echo/warm' });
+  const before = gw.rss();
+  const socket = net.connect({ host: '127.0.0.1', port: gw.port });
+  socket.on('error', () => {});
+  await new Promise((resolve) => socket.once('connect', resolve));
+  socket.pause(); // the answer is never read
+  socket.write('GET /big?mb=256 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\nGET /next HTTP/1.1\r\nX-Long: ');
+  await sleep(300); // the answer has started, and backs up
   const chunk = Buffer.alloc(256 * 1024, 'a');
   let written = 0;
   const until = Date.now() + 2000;

@@ -477,17 +477,29 @@ end:
     return err;
 }
 
-/* Copies a record's fields into out; the ID token only with id_token. */
+/* Copies a record's fields into out, in one allocation; the ID token only with id_token. */
 static void copy_out(const struct record_view *v, struct sg_session *out, bool id_token)
 {
     out->created_at = v->created_at;
     out->last_seen = v->last_seen;
     out->idle_timeout_s = v->idle_timeout_s;
     out->expires_at = v->expires_at;
+    size_t total = 0;
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        const struct field_view *fv = &v->fields[f];
+        if (fv->data != NULL && (id_token || f != FIELD_ID_TOKEN))
+            total += fv->len + 1;
+    }
+    char *at = out->strings = sg_malloc(total > 0 ? total : 1);
     for (int f = 0; f < FIELD_COUNT; f++) {
         const struct field_view *fv = &v->fields[f];
         bool wanted = fv->data != NULL && (id_token || f != FIELD_ID_TOKEN);
-        *field_ptr(out, f) = wanted ? sg_strndup(fv->data, fv->len) : NULL;
+        *field_ptr(out, f) = wanted ? at : NULL;
+        if (wanted) {
+            memcpy(at, fv->data, fv->len);
+            at[fv->len] = '\0';
+            at += fv->len + 1;
+        }
     }
 }
 
@@ -807,8 +819,12 @@ void sg_session_clear(struct sg_session *session)
 {
     if (session == NULL)
         return;
-    for (int f = 0; f < FIELD_COUNT; f++)
-        free(*field_ptr(session, f));
+    if (session->strings != NULL) {
+        free(session->strings);
+    } else {
+        for (int f = 0; f < FIELD_COUNT; f++)
+            free(*field_ptr(session, f));
+    }
     memset(session, 0, sizeof(*session));
 }
 

@@ -45,6 +45,7 @@ struct sg_store_txn;
  * A session record. String fields are NUL-terminated, owned by the struct
  * when it was filled by sg_session_get (free with sg_session_clear) and
  * borrowed by sg_session_create. Optional fields are NULL when absent.
+ * Filled from a record, the fields lie in one allocation, strings.
  */
 struct sg_session {
     int64_t created_at;      /* seconds since the epoch */
@@ -60,6 +61,7 @@ struct sg_session {
     char *id_token; /* optional: the raw ID token, for RP-initiated logout's id_token_hint */
     char *idp_sid;  /* optional: the IdP session (the ID token's sid), for IdP-initiated logout */
     char *claim_headers; /* optional: the claim_headers of the login, encoded by identity.c */
+    char *strings;       /* when not NULL, every field points into it (a copied record) */
 };
 
 /* Writes a new random session id (43 base64url characters and a NUL) into out. */

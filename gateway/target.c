@@ -146,14 +146,17 @@ static enum sg_target_status segment_decode(const char *p, const char *end, bool
 {
     static const char hex[] = "0123456789ABCDEF";
     while (p < end) {
-        unsigned char c = (unsigned char)*p;
-        if (c != '%') {
-            if (!is_pchar(c))
-                return SG_TARGET_BAD_BYTE;
-            if (u->need > 0)
-                return SG_TARGET_BAD_UTF8;
-            buf_byte(seg, (char)c);
-            p++;
+        if (*p != '%') {
+            /* A run of raw bytes, copied at once. */
+            const char *run = p;
+            while (p < end && *p != '%') {
+                if (!is_pchar((unsigned char)*p))
+                    return SG_TARGET_BAD_BYTE;
+                if (u->need > 0)
+                    return SG_TARGET_BAD_UTF8;
+                p++;
+            }
+            buf_add(seg, run, (size_t)(p - run));
             continue;
         }
         if (!hex_pair(p + 1, end))
@@ -199,8 +202,9 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
     enum sg_target_status status = SG_TARGET_OK;
     struct buf seg = {0};
     struct utf8 u = {0};
-    size_t *starts = NULL; /* where each kept segment's "/" begins in out */
-    size_t depth = 0, cap = 0;
+    size_t starts_here[16];
+    size_t *starts = starts_here; /* where each kept segment's "/" begins in out */
+    size_t depth = 0, cap = sizeof(starts_here) / sizeof(starts_here[0]);
     bool trailing = false;
     bool empty_seen = false;
 
@@ -213,15 +217,20 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
         const char *seg_end = slash ? slash : end;
         bool last = slash == NULL;
 
-        seg.len = 0;
-        buf_reserve(&seg, 0);
-        seg.data[0] = '\0';
+        /* The segment: decoded into seg (first pass), or the raw bytes in place. */
+        const char *s = p;
+        size_t len;
         if (pass->decode) {
+            seg.len = 0;
+            buf_reserve(&seg, 0);
+            seg.data[0] = '\0';
             status = segment_decode(p, seg_end, pass->keep_slash, &u, &seg);
             if (status == SG_TARGET_OK && u.need > 0)
                 status = SG_TARGET_BAD_UTF8; /* a character cut by '/' */
             if (status != SG_TARGET_OK)
                 goto end;
+            s = seg.data;
+            len = seg.len;
         } else {
             const char *cut = seg_end;
             if (pass->cut_parameters) {
@@ -229,17 +238,17 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
                 if (semi != NULL)
                     cut = semi;
             }
-            buf_add(&seg, p, (size_t)(cut - p));
+            len = (size_t)(cut - p);
         }
 
-        bool dot = seg.len == 1 && seg.data[0] == '.';
-        bool dotdot = seg.len == 2 && seg.data[0] == '.' && seg.data[1] == '.';
-        if (pass->decode && seg.len >= 2 && seg.data[0] == '.' &&
-            (seg.data[1] == ';' || (seg.len >= 3 && seg.data[1] == '.' && seg.data[2] == ';'))) {
+        bool dot = len == 1 && s[0] == '.';
+        bool dotdot = len == 2 && s[0] == '.' && s[1] == '.';
+        if (pass->decode && len >= 2 && s[0] == '.' &&
+            (s[1] == ';' || (len >= 3 && s[1] == '.' && s[2] == ';'))) {
             status = SG_TARGET_DOT_PARAMETER;
             goto end;
         }
-        if (!last && seg.len == 0)
+        if (!last && len == 0)
             empty_seen = true;
         if (dotdot && pass->strict_empty && empty_seen) {
             /* "a//..": RFC 3986 pops the empty segment, a server that
@@ -254,21 +263,25 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
             }
             out->len = starts[--depth];
             out->data[out->len] = '\0';
-        } else if (!dot && seg.len > 0) {
-            if (pass->windows && ends_like_windows_trims(seg.data, seg.len)) {
+        } else if (!dot && len > 0) {
+            if (pass->windows && ends_like_windows_trims(s, len)) {
                 status = SG_TARGET_TRAILING_DOT;
                 goto end;
             }
             if (depth == cap) {
-                cap = cap ? cap * 2 : 16;
-                starts = sg_realloc(starts, cap * sizeof(*starts));
+                cap *= 2;
+                size_t *more = sg_malloc(cap * sizeof(*starts));
+                memcpy(more, starts, depth * sizeof(*starts));
+                if (starts != starts_here)
+                    free(starts);
+                starts = more;
             }
             starts[depth++] = out->len;
             buf_byte(out, '/');
-            buf_add(out, seg.data, seg.len);
+            buf_add(out, s, len);
         }
         if (last) {
-            trailing = seg.len == 0 || dot || dotdot;
+            trailing = len == 0 || dot || dotdot;
             break;
         }
         p = slash + 1;
@@ -277,7 +290,8 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
         buf_byte(out, '/');
 end:
     free(seg.data);
-    free(starts);
+    if (starts != starts_here)
+        free(starts);
     return status;
 }
 
@@ -290,20 +304,25 @@ static enum sg_target_status reading(const char *path, const struct sg_target_op
 {
     struct buf src = {0}, norm = {0};
     size_t len = strlen(path);
-    buf_reserve(&src, len);
-    src.data[0] = '\0';
-    for (size_t i = 0; i < len; i++) {
-        if (decode_slash && path[i] == '%' && i + 2 < len && path[i + 1] == '2' &&
-            path[i + 2] == 'F') {
+    const char *from = path;
+    if (decode_slash) {
+        buf_reserve(&src, len);
+        src.data[0] = '\0';
+        for (const char *p = path, *esc; *p != '\0'; p = esc + 3) {
+            esc = strstr(p, "%2F");
+            if (esc == NULL) {
+                buf_add(&src, p, strlen(p));
+                break;
+            }
+            buf_add(&src, p, (size_t)(esc - p));
             buf_byte(&src, '/');
-            i += 2;
-        } else {
-            buf_byte(&src, path[i]);
         }
+        from = src.data;
+        len = src.len;
     }
     struct pass pass = {
         .cut_parameters = cut, .windows = opts->case_insensitive, .strict_empty = true};
-    enum sg_target_status status = normalize_path(src.data, src.data + src.len, &pass, &norm);
+    enum sg_target_status status = normalize_path(from, from + len, &pass, &norm);
     free(src.data);
     if (status != SG_TARGET_OK) {
         free(norm.data);

@@ -227,9 +227,11 @@ bool sg_lines_add(struct sg_lines *lines, const char *name, const char *value)
     }
     char *at = lines->data + lines->len;
     memcpy(at, name, name_len);
-    memcpy(at + name_len, ": ", 2);
+    at[name_len] = ':';
+    at[name_len + 1] = ' ';
     memcpy(at + name_len + 2, value, value_len);
-    memcpy(at + len - 2, "\r\n", 2);
+    at[len - 2] = '\r';
+    at[len - 1] = '\n';
     lines->len += len;
     return true;
 }

@@ -117,6 +117,21 @@ static const char *find_header(const struct sg_uplink_response *response, const 
     return NULL;
 }
 
+/* The status line without printf: "HTTP/1.x NNN reason" (uplink.c keeps the status in 100..599). */
+static void write_status_line(const struct proxy *p, struct evbuffer *out)
+{
+    char line[16 + REASON_MAX + 2] = "HTTP/1.1 ";
+    size_t reason_len = strlen(p->reason);
+    line[7] = p->r->req->minor >= 1 ? '1' : '0';
+    line[9] = (char)('0' + p->status / 100 % 10);
+    line[10] = (char)('0' + p->status / 10 % 10);
+    line[11] = (char)('0' + p->status % 10);
+    line[12] = ' ';
+    memcpy(line + 13, p->reason, reason_len);
+    memcpy(line + 13 + reason_len, "\r\n", 2);
+    evbuffer_add(out, line, 15 + reason_len);
+}
+
 /* The PSA's login page (see plan_injection) is held whole, then sent with the block inserted
  * (on_up_done). */
 static bool held_for_injection(const struct proxy *p, const struct sg_uplink_response *response)
@@ -151,6 +166,7 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
      * serves both directions) and drop them for HEAD: those answers are evhttp's to write. */
     if (evhttp_request_get_command(p->r->req) != EVHTTP_REQ_HEAD && !p->r->req->chunked) {
         p->head = evbuffer_new();
+        write_status_line(p, p->head);
         p->head_has =
             sg_headers_write_response(response->headers, response->header_count, p->head, held);
         sg_headers_add_line(p->head, "X-Request-Id", p->r->id);
@@ -194,19 +210,21 @@ static const char *date_line(void)
 }
 
 /*
- * Writes the answer's status line and head (when evhttp does not: on_up_head),
- * as evhttp would have from the same headers: the upstream's, then those the
- * gateway put among the answer's headers, a Date when the upstream gave none
- * (HTTP/1.1), Content-Length for a whole body (length is its size) or chunked
- * transfer for a streamed one without a length (length is -1), and the
- * Connection header the client connection's fate calls for. A streamed body
- * without a length to an HTTP/1.0 client is delimited by the close, which
- * evhttp is then told of. The answer goes to evhttp as body bytes: it writes
- * them as they are and ends the request as usual (evhttp_send_reply_end).
+ * Ends the answer's head in p->head, which on_up_head began with the status
+ * line and the upstream's kept headers (when evhttp does not write the head),
+ * as evhttp would have from the same headers: then those the gateway put among
+ * the answer's headers, a Date when the upstream gave none (HTTP/1.1),
+ * Content-Length for a whole body (length is its size) or chunked transfer for
+ * a streamed one without a length (length is -1), and the Connection header
+ * the client connection's fate calls for. A streamed body without a length to
+ * an HTTP/1.0 client is delimited by the close, which evhttp is then told of.
+ * The answer goes to evhttp as body bytes: it writes them as they are and ends
+ * the request as usual (evhttp_send_reply_end).
  */
-static void write_head(struct proxy *p, struct evbuffer *out, ev_ssize_t length)
+static void write_head(struct proxy *p, ev_ssize_t length)
 {
     struct evhttp_request *req = p->r->req;
+    struct evbuffer *out = p->head;
     bool http11 = req->minor >= 1;
     bool body = p->status != 204 && p->status != 304 && p->status >= 200;
     bool sized = (p->head_has & SG_RESPONSE_HAS_LENGTH) != 0;
@@ -215,18 +233,6 @@ static void write_head(struct proxy *p, struct evbuffer *out, ev_ssize_t length)
     bool close = closes_after(req);
     p->chunked = length < 0 && body && !sized && http11;
 
-    /* The status line without printf: "HTTP/1.x NNN reason" (http_parser gave a 3-digit status). */
-    char line[16 + REASON_MAX + 2] = "HTTP/1.1 ";
-    size_t reason_len = strlen(p->reason);
-    line[7] = http11 ? '1' : '0';
-    line[9] = (char)('0' + p->status / 100 % 10);
-    line[10] = (char)('0' + p->status / 10 % 10);
-    line[11] = (char)('0' + p->status % 10);
-    line[12] = ' ';
-    memcpy(line + 13, p->reason, reason_len);
-    memcpy(line + 13 + reason_len, "\r\n", 2);
-    evbuffer_add(out, line, 15 + reason_len);
-    evbuffer_add_buffer(out, p->head);
     /* What the gateway set before forwarding (a PSA sign-out's cleared cookie); its Connection
      * header is the close decided above. */
     struct sg_lines lines;
@@ -310,10 +316,8 @@ static void on_up_body(void *arg, struct evbuffer *body)
         return;
     }
     if (!p->reply_started && p->head != NULL) {
-        struct evbuffer *head = evbuffer_new();
-        write_head(p, head, -1);
-        evhttp_send_reply_chunk(p->r->req, head);
-        evbuffer_free(head);
+        write_head(p, -1);
+        evhttp_send_reply_chunk(p->r->req, p->head);
     } else if (!p->reply_started) {
         evhttp_send_reply_start(p->r->req, p->status, p->reason);
     }
@@ -337,11 +341,9 @@ static void reply_now(struct proxy *p, struct evbuffer *body)
     if (p->head == NULL) {
         evhttp_send_reply(p->r->req, p->status, p->reason, body);
     } else {
-        struct evbuffer *out = evbuffer_new();
-        write_head(p, out, (ev_ssize_t)p->bytes);
-        evbuffer_add_buffer(out, body);
-        evhttp_send_reply_chunk(p->r->req, out);
-        evbuffer_free(out);
+        write_head(p, (ev_ssize_t)p->bytes);
+        evbuffer_add_buffer(p->head, body);
+        evhttp_send_reply_chunk(p->r->req, p->head);
         evhttp_send_reply_end(p->r->req);
     }
     sg_conn_flush(conn);

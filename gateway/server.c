@@ -475,17 +475,12 @@ static size_t input_max(const struct sg_config *cfg)
     return cfg->limits.header_bytes * HEADER_HARD_LIMIT_FACTOR + 64 * 1024;
 }
 
-static void apply_limits(struct evhttp *http, struct event_base *base, const struct sg_config *cfg)
+static void apply_limits(struct evhttp *http, const struct sg_config *cfg)
 {
     evhttp_set_max_headers_size(http,
                                 (ev_ssize_t)cfg->limits.header_bytes * HEADER_HARD_LIMIT_FACTOR);
     evhttp_set_max_body_size(http, (ev_ssize_t)cfg->limits.body_bytes);
-    /* A common timeout of the base: libevent keeps the connections' deadlines
-     * in a list rather than its heap, so re-arming one (the bufferevent does it
-     * about ten times a request) moves it to the list's tail. */
-    struct timeval tv = {.tv_sec = (time_t)cfg->limits.client_timeout_s};
-    const struct timeval *common = event_base_init_common_timeout(base, &tv);
-    evhttp_set_timeout_tv(http, common != NULL ? common : &tv);
+    evhttp_set_timeout(http, (int)cfg->limits.client_timeout_s);
 }
 
 static int listener_bind(struct sg_server *srv, struct listener *l,
@@ -541,7 +536,7 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
     /* No EVHTTP_SERVER_LINGERING_CLOSE: libevent's lingering reads the whole
      * declared body before answering, so an absurd Content-Length would be
      * answered only by a timeout. Over-limit bodies get 413 at once. */
-    apply_limits(l->http, srv->base, cfg);
+    apply_limits(l->http, cfg);
     evhttp_set_bevcb(l->http, on_new_connection, l);
     evhttp_set_gencb(l->http, on_request, l);
     l->bound = evhttp_bind_listener(l->http, l->lev);
@@ -603,7 +598,7 @@ void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
     srv->input_max = input_max(cfg);
     for (size_t i = 0; i < srv->listener_count; i++) {
         if (srv->listeners[i].http != NULL)
-            apply_limits(srv->listeners[i].http, srv->base, cfg);
+            apply_limits(srv->listeners[i].http, cfg);
     }
     set_accepting(srv, srv->connection_count < srv->connection_limit);
 }

@@ -100,10 +100,6 @@ struct sg_uplink *sg_uplink_new(struct event_base *base, struct sg_upstream *up,
     pool->up = sg_upstream_ref(up);
     pool->timeout.tv_sec = cfg->response_timeout_ms / 1000;
     pool->timeout.tv_usec = (cfg->response_timeout_ms % 1000) * 1000;
-    /* A common timeout (see server.c apply_limits): re-armed at every read. */
-    const struct timeval *common = event_base_init_common_timeout(base, &pool->timeout);
-    if (common != NULL)
-        pool->timeout = *common;
     pool->tls = cfg->url.https;
     pool->idle_max = cfg->pool_size;
     return pool;

@@ -19,6 +19,10 @@ struct sg_header {
     const char *value;
 };
 
+/* True when value holds only visible ASCII, obs-text, SP and HTAB (a field value, RFC 9110 5.5,
+ * and a reason phrase, RFC 9112 4, alike). */
+bool sg_headers_value_ok(const char *value);
+
 /*
  * Header lines gathered in a buffer of their own before they go to an
  * evbuffer, with one evbuffer_add for many lines: sg_lines_start, then
@@ -32,10 +36,6 @@ struct sg_lines {
 };
 
 void sg_lines_start(struct sg_lines *lines, struct evbuffer *out);
-
-/* True when value holds only visible ASCII, obs-text, SP and HTAB (a field value, RFC 9110 5.5,
- * and a reason phrase, RFC 9112 4, alike). */
-bool sg_headers_value_ok(const char *value);
 
 /* As sg_headers_add_line, into lines. */
 bool sg_lines_add(struct sg_lines *lines, const char *name, const char *value);

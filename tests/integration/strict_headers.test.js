@@ -197,22 +197,12 @@ envTest('header values free of control bytes; obs-fold becomes a space', async (
   await runAll(env, t, cases);
 });
 
-envTest('bare LF line endings: refused, or read as line ends and forwarded clean', async (env, t) => {
+// The wire check (llhttp, strict) refuses a header line ended by a bare LF: nothing reaches the upstream.
+envTest('bare LF line endings: refused', async (env, t) => {
   const cases = [
-    {
-      name: 'a request with LF line ends only',
-      send: 'GET /public/lf HTTP/1.1\nHost: client.example.test\nX-A: 1\n\n',
-      status: [200, 400],
-      up: '/public/lf',
-      check: (entry) => assert.deepEqual(valuesOf(entry, 'x-a'), ['1']),
-    },
-    {
-      name: 'an LF inside a CRLF request smuggles no identity',
-      send: 'GET /public/lf HTTP/1.1\r\nHost: client.example.test\r\nX-A: a\nX-SSO-User: admin\r\n\r\n',
-      status: [200, 400],
-      up: '/public/lf',
-      check: (entry) => assert.deepEqual(valuesOf(entry, 'x-a'), ['a']),
-    },
+    refused('a request with LF line ends only', 'GET /public/lf HTTP/1.1\nHost: client.example.test\nX-A: 1\n\n', 'malformed_wire'),
+    refused('an LF inside a CRLF request smuggling an identity',
+      'GET /public/lf HTTP/1.1\r\nHost: client.example.test\r\nX-A: a\nX-SSO-User: admin\r\n\r\n', 'malformed_wire'),
     refused('an LF inside a value smuggling Transfer-Encoding beside Content-Length',
       'POST /public/lf HTTP/1.1\r\nHost: client.example.test\r\nContent-Length: 5\r\nX-A: a\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', null),
   ];
@@ -281,6 +271,8 @@ envTest('Transfer-Encoding: exactly chunked, never with Content-Length, never in
     { name: 'a chunk size line of 5000 bytes', send: post(['Transfer-Encoding: chunked'], `3;${'e'.repeat(5000)}\r\nabc\r\n0\r\n\r\n`), status: [400, 413] },
     { name: 'a chunk size line padded with 5000 spaces', send: post(['Transfer-Encoding: chunked'], `3${' '.repeat(5000)}\r\nabc\r\n0\r\n\r\n`), status: 400, reason: 'malformed_wire' },
     refused('a NUL in a trailer field', post(['Transfer-Encoding: chunked'], '3\r\nabc\r\n0\r\nX-T: a\x00b\r\n\r\n'), 'malformed_wire'),
+    // Refused by the wire check, or by libevent's own body limit first: never forwarded.
+    { name: 'a chunk size of 2^63, negative in evhttp\'s signed reading', send: post(['Transfer-Encoding: chunked'], '8000000000000000\r\nabc\r\n0\r\n\r\n'), status: [400, 413] },
     { name: 'a bad chunk size', send: post(['Transfer-Encoding: chunked'], 'zz\r\nabc\r\n0\r\n\r\n'), status: [400, 413] },
     {
       name: 'a chunked upload goes with the gateway\'s own framing and the same body',

@@ -3,6 +3,7 @@
 #include "ssogate/claimheaders.h"
 #include "ssogate/common.h"
 #include "ssogate/cookies.h"
+#include "ssogate/evmem.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
 #include "ssogate/json.h"
@@ -312,13 +313,14 @@ static char *authorization_location(const struct sg_snapshot *snap, const struct
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
     sg_pkce_challenge_s256(s->verifier, strlen(s->verifier), challenge);
     const char *endpoint = sg_oidc_authorization_endpoint(snap->oidc);
-    char *client_id = evhttp_uriencode(cfg->idp->client_id, -1, 0);
-    char *redirect_uri = evhttp_uriencode(sg_oidc_redirect_uri(snap->oidc), -1, 0);
+    char *client_id = sg_evmem_take(evhttp_uriencode(cfg->idp->client_id, -1, 0));
+    char *redirect_uri = sg_evmem_take(evhttp_uriencode(sg_oidc_redirect_uri(snap->oidc), -1, 0));
     struct evbuffer *scope = evbuffer_new();
     for (char **sc = cfg->idp->scopes; *sc != NULL; sc++)
         evbuffer_add_printf(scope, "%s%s", sc == cfg->idp->scopes ? "" : " ", *sc);
     evbuffer_add(scope, "", 1);
-    char *scope_enc = evhttp_uriencode((const char *)evbuffer_pullup(scope, -1), -1, 0);
+    char *scope_enc =
+        sg_evmem_take(evhttp_uriencode((const char *)evbuffer_pullup(scope, -1), -1, 0));
     char *location = sg_asprintf("%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s"
                                  "&state=%s&nonce=%s&code_challenge=%s"
                                  "&code_challenge_method=S256",
@@ -885,7 +887,7 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     if (status == SG_OIDC_USERINFO_INVALID)
         return login_result(p->r, SG_LOGIN_USERINFO_INVALID, detail);
     if (status != SG_OIDC_OK && (size_t)status < SG_ARRAY_LEN(failed) && failed[status] != 0) {
-        char *retry = evhttp_uriencode(p->state.return_to, -1, 0);
+        char *retry = sg_evmem_take(evhttp_uriencode(p->state.return_to, -1, 0));
         char *message = sg_asprintf("The identity provider did not complete the sign-in. "
                                     "Please try again: /_sso/login?return_to=%s",
                                     retry);
@@ -1074,11 +1076,11 @@ int sg_login_logout(struct sg_request *r)
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token
-                             ? evhttp_uriencode(identity.session.id_token, -1, 0)
+                             ? sg_evmem_take(evhttp_uriencode(identity.session.id_token, -1, 0))
                              : NULL;
             char *post_logout = sg_asprintf("%s/", cfg->public_url.text);
-            char *post_logout_enc = evhttp_uriencode(post_logout, -1, 0);
-            char *client_id = evhttp_uriencode(cfg->idp->client_id, -1, 0);
+            char *post_logout_enc = sg_evmem_take(evhttp_uriencode(post_logout, -1, 0));
+            char *client_id = sg_evmem_take(evhttp_uriencode(cfg->idp->client_id, -1, 0));
             location = sg_asprintf("%s%sclient_id=%s&post_logout_redirect_uri=%s%s%s", end_session,
                                    strchr(end_session, '?') ? "&" : "?", client_id, post_logout_enc,
                                    hint ? "&id_token_hint=" : "", hint ? hint : "");
@@ -1098,7 +1100,8 @@ int sg_login_logout(struct sg_request *r)
 int sg_login_redirect_required(struct sg_request *r)
 {
     char *uri = sg_target_origin_form(&r->target);
-    char *return_to = evhttp_uriencode(sg_redirect_target_valid(uri) ? uri : "/", -1, 0);
+    char *return_to =
+        sg_evmem_take(evhttp_uriencode(sg_redirect_target_valid(uri) ? uri : "/", -1, 0));
     free(uri);
     char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
     sg_request_redirect(r, 302, location);

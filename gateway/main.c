@@ -5,6 +5,7 @@
 #include "sg_build.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/evmem.h"
 #include "ssogate/log.h"
 #include "ssogate/router.h"
 #include "ssogate/runtime.h"
@@ -169,6 +170,8 @@ int main(int argc, char **argv)
     const char *path = NULL;
     int test = 0;
     int opt;
+
+    sg_evmem_install();
 
     while ((opt = getopt_long(argc, argv, "c:thV", options, NULL)) != -1) {
         switch (opt) {

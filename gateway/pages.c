@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "ssogate/common.h"
+#include "ssogate/evmem.h"
 
 /* One stylesheet for every page of the gateway: inline (no external assets), text and controls at
  * 4.5:1 contrast or more, and a focus ring that shows on light and dark backgrounds alike. */
@@ -71,14 +72,14 @@ const char *sg_page_reason(int status)
 
 char *sg_html_escape(const char *text)
 {
-    return evhttp_htmlescape(text);
+    return sg_evmem_take(evhttp_htmlescape(text));
 }
 
 void sg_page_send_html(struct evhttp_request *req, int status, const char *title,
                        const char *body_html, const char *request_id)
 {
     struct evbuffer *body = evbuffer_new();
-    char *title_html = evhttp_htmlescape(title);
+    char *title_html = sg_evmem_take(evhttp_htmlescape(title));
 
     evbuffer_add_printf(body,
                         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -116,7 +117,7 @@ void sg_page_send_html(struct evhttp_request *req, int status, const char *title
 void sg_page_send(struct evhttp_request *req, int status, const char *title, const char *message,
                   const char *request_id)
 {
-    char *message_html = evhttp_htmlescape(message);
+    char *message_html = sg_evmem_take(evhttp_htmlescape(message));
     char *body = sg_asprintf("<p>%s</p>", message_html);
     sg_page_send_html(req, status, title, body, request_id);
     free(body);

@@ -172,6 +172,38 @@ void *sg_evmem_realloc(void *ptr, size_t size)
     return moved;
 }
 
+static void *or_abort(void *p, size_t size)
+{
+    if (p == NULL) {
+        fprintf(stderr, "ssogate: out of memory (%zu bytes)\n", size);
+        abort();
+    }
+    return p;
+}
+
+void *sg_evmem_alloc(size_t size)
+{
+    return or_abort(sg_evmem_malloc(size), size);
+}
+
+void *sg_evmem_zalloc(size_t size)
+{
+    return memset(sg_evmem_alloc(size), 0, size);
+}
+
+void *sg_evmem_grow(void *ptr, size_t size)
+{
+    return or_abort(sg_evmem_realloc(ptr, size), size);
+}
+
+char *sg_evmem_strndup(const char *s, size_t n)
+{
+    char *copy = sg_evmem_alloc(n + 1);
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    return copy;
+}
+
 void sg_evmem_install(void)
 {
     if (installed)

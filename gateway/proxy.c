@@ -3,6 +3,7 @@
 #include "ssogate/common.h"
 #include "ssogate/conn.h"
 #include "ssogate/cookies.h"
+#include "ssogate/evmem.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
 #include "ssogate/inject.h"
@@ -73,7 +74,7 @@ static void proxy_maybe_free(struct proxy *p)
     if (p->head != NULL)
         evbuffer_free(p->head);
     p->magic = 0;
-    free(p);
+    sg_evmem_free(p);
 }
 
 /* The reply was written completely. */
@@ -504,7 +505,7 @@ void sg_proxy_forward(struct sg_request *r, const struct sg_identity *identity)
 {
     struct evhttp_request *req = r->req;
     const struct sg_config *cfg = r->snap->cfg;
-    struct proxy *p = sg_calloc(1, sizeof(*p));
+    struct proxy *p = sg_evmem_zalloc(sizeof(*p)); /* freed with sg_evmem_free */
     p->magic = PROXY_MAGIC;
     p->r = r;
     sg_request_wait(r, on_client_gone, p);

@@ -3,6 +3,7 @@
 #include "ssogate/common.h"
 #include "ssogate/conn.h"
 #include "ssogate/config.h"
+#include "ssogate/evmem.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/pages.h"
@@ -112,7 +113,7 @@ struct sg_request *sg_request_begin(struct sg_requests *set, struct sg_runtime *
                                     struct sg_snapshot *snap, struct evhttp_request *req,
                                     struct sg_conn *conn)
 {
-    struct sg_request *r = sg_calloc(1, sizeof(*r));
+    struct sg_request *r = sg_evmem_zalloc(sizeof(*r)); /* freed with sg_evmem_free */
     r->magic = REQUEST_MAGIC;
     r->req = req;
     r->conn = conn;
@@ -220,7 +221,7 @@ void sg_request_finish(struct sg_request *r, int status, uint64_t bytes)
     sg_target_clear(&r->target);
     sg_snapshot_unref(r->snap);
     r->magic = 0;
-    free(r);
+    sg_evmem_free(r);
     if (flush != NULL)
         sg_conn_flush(flush);
 }

@@ -1,12 +1,14 @@
 #include "ssogate/target.h"
 
 #include "ssogate/common.h"
+#include "ssogate/evmem.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-/* A growing byte string; out of memory aborts (sg_realloc). */
+/* A growing byte string; out of memory aborts. Every string of a target is
+ * the allocator's of evmem.h (a request makes several): sg_evmem_free. */
 struct buf {
     char *data;
     size_t len;
@@ -20,7 +22,7 @@ static void buf_reserve(struct buf *b, size_t more)
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + more + 1)
         cap *= 2;
-    b->data = sg_realloc(b->data, cap);
+    b->data = sg_evmem_grow(b->data, cap);
     b->cap = cap;
 }
 
@@ -289,7 +291,7 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
     if (depth == 0 || trailing)
         buf_byte(out, '/');
 end:
-    free(seg.data);
+    sg_evmem_free(seg.data);
     if (starts != starts_here)
         free(starts);
     return status;
@@ -323,9 +325,9 @@ static enum sg_target_status reading(const char *path, const struct sg_target_op
     struct pass pass = {
         .cut_parameters = cut, .windows = opts->case_insensitive, .strict_empty = true};
     enum sg_target_status status = normalize_path(from, from + len, &pass, &norm);
-    free(src.data);
+    sg_evmem_free(src.data);
     if (status != SG_TARGET_OK) {
-        free(norm.data);
+        sg_evmem_free(norm.data);
         return status;
     }
     if (opts->case_insensitive) {
@@ -362,7 +364,7 @@ static enum sg_target_status readings(const struct sg_target_options *opts, stru
         for (size_t i = 0; i < out->variant_count && !seen; i++)
             seen = strcmp(variant, out->variants[i]) == 0;
         if (seen)
-            free(variant);
+            sg_evmem_free(variant);
         else
             out->variants[out->variant_count++] = variant;
     }
@@ -474,8 +476,8 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
     if (len == 1 && raw[0] == '*') {
         if (!opts->asterisk_allowed)
             return SG_TARGET_ASTERISK;
-        out->path = sg_strdup("*");
-        out->match = sg_strdup("*");
+        out->path = sg_evmem_strndup("*", 1);
+        out->match = sg_evmem_strndup("*", 1);
         out->asterisk = true;
         return SG_TARGET_OK;
     }
@@ -508,7 +510,7 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
     if (status == SG_TARGET_OK && double_encoded(forwarded.data))
         status = SG_TARGET_DOUBLE_ENCODING;
     if (status != SG_TARGET_OK) {
-        free(forwarded.data);
+        sg_evmem_free(forwarded.data);
         return status;
     }
     out->path = forwarded.data;
@@ -519,7 +521,7 @@ enum sg_target_status sg_target_normalize(const char *raw, size_t len,
     }
     out->absolute = absolute;
     if (query != NULL)
-        out->query = sg_strndup(query + 1, (size_t)(end - query - 1));
+        out->query = sg_evmem_strndup(query + 1, (size_t)(end - query - 1));
     return SG_TARGET_OK;
 }
 
@@ -533,11 +535,11 @@ void sg_target_clear(struct sg_target *target)
 {
     if (target == NULL)
         return;
-    free(target->path);
-    free(target->match);
+    sg_evmem_free(target->path);
+    sg_evmem_free(target->match);
     for (size_t i = 0; i < target->variant_count; i++)
-        free(target->variants[i]);
-    free(target->query);
+        sg_evmem_free(target->variants[i]);
+    sg_evmem_free(target->query);
     memset(target, 0, sizeof(*target));
 }
 

@@ -43,6 +43,14 @@ void *sg_evmem_malloc(size_t size);
 void *sg_evmem_realloc(void *ptr, size_t size);
 void sg_evmem_free(void *ptr);
 
+/* For the gateway's own short-lived memory (a request's target, its
+ * proxy state): as sg_malloc, sg_calloc, sg_realloc and sg_strndup, out
+ * of memory aborting; freed with sg_evmem_free, never free(). */
+void *sg_evmem_alloc(size_t size);
+void *sg_evmem_zalloc(size_t size);
+void *sg_evmem_grow(void *ptr, size_t size);
+char *sg_evmem_strndup(const char *s, size_t n);
+
 /* What the lists hold now. */
 struct sg_evmem_stats {
     size_t cached_blocks;

@@ -18,6 +18,7 @@
  * asterisk_allowed only for "*".
  */
 #include "../../gateway/common.c"
+#include "../../gateway/evmem.c"
 #include "../../gateway/target.c"
 
 #include <stdint.h>

@@ -5,6 +5,7 @@
  * source is included to reach its static helpers and limits.
  */
 #include "../../gateway/common.c"
+#include "../../gateway/evmem.c"
 #include "../../gateway/cookie.c"
 #include "../../gateway/cookies.c"
 #include "../../gateway/policy.c"

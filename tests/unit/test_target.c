@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "../../gateway/common.c"
+#include "../../gateway/evmem.c"
 #include "../../gateway/target.c"
 
 /* A vector whose exact refusal reason the documentation leaves open: any

@@ -11,21 +11,36 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* RFC 7230 tchar: what a cookie name may hold. */
-static bool is_tchar(unsigned char c)
+/* RFC 7230 tchar (what a cookie name may hold) and RFC 6265 cookie-octet
+ * (printable ASCII but for space, '"', ',', ';', '\\'), one bit each in a
+ * table of the 256 bytes: a Cookie header is read on every request. */
+enum { CK_TCHAR = 1, CK_OCTET = 2 };
+
+static unsigned char cookie_char_class(unsigned char c)
 {
-    if (c >= '0' && c <= '9')
-        return true;
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z')
-        return true;
-    return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    static unsigned char table[256];
+    static bool ready;
+    if (!ready) {
+        for (int i = 1; i < 128; i++) {
+            bool tchar = (i >= '0' && i <= '9') || ((i | 0x20) >= 'a' && (i | 0x20) <= 'z') ||
+                         strchr("!#$%&'*+-.^_`|~", i) != NULL;
+            bool octet = i == 0x21 || (i >= 0x23 && i <= 0x2b) || (i >= 0x2d && i <= 0x3a) ||
+                         (i >= 0x3c && i <= 0x5b) || (i >= 0x5d && i <= 0x7e);
+            table[i] = (unsigned char)((tchar ? CK_TCHAR : 0) | (octet ? CK_OCTET : 0));
+        }
+        ready = true;
+    }
+    return table[c];
 }
 
-/* RFC 6265 cookie-octet: printable ASCII but for space, '"', ',', ';', '\'. */
+static bool is_tchar(unsigned char c)
+{
+    return (cookie_char_class(c) & CK_TCHAR) != 0;
+}
+
 static bool is_cookie_octet(unsigned char c)
 {
-    return c == 0x21 || (c >= 0x23 && c <= 0x2b) || (c >= 0x2d && c <= 0x3a) ||
-           (c >= 0x3c && c <= 0x5b) || (c >= 0x5d && c <= 0x7e);
+    return (cookie_char_class(c) & CK_OCTET) != 0;
 }
 
 static bool is_space(char c)
@@ -124,7 +139,9 @@ int sg_cookie_find(const char *header, size_t len, const char *name, const char 
     size_t pos = 0;
     struct pair p;
     while (next_pair(header, len, &pos, &p)) {
-        if (!pair_well_formed(&p) || p.name_len != name_len || memcmp(p.name, name, name_len) != 0)
+        /* The name first: one equal to name (a valid one) is itself valid. */
+        if (p.name == NULL || p.name_len != name_len || memcmp(p.name, name, name_len) != 0 ||
+            !pair_well_formed(&p))
             continue;
         *value = p.value;
         *value_len = p.value_len;

@@ -7,40 +7,31 @@
 #include "ssogate/common.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* RFC 7230 tchar (what a cookie name may hold) and RFC 6265 cookie-octet
- * (printable ASCII but for space, '"', ',', ';', '\\'), one bit each in a
- * table of the 256 bytes: a Cookie header is read on every request. */
-enum { CK_TCHAR = 1, CK_OCTET = 2 };
-
-static unsigned char cookie_char_class(unsigned char c)
-{
-    static unsigned char table[256];
-    static bool ready;
-    if (!ready) {
-        for (int i = 1; i < 128; i++) {
-            bool tchar = (i >= '0' && i <= '9') || ((i | 0x20) >= 'a' && (i | 0x20) <= 'z') ||
-                         strchr("!#$%&'*+-.^_`|~", i) != NULL;
-            bool octet = i == 0x21 || (i >= 0x23 && i <= 0x2b) || (i >= 0x2d && i <= 0x3a) ||
-                         (i >= 0x3c && i <= 0x5b) || (i >= 0x5d && i <= 0x7e);
-            table[i] = (unsigned char)((tchar ? CK_TCHAR : 0) | (octet ? CK_OCTET : 0));
-        }
-        ready = true;
-    }
-    return table[c];
-}
+/* RFC 7230 tchar: what a cookie name may hold. One bit per ASCII byte, in
+ * two words known at compile time (a Cookie header is read on every request). */
+#define BIT(c)         ((uint64_t)1 << ((c)&63))
+#define BITS(from, to) (((uint64_t)2 << ((to)&63)) - BIT(from))
+#define TCHAR_0_63                                                                                 \
+    (BIT('!') | BITS('#', '\'') | BIT('*') | BIT('+') | BIT('-') | BIT('.') | BITS('0', '9'))
+#define TCHAR_64_127 (BITS('A', 'Z') | BITS('^', '`') | BITS('a', 'z') | BIT('|') | BIT('~'))
 
 static bool is_tchar(unsigned char c)
 {
-    return (cookie_char_class(c) & CK_TCHAR) != 0;
+    if (c < 64)
+        return (TCHAR_0_63 >> c) & 1;
+    return c < 128 && ((TCHAR_64_127 >> (c - 64)) & 1);
 }
 
+/* RFC 6265 cookie-octet: printable ASCII but for space, '"', ',', ';', '\\'. */
 static bool is_cookie_octet(unsigned char c)
 {
-    return (cookie_char_class(c) & CK_OCTET) != 0;
+    return c == 0x21 || (c >= 0x23 && c <= 0x2b) || (c >= 0x2d && c <= 0x3a) ||
+           (c >= 0x3c && c <= 0x5b) || (c >= 0x5d && c <= 0x7e);
 }
 
 static bool is_space(char c)

@@ -384,13 +384,32 @@ size_t sg_headers_wire_size(const struct evkeyvalq *headers)
     return total;
 }
 
-bool sg_headers_value_ok(const char *value)
+static bool value_bytes_ok(const unsigned char *p, size_t len)
 {
-    for (const unsigned char *p = (const unsigned char *)value; *p != '\0'; p++) {
-        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+    for (size_t i = 0; i < len; i++) {
+        if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f)
             return false;
     }
     return true;
+}
+
+/* Eight bytes at a time: a word with no byte below 0x20 and none equal to
+ * 0x7f is fine as it is; any other (a tab, or a real control) is looked at
+ * byte by byte. Every request's header values pass here. */
+bool sg_headers_value_ok(const char *value)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    const unsigned char *p = (const unsigned char *)value;
+    size_t len = strlen(value), i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        uint64_t del = w ^ (0x7f * ones);
+        bool suspect = (((w - 0x20 * ones) & ~w) | ((del - ones) & ~del)) & highs;
+        if (suspect && !value_bytes_ok(p + i, 8))
+            return false;
+    }
+    return value_bytes_ok(p + i, len - i);
 }
 
 static bool digits_only(const char *value)

@@ -25,6 +25,30 @@ static void headers_free(struct evkeyvalq *h)
     free(h);
 }
 
+/* The word-at-a-time check agrees with the byte rule at every length and
+ * position, for every byte, alone and after a tab in the same word. */
+static void test_value_ok_every_byte(void **state)
+{
+    char value[48];
+    for (size_t len = 1; len < 41; len++) {
+        for (size_t pos = 0; pos < len; pos++) {
+            for (int b = 1; b < 256; b++) {
+                memset(value, 'a', len);
+                value[len] = '\0';
+                value[pos] = (char)b;
+                bool want = !((b < 0x20 && b != '\t') || b == 0x7f);
+                assert_int_equal(sg_headers_value_ok(value), want);
+                if (pos > 0) {
+                    value[pos - 1] = '\t';
+                    assert_int_equal(sg_headers_value_ok(value), want);
+                }
+            }
+        }
+    }
+    assert_true(sg_headers_value_ok(""));
+    assert_true(sg_headers_value_ok("\t\t\t\t\t\t\t\t\t obs-text \x80\xff"));
+}
+
 static void test_hop_by_hop_names(void **state)
 {
     assert_true(sg_headers_is_hop_by_hop("connection"));
@@ -656,6 +680,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hop_by_hop_names),
+        cmocka_unit_test(test_value_ok_every_byte),
         cmocka_unit_test(test_identity_namespace),
         cmocka_unit_test(test_connection_listed),
         cmocka_unit_test(test_request_filter),

@@ -277,12 +277,18 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
     sg_lines_end(&kept);
 }
 
+/* "Connection", any case; the first letter is looked at before the rest (an
+ * answer has a dozen header names, one of them at most a Connection). */
+static bool is_connection(const char *name)
+{
+    return (name[0] | 0x20) == 'c' && strcasecmp(name, "Connection") == 0;
+}
+
 /* True when name is listed in any Connection header of in[0..count). */
 static bool listed_in_any_array(const struct sg_header *in, size_t count, const char *name)
 {
     for (size_t i = 0; i < count; i++) {
-        if (strcasecmp(in[i].name, "Connection") == 0 &&
-            sg_headers_listed_in_connection(in[i].value, name))
+        if (is_connection(in[i].name) && sg_headers_listed_in_connection(in[i].value, name))
             return true;
     }
     return false;
@@ -306,7 +312,7 @@ static void find_connection(const struct sg_header *in, size_t count, struct con
     c->count = 0;
     c->many = false;
     for (size_t i = 0; i < count && !c->many; i++) {
-        if (strcasecmp(in[i].name, "Connection") != 0)
+        if (!is_connection(in[i].name))
             continue;
         const char *p = in[i].value, *start;
         size_t len;

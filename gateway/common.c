@@ -36,7 +36,7 @@ const char *sg_strerror(int err)
     return "unknown error";
 }
 
-static void out_of_memory(size_t size)
+void sg_out_of_memory(size_t size)
 {
     fprintf(stderr, "ssogate: out of memory allocating %zu bytes\n", size);
     abort();
@@ -46,7 +46,7 @@ void *sg_malloc(size_t size)
 {
     void *p = malloc(size ? size : 1);
     if (p == NULL)
-        out_of_memory(size);
+        sg_out_of_memory(size);
     return p;
 }
 
@@ -54,7 +54,7 @@ void *sg_calloc(size_t count, size_t size)
 {
     void *p = calloc(count ? count : 1, size ? size : 1);
     if (p == NULL)
-        out_of_memory(count * size);
+        sg_out_of_memory(count * size);
     return p;
 }
 
@@ -62,7 +62,7 @@ void *sg_realloc(void *ptr, size_t size)
 {
     void *p = realloc(ptr, size ? size : 1);
     if (p == NULL)
-        out_of_memory(size);
+        sg_out_of_memory(size);
     return p;
 }
 

@@ -7,25 +7,9 @@
 #include "ssogate/common.h"
 
 #include <inttypes.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* RFC 7230 tchar: what a cookie name may hold. One bit per ASCII byte, in
- * two words known at compile time (a Cookie header is read on every request). */
-#define BIT(c)         ((uint64_t)1 << ((c)&63))
-#define BITS(from, to) (((uint64_t)2 << ((to)&63)) - BIT(from))
-#define TCHAR_0_63                                                                                 \
-    (BIT('!') | BITS('#', '\'') | BIT('*') | BIT('+') | BIT('-') | BIT('.') | BITS('0', '9'))
-#define TCHAR_64_127 (BITS('A', 'Z') | BITS('^', '`') | BITS('a', 'z') | BIT('|') | BIT('~'))
-
-static bool is_tchar(unsigned char c)
-{
-    if (c < 64)
-        return (TCHAR_0_63 >> c) & 1;
-    return c < 128 && ((TCHAR_64_127 >> (c - 64)) & 1);
-}
 
 /* RFC 6265 cookie-octet: printable ASCII but for space, '"', ',', ';', '\\'. */
 static bool is_cookie_octet(unsigned char c)
@@ -44,7 +28,7 @@ static bool valid_name(const char *name, size_t len)
     if (len == 0 || len > SG_COOKIE_MAX_NAME)
         return false;
     for (size_t i = 0; i < len; i++) {
-        if (!is_tchar((unsigned char)name[i]))
+        if (!sg_is_tchar((unsigned char)name[i])) /* RFC 6265: a name is a token */
             return false;
     }
     return true;

@@ -174,10 +174,8 @@ void *sg_evmem_realloc(void *ptr, size_t size)
 
 static void *or_abort(void *p, size_t size)
 {
-    if (p == NULL) {
-        fprintf(stderr, "ssogate: out of memory (%zu bytes)\n", size);
-        abort();
-    }
+    if (p == NULL)
+        sg_out_of_memory(size);
     return p;
 }
 

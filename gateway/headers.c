@@ -1,5 +1,7 @@
 #include "ssogate/headers.h"
 
+#include "ssogate/common.h"
+
 #include <sys/queue.h>
 
 #include <event2/buffer.h>
@@ -81,6 +83,13 @@ static bool in_list(const char *name, const char *const *list, size_t count)
     return false;
 }
 
+/* "Connection", any case; the first letter is looked at before the rest (a
+ * message has a dozen header names, one of them at most a Connection). */
+static bool is_connection(const char *name)
+{
+    return (name[0] | 0x20) == 'c' && sg_headers_name_eq(name, "Connection");
+}
+
 bool sg_headers_is_hop_by_hop(const char *name)
 {
     /* Most names have a length no hop-by-hop name has: one strlen decides for them. */
@@ -97,27 +106,12 @@ bool sg_headers_is_identity(const char *name)
     return name_prefix_eq(name, "X-SSO-", 6);
 }
 
-/* RFC 9110 5.6.2 tchar: "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" /
- * "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
-static bool is_tchar(unsigned char c)
-{
-    static bool table[256];
-    static bool ready;
-    if (!ready) {
-        for (int i = 0; i < 256; i++)
-            table[i] = (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z') || (i >= '0' && i <= '9') ||
-                       (i != 0 && strchr("!#$%&'*+-.^_`|~", i) != NULL);
-        ready = true;
-    }
-    return table[c];
-}
-
 bool sg_headers_is_token(const char *name)
 {
     if (*name == '\0')
         return false;
     for (const unsigned char *p = (const unsigned char *)name; *p != '\0'; p++) {
-        if (!is_tchar(*p))
+        if (!sg_is_tchar(*p))
             return false;
     }
     return true;
@@ -156,8 +150,7 @@ static bool listed_in_any_connection(const struct evkeyvalq *headers, const char
     const struct evkeyval *h;
     TAILQ_FOREACH(h, headers, next)
     {
-        if (strcasecmp(h->key, "Connection") == 0 &&
-            sg_headers_listed_in_connection(h->value, name))
+        if (is_connection(h->key) && sg_headers_listed_in_connection(h->value, name))
             return true;
     }
     return false;
@@ -255,7 +248,7 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
 
     TAILQ_FOREACH(h, in, next)
     {
-        if (strcasecmp(h->key, "Connection") != 0)
+        if (!is_connection(h->key))
             continue;
         if (lines == CONNECTION_LINES_MAX)
             many = true;
@@ -275,13 +268,6 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
             sg_lines_add(&kept, h->key, h->value);
     }
     sg_lines_end(&kept);
-}
-
-/* "Connection", any case; the first letter is looked at before the rest (an
- * answer has a dozen header names, one of them at most a Connection). */
-static bool is_connection(const char *name)
-{
-    return (name[0] | 0x20) == 'c' && strcasecmp(name, "Connection") == 0;
 }
 
 /* True when name is listed in any Connection header of in[0..count). */
@@ -527,7 +513,7 @@ enum sg_headers_status sg_headers_validate(const struct evkeyvalq *in, bool http
         } else if (strcasecmp(h->key, "Transfer-Encoding") == 0) {
             if (++encodings > 1 || strcasecmp(h->value, "chunked") != 0)
                 return SG_HEADERS_TRANSFER_ENCODING;
-        } else if (strcasecmp(h->key, "Connection") == 0) {
+        } else if (is_connection(h->key)) {
             if (connection_names_protected(h->value))
                 return SG_HEADERS_PROTECTED_IN_CONNECTION;
         }

@@ -7,8 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-/* A growing byte string; out of memory aborts. Every string of a target is
- * the allocator's of evmem.h (a request makes several): sg_evmem_free. */
+/* A growing byte string; out of memory aborts. Everything this file
+ * allocates, a target's strings included, is the allocator's of evmem.h (a
+ * request makes several): sg_evmem_free, never free(). */
 struct buf {
     char *data;
     size_t len;
@@ -272,10 +273,10 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
             }
             if (depth == cap) {
                 cap *= 2;
-                size_t *more = sg_malloc(cap * sizeof(*starts));
+                size_t *more = sg_evmem_alloc(cap * sizeof(*starts));
                 memcpy(more, starts, depth * sizeof(*starts));
                 if (starts != starts_here)
-                    free(starts);
+                    sg_evmem_free(starts);
                 starts = more;
             }
             starts[depth++] = out->len;
@@ -293,7 +294,7 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
 end:
     sg_evmem_free(seg.data);
     if (starts != starts_here)
-        free(starts);
+        sg_evmem_free(starts);
     return status;
 }
 

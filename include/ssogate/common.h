@@ -5,6 +5,7 @@
 #ifndef SSOGATE_COMMON_H
 #define SSOGATE_COMMON_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,9 @@ enum sg_error {
 /* Returns a static, human-readable text for an SG_E* code. */
 const char *sg_strerror(int err);
 
+/* Says so on stderr and aborts: what every allocation below does when malloc fails. */
+_Noreturn void sg_out_of_memory(size_t size);
+
 /* Allocation that never returns NULL: out of memory aborts the process. */
 void *sg_malloc(size_t size);
 void *sg_calloc(size_t count, size_t size);
@@ -48,6 +52,23 @@ void sg_errbuf(char *buf, size_t len, const char *fmt, ...) __attribute__((forma
     } while (0)
 
 #define SG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* RFC 9110 5.6.2 tchar, what a header name or a cookie name is made of: "!" / "#" / "$" / "%" /
+ * "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. One bit per
+ * ASCII byte, in two words known at compile time: names are checked on every request. */
+#define SG_TCHAR_BIT(c)         ((uint64_t)1 << ((c)&63))
+#define SG_TCHAR_BITS(from, to) (((uint64_t)2 << ((to)&63)) - SG_TCHAR_BIT(from))
+static inline bool sg_is_tchar(unsigned char c)
+{
+    const uint64_t below_64 = SG_TCHAR_BIT('!') | SG_TCHAR_BITS('#', '\'') | SG_TCHAR_BIT('*') |
+                              SG_TCHAR_BIT('+') | SG_TCHAR_BIT('-') | SG_TCHAR_BIT('.') |
+                              SG_TCHAR_BITS('0', '9');
+    const uint64_t from_64 = SG_TCHAR_BITS('A', 'Z') | SG_TCHAR_BITS('^', '`') |
+                             SG_TCHAR_BITS('a', 'z') | SG_TCHAR_BIT('|') | SG_TCHAR_BIT('~');
+    if (c < 64)
+        return (below_64 >> c) & 1;
+    return c < 128 && ((from_64 >> (c - 64)) & 1);
+}
 
 /* Wall-clock seconds since the epoch, and a monotonic clock in microseconds. */
 int64_t sg_now_s(void);

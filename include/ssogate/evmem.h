@@ -1,12 +1,13 @@
 /*
  * libevent's memory: a free list per size class in front of malloc,
  * installed with event_set_mem_functions (nginx's pools and h2o's mem
- * caches play the same part). A proxied request makes some 45 allocations
- * inside libevent: the request object, a copy of every header name and
- * value, buffer chains of 1 to 8 KiB. glibc's tcache keeps at most seven
- * blocks of a size and none above 1032 bytes, so most of them went through
- * _int_malloc and _int_free: a fifth of the gateway's user-space
- * instructions per request (bench/profile --callgrind).
+ * caches play the same part). A proxied request makes 25 allocations and
+ * 25 frees inside libevent: the request object, a copy of every header
+ * name and value, buffer chains of 1 to 8 KiB. glibc's tcache keeps at
+ * most seven blocks of a size and none above 1032 bytes, so most of them
+ * went through _int_malloc and _int_free: with the gateway's own, malloc,
+ * calloc and free took a fifth of its user-space instructions per request
+ * (bench/profile --callgrind).
  *
  * Blocks up to 64 KiB come in 23 classes (32, 48, 64, 96, ... 65536 bytes:
  * each power of two and the midpoint above it); a freed block goes to its

@@ -135,6 +135,18 @@ itest('headers named in any of several Connection lines are not forwarded', asyn
   assertNoHopHeaders(echo, ['x-hop-custom']);
 });
 
+itest('a Connection header named in any case is read as one', async (t, h) => {
+  const { gw } = await setup(h);
+  const echo = await echoRaw(gw, [
+    'cONNECTION: X-Hop-Custom',
+    'connection: x-hop-second',
+    'X-Hop-Custom: must go',
+    'X-Hop-Second: must go too',
+    'X-End-To-End: kept',
+  ]);
+  assertNoHopHeaders(echo, ['x-hop-custom', 'x-hop-second']);
+});
+
 itest('hop-by-hop response headers are not passed to the client', async (t, h) => {
   const { gw } = await setup(h);
   const res = await request(gw, { path: '/hop' });

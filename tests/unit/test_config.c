@@ -6,6 +6,7 @@
  */
 #include "../../gateway/common.c"
 #include "../../gateway/evmem.c"
+#include "../../gateway/headers.c"
 #include "../../gateway/cookie.c"
 #include "../../gateway/cookies.c"
 #include "../../gateway/policy.c"

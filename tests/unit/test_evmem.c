@@ -54,7 +54,8 @@ static void test_classes_fit(void **state)
     }
     for (uint32_t cls = 0; cls < CLASSES; cls++) {
         assert_int_equal(class_of(capacity(cls)), cls);
-        assert_int_equal(class_of(capacity(cls) + 1), cls + 1 < CLASSES ? cls + 1 : CLASSES);
+        if (cls + 1 < CLASSES) /* past the last class a block is large: class_of is not asked */
+            assert_int_equal(class_of(capacity(cls) + 1), cls + 1);
     }
     sg_evmem_trim();
 }

@@ -172,3 +172,25 @@ void sg_hex_encode(const unsigned char *in, size_t len, char *out)
     }
     out[2 * len] = '\0';
 }
+
+char *sg_percent_encode(const char *s, bool space_as_plus)
+{
+    static const char digits[] = "0123456789ABCDEF";
+    size_t len = strlen(s);
+    if (len > (SIZE_MAX - 1) / 3)
+        sg_out_of_memory(SIZE_MAX);
+    char *out = sg_malloc(3 * len + 1), *at = out;
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+        if (sg_is_unreserved(*p)) {
+            *at++ = (char)*p;
+        } else if (*p == ' ' && space_as_plus) {
+            *at++ = '+';
+        } else {
+            *at++ = '%';
+            *at++ = digits[*p >> 4];
+            *at++ = digits[*p & 15];
+        }
+    }
+    *at = '\0';
+    return out;
+}

@@ -3,7 +3,6 @@
 #include "ssogate/claimheaders.h"
 #include "ssogate/common.h"
 #include "ssogate/cookies.h"
-#include "ssogate/evmem.h"
 #include "ssogate/identity.h"
 #include "ssogate/jose.h"
 #include "ssogate/json.h"
@@ -313,14 +312,13 @@ static char *authorization_location(const struct sg_snapshot *snap, const struct
     char challenge[SG_PKCE_CHALLENGE_LEN + 1];
     sg_pkce_challenge_s256(s->verifier, strlen(s->verifier), challenge);
     const char *endpoint = sg_oidc_authorization_endpoint(snap->oidc);
-    char *client_id = sg_evmem_take(evhttp_uriencode(cfg->idp->client_id, -1, 0));
-    char *redirect_uri = sg_evmem_take(evhttp_uriencode(sg_oidc_redirect_uri(snap->oidc), -1, 0));
+    char *client_id = sg_percent_encode(cfg->idp->client_id, false);
+    char *redirect_uri = sg_percent_encode(sg_oidc_redirect_uri(snap->oidc), false);
     struct evbuffer *scope = evbuffer_new();
     for (char **sc = cfg->idp->scopes; *sc != NULL; sc++)
         evbuffer_add_printf(scope, "%s%s", sc == cfg->idp->scopes ? "" : " ", *sc);
     evbuffer_add(scope, "", 1);
-    char *scope_enc =
-        sg_evmem_take(evhttp_uriencode((const char *)evbuffer_pullup(scope, -1), -1, 0));
+    char *scope_enc = sg_percent_encode((const char *)evbuffer_pullup(scope, -1), false);
     char *location = sg_asprintf("%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s"
                                  "&state=%s&nonce=%s&code_challenge=%s"
                                  "&code_challenge_method=S256",
@@ -887,7 +885,7 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     if (status == SG_OIDC_USERINFO_INVALID)
         return login_result(p->r, SG_LOGIN_USERINFO_INVALID, detail);
     if (status != SG_OIDC_OK && (size_t)status < SG_ARRAY_LEN(failed) && failed[status] != 0) {
-        char *retry = sg_evmem_take(evhttp_uriencode(p->state.return_to, -1, 0));
+        char *retry = sg_percent_encode(p->state.return_to, false);
         char *message = sg_asprintf("The identity provider did not complete the sign-in. "
                                     "Please try again: /_sso/login?return_to=%s",
                                     retry);
@@ -1076,11 +1074,11 @@ int sg_login_logout(struct sg_request *r)
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token
-                             ? sg_evmem_take(evhttp_uriencode(identity.session.id_token, -1, 0))
+                             ? sg_percent_encode(identity.session.id_token, false)
                              : NULL;
             char *post_logout = sg_asprintf("%s/", cfg->public_url.text);
-            char *post_logout_enc = sg_evmem_take(evhttp_uriencode(post_logout, -1, 0));
-            char *client_id = sg_evmem_take(evhttp_uriencode(cfg->idp->client_id, -1, 0));
+            char *post_logout_enc = sg_percent_encode(post_logout, false);
+            char *client_id = sg_percent_encode(cfg->idp->client_id, false);
             location = sg_asprintf("%s%sclient_id=%s&post_logout_redirect_uri=%s%s%s", end_session,
                                    strchr(end_session, '?') ? "&" : "?", client_id, post_logout_enc,
                                    hint ? "&id_token_hint=" : "", hint ? hint : "");
@@ -1100,8 +1098,7 @@ int sg_login_logout(struct sg_request *r)
 int sg_login_redirect_required(struct sg_request *r)
 {
     char *uri = sg_target_origin_form(&r->target);
-    char *return_to =
-        sg_evmem_take(evhttp_uriencode(sg_redirect_target_valid(uri) ? uri : "/", -1, 0));
+    char *return_to = sg_percent_encode(sg_redirect_target_valid(uri) ? uri : "/", false);
     free(uri);
     char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
     sg_request_redirect(r, 302, location);

@@ -2,7 +2,6 @@
 
 #include "ssogate/common.h"
 #include "ssogate/config.h"
-#include "ssogate/evmem.h"
 #include "ssogate/httpc.h"
 #include "ssogate/jose.h"
 #include "ssogate/json.h"
@@ -602,7 +601,7 @@ static void on_token(const char *err, int status, const char *body, size_t len, 
 
 static char *form_encode(const char *value)
 {
-    return sg_evmem_take(evhttp_uriencode(value, -1, 1));
+    return sg_percent_encode(value, true);
 }
 
 static char *basic_credentials(const char *client_id, const char *secret)

@@ -40,11 +40,11 @@ static void buf_byte(struct buf *b, char c)
     buf_add(b, &c, 1);
 }
 
-/* Character classes of RFC 3986, one bit each in a table of the 256 bytes. */
+/* Character classes of RFC 3986, one bit each in a table of the 256 bytes (unreserved is
+ * sg_is_unreserved). */
 enum {
-    C_UNRESERVED = 1, /* ALPHA DIGIT - . _ ~ */
-    C_PCHAR = 2,      /* unreserved, sub-delims, ':' and '@': raw in a path segment */
-    C_QUERY = 4,      /* pchar, '/', '?', and what browsers send raw in a query (WHATWG) */
+    C_PCHAR = 1, /* unreserved, sub-delims, ':' and '@': raw in a path segment */
+    C_QUERY = 2, /* pchar, '/', '?', and what browsers send raw in a query (WHATWG) */
 };
 
 static unsigned char char_class(unsigned char c)
@@ -53,21 +53,13 @@ static unsigned char char_class(unsigned char c)
     static bool ready;
     if (!ready) {
         for (int i = 1; i < 256; i++) {
-            bool unreserved = (i >= 'a' && i <= 'z') || (i >= 'A' && i <= 'Z') ||
-                              (i >= '0' && i <= '9') || strchr("-._~", i) != NULL;
-            bool pchar = unreserved || strchr("!$&'()*+,;=:@", i) != NULL;
+            bool pchar = sg_is_unreserved((unsigned char)i) || strchr("!$&'()*+,;=:@", i) != NULL;
             bool query = pchar || strchr("/?[]{}|\\^`", i) != NULL;
-            table[i] = (unsigned char)((unreserved ? C_UNRESERVED : 0) | (pchar ? C_PCHAR : 0) |
-                                       (query ? C_QUERY : 0));
+            table[i] = (unsigned char)((pchar ? C_PCHAR : 0) | (query ? C_QUERY : 0));
         }
         ready = true;
     }
     return table[c];
-}
-
-static bool is_unreserved(unsigned char c)
-{
-    return (char_class(c) & C_UNRESERVED) != 0;
 }
 
 static bool is_pchar(unsigned char c)
@@ -175,7 +167,7 @@ static enum sg_target_status segment_decode(const char *p, const char *end, bool
             return SG_TARGET_DOUBLE_ENCODING;
         if (!utf8_feed(u, v))
             return SG_TARGET_BAD_UTF8;
-        if (is_unreserved(v)) {
+        if (sg_is_unreserved(v)) {
             buf_byte(seg, (char)v);
         } else {
             char esc[3] = {'%', hex[v >> 4], hex[v & 15]};

@@ -70,6 +70,18 @@ static inline bool sg_is_tchar(unsigned char c)
     return c < 128 && ((from_64 >> (c - 64)) & 1);
 }
 
+/* RFC 3986 2.3 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~", what percent-encoding leaves as
+ * it is. In the same two words as sg_is_tchar. */
+static inline bool sg_is_unreserved(unsigned char c)
+{
+    const uint64_t below_64 = SG_TCHAR_BIT('-') | SG_TCHAR_BIT('.') | SG_TCHAR_BITS('0', '9');
+    const uint64_t from_64 =
+        SG_TCHAR_BITS('A', 'Z') | SG_TCHAR_BIT('_') | SG_TCHAR_BITS('a', 'z') | SG_TCHAR_BIT('~');
+    if (c < 64)
+        return (below_64 >> c) & 1;
+    return c < 128 && ((from_64 >> (c - 64)) & 1);
+}
+
 /* Wall-clock seconds since the epoch, and a monotonic clock in microseconds. */
 int64_t sg_now_s(void);
 int64_t sg_mono_us(void);
@@ -90,5 +102,12 @@ void sg_hex_encode(const unsigned char *in, size_t len, char *out);
 
 /* The value of one hex digit (either case), or -1. */
 int sg_hex_value(unsigned char c);
+
+/*
+ * s percent-encoded (RFC 3986 section 2.1, uppercase hex) in a new string: every byte but the
+ * unreserved characters, and with space_as_plus a space as "+" (form encoding). The same output
+ * as evhttp_uriencode(s, -1, space_as_plus), without a printf call per encoded byte.
+ */
+char *sg_percent_encode(const char *s, bool space_as_plus);
 
 #endif

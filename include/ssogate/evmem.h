@@ -32,7 +32,7 @@ void sg_evmem_install(void);
 
 /*
  * Takes a string that a libevent function returned for its caller to free
- * (evhttp_uriencode, evhttp_htmlescape): returns a copy from malloc, to be
+ * (evhttp_htmlescape): returns a copy from malloc, to be
  * freed with free(), and releases the original with the allocator libevent
  * used. NULL gives NULL.
  */

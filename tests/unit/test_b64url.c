@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <event2/http.h>
 
 static void test_b64url_vectors(void **state)
 {
@@ -68,12 +69,41 @@ static void test_b64url_strict(void **state)
     assert_int_equal(sg_b64url_encode("foo", 3, small, sizeof(small)), SG_ETOOBIG);
 }
 
+/* Percent-encoding gives what libevent's evhttp_uriencode gives, for every byte in both modes. */
+static void test_percent_encode(void **state)
+{
+    char all[256];
+    for (int c = 1; c < 256; c++)
+        all[c - 1] = (char)c;
+    all[255] = '\0';
+    const char *inputs[] = {
+        "",           "openid email profile", "https://gw.example/_sso/callback?a=b&c=d",
+        "AZaz09-._~", "caf\xc3\xa9 +%",       all};
+    for (size_t i = 0; i < SG_ARRAY_LEN(inputs); i++) {
+        for (int plus = 0; plus <= 1; plus++) {
+            char *ours = sg_percent_encode(inputs[i], plus);
+            char *theirs = evhttp_uriencode(inputs[i], -1, plus);
+            assert_non_null(theirs);
+            assert_string_equal(ours, theirs);
+            free(ours);
+            free(theirs);
+        }
+    }
+    char *form = sg_percent_encode("a b/c~", true);
+    assert_string_equal(form, "a+b%2Fc~");
+    free(form);
+    char *path = sg_percent_encode("a b/c~", false);
+    assert_string_equal(path, "a%20b%2Fc~");
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64url_vectors),
         cmocka_unit_test(test_b64url_roundtrip),
         cmocka_unit_test(test_b64url_strict),
+        cmocka_unit_test(test_percent_encode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

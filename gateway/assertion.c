@@ -111,7 +111,8 @@ static char *sign(const struct sg_config *cfg, const struct sg_signer *signer,
     size_t len;
     yajl_gen_get_buf(g, &payload, &len);
     char *token = NULL;
-    if (sg_jws_sign(signer->key, signer->kid, (const char *)payload, len, &token) != 0)
+    if (sg_jws_sign(signer->key, signer->sign_ctx, signer->kid, (const char *)payload, len,
+                    &token) != 0)
         token = NULL;
     yajl_gen_free(g);
     return token;

@@ -659,8 +659,8 @@ static char *client_assertion(const struct sg_oidc *oidc)
     size_t len;
     yajl_gen_get_buf(g, &payload, &len);
     char *jwt = NULL;
-    if (sg_jws_sign(oidc->client_key->key, oidc->client_key->kid, (const char *)payload, len,
-                    &jwt) != 0)
+    if (sg_jws_sign(oidc->client_key->key, oidc->client_key->sign_ctx, oidc->client_key->kid,
+                    (const char *)payload, len, &jwt) != 0)
         jwt = NULL;
     yajl_gen_free(g);
     return jwt;

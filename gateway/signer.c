@@ -41,6 +41,7 @@ int sg_signer_load(const struct sg_config *cfg, struct sg_signer *out, char *err
     }
     free(generated);
     out->alg = sg_jws_alg_name(alg);
+    out->sign_ctx = sg_jws_sign_ctx_new(out->key);
     sg_jwk_thumbprint(out->key, out->kid);
     return 0;
 }
@@ -64,12 +65,15 @@ int sg_signer_load_client(const struct sg_config *cfg, struct sg_signer *out, ch
         return err;
     }
     out->alg = sg_jws_alg_name(alg);
+    out->sign_ctx = sg_jws_sign_ctx_new(out->key);
     sg_jwk_thumbprint(out->key, out->kid);
     return 0;
 }
 
 void sg_signer_clear(struct sg_signer *signer)
 {
+    EVP_PKEY_CTX_free(signer->sign_ctx);
+    signer->sign_ctx = NULL;
     EVP_PKEY_free(signer->key);
     signer->key = NULL;
 }
@@ -78,6 +82,7 @@ void sg_signer_retire(struct sg_signer *retired, const struct sg_signer *current
 {
     sg_signer_clear(retired);
     *retired = *current;
+    retired->sign_ctx = NULL; /* a retired key only verifies */
     EVP_PKEY_up_ref(retired->key);
 }
 

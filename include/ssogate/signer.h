@@ -15,7 +15,8 @@ struct sg_config;
 
 /* The key that signs X-SSO-Assertion. */
 struct sg_signer {
-    EVP_PKEY *key; /* owned; NULL once cleared */
+    EVP_PKEY *key;          /* owned; NULL once cleared */
+    EVP_PKEY_CTX *sign_ctx; /* owned: sg_jws_sign_ctx_new(key), NULL for a retired key */
     char kid[64];
     const char *alg; /* "ES256" or "EdDSA" (static) */
 };

@@ -94,7 +94,7 @@ static void structured(const char *data, size_t size, const struct sg_jwk_set *k
     free(s);
 
     char *signed_token = NULL;
-    if (sg_jws_sign(signer, "ed1", payload, payload_len, &signed_token) != 0)
+    if (sg_jws_sign(signer, NULL, "ed1", payload, payload_len, &signed_token) != 0)
         abort();
     size_t len = strlen(signed_token);
     if (len <= SG_JOSE_MAX_TOKEN) {

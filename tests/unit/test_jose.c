@@ -127,7 +127,7 @@ static char *sign_token(const char *header, const char *payload, EVP_PKEY *pkey,
                          1);
         EVP_MD_CTX_free(ctx);
     } else {
-        assert_int_equal(sign_raw(alg, pkey, input, strlen(input), &sig, &sig_len), 0);
+        assert_int_equal(sign_raw(alg, pkey, NULL, input, strlen(input), &sig, &sig_len), 0);
     }
     char *s = sg_b64url_encode_alloc(sig, sig_len);
     char *t = sg_asprintf("%s.%s", input, s);
@@ -241,7 +241,7 @@ static void test_rfc8037_ed25519(void **state)
     unsigned char sig[64];
     size_t sig_len = 0;
     assert_int_equal(sg_b64url_decode(dot2 + 1, strlen(dot2 + 1), sig, sizeof(sig), &sig_len), 0);
-    assert_true(signature_verifies(SG_JWS_EDDSA, set->keys[0].pkey,
+    assert_true(signature_verifies(SG_JWS_EDDSA, &set->keys[0],
                                    (const unsigned char *)rfc8037_token,
                                    (size_t)(dot2 - rfc8037_token), sig, sig_len));
     assert_int_equal(verify(rfc8037_token, set, SG_JWS_EDDSA), SG_JWS_BAD_PAYLOAD);
@@ -250,7 +250,7 @@ static void test_rfc8037_ed25519(void **state)
     assert_int_equal(verify(t, set, SG_JWS_EDDSA), SG_JWS_BAD_SIGNATURE);
     free(t);
     sig[10] ^= 1;
-    assert_false(signature_verifies(SG_JWS_EDDSA, set->keys[0].pkey,
+    assert_false(signature_verifies(SG_JWS_EDDSA, &set->keys[0],
                                     (const unsigned char *)rfc8037_token,
                                     (size_t)(dot2 - rfc8037_token), sig, sig_len));
     /* A.4: signing with the RFC's private key gives the RFC's signature. */
@@ -263,8 +263,8 @@ static void test_rfc8037_ed25519(void **state)
     assert_non_null(priv);
     unsigned char *mine = NULL;
     size_t mine_len = 0;
-    assert_int_equal(sign_raw(SG_JWS_EDDSA, priv, rfc8037_token, (size_t)(dot2 - rfc8037_token),
-                              &mine, &mine_len),
+    assert_int_equal(sign_raw(SG_JWS_EDDSA, priv, NULL, rfc8037_token,
+                              (size_t)(dot2 - rfc8037_token), &mine, &mine_len),
                      0);
     char *mine_b64 = sg_b64url_encode_alloc(mine, mine_len);
     assert_string_equal(mine_b64, dot2 + 1);
@@ -788,7 +788,7 @@ static void test_sign_verify_roundtrip(void **state)
 
         const char *payload = "{\"iss\":\"https://gw\",\"sub\":\"u1\",\"n\":\"\\\"q\\\"\"}";
         char *token = NULL;
-        assert_int_equal(sg_jws_sign(key, kid, payload, strlen(payload), &token), 0);
+        assert_int_equal(sg_jws_sign(key, NULL, kid, payload, strlen(payload), &token), 0);
         struct sg_jws_result r = {0};
         assert_int_equal(sg_jws_verify(token, strlen(token), set, algs[i], &r), SG_JWS_OK);
         assert_int_equal(r.alg, algs[i]);
@@ -813,7 +813,7 @@ static void test_sign_verify_roundtrip(void **state)
         free(token);
 
         /* Without a kid. */
-        assert_int_equal(sg_jws_sign(key, NULL, payload, strlen(payload), &token), 0);
+        assert_int_equal(sg_jws_sign(key, NULL, NULL, payload, strlen(payload), &token), 0);
         assert_int_equal(verify(token, set, SG_JWS_ALGS_ALL), SG_JWS_OK);
         free(token);
 
@@ -830,7 +830,7 @@ static void test_sign_verify_roundtrip(void **state)
      * shorter ones do not sign. */
     EVP_PKEY *rsa = rsa_key(2048);
     char *token = NULL;
-    assert_int_equal(sg_jws_sign(rsa, "r", "{}", 2, &token), 0);
+    assert_int_equal(sg_jws_sign(rsa, NULL, "r", "{}", 2, &token), 0);
     assert_non_null(strstr(token, "eyJhbGciOiJSUzI1NiI")); /* {"alg":"RS256" */
     char *jwk = sg_jwk_export_json(rsa, "r");
     char *doc = sg_asprintf("{\"keys\":[%s]}", jwk);
@@ -844,11 +844,89 @@ static void test_sign_verify_roundtrip(void **state)
     EVP_PKEY_free(rsa);
     EVP_PKEY *small = rsa_key(1024);
     token = NULL;
-    assert_int_equal(sg_jws_sign(small, "s", "{}", 2, &token), SG_EINVAL);
+    assert_int_equal(sg_jws_sign(small, NULL, "s", "{}", 2, &token), SG_EINVAL);
     assert_null(token);
     EVP_PKEY_free(small);
     EVP_PKEY *out = NULL;
     assert_int_equal(sg_jose_key_generate(SG_JWS_RS256, &out), SG_EINVAL);
+}
+
+/*
+ * The prepared contexts (sg_jws_sign_ctx_new, a JWK's verify_ctx) give what the general path
+ * gives: RS256 signatures byte for byte (PKCS #1 v1.5 is deterministic), ES256 ones verified both
+ * ways, and each context, used again and again and after a refusal, still refuses a tampered
+ * token or another key's signature.
+ */
+static void test_prepared_contexts(void **state)
+{
+    EVP_PKEY *keys[] = {EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256"), rsa_key(2048)};
+    EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    enum sg_jws_alg algs[] = {SG_JWS_ES256, SG_JWS_RS256};
+    const char *payload = "{\"sub\":\"u1\",\"exp\":4102444800}";
+    for (size_t k = 0; k < SG_ARRAY_LEN(keys); k++) {
+        EVP_PKEY_CTX *ctx = sg_jws_sign_ctx_new(keys[k]);
+        assert_non_null(ctx);
+        struct sg_jwk_set *set = sg_jwk_set_new();
+        assert_int_equal(sg_jwk_set_add(set, keys[k], "k"), 0);
+        assert_non_null(set->keys[0].verify_ctx);
+        struct sg_jwk general = set->keys[0];
+        general.verify_ctx = NULL;
+        for (int round = 0; round < 8; round++) {
+            char *prepared_token = NULL, *general_token = NULL;
+            assert_int_equal(
+                sg_jws_sign(keys[k], ctx, "k", payload, strlen(payload), &prepared_token), 0);
+            assert_int_equal(
+                sg_jws_sign(keys[k], NULL, "k", payload, strlen(payload), &general_token), 0);
+            if (algs[k] == SG_JWS_RS256)
+                assert_string_equal(prepared_token, general_token);
+            const char *tokens[] = {prepared_token, general_token};
+            for (size_t t = 0; t < SG_ARRAY_LEN(tokens); t++) {
+                const char *dot2 = strrchr(tokens[t], '.');
+                unsigned char sig[512];
+                size_t sig_len = 0;
+                assert_int_equal(
+                    sg_b64url_decode(dot2 + 1, strlen(dot2 + 1), sig, sizeof(sig), &sig_len), 0);
+                size_t input_len = (size_t)(dot2 - tokens[t]);
+                const unsigned char *input = (const unsigned char *)tokens[t];
+                assert_true(
+                    signature_verifies(algs[k], &set->keys[0], input, input_len, sig, sig_len));
+                assert_true(signature_verifies(algs[k], &general, input, input_len, sig, sig_len));
+                sig[sig_len / 2] ^= 1;
+                assert_false(
+                    signature_verifies(algs[k], &set->keys[0], input, input_len, sig, sig_len));
+                assert_false(signature_verifies(algs[k], &general, input, input_len, sig, sig_len));
+                sig[sig_len / 2] ^= 1;
+                assert_false(
+                    signature_verifies(algs[k], &set->keys[0], input, input_len - 1, sig, sig_len));
+                assert_int_equal(verify(tokens[t], set, algs[k]), SG_JWS_OK);
+            }
+            free(prepared_token);
+            free(general_token);
+        }
+        /* Another key's signature, through the same prepared context. */
+        if (algs[k] == SG_JWS_ES256) {
+            char *foreign = NULL;
+            assert_int_equal(sg_jws_sign(other, NULL, "k", payload, strlen(payload), &foreign), 0);
+            assert_int_equal(verify(foreign, set, SG_JWS_ES256), SG_JWS_BAD_SIGNATURE);
+            free(foreign);
+        }
+        sg_jwk_set_free(set);
+        EVP_PKEY_CTX_free(ctx);
+        EVP_PKEY_free(keys[k]);
+    }
+    EVP_PKEY_free(other);
+    /* Ed25519 signs the message itself: no prepared context, the general path signs. */
+    EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    assert_null(sg_jws_sign_ctx_new(ed));
+    struct sg_jwk_set *set = sg_jwk_set_new();
+    assert_int_equal(sg_jwk_set_add(set, ed, "e"), 0);
+    assert_null(set->keys[0].verify_ctx);
+    char *token = NULL;
+    assert_int_equal(sg_jws_sign(ed, NULL, "e", payload, strlen(payload), &token), 0);
+    assert_int_equal(verify(token, set, SG_JWS_EDDSA), SG_JWS_OK);
+    free(token);
+    sg_jwk_set_free(set);
+    EVP_PKEY_free(ed);
 }
 
 static void test_key_files(void **state)
@@ -1094,16 +1172,27 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
 
-        cmocka_unit_test(test_rfc7515_a2_rs256),   cmocka_unit_test(test_rfc7515_a3_es256),
-        cmocka_unit_test(test_rfc8037_ed25519),    cmocka_unit_test(test_rfc7638_thumbprint),
-        cmocka_unit_test(test_alg_none),           cmocka_unit_test(test_hs256_with_rsa_public_key),
-        cmocka_unit_test(test_alg_not_allowed),    cmocka_unit_test(test_forbidden_headers),
-        cmocka_unit_test(test_kid_selection),      cmocka_unit_test(test_ps256),
-        cmocka_unit_test(test_token_structure),    cmocka_unit_test(test_bad_payloads),
-        cmocka_unit_test(test_status_strings),     cmocka_unit_test(test_jwks_bad_keys),
-        cmocka_unit_test(test_jwks_bad_documents), cmocka_unit_test(test_sign_verify_roundtrip),
-        cmocka_unit_test(test_key_files),          cmocka_unit_test(test_claims),
-        cmocka_unit_test(test_claim_helpers),      cmocka_unit_test(test_alg_names),
+        cmocka_unit_test(test_rfc7515_a2_rs256),
+        cmocka_unit_test(test_rfc7515_a3_es256),
+        cmocka_unit_test(test_rfc8037_ed25519),
+        cmocka_unit_test(test_rfc7638_thumbprint),
+        cmocka_unit_test(test_alg_none),
+        cmocka_unit_test(test_hs256_with_rsa_public_key),
+        cmocka_unit_test(test_alg_not_allowed),
+        cmocka_unit_test(test_forbidden_headers),
+        cmocka_unit_test(test_kid_selection),
+        cmocka_unit_test(test_ps256),
+        cmocka_unit_test(test_token_structure),
+        cmocka_unit_test(test_bad_payloads),
+        cmocka_unit_test(test_status_strings),
+        cmocka_unit_test(test_jwks_bad_keys),
+        cmocka_unit_test(test_jwks_bad_documents),
+        cmocka_unit_test(test_sign_verify_roundtrip),
+        cmocka_unit_test(test_prepared_contexts),
+        cmocka_unit_test(test_key_files),
+        cmocka_unit_test(test_claims),
+        cmocka_unit_test(test_claim_helpers),
+        cmocka_unit_test(test_alg_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

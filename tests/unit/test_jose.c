@@ -851,6 +851,17 @@ static void test_sign_verify_roundtrip(void **state)
     assert_int_equal(sg_jose_key_generate(SG_JWS_RS256, &out), SG_EINVAL);
 }
 
+/* payload signed with key (the general path), then verified against set for alg. */
+static enum sg_jws_status signed_then_verified(EVP_PKEY *key, const struct sg_jwk_set *set,
+                                               const char *payload, unsigned alg)
+{
+    char *token = NULL;
+    assert_int_equal(sg_jws_sign(key, NULL, set->keys[0].kid, payload, strlen(payload), &token), 0);
+    enum sg_jws_status status = verify(token, set, alg);
+    free(token);
+    return status;
+}
+
 /*
  * The prepared contexts (sg_jws_sign_ctx_new, a JWK's verify_ctx) give what the general path
  * gives: RS256 signatures byte for byte (PKCS #1 v1.5 is deterministic), ES256 ones verified both
@@ -904,12 +915,9 @@ static void test_prepared_contexts(void **state)
             free(general_token);
         }
         /* Another key's signature, through the same prepared context. */
-        if (algs[k] == SG_JWS_ES256) {
-            char *foreign = NULL;
-            assert_int_equal(sg_jws_sign(other, NULL, "k", payload, strlen(payload), &foreign), 0);
-            assert_int_equal(verify(foreign, set, SG_JWS_ES256), SG_JWS_BAD_SIGNATURE);
-            free(foreign);
-        }
+        if (algs[k] == SG_JWS_ES256)
+            assert_int_equal(signed_then_verified(other, set, payload, SG_JWS_ES256),
+                             SG_JWS_BAD_SIGNATURE);
         sg_jwk_set_free(set);
         EVP_PKEY_CTX_free(ctx);
         EVP_PKEY_free(keys[k]);
@@ -921,10 +929,7 @@ static void test_prepared_contexts(void **state)
     struct sg_jwk_set *set = sg_jwk_set_new();
     assert_int_equal(sg_jwk_set_add(set, ed, "e"), 0);
     assert_null(set->keys[0].verify_ctx);
-    char *token = NULL;
-    assert_int_equal(sg_jws_sign(ed, NULL, "e", payload, strlen(payload), &token), 0);
-    assert_int_equal(verify(token, set, SG_JWS_EDDSA), SG_JWS_OK);
-    free(token);
+    assert_int_equal(signed_then_verified(ed, set, payload, SG_JWS_EDDSA), SG_JWS_OK);
     sg_jwk_set_free(set);
     EVP_PKEY_free(ed);
 }

@@ -83,11 +83,18 @@ static bool in_list(const char *name, const char *const *list, size_t count)
     return false;
 }
 
-/* "Connection", any case; the first letter is looked at before the rest (a
- * message has a dozen header names, one of them at most a Connection). */
+/* "Connection", any case (sg_headers_name_eq's answer: the name has no '-' for a '_' to fold to).
+ * A message has a dozen header names and at most one of them a Connection, and three of nginx's
+ * begin with "Con": one pass that stops at the first byte that differs, the end of name included
+ * (a NUL is no letter, so nothing past it is read). */
 static bool is_connection(const char *name)
 {
-    return (name[0] | 0x20) == 'c' && sg_headers_name_eq(name, "Connection");
+    static const char lower[] = "connection";
+    for (size_t i = 0; i < sizeof(lower) - 1; i++) {
+        if ((name[i] | 0x20) != lower[i])
+            return false;
+    }
+    return name[sizeof(lower) - 1] == '\0';
 }
 
 bool sg_headers_is_hop_by_hop(const char *name)

@@ -53,33 +53,37 @@ void sg_errbuf(char *buf, size_t len, const char *fmt, ...) __attribute__((forma
 
 #define SG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* One bit per byte value, the 256 of them in four words known at compile time: a class of bytes
+ * tested without a branch (names and values are checked on every request). */
+#define SG_BYTE_BIT(c)         ((uint64_t)1 << ((c)&63))
+#define SG_BYTE_BITS(from, to) (((uint64_t)2 << ((to)&63)) - SG_BYTE_BIT(from))
+static inline bool sg_byte_in(const uint64_t set[4], unsigned char c)
+{
+    return (set[c >> 6] >> (c & 63)) & 1;
+}
+
 /* RFC 9110 5.6.2 tchar, what a header name or a cookie name is made of: "!" / "#" / "$" / "%" /
- * "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. One bit per
- * ASCII byte, in two words known at compile time: names are checked on every request. */
-#define SG_TCHAR_BIT(c)         ((uint64_t)1 << ((c)&63))
-#define SG_TCHAR_BITS(from, to) (((uint64_t)2 << ((to)&63)) - SG_TCHAR_BIT(from))
+ * "&" / "'" / "*" / "+" / "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA. */
 static inline bool sg_is_tchar(unsigned char c)
 {
-    const uint64_t below_64 = SG_TCHAR_BIT('!') | SG_TCHAR_BITS('#', '\'') | SG_TCHAR_BIT('*') |
-                              SG_TCHAR_BIT('+') | SG_TCHAR_BIT('-') | SG_TCHAR_BIT('.') |
-                              SG_TCHAR_BITS('0', '9');
-    const uint64_t from_64 = SG_TCHAR_BITS('A', 'Z') | SG_TCHAR_BITS('^', '`') |
-                             SG_TCHAR_BITS('a', 'z') | SG_TCHAR_BIT('|') | SG_TCHAR_BIT('~');
-    if (c < 64)
-        return (below_64 >> c) & 1;
-    return c < 128 && ((from_64 >> (c - 64)) & 1);
+    static const uint64_t tchar[4] = {
+        SG_BYTE_BIT('!') | SG_BYTE_BITS('#', '\'') | SG_BYTE_BIT('*') | SG_BYTE_BIT('+') |
+            SG_BYTE_BIT('-') | SG_BYTE_BIT('.') | SG_BYTE_BITS('0', '9'),
+        SG_BYTE_BITS('A', 'Z') | SG_BYTE_BITS('^', '`') | SG_BYTE_BITS('a', 'z') |
+            SG_BYTE_BIT('|') | SG_BYTE_BIT('~'),
+    };
+    return sg_byte_in(tchar, c);
 }
 
 /* RFC 3986 2.3 unreserved: ALPHA / DIGIT / "-" / "." / "_" / "~", what percent-encoding leaves as
- * it is. In the same two words as sg_is_tchar. */
+ * it is. */
 static inline bool sg_is_unreserved(unsigned char c)
 {
-    const uint64_t below_64 = SG_TCHAR_BIT('-') | SG_TCHAR_BIT('.') | SG_TCHAR_BITS('0', '9');
-    const uint64_t from_64 =
-        SG_TCHAR_BITS('A', 'Z') | SG_TCHAR_BIT('_') | SG_TCHAR_BITS('a', 'z') | SG_TCHAR_BIT('~');
-    if (c < 64)
-        return (below_64 >> c) & 1;
-    return c < 128 && ((from_64 >> (c - 64)) & 1);
+    static const uint64_t unreserved[4] = {
+        SG_BYTE_BIT('-') | SG_BYTE_BIT('.') | SG_BYTE_BITS('0', '9'),
+        SG_BYTE_BITS('A', 'Z') | SG_BYTE_BIT('_') | SG_BYTE_BITS('a', 'z') | SG_BYTE_BIT('~'),
+    };
+    return sg_byte_in(unreserved, c);
 }
 
 /* Wall-clock seconds since the epoch, and a monotonic clock in microseconds. */

@@ -676,9 +676,49 @@ static void test_is_token(void **state)
     }
 }
 
+/* is_connection gives sg_headers_name_eq(name, "Connection")'s answer. */
+static void test_is_connection(void **state)
+{
+    const char *names[] = {
+        "Connection",   "connection", "CONNECTION", "cONNECTION", "Connectio",   "Connections",
+        "Content-Type", "",           "C",          "Konnection", "Connection ", "Connect_ion",
+        "Co\x0enection"};
+    for (size_t i = 0; i < SG_ARRAY_LEN(names); i++) {
+        if (is_connection(names[i]) != sg_headers_name_eq(names[i], "Connection"))
+            fail_msg("is_connection(\"%s\") is %d", names[i], is_connection(names[i]));
+    }
+    assert_true(is_connection("cOnNeCtIoN"));
+    assert_false(is_connection("Connection-X"));
+    /* Every byte in every position: only the letters of "connection", in either case, pass. */
+    for (size_t at = 0; at < 10; at++) {
+        for (int c = 1; c < 256; c++) {
+            char name[] = "Connection";
+            name[at] = (char)c;
+            if (is_connection(name) != sg_headers_name_eq(name, "Connection"))
+                fail_msg("byte 0x%02x at %zu: is_connection %d", c, at, is_connection(name));
+        }
+    }
+}
+
+/* The byte classes of common.h against their RFCs' definitions, spelt out, for all 256 bytes. */
+static void test_byte_classes_every_byte(void **state)
+{
+    for (int c = 0; c < 256; c++) {
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        bool tchar = alnum || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+        bool unreserved = alnum || (c != 0 && strchr("-._~", c) != NULL);
+        if (sg_is_tchar((unsigned char)c) != tchar)
+            fail_msg("sg_is_tchar(0x%02x) is %d", c, !tchar);
+        if (sg_is_unreserved((unsigned char)c) != unreserved)
+            fail_msg("sg_is_unreserved(0x%02x) is %d", c, !unreserved);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_byte_classes_every_byte),
+        cmocka_unit_test(test_is_connection),
         cmocka_unit_test(test_hop_by_hop_names),
         cmocka_unit_test(test_value_ok_every_byte),
         cmocka_unit_test(test_identity_namespace),

@@ -183,7 +183,7 @@ static void test_response_filter(void **state)
     evhttp_add_header(in, "X-Internal", "secret");
     evhttp_add_header(in, "Transfer-Encoding", "chunked");
 
-    struct sg_header headers[16];
+    struct sg_header headers[16] = {0};
     size_t count = 0;
     struct evkeyval *h;
     TAILQ_FOREACH(h, in, next)

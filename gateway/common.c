@@ -175,7 +175,6 @@ void sg_hex_encode(const unsigned char *in, size_t len, char *out)
 
 char *sg_percent_encode(const char *s, bool space_as_plus)
 {
-    static const char digits[] = "0123456789ABCDEF";
     size_t len = strlen(s);
     if (len > (SIZE_MAX - 1) / 3)
         sg_out_of_memory(SIZE_MAX);
@@ -186,9 +185,8 @@ char *sg_percent_encode(const char *s, bool space_as_plus)
         } else if (*p == ' ' && space_as_plus) {
             *at++ = '+';
         } else {
-            *at++ = '%';
-            *at++ = digits[*p >> 4];
-            *at++ = digits[*p & 15];
+            sg_percent_byte(*p, at);
+            at += 3;
         }
     }
     *at = '\0';

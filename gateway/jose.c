@@ -229,6 +229,12 @@ static int jwk_bytes(yajl_val jwk, const char *name, size_t want, size_t max, un
     return 0;
 }
 
+/* Whether alg signs a SHA-256 digest through a prepared context, when the key has one. */
+static bool through_prepared(enum sg_jws_alg alg, const EVP_PKEY_CTX *prepared)
+{
+    return (alg == SG_JWS_ES256 || alg == SG_JWS_RS256) && prepared != NULL;
+}
+
 /*
  * A context that signs (sign) or verifies with pkey a SHA-256 digest as ES256 (EC P-256) or RS256
  * (RSA, PKCS #1 v1.5) do, made once per key: OpenSSL 3 otherwise fetches the algorithms and builds
@@ -779,7 +785,7 @@ static bool signature_verifies(enum sg_jws_alg alg, const struct sg_jwk *key,
             goto end;
         break;
     }
-    if ((alg == SG_JWS_ES256 || alg == SG_JWS_RS256) && key->verify_ctx != NULL) {
+    if (through_prepared(alg, key->verify_ctx)) {
         unsigned char digest[SG_SHA256_LEN];
         sg_sha256(input, input_len, digest);
         ok = EVP_PKEY_verify(key->verify_ctx, sig, sig_len, digest, sizeof(digest)) == 1;
@@ -946,7 +952,7 @@ static int sign_der(enum sg_jws_alg alg, EVP_PKEY *pkey, EVP_PKEY_CTX *prepared,
     unsigned char *sig = NULL;
     size_t sig_len = 0;
     EVP_MD_CTX *ctx = NULL;
-    if ((alg == SG_JWS_ES256 || alg == SG_JWS_RS256) && prepared != NULL) {
+    if (through_prepared(alg, prepared)) {
         unsigned char digest[SG_SHA256_LEN];
         sg_sha256(input, input_len, digest);
         if (EVP_PKEY_sign(prepared, NULL, &sig_len, digest, sizeof(digest)) != 1)

@@ -139,7 +139,6 @@ struct pass {
 static enum sg_target_status segment_decode(const char *p, const char *end, bool keep_slash,
                                             struct utf8 *u, struct buf *seg)
 {
-    static const char hex[] = "0123456789ABCDEF";
     while (p < end) {
         if (*p != '%') {
             /* A run of raw bytes, copied at once. */
@@ -170,7 +169,8 @@ static enum sg_target_status segment_decode(const char *p, const char *end, bool
         if (sg_is_unreserved(v)) {
             buf_byte(seg, (char)v);
         } else {
-            char esc[3] = {'%', hex[v >> 4], hex[v & 15]};
+            char esc[3];
+            sg_percent_byte(v, esc);
             buf_add(seg, esc, 3);
         }
     }

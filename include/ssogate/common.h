@@ -107,6 +107,15 @@ void sg_hex_encode(const unsigned char *in, size_t len, char *out);
 /* The value of one hex digit (either case), or -1. */
 int sg_hex_value(unsigned char c);
 
+/* Writes byte v percent-encoded ("%XY", uppercase hex, RFC 3986 2.1) into out, no NUL. */
+static inline void sg_percent_byte(unsigned char v, char out[3])
+{
+    static const char digits[] = "0123456789ABCDEF";
+    out[0] = '%';
+    out[1] = digits[v >> 4];
+    out[2] = digits[v & 15];
+}
+
 /*
  * s percent-encoded (RFC 3986 section 2.1, uppercase hex) in a new string: every byte but the
  * unreserved characters, and with space_as_plus a space as "+" (form encoding). The same output

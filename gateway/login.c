@@ -40,6 +40,9 @@
 #define LOGINS_METRIC  "ssogate_logins_total"
 #define SWEEP_AT_LIMIT 1000 /* expired states dropped at once when the cap is reached */
 
+/* The binding is drawn with the state's tokens, written at their size. */
+_Static_assert(TOKEN_SIZE >= SG_LOGINSTATE_TOKEN_SIZE, "binding buffer");
+
 /* A callback waiting for its code exchange. */
 struct pending {
     struct sg_logins *logins;
@@ -268,9 +271,6 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     char binding[TOKEN_SIZE];
     bool new_binding = !sg_cookies_get(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_LOGIN,
                                        binding, TOKEN_LEN);
-    if (new_binding)
-        sg_random_token(32, binding, sizeof(binding));
-
     struct sg_loginstate s = {
         .return_to = sg_strdup(return_to),
         .purpose = purpose,
@@ -278,9 +278,8 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
         .psa_user = psa_user ? sg_strdup(psa_user) : NULL,
         .created = sg_now_s(),
     };
-    sg_random_token(32, s.state, sizeof(s.state));
-    sg_random_token(32, s.nonce, sizeof(s.nonce));
-    sg_random_token(32, s.verifier, sizeof(s.verifier));
+    char *const tokens[] = {s.state, s.nonce, s.verifier, binding};
+    sg_random_tokens(32, tokens, new_binding ? 4 : 3, sizeof(s.state));
     sg_sha256(binding, strlen(binding), s.binding);
     if (r->shared != NULL) {
         int sent = begin_shared(r, &s, new_binding ? binding : NULL, status);
@@ -1098,11 +1097,8 @@ int sg_login_logout(struct sg_request *r)
 int sg_login_redirect_required(struct sg_request *r)
 {
     char *uri = sg_target_origin_form(&r->target);
-    char *return_to = sg_percent_encode(sg_redirect_target_valid(uri) ? uri : "/", false);
+    int status = sg_login_begin(r, SG_LOGIN_SESSION, sg_redirect_target_valid(uri) ? uri : "/",
+                                NULL, NULL, 302);
     free(uri);
-    char *location = sg_asprintf("/_sso/login?return_to=%s", return_to);
-    sg_request_redirect(r, 302, location);
-    free(location);
-    free(return_to);
-    return 302;
+    return status;
 }

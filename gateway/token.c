@@ -8,8 +8,6 @@
 #include "ssogate/common.h"
 
 #include <openssl/crypto.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
 #include <stdbool.h>
 
 static bool pkce_unreserved(char c)
@@ -26,24 +24,28 @@ int sg_pkce_challenge_s256(const char *verifier, size_t len, char out[SG_PKCE_CH
         if (!pkce_unreserved(verifier[i]))
             return SG_EINVAL;
     }
-    unsigned char digest[32];
-    unsigned int digest_len = 0;
-    if (EVP_Digest(verifier, len, digest, &digest_len, EVP_sha256(), NULL) != 1) {
-        ERR_clear_error();
-        return SG_ECRYPTO;
-    }
-    return sg_b64url_encode(digest, digest_len, out, SG_PKCE_CHALLENGE_LEN + 1);
+    unsigned char digest[SG_SHA256_LEN];
+    sg_sha256(verifier, len, digest);
+    return sg_b64url_encode(digest, sizeof(digest), out, SG_PKCE_CHALLENGE_LEN + 1);
+}
+
+int sg_random_tokens(size_t nbytes, char *const outs[], size_t count, size_t out_size)
+{
+    unsigned char buf[512];
+    if (nbytes == 0 || count == 0 || nbytes > sizeof(buf) / count)
+        return SG_EINVAL;
+    if (out_size < SG_B64URL_ENCODED_LEN(nbytes) + 1)
+        return SG_ETOOBIG;
+    /* One draw for all: each RAND_bytes call costs a getpid(2) (OpenSSL's fork check). */
+    sg_random_bytes(buf, nbytes * count);
+    int rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++)
+        rc = sg_b64url_encode(buf + i * nbytes, nbytes, outs[i], out_size);
+    OPENSSL_cleanse(buf, nbytes * count);
+    return rc;
 }
 
 int sg_random_token(size_t nbytes, char *out, size_t out_size)
 {
-    unsigned char buf[512];
-    if (nbytes == 0 || nbytes > sizeof(buf))
-        return SG_EINVAL;
-    if (out_size < SG_B64URL_ENCODED_LEN(nbytes) + 1)
-        return SG_ETOOBIG;
-    sg_random_bytes(buf, nbytes);
-    int rc = sg_b64url_encode(buf, nbytes, out, out_size);
-    OPENSSL_cleanse(buf, nbytes);
-    return rc;
+    return sg_random_tokens(nbytes, &out, 1, out_size);
 }

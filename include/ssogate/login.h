@@ -58,8 +58,9 @@ int sg_login_logout(struct sg_request *r);
 int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const char *return_to,
                    const char *psa_tenant, const char *psa_user, int status);
 
-/* Redirects (302) to the login start for a page that requires a session; the
- * login returns to r's normalised target, the one the route was decided on. */
+/* Starts a login (sg_login_begin: a 302 to the IdP) for a page that requires a
+ * session; it returns to r's normalised target, the one the route was decided
+ * on. Returns as sg_login_begin. */
 int sg_login_redirect_required(struct sg_request *r);
 
 #endif

@@ -19,9 +19,16 @@
 int sg_random_token(size_t nbytes, char *out, size_t out_size);
 
 /*
+ * sg_random_token for count tokens of nbytes each (count * nbytes at most 512),
+ * drawn at once: outs[i] gets the i-th, each out_size bytes. Returns as
+ * sg_random_token. outs is borrowed.
+ */
+int sg_random_tokens(size_t nbytes, char *const outs[], size_t count, size_t out_size);
+
+/*
  * Writes the S256 code challenge of verifier (len bytes, 43 to 128 characters
- * of [A-Za-z0-9-._~]) and a NUL into out. Returns 0, SG_EINVAL for a malformed
- * verifier, SG_ECRYPTO when SHA-256 fails. verifier is borrowed.
+ * of [A-Za-z0-9-._~]) and a NUL into out. Returns 0, or SG_EINVAL for a
+ * malformed verifier. verifier is borrowed.
  */
 int sg_pkce_challenge_s256(const char *verifier, size_t len, char out[SG_PKCE_CHALLENGE_LEN + 1]);
 

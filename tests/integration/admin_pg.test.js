@@ -40,6 +40,8 @@ async function run(bin, args, { input, timeout = ADMIN_TIMEOUT_MS } = {}) {
   const res = await new Promise((resolve) => {
     const child = childProcess.execFile(bin, args, { timeout, killSignal: 'SIGKILL', encoding: 'latin1' },
       (err, stdout, stderr) => resolve({ code: err ? (err.code ?? err.signal) : 0, stdout, stderr, ms: Date.now() - started }));
+    // A command that exits without reading its input closes the pipe first: EPIPE is no failure here.
+    child.stdin.on('error', (err) => assert.equal(err.code, 'EPIPE', `${path.basename(bin)} stdin: ${err.message}`));
     child.stdin.end(input ?? '');
   });
   assert.doesNotMatch(res.stderr, SANITIZER_REPORT, `${path.basename(bin)} ${args.join(' ')}`);

@@ -33,6 +33,19 @@ function ssoHeaders(echoed) {
   return echoed.rawHeaders.filter(([name]) => name.toLowerCase().startsWith('x-sso-')).map(([n, v]) => [n.toLowerCase(), v]);
 }
 
+// Asserts that location is an authorization request of the gateway's at the IdP, as a login start sends.
+function assertAuthorizationRequest(env, location) {
+  assert.ok(String(location).startsWith(`${env.issuer}/auth?`), `to the IdP's authorization endpoint: ${location}`);
+  const params = new URL(location).searchParams;
+  assert.equal(params.get('response_type'), 'code');
+  assert.equal(params.get('client_id'), CLIENT_ID);
+  assert.equal(params.get('redirect_uri'), `${env.gwUrl}/_sso/callback`);
+  assert.equal(params.get('code_challenge_method'), 'S256');
+  for (const name of ['state', 'nonce', 'code_challenge']) {
+    assert.match(params.get(name) || '', /^[A-Za-z0-9_-]{43}$/, name);
+  }
+}
+
 // A full login and its gateway cookie value.
 async function loggedIn(env, returnTo = '/') {
   const res = await env.login({ returnTo });
@@ -125,7 +138,8 @@ oidcTest('a required route redirects to the login and comes back to the page ask
   const wanted = '/private/report?year=2026&q=a%20b';
   const first = await browser.request(`${env.gwUrl}${wanted}`);
   assert.equal(first.status, 302, 'no session on a required route: redirect');
-  assert.equal(first.headers.location, `/_sso/login?return_to=${encodeURIComponent(wanted)}`);
+  assertAuthorizationRequest(env, first.headers.location);
+  assert.match(String(first.headers['set-cookie']), /^ssogate_login=[A-Za-z0-9_-]{43}; /, 'the login cookie');
 
   const { value: res, moved } = await env.measure(() => env.login({ browser, start: `${env.gwUrl}${wanted}` }));
   assert.equal(res.status, 200, 'the page asked for, after the login');
@@ -139,6 +153,41 @@ oidcTest('a required route redirects to the login and comes back to the page ask
   const post = await request(env.gw, { method: 'POST', path: '/private/report', body: 'x=1' });
   assert.equal(post.status, 401, 'POST to a required route without a session: 401');
   assert.equal((await env.up.requests()).length, before, 'the upstream never saw the refused POST');
+});
+
+// The login a required route starts returns to the normalised target, the form the route was decided
+// on, never to the bytes the client sent: raw request lines, each followed through a real login.
+oidcTest('a required route starts a login that returns to the normalised target', async (env) => {
+  const { rawExchange } = require('./lib/harness');
+  const cases = [
+    ['/x/../private/a', '/private/a'],
+    ['/x/%2e%2e/private/a?q=1', '/private/a?q=1'],
+    ['//private///a/./b', '/private/a/b'],
+    ['/%70rivate/a', '/private/a'],
+    [`${env.gwUrl}/x/../private/z`, '/private/z'],
+  ];
+  for (const [target, normalised] of cases) {
+    const before = (await env.up.requests()).length;
+    const raw = `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${env.gwPort}\r\nConnection: close\r\n\r\n`;
+    const res = await rawExchange(env.gwPort, raw, { untilComplete: true });
+    assert.equal(res.status, 302, `${target}: ${res.text.slice(0, 120)}`);
+    assert.equal((await env.up.requests()).length, before, `${target}: nothing upstream without a session`);
+    const location = /\r\nlocation: *([^\r]*)/i.exec(res.text);
+    assert.ok(location, `${target}: a Location`);
+    assertAuthorizationRequest(env, location[1]);
+
+    const browser = env.browser();
+    for (const line of res.text.split('\r\n\r\n')[0].split('\r\n')) {
+      const cookie = /^set-cookie: *(.*)$/i.exec(line);
+      if (cookie) {
+        browser.jar.storeOne(new URL(env.gwUrl), cookie[1]);
+      }
+    }
+    const done = await env.login({ browser, start: location[1] });
+    assert.equal(done.callback && done.callback.status, 302, `${target}: the callback`);
+    assert.equal(done.url, `${env.gwUrl}${normalised}`, `${target}: back to the normalised target`);
+    assert.equal(echo(done).url, normalised, `${target}: what the upstream received`);
+  }
 });
 
 oidcTest('session reuse: requests with the session need no IdP', async (env) => {

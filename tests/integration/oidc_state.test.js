@@ -112,7 +112,7 @@ oidcTest('a callback with a valid state but no code is refused with 400', async 
   assert.deepEqual(await env.status(browser), { session: false });
 });
 
-cappedTest('logins_in_flight: past the cap /_sso/login answers 503 with Retry-After, and a finished login frees its slot', async (env) => {
+cappedTest('logins_in_flight: past the cap a login start (/_sso/login or a required route) answers 503 with Retry-After, and a finished login frees its slot', async (env) => {
   const starts = [];
   for (let i = 0; i < 2; i++) {
     const browser = env.browser();
@@ -126,8 +126,11 @@ cappedTest('logins_in_flight: past the cap /_sso/login answers 503 with Retry-Af
   assert.match(busy.body.toString(), /Sign-in is busy/);
   assert.deepEqual(moved, { [loginKey('too_many_in_flight')]: 1 });
 
-  const required = await request(env.gw, { path: '/private/x' });
-  assert.equal(required.status, 302, 'a required route still redirects (the cap applies at /_sso/login)');
+  const { value: required, moved: movedRequired } = await env.measure(() => request(env.gw, { path: '/private/x' }));
+  assert.equal(required.status, 503, 'a required route starts a login too: refused past the cap');
+  assert.ok(Number(required.headers['retry-after']) > 0, `Retry-After: ${required.headers['retry-after']}`);
+  assert.equal(required.headers.location, undefined, 'no redirect');
+  assert.deepEqual(movedRequired, { [loginKey('too_many_in_flight')]: 1 });
   const proxied = await request(env.gw, { path: '/echo/still-served' });
   assert.equal(proxied.status, 200, 'plain proxying is unaffected by the cap');
 

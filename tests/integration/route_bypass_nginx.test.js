@@ -1,9 +1,10 @@
 'use strict';
 // Route bypass against a real upstream: nginx (Debian nginx-light) serves /app/ as "PROTECTED $uri" and
 // /public/ as "public $uri", normalising the path its own way (decoding escapes, %2F included, merging
-// slashes, resolving dot segments). The gateway routes /app as required (no session: 302 to the login)
-// and /public as none. No target, however encoded, may make nginx answer from its /app location
-// without a session. Sent directly to nginx, many of the same targets do reach /app: the vectors are real.
+// slashes, resolving dot segments). The gateway routes /app as required (no session: the login, which
+// answers 503 here, its IdP being never reached) and /public as none. No target, however encoded, may
+// make nginx answer from its /app location without a session. Sent directly to nginx, many of the
+// same targets do reach /app: the vectors are real.
 
 const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');

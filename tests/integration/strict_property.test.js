@@ -13,7 +13,7 @@
 
 const assert = require('node:assert/strict');
 const { sharedEnv, closedPort } = require('./lib/harness');
-const { startRecorder, RawConn, upstreamViews, under, show } = require('./lib/recorder');
+const { startRecorder, RawConn, upstreamViews, under, show, LOGIN } = require('./lib/recorder');
 
 const AUTHORITY = 'gw.example.test:8443';
 // A fixed default seed keeps CI deterministic; set SSOGATE_PROPERTY_SEED (e.g. to a time) to explore further.
@@ -267,8 +267,8 @@ function checkRun(results, { view, exact }) {
         fail(r, `an upstream resolves it to ${inside.join(' or ')}`);
       }
     }
-    if (r.status === 302) {
-      // 2. a login redirect only for what resolves to /app
+    if (r.status === LOGIN) {
+      // 2. a login (503 here: the IdP is never reached) only for what resolves to /app
       const views = exact ? [] : upstreamViews(r.target, view);
       const ref = exact ? reference(r.target) : null;
       const isApp = exact ? ref.match !== undefined && under(ref.match, '/app') : views.some((v) => under(v, '/app'));
@@ -276,7 +276,7 @@ function checkRun(results, { view, exact }) {
         fail(r, `sent to the login, but it resolves to ${exact ? (ref.match || ref.refused) : views.join(', ')}`);
       }
     }
-    if (![200, 302, 400].includes(r.status)) {
+    if (![200, LOGIN, 400].includes(r.status)) {
       fail(r, `unexpected status ${r.status}`);
     }
     // 4. the documented outcome (strict gateway)
@@ -290,7 +290,7 @@ function checkRun(results, { view, exact }) {
           fail(r, `should be refused (${ref.refused})`);
         }
       } else if (under(ref.match, '/app')) {
-        if (r.status !== 302) {
+        if (r.status !== LOGIN) {
           fail(r, `resolves to ${ref.match}: should go to the login`);
         }
       } else {

@@ -1,6 +1,6 @@
 /*
  * Random token and PKCE unit tests: the RFC 7636 appendix B vector, verifier
- * bounds, and the length, alphabet and bounds of random tokens.
+ * bounds, and the length, alphabet, bounds and independence of random tokens.
  */
 #include "../../gateway/b64url.c"
 #include "../../gateway/common.c"
@@ -45,11 +45,33 @@ static void test_random_token(void **state)
     assert_int_equal(sg_random_token(513, a, sizeof(a)), SG_EINVAL);
 }
 
+/* Tokens drawn at once are as independent as tokens drawn one by one. */
+static void test_random_tokens(void **state)
+{
+    char t[16][44];
+    char *outs[16];
+    for (size_t i = 0; i < 16; i++)
+        outs[i] = t[i];
+    assert_int_equal(sg_random_tokens(32, outs, 16, sizeof(t[0])), 0);
+    for (size_t i = 0; i < 16; i++) {
+        assert_int_equal(strlen(t[i]), 43);
+        for (size_t k = 0; k < 43; k++)
+            assert_true(b64url_value((unsigned char)t[i][k]) >= 0);
+        for (size_t j = 0; j < i; j++)
+            assert_string_not_equal(t[i], t[j]);
+    }
+    assert_int_equal(sg_random_tokens(32, outs, 0, sizeof(t[0])), SG_EINVAL);
+    assert_int_equal(sg_random_tokens(0, outs, 2, sizeof(t[0])), SG_EINVAL);
+    assert_int_equal(sg_random_tokens(256, outs, 3, sizeof(t[0])), SG_EINVAL);
+    assert_int_equal(sg_random_tokens(32, outs, 2, 43), SG_ETOOBIG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pkce),
         cmocka_unit_test(test_random_token),
+        cmocka_unit_test(test_random_tokens),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/log.h"
 #include "ssogate/upstream.h"
 
 #include <sys/queue.h>
@@ -24,12 +25,20 @@ struct sg_httpc_request {
     struct evhttp_request *req; /* NULL once libevent is done with it */
     struct sg_upstream_slot *slot;
     struct event *deadline;
+    struct event *retry; /* pending: the second attempt, from the loop */
     sg_httpc_cb cb;
     void *arg;
     enum evhttp_request_error error;
     bool failed;
     bool too_big;
+    bool retried;
+    bool answered;         /* the head of an answer came */
     struct evbuffer *body; /* the answer so far, at most the client's max_response_bytes */
+    /* What each attempt sends. */
+    enum evhttp_cmd_type cmd;
+    char *target;
+    struct evkeyvalq headers;
+    char *form; /* NULL: no body */
     struct sg_httpc_request *prev, *next;
 };
 
@@ -106,8 +115,13 @@ static void request_finish(struct sg_httpc_request *r, const char *err, int stat
     assert(r->magic == HTTPC_MAGIC);
     request_unlink(r);
     event_free(r->deadline);
+    if (r->retry != NULL)
+        event_free(r->retry);
     if (r->slot != NULL)
         sg_upstream_release(r->slot);
+    evhttp_clear_headers(&r->headers);
+    free(r->target);
+    free(r->form);
     r->magic = 0;
     sg_httpc_cb cb = r->cb;
     void *arg = r->arg;
@@ -125,6 +139,32 @@ static void on_error(enum evhttp_request_error error, void *arg)
     r->error = error;
 }
 
+static void on_retry(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * A kept-alive connection the server closes as a request goes out (its idle
+ * timeout: 5 s in Node.js) ends that request before the head of an answer.
+ * Such a request is sent once more, on a new connection: the server did not
+ * answer it, and a token request it did take is refused the second time (a
+ * code is single-use), never doubled. From the loop, not from inside
+ * libevent's callback on the connection that closed.
+ */
+static bool retry_once(struct sg_httpc_request *r)
+{
+    if (r->retried || r->answered || !r->failed || r->error != EVREQ_HTTP_EOF)
+        return false;
+    r->retried = true;
+    sg_upstream_release(r->slot);
+    r->slot = NULL;
+    sg_log(SG_LOG_INFO, "http_client",
+           "the connection closed before an answer to %s: sent again on a new connection",
+           r->target);
+    static const struct timeval now = {0, 0};
+    r->retry = evtimer_new(r->client->base, on_retry, r);
+    evtimer_add(r->retry, &now);
+    return true;
+}
+
 static void on_done(struct evhttp_request *req, void *arg)
 {
     struct sg_httpc_request *r = arg;
@@ -133,6 +173,8 @@ static void on_done(struct evhttp_request *req, void *arg)
         request_finish(r, "too_big", 0, NULL, 0);
         return;
     }
+    if (retry_once(r))
+        return;
     if (r->failed || req == NULL || evhttp_request_get_response_code(req) == 0) {
         const char *why = !r->failed                             ? "connect"
                           : r->error == EVREQ_HTTP_TIMEOUT       ? "timeout"
@@ -153,9 +195,17 @@ static void on_done(struct evhttp_request *req, void *arg)
     request_finish(r, NULL, evhttp_request_get_response_code(req), body, len);
 }
 
+static int on_head(struct evhttp_request *req, void *arg)
+{
+    struct sg_httpc_request *r = arg;
+    r->answered = true;
+    return 0;
+}
+
 /* Keeps at most max_response_bytes of the answer; past that, the rest is
  * read and dropped (a shared connection stays usable) and the request ends
  * with "too_big". */
+
 static void on_chunk(struct evhttp_request *req, void *arg)
 {
     struct sg_httpc_request *r = arg;
@@ -190,6 +240,45 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     request_finish(r, "timeout", 0, NULL, 0);
 }
 
+/* Sends r (again): a new libevent request on a connection of the pool. */
+static void send_attempt(struct sg_httpc_request *r)
+{
+    struct sg_httpc *client = r->client;
+    r->failed = false;
+    r->req = evhttp_request_new(on_done, r);
+    evhttp_request_set_error_cb(r->req, on_error);
+    evhttp_request_set_chunked_cb(r->req, on_chunk);
+    evhttp_request_set_header_cb(r->req, on_head);
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, &r->headers, next)
+    evhttp_add_header(headers, h->key, h->value);
+    if (r->form != NULL)
+        evbuffer_add(evhttp_request_get_output_buffer(r->req), r->form, strlen(r->form));
+
+    struct evhttp_connection *conn = sg_upstream_acquire(client->pool, &r->slot);
+    if (!client->shared_pool)
+        evhttp_connection_set_max_body_size(conn, (ev_ssize_t)client->max_response_bytes);
+    if (evhttp_make_request(conn, r->req, r->cmd, r->target) != 0) {
+        r->req = NULL; /* libevent freed it */
+        /* Report asynchronously: callers never see their callback run
+         * before the start function returned. */
+        r->failed = true;
+        r->error = EVREQ_HTTP_EOF;
+        event_del(r->deadline);
+        static const struct timeval now = {0, 0};
+        evtimer_add(r->deadline, &now);
+    }
+}
+
+static void on_retry(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_httpc_request *r = arg;
+    event_free(r->retry);
+    r->retry = NULL;
+    send_attempt(r);
+}
+
 static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evhttp_cmd_type cmd,
                                               const char *target, const struct evkeyvalq *extra,
                                               const char *body, const char *authorization,
@@ -206,41 +295,26 @@ static struct sg_httpc_request *request_start(struct sg_httpc *client, enum evht
     client->requests = r;
 
     r->body = evbuffer_new();
-    r->req = evhttp_request_new(on_done, r);
-    evhttp_request_set_error_cb(r->req, on_error);
-    evhttp_request_set_chunked_cb(r->req, on_chunk);
-    struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
-    evhttp_add_header(headers, "Host", client->host_header);
-    evhttp_add_header(headers, "Accept", "application/json");
-    evhttp_add_header(headers, "User-Agent", "ssogate");
+    r->cmd = cmd;
+    r->target = sg_strdup(target);
+    r->form = body != NULL ? sg_strdup(body) : NULL;
+    TAILQ_INIT(&r->headers);
+    evhttp_add_header(&r->headers, "Host", client->host_header);
+    evhttp_add_header(&r->headers, "Accept", "application/json");
+    evhttp_add_header(&r->headers, "User-Agent", "ssogate");
     if (authorization != NULL)
-        evhttp_add_header(headers, "Authorization", authorization);
+        evhttp_add_header(&r->headers, "Authorization", authorization);
     const struct evkeyval *h;
     if (extra != NULL) {
         TAILQ_FOREACH(h, extra, next)
-        evhttp_add_header(headers, h->key, h->value);
+        evhttp_add_header(&r->headers, h->key, h->value);
     }
-    if (body != NULL) {
-        evhttp_add_header(headers, "Content-Type", "application/x-www-form-urlencoded");
-        evbuffer_add(evhttp_request_get_output_buffer(r->req), body, strlen(body));
-    }
+    if (body != NULL)
+        evhttp_add_header(&r->headers, "Content-Type", "application/x-www-form-urlencoded");
 
     r->deadline = evtimer_new(client->base, on_deadline, r);
     evtimer_add(r->deadline, &client->timeout);
-
-    struct evhttp_connection *conn = sg_upstream_acquire(client->pool, &r->slot);
-    if (!client->shared_pool)
-        evhttp_connection_set_max_body_size(conn, (ev_ssize_t)client->max_response_bytes);
-    if (evhttp_make_request(conn, r->req, cmd, target) != 0) {
-        r->req = NULL; /* libevent freed it */
-        /* Report asynchronously: callers never see their callback run
-         * before the start function returned. */
-        r->failed = true;
-        r->error = EVREQ_HTTP_EOF;
-        event_del(r->deadline);
-        static const struct timeval now = {0, 0};
-        evtimer_add(r->deadline, &now);
-    }
+    send_attempt(r);
     return r;
 }
 

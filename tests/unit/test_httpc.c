@@ -166,54 +166,65 @@ static struct sg_httpc *client_new(struct event_base *base, uint16_t port)
     return client;
 }
 
+/* A loop, a server in mode and a client of a pool of one connection to it. */
+struct fixture {
+    struct event_base *base;
+    struct server srv;
+    struct sg_httpc *client;
+};
+
+static void fixture_start(struct fixture *f, enum mode mode)
+{
+    f->base = event_base_new();
+    f->client = client_new(f->base, server_start(&f->srv, f->base, mode));
+}
+
+static void fixture_end(struct fixture *f)
+{
+    sg_httpc_free(f->client);
+    evconnlistener_free(f->srv.listener);
+    event_base_free(f->base);
+}
+
 static void test_closed_when_reused(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct server srv;
-    struct sg_httpc *client = client_new(base, server_start(&srv, base, CLOSE_SECOND_ON_FIRST));
+    struct fixture f;
+    fixture_start(&f, CLOSE_SECOND_ON_FIRST);
     struct result res;
-    post(base, client, &res);
+    post(f.base, f.client, &res);
     assert_string_equal(res.err, "");
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body, "conn0001");
-    post(base, client, &res);
+    post(f.base, f.client, &res);
     assert_string_equal(res.err, "");
     assert_int_equal(res.status, 200);
     assert_string_equal(res.body, "conn0002"); /* on a new connection */
-    assert_int_equal(srv.requests, 3);
-    assert_int_equal(srv.connections, 2);
-    sg_httpc_free(client);
-    evconnlistener_free(srv.listener);
-    event_base_free(base);
+    assert_int_equal(f.srv.requests, 3);
+    assert_int_equal(f.srv.connections, 2);
+    fixture_end(&f);
 }
 
 static void test_closed_twice(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct server srv;
-    struct sg_httpc *client = client_new(base, server_start(&srv, base, CLOSE_ALWAYS));
+    struct fixture f;
+    fixture_start(&f, CLOSE_ALWAYS);
     struct result res;
-    post(base, client, &res);
+    post(f.base, f.client, &res);
     assert_string_equal(res.err, "broken");
     assert_int_equal(res.status, 0);
-    assert_int_equal(srv.requests, 2); /* sent once more, never a third time */
-    sg_httpc_free(client);
-    evconnlistener_free(srv.listener);
-    event_base_free(base);
+    assert_int_equal(f.srv.requests, 2); /* sent once more, never a third time */
+    fixture_end(&f);
 }
 
 static void test_closed_mid_answer(void **state)
 {
-    struct event_base *base = event_base_new();
-    struct server srv;
-    struct sg_httpc *client = client_new(base, server_start(&srv, base, CLOSE_MID_ANSWER));
+    struct fixture f;
+    fixture_start(&f, CLOSE_MID_ANSWER);
     struct result res;
-    post(base, client, &res);
+    post(f.base, f.client, &res);
     assert_string_equal(res.err, "broken");
-    assert_int_equal(srv.requests, 1); /* answered in part: never sent again */
-    sg_httpc_free(client);
-    evconnlistener_free(srv.listener);
-    event_base_free(base);
+    assert_int_equal(f.srv.requests, 1); /* answered in part: never sent again */
+    fixture_end(&f);
 }
 
 int main(void)

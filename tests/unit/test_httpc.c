@@ -35,6 +35,7 @@ struct server {
     struct evconnlistener *listener;
     enum mode mode;
     unsigned connections;
+    unsigned open; /* connections not closed yet */
     unsigned requests;
 };
 
@@ -53,6 +54,7 @@ struct result {
 
 static void conn_close(struct bufferevent *bev, struct conn *c)
 {
+    c->srv->open--;
     bufferevent_free(bev);
     free(c);
 }
@@ -116,6 +118,7 @@ static void on_accept(struct evconnlistener *listener, evutil_socket_t fd, struc
     struct conn *c = calloc(1, sizeof(*c));
     c->srv = srv;
     c->number = ++srv->connections;
+    srv->open++;
     struct bufferevent *bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
     bufferevent_setcb(bev, on_server_read, NULL, on_server_event, c);
     bufferevent_enable(bev, EV_READ);
@@ -179,9 +182,18 @@ static void fixture_start(struct fixture *f, enum mode mode)
     f->client = client_new(f->base, server_start(&f->srv, f->base, mode));
 }
 
+/* Frees the client, then runs the loop (bounded) until its pool is freed (on the loop's next
+ * turn) and the server has seen every connection close. */
 static void fixture_end(struct fixture *f)
 {
     sg_httpc_free(f->client);
+    event_base_loop(f->base, EVLOOP_NONBLOCK);
+    static const struct timeval turn = {0, 10000};
+    for (int i = 0; i < 500 && f->srv.open > 0; i++) { /* 5 s at most */
+        event_base_loopexit(f->base, &turn);
+        event_base_dispatch(f->base);
+    }
+    assert_int_equal(f->srv.open, 0);
     evconnlistener_free(f->srv.listener);
     event_base_free(f->base);
 }

@@ -91,7 +91,7 @@ void sg_errbuf(char *buf, size_t len, const char *fmt, ...)
 
 char *sg_asprintf(const char *fmt, ...)
 {
-    char small[256];
+    char small[1024]; /* one pass for the URLs and forms of a login (about 400 bytes) */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(small, sizeof(small), fmt, ap);

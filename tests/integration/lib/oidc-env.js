@@ -190,11 +190,14 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
     accounts: ACCOUNTS,
 
     // Starts (or starts again, on the same configuration, port and data dir) the gateway and waits
-    // until it has the IdP's discovery document and keys, so /_sso/login answers at once.
+    // until each worker has the IdP's discovery document and keys, so /_sso/login answers at once.
     async startGateway() {
       const gw = await h.startGateway(configFile, { env: gatewayEnv, listeners: 1 });
-      await gw.waitLog((l) => l.event === 'idp_discovery' && l.level === 'info', START_TIMEOUT_MS, 'IdP discovery');
-      await gw.waitLog((l) => l.event === 'idp_jwks' && l.level === 'info' && l.keys > 0, START_TIMEOUT_MS, 'IdP keys');
+      // Every worker fetches the discovery document and keys on its own: wait for all of them.
+      const workers = config.workers || 1;
+      const count = (pick) => () => gw.logs.filter(pick).length >= workers;
+      await gw.waitOutput(count((l) => l.event === 'idp_discovery' && l.level === 'info'), START_TIMEOUT_MS, `IdP discovery (${workers} worker(s))`);
+      await gw.waitOutput(count((l) => l.event === 'idp_jwks' && l.level === 'info' && l.keys > 0), START_TIMEOUT_MS, `IdP keys (${workers} worker(s))`);
       assert.equal(gw.port, gwPort, 'the gateway listens on the port of its public URL');
       env.gw = gw;
       return gw;

@@ -443,16 +443,11 @@ function portOpen(port) {
   });
 }
 
-// A loopback port that nothing listens on (bound then closed: a connection to it is refused).
+// A loopback port that nothing listens on (free when checked: a connection to it is refused). Below the
+// ephemeral range, as reservedPort: a port the kernel handed out and took back could be handed out
+// again to the next listener on port 0, such as a gateway's, which would then be its own upstream.
 function closedPort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
+  return reservedPort();
 }
 
 // A free loopback port for a server whose port must be known before it starts (the gateway's public URL

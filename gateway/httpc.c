@@ -205,7 +205,6 @@ static int on_head(struct evhttp_request *req, void *arg)
 /* Keeps at most max_response_bytes of the answer; past that, the rest is
  * read and dropped (a shared connection stays usable) and the request ends
  * with "too_big". */
-
 static void on_chunk(struct evhttp_request *req, void *arg)
 {
     struct sg_httpc_request *r = arg;

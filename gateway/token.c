@@ -8,20 +8,13 @@
 #include "ssogate/common.h"
 
 #include <openssl/crypto.h>
-#include <stdbool.h>
-
-static bool pkce_unreserved(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-           c == '.' || c == '_' || c == '~';
-}
 
 int sg_pkce_challenge_s256(const char *verifier, size_t len, char out[SG_PKCE_CHALLENGE_LEN + 1])
 {
     if (len < 43 || len > 128)
         return SG_EINVAL;
     for (size_t i = 0; i < len; i++) {
-        if (!pkce_unreserved(verifier[i]))
+        if (!sg_is_unreserved((unsigned char)verifier[i])) /* RFC 7636 4.1: unreserved only */
             return SG_EINVAL;
     }
     unsigned char digest[SG_SHA256_LEN];

@@ -12,20 +12,26 @@
 static const char b64url_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/* The 6-bit value of c, or -1 when c is not in the URL-safe alphabet. */
-static int b64url_value(unsigned char c)
+/* Each byte's 6-bit value in the URL-safe alphabet, XX (bit 7 set) for every
+ * other byte: OR-ing the values of a text tells whether any was outside it. */
+#define XX 0x80
+static const unsigned char b64url_values[256] = {
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, 62, XX, XX,
+    52, 53, 54, 55, 56, 57, 58, 59, 60, 61, XX, XX, XX, XX, XX, XX, XX, 0,  1,  2,  3,  4,  5,  6,
+    7,  8,  9,  10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, XX, XX, XX, XX, 63,
+    XX, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 45, 46, 47, 48,
+    49, 50, 51, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+    XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX, XX,
+};
+
+static unsigned b64url_value(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
+    return b64url_values[c];
 }
 
 int sg_b64url_encode(const void *in, size_t len, char *out, size_t out_size)
@@ -69,41 +75,44 @@ char *sg_b64url_encode_alloc(const void *in, size_t len)
 int sg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t out_size,
                      size_t *out_len)
 {
+    const unsigned char *p = (const unsigned char *)in;
     size_t rem = len % 4;
     if (rem == 1)
         return SG_EINVAL;
     size_t need = len / 4 * 3 + (rem ? rem - 1 : 0);
-    for (size_t i = 0; i < len; i++) {
-        if (b64url_value((unsigned char)in[i]) < 0)
-            return SG_EINVAL;
-    }
-    /* The unused low bits of the last character must be zero, else two texts
-     * would decode to the same bytes. */
-    if (rem == 2 && (b64url_value((unsigned char)in[len - 1]) & 15) != 0)
-        return SG_EINVAL;
-    if (rem == 3 && (b64url_value((unsigned char)in[len - 1]) & 3) != 0)
-        return SG_EINVAL;
-    if (need > out_size)
+    if (need > out_size) {
+        for (size_t i = 0; i < len; i++) {
+            if (b64url_value(p[i]) & XX)
+                return SG_EINVAL;
+        }
         return SG_ETOOBIG;
+    }
+    unsigned bad = 0; /* the OR of every value: XX set when a character was outside the alphabet */
     size_t o = 0, i = 0;
     for (; i + 4 <= len; i += 4) {
-        uint32_t v = (uint32_t)b64url_value((unsigned char)in[i]) << 18 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 1]) << 12 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 2]) << 6 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 3]);
+        unsigned a = b64url_value(p[i]), b = b64url_value(p[i + 1]);
+        unsigned c = b64url_value(p[i + 2]), d = b64url_value(p[i + 3]);
+        bad |= a | b | c | d;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
         out[o++] = (unsigned char)(v >> 16);
         out[o++] = (unsigned char)(v >> 8);
         out[o++] = (unsigned char)v;
     }
     if (rem >= 2) {
-        uint32_t v = (uint32_t)b64url_value((unsigned char)in[i]) << 18 |
-                     (uint32_t)b64url_value((unsigned char)in[i + 1]) << 12;
-        if (rem == 3)
-            v |= (uint32_t)b64url_value((unsigned char)in[i + 2]) << 6;
+        unsigned a = b64url_value(p[i]), b = b64url_value(p[i + 1]);
+        unsigned c = rem == 3 ? b64url_value(p[i + 2]) : 0;
+        bad |= a | b | c;
+        /* The unused low bits of the last character must be zero, else two
+         * texts would decode to the same bytes. */
+        if ((rem == 2 ? b & 15 : c & 3) != 0)
+            bad |= XX;
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6;
         out[o++] = (unsigned char)(v >> 16);
         if (rem == 3)
             out[o++] = (unsigned char)(v >> 8);
     }
+    if (bad & XX)
+        return SG_EINVAL;
     *out_len = o;
     return 0;
 }

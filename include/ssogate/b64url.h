@@ -25,7 +25,8 @@ char *sg_b64url_encode_alloc(const void *in, size_t len);
  * URL-safe alphabet, no padding, no whitespace, len % 4 != 1, and the unused
  * low bits of the last character must be zero (one encoding per value).
  * Returns 0 and sets *out_len; SG_EINVAL on malformed input; SG_ETOOBIG when
- * the result would not fit in out_size bytes. in and out are borrowed.
+ * the result would not fit in out_size bytes (out is untouched then; after
+ * SG_EINVAL its bytes are unspecified). in and out are borrowed.
  */
 int sg_b64url_decode(const char *in, size_t len, unsigned char *out, size_t out_size,
                      size_t *out_len);

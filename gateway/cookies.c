@@ -47,6 +47,11 @@ const char *sg_cookies_name(const struct sg_config *cfg, enum sg_cookie_kind kin
     return cfg->session.cookies[kind];
 }
 
+const char *const *sg_cookies_all(const struct sg_config *cfg)
+{
+    return (const char *const *)cfg->session.cookies;
+}
+
 static int add_set_cookie(struct evkeyvalq *headers, const struct sg_config *cfg,
                           enum sg_cookie_kind kind, const char *value, int64_t max_age)
 {
@@ -131,7 +136,7 @@ bool sg_cookies_get(const struct evkeyvalq *in, const struct sg_config *cfg,
 
 char *sg_cookies_strip(const struct sg_config *cfg, const struct evkeyvalq *in)
 {
-    const char *const *names = (const char *const *)cfg->session.cookies;
+    const char *const *names = sg_cookies_all(cfg);
     char *joined = NULL;
     const struct evkeyval *h;
 

@@ -320,6 +320,31 @@ static void find_connection(const struct sg_header *in, size_t count, struct con
     }
 }
 
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+bool sg_headers_sets_cookie(const char *value, const char *const *owned)
+{
+    if (owned == NULL)
+        return false;
+    const char *end = value + strcspn(value, ";");
+    const char *start = value;
+    while (start < end && (is_blank(*start) || *start == '='))
+        start++;
+    const char *eq = memchr(start, '=', (size_t)(end - start));
+    const char *stop = eq != NULL ? eq : end;
+    while (stop > start && is_blank(stop[-1]))
+        stop--;
+    size_t len = (size_t)(stop - start);
+    for (; *owned != NULL; owned++) {
+        if (strlen(*owned) == len && strncasecmp(*owned, start, len) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* The response headers that reach the client: not hop-by-hop, not named in a Connection header. */
 static bool response_header_kept(const struct sg_header *in, size_t count, size_t i,
                                  const struct connection_options *c)
@@ -336,18 +361,31 @@ static bool response_header_kept(const struct sg_header *in, size_t count, size_
     return true;
 }
 
-void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out)
+/* A Set-Cookie line of the upstream's that sets one of owned. */
+static bool sets_owned_cookie(const struct sg_header *h, const char *const *owned)
+{
+    return strcasecmp(h->name, "Set-Cookie") == 0 && sg_headers_sets_cookie(h->value, owned);
+}
+
+size_t sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out,
+                                const char *const *owned_cookies)
 {
     struct connection_options connection;
     find_connection(in, count, &connection);
+    size_t dropped = 0;
     for (size_t i = 0; i < count; i++) {
-        if (response_header_kept(in, count, i, &connection))
+        if (!response_header_kept(in, count, i, &connection))
+            continue;
+        if (sets_owned_cookie(&in[i], owned_cookies))
+            dropped++;
+        else
             evhttp_add_header(out, in[i].name, in[i].value);
     }
+    return dropped;
 }
 
 unsigned sg_headers_write_response(const struct sg_header *in, size_t count, struct evbuffer *out,
-                                   bool drop_length)
+                                   bool drop_length, const char *const *owned_cookies)
 {
     struct connection_options connection;
     find_connection(in, count, &connection);
@@ -357,6 +395,10 @@ unsigned sg_headers_write_response(const struct sg_header *in, size_t count, str
     for (size_t i = 0; i < count; i++) {
         if (!response_header_kept(in, count, i, &connection))
             continue;
+        if (sets_owned_cookie(&in[i], owned_cookies)) {
+            seen |= SG_RESPONSE_DROPPED_COOKIE;
+            continue;
+        }
         size_t len = strlen(in[i].name);
         unsigned is = len == 14 && strcasecmp(in[i].name, "Content-Length") == 0
                           ? SG_RESPONSE_HAS_LENGTH

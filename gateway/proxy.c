@@ -162,19 +162,23 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
     bool held = held_for_injection(p, response);
     if (held)
         p->held = evbuffer_new();
+    const char *const *owned_cookies = sg_cookies_all(p->r->snap->cfg);
 
     /* evhttp's send functions frame body bytes as chunks after a chunked request (its flag
      * serves both directions) and drop them for HEAD: those answers are evhttp's to write. */
     if (evhttp_request_get_command(p->r->req) != EVHTTP_REQ_HEAD && !p->r->req->chunked) {
         p->head = evbuffer_new();
         write_status_line(p, p->head);
-        p->head_has =
-            sg_headers_write_response(response->headers, response->header_count, p->head, held);
+        p->head_has = sg_headers_write_response(response->headers, response->header_count, p->head,
+                                                held, owned_cookies);
         sg_headers_add_line(p->head, "X-Request-Id", p->r->id);
+        if (p->head_has & SG_RESPONSE_DROPPED_COOKIE)
+            sg_request_upstream_cookies_dropped(p->r);
         return;
     }
     struct evkeyvalq *out = evhttp_request_get_output_headers(p->r->req);
-    sg_headers_copy_response(response->headers, response->header_count, out);
+    if (sg_headers_copy_response(response->headers, response->header_count, out, owned_cookies) > 0)
+        sg_request_upstream_cookies_dropped(p->r);
     evhttp_add_header(out, "X-Request-Id", p->r->id);
     if (sg_request_draining(p->r))
         sg_headers_close_connection(out);

@@ -267,3 +267,14 @@ bool sg_request_is_get(const struct sg_request *r)
     enum evhttp_cmd_type cmd = evhttp_request_get_command(r->req);
     return cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_HEAD;
 }
+
+void sg_request_upstream_cookies_dropped(const struct sg_request *r)
+{
+    sg_metrics_count("ssogate_upstream_headers_dropped_total", "reason", "gateway_cookie");
+    sg_log_fields(
+        SG_LOG_WARN, "upstream_cookie_dropped",
+        (struct sg_log_field[]){
+            SG_LOG_STR("request_id", r->id),
+            SG_LOG_STR("msg", "the upstream's Set-Cookie for a gateway cookie was dropped")},
+        2);
+}

@@ -45,6 +45,7 @@
 
 #include "ssogate/common.h"
 #include "ssogate/conn.h"
+#include "ssogate/cookies.h"
 #include "ssogate/headers.h"
 #include "ssogate/identity.h"
 #include "ssogate/log.h"
@@ -293,7 +294,8 @@ static void reply_refusal(struct tunnel *t)
         array[count].name = h->key;
         array[count++].value = h->value;
     }
-    sg_headers_copy_response(array, count, out);
+    if (sg_headers_copy_response(array, count, out, sg_cookies_all(t->r->snap->cfg)) > 0)
+        sg_request_upstream_cookies_dropped(t->r);
     free(array);
     evhttp_remove_header(out, "Content-Length"); /* libevent sets it from the body */
     evhttp_add_header(out, "X-Request-Id", t->r->id);

@@ -167,9 +167,10 @@ enum sg_cookie_kind {
 
 struct sg_session_config {
     char *cookie_name; /* default "ssogate"; "__Host-" is prepended when public_url is https */
-    char *cookies[SG_COOKIE__COUNT]; /* derived by sg_cookies_names (cookies.h): the full names */
-    uint32_t idle_timeout_s;         /* default 1800 */
-    uint32_t absolute_timeout_s;     /* default 43200 */
+    char *cookies[SG_COOKIE__COUNT + 1]; /* derived by sg_cookies_names (cookies.h): the full
+                                          * names, then NULL */
+    uint32_t idle_timeout_s;             /* default 1800 */
+    uint32_t absolute_timeout_s;         /* default 43200 */
 };
 
 struct sg_limits_config {

@@ -32,6 +32,9 @@ void sg_cookies_names(const char *base, bool https, char *names[SG_COOKIE__COUNT
 /* The full name of cookie kind in cfg (borrowed from cfg). */
 const char *sg_cookies_name(const struct sg_config *cfg, enum sg_cookie_kind kind);
 
+/* The full names of all the gateway's cookies, NULL-terminated (borrowed from cfg). */
+const char *const *sg_cookies_all(const struct sg_config *cfg);
+
 /*
  * Adds to headers (a response's output headers) a Set-Cookie for kind with
  * value (cookie-octets) and the table's attributes: Path=/, HttpOnly,

@@ -118,23 +118,36 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
 bool sg_headers_gateway_owned(const char *name);
 
 /*
- * Copies the upstream's count response headers for the client: drops
- * hop-by-hop headers and headers named in Connection; keeps Content-Length
- * so that a sized response streams without chunking.
+ * True when value (a Set-Cookie field value) sets a cookie named in owned
+ * (NULL-terminated, may be NULL), compared without case. The name is what a
+ * browser takes (RFC 6265bis 5.6): the text before the first '=' of the part
+ * before the first ';', without blanks around it; a line with an empty name
+ * ("=NAME=v", which a browser sends back as "NAME=v") is read past the '='.
  */
-void sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out);
+bool sg_headers_sets_cookie(const char *value, const char *const *owned);
 
-#define SG_RESPONSE_HAS_LENGTH 1u /* a Content-Length line was written */
-#define SG_RESPONSE_HAS_DATE   2u /* a Date line was written */
+/*
+ * Copies the upstream's count response headers for the client: drops
+ * hop-by-hop headers, headers named in Connection, and Set-Cookie lines that
+ * set a cookie of owned_cookies (sg_headers_sets_cookie: the gateway's own,
+ * which only it may set); keeps Content-Length so that a sized response
+ * streams without chunking. Returns how many Set-Cookie lines it dropped.
+ */
+size_t sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out,
+                                const char *const *owned_cookies);
+
+#define SG_RESPONSE_HAS_LENGTH     1u /* a Content-Length line was written */
+#define SG_RESPONSE_HAS_DATE       2u /* a Date line was written */
+#define SG_RESPONSE_DROPPED_COOKIE 4u /* a Set-Cookie line of owned_cookies was dropped */
 
 /*
  * The same headers as sg_headers_copy_response, written as "name: value"
  * CRLF lines to out (a line holding a CR or LF is left out, as
  * sg_headers_add_line does), without Content-Length when drop_length is set.
- * Returns the SG_RESPONSE_ flags of what was written.
+ * Returns the SG_RESPONSE_ flags of what was written or dropped.
  */
 unsigned sg_headers_write_response(const struct sg_header *in, size_t count, struct evbuffer *out,
-                                   bool drop_length);
+                                   bool drop_length, const char *const *owned_cookies);
 
 /* Sum of name and value lengths plus separators, as on the wire. */
 size_t sg_headers_wire_size(const struct evkeyvalq *headers);

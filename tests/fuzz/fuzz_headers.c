@@ -237,13 +237,41 @@ static bool own_listed(const struct sg_header *in, size_t count, const char *nam
     return false;
 }
 
+/* The gateway's cookies in the checks below (a case variant is the same cookie to it). */
+static const char *const owned_cookies[] = {"ssogate", "__Host-ssogate_login", NULL};
+
+/* Whether a Set-Cookie value names one of owned_cookies, read as a browser reads it: the name ends
+ * at the first '=' or ';', blanks around it and a leading run of '=' (a nameless cookie's value
+ * that the browser sends back as NAME=v) are not part of it. */
+static bool own_sets_owned(const char *value)
+{
+    char name[256];
+    size_t n = 0;
+    const char *p = value;
+    while (*p == ' ' || *p == '\t' || *p == '=')
+        p++;
+    for (; *p != '\0' && *p != '=' && *p != ';'; p++) {
+        if (n == sizeof(name) - 1)
+            return false; /* longer than any owned name */
+        name[n++] = *p;
+    }
+    while (n > 0 && (name[n - 1] == ' ' || name[n - 1] == '\t'))
+        n--;
+    name[n] = '\0';
+    for (const char *const *o = owned_cookies; *o != NULL; o++) {
+        if (strcasecmp(*o, name) == 0)
+            return true;
+    }
+    return false;
+}
+
 /* The answer's head as the gateway writes it for the client (any list, as an upstream's parser
  * would hand it over): whole CRLF lines, in order, each an input header that is neither
- * hop-by-hop nor named in a Connection header, no Content-Length when asked, and flags that say
- * what was written. */
+ * hop-by-hop nor named in a Connection header nor a Set-Cookie of the gateway's cookies, no
+ * Content-Length when asked, and flags that say what was written or dropped. */
 static void check_response(const struct evkeyvalq *list, bool drop_length)
 {
-    struct sg_header in[64];
+    struct sg_header in[64] = {{0}};
     size_t count = 0;
     const struct evkeyval *h;
     TAILQ_FOREACH(h, list, next)
@@ -252,8 +280,12 @@ static void check_response(const struct evkeyvalq *list, bool drop_length)
             in[count++] = (struct sg_header){h->key, h->value};
     }
     struct evbuffer *out = evbuffer_new();
-    unsigned has = sg_headers_write_response(in, count, out, drop_length);
-    unsigned seen = 0;
+    unsigned has = sg_headers_write_response(in, count, out, drop_length, owned_cookies);
+    bool any_owned = false;
+    for (size_t i = 0; i < count; i++)
+        any_owned |= strcasecmp(in[i].name, "Set-Cookie") == 0 && own_sets_owned(in[i].value);
+    CHECK(!(has & SG_RESPONSE_DROPPED_COOKIE) || any_owned);
+    unsigned seen = has & SG_RESPONSE_DROPPED_COOKIE;
     size_t next = 0;
     char *line;
     while ((line = evbuffer_readln(out, NULL, EVBUFFER_EOL_CRLF_STRICT)) != NULL) {
@@ -268,6 +300,7 @@ static void check_response(const struct evkeyvalq *list, bool drop_length)
         next++;
         CHECK(!sg_headers_is_hop_by_hop(line));
         CHECK(!own_listed(in, count, line));
+        CHECK(strcasecmp(line, "Set-Cookie") != 0 || !own_sets_owned(colon + 2));
         if (strcasecmp(line, "Content-Length") == 0) {
             CHECK(!drop_length);
             seen |= SG_RESPONSE_HAS_LENGTH;

@@ -3,7 +3,7 @@
 // their Location, and status codes.
 
 const assert = require('node:assert/strict');
-const { itest, request, rawExchange } = require('./lib/harness');
+const { itest, metricValue, request, rawExchange } = require('./lib/harness');
 
 async function setup(h) {
   const up = await h.startStub();
@@ -21,6 +21,33 @@ itest('several Set-Cookie headers pass separately and unchanged', async (t, h) =
     'c=3; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT',
   ]);
   assert.equal(res.body.toString(), 'cookies');
+});
+
+// Only the gateway sets its own cookies: an upstream (a PSA page with a header injection, a cookie
+// feature its users control) that sets the session, login-binding or CSRF cookie could plant an
+// attacker's session or login in the victim's browser. Those lines are dropped, in any spelling a
+// browser would read as the name (case, blanks, a nameless cookie's "=NAME=v"), on GET and on HEAD
+// (evhttp writes HEAD answers), with a warning and a metric; the PSA's own cookies pass.
+itest("the upstream cannot set the gateway's cookies", async (t, h) => {
+  const { gw } = await setup(h);
+  const planted = ['ssogate=attacker; Path=/', 'SSOGATE=attacker', ' ssogate_login =x; Max-Age=600',
+    '=ssogate_csrf=x', 'ssogate'];
+  const kept = ['psa=1; Path=/', 'ssogate2=x', 'psa_pref=ssogate'];
+  const query = [...planted, ...kept].map((line) => `set=${encodeURIComponent(line)}`).join('&');
+  const from = gw.logs.length;
+  for (const method of ['GET', 'HEAD']) {
+    const res = await request(gw, { method, path: `/cookies?${query}` });
+    assert.equal(res.status, 200, method);
+    const lines = res.rawHeaders.filter(([n]) => n.toLowerCase() === 'set-cookie').map(([, v]) => v);
+    assert.deepEqual(lines, ['a=1; Path=/; HttpOnly', 'b=2; Path=/; Secure; SameSite=Lax',
+      'c=3; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT', ...kept], method);
+  }
+  const warned = gw.logs.slice(from).filter((l) => l.event === 'upstream_cookie_dropped');
+  assert.equal(warned.length, 2, 'one warning per answer');
+  assert.ok(warned.every((l) => l.level === 'warn' && l.request_id), JSON.stringify(warned));
+  const metrics = await h.metrics(gw);
+  assert.equal(metricValue(metrics, 'ssogate_upstream_headers_dropped_total', { reason: 'gateway_cookie' }), 2,
+    'one per answer');
 });
 
 itest('request cookies reach the upstream unchanged', async (t, h) => {

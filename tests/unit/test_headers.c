@@ -191,7 +191,7 @@ static void test_response_filter(void **state)
         headers[count].name = h->key;
         headers[count++].value = h->value;
     }
-    sg_headers_copy_response(headers, count, out);
+    sg_headers_copy_response(headers, count, out, NULL);
 
     size_t cookies = 0;
     TAILQ_FOREACH(h, out, next)
@@ -226,14 +226,14 @@ static void test_write_response(void **state)
         {"Location", "/next"},
     };
     struct evbuffer *out = evbuffer_new();
-    unsigned has = sg_headers_write_response(in, 8, out, false);
+    unsigned has = sg_headers_write_response(in, 8, out, false, NULL);
     const char *want = "Set-Cookie: a=1\r\nContent-Length: 5\r\nDate: Mon\r\nLocation: /next\r\n";
     assert_int_equal(evbuffer_get_length(out), strlen(want));
     assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
     assert_int_equal(has, SG_RESPONSE_HAS_LENGTH | SG_RESPONSE_HAS_DATE);
 
     evbuffer_drain(out, evbuffer_get_length(out));
-    has = sg_headers_write_response(in, 8, out, true);
+    has = sg_headers_write_response(in, 8, out, true, NULL);
     want = "Set-Cookie: a=1\r\nDate: Mon\r\nLocation: /next\r\n";
     assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
     assert_int_equal(has, SG_RESPONSE_HAS_DATE);
@@ -244,12 +244,70 @@ static void test_write_response(void **state)
     many[20] = (struct sg_header){"X-Last", "gone"};
     many[21] = (struct sg_header){"X-Kept", "here"};
     evbuffer_drain(out, evbuffer_get_length(out));
-    has = sg_headers_write_response(many, 22, out, false);
+    has = sg_headers_write_response(many, 22, out, false, NULL);
     want = "X-Kept: here\r\n";
     assert_int_equal(evbuffer_get_length(out), strlen(want));
     assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
     assert_int_equal(has, 0);
     evbuffer_free(out);
+}
+
+/* The upstream may not set the gateway's own cookies: a Set-Cookie line is dropped when the name a
+ * browser reads in it is one of them, in any case, with blanks around it, or behind the '=' of a
+ * nameless cookie (which a browser sends back as "NAME=v"); other cookies, and other headers that
+ * merely mention the name, pass. */
+static void test_owned_cookies(void **state)
+{
+    static const char *const owned[] = {"ssogate", "ssogate_login", NULL};
+    static const char *const dropped[] = {
+        "ssogate=abc; Path=/",
+        "ssogate=",
+        "SSOGATE=abc",
+        " ssogate =abc",
+        "\tssogate\t=abc",
+        "=ssogate=abc",
+        "= ssogate=abc",
+        "ssogate_login=x; Max-Age=600",
+        "ssogate",
+        "ssogate; Path=/",
+    };
+    static const char *const kept[] = {
+        "ssogate2=abc",     "xssogate=abc", "psa=ssogate", "a=1; ssogate=abc",
+        "ssogate_csrf=abc", "=abc",         "ssogat=e",    "",
+        "; ssogate=abc",
+    };
+    for (size_t i = 0; i < sizeof(dropped) / sizeof(dropped[0]); i++)
+        assert_true(sg_headers_sets_cookie(dropped[i], owned));
+    for (size_t i = 0; i < sizeof(kept) / sizeof(kept[0]); i++)
+        assert_false(sg_headers_sets_cookie(kept[i], owned));
+    assert_false(sg_headers_sets_cookie("ssogate=abc", NULL));
+
+    struct sg_header in[] = {
+        {"Set-Cookie", "psa=1; Path=/"}, {"set-cookie", "ssogate=planted; Path=/"},
+        {"X-Note", "ssogate=abc"},       {"Set-Cookie", "=ssogate_login=planted"},
+        {"Content-Length", "0"},
+    };
+    struct evbuffer *out = evbuffer_new();
+    unsigned has = sg_headers_write_response(in, 5, out, false, owned);
+    const char *want = "Set-Cookie: psa=1; Path=/\r\nX-Note: ssogate=abc\r\nContent-Length: 0\r\n";
+    assert_int_equal(evbuffer_get_length(out), strlen(want));
+    assert_memory_equal(evbuffer_pullup(out, -1), want, strlen(want));
+    assert_int_equal(has, SG_RESPONSE_HAS_LENGTH | SG_RESPONSE_DROPPED_COOKIE);
+    evbuffer_free(out);
+
+    struct evkeyvalq *copied = headers_new();
+    assert_int_equal(sg_headers_copy_response(in, 5, copied, owned), 2);
+    size_t cookies = 0;
+    struct evkeyval *h;
+    TAILQ_FOREACH(h, copied, next)
+    {
+        if (strcasecmp(h->key, "Set-Cookie") == 0) {
+            assert_string_equal(h->value, "psa=1; Path=/");
+            cookies++;
+        }
+    }
+    assert_int_equal(cookies, 1);
+    headers_free(copied);
 }
 
 /* A line break in a name or value would start a header of the writer's choosing: no line at all. */
@@ -741,6 +799,7 @@ int main(void)
         cmocka_unit_test(test_identity_folding),
         cmocka_unit_test(test_name_eq),
         cmocka_unit_test(test_is_token),
+        cmocka_unit_test(test_owned_cookies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -101,13 +101,15 @@ async function stall(req, res, ctx) {
 }
 
 // /cookies sets three cookies in separate Set-Cookie headers; one has an Expires date with a comma,
-// which breaks any proxy that folds Set-Cookie into one comma-joined line.
-async function cookies(req, res) {
+// which breaks any proxy that folds Set-Cookie into one comma-joined line. Each `set` parameter
+// (/cookies?set=LINE&set=LINE) adds a Set-Cookie line of the caller's after them.
+async function cookies(req, res, ctx) {
   await readBody(req, 0);
   res.setHeader('set-cookie', [
     'a=1; Path=/; HttpOnly',
     'b=2; Path=/; Secure; SameSite=Lax',
     'c=3; Path=/; Expires=Wed, 21 Oct 2037 07:28:00 GMT',
+    ...ctx.url.searchParams.getAll('set'),
   ]);
   res.setHeader('content-type', 'text/plain');
   res.end('cookies');

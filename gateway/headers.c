@@ -33,12 +33,31 @@ static const struct {
 #undef NAME
 
 /* Set by the gateway from the connection itself; a client's values are dropped
- * (X-Forwarded-For is read by the proxy, which appends to it).
+ * (X-Forwarded-For is read by the proxy, which appends to it), as is every
+ * X-Forwarded-* name (sg_headers_gateway_owned).
  * Expect too: the gateway has read the whole body before it forwards, and an
- * interim 100 from the upstream would be taken for the response. */
+ * interim 100 from the upstream would be taken for the response.
+ * The rest say where the request came from, or which URL it was, as a proxy in
+ * front would (RFC 7239, nginx, IIS URL Rewrite, load balancers, CDNs): from a
+ * client they would let it choose the address, scheme, host, prefix or path an
+ * upstream framework takes for the request's. */
 static const char *const gateway_owned[] = {
-    "Content-Length",   "Expect",       "X-Forwarded-Proto",
-    "X-Forwarded-Host", "X-Request-Id", "X-Forwarded-For",
+    "Content-Length",
+    "Expect",
+    "X-Request-Id",
+    "Forwarded",
+    "X-Real-IP",
+    "X-Client-IP",
+    "Client-IP",
+    "True-Client-IP",
+    "X-Cluster-Client-IP",
+    "X-Original-URL",
+    "X-Rewrite-URL",
+    "X-Original-Host",
+    "X-Host",
+    "Front-End-Https",
+    "X-Url-Scheme",
+    "X-Original-Forwarded-For",
 };
 
 /* Named in Connection, these would let a client remove what the gateway
@@ -169,6 +188,7 @@ bool sg_headers_gateway_owned(const char *name)
     switch (fold((unsigned char)name[0])) {
     case 'c':
     case 'e':
+    case 'f':
     case 'h':
     case 'k':
     case 'p':
@@ -180,6 +200,7 @@ bool sg_headers_gateway_owned(const char *name)
         return false;
     }
     return sg_headers_is_hop_by_hop(name) || sg_headers_is_identity(name) ||
+           name_prefix_eq(name, "X-Forwarded-", 12) ||
            in_list(name, gateway_owned, sizeof(gateway_owned) / sizeof(gateway_owned[0])) ||
            sg_headers_name_eq(name, "Host") || sg_headers_name_eq(name, "Cookie");
 }

@@ -104,9 +104,13 @@ bool sg_headers_listed_in_connection(const char *connection, const char *name);
  * as header lines:
  * drops hop-by-hop headers, headers named in Connection, and every header
  * whose name, with '_' taken as '-', is one the gateway owns: the identity
- * namespace, Content-Length, Expect, Host, Cookie and X-Forwarded-For/-Proto/
- * -Host, X-Request-Id (the proxy sets those itself), and the names of
- * also_owned (NULL-terminated, may be NULL: the claim_headers). All borrowed.
+ * namespace, Content-Length, Expect, Host, Cookie, every X-Forwarded-*,
+ * X-Request-Id (the proxy sets those itself), what a proxy in front would say
+ * of the request's origin or URL (Forwarded, X-Real-IP, X-Client-IP,
+ * Client-IP, True-Client-IP, X-Cluster-Client-IP, X-Original-URL,
+ * X-Rewrite-URL, X-Original-Host, X-Host, Front-End-Https, X-Url-Scheme,
+ * X-Original-Forwarded-For), and the names of also_owned (NULL-terminated,
+ * may be NULL: the claim_headers). All borrowed.
  */
 void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
                              const char *const *also_owned);

@@ -41,6 +41,10 @@ const valuesOf = (entry, name) => entry.headers.filter(([n]) => fold(n) === fold
 // Names the gateway owns (policy/README.md): none of them may reach the upstream from the client, in
 // any spelling; those the gateway sets itself appear once, spelt with '-', with its own value.
 const OWNED_SET = ['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id'];
+const PROXY_SAYS = ['Forwarded', 'X-Forwarded-Port', 'X-Forwarded-Prefix', 'X-Forwarded-Server', 'X-Forwarded-Ssl',
+  'X-Forwarded-Scheme', 'X-Real-IP', 'X-Client-IP', 'Client-IP', 'True-Client-IP', 'X-Cluster-Client-IP',
+  'X-Original-URL', 'X-Rewrite-URL', 'X-Original-Host', 'X-Host', 'Front-End-Https', 'X-Url-Scheme',
+  'X-Original-Forwarded-For'];
 const OWNED_DROPPED = ['transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'upgrade',
   'proxy-authorization', 'expect'];
 
@@ -386,6 +390,11 @@ envTest('headers the gateway owns never reach the upstream in any spelling', asy
     spoof('Content_Length beside a Content-Length body', ['Content-Length: 3', 'Content_Length: 999'],
       { method: 'POST', body: 'abc', check: (entry) => assert.equal(entry.body.toString(), 'abc') }),
     spoof('X-Forwarded-For is appended to', ['X-Forwarded-For: 203.0.113.7'], { xff: '203.0.113.7, 127.0.0.1' }),
+    // What a proxy in front would say of the request's origin or URL, in every spelling: a framework
+    // trusting one proxy would take the client's word for its address, scheme, host, prefix or path.
+    ...PROXY_SAYS.map((name) => spoof(`${name} is dropped`, [`${name}: evil`, `${name.replace(/-/g, '_')}: evil`], {
+      check: (entry) => assert.deepEqual(valuesOf(entry, name), [], `${name} upstream`),
+    })),
     spoof('X_Forwarded_For beside X-Forwarded-For is dropped', ['X-Forwarded-For: 203.0.113.7', 'X_Forwarded_For: 6.6.6.6'],
       { xff: '203.0.113.7, 127.0.0.1' }),
     spoof('every spelling at once', [

@@ -310,6 +310,43 @@ static void test_owned_cookies(void **state)
     headers_free(copied);
 }
 
+/* The names the gateway owns, in any case and with '_' for '-': what it sets, every X-Forwarded-*,
+ * and what a proxy in front would say of the request's origin or URL; not their look-alikes. */
+static void test_gateway_owned(void **state)
+{
+    static const char *const owned[] = {
+        "Host",
+        "cookie",
+        "X-Request-Id",
+        "x_forwarded_for",
+        "X-Forwarded-Port",
+        "X-FORWARDED-PREFIX",
+        "x-forwarded-x",
+        "Forwarded",
+        "X_Real_IP",
+        "True-Client-IP",
+        "Client-IP",
+        "X-Original-URL",
+        "x_rewrite_url",
+        "X-Host",
+        "Front-End-Https",
+        "X-Url-Scheme",
+        "X-SSO-User",
+        "Transfer_Encoding",
+        "Expect",
+        "Content-Length",
+    };
+    static const char *const other[] = {
+        "X-Forwarded", "X-Forwardedfor",   "Forwarded-For", "X-Real-IPs",
+        "X-Hostname",  "X-Original",       "Accept",        "Referer",
+        "Origin",      "X-Requested-With", "Client-IPv6",   "",
+    };
+    for (size_t i = 0; i < sizeof(owned) / sizeof(owned[0]); i++)
+        assert_true(sg_headers_gateway_owned(owned[i]));
+    for (size_t i = 0; i < sizeof(other) / sizeof(other[0]); i++)
+        assert_false(sg_headers_gateway_owned(other[i]));
+}
+
 /* A line break in a name or value would start a header of the writer's choosing: no line at all. */
 static void test_add_line(void **state)
 {
@@ -800,6 +837,7 @@ int main(void)
         cmocka_unit_test(test_name_eq),
         cmocka_unit_test(test_is_token),
         cmocka_unit_test(test_owned_cookies),
+        cmocka_unit_test(test_gateway_owned),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

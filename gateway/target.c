@@ -129,6 +129,7 @@ struct pass {
     bool cut_parameters; /* a later pass: a segment ends at its first ';' */
     bool windows;        /* a segment may not end in '.' or a space */
     bool strict_empty;   /* a later pass: ".." after an empty segment is ambiguous */
+    bool strict_dots;    /* a later pass with %2F decoded: a "." or ".." segment is ambiguous */
 };
 
 /*
@@ -245,6 +246,14 @@ static enum sg_target_status normalize_path(const char *p, const char *end, cons
         }
         if (!last && len == 0)
             empty_seen = true;
+        if ((dot || dotdot) && pass->strict_dots) {
+            /* The first pass left no dot segment: this one is made by a decoded %2F
+             * ("a%2F..%2Fb"). A server that decodes %2F and resolves dot segments
+             * reads "b", one that decodes and does not (WSGI, PHP routers) reads
+             * "a/../b" and routes it under "a". */
+            status = SG_TARGET_ENCODED_SLASH;
+            goto end;
+        }
         if (dotdot && pass->strict_empty && empty_seen) {
             /* "a//..": RFC 3986 pops the empty segment, a server that
              * merges slashes first pops "a". Only a decoded %2F gets here. */
@@ -315,8 +324,10 @@ static enum sg_target_status reading(const char *path, const struct sg_target_op
         from = src.data;
         len = src.len;
     }
-    struct pass pass = {
-        .cut_parameters = cut, .windows = opts->case_insensitive, .strict_empty = true};
+    struct pass pass = {.cut_parameters = cut,
+                        .windows = opts->case_insensitive,
+                        .strict_empty = true,
+                        .strict_dots = decode_slash};
     enum sg_target_status status = normalize_path(from, from + len, &pass, &norm);
     sg_evmem_free(src.data);
     if (status != SG_TARGET_OK) {

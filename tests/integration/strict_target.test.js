@@ -278,15 +278,22 @@ const LOOSE = [
   ['/public%2Fx', 200, '/public%2Fx'],
   ['/public%2fx', 200, '/public%2Fx'],
   ['/public%2F%2Fx', 200, '/public%2F%2Fx'],
-  // Read literally, the segment "x%2F.." ends in dots, which Windows drops: refused.
-  ['/public/x%2F..', 400, 'trailing_dot'],
+  // The %2F makes a ".." segment (see below); read literally, "x%2F.." also ends in dots, which
+  // Windows drops. Refused either way.
+  ['/public/x%2F..', 400, 'encoded_slash'],
   ['/app%2Fx', LOGIN],
   ['/APP%2fx', LOGIN],
-  ['/public%2F..%2Fapp%2Fx', LOGIN],
-  ['/public%2F..%2FAPP', LOGIN],
-  ['/public/x%2F..%2F..%2Fapp', LOGIN],
-  ['/public/%2e%2e%2Fapp', LOGIN],
-  ['/public%2f%2e%2e%2fapp', LOGIN],
+  // A kept %2F making a dot segment: a server that decodes %2F and resolves dot segments reads
+  // /app/x, one that decodes and does not (WSGI, PHP routers) reads /public/../app/x and routes it
+  // under /public (or /app%2F..%2Fpublic under /app): refused.
+  ['/public%2F..%2Fapp%2Fx', 400, 'encoded_slash'],
+  ['/public%2F..%2FAPP', 400, 'encoded_slash'],
+  ['/public/x%2F..%2F..%2Fapp', 400, 'encoded_slash'],
+  ['/public/%2e%2e%2Fapp', 400, 'encoded_slash'],
+  ['/public%2f%2e%2e%2fapp', 400, 'encoded_slash'],
+  ['/app%2F..%2Fpublic%2Fx', 400, 'encoded_slash'],
+  ['/app%2F..', 400, 'encoded_slash'],
+  ['/app%2Fsecret%2F..%2F..%2Fpublic', 400, 'encoded_slash'],
   ['/%2Fapp/x', LOGIN],
   ['/a%2F..%2F..%2Fx', 400, null],
   ['/app%5Cx', 400, 'encoded_slash'],

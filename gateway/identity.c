@@ -156,11 +156,18 @@ static void on_ended(void *arg, int err)
 }
 
 void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
-                     const struct sg_identity *identity, struct evhttp_request *req)
+                     struct evhttp_request *req)
 {
-    /* With the shared store it goes here at once, in PostgreSQL when it answers. */
-    if (shared == NULL ||
-        sg_pgstore_session_delete(shared, identity->session_id, on_ended, NULL) == NULL)
-        sg_session_delete(store, identity->session_id);
+    char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
+    size_t count = sg_cookies_values(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_SESSION,
+                                     SG_SESSION_ID_LEN, &ids[0][0], SESSION_COOKIES_MAX);
+    for (size_t i = 0; i < count; i++) {
+        if (!sg_session_id_valid(ids[i]))
+            continue;
+        /* With the shared store it goes here at once, in PostgreSQL when it answers. */
+        if (shared == NULL || sg_pgstore_session_delete(shared, ids[i], on_ended, NULL) == NULL)
+            sg_session_delete(store, ids[i]);
+    }
+    OPENSSL_cleanse(ids, sizeof(ids));
     sg_cookies_clear(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_SESSION);
 }

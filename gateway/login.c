@@ -1067,9 +1067,14 @@ int sg_login_logout(struct sg_request *r)
 
     struct sg_identity identity;
     char *location = NULL;
-    if (sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, true, &identity) ==
-        0) {
-        sg_identity_end(r->store, r->shared, cfg, &identity, req);
+    int err = sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, true, &identity);
+    if (err == SG_EEXIST) {
+        /* Sessions of different users (one planted): none is in use, and every one ends, the
+         * victim's included, rather than a logout that looks done and leaves it alive. */
+        sg_identity_end(r->store, r->shared, cfg, req);
+        sg_metrics_count("ssogate_logouts_total", "result", "conflicting_cookies");
+    } else if (err == 0) {
+        sg_identity_end(r->store, r->shared, cfg, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token

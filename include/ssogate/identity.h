@@ -57,12 +57,16 @@ int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_id
                               struct evbuffer *out);
 
 /*
- * Ends the session of identity (deleted from the store, and with the shared
- * store from PostgreSQL, without waiting: a failure is logged and counted)
- * and adds to req's response a Set-Cookie that clears the session cookie.
- * All borrowed; shared may be NULL.
+ * Ends every session whose cookie req carries (up to as many as
+ * sg_identity_lookup reads), whoever's it is: deleted from the store, and with
+ * the shared store from PostgreSQL, without waiting (a failure is logged and
+ * counted). A logout that ended only the session in use would leave a second
+ * one alive: another session of the same user, or the victim's own behind a
+ * planted one (whose conflict leaves no session in use at all). Adds to req's
+ * response a Set-Cookie that clears the session cookie. All borrowed; shared
+ * may be NULL.
  */
 void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
-                     const struct sg_identity *identity, struct evhttp_request *req);
+                     struct evhttp_request *req);
 
 #endif

@@ -73,3 +73,43 @@ test('no gateway cookie reaches the upstream, from any Cookie line', async (env)
   assert.equal(res.subject, 'itc-user-alice', 'the session was found in the first line');
   assert.equal(res.cookie, 'a=1; b=2; c=3; d=4', 'the other cookies arrive, in order, in one line');
 });
+
+// A logout ends every session the browser sent, not only the one in use: with sessions of two users
+// (one planted by cookie tossing) none is in use, and a logout that ended nothing while answering as
+// usual left the victim's session alive; with two of the same user, the second one stayed alive.
+// The same at the PSA's logout path, which still reaches the PSA.
+test('a logout ends every session the browser sent', async (env) => {
+  const logout = (cookie) => request(env.gw, {
+    method: 'POST', path: '/_sso/logout', headers: [['Origin', env.gwUrl], ['Cookie', cookie]],
+  });
+  const live = async (id) => (await seen(env, [`ssogate=${id}`])).subject !== undefined;
+
+  const victim = await sessionOf(env, ACCOUNTS.alice);
+  const planted = await sessionOf(env, DAVE);
+  const conflict = await logout(`ssogate=${planted}; ssogate=${victim}`);
+  assert.equal(conflict.status, 303);
+  assert.match(String(conflict.headers['set-cookie']), /ssogate=;/, 'the session cookie is cleared');
+  assert.equal(await live(victim), false, "the victim's session ended behind a planted one");
+  assert.equal(await live(planted), false, 'and the planted one');
+
+  const first = await sessionOf(env, ACCOUNTS.alice);
+  const second = await sessionOf(env, ACCOUNTS.alice);
+  assert.equal((await logout(`ssogate=${first}; ssogate=${second}`)).status, 303);
+  assert.equal(await live(first), false, 'the session in use ended');
+  assert.equal(await live(second), false, 'and the same user\'s other one');
+
+  const victim2 = await sessionOf(env, ACCOUNTS.alice);
+  const planted2 = await sessionOf(env, DAVE);
+  const psa = await seen(env, [`ssogate=${planted2}; ssogate=${victim2}`], '/logout');
+  assert.equal(psa.status, 200, 'the PSA logout path still reaches the PSA');
+  assert.equal(psa.subject, undefined, 'without an identity (sessions of two users)');
+  assert.equal(await live(victim2), false, "the PSA logout path ended the victim's session");
+  assert.equal(await live(planted2), false, 'and the planted one');
+
+  const metrics = await env.metrics();
+  const count = (result) => (metrics.samples.find((m) => m.name === 'ssogate_logouts_total' && m.labels.result === result)
+    || { value: 0 }).value;
+  assert.equal(count('conflicting_cookies'), 1);
+  assert.equal(count('psa_logout_conflicting_cookies'), 1);
+});
+

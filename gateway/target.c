@@ -345,10 +345,67 @@ static enum sg_target_status reading(const char *path, const struct sg_target_op
 }
 
 /*
+ * Characters that a case-insensitive server may take for ASCII letters: their
+ * simple upper case (dotless i, long s: .NET, Windows, JavaScript) or lower
+ * case (I with dot, Kelvin sign) is one, or their full case folding is
+ * (sharp s, the Latin ligatures: Python's casefold, JavaScript's
+ * toUpperCase). As escaped in a case-insensitive reading (lower-case hex).
+ */
+static const struct {
+    const char *escaped;
+    const char *ascii;
+} ascii_folds[] = {
+    {"%c4%b0", "i"},      {"%c4%b1", "i"},      {"%c5%bf", "s"},     {"%e2%84%aa", "k"},
+    {"%c3%9f", "ss"},     {"%ef%ac%80", "ff"},  {"%ef%ac%81", "fi"}, {"%ef%ac%82", "fl"},
+    {"%ef%ac%83", "ffi"}, {"%ef%ac%84", "ffl"}, {"%ef%ac%85", "st"}, {"%ef%ac%86", "st"},
+};
+
+/* reading with every character of ascii_folds replaced by its letters; NULL when it has none. */
+static char *ascii_folded(const char *reading)
+{
+    if (strstr(reading, "%c") == NULL && strstr(reading, "%e") == NULL)
+        return NULL;
+    struct buf out = {0};
+    bool folded = false;
+    for (const char *p = reading; *p != '\0';) {
+        size_t i = 0;
+        while (i < SG_ARRAY_LEN(ascii_folds) &&
+               strncmp(p, ascii_folds[i].escaped, strlen(ascii_folds[i].escaped)) != 0)
+            i++;
+        if (i < SG_ARRAY_LEN(ascii_folds)) {
+            buf_add(&out, ascii_folds[i].ascii, strlen(ascii_folds[i].ascii));
+            p += strlen(ascii_folds[i].escaped);
+            folded = true;
+        } else {
+            buf_byte(&out, *p++);
+        }
+    }
+    if (!folded) {
+        sg_evmem_free(out.data);
+        return NULL;
+    }
+    return out.data;
+}
+
+/* Adds reading to out's variants unless it is the match path or one of them (then frees it). */
+static void add_variant(struct sg_target *out, char *reading)
+{
+    bool seen = strcmp(reading, out->match) == 0;
+    for (size_t i = 0; i < out->variant_count && !seen; i++)
+        seen = strcmp(reading, out->variants[i]) == 0;
+    if (seen)
+        sg_evmem_free(reading);
+    else
+        out->variants[out->variant_count++] = reading;
+}
+
+/*
  * Every reading of the forwarded path: the match path (kept %2F decoded,
  * parameters cut) and, where the path has a kept %2F or a ';', the others
- * (not decoded, not cut, both), as out->variants. Any reading that is
- * ambiguous or above the root refuses the target.
+ * (not decoded, not cut, both), as out->variants; with case-insensitive
+ * paths, each of those again with the characters of ascii_folds as their
+ * ASCII letters. Any reading that is ambiguous or above the root refuses the
+ * target.
  */
 static enum sg_target_status readings(const struct sg_target_options *opts, struct sg_target *out)
 {
@@ -364,15 +421,20 @@ static enum sg_target_status readings(const struct sg_target_options *opts, stru
         status = reading(out->path, opts, decode, cut, &variant);
         if (status != SG_TARGET_OK)
             break;
-        bool seen = strcmp(variant, out->match) == 0;
-        for (size_t i = 0; i < out->variant_count && !seen; i++)
-            seen = strcmp(variant, out->variants[i]) == 0;
-        if (seen)
-            sg_evmem_free(variant);
-        else
-            out->variants[out->variant_count++] = variant;
+        add_variant(out, variant);
     }
-    return status;
+    if (status != SG_TARGET_OK || !opts->case_insensitive)
+        return status;
+    size_t unfolded = out->variant_count;
+    char *folded = ascii_folded(out->match);
+    if (folded != NULL)
+        add_variant(out, folded);
+    for (size_t i = 0; i < unfolded; i++) {
+        folded = ascii_folded(out->variants[i]);
+        if (folded != NULL)
+            add_variant(out, folded);
+    }
+    return SG_TARGET_OK;
 }
 
 /* A %25 before two hex digits in the result: a server decoding twice would

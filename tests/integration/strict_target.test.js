@@ -16,7 +16,8 @@ const { startRecorder, runCase, RawConn, upstreamViews, under, LOGIN } = require
 
 const AUTHORITY = 'gw.example.test:8443';
 const PUBLIC_URL = `http://${AUTHORITY}`;
-const ROUTES = [{ prefix: '/app', auth: 'required' }, { prefix: '/public', auth: 'none' }];
+const ROUTES = [{ prefix: '/app', auth: 'required' }, { prefix: '/public', auth: 'none' },
+  { prefix: '/settings', auth: 'required' }];
 
 async function idpBlock() {
   // An IdP that is never reached: the cases need no exchange with it.
@@ -248,6 +249,8 @@ const STRICT = [
   ['/public/' + './'.repeat(2000) + 'x', 200, '/public/x'],
   ['/public/' + 'a/'.repeat(500) + '../'.repeat(501) + 'app/x', LOGIN],
   ['/public/' + '%2e%2e/'.repeat(1) + 'app/' + 'x/'.repeat(100), LOGIN],
+  // A case-sensitive upstream does not fold the long s: not /settings.
+  ['/%C5%BFettings/x', 200, '/%C5%BFettings/x'],
   // Not a path.
   ['x/y', 400, 'empty'],
   ['app/x', 400, 'empty'],
@@ -256,6 +259,14 @@ const STRICT = [
 
 // The same gateway with upstream.paths case-insensitive and upstream.escaped_slashes keep.
 const LOOSE = [
+  // Characters that a case-insensitive server may take for ASCII letters (.NET, Windows and
+  // JavaScript upper-case the long s to S and the dotless i to I; the Kelvin sign lower-cases to k;
+  // Python's casefold makes the fi ligature "fi"): the route of either reading, the stricter.
+  ['/%C5%BFettings/x', LOGIN],
+  ['/SETT%C4%B0NGS', LOGIN],
+  ['/%C5%BFett%C4%B1ngs/x', LOGIN],
+  ['/%EF%AC%81/x', 200, '/%EF%AC%81/x'],
+  ['/public/%C4%B1', 200, '/public/%C4%B1'],
   ['/app/x', LOGIN],
   ['/APP/x', LOGIN],
   ['/App', LOGIN],

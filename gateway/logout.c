@@ -1,6 +1,7 @@
 #include "ssogate/logout.h"
 
 #include "ssogate/common.h"
+#include "ssogate/pages.h"
 #include "ssogate/config.h"
 #include "ssogate/jose.h"
 #include "ssogate/log.h"
@@ -69,7 +70,7 @@ static int refuse(struct sg_request *r, int status, const char *result, const ch
     evhttp_add_header(headers, "Cache-Control", "no-store");
     if (status == 503)
         evhttp_add_header(headers, "Retry-After", "5");
-    evhttp_send_reply(r->req, status, status == 400 ? "Bad Request" : "Service Unavailable", body);
+    sg_reply(r->req, status, status == 400 ? "Bad Request" : "Service Unavailable", body);
     evbuffer_free(body);
     return status;
 }
@@ -130,7 +131,7 @@ static int ended_answer(struct backchannel *b, int err)
     count("back", "ok");
     log_line(r, "back", "ok", b->by, (int64_t)b->ended);
     evhttp_add_header(evhttp_request_get_output_headers(r->req), "Cache-Control", "no-store");
-    evhttp_send_reply(r->req, 200, "OK", NULL);
+    sg_reply(r->req, 200, "OK", NULL);
     return 200;
 }
 
@@ -253,7 +254,7 @@ static int front_answer(struct sg_request *r, int status, const char *result, co
                         status == 200 ? "Signed out" : "Sign-out refused",
                         status == 200 ? "You are signed out of this application."
                                       : "This sign-out request is not valid.");
-    evhttp_send_reply(r->req, status, status == 200 ? "OK" : "Bad Request", body);
+    sg_reply(r->req, status, status == 200 ? "OK" : "Bad Request", body);
     evbuffer_free(body);
     return status;
 }

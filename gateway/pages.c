@@ -2,6 +2,7 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "ssogate/common.h"
@@ -109,7 +110,7 @@ void sg_page_send_html(struct evhttp_request *req, int status, const char *title
     evhttp_add_header(headers, "Content-Security-Policy",
                       "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: "
                       "http:; frame-ancestors 'none'");
-    evhttp_send_reply(req, status, sg_page_reason(status), body);
+    sg_reply(req, status, sg_page_reason(status), body);
     evbuffer_free(body);
     free(title_html);
 }
@@ -122,4 +123,23 @@ void sg_page_send(struct evhttp_request *req, int status, const char *title, con
     sg_page_send_html(req, status, title, body, request_id);
     free(body);
     free(message_html);
+}
+
+void sg_reply(struct evhttp_request *req, int status, const char *reason, struct evbuffer *body)
+{
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD) {
+        evhttp_send_reply(req, status, reason, body);
+        return;
+    }
+    size_t len = body != NULL ? evbuffer_get_length(body) : 0;
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    if (status >= 200 && status != 204 && status != 304 &&
+        evhttp_find_header(headers, "Content-Length") == NULL) {
+        char text[24];
+        snprintf(text, sizeof(text), "%zu", len);
+        evhttp_add_header(headers, "Content-Length", text);
+    }
+    if (body != NULL)
+        evbuffer_drain(body, len);
+    evhttp_send_reply(req, status, reason, NULL);
 }

@@ -242,7 +242,7 @@ int sg_request_redirect(struct sg_request *r, int status, const char *location)
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Location", location);
     evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(r->req, status, sg_page_reason(status), NULL);
+    sg_reply(r->req, status, sg_page_reason(status), NULL);
     return status;
 }
 

@@ -39,7 +39,7 @@ static int send_text(struct sg_request *r, int status, const char *content_type,
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Content-Type", content_type);
     evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(r->req, status, sg_page_reason(status), body);
+    sg_reply(r->req, status, sg_page_reason(status), body);
     evbuffer_free(body);
     return status;
 }
@@ -76,7 +76,7 @@ static int handle_jwks(struct sg_request *r)
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Content-Type", "application/jwk-set+json");
     evhttp_add_header(headers, "Cache-Control", "max-age=60");
-    evhttp_send_reply(r->req, 200, "OK", body);
+    sg_reply(r->req, 200, "OK", body);
     evbuffer_free(body);
     return 200;
 }
@@ -100,21 +100,19 @@ static int handle_client_jwks(struct sg_request *r)
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Content-Type", "application/jwk-set+json");
     evhttp_add_header(headers, "Cache-Control", "max-age=60");
-    evhttp_send_reply(r->req, 200, "OK", body);
+    sg_reply(r->req, 200, "OK", body);
     evbuffer_free(body);
     return 200;
 }
 
 enum methods {
-    GET = 1 << 0, /* and HEAD */
-    POST = 1 << 1,
-    ANY = GET | POST | 1 << 2,
+    GET = 1 << 0,
+    HEAD = 1 << 1,
+    POST = 1 << 2,
+    OTHER = 1 << 3,
+    READ = GET | HEAD, /* a resource: HEAD answers as GET would, without the body */
 };
 
-/*
- * The gateway's own endpoints, /_sso/<name>. A handler sends its answer and
- * returns the status, or calls sg_request_wait and answers later (0).
- */
 /* What a state-changing endpoint must prove about where its request comes from (csrf.h). */
 enum csrf {
     CSRF_NONE = 0,
@@ -125,8 +123,10 @@ enum csrf {
 /*
  * The gateway's own endpoints, /_sso/<name>: the methods each takes, its
  * CSRF check (done here, before the handler) and the page refusing a wrong
- * method. A handler sends its answer and returns the status, or calls
- * sg_request_wait and answers later (0).
+ * method. The GETs that change state (a login's start and end, a
+ * front-channel logout) take no HEAD: a HEAD, which some clients send to
+ * check a link, must not use up a login or end a session. A handler sends its answer and returns
+ * the status, or calls sg_request_wait and answers later (0).
  */
 static const struct {
     const char *name;
@@ -135,18 +135,18 @@ static const struct {
     enum csrf csrf;
     const char *refusal[2]; /* the 405 page's title and message; NULL: 404 for other methods */
 } endpoints[] = {
-    {"healthz", GET, handle_healthz, CSRF_NONE, {NULL, NULL}},
-    {"metrics", GET, handle_metrics, CSRF_NONE, {NULL, NULL}},
-    {"jwks.json", GET, handle_jwks, CSRF_NONE, {NULL, NULL}},
-    {"client-jwks.json", GET, handle_client_jwks, CSRF_NONE, {NULL, NULL}},
+    {"healthz", READ, handle_healthz, CSRF_NONE, {NULL, NULL}},
+    {"metrics", READ, handle_metrics, CSRF_NONE, {NULL, NULL}},
+    {"jwks.json", READ, handle_jwks, CSRF_NONE, {NULL, NULL}},
+    {"client-jwks.json", READ, handle_client_jwks, CSRF_NONE, {NULL, NULL}},
     {"login", GET, sg_login_start, CSRF_NONE, {NULL, NULL}},
     {"callback", GET, sg_login_callback, CSRF_NONE, {NULL, NULL}},
     {"logout", POST, sg_login_logout, CSRF_SAME_ORIGIN, {LOGOUT_405}},
     /* From the IdP, server to server (signed) or framed by it: no browser origin to check. */
     {"backchannel-logout", POST, sg_logout_backchannel, CSRF_NONE, {BACKCHANNEL_405}},
     {"frontchannel-logout", GET, sg_logout_frontchannel, CSRF_NONE, {NULL, NULL}},
-    {"settings", GET, sg_settings_page, CSRF_NONE, {SETTINGS_GET_405}},
-    {"status", GET, sg_settings_status, CSRF_NONE, {SETTINGS_GET_405}},
+    {"settings", READ, sg_settings_page, CSRF_NONE, {SETTINGS_GET_405}},
+    {"status", READ, sg_settings_status, CSRF_NONE, {SETTINGS_GET_405}},
     {"tenant/enable", POST, sg_settings_tenant_enable, CSRF_FORM, {SETTINGS_POST_405}},
     {"tenant/disable", POST, sg_settings_tenant_disable, CSRF_FORM, {SETTINGS_POST_405}},
     {"user/enable", POST, sg_settings_user_enable, CSRF_FORM, {SETTINGS_POST_405}},
@@ -185,12 +185,13 @@ static unsigned method_of(const struct sg_request *r)
 {
     switch (evhttp_request_get_command(r->req)) {
     case EVHTTP_REQ_GET:
-    case EVHTTP_REQ_HEAD:
         return GET;
+    case EVHTTP_REQ_HEAD:
+        return HEAD;
     case EVHTTP_REQ_POST:
         return POST;
     default:
-        return ANY & ~(GET | POST);
+        return OTHER;
     }
 }
 
@@ -296,7 +297,7 @@ static int handle_asterisk(struct sg_request *r)
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Allow", "GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH");
     evhttp_add_header(headers, "Content-Length", "0");
-    evhttp_send_reply(r->req, 204, "No Content", NULL);
+    sg_reply(r->req, 204, "No Content", NULL);
     return 204;
 }
 

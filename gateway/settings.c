@@ -142,7 +142,7 @@ static int send_status(struct settings_request *s, const struct sg_psa_user *use
     struct evkeyvalq *headers = evhttp_request_get_output_headers(s->r->req);
     evhttp_add_header(headers, "Content-Type", "application/json");
     evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(s->r->req, 200, "OK", body);
+    sg_reply(s->r->req, 200, "OK", body);
     evbuffer_free(body);
     yajl_gen_free(g);
     return 200;
@@ -307,7 +307,7 @@ static void see_other(struct evhttp_request *req, const char *location)
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Location", location);
     evhttp_add_header(headers, "Cache-Control", "no-store");
-    evhttp_send_reply(req, 303, "See Other", NULL);
+    sg_reply(req, 303, "See Other", NULL);
 }
 
 static int store_error(struct settings_request *s, int err)

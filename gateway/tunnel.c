@@ -302,7 +302,7 @@ static void reply_refusal(struct tunnel *t)
     const char *reason = t->reason_len > 0 ? t->reason : sg_page_reason(t->status);
     int status = t->status;
     reply_prepare(t, status, "refused");
-    evhttp_send_reply(t->r->req, status, reason, t->body);
+    sg_reply(t->r->req, status, reason, t->body);
 }
 
 /*

@@ -5,6 +5,7 @@
 #ifndef SSOGATE_PAGES_H
 #define SSOGATE_PAGES_H
 
+struct evbuffer;
 struct evhttp_request;
 
 /*
@@ -27,5 +28,15 @@ char *sg_html_escape(const char *text);
 
 /* The reason phrase of a status code ("Bad Gateway"). */
 const char *sg_page_reason(int status);
+
+/*
+ * Sends the answer to req with status, reason and body (may be NULL; its
+ * bytes are taken), as evhttp_send_reply does, but right for a HEAD: the
+ * body's length in Content-Length and no body. evhttp_send_reply writes a
+ * HEAD answer's body without a length, which a client reads as the start of
+ * the next answer on the connection. Every answer the gateway makes itself
+ * goes through here.
+ */
+void sg_reply(struct evhttp_request *req, int status, const char *reason, struct evbuffer *body);
 
 #endif

@@ -2,7 +2,7 @@
 // The gateway's own endpoints: /_sso/healthz, /_sso/metrics, and /_sso/* never forwarded upstream.
 
 const assert = require('node:assert/strict');
-const { itest, request, rawExchange, parseMetrics, metricValue } = require('./lib/harness');
+const { itest, request, rawExchange, parseMetrics, metricValue, closedPort } = require('./lib/harness');
 
 async function setup(h) {
   const up = await h.startStub();
@@ -100,4 +100,37 @@ itest('the metrics count what happened', async (t, h) => {
   assert.ok(ok(after) - ok(before) >= 7, `7 more 2xx (before ${ok(before)}, after ${ok(after)})`);
   assert.ok(ok(after) - ok(before) <= 8, 'and not many more (the metrics request itself may count)');
   assert.equal(server(after) - server(before), 1, 'one more 5xx');
+});
+
+// A HEAD answer has no body (RFC 9110 9.3.2): the gateway's own pages (404, 405, the sign-in page
+// of a required route, healthz, metrics) send their length and no bytes, so that the next answer on a
+// kept-alive connection is read from its first byte. The answers of five HEADs and a GET, pipelined
+// on one connection, are exactly six heads and the GET's body.
+itest("HEAD answers of the gateway's own pages have no body", async (t, h) => {
+  const up = await h.startStub();
+  // An IdP that is never reached: the required route answers its "sign-in unavailable" page.
+  const idp = { issuer: `http://127.0.0.1:${await closedPort()}`, client_id: 'c', client_secret_env: 'SG_TEST_SECRET',
+    allow_insecure_http: true };
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url }, idp, routes: [{ prefix: '/private', auth: 'required' }],
+  }), { env: { SG_TEST_SECRET: 'test-secret' } });
+  const heads = ['/_sso/nothing', '/_sso/logout', '/_sso/healthz', '/_sso/metrics', '/private/x'];
+  const data = [...heads.map((p) => `HEAD ${p} HTTP/1.1\r\nHost: a.example\r\n\r\n`),
+    'GET /_sso/healthz HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n'].join('');
+  const res = await rawExchange(gw.port, data, { untilComplete: false });
+  let rest = res.text;
+  const statuses = [];
+  for (let i = 0; i <= heads.length; i++) {
+    assert.match(rest, /^HTTP\/1\.1 \d{3} /, `answer ${i} starts at a status line: ${JSON.stringify(rest.slice(0, 80))}`);
+    statuses.push(Number(rest.slice(9, 12)));
+    const end = rest.indexOf('\r\n\r\n');
+    const head = rest.slice(0, end);
+    rest = rest.slice(end + 4);
+    if (i < heads.length) {
+      assert.match(head, /\r\ncontent-length: \d+/i, `HEAD ${heads[i]}: its length`);
+    } else {
+      assert.equal(JSON.parse(rest).status, 'ok', 'the GET after the HEADs gets its own body');
+    }
+  }
+  assert.deepEqual(statuses, [404, 405, 200, 200, 503, 200]);
 });

@@ -46,6 +46,26 @@ oidcTest('a replayed callback (same URL twice) is refused with 400 and no second
   assertStale(third, 'the replayed callback in another browser');
 });
 
+// A HEAD (a link checker, a prefetch) of the callback, the login start or the front-channel logout
+// changes nothing: 404 without a session, no token request, and the callback still logs in after it.
+oidcTest('a HEAD of a state-changing endpoint changes nothing', async (env) => {
+  const browser = env.browser();
+  const callback = await env.authorize({ browser, returnTo: '/echo/head' });
+  const tokensBefore = (await env.idpCounters()).token;
+  const head = await browser.request(callback, { method: 'HEAD' });
+  assert.equal(head.status, 404, 'HEAD of the callback');
+  assert.equal([].concat(head.headers['set-cookie'] || []).find((c) => /^ssogate=[^;]/.test(c)), undefined,
+    'no session cookie');
+  assert.equal((await env.idpCounters()).token, tokensBefore, 'no token request');
+  for (const path of ['/_sso/login?return_to=/x', '/_sso/frontchannel-logout?iss=x&sid=y']) {
+    assert.equal((await browser.request(`${env.gwUrl}${path}`, { method: 'HEAD' })).status, 404, `HEAD ${path}`);
+  }
+  const good = await browser.request(callback);
+  assert.equal(good.status, 302, 'the callback still logs in after the HEAD');
+  assert.equal(good.headers.location, '/echo/head');
+  assert.equal((await env.status(browser)).session, true);
+});
+
 oidcTest('a forged, missing or oversized state is refused with 400', async (env) => {
   const browser = env.browser();
   const callback = new URL(await env.authorize({ browser }));

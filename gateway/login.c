@@ -93,6 +93,7 @@ enum sg_login_result {
     SG_LOGIN_TOKEN_INVALID,
     SG_LOGIN_USERINFO_FAILED,
     SG_LOGIN_USERINFO_INVALID,
+    SG_LOGIN_CLAIMS_UNUSABLE,
     SG_LOGIN_SESSION_NOT_STORED,
     SG_LOGIN_STORE_UNAVAILABLE,
     SG_LOGIN_CLIENT_GONE,
@@ -143,6 +144,10 @@ static const struct {
     [SG_LOGIN_USERINFO_INVALID] = {"userinfo_invalid", SG_LOG_WARN, 401, false, "Sign-in refused",
                                    "The identity provider's answers about you did not agree, so "
                                    "you were not signed in. Please contact your administrator."},
+    [SG_LOGIN_CLAIMS_UNUSABLE] = {"claims_unusable", SG_LOG_WARN, 401, false, "Sign-in refused",
+                                  "The identity provider's answer about you holds a value the "
+                                  "gateway cannot use (a control character, or one too long), so "
+                                  "you were not signed in. Please contact your administrator."},
     [SG_LOGIN_STORE_UNAVAILABLE] = {"store_unavailable", SG_LOG_WARN, 503, true,
                                     "Sign-in is unavailable",
                                     "The gateway cannot reach its shared store just now, so "
@@ -492,6 +497,9 @@ static void on_session_stored(void *arg, int err)
  * writes it. */
 static int finish_session(struct pending *p)
 {
+    const char *unstorable = sg_session_unstorable(&p->session);
+    if (unstorable != NULL)
+        return login_result(p->r, SG_LOGIN_CLAIMS_UNUSABLE, unstorable);
     if (p->r->shared == NULL) {
         p->write = sg_session_writer_create(p->logins->writer, p->session_id, &p->session,
                                             on_session_stored, p);

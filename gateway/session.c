@@ -67,6 +67,19 @@ static const struct {
                              false},
 };
 
+/* Each field's name in sg_session_unstorable's answer. */
+static const char *const field_names[FIELD_COUNT] = {
+    [FIELD_IDP_ISSUER] = "iss",
+    [FIELD_IDP_SUB] = "sub",
+    [FIELD_IDP_TENANT] = "idp_tenant",
+    [FIELD_EMAIL] = "email",
+    [FIELD_PSA_TENANT] = "psa_tenant",
+    [FIELD_PSA_USER] = "psa_user",
+    [FIELD_ID_TOKEN] = "id_token",
+    [FIELD_IDP_SID] = "sid",
+    [FIELD_CLAIM_HEADERS] = "claim_headers",
+};
+
 /* A field of a record as it lies in the map (not NUL-terminated). */
 struct field_view {
     const char *data; /* NULL when absent */
@@ -813,6 +826,17 @@ int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *de
     if (err == 0 && deleted != NULL)
         *deleted = removed;
     return err;
+}
+
+const char *sg_session_unstorable(const struct sg_session *rec)
+{
+    for (int f = 0; f < FIELD_COUNT; f++) {
+        const char *s = *field_in(rec, f);
+        if (s != NULL && !field_bytes_valid(s, strnlen(s, field_specs[f].max + 1),
+                                            field_specs[f].max, field_specs[f].name))
+            return field_names[f];
+    }
+    return NULL;
 }
 
 void sg_session_clear(struct sg_session *session)

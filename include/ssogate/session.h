@@ -163,6 +163,14 @@ void sg_session_key(const char *id, unsigned char key[SG_SESSION_KEY_LEN]);
 /* The stored record of rec (validated): *out is the caller's. 0 or SG_EINVAL. */
 int sg_session_encode(const struct sg_session *rec, unsigned char **out, size_t *len);
 
+/*
+ * The name of the first field of rec that a record cannot hold (a control
+ * character, or longer than its maximum: "sub", "email", ...), or NULL when
+ * every field can be stored. Values come from the IdP: a login checks them
+ * before it stores, so that its user's data never passes for a store failure.
+ */
+const char *sg_session_unstorable(const struct sg_session *rec);
+
 /* A stored record back into out (cleared with sg_session_clear). 0 or SG_ESTORE. */
 int sg_session_decode(const void *data, size_t len, struct sg_session *out);
 

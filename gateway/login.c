@@ -253,7 +253,7 @@ static int redirect_to_psa_login(struct sg_request *r, const char *notice)
 }
 
 static char *authorization_location(const struct sg_snapshot *snap, const struct sg_loginstate *s);
-static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const char *new_binding,
+static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const char *binding,
                         int status);
 
 int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const char *return_to,
@@ -287,7 +287,7 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     sg_random_tokens(32, tokens, new_binding ? 4 : 3, sizeof(s.state));
     sg_sha256(binding, strlen(binding), s.binding);
     if (r->shared != NULL) {
-        int sent = begin_shared(r, &s, new_binding ? binding : NULL, status);
+        int sent = begin_shared(r, &s, binding, status);
         OPENSSL_cleanse(binding, sizeof(binding));
         return sent;
     }
@@ -299,8 +299,9 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
         return login_result(r, SG_LOGIN_STATE_NOT_STORED, sg_strerror(err));
     }
     char *location = authorization_location(snap, &s);
-    if (new_binding)
-        sg_cookies_set(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_LOGIN, binding);
+    /* Set again when the browser has it: its Max-Age starts over with this login, which would
+     * otherwise fail at the callback if the cookie ran out in between. */
+    sg_cookies_set(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_LOGIN, binding);
     sg_request_redirect(r, status, location);
     login_result(r, SG_LOGIN_STARTED, NULL);
     OPENSSL_cleanse(binding, sizeof(binding));
@@ -340,7 +341,7 @@ struct begin {
     struct sg_request *r;
     struct sg_pgstore_op *op;
     char *location;
-    char binding[TOKEN_SIZE]; /* "" when the browser has its login cookie already */
+    char binding[TOKEN_SIZE]; /* the login cookie, set again (its Max-Age starts over) */
     int status;
 };
 
@@ -371,9 +372,8 @@ static void on_state_stored(void *arg, int err)
             r, err == SG_EUNAVAILABLE ? SG_LOGIN_STORE_UNAVAILABLE : SG_LOGIN_STATE_NOT_STORED,
             sg_strerror(err));
     } else {
-        if (b->binding[0] != '\0')
-            sg_cookies_set(evhttp_request_get_output_headers(r->req), r->snap->cfg, SG_COOKIE_LOGIN,
-                           b->binding);
+        sg_cookies_set(evhttp_request_get_output_headers(r->req), r->snap->cfg, SG_COOKIE_LOGIN,
+                       b->binding);
         sg_request_redirect(r, status, b->location);
         login_result(r, SG_LOGIN_STARTED, NULL);
     }
@@ -381,15 +381,14 @@ static void on_state_stored(void *arg, int err)
 }
 
 /* sg_login_begin with the shared store: the state goes to PostgreSQL first. */
-static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const char *new_binding,
+static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const char *binding,
                         int status)
 {
     struct begin *b = sg_calloc(1, sizeof(*b));
     b->r = r;
     b->status = status;
     b->location = authorization_location(r->snap, s);
-    if (new_binding != NULL)
-        snprintf(b->binding, sizeof(b->binding), "%s", new_binding);
+    snprintf(b->binding, sizeof(b->binding), "%s", binding);
     sg_request_on_finish(r, begin_free, b);
     b->op = sg_pgstore_loginstate_put(r->shared, s, on_state_stored, b);
     sg_loginstate_clear(s);

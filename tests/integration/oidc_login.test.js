@@ -55,6 +55,17 @@ async function loggedIn(env, returnTo = '/') {
   return { res, browser: res.browser, cookie };
 }
 
+// A second login started in the same browser keeps the binding and sets it again, so that its Max-Age
+// starts over: a cookie about to run out cannot fail that login at the callback.
+oidcTest('a login started again sets the same binding cookie again, with a full Max-Age', async (env) => {
+  const browser = env.browser();
+  const first = parseSetCookies((await browser.request(`${env.gwUrl}/_sso/login?return_to=%2F`)).headers['set-cookie']);
+  const again = parseSetCookies((await browser.request(`${env.gwUrl}/_sso/login?return_to=%2F`)).headers['set-cookie']);
+  assert.ok(first.ssogate_login && again.ssogate_login, 'set both times');
+  assert.equal(again.ssogate_login.value, first.ssogate_login.value, 'the same value');
+  assert.equal(again.ssogate_login.attributes['max-age'], '600', 'a full Max-Age');
+});
+
 oidcTest('full login: authorization request, callback, session cookie, identity and assertion upstream', async (env) => {
   const { value, moved } = await env.measure(async () => {
     const browser = env.browser();

@@ -418,8 +418,15 @@ static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer 
         evhttp_connection_free(evhttp_request_get_connection(p->r->req));
         return;
     }
-    /* The upstream's head may have been taken already: the page has its own headers. */
-    evhttp_clear_headers(evhttp_request_get_output_headers(p->r->req));
+    /* The upstream's head may have been taken already: the page has its own headers, and keeps
+     * a close decided before the answer (server.c: the bytes after a protocol switch are not
+     * checked; draining). */
+    struct evkeyvalq *out = evhttp_request_get_output_headers(p->r->req);
+    const char *connection = evhttp_find_header(out, "Connection");
+    bool close = connection != NULL && strcasecmp(connection, "close") == 0;
+    evhttp_clear_headers(out);
+    if (close)
+        sg_headers_close_connection(out);
     if (timeout)
         send_error_page(p, 504,
                         "The application did not answer in time. Please try again in a moment.");

@@ -30,9 +30,46 @@ static int on_message_begin(llhttp_t *p)
     return 0;
 }
 
+static void wire_fail(struct sg_wire *w, const char *reason);
+
+/* The methods evhttp hands to the gateway (server.c allows exactly these). Any other one evhttp
+ * answers itself (501) and keeps the connection, without reading a body it declares. */
+static bool served(uint8_t method)
+{
+    switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+    case HTTP_POST:
+    case HTTP_PUT:
+    case HTTP_DELETE:
+    case HTTP_OPTIONS:
+    case HTTP_PATCH:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* The methods whose body means something to the upstream (RFC 9110 9.3). evhttp reads no body of a
+ * HEAD, so its bytes would be read as the next request (a front proxy that frames it by its
+ * Content-Length, as RFC 9112 6.3 says, would send another user's request there); an upstream that
+ * ignores a GET's body reads it as a request of its own (request smuggling, "CL.0"). */
+static bool takes_body(uint8_t method)
+{
+    return method == HTTP_POST || method == HTTP_PUT || method == HTTP_PATCH ||
+           method == HTTP_DELETE;
+}
+
 static int on_headers_complete(llhttp_t *p)
 {
     struct sg_wire *w = p->data;
+    uint8_t method = llhttp_get_method(p);
+    bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    if (!served(method) || (body && !takes_body(method))) {
+        wire_fail(w, served(method) ? "a body on a method that takes none"
+                                    : "a method the gateway does not serve");
+        return -1;
+    }
     if (!(p->flags & F_CHUNKED))
         return 0;
     w->body = BODY_SIZE_LINE;
@@ -88,9 +125,11 @@ void sg_wire_init(struct sg_wire *w)
     w->parser.data = w;
 }
 
-/* Ends the scan: the request being received (or the next one) is bad. */
+/* Ends the scan: the request being received (or the next one) is bad. The first reason stays. */
 static void wire_fail(struct sg_wire *w, const char *reason)
 {
+    if (w->bad_message != 0)
+        return;
     w->bad_message = w->in_message ? w->messages : w->messages + 1;
     w->reason = reason;
 }

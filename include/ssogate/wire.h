@@ -9,6 +9,10 @@
  *    and what evhttp would take but RFC 9112 lets a server refuse: white
  *    space between a field name and its colon, a header line ended by a
  *    bare LF;
+ *    a body on a method that takes none (all but POST, PUT, PATCH and
+ *    DELETE: evhttp reads no body of a HEAD, which would be read as the next
+ *    request), and a method evhttp does not hand over (it answers 501 without
+ *    reading a body);
  *    the request it belongs to, and every later one on the connection, is
  *    refused (sg_wire_verdict);
  *  - chunk extensions (RFC 9112 7.1.1), which libevent 2.1 refuses with a

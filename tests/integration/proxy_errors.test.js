@@ -3,7 +3,7 @@
 // time, and never takes the gateway down with it.
 
 const assert = require('node:assert/strict');
-const { itest, request, closedPort, SLOW } = require('./lib/harness');
+const { itest, request, rawExchange, closedPort, SLOW } = require('./lib/harness');
 
 // An error page: the status, HTML, and the request id named in the page (the one of the X-Request-Id
 // header when there is one; the test 'error responses carry X-Request-Id' insists on the header).
@@ -33,6 +33,20 @@ itest('upstream down: 502 page with the request id', async (t, h) => {
   }
   assert.equal(ids.size, 2, 'every request gets its own id');
   assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200, 'the gateway keeps serving');
+});
+
+// A request asking for a protocol switch ends the wire check for its connection: its answer closes the
+// connection, the 502 page of a failed upstream included (whose headers replace the others), so the
+// bytes after it (here a NUL that the check would refuse) are never read as a request.
+itest('a failed Upgrade request still closes its connection', async (t, h) => {
+  const port = await closedPort();
+  const gw = await h.startGateway(h.config({ upstream: { url: `http://127.0.0.1:${port}`, connect_timeout_ms: 1000 } }));
+  const res = await rawExchange(gw.port, 'GET /echo/up HTTP/1.1\r\nHost: a.example\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n'
+    + 'GET /echo/after HTTP/1.1\r\nHost: a.example\r\nX-A: a\x00b\r\n\r\n');
+  assert.equal(res.status, 502);
+  assert.match(res.response.headers.connection || '', /close/i, 'the 502 says the connection closes');
+  assert.ok(res.closed, 'and it is closed');
+  assert.equal(res.text.match(/^HTTP\/1\.1 /gm).length, 1, `one answer only: ${res.text.slice(0, 200)}`);
 });
 
 itest('error responses carry X-Request-Id, the id their page names', async (t, h) => {

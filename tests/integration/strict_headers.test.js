@@ -438,12 +438,12 @@ envTest('gateway cookies never reach the upstream from any Cookie line; the rest
 
 // Sends bytes on one connection and reads `count` answers; returns {responses, closed, extra}: whether
 // the peer closed the connection (waited for when expectClosed) and any bytes after the answers.
-async function pipeline(env, bytes, count, expectClosed) {
+async function pipeline(env, bytes, count, expectClosed, noBody = []) {
   const conn = await RawConn.open(env.gw.port);
   conn.write(bytes);
   const responses = [];
   for (let i = 0; i < count; i++) {
-    const res = await conn.read(5000);
+    const res = await conn.read(5000, { noBody: Boolean(noBody[i]) });
     if (!res) {
       break;
     }
@@ -530,6 +530,76 @@ envTest('pipelined requests: a refusal in the middle closes the connection, late
       upstream: [],
       closed: true,
     },
+    // A body on a method that takes none. evhttp reads no body of a HEAD: the bytes a front proxy sends
+    // as its body (RFC 9112 6.3) would be read as a request, and the next user's request would become
+    // that one's body. An upstream that ignores a GET's body reads it as a request of its own.
+    {
+      name: 'HEAD with a Content-Length body smuggling a request',
+      bytes: `HEAD /public/h HTTP/1.1\r\nHost: client.example.test\r\nContent-Length: ${g('/public/hidden').length}\r\n\r\n`
+        + g('/public/hidden'),
+      statuses: [400],
+      noBody: [true],
+      upstream: [],
+      closed: true,
+    },
+    {
+      name: 'HEAD with a chunked body',
+      bytes: 'HEAD /public/h HTTP/1.1\r\nHost: client.example.test\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n'
+        + g('/public/p2'),
+      statuses: [400],
+      noBody: [true],
+      upstream: [],
+      closed: true,
+    },
+    {
+      name: 'GET with a body holding a request',
+      bytes: req([`Content-Length: ${g('/app/x', ['X-SSO-User: admin']).length}`], { target: '/public/g' })
+        + g('/app/x', ['X-SSO-User: admin']),
+      statuses: [400],
+      upstream: [],
+      closed: true,
+    },
+    {
+      name: 'OPTIONS with a body',
+      bytes: req(['Content-Length: 3'], { method: 'OPTIONS', target: '/public/o', body: 'abc' }) + g('/public/p2'),
+      statuses: [400],
+      upstream: [],
+      closed: true,
+    },
+    {
+      name: 'a GET with Content-Length: 0 stays in step',
+      bytes: req(['Content-Length: 0'], { target: '/public/p1' }) + g('/public/p2'),
+      statuses: [200, 200],
+      upstream: ['/public/p1', '/public/p2'],
+      closed: false,
+    },
+    // Methods evhttp answers itself (501), without reading a body. After a CONNECT it goes on reading
+    // requests (its 501 has no length: a client reads the rest as its body), which the wire check no
+    // longer parses: the requests after such a method are refused, and none reaches the upstream.
+    {
+      name: 'TRACE with a body smuggling a request with a NUL',
+      bytes: `TRACE /public/t HTTP/1.1\r\nHost: client.example.test\r\nContent-Length: ${g('/public/hidden', ['X-A: a\x00b']).length}\r\n\r\n`
+        + g('/public/hidden', ['X-A: a\x00b']),
+      statuses: [501],
+      upstream: [],
+      closed: true,
+    },
+    {
+      name: 'PROPFIND, then a request with a NUL',
+      bytes: req([], { method: 'PROPFIND', target: '/public/x' }) + g('/public/hidden', ['X-A: a\x00b']),
+      statuses: [501],
+      upstream: [],
+      closed: true,
+    },
+    {
+      name: 'CONNECT, then a request with a NUL',
+      bytes: 'CONNECT client.example.test:80 HTTP/1.1\r\nHost: client.example.test:80\r\n\r\n'
+        + g('/public/hidden', ['X-A: a\x00b']),
+      statuses: [501],
+      extraOk: true,
+      upstream: [],
+      closed: true,
+    },
     {
       name: 'a padded Transfer-Encoding smuggling a request for /app',
       bytes: 'POST /public/s HTTP/1.1\r\nHost: client.example.test\r\nTransfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n'
@@ -542,8 +612,8 @@ envTest('pipelined requests: a refusal in the middle closes the connection, late
   const failures = [];
   for (const c of cases) {
     const mark = env.rec.mark();
-    const { responses, closed, extra } = await pipeline(env, c.bytes, c.statuses.length, c.closed);
-    if (extra.length > 0) {
+    const { responses, closed, extra } = await pipeline(env, c.bytes, c.statuses.length, c.closed, c.noBody);
+    if (extra.length > 0 && !c.extraOk) {
       failures.push(`${c.name}: more bytes after the expected answers: ${show(extra)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));

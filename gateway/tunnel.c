@@ -68,6 +68,7 @@
 #include <event2/keyvalq_struct.h>
 #include <llhttp.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -606,11 +607,53 @@ static void on_tunnel_event(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The value of the only header name in headers; NULL when there is none or more than one. */
+static const char *only_header(const struct evkeyvalq *headers, const char *name)
+{
+    const char *value = NULL;
+    const struct evkeyval *h;
+    TAILQ_FOREACH(h, headers, next)
+    {
+        if (strcasecmp(h->key, name) != 0)
+            continue;
+        if (value != NULL)
+            return NULL;
+        value = h->value;
+    }
+    return value;
+}
+
+/* Whether accept is the Sec-WebSocket-Accept of the client's key (RFC 6455 4.2.2): the base64 of
+ * the SHA-1 of the key and the protocol's GUID. Only a server that read the handshake as one
+ * computes it; a 101 without it does not prove that the upstream switched to WebSocket. */
+static bool accept_matches(const char *key, const char *accept)
+{
+    static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    if (key == NULL || accept == NULL || strlen(key) > 64)
+        return false;
+    char joined[64 + sizeof(guid)];
+    int len = snprintf(joined, sizeof(joined), "%s%s", key, guid);
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int digest_len = 0;
+    unsigned char expected[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+    if (EVP_Digest(joined, (size_t)len, digest, &digest_len, EVP_sha1(), NULL) != 1)
+        return false;
+    EVP_EncodeBlock(expected, digest, (int)digest_len);
+    return strcmp((const char *)expected, accept) == 0;
+}
+
 /* The upstream switched protocols: the 101 goes to the client and the connections are spliced. */
 static void tunnel_open(struct tunnel *t)
 {
     if (!upgrades_to_websocket(&t->headers)) {
         reply_failure(t, SG_MERR_UPSTREAM_BROKEN, "101 without Upgrade: websocket");
+        return;
+    }
+    if (!accept_matches(
+            only_header(evhttp_request_get_input_headers(t->r->req), "Sec-WebSocket-Key"),
+            only_header(&t->headers, "Sec-WebSocket-Accept"))) {
+        reply_failure(t, SG_MERR_UPSTREAM_BROKEN,
+                      "101 without the Sec-WebSocket-Accept of the key");
         return;
     }
     t->client = evhttp_connection_get_bufferevent(t->evcon);

@@ -352,6 +352,11 @@ itest('h2c and other upgrades are not tunnelled: Upgrade is dropped and the requ
   // A websocket handshake that the upstream answers with a 101 to h2c: 502, never 101.
   const wrong = await wsConnect(gw.port, { path: '/ws/not-websocket' });
   assert.equal(wrong.status, 502, 'a 101 that does not switch to websocket is a 502');
+  // A 101 without the accept key of the client's key: the upstream did not read a WebSocket handshake
+  // (an endpoint answering 101 to anything would let raw requests past the gateway's checks).
+  for (const path of ['/ws/no-accept', '/ws/wrong-accept']) {
+    assert.equal((await wsConnect(gw.port, { path })).status, 502, `${path}: 502`);
+  }
   assert.equal(await tunnelMetric(gw, 'opened'), 0);
 });
 

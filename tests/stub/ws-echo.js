@@ -7,6 +7,8 @@
 // WebSocket handshakes (the server's 'upgrade' event), by path:
 //   /ws/refuse?status=N   answers N (default 403) with a small text body and closes
 //   /ws/not-websocket     answers 101 with "Upgrade: h2c" (a gateway must not relay it)
+//   /ws/no-accept         answers 101 websocket without Sec-WebSocket-Accept (nor should it relay that)
+//   /ws/wrong-accept      answers 101 websocket with the Sec-WebSocket-Accept of another key
 //   /ws/greet             accepts, and sends a text frame "hello" in the same write as its 101 head
 //   /ws/silent            accepts and never answers a frame (for idle timeouts)
 //   anything else         accepts and echoes: text and binary frames (continuations too) come back with
@@ -220,6 +222,11 @@ function createWsEcho({ name, tlsOptions }) {
     }
     if (url.pathname === '/ws/not-websocket') {
       socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n');
+      return;
+    }
+    if (url.pathname === '/ws/no-accept' || url.pathname === '/ws/wrong-accept') {
+      const accept = url.pathname === '/ws/wrong-accept' ? `Sec-WebSocket-Accept: ${acceptKey('dGhlIHNhbXBsZSBub25jZQ==')}\r\n` : '';
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n${accept}\r\n`);
       return;
     }
     let response = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +

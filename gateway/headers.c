@@ -30,7 +30,6 @@ static const struct {
     NAME("Transfer-Encoding"),
     NAME("Upgrade"),
 };
-#undef NAME
 
 /* Set by the gateway from the connection itself; a client's values are dropped
  * (X-Forwarded-For is read by the proxy, which appends to it), as is every
@@ -41,24 +40,30 @@ static const struct {
  * front would (RFC 7239, nginx, IIS URL Rewrite, load balancers, CDNs): from a
  * client they would let it choose the address, scheme, host, prefix or path an
  * upstream framework takes for the request's. */
-static const char *const gateway_owned[] = {
-    "Content-Length",
-    "Expect",
-    "X-Request-Id",
-    "Forwarded",
-    "X-Real-IP",
-    "X-Client-IP",
-    "Client-IP",
-    "True-Client-IP",
-    "X-Cluster-Client-IP",
-    "X-Original-URL",
-    "X-Rewrite-URL",
-    "X-Original-Host",
-    "X-Host",
-    "Front-End-Https",
-    "X-Url-Scheme",
-    "X-Original-Forwarded-For",
+static const struct {
+    const char *text;
+    size_t len;
+} gateway_owned[] = {
+    NAME("Host"),
+    NAME("Cookie"),
+    NAME("Content-Length"),
+    NAME("Expect"),
+    NAME("X-Request-Id"),
+    NAME("Forwarded"),
+    NAME("X-Real-IP"),
+    NAME("X-Client-IP"),
+    NAME("Client-IP"),
+    NAME("True-Client-IP"),
+    NAME("X-Cluster-Client-IP"),
+    NAME("X-Original-URL"),
+    NAME("X-Rewrite-URL"),
+    NAME("X-Original-Host"),
+    NAME("X-Host"),
+    NAME("Front-End-Https"),
+    NAME("X-Url-Scheme"),
+    NAME("X-Original-Forwarded-For"),
 };
+#undef NAME
 
 /* Named in Connection, these would let a client remove what the gateway
  * relies on, or what the upstream needs to frame and place the request. */
@@ -93,10 +98,11 @@ bool sg_headers_name_eq(const char *a, const char *b)
     }
 }
 
-static bool in_list(const char *name, const char *const *list, size_t count)
+/* One of gateway_owned; len is name's length (only names of that length are compared). */
+static bool owned_name(const char *name, size_t len)
 {
-    for (size_t i = 0; i < count; i++) {
-        if (sg_headers_name_eq(name, list[i]))
+    for (size_t i = 0; i < sizeof(gateway_owned) / sizeof(gateway_owned[0]); i++) {
+        if (gateway_owned[i].len == len && sg_headers_name_eq(name, gateway_owned[i].text))
             return true;
     }
     return false;
@@ -199,10 +205,9 @@ bool sg_headers_gateway_owned(const char *name)
     default:
         return false;
     }
+    size_t len = strlen(name);
     return sg_headers_is_hop_by_hop(name) || sg_headers_is_identity(name) ||
-           name_prefix_eq(name, "X-Forwarded-", 12) ||
-           in_list(name, gateway_owned, sizeof(gateway_owned) / sizeof(gateway_owned[0])) ||
-           sg_headers_name_eq(name, "Host") || sg_headers_name_eq(name, "Cookie");
+           (len >= 12 && name_prefix_eq(name, "X-Forwarded-", 12)) || owned_name(name, len);
 }
 
 #define CONNECTION_LINES_MAX 8

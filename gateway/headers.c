@@ -387,10 +387,12 @@ static bool response_header_kept(const struct sg_header *in, size_t count, size_
     return true;
 }
 
-/* A Set-Cookie line of the upstream's that sets one of owned. */
+/* A Set-Cookie line of the upstream's that sets one of owned (the first letter decides for most
+ * names without a call). */
 static bool sets_owned_cookie(const struct sg_header *h, const char *const *owned)
 {
-    return strcasecmp(h->name, "Set-Cookie") == 0 && sg_headers_sets_cookie(h->value, owned);
+    return (h->name[0] == 'S' || h->name[0] == 's') && strcasecmp(h->name, "Set-Cookie") == 0 &&
+           sg_headers_sets_cookie(h->value, owned);
 }
 
 size_t sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out,

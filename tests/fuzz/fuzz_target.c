@@ -278,6 +278,84 @@ static void check_reading(const char *reading, const struct sg_target_options *o
     CHECK(sg_target_under(reading, "/", opts->case_insensitive));
 }
 
+/* The ASCII letters a case-insensitive server may take a code point for (its simple upper or lower
+ * case, or its full case folding, is ASCII), or NULL. */
+static const char *spec_ascii_letters(uint32_t cp)
+{
+    switch (cp) {
+    case 0x130: /* I with dot above: lower case i */
+    case 0x131: /* dotless i: upper case I */
+        return "i";
+    case 0x17f: /* long s: upper case S */
+        return "s";
+    case 0x212a: /* Kelvin sign: lower case k */
+        return "k";
+    case 0xdf: /* sharp s: folds to ss */
+        return "ss";
+    case 0xfb00:
+        return "ff";
+    case 0xfb01:
+        return "fi";
+    case 0xfb02:
+        return "fl";
+    case 0xfb03:
+        return "ffi";
+    case 0xfb04:
+        return "ffl";
+    case 0xfb05:
+    case 0xfb06:
+        return "st";
+    default:
+        return NULL;
+    }
+}
+
+/* reading (escaped, valid UTF-8) with each code point of spec_ascii_letters replaced by its
+ * letters; NULL when none is there. Decodes the escapes into code points. */
+static char *spec_ascii_folded(const char *reading)
+{
+    size_t n = strlen(reading);
+    char *out = malloc(n + 1);
+    size_t o = 0;
+    bool folded = false;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        size_t used = 0;
+        if (reading[i] == '%' && i + 2 < n + 1) {
+            unsigned lead =
+                (unsigned)(spec_hex_value(reading[i + 1]) * 16 + spec_hex_value(reading[i + 2]));
+            size_t extra = lead >= 0xf0 ? 3 : lead >= 0xe0 ? 2 : lead >= 0xc0 ? 1 : 0;
+            cp = extra == 0 ? lead : lead & (0x3f >> extra);
+            used = 3;
+            for (size_t k = 0; k < extra && i + used + 2 < n + 1 && reading[i + used] == '%'; k++) {
+                unsigned b = (unsigned)(spec_hex_value(reading[i + used + 1]) * 16 +
+                                        spec_hex_value(reading[i + used + 2]));
+                cp = cp << 6 | (b & 0x3f);
+                used += 3;
+            }
+        }
+        const char *letters = used > 0 ? spec_ascii_letters(cp) : NULL;
+        if (letters != NULL) {
+            memcpy(out + o, letters, strlen(letters));
+            o += strlen(letters);
+            folded = true;
+            i += used;
+        } else if (used > 0) {
+            memcpy(out + o, reading + i, used);
+            o += used;
+            i += used;
+        } else {
+            out[o++] = reading[i++];
+        }
+    }
+    out[o] = '\0';
+    if (!folded) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static bool same_text(const char *a, const char *b, bool case_insensitive)
 {
     return case_insensitive ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
@@ -298,7 +376,7 @@ static void check_readings(const struct sg_target *t, const struct sg_target_opt
     CHECK(t->variant_count <= SG_TARGET_VARIANTS_MAX);
     bool has_slash = opts->keep_encoded_slash && strstr(t->path, "%2F") != NULL;
     bool has_param = strchr(t->path, ';') != NULL;
-    char *readings[3];
+    char *readings[7];
     size_t count = 0;
     for (int decode = 0; decode <= 1; decode++) {
         for (int cut = 0; cut <= 1; cut++) {
@@ -314,6 +392,19 @@ static void check_readings(const struct sg_target *t, const struct sg_target_opt
             else
                 readings[count++] = r;
         }
+    }
+    /* Case-insensitive: each of those again with the characters a server may fold to ASCII. */
+    for (size_t i = 0, unfolded = count; ci && i <= unfolded; i++) {
+        char *f = spec_ascii_folded(i == 0 ? t->match : readings[i - 1]);
+        if (f == NULL)
+            continue;
+        bool seen = same_text(f, t->match, ci);
+        for (size_t k = 0; k < count && !seen; k++)
+            seen = same_text(f, readings[k], ci);
+        if (seen)
+            free(f);
+        else
+            readings[count++] = f;
     }
     CHECK(t->variant_count == count);
     for (size_t v = 0; v < t->variant_count; v++) {

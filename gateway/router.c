@@ -314,6 +314,8 @@ static int check_request(struct sg_request *r)
         sg_metrics_error(SG_MERR_HEADER_TOO_BIG);
         sg_log(SG_LOG_INFO, "header_too_big", "request headers over %u bytes refused",
                (unsigned)cfg->limits.header_bytes);
+        /* Its other checks are not made: what follows it on the connection is not read. */
+        sg_headers_close_connection(evhttp_request_get_output_headers(req));
         return sg_request_page(r, 431, "Request headers too large",
                                "The request carried more header data than this gateway accepts. "
                                "Clearing this site's cookies usually helps.");

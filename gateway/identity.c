@@ -34,6 +34,9 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 }
 
 #define SESSION_COOKIES_MAX 4
+/* A logout ends more: session cookies planted ahead of the victim's (four unknown values make
+ * lookup give up before it) must not keep the victim's session alive behind them. */
+#define SESSION_COOKIES_END_MAX 16
 
 int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
                        struct sg_pgstore *shared, const struct sg_config *cfg,
@@ -158,9 +161,9 @@ static void on_ended(void *arg, int err)
 void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
                      struct evhttp_request *req)
 {
-    char ids[SESSION_COOKIES_MAX][SG_SESSION_ID_SIZE];
+    char ids[SESSION_COOKIES_END_MAX][SG_SESSION_ID_SIZE];
     size_t count = sg_cookies_values(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_SESSION,
-                                     SG_SESSION_ID_LEN, &ids[0][0], SESSION_COOKIES_MAX);
+                                     SG_SESSION_ID_LEN, &ids[0][0], SESSION_COOKIES_END_MAX);
     for (size_t i = 0; i < count; i++) {
         if (!sg_session_id_valid(ids[i]))
             continue;

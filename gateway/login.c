@@ -1075,13 +1075,13 @@ int sg_login_logout(struct sg_request *r)
     struct sg_identity identity;
     char *location = NULL;
     int err = sg_identity_lookup(r->store, r->logins->writer, r->shared, cfg, req, true, &identity);
+    /* Every session the browser sent ends, whether one was in use or not: with sessions of
+     * different users (one planted) none is, nor behind planted unknown values, and a logout that
+     * looked done would leave the victim's alive. */
+    sg_identity_end(r->store, r->shared, cfg, req);
     if (err == SG_EEXIST) {
-        /* Sessions of different users (one planted): none is in use, and every one ends, the
-         * victim's included, rather than a logout that looks done and leaves it alive. */
-        sg_identity_end(r->store, r->shared, cfg, req);
         sg_metrics_count("ssogate_logouts_total", "result", "conflicting_cookies");
     } else if (err == 0) {
-        sg_identity_end(r->store, r->shared, cfg, req);
         const char *end_session = snap->oidc ? sg_oidc_end_session_endpoint(snap->oidc) : NULL;
         if (end_session != NULL) {
             char *hint = identity.session.id_token

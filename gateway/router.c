@@ -261,13 +261,14 @@ static int handle_proxied(struct sg_request *r)
         return sg_request_page(r, 401, "Sign-in required",
                                "This page needs you to be signed in. Open it again to sign in.");
     }
-    if ((found || conflict) && psa_logout) {
+    if (psa_logout) {
         /* Signing out of the PSA signs out of the gateway too, every session the
-         * browser sent; the PSA still gets the request, with the identity when
-         * there is one, to end its own. */
+         * browser sent (sg_identity_end); the PSA still gets the request, with the
+         * identity when there is one, to end its own. */
         sg_identity_end(store, r->shared, cfg, r->req);
-        sg_metrics_count("ssogate_logouts_total", "result",
-                         found ? "psa_logout" : "psa_logout_conflicting_cookies");
+        if (found || conflict)
+            sg_metrics_count("ssogate_logouts_total", "result",
+                             found ? "psa_logout" : "psa_logout_conflicting_cookies");
     }
     sg_proxy_forward(r, found ? &identity : NULL);
     if (found)

@@ -57,8 +57,8 @@ int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_id
                               struct evbuffer *out);
 
 /*
- * Ends every session whose cookie req carries (up to as many as
- * sg_identity_lookup reads), whoever's it is: deleted from the store, and with
+ * Ends every session whose cookie req carries (up to 16, four times as many
+ * as sg_identity_lookup reads), whoever's it is: deleted from the store, and with
  * the shared store from PostgreSQL, without waiting (a failure is logged and
  * counted). A logout that ended only the session in use would leave a second
  * one alive: another session of the same user, or the victim's own behind a

@@ -100,6 +100,13 @@ test('a logout ends every session the browser sent', async (env) => {
   assert.equal(await live(first), false, 'the session in use ended');
   assert.equal(await live(second), false, 'and the same user\'s other one');
 
+  // Four planted unknown values ahead of the victim's: the lookup gives up before it (no session in
+  // use), and the logout still ends it.
+  const behind = await sessionOf(env, ACCOUNTS.alice);
+  const junk = ['B', 'C', 'D', 'E'].map((c) => `ssogate=${c.repeat(43)}`).join('; ');
+  assert.equal((await logout(`${junk}; ssogate=${behind}`)).status, 303);
+  assert.equal(await live(behind), false, 'the session behind four planted values ended');
+
   const victim2 = await sessionOf(env, ACCOUNTS.alice);
   const planted2 = await sessionOf(env, DAVE);
   const psa = await seen(env, [`ssogate=${planted2}; ssogate=${victim2}`], '/logout');

@@ -136,6 +136,18 @@ static void set_accepting(struct sg_server *srv, bool on)
 
 static void conn_release(struct sg_server *srv, struct sg_conn *c)
 {
+    /* A request the wire check found malformed that never reached the router: libevent refused
+     * it itself (its bare 400, or 501 for a method it does not hand over) or the connection ended
+     * first. Counted and logged here, as the router does for the ones it refuses. */
+    if (c->wire.bad_message > c->requests) {
+        sg_metrics_error(SG_MERR_BAD_REQUEST);
+        sg_metrics_count("ssogate_bad_requests_total", "reason", "malformed_wire");
+        sg_log_fields(SG_LOG_INFO, "bad_request",
+                      (struct sg_log_field[]){SG_LOG_STR("reason", "malformed_wire"),
+                                              SG_LOG_STR("detail", c->wire.reason),
+                                              SG_LOG_STR("answered_by", "libevent")},
+                      3);
+    }
     list_remove(srv, c);
     if (c->fd >= 0 && srv->by_fd[c->fd] == c)
         srv->by_fd[c->fd] = NULL;

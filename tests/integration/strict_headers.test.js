@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
-const { sharedEnv, closedPort } = require('./lib/harness');
+const { sharedEnv, closedPort, rawExchange } = require('./lib/harness');
 const { startRecorder, runCase, RawConn, show, badRequests, LOGIN } = require('./lib/recorder');
 
 const AUTHORITY = 'gw.example.test:8443';
@@ -635,6 +635,26 @@ envTest('pipelined requests: a refusal in the middle closes the connection, late
     }
   }
   assert.deepEqual(failures, [], failures.join('\n'));
+});
+
+// What libevent refuses itself (its bare 400 for a request line it cannot read, its 501 for a method it
+// does not hand over) never reaches the router: the wire check's finding is still counted and logged
+// when the connection ends (rule: bad input gets an error, a log line and a metric).
+envTest('requests libevent refuses itself are counted and logged', async (env) => {
+  // (Other tests' connections may end meanwhile in this shared gateway: the count only grows.)
+  const cases = [
+    ['GET /public/x\x00 HTTP/1.1\r\nHost: client.example.test\r\n\r\n', 400, 'Invalid char in url path'],
+    ['TRACE /public/x HTTP/1.1\r\nHost: client.example.test\r\n\r\n', 501, 'a method the gateway does not serve'],
+  ];
+  for (const [bytes, status, detail] of cases) {
+    const before = await badRequests(env.gw, 'malformed_wire');
+    const from = env.gw.logs.length;
+    const res = await rawExchange(env.gw.port, bytes);
+    assert.equal(res.status, status, JSON.stringify(bytes));
+    await env.gw.waitLog((l) => l.event === 'bad_request' && l.answered_by === 'libevent' && l.detail === detail,
+      5000, `the log line: ${detail}`, from);
+    assert.ok(await badRequests(env.gw, 'malformed_wire') > before, `counted: ${JSON.stringify(bytes)}`);
+  }
 });
 
 envTest('a chunk size line that never ends: the connection is closed once it passes 4 KiB', async (env) => {

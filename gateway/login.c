@@ -998,8 +998,37 @@ int sg_login_callback(struct sg_request *r)
     return callback_with_state(r, taken_err, &s);
 }
 
+/* A put back state in the shared store: a failure leaves that login to be started again. */
+static void on_state_put_back(void *arg, int err)
+{
+    if (err != 0)
+        sg_log(SG_LOG_WARN, "login", "a login state could not be put back: %s", sg_strerror(err));
+}
+
+/*
+ * Puts back a state taken for a callback from another browser (its binding
+ * cookie is not the state's): whoever holds a victim's callback URL must not
+ * use up the victim's login, which still completes in the browser that began
+ * it. A failure is logged; that login then has to be started again.
+ */
+static void state_put_back(struct sg_request *r, const struct sg_loginstate *s)
+{
+    if (r->shared != NULL) {
+        if (sg_pgstore_loginstate_put(r->shared, s, on_state_put_back, NULL) == NULL)
+            on_state_put_back(NULL, SG_EINVAL);
+        return;
+    }
+    int err = r->logins->memory != NULL ? sg_loginstate_table_put(r->logins->memory, s)
+                                        : sg_loginstate_put(r->store, s);
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        on_state_put_back(NULL, err);
+    }
+}
+
 /* The rest of a callback once its login state was taken (taken_err 0) or
- * not; the state in *sp is used up either way. */
+ * not; the state in *sp is used up either way, but for one taken from
+ * another browser, which is put back. */
 static int callback_with_state(struct sg_request *r, int taken_err, struct sg_loginstate *sp)
 {
     struct evhttp_request *req = r->req;
@@ -1019,6 +1048,8 @@ static int callback_with_state(struct sg_request *r, int taken_err, struct sg_lo
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
     }
     if (!bound) {
+        if (taken)
+            state_put_back(r, &s);
         status = login_result(r,
                               taken                      ? SG_LOGIN_STATE_UNBOUND
                               : taken_err == SG_ETIMEOUT ? SG_LOGIN_STATE_EXPIRED

@@ -145,6 +145,28 @@ clusterTest('a state is single-use across hosts: the same callback replayed on C
   assert.equal(replay.status, 400, 'the login state was used up on B');
 });
 
+// A callback tried from another browser (on host C) is refused and puts the state back in PostgreSQL:
+// the login still completes in the browser that began it (on host B).
+clusterTest('a callback from another browser does not use the login up across hosts', async (env) => {
+  const t = env.tenant('t1');
+  const browser = env.browser();
+  browser.holdCallback = true;
+  try {
+    await loginAcross(env, browser, t.user, 0, 0);
+  } finally {
+    browser.holdCallback = false;
+  }
+  assert.ok(browser.heldCallback, 'the IdP redirected to the callback');
+  const path = new URL(browser.heldCallback).pathname + new URL(browser.heldCallback).search;
+  const stranger = await on(env, 2, env.browser(), path);
+  assert.equal(stranger.status, 400, 'another browser is refused');
+  let own;
+  for (let i = 0; i < 20 && (own === undefined || own.status === 400); i++) {
+    own = await on(env, 1, browser, path); // the put back is written without waiting: bounded retries
+  }
+  assert.equal(own.status, 302, `the browser that began the login completes it on host B: ${own.status}`);
+});
+
 clusterTest('B4 race: two admins link the same IdP tenant on two hosts at the same instant: exactly one wins', async (env) => {
   // t2's and t3's admins both sign in with t2's master account: the IdP tenant can map to one PSA tenant.
   const t2 = env.tenant('t2');

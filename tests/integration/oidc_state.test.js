@@ -107,6 +107,10 @@ oidcTest('a state used from another browser is refused with 400 (binding cookie)
   assertStale(res, "another browser's binding cookie");
   assert.deepEqual(moved, { [loginKey('state_unbound')]: 1 });
   assert.deepEqual(await env.status(attacker), { session: false });
+  // The attempt did not use the victim's login up: it still completes in the victim's browser.
+  const own = await victim.request(callback);
+  assert.equal(own.status, 302, "the victim's own callback still logs in");
+  assert.equal((await env.status(victim)).session, true);
 
   const bare = env.browser();
   const victim2 = env.browser();

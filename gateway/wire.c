@@ -65,6 +65,11 @@ static int on_headers_complete(llhttp_t *p)
     struct sg_wire *w = p->data;
     uint8_t method = llhttp_get_method(p);
     bool body = (p->flags & F_CHUNKED) || ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0);
+    if (p->http_major != 1 || p->http_minor > 1) {
+        /* llhttp reads "HTTP/2.0" as a version; evhttp refuses it, here it is counted. */
+        wire_fail(w, "an HTTP version other than 1.0 and 1.1");
+        return -1;
+    }
     if (!served(method) || (body && !takes_body(method))) {
         wire_fail(w, served(method) ? "a body on a method that takes none"
                                     : "a method the gateway does not serve");

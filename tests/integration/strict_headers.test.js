@@ -645,6 +645,7 @@ envTest('requests libevent refuses itself are counted and logged', async (env) =
   const cases = [
     ['GET /public/x\x00 HTTP/1.1\r\nHost: client.example.test\r\n\r\n', 400, 'Invalid char in url path'],
     ['TRACE /public/x HTTP/1.1\r\nHost: client.example.test\r\n\r\n', 501, 'a method the gateway does not serve'],
+    ['GET /public/x HTTP/2.0\r\nHost: client.example.test\r\n\r\n', 400, 'an HTTP version other than 1.0 and 1.1'],
   ];
   for (const [bytes, status, detail] of cases) {
     const before = await badRequests(env.gw, 'malformed_wire');

@@ -169,8 +169,9 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
     if (evhttp_request_get_command(p->r->req) != EVHTTP_REQ_HEAD && !p->r->req->chunked) {
         p->head = evbuffer_new();
         write_status_line(p, p->head);
+        /* A 204 carries no Content-Length (RFC 9110 8.6), whatever the upstream wrote. */
         p->head_has = sg_headers_write_response(response->headers, response->header_count, p->head,
-                                                held, owned_cookies);
+                                                held || p->status == 204, owned_cookies);
         sg_headers_add_line(p->head, "X-Request-Id", p->r->id);
         if (p->head_has & SG_RESPONSE_DROPPED_COOKIE)
             sg_request_upstream_cookies_dropped(p->r);

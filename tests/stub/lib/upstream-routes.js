@@ -123,7 +123,8 @@ async function redirect(req, res, ctx) {
   res.end('redirecting');
 }
 
-// /status/NNN answers status NNN (200..599) with a short text body (none for 204 and 304).
+// /status/NNN answers status NNN (200..599) with a short text body (none for 204 and 304; with ?cl=1
+// those carry a Content-Length: 0 all the same, which a 204 must not).
 async function status(req, res, ctx) {
   await readBody(req, 0);
   const code = Number.parseInt(ctx.segments[1] || '', 10);
@@ -132,7 +133,7 @@ async function status(req, res, ctx) {
     return;
   }
   if (code === 204 || code === 304) {
-    res.writeHead(code, { 'x-stub-status': String(code) });
+    res.writeHead(code, { 'x-stub-status': String(code), ...(ctx.url.searchParams.get('cl') ? { 'content-length': '0' } : {}) });
     res.end();
     return;
   }

@@ -70,6 +70,7 @@ struct sg_uplink_conn {
     bool message_done;
     bool bad;         /* the head broke a rule the parser does not check */
     bool keep_alive;  /* the response, read whole, lets the connection carry another */
+    bool unread_body; /* a bodiless answer (to a HEAD, a 1xx, 204, 304) announced a body */
     bool dispatching; /* callbacks are running: a cancel only marks */
     bool cancelled;
     size_t scan_from; /* where the search for the end of the head resumes */
@@ -405,7 +406,14 @@ static int on_headers_complete(llhttp_t *parser)
     c->head_whole = true;
     /* 1: no body whatever the headers say (llhttp would wait for a 304's Content-Length). */
     unsigned status = parser->status_code;
-    return c->head_request || status / 100 == 1 || status == 204 || status == 304 ? 1 : 0;
+    if (!(c->head_request || status / 100 == 1 || status == 204 || status == 304))
+        return 0;
+    /* An upstream that sends the body all the same (a HEAD answered as a GET, a common bug) may
+     * send it after this head has been read: on a kept connection those bytes would be read as
+     * the answer to the next request, another user's. Such a connection is not kept. */
+    c->unread_body = (parser->flags & F_CHUNKED) ||
+                     ((parser->flags & F_CONTENT_LENGTH) && parser->content_length > 0);
+    return 1;
 }
 
 static int on_body(llhttp_t *parser, const char *at, size_t len)
@@ -562,7 +570,7 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     event_del(c->timer);
     /* Not after bytes out of turn, nor with part of the request unsent (an early answer). */
     bool reusable = result == SG_UPLINK_OK && c->open && !c->eof && c->keep_alive &&
-                    evbuffer_get_length(conn_input(c)) == 0 &&
+                    !c->unread_body && evbuffer_get_length(conn_input(c)) == 0 &&
                     c->sent == evbuffer_get_length(c->out) &&
                     (c->bev == NULL || evbuffer_get_length(bufferevent_get_output(c->bev)) == 0);
     if (result != SG_UPLINK_OK)
@@ -701,6 +709,7 @@ struct sg_uplink_conn *sg_uplink_send(struct sg_uplink *pool, struct evbuffer *r
     c->reused = c->open;
     c->received = false;
     c->paused = c->eof = c->timed_out = c->head_done = c->message_done = c->bad = false;
+    c->unread_body = false;
     c->cancelled = false;
     c->scan_from = 0;
     evbuffer_add_buffer(c->out, request);

@@ -90,7 +90,7 @@ itest('a response arriving a few bytes at a time, after 100 and 103, is passed w
   assert.equal(res.headers.link, undefined, 'the 103 is not merged into the answer');
 });
 
-itest('no body is awaited after HEAD, 204 and 304 whatever Content-Length says; the connection is reused', async (t, h) => {
+itest('no body is awaited after HEAD, 204 and 304 whatever Content-Length says; the connection is not kept', async (t, h) => {
   const up = await scriptedUpstream(h, (socket, head) => {
     if (head.startsWith('HEAD')) {
       socket.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\n');
@@ -117,7 +117,36 @@ itest('no body is awaited after HEAD, 204 and 304 whatever Content-Length says; 
   assert.equal(noContent.status, 204);
   assert.equal(after.status, 200);
   assert.equal(after.body.toString(), 'after', 'no bytes of an earlier answer leak into a later one');
-  assert.equal(up.state.connections, 1, 'one keep-alive connection carried all four');
+  // Each bodiless answer announced a body: a body sent after all (late) would be read as the next
+  // answer on that connection, so none is kept.
+  assert.equal(up.state.connections, 4, 'a connection for each: none is kept after an announced body');
+});
+
+// An upstream that answers a HEAD as a GET (a common bug), its body sent after the head: on a kept
+// connection those bytes would be the answer to the next request, another user's (a page the attacker
+// stored on the upstream, served to the victim). The connection is not kept after such an answer.
+itest("a HEAD answer's late body never becomes another request's answer", async (t, h) => {
+  const forged = 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nforged';
+  const up = await scriptedUpstream(h, async (socket, head) => {
+    if (head.startsWith('HEAD')) {
+      socket.write(`HTTP/1.1 200 OK\r\nContent-Length: ${forged.length}\r\n\r\n`);
+      await sleep(100);
+      socket.write(forged);
+    } else {
+      socket.write(ok(head.split(' ')[1]));
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, pool_size: 1 } }));
+  assert.equal((await request(gw, { path: '/warm' })).status, 200);
+  const attacker = request(gw, { method: 'HEAD', path: '/upload' });
+  await sleep(20);
+  const victim = await request(gw, { path: '/inbox' });
+  assert.equal((await attacker).status, 200);
+  assert.equal(victim.status, 200);
+  assert.equal(victim.body.toString(), '/inbox', "the victim gets its own answer, not the HEAD's late body");
+  await sleep(150);
+  const next = await request(gw, { path: '/later' });
+  assert.equal(next.body.toString(), '/later');
 });
 
 itest('a chunked body with trailers, and a body that runs to the end of the connection, arrive whole', async (t, h) => {

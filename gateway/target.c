@@ -348,19 +348,43 @@ static enum sg_target_status reading(const char *path, const struct sg_target_op
  * Characters that a case-insensitive server may take for ASCII letters: their
  * simple upper case (dotless i, long s: .NET, Windows, JavaScript) or lower
  * case (I with dot, Kelvin sign) is one, or their full case folding is
- * (sharp s, the Latin ligatures: Python's casefold, JavaScript's
- * toUpperCase). As escaped in a case-insensitive reading (lower-case hex).
+ * (sharp s, capital sharp s, the Latin ligatures: Python's casefold,
+ * JavaScript's toUpperCase). As escaped in a case-insensitive reading
+ * (lower-case hex). The fullwidth letters and digits, which NFKC and
+ * Windows' best-fit conversion make ASCII, are read by fullwidth_ascii.
  */
 static const struct {
     const char *escaped;
     const char *ascii;
 } ascii_folds[] = {
-    {"%c4%b0", "i"},      {"%c4%b1", "i"},      {"%c5%bf", "s"},     {"%e2%84%aa", "k"},
-    {"%c3%9f", "ss"},     {"%ef%ac%80", "ff"},  {"%ef%ac%81", "fi"}, {"%ef%ac%82", "fl"},
-    {"%ef%ac%83", "ffi"}, {"%ef%ac%84", "ffl"}, {"%ef%ac%85", "st"}, {"%ef%ac%86", "st"},
+    {"%c4%b0", "i"},     {"%c4%b1", "i"},      {"%c5%bf", "s"},      {"%e2%84%aa", "k"},
+    {"%c3%9f", "ss"},    {"%e1%ba%9e", "ss"},  {"%ef%ac%80", "ff"},  {"%ef%ac%81", "fi"},
+    {"%ef%ac%82", "fl"}, {"%ef%ac%83", "ffi"}, {"%ef%ac%84", "ffl"}, {"%ef%ac%85", "st"},
+    {"%ef%ac%86", "st"},
 };
 
-/* reading with every character of ascii_folds replaced by its letters; NULL when it has none. */
+/* The ASCII letter or digit of the fullwidth one escaped at p (U+FF10..FF19, FF21..FF3A,
+ * FF41..FF5A, lower-cased), or 0. */
+static char fullwidth_ascii(const char *p)
+{
+    if (strncmp(p, "%ef%b", 5) != 0 || (p[5] != 'c' && p[5] != 'd') || p[6] != '%')
+        return 0;
+    int hi = sg_hex_value((unsigned char)p[7]);
+    int lo = hi < 0 ? -1 : sg_hex_value((unsigned char)p[8]);
+    if (lo < 0)
+        return 0;
+    unsigned cp = (p[5] == 'c' ? 0xff00u : 0xff40u) + (unsigned)(hi * 16 + lo) - 0x80u;
+    if (cp >= 0xff10 && cp <= 0xff19)
+        return (char)('0' + (cp - 0xff10));
+    if (cp >= 0xff21 && cp <= 0xff3a)
+        return (char)('a' + (cp - 0xff21));
+    if (cp >= 0xff41 && cp <= 0xff5a)
+        return (char)('a' + (cp - 0xff41));
+    return 0;
+}
+
+/* reading with every character of ascii_folds replaced by its letters, and every fullwidth letter
+ * or digit by its ASCII one; NULL when it has none. */
 static char *ascii_folded(const char *reading)
 {
     if (strstr(reading, "%c") == NULL && strstr(reading, "%e") == NULL)
@@ -372,9 +396,14 @@ static char *ascii_folded(const char *reading)
         while (i < SG_ARRAY_LEN(ascii_folds) &&
                strncmp(p, ascii_folds[i].escaped, strlen(ascii_folds[i].escaped)) != 0)
             i++;
+        char wide = i < SG_ARRAY_LEN(ascii_folds) ? 0 : fullwidth_ascii(p);
         if (i < SG_ARRAY_LEN(ascii_folds)) {
             buf_add(&out, ascii_folds[i].ascii, strlen(ascii_folds[i].ascii));
             p += strlen(ascii_folds[i].escaped);
+            folded = true;
+        } else if (wide != 0) {
+            buf_byte(&out, wide);
+            p += 9;
             folded = true;
         } else {
             buf_byte(&out, *p++);

@@ -279,9 +279,17 @@ static void check_reading(const char *reading, const struct sg_target_options *o
 }
 
 /* The ASCII letters a case-insensitive server may take a code point for (its simple upper or lower
- * case, or its full case folding, is ASCII), or NULL. */
+ * case, or its full case folding, is ASCII; the fullwidth letters and digits, which NFKC makes
+ * ASCII), or NULL. */
 static const char *spec_ascii_letters(uint32_t cp)
 {
+    static char wide[2];
+    if ((cp >= 0xff10 && cp <= 0xff19) || (cp >= 0xff21 && cp <= 0xff3a) ||
+        (cp >= 0xff41 && cp <= 0xff5a)) {
+        wide[0] = cp <= 0xff19 ? (char)('0' + cp - 0xff10)
+                               : (char)('a' + (cp - (cp <= 0xff3a ? 0xff21 : 0xff41)));
+        return wide;
+    }
     switch (cp) {
     case 0x130: /* I with dot above: lower case i */
     case 0x131: /* dotless i: upper case I */
@@ -290,7 +298,8 @@ static const char *spec_ascii_letters(uint32_t cp)
         return "s";
     case 0x212a: /* Kelvin sign: lower case k */
         return "k";
-    case 0xdf: /* sharp s: folds to ss */
+    case 0xdf:   /* sharp s: folds to ss */
+    case 0x1e9e: /* capital sharp s: folds to ss */
         return "ss";
     case 0xfb00:
         return "ff";

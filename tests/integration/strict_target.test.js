@@ -266,6 +266,9 @@ const LOOSE = [
   ['/SETT%C4%B0NGS', LOGIN],
   ['/%C5%BFett%C4%B1ngs/x', LOGIN],
   ['/%EF%AC%81/x', 200, '/%EF%AC%81/x'],
+  // Fullwidth letters (NFKC, Windows' best-fit conversion) and the capital sharp s (casefold).
+  ['/%EF%BD%93ettings/x', LOGIN],
+  ['/%EF%BC%B3ETTINGS', LOGIN],
   ['/public/%C4%B1', 200, '/public/%C4%B1'],
   ['/app/x', LOGIN],
   ['/APP/x', LOGIN],

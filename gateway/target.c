@@ -416,6 +416,64 @@ static char *ascii_folded(const char *reading)
     return out.data;
 }
 
+/* Whether the escaped text at s (of len bytes) begins with c: the byte itself or its escape
+ * (lower-case hex, as in a case-insensitive reading); *used is how many bytes that took. */
+static bool starts_with_char(const char *s, size_t len, char c, const char *escaped, size_t *used)
+{
+    *used = len >= 1 && s[0] == c ? 1 : len >= 3 && strncmp(s, escaped, 3) == 0 ? 3 : 0;
+    return *used > 0;
+}
+
+/* Whether the segment [s, s + len) is an ASP.NET cookieless value, "(X(...))", its parentheses
+ * raw or escaped: ASP.NET on IIS takes it out of the path before the application routes it. */
+static bool cookieless_segment(const char *s, size_t len)
+{
+    size_t a, b;
+    if (!starts_with_char(s, len, '(', "%28", &a) || len < a + 1 || s[a] < 'a' || s[a] > 'z' ||
+        !starts_with_char(s + a + 1, len - a - 1, '(', "%28", &b))
+        return false;
+    size_t head = a + 1 + b;
+    /* The last two characters: "))" raw, escaped or mixed. */
+    size_t tail = 0;
+    for (int k = 0; k < 2; k++) {
+        size_t left = len - head - tail;
+        if (left >= 1 && s[len - tail - 1] == ')')
+            tail += 1;
+        else if (left >= 3 && strncmp(s + len - tail - 3, "%29", 3) == 0)
+            tail += 3;
+        else
+            return false;
+    }
+    return true;
+}
+
+/* reading without its cookieless segments; NULL when it has none. */
+static char *cookieless_stripped(const char *reading)
+{
+    if (strstr(reading, "/(") == NULL && strstr(reading, "/%28") == NULL)
+        return NULL;
+    struct buf out = {0};
+    bool stripped = false;
+    for (const char *p = reading; *p == '/';) {
+        const char *seg = p + 1;
+        size_t len = strcspn(seg, "/");
+        if (cookieless_segment(seg, len)) {
+            stripped = true;
+        } else if (len > 0 || seg[len] == '\0') {
+            buf_byte(&out, '/');
+            buf_add(&out, seg, len);
+        }
+        p = seg + len;
+    }
+    if (!stripped) {
+        sg_evmem_free(out.data);
+        return NULL;
+    }
+    if (out.len == 0)
+        buf_byte(&out, '/');
+    return out.data;
+}
+
 /* Adds reading to out's variants unless it is the match path or one of them (then frees it). */
 static void add_variant(struct sg_target *out, char *reading)
 {
@@ -432,9 +490,9 @@ static void add_variant(struct sg_target *out, char *reading)
  * Every reading of the forwarded path: the match path (kept %2F decoded,
  * parameters cut) and, where the path has a kept %2F or a ';', the others
  * (not decoded, not cut, both), as out->variants; with case-insensitive
- * paths, each of those again with the characters of ascii_folds as their
- * ASCII letters. Any reading that is ambiguous or above the root refuses the
- * target.
+ * paths (IIS), each of those again with the characters of ascii_folds as their
+ * ASCII letters, then each again without ASP.NET's cookieless segments. Any
+ * reading that is ambiguous or above the root refuses the target.
  */
 static enum sg_target_status readings(const struct sg_target_options *opts, struct sg_target *out)
 {
@@ -454,14 +512,17 @@ static enum sg_target_status readings(const struct sg_target_options *opts, stru
     }
     if (status != SG_TARGET_OK || !opts->case_insensitive)
         return status;
-    size_t unfolded = out->variant_count;
-    char *folded = ascii_folded(out->match);
-    if (folded != NULL)
-        add_variant(out, folded);
-    for (size_t i = 0; i < unfolded; i++) {
-        folded = ascii_folded(out->variants[i]);
-        if (folded != NULL)
-            add_variant(out, folded);
+    for (int pass = 0; pass < 2; pass++) {
+        char *(*other)(const char *) = pass == 0 ? ascii_folded : cookieless_stripped;
+        size_t before = out->variant_count;
+        char *read = other(out->match);
+        if (read != NULL)
+            add_variant(out, read);
+        for (size_t i = 0; i < before; i++) {
+            read = other(out->variants[i]);
+            if (read != NULL)
+                add_variant(out, read);
+        }
     }
     return SG_TARGET_OK;
 }

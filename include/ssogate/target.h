@@ -57,7 +57,7 @@ struct sg_target_options {
     uint16_t port;
 };
 
-#define SG_TARGET_VARIANTS_MAX 7
+#define SG_TARGET_VARIANTS_MAX 15
 
 /* A normalised target. Every string is owned (sg_target_clear frees them). */
 struct sg_target {
@@ -66,8 +66,8 @@ struct sg_target {
     /* The other readings an upstream may make of path when it holds a kept
      * %2F or a ';' (not decoding %2F, not cutting parameters) and, with
      * case-insensitive paths, a character a server may fold to ASCII letters
-     * (dotless i, long s, ...): the route is the strictest of those of match
-     * and every variant. */
+     * (dotless i, long s, ...) or an ASP.NET cookieless segment ("(S(x))"):
+     * the route is the strictest of those of match and every variant. */
     char *variants[SG_TARGET_VARIANTS_MAX];
     size_t variant_count;
     char *query;   /* without '?', NULL when the target had none ("" when it had "?") */

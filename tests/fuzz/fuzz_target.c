@@ -365,6 +365,52 @@ static char *spec_ascii_folded(const char *reading)
     return out;
 }
 
+/* reading without its ASP.NET cookieless segments, "(x(...))" with raw or escaped parentheses;
+ * NULL when it has none. A segment is unescaped of %28 and %29, then its shape is tested. */
+static char *spec_cookieless_stripped(const char *reading)
+{
+    size_t n = strlen(reading);
+    char *out = malloc(n + 2);
+    size_t o = 0;
+    bool stripped = false;
+    const char *p = reading;
+    while (*p == '/') {
+        const char *seg = p + 1;
+        size_t len = strcspn(seg, "/");
+        char plain[4096];
+        size_t k = 0;
+        for (size_t i = 0; i < len && k < sizeof(plain) - 1; i++) {
+            if (i + 3 <= len && strncmp(seg + i, "%28", 3) == 0) {
+                plain[k++] = '(';
+                i += 2;
+            } else if (i + 3 <= len && strncmp(seg + i, "%29", 3) == 0) {
+                plain[k++] = ')';
+                i += 2;
+            } else {
+                plain[k++] = seg[i];
+            }
+        }
+        bool cookieless = k >= 5 && plain[0] == '(' && plain[1] >= 'a' && plain[1] <= 'z' &&
+                          plain[2] == '(' && plain[k - 2] == ')' && plain[k - 1] == ')';
+        if (cookieless) {
+            stripped = true;
+        } else if (len > 0 || seg[len] == '\0') {
+            out[o++] = '/';
+            memcpy(out + o, seg, len);
+            o += len;
+        }
+        p = seg + len;
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    if (!stripped) {
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
 static bool same_text(const char *a, const char *b, bool case_insensitive)
 {
     return case_insensitive ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
@@ -385,7 +431,7 @@ static void check_readings(const struct sg_target *t, const struct sg_target_opt
     CHECK(t->variant_count <= SG_TARGET_VARIANTS_MAX);
     bool has_slash = opts->keep_encoded_slash && strstr(t->path, "%2F") != NULL;
     bool has_param = strchr(t->path, ';') != NULL;
-    char *readings[7];
+    char *readings[15];
     size_t count = 0;
     for (int decode = 0; decode <= 1; decode++) {
         for (int cut = 0; cut <= 1; cut++) {
@@ -402,18 +448,22 @@ static void check_readings(const struct sg_target *t, const struct sg_target_opt
                 readings[count++] = r;
         }
     }
-    /* Case-insensitive: each of those again with the characters a server may fold to ASCII. */
-    for (size_t i = 0, unfolded = count; ci && i <= unfolded; i++) {
-        char *f = spec_ascii_folded(i == 0 ? t->match : readings[i - 1]);
-        if (f == NULL)
-            continue;
-        bool seen = same_text(f, t->match, ci);
-        for (size_t k = 0; k < count && !seen; k++)
-            seen = same_text(f, readings[k], ci);
-        if (seen)
-            free(f);
-        else
-            readings[count++] = f;
+    /* Case-insensitive: each of those again with the characters a server may fold to ASCII, then
+     * each again without ASP.NET's cookieless segments. */
+    for (int pass = 0; ci && pass < 2; pass++) {
+        for (size_t i = 0, before = count; i <= before; i++) {
+            const char *from = i == 0 ? t->match : readings[i - 1];
+            char *f = pass == 0 ? spec_ascii_folded(from) : spec_cookieless_stripped(from);
+            if (f == NULL)
+                continue;
+            bool seen = same_text(f, t->match, ci);
+            for (size_t k = 0; k < count && !seen; k++)
+                seen = same_text(f, readings[k], ci);
+            if (seen)
+                free(f);
+            else
+                readings[count++] = f;
+        }
     }
     CHECK(t->variant_count == count);
     for (size_t v = 0; v < t->variant_count; v++) {

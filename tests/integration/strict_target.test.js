@@ -266,6 +266,10 @@ const LOOSE = [
   ['/SETT%C4%B0NGS', LOGIN],
   ['/%C5%BFett%C4%B1ngs/x', LOGIN],
   ['/%EF%AC%81/x', 200, '/%EF%AC%81/x'],
+  // ASP.NET on IIS takes a cookieless segment "(X(...))" out of the path before routing.
+  ['/(S(x))/settings', LOGIN],
+  ['/(S(x))/app/x', LOGIN],
+  ['/public/(S(x))/x', 200, '/public/(S(x))/x'],
   // Fullwidth letters (NFKC, Windows' best-fit conversion) and the capital sharp s (casefold).
   ['/%EF%BD%93ettings/x', LOGIN],
   ['/%EF%BC%B3ETTINGS', LOGIN],

@@ -37,6 +37,9 @@ def main():
         address, port = spec.rsplit(':', 1)
         family = socket.AF_INET6 if ':' in address else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
+        # As systemd does for its stream sockets: a port whose earlier connections linger in
+        # TIME_WAIT (reservedPort found it free with node, which sets it too) can still be bound.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((address.strip('[]'), int(port)))
         sock.listen(16)
         held.append(os.dup2(sock.fileno(), 100 + len(held)))

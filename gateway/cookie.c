@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* RFC 6265 cookie-octet: printable ASCII but for space, '"', ',', ';', '\\'. */
 static bool is_cookie_octet(unsigned char c)
@@ -194,4 +195,22 @@ int sg_cookie_format(const char *name, const char *value, const struct sg_cookie
                     attrs->path ? attrs->path : "", max_age, attrs->http_only ? "; HttpOnly" : "",
                     attrs->secure ? "; Secure" : "", same_site);
     return 0;
+}
+
+bool sg_cookie_sets_any(const char *set_cookie, const char *const *names)
+{
+    const char *end = set_cookie + strcspn(set_cookie, ";");
+    const char *start = set_cookie;
+    while (start < end && (is_space(*start) || *start == '='))
+        start++;
+    const char *eq = memchr(start, '=', (size_t)(end - start));
+    const char *stop = eq != NULL ? eq : end;
+    while (stop > start && is_space(stop[-1]))
+        stop--;
+    size_t len = (size_t)(stop - start);
+    for (; *names != NULL; names++) {
+        if (strlen(*names) == len && strncasecmp(*names, start, len) == 0)
+            return true;
+    }
+    return false;
 }

@@ -1,6 +1,7 @@
 #include "ssogate/headers.h"
 
 #include "ssogate/common.h"
+#include "ssogate/cookie.h"
 
 #include <sys/queue.h>
 
@@ -346,31 +347,6 @@ static void find_connection(const struct sg_header *in, size_t count, struct con
     }
 }
 
-static bool is_blank(char c)
-{
-    return c == ' ' || c == '\t';
-}
-
-bool sg_headers_sets_cookie(const char *value, const char *const *owned)
-{
-    if (owned == NULL)
-        return false;
-    const char *end = value + strcspn(value, ";");
-    const char *start = value;
-    while (start < end && (is_blank(*start) || *start == '='))
-        start++;
-    const char *eq = memchr(start, '=', (size_t)(end - start));
-    const char *stop = eq != NULL ? eq : end;
-    while (stop > start && is_blank(stop[-1]))
-        stop--;
-    size_t len = (size_t)(stop - start);
-    for (; *owned != NULL; owned++) {
-        if (strlen(*owned) == len && strncasecmp(*owned, start, len) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* The response headers that reach the client: not hop-by-hop, not named in a Connection header. */
 static bool response_header_kept(const struct sg_header *in, size_t count, size_t i,
                                  const struct connection_options *c)
@@ -391,8 +367,8 @@ static bool response_header_kept(const struct sg_header *in, size_t count, size_
  * names without a call). */
 static bool sets_owned_cookie(const struct sg_header *h, const char *const *owned)
 {
-    return (h->name[0] == 'S' || h->name[0] == 's') && strcasecmp(h->name, "Set-Cookie") == 0 &&
-           sg_headers_sets_cookie(h->value, owned);
+    return owned != NULL && (h->name[0] == 'S' || h->name[0] == 's') &&
+           strcasecmp(h->name, "Set-Cookie") == 0 && sg_cookie_sets_any(h->value, owned);
 }
 
 size_t sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out,

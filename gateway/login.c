@@ -188,6 +188,17 @@ static int login_result(struct sg_request *r, enum sg_login_result result, const
     return login_result_page(r, result, detail, NULL);
 }
 
+/* Keeps the login state s where this process keeps them (the shared store
+ * aside); counts a store failure. Returns 0 or an SG_E* code. */
+static int state_put(struct sg_logins *logins, const struct sg_loginstate *s)
+{
+    int err = logins->memory != NULL ? sg_loginstate_table_put(logins->memory, s)
+                                     : sg_loginstate_put(logins->store, s);
+    if (err != 0)
+        sg_metrics_error(SG_MERR_STORE);
+    return err;
+}
+
 /*
  * Takes the login state called name out of the store into *out; counts a
  * store failure. Returns 0 or an SG_E* code (see sg_loginstate_take).
@@ -291,10 +302,8 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
         OPENSSL_cleanse(binding, sizeof(binding));
         return sent;
     }
-    int err = logins->memory != NULL ? sg_loginstate_table_put(logins->memory, &s)
-                                     : sg_loginstate_put(r->store, &s);
+    int err = state_put(logins, &s);
     if (err != 0) {
-        sg_metrics_error(SG_MERR_STORE);
         sg_loginstate_clear(&s);
         return login_result(r, SG_LOGIN_STATE_NOT_STORED, sg_strerror(err));
     }
@@ -1018,12 +1027,9 @@ static void state_put_back(struct sg_request *r, const struct sg_loginstate *s)
             on_state_put_back(NULL, SG_EINVAL);
         return;
     }
-    int err = r->logins->memory != NULL ? sg_loginstate_table_put(r->logins->memory, s)
-                                        : sg_loginstate_put(r->store, s);
-    if (err != 0) {
-        sg_metrics_error(SG_MERR_STORE);
+    int err = state_put(r->logins, s);
+    if (err != 0)
         on_state_put_back(NULL, err);
-    }
 }
 
 /* The rest of a callback once its login state was taken (taken_err 0) or

@@ -163,15 +163,15 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
     if (held)
         p->held = evbuffer_new();
     const char *const *owned_cookies = sg_cookies_all(p->r->snap->cfg);
+    bool no_length = p->status == 204; /* RFC 9110 8.6, whatever the upstream wrote */
 
     /* evhttp's send functions frame body bytes as chunks after a chunked request (its flag
      * serves both directions) and drop them for HEAD: those answers are evhttp's to write. */
     if (evhttp_request_get_command(p->r->req) != EVHTTP_REQ_HEAD && !p->r->req->chunked) {
         p->head = evbuffer_new();
         write_status_line(p, p->head);
-        /* A 204 carries no Content-Length (RFC 9110 8.6), whatever the upstream wrote. */
         p->head_has = sg_headers_write_response(response->headers, response->header_count, p->head,
-                                                held || p->status == 204, owned_cookies);
+                                                held || no_length, owned_cookies);
         sg_headers_add_line(p->head, "X-Request-Id", p->r->id);
         if (p->head_has & SG_RESPONSE_DROPPED_COOKIE)
             sg_request_upstream_cookies_dropped(p->r);
@@ -180,6 +180,8 @@ static void on_up_head(void *arg, const struct sg_uplink_response *response)
     struct evkeyvalq *out = evhttp_request_get_output_headers(p->r->req);
     if (sg_headers_copy_response(response->headers, response->header_count, out, owned_cookies) > 0)
         sg_request_upstream_cookies_dropped(p->r);
+    if (no_length)
+        evhttp_remove_header(out, "Content-Length");
     evhttp_add_header(out, "X-Request-Id", p->r->id);
     if (sg_request_draining(p->r))
         sg_headers_close_connection(out);
@@ -345,7 +347,7 @@ static void reply_now(struct proxy *p, struct evbuffer *body)
     struct sg_conn *conn = p->r->conn;
     p->bytes = evbuffer_get_length(body);
     if (p->head == NULL) {
-        evhttp_send_reply(p->r->req, p->status, p->reason, body);
+        sg_reply(p->r->req, p->status, p->reason, body);
     } else {
         write_head(p, (ev_ssize_t)p->bytes);
         evbuffer_add_buffer(p->head, body);

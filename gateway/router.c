@@ -125,8 +125,9 @@ enum csrf {
  * CSRF check (done here, before the handler) and the page refusing a wrong
  * method. The GETs that change state (a login's start and end, a
  * front-channel logout) take no HEAD: a HEAD, which some clients send to
- * check a link, must not use up a login or end a session. A handler sends its answer and returns
- * the status, or calls sg_request_wait and answers later (0).
+ * check a link, must not use up a login or end a session. A handler sends
+ * its answer and returns the status, or calls sg_request_wait and answers
+ * later (0).
  */
 static const struct {
     const char *name;

@@ -50,35 +50,27 @@ static int fields_of_version(unsigned version)
     return version == 1 ? FIELD_IDP_SID : version == SESSION_RECORD_VERSION ? FIELD_COUNT : -1;
 }
 
+#define SPEC(member, max_len, is_name, text)                                                       \
+    {                                                                                              \
+        offsetof(struct sg_session, member), (max_len), (is_name), (text)                          \
+    }
 static const struct {
     size_t offset; /* of the char * in struct sg_session */
     size_t max;
-    bool name; /* an identifier: must not be empty when present */
+    bool name;         /* an identifier: must not be empty when present */
+    const char *label; /* in sg_session_unstorable's answer */
 } field_specs[FIELD_COUNT] = {
-    [FIELD_IDP_ISSUER] = {offsetof(struct sg_session, idp_issuer), SG_SESSION_ISSUER_MAX, false},
-    [FIELD_IDP_SUB] = {offsetof(struct sg_session, idp_sub), SG_SESSION_NAME_MAX, true},
-    [FIELD_IDP_TENANT] = {offsetof(struct sg_session, idp_tenant), SG_SESSION_NAME_MAX, true},
-    [FIELD_EMAIL] = {offsetof(struct sg_session, email), SG_SESSION_EMAIL_MAX, false},
-    [FIELD_PSA_TENANT] = {offsetof(struct sg_session, psa_tenant), SG_SESSION_NAME_MAX, true},
-    [FIELD_PSA_USER] = {offsetof(struct sg_session, psa_user), SG_SESSION_NAME_MAX, true},
-    [FIELD_ID_TOKEN] = {offsetof(struct sg_session, id_token), SG_SESSION_ID_TOKEN_MAX, false},
-    [FIELD_IDP_SID] = {offsetof(struct sg_session, idp_sid), SG_SESSION_NAME_MAX, true},
-    [FIELD_CLAIM_HEADERS] = {offsetof(struct sg_session, claim_headers), SG_SESSION_CLAIMS_MAX,
-                             false},
+    [FIELD_IDP_ISSUER] = SPEC(idp_issuer, SG_SESSION_ISSUER_MAX, false, "iss"),
+    [FIELD_IDP_SUB] = SPEC(idp_sub, SG_SESSION_NAME_MAX, true, "sub"),
+    [FIELD_IDP_TENANT] = SPEC(idp_tenant, SG_SESSION_NAME_MAX, true, "idp_tenant"),
+    [FIELD_EMAIL] = SPEC(email, SG_SESSION_EMAIL_MAX, false, "email"),
+    [FIELD_PSA_TENANT] = SPEC(psa_tenant, SG_SESSION_NAME_MAX, true, "psa_tenant"),
+    [FIELD_PSA_USER] = SPEC(psa_user, SG_SESSION_NAME_MAX, true, "psa_user"),
+    [FIELD_ID_TOKEN] = SPEC(id_token, SG_SESSION_ID_TOKEN_MAX, false, "id_token"),
+    [FIELD_IDP_SID] = SPEC(idp_sid, SG_SESSION_NAME_MAX, true, "sid"),
+    [FIELD_CLAIM_HEADERS] = SPEC(claim_headers, SG_SESSION_CLAIMS_MAX, false, "claim_headers"),
 };
-
-/* Each field's name in sg_session_unstorable's answer. */
-static const char *const field_names[FIELD_COUNT] = {
-    [FIELD_IDP_ISSUER] = "iss",
-    [FIELD_IDP_SUB] = "sub",
-    [FIELD_IDP_TENANT] = "idp_tenant",
-    [FIELD_EMAIL] = "email",
-    [FIELD_PSA_TENANT] = "psa_tenant",
-    [FIELD_PSA_USER] = "psa_user",
-    [FIELD_ID_TOKEN] = "id_token",
-    [FIELD_IDP_SID] = "sid",
-    [FIELD_CLAIM_HEADERS] = "claim_headers",
-};
+#undef SPEC
 
 /* A field of a record as it lies in the map (not NUL-terminated). */
 struct field_view {
@@ -147,6 +139,14 @@ static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
             return false;
     }
     return true;
+}
+
+/* Whether field f of rec (present) can be stored; *len is its length (up to its maximum + 1). */
+static bool field_storable(const struct sg_session *rec, enum field f, size_t *len)
+{
+    const char *s = *field_in(rec, f);
+    *len = strnlen(s, field_specs[f].max + 1);
+    return field_bytes_valid(s, *len, field_specs[f].max, field_specs[f].name);
 }
 
 /*
@@ -318,8 +318,7 @@ static int record_encode(const struct sg_session *rec, unsigned char **out, size
         size += 4;
         if (s == NULL)
             continue;
-        fields[f].len = strnlen(s, field_specs[f].max + 1);
-        if (!field_bytes_valid(s, fields[f].len, field_specs[f].max, field_specs[f].name))
+        if (!field_storable(rec, f, &fields[f].len))
             return SG_EINVAL;
         size += fields[f].len;
     }
@@ -830,11 +829,10 @@ int sg_session_sweep(struct sg_store *store, int64_t now, size_t max, size_t *de
 
 const char *sg_session_unstorable(const struct sg_session *rec)
 {
+    size_t len;
     for (int f = 0; f < FIELD_COUNT; f++) {
-        const char *s = *field_in(rec, f);
-        if (s != NULL && !field_bytes_valid(s, strnlen(s, field_specs[f].max + 1),
-                                            field_specs[f].max, field_specs[f].name))
-            return field_names[f];
+        if (*field_in(rec, f) != NULL && !field_storable(rec, f, &len))
+            return field_specs[f].label;
     }
     return NULL;
 }

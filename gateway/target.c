@@ -383,6 +383,24 @@ static char fullwidth_ascii(const char *p)
     return 0;
 }
 
+/* Appends to out the ASCII of the character escaped at p when it is one of ascii_folds or a
+ * fullwidth letter or digit; returns the bytes of p it took, 0 for any other character. */
+static size_t fold_at(const char *p, struct buf *out)
+{
+    for (size_t i = 0; i < SG_ARRAY_LEN(ascii_folds); i++) {
+        size_t len = strlen(ascii_folds[i].escaped);
+        if (strncmp(p, ascii_folds[i].escaped, len) == 0) {
+            buf_add(out, ascii_folds[i].ascii, strlen(ascii_folds[i].ascii));
+            return len;
+        }
+    }
+    char wide = fullwidth_ascii(p);
+    if (wide == 0)
+        return 0;
+    buf_byte(out, wide);
+    return 9; /* "%ef%bX%XX" */
+}
+
 /* reading with every character of ascii_folds replaced by its letters, and every fullwidth letter
  * or digit by its ASCII one; NULL when it has none. */
 static char *ascii_folded(const char *reading)
@@ -392,18 +410,9 @@ static char *ascii_folded(const char *reading)
     struct buf out = {0};
     bool folded = false;
     for (const char *p = reading; *p != '\0';) {
-        size_t i = 0;
-        while (i < SG_ARRAY_LEN(ascii_folds) &&
-               strncmp(p, ascii_folds[i].escaped, strlen(ascii_folds[i].escaped)) != 0)
-            i++;
-        char wide = i < SG_ARRAY_LEN(ascii_folds) ? 0 : fullwidth_ascii(p);
-        if (i < SG_ARRAY_LEN(ascii_folds)) {
-            buf_add(&out, ascii_folds[i].ascii, strlen(ascii_folds[i].ascii));
-            p += strlen(ascii_folds[i].escaped);
-            folded = true;
-        } else if (wide != 0) {
-            buf_byte(&out, wide);
-            p += 9;
+        size_t took = *p == '%' ? fold_at(p, &out) : 0;
+        if (took > 0) {
+            p += took;
             folded = true;
         } else {
             buf_byte(&out, *p++);

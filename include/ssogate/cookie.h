@@ -42,6 +42,15 @@ int sg_cookie_remove(const char *header, size_t len, const char *name, char **ou
 int sg_cookie_remove_any(const char *header, size_t len, const char *const *names, size_t count,
                          char **out);
 
+/*
+ * True when set_cookie (a Set-Cookie field value) sets a cookie named in names
+ * (NULL-terminated), compared without case. The name is what a browser takes
+ * (RFC 6265bis 5.6): the text before the first '=' of the part before the
+ * first ';', without blanks around it; a line with an empty name ("=NAME=v",
+ * which a browser sends back as "NAME=v") is read past the '='.
+ */
+bool sg_cookie_sets_any(const char *set_cookie, const char *const *names);
+
 enum sg_cookie_same_site {
     SG_COOKIE_SAME_SITE_UNSET = 0, /* no SameSite attribute */
     SG_COOKIE_SAME_SITE_LAX,       /* survives the top-level redirect back from the IdP */

@@ -122,20 +122,11 @@ void sg_headers_copy_request(const struct evkeyvalq *in, struct evbuffer *out,
 bool sg_headers_gateway_owned(const char *name);
 
 /*
- * True when value (a Set-Cookie field value) sets a cookie named in owned
- * (NULL-terminated, may be NULL), compared without case. The name is what a
- * browser takes (RFC 6265bis 5.6): the text before the first '=' of the part
- * before the first ';', without blanks around it; a line with an empty name
- * ("=NAME=v", which a browser sends back as "NAME=v") is read past the '='.
- */
-bool sg_headers_sets_cookie(const char *value, const char *const *owned);
-
-/*
  * Copies the upstream's count response headers for the client: drops
  * hop-by-hop headers, headers named in Connection, and Set-Cookie lines that
- * set a cookie of owned_cookies (sg_headers_sets_cookie: the gateway's own,
- * which only it may set); keeps Content-Length so that a sized response
- * streams without chunking. Returns how many Set-Cookie lines it dropped.
+ * set a cookie of owned_cookies (NULL-terminated, may be NULL; read as
+ * sg_cookie_sets_any reads it: the gateway's own, which only it may set); keeps Content-Length so
+ * that a sized response streams without chunking. Returns how many Set-Cookie lines it dropped.
  */
 size_t sg_headers_copy_response(const struct sg_header *in, size_t count, struct evkeyvalq *out,
                                 const char *const *owned_cookies);

@@ -135,7 +135,7 @@ bool sg_request_is_get(const struct sg_request *r);
 
 /*
  * Records that the upstream's answer to r tried to set the gateway's own
- * cookies, whose Set-Cookie lines were dropped (sg_headers_sets_cookie): a
+ * cookies, whose Set-Cookie lines were dropped (sg_cookie_sets_any): a
  * warning and one ssogate_upstream_headers_dropped_total{reason="gateway_cookie"}.
  */
 void sg_request_upstream_cookies_dropped(const struct sg_request *r);

@@ -19,6 +19,8 @@
  * headers, Content-Length only when not dropped, with flags that say what was
  * written.
  */
+#include "../../gateway/common.c"
+#include "../../gateway/cookie.c"
 #include "../../gateway/headers.c"
 
 #include <event2/buffer.h>

@@ -13,6 +13,7 @@
  * found http_parser (the parser before llhttp) taking two-digit status codes.
  */
 #include "../../gateway/common.c"
+#include "../../gateway/cookie.c"
 #include "../../gateway/headers.c"
 #include "../../gateway/uplink.c"
 

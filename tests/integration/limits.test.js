@@ -48,6 +48,19 @@ itest('headers over limits.header_bytes are refused with a 4xx and the connectio
   assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
 });
 
+// A 431 (over limits.header_bytes, under libevent's own limit) is answered before the request's
+// other checks, the wire check's included: the connection closes after it, and a request pipelined
+// behind it never reaches the upstream.
+itest('a 431 closes its connection: nothing pipelined behind it is forwarded', async (t, h) => {
+  const { up, gw } = await setup(h);
+  const big = `GET /echo/hdr-431 HTTP/1.1\r\nHost: x\r\nX-Filler: ${'d'.repeat(10 * KiB)}\r\n\r\n`;
+  const res = await rawExchange(gw.port, `${big}GET /echo/after-431 HTTP/1.1\r\nHost: x\r\n\r\n`, { ms: 1500 * SLOW });
+  assert.equal(res.status, 431, res.text.slice(0, 120));
+  assert.match(res.response.headers.connection || '', /close/i, 'the 431 says the connection closes');
+  assert.equal(res.text.match(/^HTTP\/1\.1 /gm).length, 1, 'one answer only');
+  assert.equal(await forwarded(up, 'after-431'), 0, 'the pipelined request did not reach the upstream');
+});
+
 itest('bodies over limits.body_bytes get 413', async (t, h) => {
   const { up, gw } = await setup(h);
   const exact = crypto.randomBytes(MiB);

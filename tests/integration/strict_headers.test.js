@@ -650,8 +650,10 @@ envTest('requests libevent refuses itself are counted and logged', async (env) =
   for (const [bytes, status, detail] of cases) {
     const before = await badRequests(env.gw, 'malformed_wire');
     const from = env.gw.logs.length;
+    const mark = env.rec.mark();
     const res = await rawExchange(env.gw.port, bytes);
     assert.equal(res.status, status, JSON.stringify(bytes));
+    assert.deepEqual(env.rec.since(mark), [], `nothing reached the upstream: ${JSON.stringify(bytes)}`);
     await env.gw.waitLog((l) => l.event === 'bad_request' && l.answered_by === 'libevent' && l.detail === detail,
       5000, `the log line: ${detail}`, from);
     assert.ok(await badRequests(env.gw, 'malformed_wire') > before, `counted: ${JSON.stringify(bytes)}`);

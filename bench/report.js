@@ -69,6 +69,9 @@ function wrkAggregate(entries) {
     cpu_us_per_request: requests ? (sum(entries.map((e) => e.cpu_s)) / requests) * 1e6 : NaN,
     // Each round's own figure (see ROUND_SPREAD).
     cpu_us_per_request_rounds: entries.map((e, i) => (w[i].requests ? (e.cpu_s / w[i].requests) * 1e6 : NaN)),
+    // ssogate's work in each round beside the requests (older runs did not record it).
+    assertions_signed_rounds: entries.map((e) => e.assertions_signed),
+    session_writes_rounds: entries.map((e) => e.session_writes),
     // Cores the target kept busy: below 1 for a one-process target means it waited on the others.
     cores: sum(entries.map((e) => e.cpu_s)) / sum(w.map((x) => x.seconds)),
     bytes_per_request: requests ? sum(w.map((x) => x.bytes)) / requests : NaN,
@@ -133,6 +136,14 @@ if (levels.length >= 2) {
   if (small && large) {
     say(`   ssogate CPU per request, ${levels[levels.length - 1]} sessions / ${levels[0]}${beside ? ' (the same rounds)' : ''}: ${fmt(large.cpu_us_per_request / small.cpu_us_per_request)}x (issue 12: <= 1.1x, in the targets above)`);
     say(`   ssogate req/s, ${levels[levels.length - 1]} sessions / ${levels[0]}: ${fmt(large.requests_per_s / small.requests_per_s)}x`);
+    // Round by round: a round that signed every session's assertion again (more than ttl_s / 2
+    // since that session's last request) pays for all of them at once.
+    const rounds = (r, held) =>
+      r.cpu_us_per_request_rounds
+        .map((cpu, i) => `round ${i + 1} ${fmt(cpu, 1)} us/req, ${r.assertions_signed_rounds[i] ?? '?'} assertions signed, ${r.session_writes_rounds[i] ?? '?'} session writes`)
+        .join('; ') + ` (${held} sessions)`;
+    say(`   by round: ${levels[levels.length - 1]} sessions: ${rounds(large, large.sessions_held)}`);
+    say(`             ${levels[0]} sessions: ${rounds(small, small.sessions_held)}`);
     const a0 = summary.wrk[levels[0]].apache;
     const a1 = summary.wrk[levels[levels.length - 1]].apache;
     if (a0 && a1) {

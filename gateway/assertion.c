@@ -4,6 +4,7 @@
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/jose.h"
+#include "ssogate/metrics.h"
 #include "ssogate/session.h"
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
@@ -23,6 +24,11 @@
  */
 #define CACHE_SETS 16384
 #define CACHE_WAYS 4
+
+/* Signatures made, by reason: a session's first (or one its cache way lost), or a refresh of one
+ * past refresh_at. Many sessions signed at once come due together: after an idle spell longer than
+ * ttl_s / 2, each one's next request signs again. */
+#define SIGNED_METRIC "ssogate_assertions_signed_total"
 
 struct slot {
     char session_id[SG_SESSION_ID_SIZE];
@@ -146,7 +152,8 @@ const char *sg_assertions_get(struct sg_assertions *cache, const struct sg_confi
             break;
         }
     }
-    if (victim == CACHE_WAYS) {
+    bool refresh = victim != CACHE_WAYS;
+    if (!refresh) {
         /* A miss: the first empty way, else the one due soonest. */
         victim = 0;
         for (size_t way = 1; way < CACHE_WAYS && set->tags[victim] != 0; way++) {
@@ -157,6 +164,7 @@ const char *sg_assertions_get(struct sg_assertions *cache, const struct sg_confi
     char *token = sign(cfg, signer, s, now);
     if (token == NULL)
         return NULL;
+    sg_metrics_count(SIGNED_METRIC, "reason", refresh ? "refresh" : "new");
     struct slot *slot = &set->slots[victim];
     free(slot->token);
     slot->token = token;

@@ -8,6 +8,7 @@
 #include "ssogate/b64url.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
+#include "ssogate/metrics.h"
 #include "ssogate/session.h"
 #include "ssogate/signer.h"
 
@@ -17,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include <event2/buffer.h>
 #include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -109,16 +111,36 @@ static const char *get(struct fixture *fx, int i)
     return token;
 }
 
+/* ssogate_assertions_signed_total{reason="REASON"} as rendered (0 before its first count). */
+static long signed_count(const char *reason)
+{
+    struct evbuffer *out = evbuffer_new();
+    sg_metrics_render(out);
+    evbuffer_add(out, "", 1);
+    const char *text = (const char *)evbuffer_pullup(out, -1);
+    char line[96];
+    snprintf(line, sizeof(line), "\nssogate_assertions_signed_total{reason=\"%s\"} ", reason);
+    const char *at = strstr(text, line);
+    long count = at != NULL ? strtol(at + strlen(line), NULL, 10) : 0;
+    evbuffer_free(out);
+    return count;
+}
+
 static void test_cached_for_half_the_ttl(void **state)
 {
     struct fixture *fx = *state;
+    long made = signed_count("new");
+    long refreshed = signed_count("refresh");
     char first[1024];
     snprintf(first, sizeof(first), "%s", get(fx, 0));
     assert_string_equal(get(fx, 0), first);
+    assert_int_equal(signed_count("new"), made + 1);
     /* A lifetime of 1 s: half of it rounds to 0, so every call signs anew (a new jti). */
     fx->cfg.assertion.ttl_s = 1;
     snprintf(first, sizeof(first), "%s", get(fx, 1));
     assert_string_not_equal(get(fx, 1), first);
+    assert_int_equal(signed_count("new"), made + 2);
+    assert_int_equal(signed_count("refresh"), refreshed + 1);
 }
 
 static void test_full_set_never_mixes_sessions(void **state)

@@ -25,6 +25,7 @@ static const struct {
     {SG_ETIMEOUT, "timed out"},
     {SG_EUPSTREAM, "peer failed"},
     {SG_EUNAVAILABLE, "shared store unavailable"},
+    {SG_ENOSPACE, "no space left on the store's filesystem"},
 };
 
 const char *sg_strerror(int err)

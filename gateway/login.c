@@ -523,7 +523,10 @@ static int session_stored(struct pending *p, int err)
 {
     const struct sg_config *cfg = p->r->snap->cfg;
     if (err != 0) {
-        sg_metrics_error(SG_MERR_STORE);
+        /* The session writer counts a failed commit itself, once for all the
+         * sessions it held; the shared store's queries are counted apart. */
+        if (p->r->shared != NULL)
+            sg_metrics_error(SG_MERR_STORE);
         return login_result(
             p->r, err == SG_EUNAVAILABLE ? SG_LOGIN_STORE_UNAVAILABLE : SG_LOGIN_SESSION_NOT_STORED,
             sg_strerror(err));

@@ -95,8 +95,8 @@ static int handle_client_jwks(struct sg_request *r)
         return sg_request_page(r, 404, "Page not found",
                                "This gateway does not authenticate to its IdP with a key.");
     struct evbuffer *body = evbuffer_new();
-    const struct sg_signer none = {0};
-    sg_signer_publish(key, &none, 0, 0, body);
+    const struct sg_retired none = {0};
+    sg_signer_publish(key, &none, 0, body);
     struct evkeyvalq *headers = evhttp_request_get_output_headers(r->req);
     evhttp_add_header(headers, "Content-Type", "application/jwk-set+json");
     evhttp_add_header(headers, "Cache-Control", "max-age=60");
@@ -244,7 +244,7 @@ static int handle_proxied(struct sg_request *r)
     if (route->auth != SG_AUTH_NONE || psa_logout) {
         int err = sg_identity_lookup(store, sg_runtime_session_writer(r->rt), r->shared, cfg,
                                      r->req, false, &identity);
-        if (err == SG_ESTORE)
+        if (err == SG_ESTORE || err == SG_ENOSPACE)
             sg_metrics_error(SG_MERR_STORE);
         found = err == 0;
         conflict = err == SG_EEXIST;

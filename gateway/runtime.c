@@ -40,8 +40,7 @@ struct sg_runtime {
     struct sg_session_writer *session_writer; /* session writes of an iteration, one commit */
     struct sg_tunnels *tunnels;               /* WebSocket tunnels open */
     struct sg_requests *requests;             /* every request in flight */
-    struct sg_signer retired;                 /* the signing key a reload replaced */
-    int64_t retired_until;                    /* ...published until assertions it signed expired */
+    struct sg_retired retired;                /* the signing keys reloads replaced */
     uint64_t next_generation;
     struct event *signals[3];
     struct event *sweep;
@@ -235,7 +234,7 @@ void sg_runtime_free(struct sg_runtime *rt)
     sg_tunnels_free(rt->tunnels);
     sg_pgstore_free(rt->shared);
     sg_snapshot_unref(rt->current);
-    sg_signer_clear(&rt->retired);
+    sg_retired_clear(&rt->retired);
     if (rt->dns != NULL)
         evdns_base_free(rt->dns, 0);
     /* Run deferred frees (connection pools) before the base goes. */
@@ -273,8 +272,9 @@ int sg_runtime_reload(struct sg_runtime *rt)
     sg_log_set_level(snap->cfg->log_level);
     if (strcmp(rt->current->signer.kid, snap->signer.kid) != 0) {
         /* Assertions signed with the old key stay verifiable until they expire. */
-        sg_signer_retire(&rt->retired, &rt->current->signer);
-        rt->retired_until = sg_now_s() + rt->current->cfg->assertion.ttl_s;
+        int64_t at = sg_now_s();
+        sg_retired_add(&rt->retired, &rt->current->signer, at + rt->current->cfg->assertion.ttl_s,
+                       at);
     }
     sg_snapshot_unref(rt->current);
     rt->current = snap;
@@ -340,5 +340,5 @@ struct event_base *sg_runtime_base(const struct sg_runtime *rt)
 
 void sg_runtime_publish_keys(const struct sg_runtime *rt, struct evbuffer *out)
 {
-    sg_signer_publish(&rt->current->signer, &rt->retired, rt->retired_until, sg_now_s(), out);
+    sg_signer_publish(&rt->current->signer, &rt->retired, sg_now_s(), out);
 }

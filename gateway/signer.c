@@ -3,6 +3,7 @@
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/jose.h"
+#include "ssogate/log.h"
 
 #include <event2/buffer.h>
 #include <openssl/evp.h>
@@ -78,21 +79,53 @@ void sg_signer_clear(struct sg_signer *signer)
     signer->key = NULL;
 }
 
-void sg_signer_retire(struct sg_signer *retired, const struct sg_signer *current)
+void sg_retired_add(struct sg_retired *retired, const struct sg_signer *key, int64_t until,
+                    int64_t now)
 {
-    sg_signer_clear(retired);
-    *retired = *current;
-    retired->sign_ctx = NULL; /* a retired key only verifies */
-    EVP_PKEY_up_ref(retired->key);
+    size_t at = SG_RETIRED_MAX;
+    for (size_t i = 0; i < SG_RETIRED_MAX && at == SG_RETIRED_MAX; i++) {
+        if (retired->keys[i].key != NULL && strcmp(retired->keys[i].kid, key->kid) == 0)
+            at = i;
+    }
+    for (size_t i = 0; i < SG_RETIRED_MAX && at == SG_RETIRED_MAX; i++) {
+        if (retired->keys[i].key == NULL || retired->until[i] <= now)
+            at = i;
+    }
+    if (at == SG_RETIRED_MAX) {
+        at = 0;
+        for (size_t i = 1; i < SG_RETIRED_MAX; i++) {
+            if (retired->until[i] < retired->until[at])
+                at = i;
+        }
+        sg_log(SG_LOG_WARN, "reload",
+               "more than %d signing keys retired within an assertion's lifetime: key %s is no "
+               "longer published, %lld s before the assertions it signed expire",
+               SG_RETIRED_MAX, retired->keys[at].kid, (long long)(retired->until[at] - now));
+    }
+    struct sg_signer *place = &retired->keys[at];
+    sg_signer_clear(place);
+    *place = *key;
+    place->sign_ctx = NULL; /* a retired key only verifies */
+    EVP_PKEY_up_ref(place->key);
+    retired->until[at] = until;
 }
 
-void sg_signer_publish(const struct sg_signer *current, const struct sg_signer *retired,
-                       int64_t retired_until, int64_t now, struct evbuffer *out)
+void sg_retired_clear(struct sg_retired *retired)
+{
+    for (size_t i = 0; i < SG_RETIRED_MAX; i++)
+        sg_signer_clear(&retired->keys[i]);
+}
+
+void sg_signer_publish(const struct sg_signer *current, const struct sg_retired *retired,
+                       int64_t now, struct evbuffer *out)
 {
     struct sg_jwk_set *set = sg_jwk_set_new();
     sg_jwk_set_add(set, current->key, current->kid);
-    if (retired->key != NULL && retired_until > now && strcmp(retired->kid, current->kid) != 0)
-        sg_jwk_set_add(set, retired->key, retired->kid);
+    for (size_t i = 0; i < SG_RETIRED_MAX; i++) {
+        const struct sg_signer *key = &retired->keys[i];
+        if (key->key != NULL && retired->until[i] > now && strcmp(key->kid, current->kid) != 0)
+            sg_jwk_set_add(set, key->key, key->kid);
+    }
     char *json = sg_jwk_set_export_json(set);
     evbuffer_add(out, json, strlen(json));
     free(json);

@@ -1,7 +1,7 @@
 /*
  * The LMDB backend of the store: one environment under the data directory,
  * one named database per table. See store.h for the durability policy
- * (MDB_NOSYNC | MDB_WRITEMAP, durable commits fsynced) and the processes
+ * (MDB_NOSYNC, durable commits fsynced) and the processes
  * sharing a data directory. The multi-valued table is a DUPSORT | DUPFIXED
  * database, as stores have always been written: every value of one key has
  * the same size (a SHA-256), and a value of another size is refused.
@@ -45,6 +45,10 @@ static int lmdb_error(int rc)
         return SG_EEXIST;
     case MDB_MAP_FULL:
         return SG_ETOOBIG;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+        return SG_ENOSPACE;
     case MDB_BAD_VALSIZE:
     case EINVAL:
         return SG_EINVAL;
@@ -143,12 +147,12 @@ static int lmdb_open(const char *data_dir, const struct sg_store_options *opts, 
      * MDB_NOTLS: a read transaction is tied to its MDB_txn, not to the
      * thread, so the cached reader works whatever thread calls us.
      * MDB_NOSYNC: see the durability policy in store.h.
-     * MDB_WRITEMAP: a commit writes into the shared map instead of making a
-     * pwrite per dirty page, so a session write costs no system call; the
-     * pages are in the page cache at once (they survive kill -9), and
-     * mdb_env_sync (msync) still makes durable commits durable.
+     * Not MDB_WRITEMAP, though it spares a commit its pwrite per dirty page:
+     * it writes into a sparse file through the map, and a page the
+     * filesystem cannot back (a full disk) is a SIGBUS, not an error. A
+     * commit's pwrite fails with ENOSPC instead, and the commit is refused.
      */
-    rc = mdb_env_open(ls->env, data_dir, MDB_NOTLS | MDB_NOSYNC | MDB_WRITEMAP, 0600);
+    rc = mdb_env_open(ls->env, data_dir, MDB_NOTLS | MDB_NOSYNC, 0600);
     if (rc != 0) {
         sg_errbuf(errbuf, errlen, "lmdb open %s: %s", data_dir, mdb_strerror(rc));
         goto fail;

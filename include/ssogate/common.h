@@ -12,17 +12,18 @@
 /* Error codes: 0 is success, every failure is one of these (negative). */
 enum sg_error {
     SG_OK = 0,
-    SG_EINVAL = -1,       /* bad argument or malformed input */
-    SG_ENOENT = -2,       /* no such record */
-    SG_EEXIST = -3,       /* record exists (one-to-one conflict) */
-    SG_EIO = -4,          /* file or store I/O failed */
-    SG_ETOOBIG = -5,      /* input exceeds a configured limit */
-    SG_ECRYPTO = -6,      /* OpenSSL reported a failure */
-    SG_ECONFIG = -7,      /* configuration refused */
-    SG_ESTORE = -8,       /* the store backend reported a failure */
-    SG_ETIMEOUT = -9,     /* a deadline passed */
-    SG_EUPSTREAM = -10,   /* a peer (upstream, IdP) failed */
-    SG_EUNAVAILABLE = -11 /* the shared store cannot be reached now */
+    SG_EINVAL = -1,        /* bad argument or malformed input */
+    SG_ENOENT = -2,        /* no such record */
+    SG_EEXIST = -3,        /* record exists (one-to-one conflict) */
+    SG_EIO = -4,           /* file or store I/O failed */
+    SG_ETOOBIG = -5,       /* input exceeds a configured limit */
+    SG_ECRYPTO = -6,       /* OpenSSL reported a failure */
+    SG_ECONFIG = -7,       /* configuration refused */
+    SG_ESTORE = -8,        /* the store backend reported a failure */
+    SG_ETIMEOUT = -9,      /* a deadline passed */
+    SG_EUPSTREAM = -10,    /* a peer (upstream, IdP) failed */
+    SG_EUNAVAILABLE = -11, /* the shared store cannot be reached now */
+    SG_ENOSPACE = -12      /* the store's filesystem is full (or over quota) */
 };
 
 /* Returns a static, human-readable text for an SG_E* code. */

@@ -1,6 +1,6 @@
 /*
  * The gateway's own signing key: it signs X-SSO-Assertion, and its public
- * half (with the key a reload retired, while assertions it signed are still
+ * half (with the keys reloads retired, while assertions they signed are still
  * valid) is published at /_sso/jwks.json.
  */
 #ifndef SSOGATE_SIGNER_H
@@ -42,17 +42,32 @@ void sg_signer_clear(struct sg_signer *signer);
 int sg_signer_load_client(const struct sg_config *cfg, struct sg_signer *out, char *errbuf,
                           size_t errlen);
 
-/*
- * Makes *retired a second reference to current's key (borrowed; its key gets
- * one more reference), releasing the key *retired held before.
- */
-void sg_signer_retire(struct sg_signer *retired, const struct sg_signer *current);
+/* Keys reloads replaced, each published until the assertions it signed have expired. */
+#define SG_RETIRED_MAX 8
+
+struct sg_retired {
+    struct sg_signer keys[SG_RETIRED_MAX]; /* key NULL: an empty place */
+    int64_t until[SG_RETIRED_MAX];
+};
 
 /*
- * Appends to out the JWKS of current and, when it has a key, a kid of its own
- * and retired_until is after now, of retired. All borrowed.
+ * Keeps a second reference to key (borrowed; its key gets one more
+ * reference), without its signing context, published until until: in
+ * place of an entry of the same kid, else of an expired or empty one, else
+ * of the one due soonest (a warning: more than SG_RETIRED_MAX keys retired
+ * within one assertion lifetime).
  */
-void sg_signer_publish(const struct sg_signer *current, const struct sg_signer *retired,
-                       int64_t retired_until, int64_t now, struct evbuffer *out);
+void sg_retired_add(struct sg_retired *retired, const struct sg_signer *key, int64_t until,
+                    int64_t now);
+
+/* Releases every retired key. */
+void sg_retired_clear(struct sg_retired *retired);
+
+/*
+ * Appends to out the JWKS of current and of each retired key whose until is
+ * after now and whose kid is not current's. All borrowed.
+ */
+void sg_signer_publish(const struct sg_signer *current, const struct sg_retired *retired,
+                       int64_t now, struct evbuffer *out);
 
 #endif

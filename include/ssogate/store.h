@@ -63,8 +63,9 @@
  * What is synchronous, and why that is acceptable today. Every function here
  * returns its answer before it returns: a transaction, a get, a commit. For
  * LMDB that is the right shape: a read is a few memory accesses in a mapped
- * file, a lazy commit is a memory copy with no system call, and only the rare
- * durable commit (a link change) waits for the disk, bounded by one fsync.
+ * file, a lazy commit writes its dirty pages to the page cache (a pwrite
+ * each, no wait for the disk), and only the rare durable commit (a link
+ * change) waits for the disk, bounded by one fsync.
  * A network backend (PostgreSQL, issue 11) cannot answer inside the call
  * without blocking the event loop. It will therefore not be driven through
  * these synchronous calls on the request path: the completion callbacks

@@ -43,6 +43,32 @@ itest('a reload with a new signing key keeps the old one published for assertion
   assert.notEqual(after[0], before[0], 'the new key remains');
 });
 
+// Rotated twice within one assertion lifetime (K1, then K2, then K3): assertions signed with K1 are
+// still valid, so K1 stays published beside K2 and K3; and rotating back to K1 publishes it as current.
+itest('two rotations within assertion.ttl_s keep both retired keys published', async (t, h) => {
+  const up = await h.startStub();
+  const keys = ['k1.pem', 'k2.pem', 'k3.pem'].map((name) =>
+    makeKey(h, name, ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']));
+  const withKey = (file) => h.config({ upstream: { url: up.url }, assertion: { key_file: file, ttl_s: 4 } });
+  const gw = await h.startGateway(withKey(keys[0]));
+  const [k1] = await kids(gw);
+  const rotate = async (file, count) => {
+    h.writeConfig(withKey(file));
+    gw.signal('SIGHUP');
+    await waitFor(async () => (await kids(gw)).length === count, 10000 * SLOW, `${count} keys published after the reload`);
+  };
+  await rotate(keys[1], 2);
+  await rotate(keys[2], 3);
+  const three = await kids(gw);
+  assert.ok(three.includes(k1), 'the first key is still published after the second rotation');
+
+  await rotate(keys[0], 3);
+  assert.deepEqual(await kids(gw), three, 'back to the first key: the same three keys, none twice');
+
+  await sleep(4500);
+  assert.deepEqual(await kids(gw), [k1], 'once the assertions are expired, only the current key');
+});
+
 itest('-t refuses an assertion key that is neither P-256 nor Ed25519', async (t, h) => {
   const rsa = makeKey(h, 'rsa.pem', ['-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:2048']);
   const file = h.writeConfig(h.config({ assertion: { key_file: rsa } }));

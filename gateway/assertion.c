@@ -15,15 +15,17 @@
 #include <yajl/yajl_gen.h>
 
 /*
- * A 4-way set-associative cache keyed by session id; a full set gives up its
- * entry that is due soonest. Sized so that tens of thousands of sessions
- * rarely evict each other (the slots are calloc'd: untouched sets cost no
- * memory). Each set starts with its ways' tags (the session id's hash, 0
- * for an empty way), so that a hit reads the tags' cache line and its own
- * slot's, not all four slots.
+ * An 8-way set-associative cache keyed by session id; a full set gives up its
+ * entry that is due soonest, and a session evicted signs again at its next
+ * request. Eight ways over 8,192 sets rather than four over 16,384 (the same
+ * 65,536 slots): with 20,000 sessions about 0.05% of them find their set full
+ * instead of 0.8%, each of which signed on every request (the slots are
+ * calloc'd: untouched sets cost no memory). Each set starts with its ways'
+ * tags (the session id's hash, 0 for an empty way), one cache line, so that a
+ * hit reads that line and its own slot's, not all eight slots.
  */
-#define CACHE_SETS 16384
-#define CACHE_WAYS 4
+#define CACHE_SETS 8192
+#define CACHE_WAYS 8
 
 /* Signatures made, by reason: a session's first (or one its cache way lost), or a refresh of one
  * past refresh_at. Many sessions signed at once come due together: after an idle spell longer than

@@ -532,6 +532,19 @@ int sg_links_user_get_by_idp(struct sg_store *store, const char *idp_tenant, con
     return user_get(store, SG_STORE_DB_USER_BY_IDP, idp_tenant, idp_sub, psa_tenant, psa_user);
 }
 
+int sg_links_user_is_txn(struct sg_store_txn *txn, const char *idp_tenant, const char *idp_sub,
+                         const char *psa_tenant, const char *psa_user)
+{
+    if (!sg_links_id_valid(idp_tenant) || !sg_links_id_valid(idp_sub))
+        return SG_EINVAL;
+    struct id_pair linked;
+    int err = user_lookup(txn, SG_STORE_DB_USER_BY_IDP, idp_tenant, idp_sub, &linked);
+    if (err != 0)
+        return err;
+    bool same = strcmp(linked.tenant, psa_tenant) == 0 && strcmp(linked.user, psa_user) == 0;
+    return same ? 0 : SG_ENOENT;
+}
+
 int sg_links_user_delete(struct sg_store *store, const char *psa_tenant, const char *psa_user)
 {
     if (!sg_links_id_valid(psa_tenant) || !sg_links_id_valid(psa_user))

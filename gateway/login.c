@@ -491,6 +491,7 @@ static void session_prepare(struct pending *p, yajl_val claims, const char *id_t
 
 static void callback_done(struct pending *p, int http_status);
 static int session_stored(struct pending *p, int err);
+static int answer(struct pending *p, enum sg_linking_decision decision, const char *idp_tenant);
 
 static void on_session_stored(void *arg, int err)
 {
@@ -522,6 +523,8 @@ static int finish_session(struct pending *p)
 static int session_stored(struct pending *p, int err)
 {
     const struct sg_config *cfg = p->r->snap->cfg;
+    if (err == SG_ENOENT) /* the user's link went while the login was in flight */
+        return answer(p, SG_LINKING_LOGIN_NOT_LINKED, p->session.idp_tenant);
     if (err != 0) {
         /* The session writer counts a failed commit itself, once for all the
          * sessions it held; the shared store's queries are counted apart. */

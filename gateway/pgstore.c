@@ -67,12 +67,19 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                     "DELETE FROM login_states WHERE state_hash = decode($1, 'hex')"
                     " RETURNING encode(record, 'hex')",
                     1},
+    /* A session of a linked user only while the link still names that user
+     * (a link removed during the login ended the user's sessions), the link
+     * row locked against its removal until this commits. */
     [ST_S_CREATE] = {"s_create",
                      "INSERT INTO sessions (id_hash, record, psa_tenant, psa_user, idp_issuer,"
-                     " idp_sub, idp_sid, last_seen, idle_timeout_s, expires_at) VALUES"
-                     " (decode($1, 'hex'), decode($2, 'hex'), decode($3, 'hex'), decode($4, 'hex'),"
-                     " decode($5, 'hex'), decode($6, 'hex'), decode($7, 'hex'), $8, $9, $10)",
-                     10},
+                     " idp_sub, idp_sid, last_seen, idle_timeout_s, expires_at) SELECT"
+                     " decode($1, 'hex'), decode($2, 'hex'), decode($3, 'hex'), decode($4, 'hex'),"
+                     " decode($5, 'hex'), decode($6, 'hex'), decode($7, 'hex'), $8::bigint,"
+                     " $9::integer, $10::bigint WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM"
+                     " user_links WHERE psa_tenant = decode($3, 'hex') AND psa_user ="
+                     " decode($4, 'hex') AND idp_tenant = decode($11, 'hex') AND idp_sub ="
+                     " decode($6, 'hex') FOR KEY SHARE) RETURNING 1",
+                     11},
     [ST_S_GET] = {"s_get",
                   "SELECT encode(record, 'hex'), last_seen, expires_at > $2"
                   " AND (idle_timeout_s = 0 OR last_seen + idle_timeout_s > $2)"
@@ -668,6 +675,10 @@ static void on_result(void *arg, const struct sg_pg_result *result)
         err = ls_take_result(op, res);
         break;
     case OP_S_CREATE:
+        if (PQntuples(res) != 1) {
+            err = SG_ENOENT; /* the user's link is gone */
+            break;
+        }
         err = sg_session_put_key(ps->cache, op->key, op->record, op->record_len);
         if (err == 0)
             cache_note(ps, op->key);
@@ -950,8 +961,9 @@ struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const cha
                       hex_text(rec->idp_sid),
                       sg_asprintf("%lld", (long long)rec->last_seen),
                       sg_asprintf("%u", (unsigned)rec->idle_timeout_s),
-                      sg_asprintf("%lld", (long long)rec->expires_at)};
-    return op_send(op, ST_S_CREATE, values, 10);
+                      sg_asprintf("%lld", (long long)rec->expires_at),
+                      hex_text(rec->idp_tenant)};
+    return op_send(op, ST_S_CREATE, values, 11);
 }
 
 struct sg_pgstore_op *sg_pgstore_session_fetch(struct sg_pgstore *ps, const char *id,

@@ -1,6 +1,7 @@
 #include "ssogate/sessionwriter.h"
 
 #include "ssogate/common.h"
+#include "ssogate/links.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
 #include "ssogate/session.h"
@@ -14,11 +15,17 @@
 
 #define WRITES_METRIC "ssogate_session_writes_total"
 
+/* The user link a session of a linked user stands on. */
+struct link_of {
+    char *idp_tenant, *idp_sub, *psa_tenant, *psa_user;
+};
+
 struct sg_session_write {
     struct sg_session_write *next;
     unsigned char key[SG_SESSION_KEY_LEN];
     unsigned char *record;
     size_t len;
+    struct link_of *link;     /* NULL: a session of no PSA user */
     sg_session_written_cb cb; /* NULL once cancelled */
     void *arg;
 };
@@ -61,6 +68,17 @@ void sg_session_writer_free(struct sg_session_writer *w)
     free(w);
 }
 
+static void link_free(struct link_of *l)
+{
+    if (l == NULL)
+        return;
+    free(l->idp_tenant);
+    free(l->idp_sub);
+    free(l->psa_tenant);
+    free(l->psa_user);
+    free(l);
+}
+
 /* Makes the flush event active: it runs after what is already active in this iteration. */
 static void schedule(struct sg_session_writer *w)
 {
@@ -80,6 +98,13 @@ struct sg_session_write *sg_session_writer_create(struct sg_session_writer *w, c
     sg_session_key(id, write->key);
     write->record = record;
     write->len = len;
+    if (rec->psa_user != NULL) {
+        write->link = sg_malloc(sizeof(*write->link));
+        *write->link = (struct link_of){sg_strdup(rec->idp_tenant ? rec->idp_tenant : ""),
+                                        sg_strdup(rec->idp_sub ? rec->idp_sub : ""),
+                                        sg_strdup(rec->psa_tenant ? rec->psa_tenant : ""),
+                                        sg_strdup(rec->psa_user)};
+    }
     write->cb = cb;
     write->arg = arg;
     *w->creates_tail = write;
@@ -124,9 +149,17 @@ static int write_all(struct sg_session_writer *w, struct sg_session_write *creat
         return err;
     size_t i = 0;
     for (struct sg_session_write *c = creates; c != NULL && err == 0; c = c->next, i++) {
+        /* A link removed while the login was in flight (an admin, the user's
+         * Disable elsewhere) ended its sessions: none is made after it. */
+        const struct link_of *l = c->link;
+        create_errs[i] = l == NULL ? 0
+                                   : sg_links_user_is_txn(&txn, l->idp_tenant, l->idp_sub,
+                                                          l->psa_tenant, l->psa_user);
         /* An id already used (256 random bits: never) fails that login alone. */
-        create_errs[i] = sg_session_insert_txn(&txn, c->key, c->record, c->len);
-        if (create_errs[i] != 0 && create_errs[i] != SG_EEXIST)
+        if (create_errs[i] == 0)
+            create_errs[i] = sg_session_insert_txn(&txn, c->key, c->record, c->len);
+        if (create_errs[i] != 0 && create_errs[i] != SG_EEXIST && create_errs[i] != SG_ENOENT &&
+            create_errs[i] != SG_EINVAL)
             err = create_errs[i];
     }
     for (size_t t = 0; t < touch_count && err == 0; t++) {
@@ -171,6 +204,7 @@ void sg_session_writer_flush(struct sg_session_writer *w)
             c->cb(c->arg, err != 0 ? err : create_errs[i]);
         OPENSSL_cleanse(c->record, c->len);
         free(c->record);
+        link_free(c->link);
         free(c);
     }
     free(create_errs);

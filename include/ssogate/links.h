@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 struct sg_store;
+struct sg_store_txn;
 
 #define SG_LINKS_ID_MAX 255
 
@@ -118,6 +119,14 @@ int sg_links_user_get_by_psa(struct sg_store *store, const char *psa_tenant, con
                              char **idp_tenant, char **idp_sub);
 int sg_links_user_get_by_idp(struct sg_store *store, const char *idp_tenant, const char *idp_sub,
                              char **psa_tenant, char **psa_user);
+
+/*
+ * In txn: whether the IdP user (idp_tenant, idp_sub) is linked to exactly the
+ * PSA user (psa_tenant, psa_user). Returns 0 when it is, SG_ENOENT when not
+ * (no link, or a link to another PSA user), SG_EINVAL or SG_ESTORE.
+ */
+int sg_links_user_is_txn(struct sg_store_txn *txn, const char *idp_tenant, const char *idp_sub,
+                         const char *psa_tenant, const char *psa_user);
 
 /*
  * Unlinks the PSA user (B8) and ends that user's sessions, in one

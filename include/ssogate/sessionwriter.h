@@ -9,6 +9,12 @@
  * once its session is committed, as when it wrote alone, and a request never
  * opens a write transaction of its own for a touch.
  *
+ * A session of a linked user (rec->psa_user set) is written only while the
+ * IdP user is still linked to that PSA user, checked in the commit's
+ * transaction: a link removed while its login was in flight (whose removal
+ * ended the user's sessions) leaves no session made after it; the create's
+ * callback gets SG_ENOENT.
+ *
  * A touch is written behind: it sets last_seen only on a record that is
  * still there in the commit's transaction (LMDB serialises write
  * transactions across the workers), so a session deleted meanwhile, by this

@@ -8,7 +8,7 @@ const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
 const fs = require('node:fs');
 const path = require('node:path');
-const { sharedEnv } = require('./lib/harness');
+const { sharedEnv, waitFor, SLOW } = require('./lib/harness');
 const pg = require('./lib/pg');
 const { startLinkEnv } = require('./lib/link-env');
 
@@ -38,7 +38,7 @@ const clusterTest = sharedEnv('cluster', async (h) => {
     ('\\x02', '\\x00', '', 'idle', ${now - 4000}, 1800, ${now + 40000}),
     ('\\x03', '\\x00', '', 'live', ${now}, 1800, ${now + 40000});
     INSERT INTO login_states (state_hash, record, created_at) VALUES ('\\x01', '\\x00', ${now - 700}), ('\\x02', '\\x00', ${now})`);
-  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3', 't4'], hosts: HOSTS, store, perHost });
+  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3', 't4', 't5'], hosts: HOSTS, store, perHost });
   env.pg = server;
   env.conninfo = conninfo;
   // One value of a query, as text (psql -At).
@@ -133,6 +133,30 @@ clusterTest('a login started on host A completes on host B; the session works on
     const res = await on(env, i, browser, '/api/whoami');
     assert.equal(res.status, 200, `whoami through host ${i}`);
     assert.equal(JSON.parse(res.body).user, t.staff.id, `host ${i} forwards the linked PSA user`);
+  }
+});
+
+// A user link removed (ssogate-admin remove-user, on PostgreSQL) while a login of its user waits on the
+// PSA's whoami: the session INSERT finds the link gone and makes no row; the login ends "not linked".
+clusterTest('a link removed while its login is in flight leaves no session in PostgreSQL', async (env) => {
+  const t = env.tenant('t5');
+  await env.linkTenant('t5');
+  await env.linkUser(t.staff, t.user);
+  const rows = () => Number(env.sql(`SELECT count(*) FROM sessions WHERE psa_user = convert_to('${t.staff.id}', 'UTF8')`));
+  const before = rows();
+  await env.setWhoamiDelay(3000);
+  await env.psaReset();
+  try {
+    const login = env.ssoLogin(t.user);
+    const asked = async () => (await env.psaLog()).some((d) => d.path === '/api/whoami' && d.method === 'assertion');
+    await waitFor(asked, 10000 * SLOW, 'the login asks the PSA about its user');
+    const removed = await env.admin(['remove-user', 't5', t.staff.id]);
+    assert.equal(removed.code, 0, `remove-user: ${removed.stderr}`);
+    const res = await login;
+    assert.equal(res.callback.headers.location, '/login?sso_notice=not_linked', 'the login in flight is not linked');
+    assert.equal(rows(), 0, `no session row of the unlinked user (${before} before the removal)`);
+  } finally {
+    await env.setWhoamiDelay(0);
   }
 });
 

@@ -63,7 +63,7 @@ test('(a) SIGTERM while a login callback waits on the token endpoint', async (en
 test('(b) SIGTERM while My Settings waits on a slow whoami', async (env) => {
   const t = env.tenant('t1');
   const { browser } = await env.psaLogin(t.admin);
-  await setWhoamiDelay(env, HOLD_MS);
+  await env.setWhoamiDelay(HOLD_MS);
   try {
     const { answer, exit, shutdown } = await terminateDuring(env, env.settings(browser));
     assert.equal(answer.status, 200, `My Settings got its real page (${answer.status})`);
@@ -71,7 +71,7 @@ test('(b) SIGTERM while My Settings waits on a slow whoami', async (env) => {
     assert.deepEqual(exit, { code: 0, signal: null });
     assert.match(shutdown.msg, /draining 1 requests? in flight/, `counted: ${shutdown.msg}`);
   } finally {
-    await setWhoamiDelay(env, 0);
+    await env.setWhoamiDelay(0);
   }
 });
 
@@ -93,13 +93,3 @@ test('(c) SIGTERM while a tenant link waits on its exchange: the link is written
   assert.ok(link, 'the link written during the drain is in the store the gateway left');
 });
 
-async function setWhoamiDelay(env, ms) {
-  const body = JSON.stringify({ whoami_delay_ms: ms });
-  const res = await harness.request(env.psa, {
-    method: 'POST',
-    path: '/__psa/config',
-    headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-    body,
-  });
-  assert.equal(res.status, 200, `POST /__psa/config: ${res.body}`);
-}

@@ -14,7 +14,7 @@ const harness = require('./lib/harness');
 const { verifyAssertion } = require('./lib/oidc-env');
 const { sharedLinkEnv, textOf, bodyText } = require('./lib/link-env');
 
-const linkTest = sharedLinkEnv('link_login', { tenants: ['b3', 'b6', 'b11', 'nl', 'nat', 'fg'] });
+const linkTest = sharedLinkEnv('link_login', { tenants: ['b3', 'b6', 'b11', 'nl', 'nat', 'fg', 'ul'] });
 
 // The identity headers of a request the PSA received, as [[lower-case name, value]].
 function ssoHeaders(request) {
@@ -179,6 +179,39 @@ linkTest('not linked: an IdP user without a link goes to the PSA login page with
   const unlinkedUser = await env.ssoLogin(t.user2); // tenant b11 is linked, user2 is not
   assert.equal(unlinkedUser.callback.headers.location, '/login?sso_notice=not_linked');
   await assertNoSession(env, unlinkedUser.browser, 'user not linked');
+});
+
+// B7/B8: removing a link ends its user's sessions at once. A login of that user waiting on the PSA's
+// whoami meanwhile (an admin's remove-user, or the user's own Disable in another browser) must not make a
+// session after it: the login ends "not linked", and the PSA never gets that identity again.
+linkTest('a link removed while its login is in flight leaves no session', async (env) => {
+  const t = env.tenant('ul');
+  await env.linkTenant('ul');
+  for (const how of ['admin remove-user', 'Disable in My Settings']) {
+    await env.linkUser(t.staff, t.user);
+    await env.setWhoamiDelay(3000);
+    await env.psaReset();
+    const login = env.ssoLogin(t.user);
+    const asked = async () => (await env.psaLog()).some((d) => d.path === '/api/whoami' && d.method === 'assertion');
+    await harness.waitFor(asked, 10000 * harness.SLOW, `${how}: the login asks the PSA about its user`);
+    await env.setWhoamiDelay(0);
+    if (how === 'admin remove-user') {
+      const removed = await env.admin(['remove-user', 'ul', t.staff.id]);
+      assert.equal(removed.code, 0, `remove-user: ${removed.stderr}`);
+    } else {
+      const { browser } = await env.psaLogin(t.staff);
+      const page = await env.settings(browser);
+      await env.press(browser, page, '/_sso/user/disable');
+    }
+    assert.deepEqual(await env.userLinks('ul'), [], `${how}: the link is gone`);
+    const res = await login;
+    assert.equal(res.callback.status, 302, `${how}: the callback answers`);
+    assert.equal(res.callback.headers.location, '/login?sso_notice=not_linked', `${how}: the login in flight is not linked`);
+    await assertNoSession(env, res.browser, how);
+    await env.psaReset();
+    await res.browser.navigate(`${env.gwUrl}/`);
+    assert.ok((await env.psaLog()).every((d) => d.user !== t.staff.id), `${how}: the PSA never saw that user again`);
+  }
 });
 
 linkTest('users who never link keep logging in natively through the gateway', async (env) => {

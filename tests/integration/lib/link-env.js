@@ -494,6 +494,18 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
       assert.equal(res.status, 200, 'POST /__psa/reset');
     },
 
+    // Makes the PSA's /api/whoami answer ms later (0: at once).
+    async setWhoamiDelay(ms) {
+      const body = JSON.stringify({ whoami_delay_ms: ms });
+      const res = await harness.request(psa, {
+        method: 'POST',
+        path: '/__psa/config',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        body,
+      });
+      assert.equal(res.status, 200, `POST /__psa/config: ${res.body}`);
+    },
+
     // Changes a PSA user (active, admin, kind, ...) with the PSA's test control.
     async patchPsaUser(user, changes) {
       const body = JSON.stringify({ tenant: user.tenant, id: user.id, ...changes });

@@ -94,6 +94,7 @@ enum sg_login_result {
     SG_LOGIN_USERINFO_FAILED,
     SG_LOGIN_USERINFO_INVALID,
     SG_LOGIN_CLAIMS_UNUSABLE,
+    SG_LOGIN_NOT_FRESH,
     SG_LOGIN_SESSION_NOT_STORED,
     SG_LOGIN_STORE_UNAVAILABLE,
     SG_LOGIN_CLIENT_GONE,
@@ -148,6 +149,11 @@ static const struct {
                                   "The identity provider's answer about you holds a value the "
                                   "gateway cannot use (a control character, or one too long), so "
                                   "you were not signed in. Please contact your administrator."},
+    [SG_LOGIN_NOT_FRESH] = {"not_fresh", SG_LOG_WARN, 401, false, "Sign in again at IT Complete",
+                            "Linking needs a sign-in at IT Complete made for it, with your "
+                            "password and two-factor code, and the identity provider answered "
+                            "with an earlier one, so nothing was linked. Start again from My "
+                            "Settings."},
     [SG_LOGIN_STORE_UNAVAILABLE] = {"store_unavailable", SG_LOG_WARN, 503, true,
                                     "Sign-in is unavailable",
                                     "The gateway cannot reach its shared store just now, so "
@@ -333,11 +339,15 @@ static char *authorization_location(const struct sg_snapshot *snap, const struct
         evbuffer_add_printf(scope, "%s%s", sc == cfg->idp->scopes ? "" : " ", *sc);
     evbuffer_add(scope, "", 1);
     char *scope_enc = sg_percent_encode((const char *)evbuffer_pullup(scope, -1), false);
+    /* A link joins the account the user signs in with now, never the one whose IdP session the
+     * browser happens to hold (the master account that just turned the tenant on, another
+     * person's on a shared PC): a fresh sign-in, whose auth_time the callback checks. */
+    const char *fresh = s->purpose == SG_LOGIN_SESSION ? "" : "&prompt=login&max_age=0";
     char *location = sg_asprintf("%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s"
                                  "&state=%s&nonce=%s&code_challenge=%s"
-                                 "&code_challenge_method=S256",
+                                 "&code_challenge_method=S256%s",
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
-                                 redirect_uri, scope_enc, s->state, s->nonce, challenge);
+                                 redirect_uri, scope_enc, s->state, s->nonce, challenge, fresh);
     free(scope_enc);
     evbuffer_free(scope);
     free(client_id);
@@ -884,8 +894,25 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
     return result;
 }
 
-/* Steps 3 to 7 of the callback's decision order, once the code is exchanged;
- * 0 when the answer waits for the PSA. */
+/*
+ * A link comes from a sign-in at the IdP made for it (authorization_location
+ * asks prompt=login and max_age=0, which an IdP might not honour): the ID
+ * token's auth_time, which OpenID Connect Core 3.1.2.1 requires when max_age
+ * is asked, no earlier than the login state, give or take the IdP's clock
+ * skew (idp.clock_skew_s). Returns NULL when it holds, else what is wrong.
+ */
+static const char *link_not_fresh(const struct pending *p, yajl_val claims)
+{
+    int64_t auth_time;
+    if (sg_jwt_claim_time(claims, "auth_time", &auth_time) != 0)
+        return "no_auth_time";
+    if (auth_time + (int64_t)p->r->snap->cfg->idp->clock_skew_s < p->state.created)
+        return "auth_time_before_link";
+    return NULL;
+}
+
+/* Steps 3 to 7 of the callback's decision order, once the code is exchanged
+ * (with a link's freshness before 5); 0 when the answer waits for the PSA. */
 static int decide(struct pending *p, enum sg_oidc_status status, const char *detail,
                   yajl_val claims, const char *id_token)
 {
@@ -914,6 +941,9 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         return login_result(p->r, SG_LOGIN_TOKEN_INVALID, detail);
     }
 
+    const char *stale = p->state.purpose != SG_LOGIN_SESSION ? link_not_fresh(p, claims) : NULL;
+    if (stale != NULL)
+        return login_result(p->r, SG_LOGIN_NOT_FRESH, stale);
     struct token token = {0};
     token_read(cfg, claims, &token);
     struct sg_linking_rules rules = rules_of(cfg);

@@ -12,7 +12,7 @@ const assert = require('node:assert/strict');
 const { sharedLinkEnv, textOf, bodyText, formsTo } = require('./lib/link-env');
 
 const linkTest = sharedLinkEnv('link_user', {
-  tenants: ['b5', 'b8', 'b8s', 'b9', 'b10', 'wt', 'wt2', 'nl', 'fr', 'fa', 'fa2'],
+  tenants: ['b5', 'b8', 'b8s', 'b9', 'b10', 'wt', 'wt2', 'nl', 'fr', 'fa', 'fa2', 'sc', 'si', 'sx'],
 });
 
 linkTest('B5: a staff user enables Log in with IT Complete: IdP + TOTP, linked, on the PSA home as itself', async (env) => {
@@ -233,4 +233,48 @@ linkTest('a link whose ID token has no auth_time, or one from before the link be
   const tenant = await env.enableTenant(admin.browser, a.master);
   assert.equal(tenant.callback.status, 401, 'a tenant link from an earlier sign-in is refused too');
   assert.equal(await env.tenantLink('fa2'), undefined, 'the tenant stays unlinked');
+});
+
+// Review rtL F3: what the PSA said when Enable was pressed is minutes old at the callback.
+for (const [name, what, change, label, text] of [
+  ['sc', 'made client-portal', { kind: 'client' }, 'client_portal', /Client portal users cannot use Log in with IT Complete/],
+  ['si', 'made inactive', { active: false }, 'psa_inactive', /Your PSA user is inactive, so nothing was linked/],
+]) {
+  linkTest(`B9 at the callback: a user ${what} while at the IdP is not linked`, async (env) => {
+    const t = env.tenant(name);
+    await env.linkTenant(name);
+    const { browser } = await env.psaLogin(t.staff);
+    const page = await env.settings(browser);
+    const atIdp = await env.press(browser, page, '/_sso/user/enable');
+    // A PSA that ends an inactive user's sessions answers "nobody" (psa_caller_changed): this one still
+    // names the user, with active false.
+    await env.configurePsa({ whoami_reports_inactive: true });
+    try {
+      await env.patchPsaUser(t.staff, change);
+      const { value: res, moved } = await env.measure(() => env.atIdp(browser, atIdp, t.user));
+      assert.equal(res.callback.status, 403, 'the callback refuses');
+      assert.match(bodyText(res.body), text, 'the page says why');
+      assert.equal(moved[`ssogate_links_total{result="${label}"}`], 1, `counted (${JSON.stringify(moved)})`);
+      assert.ok(env.gw.logs.some((l) => l.event === 'login' && l.result === label), `a login line with result ${label}`);
+    } finally {
+      await env.configurePsa({ whoami_reports_inactive: false });
+    }
+    assert.deepEqual(await env.userLinks(name), [], 'nothing stored');
+    assert.equal((await env.status(browser)).session, false, 'no SSO session');
+  });
+}
+
+linkTest('a user link whose browser is signed in to the PSA as another user by the callback is not made', async (env) => {
+  const t = env.tenant('sx');
+  await env.linkTenant('sx');
+  const { browser } = await env.psaLogin(t.staff);
+  const page = await env.settings(browser);
+  const atIdp = await env.press(browser, page, '/_sso/user/enable');
+  await env.psaLogin(t.staff2, { browser }); // another tab: the PSA session is now staff2's
+  const { value: res, moved } = await env.measure(() => env.atIdp(browser, atIdp, t.user));
+  assert.equal(res.callback.status, 403, 'the callback refuses');
+  assert.match(bodyText(res.body), /no longer names the user who started this/, 'the page says why');
+  assert.equal(moved['ssogate_links_total{result="psa_caller_changed"}'], 1, JSON.stringify(moved));
+  assert.deepEqual(await env.userLinks('sx'), [], 'neither staff nor staff2 is linked');
+  assert.equal((await env.status(browser)).session, false, 'no SSO session');
 });

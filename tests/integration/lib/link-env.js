@@ -498,6 +498,18 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
       assert.equal(res.status, 200, 'POST /__psa/reset');
     },
 
+    // Sets the stub PSA's test controls (POST /__psa/config), e.g. {whoami_session_first: true}.
+    async configurePsa(values) {
+      const body = JSON.stringify(values);
+      const res = await harness.request(psa, {
+        method: 'POST',
+        path: '/__psa/config',
+        headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        body,
+      });
+      assert.equal(res.status, 200, `POST /__psa/config: ${res.body}`);
+    },
+
     // Changes a PSA user (active, admin, kind, ...) with the PSA's test control.
     async patchPsaUser(user, changes) {
       const body = JSON.stringify({ tenant: user.tenant, id: user.id, ...changes });

@@ -20,6 +20,15 @@
                .links_result = (result),                                                           \
                .title = (title_),                                                                  \
                .message = (message_)}
+/* A link refused at its callback by what the PSA now says about the caller. */
+#define PSA_REFUSED_LINK(value, result, title_, message_)                                          \
+    [value] = {.name = #value,                                                                     \
+               .status = 403,                                                                      \
+               .login_result = (result),                                                           \
+               .log_reason = (result),                                                             \
+               .links_result = (result),                                                           \
+               .title = (title_),                                                                  \
+               .message = (message_)}
 #define NOT_ALLOWED(value, result, message_)                                                       \
     [value] = {.name = #value,                                                                     \
                .status = 403,                                                                      \
@@ -51,6 +60,9 @@ static const struct sg_linking_answer answers[SG_LINKING_DECISION_COUNT] = {
             "PSA administrator."),
     REFUSED(SG_LINKING_LOGIN_PSA_UNREACHABLE, "psa_unreachable", 502, "The PSA did not answer",
             "The gateway could not check your PSA user. Please try again in a moment."),
+    REFUSED(SG_LINKING_LOGIN_PSA_OTHER_USER, "psa_other_user", 403, "The PSA named another user",
+            "The PSA answered about another user than the one linked to your IT Complete account, "
+            "so you were not signed in. Sign out of the PSA in this browser and try again."),
     LINK_REFUSED(SG_LINKING_TENANT_NO_IDP_TENANT, "tenant", "no_idp_tenant", "no_idp_tenant", 403,
                  "No IT Complete tenant",
                  "Your IT Complete account does not belong to a tenant, so there is nothing to "
@@ -100,6 +112,22 @@ static const struct sg_linking_answer answers[SG_LINKING_DECISION_COUNT] = {
                               .link = "user",
                               .link_result = "linked",
                               .links_result = "linked"},
+    PSA_REFUSED_LINK(SG_LINKING_LINK_PSA_CALLER_CHANGED, "psa_caller_changed",
+                     "Signed in to the PSA as someone else",
+                     "The PSA no longer names the user who started this (you signed out of the "
+                     "PSA, or in as another user), so nothing was linked. Sign in to the PSA and "
+                     "start again from My Settings."),
+    PSA_REFUSED_LINK(SG_LINKING_LINK_PSA_CLIENT_PORTAL, "client_portal",
+                     "Not available for client portal users",
+                     "Client portal users cannot use Log in with IT Complete, so nothing was "
+                     "linked. Keep signing in with your PSA password."),
+    PSA_REFUSED_LINK(SG_LINKING_LINK_PSA_INACTIVE, "psa_inactive", "Your PSA user is inactive",
+                     "Your PSA user is inactive, so nothing was linked. Ask your administrator to "
+                     "reactivate it."),
+    PSA_REFUSED_LINK(SG_LINKING_LINK_PSA_NOT_ADMIN, "not_admin", "Not allowed",
+                     "Only a PSA administrator can turn IT Complete on for the company, and the "
+                     "PSA no longer says you are one, so nothing was changed. Ask one of your "
+                     "administrators."),
     NOT_ALLOWED(SG_LINKING_TENANT_ENABLE_NOT_ADMIN, "not_admin",
                 "Only a PSA administrator can turn IT Complete on for the company, so nothing was "
                 "changed. Ask one of your administrators."),
@@ -212,18 +240,45 @@ enum sg_linking_decision sg_linking_login(const struct sg_linking_rules *rules,
     return SG_LINKING_LOGIN_LINKED;
 }
 
+/* The PSA's answer is about the PSA user (psa_tenant, psa_user). */
+static bool names(const struct sg_linking_caller *caller, const char *psa_tenant,
+                  const char *psa_user)
+{
+    return same(caller->tenant, psa_tenant) && same(caller->user, psa_user);
+}
+
 enum sg_linking_decision sg_linking_login_psa(const struct sg_linking_caller *caller,
-                                              bool reachable)
+                                              bool reachable, const char *psa_tenant,
+                                              const char *psa_user)
 {
     if (!reachable)
         return SG_LINKING_LOGIN_PSA_UNREACHABLE;
     if (caller == NULL)
         return SG_LINKING_LOGIN_PSA_REFUSED;
+    if (!names(caller, psa_tenant, psa_user))
+        return SG_LINKING_LOGIN_PSA_OTHER_USER;
     if (!caller->staff)
         return SG_LINKING_LOGIN_CLIENT_PORTAL;
     if (!caller->active)
         return SG_LINKING_LOGIN_PSA_REFUSED;
     return SG_LINKING_LOGIN_SESSION;
+}
+
+enum sg_linking_decision sg_linking_link_psa(const struct sg_linking_caller *caller, bool reachable,
+                                             const char *psa_tenant, const char *psa_user,
+                                             bool tenant)
+{
+    if (!reachable)
+        return SG_LINKING_LOGIN_PSA_UNREACHABLE;
+    if (caller == NULL || !names(caller, psa_tenant, psa_user))
+        return SG_LINKING_LINK_PSA_CALLER_CHANGED;
+    if (!caller->staff)
+        return SG_LINKING_LINK_PSA_CLIENT_PORTAL;
+    if (!caller->active)
+        return SG_LINKING_LINK_PSA_INACTIVE;
+    if (tenant && !manages_tenant(caller))
+        return SG_LINKING_LINK_PSA_NOT_ADMIN;
+    return tenant ? SG_LINKING_TENANT_LINK : SG_LINKING_USER_LINK;
 }
 
 enum sg_linking_decision sg_linking_tenant(const struct sg_linking_rules *rules,

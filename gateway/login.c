@@ -94,6 +94,7 @@ enum sg_login_result {
     SG_LOGIN_USERINFO_FAILED,
     SG_LOGIN_USERINFO_INVALID,
     SG_LOGIN_CLAIMS_UNUSABLE,
+    SG_LOGIN_NOT_FRESH,
     SG_LOGIN_SESSION_NOT_STORED,
     SG_LOGIN_STORE_UNAVAILABLE,
     SG_LOGIN_CLIENT_GONE,
@@ -148,6 +149,11 @@ static const struct {
                                   "The identity provider's answer about you holds a value the "
                                   "gateway cannot use (a control character, or one too long), so "
                                   "you were not signed in. Please contact your administrator."},
+    [SG_LOGIN_NOT_FRESH] = {"not_fresh", SG_LOG_WARN, 401, false, "Sign in again at IT Complete",
+                            "Linking needs a sign-in at IT Complete made for it, with your "
+                            "password and two-factor code, and the identity provider answered "
+                            "with an earlier one, so nothing was linked. Start again from My "
+                            "Settings."},
     [SG_LOGIN_STORE_UNAVAILABLE] = {"store_unavailable", SG_LOG_WARN, 503, true,
                                     "Sign-in is unavailable",
                                     "The gateway cannot reach its shared store just now, so "
@@ -333,11 +339,15 @@ static char *authorization_location(const struct sg_snapshot *snap, const struct
         evbuffer_add_printf(scope, "%s%s", sc == cfg->idp->scopes ? "" : " ", *sc);
     evbuffer_add(scope, "", 1);
     char *scope_enc = sg_percent_encode((const char *)evbuffer_pullup(scope, -1), false);
+    /* A link joins the account the user signs in with now, never the one whose IdP session the
+     * browser happens to hold (the master account that just turned the tenant on, another
+     * person's on a shared PC): a fresh sign-in, whose auth_time the callback checks. */
+    const char *fresh = s->purpose == SG_LOGIN_SESSION ? "" : "&prompt=login&max_age=0";
     char *location = sg_asprintf("%s%sresponse_type=code&client_id=%s&redirect_uri=%s&scope=%s"
                                  "&state=%s&nonce=%s&code_challenge=%s"
-                                 "&code_challenge_method=S256",
+                                 "&code_challenge_method=S256%s",
                                  endpoint, strchr(endpoint, '?') ? "&" : "?", client_id,
-                                 redirect_uri, scope_enc, s->state, s->nonce, challenge);
+                                 redirect_uri, scope_enc, s->state, s->nonce, challenge, fresh);
     free(scope_enc);
     evbuffer_free(scope);
     free(client_id);
@@ -667,34 +677,128 @@ static int looked_up(int err)
     return err == SG_ENOENT || err == SG_EINVAL ? 0 : err;
 }
 
-/* The shared store wrote a tenant link (or refused it: B4 across hosts). */
+/* The tenant link is written (err 0) or not: the answer. */
+static int tenant_linked(struct pending *p, int err)
+{
+    enum sg_linking_decision decision = p->decision;
+    if (err == SG_EEXIST) { /* B4, a concurrent link (across hosts with the shared store) */
+        decision = SG_LINKING_TENANT_ALREADY_MAPPED;
+        err = 0;
+    }
+    return err != 0 ? store_failure(p, err) : answer(p, decision, p->idp_tenant);
+}
+
 static void on_tenant_linked(void *arg, int err)
 {
     struct pending *p = arg;
     p->op = NULL;
-    enum sg_linking_decision decision = p->decision;
-    if (err == SG_EEXIST) {
-        decision = SG_LINKING_TENANT_ALREADY_MAPPED;
-        err = 0;
-    }
-    callback_done(p, err != 0 ? store_failure(p, err) : answer(p, decision, p->idp_tenant));
+    callback_done(p, tenant_linked(p, err));
 }
 
-/* The shared store wrote a user link (or refused it: B10 across hosts); then the session. */
-static void on_user_linked(void *arg, int err)
+/* B1, B4: writes the tenant link decided on (p->idp_tenant) and answers; 0
+ * while the shared store writes it. */
+static int tenant_write(struct pending *p)
 {
-    struct pending *p = arg;
-    p->op = NULL;
+    if (p->r->shared == NULL)
+        return tenant_linked(p,
+                             sg_links_tenant_put(p->r->store, p->state.psa_tenant, p->idp_tenant));
+    p->op = sg_pgstore_tenant_link(p->r->shared, p->state.psa_tenant, p->idp_tenant, "login",
+                                   on_tenant_linked, p);
+    return p->op != NULL ? 0 : store_failure(p, SG_EINVAL);
+}
+
+/* The user link is written (err 0) or not: the refusal, or the session. */
+static int user_linked(struct pending *p, int err)
+{
     enum sg_linking_decision decision = p->decision;
-    if (err == SG_EEXIST) {
+    if (err == SG_EEXIST) { /* B10, a concurrent link */
         decision = SG_LINKING_USER_ALREADY_LINKED;
         err = 0;
     }
     int status = err != 0 ? store_failure(p, err) : answer(p, decision, p->idp_tenant);
-    if (status == 0)
-        status = finish_session(p);
+    return status != 0 ? status : finish_session(p);
+}
+
+static void on_user_linked(void *arg, int err)
+{
+    struct pending *p = arg;
+    p->op = NULL;
+    int status = user_linked(p, err);
     if (status != 0)
         callback_done(p, status);
+}
+
+/* B5, B10: writes the user link decided on (p->idp_tenant, the prepared
+ * session's sub) with facts, then the session; 0 while either is written. */
+static int user_write(struct pending *p, const struct sg_links_user_facts *facts)
+{
+    const char *psa_tenant = p->state.psa_tenant, *psa_user = p->state.psa_user;
+    if (p->r->shared == NULL)
+        return user_linked(p, sg_links_user_put(p->r->store, psa_tenant, psa_user, p->idp_tenant,
+                                                p->session.idp_sub, facts));
+    p->op = sg_pgstore_user_link(p->r->shared, psa_tenant, psa_user, p->idp_tenant,
+                                 p->session.idp_sub, facts, "login", on_user_linked, p);
+    return p->op != NULL ? 0 : store_failure(p, SG_EINVAL);
+}
+
+/*
+ * The PSA's whoami answer as linking.c reads it: NULL when it named nobody
+ * (else caller, filled with strings borrowed from user); *reachable false,
+ * and counted, when it did not answer.
+ */
+static const struct sg_linking_caller *psa_caller(enum sg_whoami_error err,
+                                                  const struct sg_psa_user *user,
+                                                  struct sg_linking_caller *caller, bool *reachable)
+{
+    *reachable = err == SG_WHOAMI_OK || err == SG_WHOAMI_UNAUTHENTICATED;
+    if (!*reachable)
+        sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
+    if (err != SG_WHOAMI_OK)
+        return NULL;
+    *caller = (struct sg_linking_caller){.tenant = user->tenant,
+                                         .user = user->user,
+                                         .admin = user->admin,
+                                         .staff = user->staff,
+                                         .active = user->active};
+    return caller;
+}
+
+/*
+ * The PSA's answer at a link's callback. What it said when the link was
+ * started may be minutes old (the user was at the IdP): the caller must still
+ * be that PSA user, staff and active, and for a tenant link an admin; the
+ * user link keeps these facts.
+ */
+static void on_link_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
+{
+    struct pending *p = arg;
+    p->whoami = NULL;
+    bool tenant = p->state.purpose == SG_LOGIN_LINK_TENANT, reachable;
+    struct sg_linking_caller caller;
+    const struct sg_linking_caller *named = psa_caller(err, user, &caller, &reachable);
+    enum sg_linking_decision decision =
+        sg_linking_link_psa(named, reachable, p->state.psa_tenant, p->state.psa_user, tenant);
+    int status;
+    if (decision != p->decision)
+        status = answer(p, decision, p->idp_tenant);
+    else if (tenant)
+        status = tenant_write(p);
+    else
+        status = user_write(p, &(struct sg_links_user_facts){
+                                   .known = true, .staff = user->staff, .active = user->active});
+    if (status != 0)
+        callback_done(p, status);
+}
+
+/* A link decided on from the token and the store: asks the PSA about its
+ * caller first (on_link_whoami writes it). Returns 0: the answer waits. */
+static int link_ask_psa(struct pending *p, enum sg_linking_decision decision,
+                        const char *idp_tenant)
+{
+    p->decision = decision;
+    p->idp_tenant = sg_strdup(idp_tenant);
+    p->whoami = sg_whoami_fetch_caller(p->r, on_link_whoami, p);
+    return 0;
 }
 
 /* B1, B2, B4: the PSA tenant of an admin joins the IdP tenant of a master account. */
@@ -715,23 +819,11 @@ static int link_tenant(struct pending *p, const struct sg_linking_token *token)
         sg_linking_tenant(&rules, token, p->state.psa_tenant, &links);
     free(tenant_idp);
     free(tenant_psa);
-    if (decision == SG_LINKING_TENANT_LINK && err == 0 && p->r->shared != NULL) {
-        p->decision = decision;
-        p->idp_tenant = sg_strdup(token->idp_tenant);
-        p->op = sg_pgstore_tenant_link(p->r->shared, p->state.psa_tenant, token->idp_tenant,
-                                       "login", on_tenant_linked, p);
-        return p->op != NULL ? 0 : store_failure(p, SG_EINVAL);
-    }
-    if (decision == SG_LINKING_TENANT_LINK && err == 0) {
-        err = sg_links_tenant_put(store, p->state.psa_tenant, token->idp_tenant);
-        if (err == SG_EEXIST) {
-            decision = SG_LINKING_TENANT_ALREADY_MAPPED;
-            err = 0;
-        }
-    }
     if (err != 0)
         return store_failure(p, err);
-    return answer(p, decision, token->idp_tenant);
+    if (decision != SG_LINKING_TENANT_LINK)
+        return answer(p, decision, token->idp_tenant);
+    return link_ask_psa(p, decision, token->idp_tenant);
 }
 
 /* B5, B10: the PSA user joins the IdP user, then is signed in. */
@@ -768,32 +860,13 @@ static int link_user(struct pending *p, const struct sg_linking_token *token, ya
     free(user_idp_sub);
     free(user_psa_tenant);
     free(user_psa_user);
-    /* My Settings starts a user link only for a staff, active PSA user
-     * (sg_linking_user_enable): the link starts with those facts. */
-    const struct sg_links_user_facts facts = {.known = true, .staff = true, .active = true};
-    if (decision == SG_LINKING_USER_LINK && err == 0 && p->r->shared != NULL) {
-        /* The claims are gone by the time PostgreSQL answers: the session is made now. */
-        session_prepare(p, claims, id_token, psa_tenant, psa_user);
-        p->decision = decision;
-        p->idp_tenant = sg_strdup(token->idp_tenant);
-        p->op = sg_pgstore_user_link(p->r->shared, psa_tenant, psa_user, token->idp_tenant,
-                                     token->sub, &facts, "login", on_user_linked, p);
-        return p->op != NULL ? 0 : store_failure(p, SG_EINVAL);
-    }
-    if (decision == SG_LINKING_USER_LINK && err == 0) {
-        err = sg_links_user_put(store, psa_tenant, psa_user, token->idp_tenant, token->sub, &facts);
-        if (err == SG_EEXIST) {
-            decision = SG_LINKING_USER_ALREADY_LINKED;
-            err = 0;
-        }
-    }
     if (err != 0)
         return store_failure(p, err);
-    int status = answer(p, decision, token->idp_tenant);
-    if (status != 0)
-        return status;
+    if (decision != SG_LINKING_USER_LINK)
+        return answer(p, decision, token->idp_tenant);
+    /* The claims are gone by the time the PSA answers: the session is made now. */
     session_prepare(p, claims, id_token, psa_tenant, psa_user);
-    return finish_session(p);
+    return link_ask_psa(p, decision, token->idp_tenant);
 }
 
 /* Answers the login as B9 decided: the refusal, or the session. */
@@ -803,23 +876,17 @@ static int login_psa_answer(struct pending *p, enum sg_linking_decision decision
     return status != 0 ? status : finish_session(p);
 }
 
-/* The PSA's answer about the user of a login (link mode): staff only (B9). */
+/* The PSA's answer about the user of a login (link mode): that user, staff only (B9). */
 static void on_login_whoami(enum sg_whoami_error err, const struct sg_psa_user *user, void *arg)
 {
     struct pending *p = arg;
     p->whoami = NULL;
-    bool reachable = err == SG_WHOAMI_OK || err == SG_WHOAMI_UNAUTHENTICATED;
-    struct sg_linking_caller caller = {0};
-    if (err == SG_WHOAMI_OK)
-        caller = (struct sg_linking_caller){.tenant = user->tenant,
-                                            .user = user->user,
-                                            .admin = user->admin,
-                                            .staff = user->staff,
-                                            .active = user->active};
+    bool reachable;
+    struct sg_linking_caller caller;
+    /* Asked with the browser's PSA cookies too, a PSA may answer about its own session's user. */
+    const struct sg_linking_caller *named = psa_caller(err, user, &caller, &reachable);
     enum sg_linking_decision decision =
-        sg_linking_login_psa(err == SG_WHOAMI_OK ? &caller : NULL, reachable);
-    if (!reachable)
-        sg_metrics_count("ssogate_whoami_errors_total", "reason", sg_whoami_error_name(err));
+        sg_linking_login_psa(named, reachable, p->session.psa_tenant, p->session.psa_user);
     int status = login_psa_answer(p, decision);
     if (status != 0)
         callback_done(p, status);
@@ -839,11 +906,11 @@ static enum sg_linking_decision login_link_facts(struct pending *p,
     if (err != 0) {
         sg_metrics_error(SG_MERR_STORE);
         sg_log(SG_LOG_ERROR, "login", "user link facts: %s", sg_strerror(err));
-        return sg_linking_login_psa(NULL, true);
+        return sg_linking_login_psa(NULL, true, psa_tenant, psa_user);
     }
     struct sg_linking_caller caller = {
         .tenant = psa_tenant, .user = psa_user, .staff = facts.staff, .active = facts.active};
-    return sg_linking_login_psa(&caller, true);
+    return sg_linking_login_psa(&caller, true, psa_tenant, psa_user);
 }
 
 /* Step 7 of the callback's decision order for a login (B6), with the token's
@@ -890,8 +957,25 @@ static int login(struct pending *p, const struct sg_linking_token *token, yajl_v
     return result;
 }
 
-/* Steps 3 to 7 of the callback's decision order, once the code is exchanged;
- * 0 when the answer waits for the PSA. */
+/*
+ * A link comes from a sign-in at the IdP made for it (authorization_location
+ * asks prompt=login and max_age=0, which an IdP might not honour): the ID
+ * token's auth_time, which OpenID Connect Core 3.1.2.1 requires when max_age
+ * is asked, no earlier than the login state, give or take the IdP's clock
+ * skew (idp.clock_skew_s). Returns NULL when it holds, else what is wrong.
+ */
+static const char *link_not_fresh(const struct pending *p, yajl_val claims)
+{
+    int64_t auth_time;
+    if (sg_jwt_claim_time(claims, "auth_time", &auth_time) != 0)
+        return "no_auth_time";
+    if (auth_time + (int64_t)p->r->snap->cfg->idp->clock_skew_s < p->state.created)
+        return "auth_time_before_link";
+    return NULL;
+}
+
+/* Steps 3 to 7 of the callback's decision order, once the code is exchanged
+ * (with a link's freshness before 5); 0 when the answer waits for the PSA. */
 static int decide(struct pending *p, enum sg_oidc_status status, const char *detail,
                   yajl_val claims, const char *id_token)
 {
@@ -920,6 +1004,9 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
         return login_result(p->r, SG_LOGIN_TOKEN_INVALID, detail);
     }
 
+    const char *stale = p->state.purpose != SG_LOGIN_SESSION ? link_not_fresh(p, claims) : NULL;
+    if (stale != NULL)
+        return login_result(p->r, SG_LOGIN_NOT_FRESH, stale);
     struct token token = {0};
     token_read(cfg, claims, &token);
     struct sg_linking_rules rules = rules_of(cfg);

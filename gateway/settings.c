@@ -16,8 +16,6 @@
 #include "ssogate/snapshot.h"
 #include "ssogate/whoami.h"
 
-#include <sys/queue.h>
-
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -527,21 +525,7 @@ static int handle(struct sg_request *r, enum action action)
     }
     if (action == ACT_STATUS && cfg->identity == SG_IDENTITY_CLAIMS)
         return send_status(s, NULL, false);
-    struct sg_identity identity;
-    bool session = sg_identity_lookup(r->store, sg_runtime_session_writer(r->rt), r->shared, cfg,
-                                      req, false, &identity) == 0;
-    struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
-    if (session) {
-        sg_identity_add_headers(r->snap, &identity, &headers);
-        sg_identity_clear(&identity);
-    }
-    struct sg_whoami_query query = {.base = r->base,
-                                    .pool = r->snap->upstream,
-                                    .cfg = r->snap->cfg,
-                                    .caller = evhttp_request_get_input_headers(req),
-                                    .identity = &headers};
-    s->whoami = sg_whoami_fetch(&query, on_whoami, s);
-    evhttp_clear_headers(&headers);
+    s->whoami = sg_whoami_fetch_caller(r, on_whoami, s);
     sg_request_wait(r, on_gone, s);
     return 0;
 }

@@ -7,7 +7,11 @@
 #include "ssogate/config.h"
 #include "ssogate/cookies.h"
 #include "ssogate/httpc.h"
+#include "ssogate/identity.h"
 #include "ssogate/json.h"
+#include "ssogate/request.h"
+#include "ssogate/runtime.h"
+#include "ssogate/snapshot.h"
 #include "ssogate/upstream.h"
 
 #include <sys/queue.h>
@@ -151,6 +155,25 @@ struct sg_whoami_request *sg_whoami_fetch(const struct sg_whoami_query *query, s
     char *target = sg_asprintf("%s%s", cfg->upstream.url.path, cfg->psa.whoami.path);
     sg_httpc_get_with(w->client, target, &headers, on_answer, w);
     free(target);
+    evhttp_clear_headers(&headers);
+    return w;
+}
+
+struct sg_whoami_request *sg_whoami_fetch_caller(struct sg_request *r, sg_whoami_cb cb, void *arg)
+{
+    struct sg_identity identity;
+    struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
+    if (sg_identity_lookup(r->store, sg_runtime_session_writer(r->rt), r->shared, r->snap->cfg,
+                           r->req, false, &identity) == 0) {
+        sg_identity_add_headers(r->snap, &identity, &headers);
+        sg_identity_clear(&identity);
+    }
+    struct sg_whoami_query query = {.base = r->base,
+                                    .pool = r->snap->upstream,
+                                    .cfg = r->snap->cfg,
+                                    .caller = evhttp_request_get_input_headers(r->req),
+                                    .identity = &headers};
+    struct sg_whoami_request *w = sg_whoami_fetch(&query, cb, arg);
     evhttp_clear_headers(&headers);
     return w;
 }

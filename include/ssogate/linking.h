@@ -30,6 +30,7 @@ enum sg_linking_decision {
     SG_LINKING_LOGIN_CLIENT_PORTAL, /* B9 */
     SG_LINKING_LOGIN_PSA_REFUSED,   /* the PSA user is inactive or unknown */
     SG_LINKING_LOGIN_PSA_UNREACHABLE,
+    SG_LINKING_LOGIN_PSA_OTHER_USER, /* the PSA answered about another user than the linked one */
     /* The callback of a tenant link (B1, B2, B4). */
     SG_LINKING_TENANT_NO_IDP_TENANT,
     SG_LINKING_TENANT_NOT_MASTER,
@@ -41,6 +42,12 @@ enum sg_linking_decision {
     SG_LINKING_USER_WRONG_IDP_TENANT,
     SG_LINKING_USER_ALREADY_LINKED, /* B10, either side */
     SG_LINKING_USER_LINK,           /* write the user link, then create the session */
+    /* The PSA's answer at the callback of either link (B1, B9): the caller
+     * may have changed since the POST that started the link. */
+    SG_LINKING_LINK_PSA_CALLER_CHANGED, /* the PSA names nobody, or another user */
+    SG_LINKING_LINK_PSA_CLIENT_PORTAL,  /* B9 */
+    SG_LINKING_LINK_PSA_INACTIVE,
+    SG_LINKING_LINK_PSA_NOT_ADMIN, /* B1, a tenant link */
     /* The POSTs of My Settings (B1, B5, B7, B8, B9). */
     SG_LINKING_TENANT_ENABLE_NOT_ADMIN,
     SG_LINKING_TENANT_ENABLE_ALREADY_ON, /* back to My Settings, no login */
@@ -137,11 +144,24 @@ enum sg_linking_decision sg_linking_login(const struct sg_linking_rules *rules,
                                           const struct sg_linking_links *links);
 
 /*
- * The PSA's answer about the linked user of a login (B9): caller is NULL when
- * the PSA named nobody; reachable is false when it did not answer.
+ * The PSA's answer about the linked user (psa_tenant, psa_user) of a login
+ * (B9): caller is NULL when the PSA named nobody; reachable is false when it
+ * did not answer. An answer about anyone else refuses the login.
  */
 enum sg_linking_decision sg_linking_login_psa(const struct sg_linking_caller *caller,
-                                              bool reachable);
+                                              bool reachable, const char *psa_tenant,
+                                              const char *psa_user);
+
+/*
+ * The PSA's answer, at the callback of a link, about the caller who started
+ * it: the PSA user (psa_tenant, psa_user) of the POST, still staff and active
+ * (B9), and for a tenant link still an admin (B1). caller and reachable as
+ * for sg_linking_login_psa. Returns SG_LINKING_TENANT_LINK (tenant) or
+ * SG_LINKING_USER_LINK when they hold, else the refusal.
+ */
+enum sg_linking_decision sg_linking_link_psa(const struct sg_linking_caller *caller, bool reachable,
+                                             const char *psa_tenant, const char *psa_user,
+                                             bool tenant);
 
 /*
  * The callback of a tenant link (B3, B11, B1, B2, B4) for the PSA tenant

@@ -14,6 +14,7 @@
 struct event_base;
 struct evkeyvalq;
 struct sg_config;
+struct sg_request;
 struct sg_upstream;
 struct sg_whoami_config;
 struct sg_whoami_request;
@@ -69,6 +70,14 @@ struct sg_whoami_query {
  */
 struct sg_whoami_request *sg_whoami_fetch(const struct sg_whoami_query *query, sg_whoami_cb cb,
                                           void *arg);
+
+/*
+ * Asks the PSA who the browser behind r is (sg_whoami_fetch): its PSA
+ * cookies and, when it holds a live SSO session, that session's identity
+ * headers. My Settings and the callback of a link ask this way, so both see
+ * the same caller. r borrowed for the call.
+ */
+struct sg_whoami_request *sg_whoami_fetch_caller(struct sg_request *r, sg_whoami_cb cb, void *arg);
 
 /* Cancels: the callback will not run. */
 void sg_whoami_cancel(struct sg_whoami_request *request);

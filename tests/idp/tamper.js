@@ -40,6 +40,8 @@ const DEFECTS = {
   bad_json: 'payload is truncated JSON, validly signed',
   no_amr: 'amr removed',
   inactive: 'active is false',
+  no_auth_time: 'auth_time removed',
+  old_auth_time: 'auth_time one hour earlier (an IdP session reused, prompt=login ignored)',
 };
 
 function b64url(data) {
@@ -202,6 +204,13 @@ async function tamperIdToken(token, { defect, resignWith, keySet, issuer, client
     }
     case 'inactive':
       return sign(header, { ...payload, active: false }, own);
+    case 'no_auth_time': {
+      const changed = { ...payload };
+      delete changed.auth_time;
+      return sign(header, changed, own);
+    }
+    case 'old_auth_time':
+      return sign(header, { ...payload, auth_time: payload.auth_time - HOUR_S }, own);
     default:
       throw new Error(`defect ${defect} not implemented`);
   }

@@ -144,7 +144,7 @@ clusterTest('a link removed while its login is in flight leaves no session in Po
   await env.linkUser(t.staff, t.user);
   const rows = () => Number(env.sql(`SELECT count(*) FROM sessions WHERE psa_user = convert_to('${t.staff.id}', 'UTF8')`));
   const before = rows();
-  await env.setWhoamiDelay(3000);
+  await env.configurePsa({ whoami_delay_ms: 3000 });
   await env.psaReset();
   try {
     const login = env.ssoLogin(t.user);
@@ -156,7 +156,7 @@ clusterTest('a link removed while its login is in flight leaves no session in Po
     assert.equal(res.callback.headers.location, '/login?sso_notice=not_linked', 'the login in flight is not linked');
     assert.equal(rows(), 0, `no session row of the unlinked user (${before} before the removal)`);
   } finally {
-    await env.setWhoamiDelay(0);
+    await env.configurePsa({ whoami_delay_ms: 0 });
   }
 });
 

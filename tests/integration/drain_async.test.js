@@ -63,7 +63,7 @@ test('(a) SIGTERM while a login callback waits on the token endpoint', async (en
 test('(b) SIGTERM while My Settings waits on a slow whoami', async (env) => {
   const t = env.tenant('t1');
   const { browser } = await env.psaLogin(t.admin);
-  await env.setWhoamiDelay(HOLD_MS);
+  await env.configurePsa({ whoami_delay_ms: HOLD_MS });
   try {
     const { answer, exit, shutdown } = await terminateDuring(env, env.settings(browser));
     assert.equal(answer.status, 200, `My Settings got its real page (${answer.status})`);
@@ -71,7 +71,7 @@ test('(b) SIGTERM while My Settings waits on a slow whoami', async (env) => {
     assert.deepEqual(exit, { code: 0, signal: null });
     assert.match(shutdown.msg, /draining 1 requests? in flight/, `counted: ${shutdown.msg}`);
   } finally {
-    await env.setWhoamiDelay(0);
+    await env.configurePsa({ whoami_delay_ms: 0 });
   }
 });
 

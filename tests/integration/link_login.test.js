@@ -14,7 +14,7 @@ const harness = require('./lib/harness');
 const { verifyAssertion } = require('./lib/oidc-env');
 const { sharedLinkEnv, textOf, bodyText } = require('./lib/link-env');
 
-const linkTest = sharedLinkEnv('link_login', { tenants: ['b3', 'b6', 'b11', 'nl', 'nat', 'fg', 'ul'] });
+const linkTest = sharedLinkEnv('link_login', { tenants: ['b3', 'b6', 'b11', 'nl', 'nat', 'fg', 'ow', 'ul'] });
 
 // The identity headers of a request the PSA received, as [[lower-case name, value]].
 function ssoHeaders(request) {
@@ -189,12 +189,12 @@ linkTest('a link removed while its login is in flight leaves no session', async 
   await env.linkTenant('ul');
   for (const how of ['admin remove-user', 'Disable in My Settings']) {
     await env.linkUser(t.staff, t.user);
-    await env.setWhoamiDelay(3000);
+    await env.configurePsa({ whoami_delay_ms: 3000 });
     await env.psaReset();
     const login = env.ssoLogin(t.user);
     const asked = async () => (await env.psaLog()).some((d) => d.path === '/api/whoami' && d.method === 'assertion');
     await harness.waitFor(asked, 10000 * harness.SLOW, `${how}: the login asks the PSA about its user`);
-    await env.setWhoamiDelay(0);
+    await env.configurePsa({ whoami_delay_ms: 0 });
     if (how === 'admin remove-user') {
       const removed = await env.admin(['remove-user', 'ul', t.staff.id]);
       assert.equal(removed.code, 0, `remove-user: ${removed.stderr}`);
@@ -305,4 +305,28 @@ linkTest('forged X-SSO-* headers from a client never reach the PSA as an identit
   });
   assert.equal(direct.status, 401, 'the PSA refuses a forged assertion');
   assert.equal(JSON.parse(direct.body).reason, 'bad_signature');
+});
+
+// Review rtL F4: whoami goes with the browser's PSA cookies too, and a PSA that prefers its own session
+// answers about that session's user; the answer was used without checking whom it named.
+linkTest('a login whose whoami answer names another PSA user than the linked one is refused', async (env) => {
+  const t = env.tenant('ow');
+  await env.linkTenant('ow');
+  await env.linkUser(t.staff, t.user);
+  const { browser } = await env.psaLogin(t.staff2); // a native PSA session of staff2 in this browser
+  await env.configurePsa({ whoami_session_first: true });
+  try {
+    const { value: res, moved } = await env.measure(() => env.ssoLogin(t.user, { browser }));
+    assert.equal(res.callback.status, 403, `the callback refuses (${res.callback.status})`);
+    assert.match(bodyText(res.body), /The PSA answered about another user than the one linked/, 'the page says why');
+    assert.equal(moved['ssogate_logins_total{result="psa_other_user"}'], 1, JSON.stringify(moved));
+    assert.ok(env.gw.logs.some((l) => l.event === 'login' && l.result === 'psa_other_user'), 'a login line');
+    assert.equal((await env.status(browser)).session, false, 'no SSO session');
+
+    const clean = await env.ssoLogin(t.user);
+    assert.equal(clean.callback.status, 302, 'without that native session the login goes through');
+    assert.equal((await env.status(clean.browser)).psa_user, t.staff.id, 'as the linked user');
+  } finally {
+    await env.configurePsa({ whoami_session_first: false });
+  }
 });

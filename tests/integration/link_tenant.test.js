@@ -9,10 +9,10 @@
 //   SSOGATE_BUILD_DIR=build-link node --test tests/integration/link_tenant.test.js
 
 const assert = require('node:assert/strict');
-const { sharedLinkEnv, textOf, formsTo, US_MODULE_URL } = require('./lib/link-env');
+const { sharedLinkEnv, textOf, bodyText, formsTo, US_MODULE_URL } = require('./lib/link-env');
 
 const linkTest = sharedLinkEnv('link_tenant', {
-  tenants: ['b1', 'b2', 'b4a', 'b4b', 'b7', 'b7x', 'ra', 'rb', 'rc', 'k9'],
+  tenants: ['b1', 'b2', 'b4a', 'b4b', 'b7', 'b7x', 'ra', 'rb', 'rc', 'k9', 'dm'],
 });
 
 linkTest('B1: an admin turns IT Complete on: master account + TOTP at the IdP, PSA tenant linked', async (env) => {
@@ -203,4 +203,25 @@ linkTest('kill -9 right after a link succeeded: after a restart the links and th
   const login = await env.ssoLogin(t.user);
   assert.equal(new URL(login.url).pathname, '/', 'IT Complete login works after the restart');
   assert.equal(textOf(login.body, 'auth-method'), 'IT Complete');
+});
+
+// Review rtL F3: the admin flag checked when "Turn IT Complete on" was pressed is minutes old at the callback.
+linkTest('B1 at the callback: an admin demoted while at the IdP does not turn IT Complete on', async (env) => {
+  const t = env.tenant('dm');
+  const { browser } = await env.psaLogin(t.admin);
+  const page = await env.settings(browser);
+  const atIdp = await env.press(browser, page, '/_sso/tenant/enable');
+  await env.patchPsaUser(t.admin, { admin: false });
+  const { value: res, moved } = await env.measure(() => env.atIdp(browser, atIdp, t.master));
+  assert.deepEqual(res.steps, ['login-form', 'otp-form']);
+  assert.equal(res.callback.status, 403, 'the callback refuses');
+  assert.match(bodyText(res.body), /Only a PSA administrator can turn IT Complete on/, 'the page says why');
+  assert.equal(moved['ssogate_links_total{result="not_admin"}'], 1, JSON.stringify(moved));
+  assert.ok(env.gw.logs.some((l) => l.event === 'login' && l.result === 'not_admin'), 'a login line with result not_admin');
+  assert.equal(await env.tenantLink('dm'), undefined, 'the tenant stays unlinked');
+  assert.equal(
+    (await env.exportLinks()).tenant_links.find((l) => l.idp_tenant === 'itc-dm'),
+    undefined,
+    'its IdP tenant is linked to nothing',
+  );
 });

@@ -12,7 +12,7 @@ const assert = require('node:assert/strict');
 const { sharedLinkEnv, textOf, bodyText, formsTo } = require('./lib/link-env');
 
 const linkTest = sharedLinkEnv('link_user', {
-  tenants: ['b5', 'b8', 'b8s', 'b9', 'b10', 'wt', 'wt2', 'nl'],
+  tenants: ['b5', 'b8', 'b8s', 'b9', 'b10', 'wt', 'wt2', 'nl', 'fr', 'fa', 'fa2', 'sc', 'si', 'sx'],
 });
 
 linkTest('B5: a staff user enables Log in with IT Complete: IdP + TOTP, linked, on the PSA home as itself', async (env) => {
@@ -184,4 +184,97 @@ linkTest('user link refused for an IdP user of another tenant, and while the ten
   assert.equal(forged.status, 409, 'POST /_sso/user/enable while the tenant is not linked');
   assert.equal(forged.history.length, 1, 'without a trip to the IdP');
   assert.deepEqual(await env.userLinks('nl'), []);
+});
+
+// Review rtL F2: a link used to take whatever IdP session the browser held (no IdP page at all), so the
+// admin who just turned the tenant on with the master account linked their own PSA user to it.
+linkTest('B5 after B1 in one browser: the IdP asks for a sign-in again, and the account signed in there is linked', async (env) => {
+  const t = env.tenant('fr');
+  const { browser } = await env.linkTenant('fr'); // the browser's IdP session is the master account's
+  const plain = await browser.request(`${env.gwUrl}/_sso/login`);
+  const plainAuthorize = new URL(plain.headers.location);
+  assert.equal(plainAuthorize.searchParams.get('prompt'), null, 'an SSO login may use the IdP session');
+  assert.equal(plainAuthorize.searchParams.get('max_age'), null);
+
+  const page = await env.settings(browser);
+  const atIdp = await env.press(browser, page, '/_sso/user/enable');
+  const authorize = new URL(atIdp.history[0].location);
+  assert.equal(authorize.searchParams.get('prompt'), 'login', 'a link asks the IdP for a sign-in');
+  assert.equal(authorize.searchParams.get('max_age'), '0', 'and for one made now');
+  const res = await env.atIdp(browser, atIdp, t.user);
+  assert.deepEqual(res.steps, ['login-form', 'otp-form'], 'password and TOTP, although the master account was signed in');
+  assert.equal(res.callback.status, 302, `linked: ${res.url}`);
+  assert.deepEqual(await env.userLinks('fr'), [
+    { psa_tenant: 'fr', psa_user: 'fr-admin', idp_tenant: 'itc-fr', idp_sub: 'itc-fr-user' },
+  ], 'the PSA user is linked to the account signed in at the IdP, not to the master account');
+});
+
+// Review rtL F2, an IdP that does not honour prompt=login / max_age=0: the ID token's auth_time shows it.
+linkTest('a link whose ID token has no auth_time, or one from before the link began, is refused', async (env) => {
+  const t = env.tenant('fa');
+  await env.linkTenant('fa');
+  for (const defect of ['no_auth_time', 'old_auth_time']) {
+    const { browser } = await env.psaLogin(t.staff);
+    await env.control('POST', '/_test/tamper', { defect });
+    const { value: res, moved } = await env.measure(() => env.enableUser(browser, t.user));
+    assert.equal(res.callback.status, 401, `${defect}: the callback refuses`);
+    assert.match(bodyText(res.body), /Sign in again at IT Complete.*nothing was linked/, `${defect}: the page says why`);
+    assert.equal(moved['ssogate_logins_total{result="not_fresh"}'], 1, `${defect}: counted (${JSON.stringify(moved)})`);
+    const detail = defect === 'no_auth_time' ? 'no_auth_time' : 'auth_time_before_link';
+    assert.ok(env.gw.logs.some((l) => l.event === 'login' && l.result === 'not_fresh' && l.detail === detail),
+      `${defect}: a login line with result not_fresh, detail ${detail}`);
+    assert.deepEqual(await env.userLinks('fa'), [], `${defect}: nothing stored`);
+    assert.equal((await env.status(browser)).session, false, `${defect}: no SSO session`);
+  }
+
+  const a = env.tenant('fa2');
+  const admin = await env.psaLogin(a.admin);
+  await env.control('POST', '/_test/tamper', { defect: 'old_auth_time' });
+  const tenant = await env.enableTenant(admin.browser, a.master);
+  assert.equal(tenant.callback.status, 401, 'a tenant link from an earlier sign-in is refused too');
+  assert.equal(await env.tenantLink('fa2'), undefined, 'the tenant stays unlinked');
+});
+
+// Review rtL F3: what the PSA said when Enable was pressed is minutes old at the callback.
+for (const [name, what, change, label, text] of [
+  ['sc', 'made client-portal', { kind: 'client' }, 'client_portal', /Client portal users cannot use Log in with IT Complete/],
+  ['si', 'made inactive', { active: false }, 'psa_inactive', /Your PSA user is inactive, so nothing was linked/],
+]) {
+  linkTest(`B9 at the callback: a user ${what} while at the IdP is not linked`, async (env) => {
+    const t = env.tenant(name);
+    await env.linkTenant(name);
+    const { browser } = await env.psaLogin(t.staff);
+    const page = await env.settings(browser);
+    const atIdp = await env.press(browser, page, '/_sso/user/enable');
+    // A PSA that ends an inactive user's sessions answers "nobody" (psa_caller_changed): this one still
+    // names the user, with active false.
+    await env.configurePsa({ whoami_reports_inactive: true });
+    try {
+      await env.patchPsaUser(t.staff, change);
+      const { value: res, moved } = await env.measure(() => env.atIdp(browser, atIdp, t.user));
+      assert.equal(res.callback.status, 403, 'the callback refuses');
+      assert.match(bodyText(res.body), text, 'the page says why');
+      assert.equal(moved[`ssogate_links_total{result="${label}"}`], 1, `counted (${JSON.stringify(moved)})`);
+      assert.ok(env.gw.logs.some((l) => l.event === 'login' && l.result === label), `a login line with result ${label}`);
+    } finally {
+      await env.configurePsa({ whoami_reports_inactive: false });
+    }
+    assert.deepEqual(await env.userLinks(name), [], 'nothing stored');
+    assert.equal((await env.status(browser)).session, false, 'no SSO session');
+  });
+}
+
+linkTest('a user link whose browser is signed in to the PSA as another user by the callback is not made', async (env) => {
+  const t = env.tenant('sx');
+  await env.linkTenant('sx');
+  const { browser } = await env.psaLogin(t.staff);
+  const page = await env.settings(browser);
+  const atIdp = await env.press(browser, page, '/_sso/user/enable');
+  await env.psaLogin(t.staff2, { browser }); // another tab: the PSA session is now staff2's
+  const { value: res, moved } = await env.measure(() => env.atIdp(browser, atIdp, t.user));
+  assert.equal(res.callback.status, 403, 'the callback refuses');
+  assert.match(bodyText(res.body), /no longer names the user who started this/, 'the page says why');
+  assert.equal(moved['ssogate_links_total{result="psa_caller_changed"}'], 1, JSON.stringify(moved));
+  assert.deepEqual(await env.userLinks('sx'), [], 'neither staff nor staff2 is linked');
+  assert.equal((await env.status(browser)).session, false, 'no SSO session');
 });

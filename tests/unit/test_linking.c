@@ -156,18 +156,63 @@ static void test_login_psa(void **state)
         const char *what;
         const struct sg_linking_caller *caller;
         bool reachable;
+        const char *linked_user; /* in PSA tenant psa-1 */
         enum sg_linking_decision want;
     } cases[] = {
-        {"B6: active staff user", &staff, true, SG_LINKING_LOGIN_SESSION},
-        {"B9: client portal user", &portal, true, SG_LINKING_LOGIN_CLIENT_PORTAL},
-        {"B9: inactive client portal user", &portal_inactive, true, SG_LINKING_LOGIN_CLIENT_PORTAL},
-        {"inactive PSA user", &staff_inactive, true, SG_LINKING_LOGIN_PSA_REFUSED},
-        {"PSA names nobody", NULL, true, SG_LINKING_LOGIN_PSA_REFUSED},
-        {"PSA unreachable", NULL, false, SG_LINKING_LOGIN_PSA_UNREACHABLE},
+        {"B6: active staff user", &staff, true, "bob", SG_LINKING_LOGIN_SESSION},
+        {"B9: client portal user", &portal, true, "carol", SG_LINKING_LOGIN_CLIENT_PORTAL},
+        {"B9: inactive client portal user", &portal_inactive, true, "carol",
+         SG_LINKING_LOGIN_CLIENT_PORTAL},
+        {"inactive PSA user", &staff_inactive, true, "bob", SG_LINKING_LOGIN_PSA_REFUSED},
+        {"PSA names nobody", NULL, true, "bob", SG_LINKING_LOGIN_PSA_REFUSED},
+        {"PSA unreachable", NULL, false, "bob", SG_LINKING_LOGIN_PSA_UNREACHABLE},
+        {"PSA names another (staff) user", &staff, true, "carol", SG_LINKING_LOGIN_PSA_OTHER_USER},
     };
     (void)state;
     for (size_t i = 0; i < SG_ARRAY_LEN(cases); i++)
-        expect_decision(cases[i].what, sg_linking_login_psa(cases[i].caller, cases[i].reachable),
+        expect_decision(cases[i].what,
+                        sg_linking_login_psa(cases[i].caller, cases[i].reachable, "psa-1",
+                                             cases[i].linked_user),
+                        cases[i].want);
+    static const struct sg_linking_caller other_tenant = {"psa-2", "bob", false, true, true};
+    expect_decision("PSA names a user of another tenant",
+                    sg_linking_login_psa(&other_tenant, true, "psa-1", "bob"),
+                    SG_LINKING_LOGIN_PSA_OTHER_USER);
+}
+
+/* B1 and B9 at a link's callback: what the PSA says now about the caller
+ * (psa-1, bob) who started the link. */
+static void test_link_psa(void **state)
+{
+    static const struct sg_linking_caller admin = {"psa-1", "bob", true, true, true};
+    static const struct sg_linking_caller staff = {"psa-1", "bob", false, true, true};
+    static const struct sg_linking_caller portal = {"psa-1", "bob", true, false, true};
+    static const struct sg_linking_caller inactive_admin = {"psa-1", "bob", true, true, false};
+    static const struct sg_linking_caller other_user = {"psa-1", "carol", true, true, true};
+    static const struct sg_linking_caller other_tenant = {"psa-2", "bob", true, true, true};
+    static const struct {
+        const char *what;
+        const struct sg_linking_caller *caller;
+        bool reachable, tenant;
+        enum sg_linking_decision want;
+    } cases[] = {
+        {"B1: still an admin", &admin, true, true, SG_LINKING_TENANT_LINK},
+        {"B5: still staff", &staff, true, false, SG_LINKING_USER_LINK},
+        {"B1: no longer an admin", &staff, true, true, SG_LINKING_LINK_PSA_NOT_ADMIN},
+        {"B9: now a client portal user", &portal, true, false, SG_LINKING_LINK_PSA_CLIENT_PORTAL},
+        {"B9: a client portal admin", &portal, true, true, SG_LINKING_LINK_PSA_CLIENT_PORTAL},
+        {"now inactive", &inactive_admin, true, false, SG_LINKING_LINK_PSA_INACTIVE},
+        {"now inactive, tenant", &inactive_admin, true, true, SG_LINKING_LINK_PSA_INACTIVE},
+        {"signed out of the PSA", NULL, true, false, SG_LINKING_LINK_PSA_CALLER_CHANGED},
+        {"signed in as another user", &other_user, true, true, SG_LINKING_LINK_PSA_CALLER_CHANGED},
+        {"another tenant's user", &other_tenant, true, false, SG_LINKING_LINK_PSA_CALLER_CHANGED},
+        {"PSA unreachable", NULL, false, true, SG_LINKING_LOGIN_PSA_UNREACHABLE},
+    };
+    (void)state;
+    for (size_t i = 0; i < SG_ARRAY_LEN(cases); i++)
+        expect_decision(cases[i].what,
+                        sg_linking_link_psa(cases[i].caller, cases[i].reachable, "psa-1", "bob",
+                                            cases[i].tenant),
                         cases[i].want);
 }
 
@@ -377,6 +422,7 @@ static void test_answers(void **state)
         {SG_LINKING_LOGIN_CLIENT_PORTAL, 403, "client_portal", NULL, NULL, NULL},
         {SG_LINKING_LOGIN_PSA_REFUSED, 403, "psa_refused", NULL, NULL, NULL},
         {SG_LINKING_LOGIN_PSA_UNREACHABLE, 502, "psa_unreachable", NULL, NULL, NULL},
+        {SG_LINKING_LOGIN_PSA_OTHER_USER, 403, "psa_other_user", NULL, NULL, NULL},
         {SG_LINKING_TENANT_NO_IDP_TENANT, 403, "no_idp_tenant", "no_idp_tenant", NULL, NULL},
         {SG_LINKING_TENANT_NOT_MASTER, 403, "not_master", "not_master", NULL, NULL},
         {SG_LINKING_TENANT_MODULE_URL_MISMATCH, 403, "module_url_mismatch", "module_url_mismatch",
@@ -389,6 +435,11 @@ static void test_answers(void **state)
         {SG_LINKING_USER_WRONG_IDP_TENANT, 403, "wrong_idp_tenant", "wrong_idp_tenant", NULL, NULL},
         {SG_LINKING_USER_ALREADY_LINKED, 409, "user_already_linked", "already_linked", NULL, NULL},
         {SG_LINKING_USER_LINK, 0, NULL, "linked", NULL, NULL},
+        {SG_LINKING_LINK_PSA_CALLER_CHANGED, 403, "psa_caller_changed", "psa_caller_changed", NULL,
+         NULL},
+        {SG_LINKING_LINK_PSA_CLIENT_PORTAL, 403, "client_portal", "client_portal", NULL, NULL},
+        {SG_LINKING_LINK_PSA_INACTIVE, 403, "psa_inactive", "psa_inactive", NULL, NULL},
+        {SG_LINKING_LINK_PSA_NOT_ADMIN, 403, "not_admin", "not_admin", NULL, NULL},
         {SG_LINKING_TENANT_ENABLE_NOT_ADMIN, 403, NULL, NULL, "not_admin", NULL},
         {SG_LINKING_TENANT_ENABLE_ALREADY_ON, 303, NULL, NULL, NULL, "/_sso/settings"},
         {SG_LINKING_TENANT_ENABLE, 0, NULL, NULL, NULL, NULL},
@@ -430,11 +481,12 @@ static void test_answers(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_token_checks),    cmocka_unit_test(test_login),
-        cmocka_unit_test(test_login_psa),       cmocka_unit_test(test_tenant),
-        cmocka_unit_test(test_module_url_page), cmocka_unit_test(test_user),
-        cmocka_unit_test(test_settings_posts),  cmocka_unit_test(test_offers),
-        cmocka_unit_test(test_url_equal),       cmocka_unit_test(test_answers),
+        cmocka_unit_test(test_token_checks), cmocka_unit_test(test_login),
+        cmocka_unit_test(test_login_psa),    cmocka_unit_test(test_link_psa),
+        cmocka_unit_test(test_tenant),       cmocka_unit_test(test_module_url_page),
+        cmocka_unit_test(test_user),         cmocka_unit_test(test_settings_posts),
+        cmocka_unit_test(test_offers),       cmocka_unit_test(test_url_equal),
+        cmocka_unit_test(test_answers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

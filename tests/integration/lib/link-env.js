@@ -388,9 +388,10 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
     },
 
     // Continues a login that stands on the IdP's pages (res, a navigate answer): fills #login-form with
-    // account and, when asked, #otp-form with its TOTP code (or totpCode), then follows the redirects back
-    // through the gateway. A form that is not on the page is skipped (an open IdP session). Resolves the last
-    // response plus steps (forms submitted) and callback (the gateway's answer to /_sso/callback, if any).
+    // account and, when asked, #otp-form with its TOTP code (or totpCode), then follows the redirects and the
+    // IdP's self-submitting pages (Browser.submitAutoForms) back through the gateway. A form that is not on
+    // the page is skipped (an open IdP session). Resolves the last response plus steps (forms submitted) and
+    // callback (the gateway's answer to /_sso/callback, if any).
     async atIdp(browser, res, account, { totpCode } = {}) {
       const steps = [];
       const seen = browser.responses.length;
@@ -402,6 +403,9 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
       if (findForm(page.body, 'otp-form') !== undefined && (totpCode !== undefined || account.totp_secret !== undefined)) {
         page = await browser.submitForm(page, 'otp-form', { code: totpCode ?? totp(account.totp_secret) });
         steps.push('otp-form');
+      }
+      if (steps.length > 0) {
+        page = await browser.submitAutoForms(page);
       }
       const callback = browser.responses.slice(seen).reverse().find((r) => new URL(r.url).pathname === '/_sso/callback');
       return { ...page, steps, callback };
@@ -494,9 +498,9 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
       assert.equal(res.status, 200, 'POST /__psa/reset');
     },
 
-    // Makes the PSA's /api/whoami answer ms later (0: at once).
-    async setWhoamiDelay(ms) {
-      const body = JSON.stringify({ whoami_delay_ms: ms });
+    // Sets the stub PSA's test controls (POST /__psa/config), e.g. {whoami_session_first: true}.
+    async configurePsa(values) {
+      const body = JSON.stringify(values);
       const res = await harness.request(psa, {
         method: 'POST',
         path: '/__psa/config',

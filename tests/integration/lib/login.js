@@ -21,6 +21,7 @@ const path = require('node:path');
 const { totp } = require(path.join(__dirname, '..', '..', 'idp', 'totp.js'));
 
 const DEFAULT_MAX_REDIRECTS = 20;
+const MAX_AUTO_SUBMITS = 3;
 const DEFAULT_TIMEOUT_MS = 15000 * Number(process.env.SSOGATE_TEST_SLOWNESS || 1);
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 // Browser limits (RFC 6265 section 6.1 minimums, which browsers use): bytes per cookie, cookies in all.
@@ -443,13 +444,36 @@ class Browser {
     action.search = new URLSearchParams(fields).toString();
     return this.navigate(action, { headers });
   }
+
+  // Submits the one form of a page whose script submits it on load, as a browser running scripts does, and
+  // follows the redirects; resolves page itself when it is no such page. oidc-provider sends these pages
+  // (e.g. "Submitting Callback", which ends the IdP session of one account before another's sign-in, as
+  // prompt=login brings about) and at most MAX_AUTO_SUBMITS follow each other.
+  async submitAutoForms(page) {
+    let current = page;
+    for (let i = 0; i < MAX_AUTO_SUBMITS; i++) {
+      const forms = parseForms(current.body);
+      if (forms.length !== 1 || !/document\.forms\[0\]\.submit\(\)/.test(current.body)) {
+        return current;
+      }
+      const form = forms[0];
+      const action = new URL(form.action || current.url, current.url);
+      current = await this.navigate(action, {
+        method: form.method,
+        form: form.method === 'POST' ? form.fields : undefined,
+        headers: form.method === 'POST' ? { origin: new URL(current.url).origin } : {},
+      });
+    }
+    throw new Error(`more than ${MAX_AUTO_SUBMITS} self-submitting pages in a row, the last at ${current.url}`);
+  }
 }
 
 // Logs in as a user would: starts at start (a gateway URL such as /_sso/login?return_to=/), follows the
 // redirects to the IdP, fills #login-form with login and password, then, if the IdP asks, #otp-form with
 // the TOTP code of totpSecret (or totpCode as given), and follows the redirects back through the
 // gateway's callback. A step whose form is not on the page is skipped, so an IdP session already open
-// (no login page) or a refused login (the form again, with its error) end the walk where they are.
+// (no login page) or a refused login (the form again, with its error) end the walk where they are. The
+// IdP's self-submitting pages after the forms are submitted as a browser would (submitAutoForms).
 // options: browser (to reuse its cookies) or ca, maxRedirects, timeoutMs for a new one.
 // Resolves the final response {status, headers, body, url, history (every hop, all steps), jar,
 // browser, steps: names of the forms submitted}.
@@ -468,6 +492,10 @@ async function login({ start, login: user, password, totpSecret, totpCode, brows
     res = await b.submitForm(res, 'otp-form', { code: totpCode ?? totp(totpSecret) });
     history.push(...res.history);
     steps.push('otp-form');
+  }
+  if (steps.length > 0) {
+    res = await b.submitAutoForms(res);
+    history.push(...res.history);
   }
   return { ...res, history, jar: b.jar, browser: b, steps };
 }

@@ -6,7 +6,7 @@
 //
 // Test controls (asked directly, never through the gateway): GET /__psa/log (the last authentication
 // decisions), POST /__psa/reset (clears them), GET|POST /__psa/config (issuer, audience, gateway JWKS URL,
-// whoami_delay_ms, whoami_native_only, whoami_reports_inactive),
+// whoami_delay_ms, whoami_native_only, whoami_reports_inactive, whoami_session_first),
 // POST /__psa/users (changes a user: active, admin, kind, name, email). The shared stub skeleton adds
 // /__stub/log, the raw requests received.
 
@@ -24,12 +24,16 @@ const DECISION_LOG_LIMIT = 200;
 const MAX_FORM_BYTES = 16 * 1024;
 const MAX_CONTROL_BYTES = 64 * 1024;
 const MAX_NEXT_LENGTH = 2048;
-const CONFIG_KEYS = ['gateway_jwks', 'audience', 'issuer', 'whoami_delay_ms', 'whoami_native_only', 'whoami_reports_inactive'];
+const CONFIG_KEYS = [
+  'gateway_jwks', 'audience', 'issuer', 'whoami_delay_ms', 'whoami_native_only', 'whoami_reports_inactive',
+  'whoami_session_first',
+];
 // Boolean test controls of the whoami endpoint (issue 13): whoami_native_only answers 401 unauthenticated to
 // a caller authenticated by an assertion (a stricter PSA that knows its own sessions only);
 // whoami_reports_inactive keeps answering a native session whose user became inactive, with active: false,
-// where the PSA otherwise ends that session (pages still do).
-const BOOLEAN_CONFIG_KEYS = ['whoami_native_only', 'whoami_reports_inactive'];
+// where the PSA otherwise ends that session (pages still do); whoami_session_first answers about the caller's
+// native session when it has one, even with an assertion (a PSA that prefers its own session).
+const BOOLEAN_CONFIG_KEYS = ['whoami_native_only', 'whoami_reports_inactive', 'whoami_session_first'];
 const MAX_WHOAMI_DELAY_MS = 60000;
 // What POST /__psa/users may change, and the values each accepts.
 const USER_PATCH = {
@@ -180,6 +184,7 @@ function createPsa(data) {
     whoami_delay_ms: 0,
     whoami_native_only: false,
     whoami_reports_inactive: false,
+    whoami_session_first: false,
   };
   const jwks = new JwksCache();
   const sessions = new Map();
@@ -238,10 +243,12 @@ function createPsa(data) {
   // Decides who the caller is. The assertion wins over a session cookie; any X-SSO-* header makes the
   // assertion mandatory, so a forged identity header is refused rather than ignored. Resolves to
   // {who} for an authenticated caller, {refused: reason} for a bad assertion, or {} for nobody. With
-  // inactiveSessions, a native session of an inactive user still names its user (whoami_reports_inactive).
-  async function authenticate(req, url, inactiveSessions = false) {
+  // inactiveSessions, a native session of an inactive user still names its user (whoami_reports_inactive);
+  // with sessionFirst, a live native session wins over the assertion (whoami_session_first).
+  async function authenticate(req, url, inactiveSessions = false, sessionFirst = false) {
     const path = url.pathname;
-    if (hasSsoHeader(req)) {
+    const nativeFirst = sessionFirst && cookieValues(req, SESSION_COOKIE).some((id) => sessions.has(id));
+    if (hasSsoHeader(req) && !nativeFirst) {
       const claimed = { tenant: req.headers['x-sso-tenant'] || null, user: req.headers['x-sso-user'] || null };
       const presented = {
         token: req.headers['x-sso-assertion'],
@@ -288,8 +295,8 @@ function createPsa(data) {
 
   // Runs handler(who) for an authenticated caller; otherwise answers 401 invalid_assertion for a refused
   // assertion, and for nobody a redirect to the login page (pages) or 401 unauthenticated (api).
-  async function withUser(req, res, ctx, api, handler, inactiveSessions = false) {
-    const result = await authenticate(req, ctx.url, inactiveSessions);
+  async function withUser(req, res, ctx, api, handler, inactiveSessions = false, sessionFirst = false) {
+    const result = await authenticate(req, ctx.url, inactiveSessions, sessionFirst);
     if (result.refused) {
       sendJson(res, 401, { error: 'invalid_assertion', reason: result.refused });
     } else if (result.who) {
@@ -430,7 +437,7 @@ function createPsa(data) {
       }
       return new Promise((resolve) => setTimeout(resolve, settings.whoami_delay_ms)).then(() =>
         sendJson(res, 200, whoamiBody(caller), { 'cache-control': 'no-store' }));
-    }, settings.whoami_reports_inactive);
+    }, settings.whoami_reports_inactive, settings.whoami_session_first);
   }
 
   async function patchUser(req, res) {

@@ -399,7 +399,8 @@ static void send_injected(struct proxy *p)
     evbuffer_free(body);
 }
 
-static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer *body)
+static void on_up_done(void *arg, enum sg_uplink_result result, const char *detail,
+                       struct evbuffer *body)
 {
     struct proxy *p = arg;
     p->up = NULL;
@@ -423,15 +424,20 @@ static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer 
         evhttp_send_reply_end(p->r->req);
         return;
     }
+    static const enum sg_metric_error kinds[] = {
+        [SG_UPLINK_CONNECT] = SG_MERR_UPSTREAM_CONNECT,
+        [SG_UPLINK_BROKEN] = SG_MERR_UPSTREAM_BROKEN,
+        [SG_UPLINK_INVALID] = SG_MERR_UPSTREAM_INVALID,
+        [SG_UPLINK_TIMEOUT] = SG_MERR_UPSTREAM_TIMEOUT,
+    };
     bool timeout = result == SG_UPLINK_TIMEOUT;
-    enum sg_metric_error kind = timeout            ? SG_MERR_UPSTREAM_TIMEOUT
-                                : p->reply_started ? SG_MERR_UPSTREAM_BROKEN
-                                                   : SG_MERR_UPSTREAM_CONNECT;
+    enum sg_metric_error kind = kinds[result];
     sg_metrics_error(kind);
     sg_log_fields(SG_LOG_WARN, "upstream_error",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
-                                          SG_LOG_STR("kind", sg_metrics_error_name(kind))},
-                  2);
+                                          SG_LOG_STR("kind", sg_metrics_error_name(kind)),
+                                          SG_LOG_STR("detail", detail)},
+                  3);
     if (p->reply_started) {
         /* Part of the body is out: ending the reply normally would present a
          * truncated body as complete, so the client connection is closed. */

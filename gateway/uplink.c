@@ -13,6 +13,7 @@
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -73,6 +74,8 @@ struct sg_uplink_conn {
     bool unread_body; /* a bodiless answer (to a HEAD, a 1xx, 204, 304) announced a body */
     bool dispatching; /* callbacks are running: a cancel only marks */
     bool cancelled;
+    enum sg_uplink_result failure; /* why a failed exchange failed, and its detail (static) */
+    const char *detail;
     size_t scan_from; /* where the search for the end of the head resumes */
     llhttp_t parser;
     char *head; /* the head being parsed: contiguous, in the input */
@@ -499,6 +502,32 @@ static bool head_strings(struct sg_uplink_conn *c)
 
 enum step { STEP_MORE, STEP_HEAD, STEP_DONE, STEP_BAD };
 
+/* Records why the exchange fails (detail is static); STEP_BAD. */
+static enum step failed(struct sg_uplink_conn *c, enum sg_uplink_result result, const char *detail)
+{
+    c->failure = result;
+    c->detail = detail;
+    return STEP_BAD;
+}
+
+/*
+ * True when the head's transfer coding is one the gateway decodes: none, or
+ * a lone chunked, the rule requests are held to (sg_headers_validate). The
+ * body of any other ("gzip, chunked") would reach the client still coded,
+ * labelled as plain content: RFC 9112 6.1 lets a recipient decode or keep
+ * codings, not drop their names.
+ */
+static bool coding_ok(const struct sg_uplink_conn *c)
+{
+    unsigned codings = 0;
+    for (size_t i = 0; i < c->count; i++) {
+        if (strcasecmp(c->headers[i].name, "Transfer-Encoding") == 0 &&
+            (++codings > 1 || strcasecmp(c->headers[i].value, "chunked") != 0))
+            return false;
+    }
+    return true;
+}
+
 /* Parses a head from the input; STEP_HEAD leaves it there for on_head. */
 static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_t *head_parsed)
 {
@@ -510,8 +539,10 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
             return STEP_MORE;
         c->head = (char *)evbuffer_pullup(in, (ev_ssize_t)len);
         size_t end = head_length(c->head, len, &c->scan_from);
+        if (end == 0 && len == SG_UPLINK_HEAD_MAX)
+            return failed(c, SG_UPLINK_INVALID, "head_too_large");
         if (end == 0)
-            return len == SG_UPLINK_HEAD_MAX ? STEP_BAD : STEP_MORE;
+            return STEP_MORE;
         c->scan_from = 0;
         llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
         c->parser.data = c;
@@ -521,18 +552,26 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
         /* The head alone: its end either ends the response (no body) or leaves
          * the parser waiting for the body, which parse_body reads. */
         llhttp_errno_t err = llhttp_execute(&c->parser, c->head, end);
-        if (c->bad || !c->head_whole || !(err == HPE_OK || (err == HPE_PAUSED && c->message_done)))
-            return STEP_BAD;
+        if (c->bad)
+            return failed(c, SG_UPLINK_INVALID, "obs_fold");
+        if (!(err == HPE_OK || (err == HPE_PAUSED && c->message_done)))
+            return failed(c, SG_UPLINK_INVALID, llhttp_errno_name(err));
+        if (!c->head_whole)
+            return failed(c, SG_UPLINK_INVALID, "malformed_head");
         int status = (int)c->parser.status_code;
         if (status < 100 || status > 599)
-            return STEP_BAD; /* llhttp takes "20" or "999": not a status (RFC 9110 15) */
+            return failed(c, SG_UPLINK_INVALID, "bad_status"); /* llhttp takes "20" or "999" */
         if (status / 100 == 1 && status != 101) {
             evbuffer_drain(in, end); /* 100 Continue, 103 Early Hints: the answer follows */
             continue;
         }
         /* A protocol switch is a tunnel's (tunnel.h). */
-        if (status == 101 || !head_strings(c))
-            return STEP_BAD;
+        if (status == 101)
+            return failed(c, SG_UPLINK_INVALID, "unexpected_101");
+        if (!head_strings(c))
+            return failed(c, SG_UPLINK_INVALID, "bad_header_name");
+        if (!coding_ok(c))
+            return failed(c, SG_UPLINK_INVALID, "transfer_coding");
         *head_parsed = end;
         return STEP_HEAD;
     }
@@ -547,7 +586,7 @@ static enum step parse_body(struct sg_uplink_conn *c, struct evbuffer *in)
             break;
         llhttp_errno_t err = llhttp_execute(&c->parser, vec.iov_base, vec.iov_len);
         if (err != HPE_OK && !(err == HPE_PAUSED && c->message_done))
-            return STEP_BAD;
+            return failed(c, SG_UPLINK_INVALID, llhttp_errno_name(err));
         const char *stop = err == HPE_OK ? (const char *)vec.iov_base + vec.iov_len
                                          : llhttp_get_error_pos(&c->parser);
         evbuffer_drain(in, (size_t)(stop - (const char *)vec.iov_base));
@@ -556,13 +595,14 @@ static enum step parse_body(struct sg_uplink_conn *c, struct evbuffer *in)
         /* A body that runs to the end of the connection ends here; any other is cut off. */
         llhttp_finish(&c->parser);
         if (!c->message_done)
-            return STEP_BAD;
+            return failed(c, SG_UPLINK_BROKEN, "closed_mid_body");
     }
     return c->message_done ? STEP_DONE : STEP_MORE;
 }
 
-/* Ends the exchange with result and hands c back to the pool (or closes it). */
-static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
+/* Ends the exchange with result (detail says why it failed) and hands c back to the pool (or
+ * closes it). */
+static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result, const char *detail)
 {
     const struct sg_uplink_callbacks *cb = c->cb;
     void *arg = c->arg;
@@ -576,7 +616,7 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     if (result != SG_UPLINK_OK)
         evbuffer_drain(c->body, evbuffer_get_length(c->body));
     c->dispatching = true;
-    cb->on_done(arg, result, c->body);
+    cb->on_done(arg, result, detail, c->body);
     c->dispatching = false;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     evbuffer_drain(c->out, evbuffer_get_length(c->out));
@@ -624,8 +664,16 @@ static void conn_dispatch(struct sg_uplink_conn *c)
         conn_free(c); /* an idle connection closed, or spoke out of turn */
         return;
     }
-    if (c->connect_failed || (c->timed_out && !c->message_done)) {
-        exchange_end(c, c->timed_out ? SG_UPLINK_TIMEOUT : SG_UPLINK_FAILED);
+    if (c->connect_failed && c->timed_out) {
+        exchange_end(c, SG_UPLINK_TIMEOUT, "connect_timeout");
+        return;
+    }
+    if (c->connect_failed) {
+        exchange_end(c, SG_UPLINK_CONNECT, "connect_failed");
+        return;
+    }
+    if (c->timed_out && !c->message_done) {
+        exchange_end(c, SG_UPLINK_TIMEOUT, c->head_done ? "body_timeout" : "head_timeout");
         return;
     }
     struct evbuffer *in = conn_input(c);
@@ -636,8 +684,10 @@ static void conn_dispatch(struct sg_uplink_conn *c)
             return;
         if (step == STEP_MORE && retry_on_new(c))
             return;
+        if (step == STEP_MORE)
+            failed(c, SG_UPLINK_BROKEN, c->received ? "closed_in_head" : "closed_before_answer");
         if (step != STEP_HEAD) {
-            exchange_end(c, SG_UPLINK_FAILED);
+            exchange_end(c, c->failure, c->detail);
             return;
         }
         c->head_done = true;
@@ -656,11 +706,11 @@ static void conn_dispatch(struct sg_uplink_conn *c)
     }
     enum step step = parse_body(c, in);
     if (step == STEP_BAD) {
-        exchange_end(c, SG_UPLINK_FAILED);
+        exchange_end(c, c->failure, c->detail);
         return;
     }
     if (step == STEP_DONE) {
-        exchange_end(c, SG_UPLINK_OK);
+        exchange_end(c, SG_UPLINK_OK, NULL);
         return;
     }
     if (evbuffer_get_length(c->body) > 0) {

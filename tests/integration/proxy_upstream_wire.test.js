@@ -154,6 +154,8 @@ itest('a chunked body with trailers, and a body that runs to the end of the conn
     if (head.includes('/chunked')) {
       await writeInPieces(socket,
         'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n', 5, 1);
+    } else if (head.includes('/Chunked')) {
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n2\r\nok\r\n0\r\n\r\n'); // coding names ignore case
     } else {
       socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nuntil the end');
     }
@@ -163,6 +165,9 @@ itest('a chunked body with trailers, and a body that runs to the end of the conn
   assert.equal(chunked.status, 200);
   assert.equal(chunked.body.toString(), 'hello, world');
   assert.equal(chunked.headers['x-trailer'], undefined);
+  const upper = await request(gw, { path: '/Chunked' });
+  assert.equal(upper.status, 200);
+  assert.equal(upper.body.toString(), 'ok');
   const eof = await request(gw, { path: '/eof' });
   assert.equal(eof.status, 200);
   assert.equal(eof.body.toString(), 'until the end');
@@ -327,38 +332,53 @@ itest('a kept-alive connection closed before answering: an idempotent request is
   assert.deepEqual(paths().slice(9), ['GET /never', 'GET /never'], 'sent on the kept-alive connection, then on one new one');
   const metrics = await h.metrics(gw);
   assert.equal(metricValue(metrics, 'ssogate_upstream_retries_total', { reason: 'keepalive_closed' }), 4);
-  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }) +
-    metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 2, 'the POST and /never');
+  // A connection closed without an answer is not the upstream being down (red team D, finding 6).
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 2, 'the POST and /never');
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 0);
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_broken', 'closed_before_answer'], ['upstream_broken', 'closed_before_answer']]);
 });
 
-for (const [name, answer] of [
-  ['an obs-fold header line', 'HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok'],
-  ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok'],
-  ['a NUL in a header value', 'HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok'],
-  ['a 101 to an ordinary request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n'],
-  ['a head over 64 KiB', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70000)}\r\nContent-Length: 2\r\n\r\nok`],
-  ['a status line without a status code', 'HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok'],
-  ['a two-digit status code', 'HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok'],
-  ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
+// Each is counted as upstream_invalid and logged with why (llhttp's error name, or the gateway's own
+// rule), not as upstream_connect, the signal of an upstream that is down (red team D, finding 6). A
+// transfer coding other than a lone chunked would reach the client still coded, labelled as plain
+// content (finding 7).
+for (const [name, answer, detail] of [
+  ['an obs-fold header line', 'HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok', 'obs_fold'],
+  ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok', 'HPE_INVALID_HEADER_TOKEN'],
+  ['an empty header name', 'HTTP/1.1 200 OK\r\n: x\r\nContent-Length: 2\r\n\r\nok', 'bad_header_name'],
+  ['a NUL in a header value', 'HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok', 'HPE_INVALID_HEADER_TOKEN'],
+  ['a 101 to an ordinary request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n', 'unexpected_101'],
+  ['a head over 64 KiB', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70000)}\r\nContent-Length: 2\r\n\r\nok`, 'head_too_large'],
+  ['a status line without a status code', 'HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok', 'HPE_INVALID_STATUS'],
+  ['a two-digit status code', 'HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok', 'bad_status'],
+  ['not HTTP at all', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'HPE_INVALID_CONSTANT'],
+  ['Content-Length and Transfer-Encoding', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
+  ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n', 'HPE_INVALID_CHUNK_SIZE'],
+  ['Transfer-Encoding: gzip, chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'transfer_coding'],
+  ['Transfer-Encoding: chunked, gzip', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nok', 'transfer_coding'],
+  ['Transfer-Encoding: identity', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nok', 'transfer_coding'],
+  ['two Transfer-Encoding lines', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'transfer_coding'],
 ]) {
-  itest(`an upstream answer with ${name} becomes a 502, counted, and the gateway goes on`, async (t, h) => {
+  itest(`an upstream answer with ${name} becomes a 502, counted as invalid, and the gateway goes on`, async (t, h) => {
     const up = await scriptedUpstream(h, (socket, head) => {
       socket.write(head.includes('/fine') ? ok('fine') : answer);
     });
     const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
     const res = await request(gw, { path: '/bad' });
-    if (name === 'a bad chunk size') {
-      // The head was good and went out: the broken body ends the client's connection instead.
-      assert.ok(res.status === 502 || res.status === 200, `status ${res.status}`);
-      assert.notEqual(res.body.toString(), 'ok');
-    } else {
-      assert.equal(res.status, 502, `${name}: status ${res.status}`);
-      assert.equal(res.headers['x-folded'], undefined);
-      assert.equal(res.headers['x-nul'], undefined);
-    }
+    assert.equal(res.status, 502, `${name}: status ${res.status}`);
+    assert.match(res.headers['content-type'], /^text\/html/, 'the error page, not the upstream\'s body');
+    assert.equal(Number(res.headers['content-length']), res.body.length);
+    assert.equal(res.headers['transfer-encoding'], undefined);
+    assert.equal(res.headers['x-folded'], undefined);
+    assert.equal(res.headers['x-nul'], undefined);
     const metrics = await h.metrics(gw);
-    assert.ok(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }) +
-      metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }) >= 1, 'counted');
+    assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_invalid' }), 1, 'counted as invalid');
+    assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 0);
+    assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 0);
+    const logged = gw.logs.filter((l) => l.event === 'upstream_error');
+    assert.deepEqual(logged.map((l) => [l.level, l.kind, l.detail]), [['warn', 'upstream_invalid', detail]]);
+    assert.equal(logged[0].request_id, res.headers['x-request-id']);
     const fine = await request(gw, { path: '/fine' });
     assert.equal(fine.status, 200);
     assert.equal(fine.body.toString(), 'fine');

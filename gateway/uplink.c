@@ -48,7 +48,7 @@ struct sg_uplink_conn {
     struct bufferevent *bev; /* while connecting, and for https */
     struct event *rev;       /* plain http: readable, persistent */
     struct event *wev;       /* plain http: writable, only while output is left */
-    struct event *timer;     /* response_timeout_ms */
+    struct event *timer;     /* response_timeout_ms: the head's deadline, then between reads */
     struct event *kick;      /* a dispatch from the loop (resume, failures) */
     struct evbuffer *in;     /* plain http */
     struct evbuffer *out;    /* the request, kept until the exchange ends (for a retry) */
@@ -265,10 +265,23 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/*
+ * Starts response_timeout_ms: at the request's sending it is the deadline of
+ * the final answer's head, which bytes trickled into the head or 1xx answers
+ * do not extend; once the head is read, each body read starts it again
+ * (on_received).
+ */
 static void arm_timer(struct sg_uplink_conn *c)
 {
     if (c->cb != NULL && !c->paused)
         event_add(c->timer, &c->pool->timeout);
+}
+
+static void on_received(struct sg_uplink_conn *c)
+{
+    c->received = true;
+    if (c->head_done)
+        arm_timer(c);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -289,8 +302,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             left -= vec[i].iov_len;
         }
         evbuffer_commit_space(c->in, vec, nvec);
-        c->received = true;
-        arm_timer(c);
+        on_received(c);
     } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         c->eof = true;
         event_del(c->rev);
@@ -301,8 +313,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 static void on_tls_read(struct bufferevent *bev, void *arg)
 {
     struct sg_uplink_conn *c = arg;
-    c->received = true;
-    arm_timer(c);
+    on_received(c);
     conn_dispatch(c);
 }
 
@@ -562,7 +573,10 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
         if (status < 100 || status > 599)
             return failed(c, SG_UPLINK_INVALID, "bad_status"); /* llhttp takes "20" or "999" */
         if (status / 100 == 1 && status != 101) {
-            evbuffer_drain(in, end); /* 100 Continue, 103 Early Hints: the answer follows */
+            /* 100 Continue, 103 Early Hints: the answer follows, and is still awaited (a 1xx
+             * answer ends a message of its own for llhttp, not the exchange: conn_dispatch). */
+            evbuffer_drain(in, end);
+            c->message_done = false;
             continue;
         }
         /* A protocol switch is a tunnel's (tunnel.h). */
@@ -703,6 +717,7 @@ static void conn_dispatch(struct sg_uplink_conn *c)
             return;
         }
         evbuffer_drain(in, head_parsed);
+        arm_timer(c); /* the head is in: from here, the wait between body reads */
     }
     enum step step = parse_body(c, in);
     if (step == STEP_BAD) {

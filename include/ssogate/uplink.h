@@ -48,7 +48,9 @@ enum sg_uplink_result {
     SG_UPLINK_CONNECT, /* no connection could be made */
     SG_UPLINK_BROKEN,  /* the connection closed or broke before the response was whole */
     SG_UPLINK_INVALID, /* the response broke HTTP/1.1's rules (RFC 9112), or is one not taken */
-    SG_UPLINK_TIMEOUT, /* connect_timeout_ms, or response_timeout_ms without a byte */
+    /* connect_timeout_ms; or response_timeout_ms: from the request's sending to the end of the
+     * final response's head (1xx answers do not extend it), then between reads of the body */
+    SG_UPLINK_TIMEOUT,
 };
 
 /* A response head, valid for the call of on_head only. */

@@ -8,7 +8,7 @@ const http = require('node:http');
 const net = require('node:net');
 const tls = require('node:tls');
 const fs = require('node:fs');
-const { itest, request, metricValue, rawExchange } = require('./lib/harness');
+const { itest, request, metricValue, rawExchange, SLOW } = require('./lib/harness');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -171,6 +171,45 @@ itest('a chunked body with trailers, and a body that runs to the end of the conn
   const eof = await request(gw, { path: '/eof' });
   assert.equal(eof.status, 200);
   assert.equal(eof.body.toString(), 'until the end');
+});
+
+// Red team D, finding 5: response_timeout_ms was restarted by every byte read, so an upstream trickling its
+// head (a byte every 250 ms against 2000 ms) was waited for 27 s, and 1xx answers kept a request alive for
+// as long as they came. It bounds the wait for the final answer's head from the request's sending; then
+// the wait between body reads, as before.
+itest('response_timeout_ms bounds the head however it trickles, 1xx answers included; then each body read', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket, head) => {
+    const path = head.split(' ')[1];
+    const trickle = async (text, size) => {
+      for (let at = 0; at < text.length && !socket.destroyed; at += size) {
+        socket.write(text.slice(at, at + size));
+        await sleep(150);
+      }
+    };
+    if (path === '/head') {
+      await trickle(ok('late', `X-Pad: ${'a'.repeat(40)}\r\n`), 1); // about 14 s in all
+    } else if (path === '/interim') {
+      await trickle('HTTP/1.1 100 Continue\r\n\r\n'.repeat(60), 25); // a 100 every 150 ms, 9 s
+    } else {
+      // The head at once, then the body slower in all (3 s) than the timeout, each piece well within it.
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n');
+      await trickle('0123456789abcdefghij', 1);
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, response_timeout_ms: 1000 } }));
+  for (const path of ['/head', '/interim']) {
+    const started = Date.now();
+    const res = await request(gw, { path });
+    const elapsed = Date.now() - started;
+    assert.equal(res.status, 504, `${path}: status ${res.status} after ${elapsed} ms`);
+    assert.ok(elapsed >= 900 && elapsed < 2500 * SLOW, `${path}: at response_timeout_ms (${elapsed} ms)`);
+  }
+  const slow = await request(gw, { path: '/body' });
+  assert.equal(slow.status, 200);
+  assert.equal(slow.body.toString(), '0123456789abcdefghij', 'a body read piece by piece in time arrives whole');
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_timeout', 'head_timeout'], ['upstream_timeout', 'head_timeout']]);
+  assert.equal(metricValue(await h.metrics(gw), 'ssogate_errors_total', { kind: 'upstream_timeout' }), 2);
 });
 
 // The client's answer head as bytes: its status line and its header lines, lower-cased names.

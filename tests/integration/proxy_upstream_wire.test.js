@@ -424,6 +424,28 @@ for (const [name, answer, detail] of [
   });
 }
 
+// Once the body has started, a malformed rest ends the client's connection; it is still counted and
+// logged as an invalid answer, not a broken connection (red team D, finding 6).
+itest('a chunked body that turns malformed after its start: the client connection ends, counted as invalid', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket) => {
+    socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+    await sleep(200);
+    socket.write('zz\r\nbad\r\n0\r\n\r\n');
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const res = await rawExchange(gw.port, 'GET /part HTTP/1.1\r\nHost: a.test\r\n\r\n', { ms: 3000 });
+  const part = headOf(res.text);
+  assert.equal(part.status, 'HTTP/1.1 200 OK');
+  assert.ok(part.lines.includes('Transfer-Encoding: chunked'));
+  assert.equal(part.body, '5\r\nhello\r\n', 'the first chunk, and no last chunk: not complete');
+  assert.ok(res.closed, 'the connection ends the incomplete answer');
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_invalid', 'HPE_INVALID_CHUNK_SIZE']]);
+  const metrics = await h.metrics(gw);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_invalid' }), 1);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 0);
+});
+
 itest('a body cut short is not passed as complete; bytes after an answer never reach another request', async (t, h) => {
   const up = await scriptedUpstream(h, (socket, head) => {
     if (head.includes('/short')) {

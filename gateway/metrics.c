@@ -17,6 +17,7 @@ static const char *const error_names[SG_MERR__COUNT] = {
     [SG_MERR_UPSTREAM_CONNECT] = "upstream_connect",
     [SG_MERR_UPSTREAM_TIMEOUT] = "upstream_timeout",
     [SG_MERR_UPSTREAM_BROKEN] = "upstream_broken",
+    [SG_MERR_UPSTREAM_INVALID] = "upstream_invalid",
     [SG_MERR_CLIENT_ABORTED] = "client_aborted",
     [SG_MERR_RELOAD] = "reload",
     [SG_MERR_STORE] = "store",

@@ -133,17 +133,34 @@ static void write_status_line(const struct proxy *p, struct evbuffer *out)
     evbuffer_add(out, line, 15 + reason_len);
 }
 
+/* The login page goes out with the block elsewhere than the marker, or without it: reason says
+ * why ("marker_missing", "too_large"), for the operator. */
+static void button_fallback(const struct proxy *p, const char *reason)
+{
+    sg_metrics_count("ssogate_login_button_fallbacks_total", "reason", reason);
+    sg_log_fields(
+        SG_LOG_WARN, "login_button",
+        (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id), SG_LOG_STR("result", reason)},
+        2);
+}
+
 /* The PSA's login page (see plan_injection) is held whole, then sent with the block inserted
- * (on_up_done). */
+ * (on_up_done); one larger than SG_INJECT_MAX_PAGE passes unchanged (see hold for one whose
+ * length is not given). */
 static bool held_for_injection(const struct proxy *p, const struct sg_uplink_response *response)
 {
     if (!p->inject || p->status != 200)
         return false;
     const char *type = find_header(response, "Content-Type");
     const char *length = find_header(response, "Content-Length");
-    return type != NULL && strncasecmp(type, "text/html", 9) == 0 &&
-           find_header(response, "Content-Encoding") == NULL &&
-           (length == NULL || strtoull(length, NULL, 10) <= SG_INJECT_MAX_PAGE);
+    if (type == NULL || strncasecmp(type, "text/html", 9) != 0 ||
+        find_header(response, "Content-Encoding") != NULL)
+        return false;
+    if (length != NULL && strtoull(length, NULL, 10) > SG_INJECT_MAX_PAGE) {
+        button_fallback(p, "too_large");
+        return false;
+    }
+    return true;
 }
 
 static void on_up_head(void *arg, const struct sg_uplink_response *response)
@@ -288,15 +305,23 @@ static void on_client_flushed(struct evhttp_connection *evcon, void *arg)
     }
 }
 
-/* Keeps body bytes of a page held for injection, within its bound. */
-static void hold(struct proxy *p, struct evbuffer *body)
+/*
+ * Keeps body bytes of a page held for injection; true when they were taken.
+ * A page sent without its length that outgrows SG_INJECT_MAX_PAGE is held no
+ * longer: what was held goes back in front of body, and the page goes on to
+ * the client unchanged, as a larger page with a length does.
+ */
+static bool hold(struct proxy *p, struct evbuffer *body)
 {
-    if (evbuffer_get_length(p->held) + evbuffer_get_length(body) > SG_INJECT_MAX_PAGE) {
-        sg_metrics_error(SG_MERR_UPSTREAM_BROKEN);
-        evbuffer_drain(body, evbuffer_get_length(body));
-        return;
+    if (evbuffer_get_length(p->held) + evbuffer_get_length(body) <= SG_INJECT_MAX_PAGE) {
+        evbuffer_add_buffer(p->held, body);
+        return true;
     }
-    evbuffer_add_buffer(p->held, body);
+    evbuffer_prepend_buffer(body, p->held);
+    evbuffer_free(p->held);
+    p->held = NULL;
+    button_fallback(p, "too_large");
+    return false;
 }
 
 /* Hands body bytes to evhttp for the client, in a chunk of their own when the answer is chunked
@@ -319,10 +344,8 @@ static void send_body(struct proxy *p, struct evbuffer *body)
 static void on_up_body(void *arg, struct evbuffer *body)
 {
     struct proxy *p = arg;
-    if (p->held != NULL) {
-        hold(p, body);
+    if (p->held != NULL && hold(p, body))
         return;
-    }
     if (!p->reply_started && p->head != NULL) {
         write_head(p, -1);
         evhttp_send_reply_chunk(p->r->req, p->head);
@@ -367,13 +390,8 @@ static void send_injected(struct proxy *p)
     char *page = sg_inject_login_block((const char *)evbuffer_pullup(p->held, -1), len, p->notice,
                                        button->marker, button->position == SG_BUTTON_BEFORE,
                                        &fell_back, &out_len);
-    if (fell_back) {
-        sg_metrics_count("ssogate_login_button_fallbacks_total", "reason", "marker_missing");
-        sg_log_fields(SG_LOG_WARN, "login_button",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
-                                              SG_LOG_STR("result", "marker_missing")},
-                      2);
-    }
+    if (fell_back)
+        button_fallback(p, "marker_missing");
     struct evbuffer *body = evbuffer_new();
     evbuffer_add(body, page, out_len);
     free(page);
@@ -381,12 +399,12 @@ static void send_injected(struct proxy *p)
     evbuffer_free(body);
 }
 
-static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer *body)
+static void on_up_done(void *arg, enum sg_uplink_result result, const char *detail,
+                       struct evbuffer *body)
 {
     struct proxy *p = arg;
     p->up = NULL;
-    if (result == SG_UPLINK_OK && p->held != NULL) {
-        hold(p, body);
+    if (result == SG_UPLINK_OK && p->held != NULL && hold(p, body)) {
         send_injected(p);
         return;
     }
@@ -406,15 +424,20 @@ static void on_up_done(void *arg, enum sg_uplink_result result, struct evbuffer 
         evhttp_send_reply_end(p->r->req);
         return;
     }
+    static const enum sg_metric_error kinds[] = {
+        [SG_UPLINK_CONNECT] = SG_MERR_UPSTREAM_CONNECT,
+        [SG_UPLINK_BROKEN] = SG_MERR_UPSTREAM_BROKEN,
+        [SG_UPLINK_INVALID] = SG_MERR_UPSTREAM_INVALID,
+        [SG_UPLINK_TIMEOUT] = SG_MERR_UPSTREAM_TIMEOUT,
+    };
     bool timeout = result == SG_UPLINK_TIMEOUT;
-    enum sg_metric_error kind = timeout            ? SG_MERR_UPSTREAM_TIMEOUT
-                                : p->reply_started ? SG_MERR_UPSTREAM_BROKEN
-                                                   : SG_MERR_UPSTREAM_CONNECT;
+    enum sg_metric_error kind = kinds[result];
     sg_metrics_error(kind);
     sg_log_fields(SG_LOG_WARN, "upstream_error",
                   (struct sg_log_field[]){SG_LOG_STR("request_id", p->r->id),
-                                          SG_LOG_STR("kind", sg_metrics_error_name(kind))},
-                  2);
+                                          SG_LOG_STR("kind", sg_metrics_error_name(kind)),
+                                          SG_LOG_STR("detail", detail)},
+                  3);
     if (p->reply_started) {
         /* Part of the body is out: ending the reply normally would present a
          * truncated body as complete, so the client connection is closed. */

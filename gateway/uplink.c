@@ -13,6 +13,7 @@
 #include <llhttp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -47,7 +48,7 @@ struct sg_uplink_conn {
     struct bufferevent *bev; /* while connecting, and for https */
     struct event *rev;       /* plain http: readable, persistent */
     struct event *wev;       /* plain http: writable, only while output is left */
-    struct event *timer;     /* response_timeout_ms */
+    struct event *timer;     /* response_timeout_ms: the head's deadline, then between reads */
     struct event *kick;      /* a dispatch from the loop (resume, failures) */
     struct evbuffer *in;     /* plain http */
     struct evbuffer *out;    /* the request, kept until the exchange ends (for a retry) */
@@ -73,6 +74,8 @@ struct sg_uplink_conn {
     bool unread_body; /* a bodiless answer (to a HEAD, a 1xx, 204, 304) announced a body */
     bool dispatching; /* callbacks are running: a cancel only marks */
     bool cancelled;
+    enum sg_uplink_result failure; /* why a failed exchange failed, and its detail (static) */
+    const char *detail;
     size_t scan_from; /* where the search for the end of the head resumes */
     llhttp_t parser;
     char *head; /* the head being parsed: contiguous, in the input */
@@ -262,10 +265,23 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 /* ---- reading ------------------------------------------------------------ */
 
+/*
+ * Starts response_timeout_ms: at the request's sending it is the deadline of
+ * the final answer's head, which bytes trickled into the head or 1xx answers
+ * do not extend; once the head is read, each body read starts it again
+ * (on_received).
+ */
 static void arm_timer(struct sg_uplink_conn *c)
 {
     if (c->cb != NULL && !c->paused)
         event_add(c->timer, &c->pool->timeout);
+}
+
+static void on_received(struct sg_uplink_conn *c)
+{
+    c->received = true;
+    if (c->head_done)
+        arm_timer(c);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -286,8 +302,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
             left -= vec[i].iov_len;
         }
         evbuffer_commit_space(c->in, vec, nvec);
-        c->received = true;
-        arm_timer(c);
+        on_received(c);
     } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
         c->eof = true;
         event_del(c->rev);
@@ -298,8 +313,7 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 static void on_tls_read(struct bufferevent *bev, void *arg)
 {
     struct sg_uplink_conn *c = arg;
-    c->received = true;
-    arm_timer(c);
+    on_received(c);
     conn_dispatch(c);
 }
 
@@ -499,6 +513,32 @@ static bool head_strings(struct sg_uplink_conn *c)
 
 enum step { STEP_MORE, STEP_HEAD, STEP_DONE, STEP_BAD };
 
+/* Records why the exchange fails (detail is static); STEP_BAD. */
+static enum step failed(struct sg_uplink_conn *c, enum sg_uplink_result result, const char *detail)
+{
+    c->failure = result;
+    c->detail = detail;
+    return STEP_BAD;
+}
+
+/*
+ * True when the head's transfer coding is one the gateway decodes: none, or
+ * a lone chunked, the rule requests are held to (sg_headers_validate). The
+ * body of any other ("gzip, chunked") would reach the client still coded,
+ * labelled as plain content: RFC 9112 6.1 lets a recipient decode or keep
+ * codings, not drop their names.
+ */
+static bool coding_ok(const struct sg_uplink_conn *c)
+{
+    unsigned codings = 0;
+    for (size_t i = 0; i < c->count; i++) {
+        if (strcasecmp(c->headers[i].name, "Transfer-Encoding") == 0 &&
+            (++codings > 1 || strcasecmp(c->headers[i].value, "chunked") != 0))
+            return false;
+    }
+    return true;
+}
+
 /* Parses a head from the input; STEP_HEAD leaves it there for on_head. */
 static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_t *head_parsed)
 {
@@ -510,8 +550,10 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
             return STEP_MORE;
         c->head = (char *)evbuffer_pullup(in, (ev_ssize_t)len);
         size_t end = head_length(c->head, len, &c->scan_from);
+        if (end == 0 && len == SG_UPLINK_HEAD_MAX)
+            return failed(c, SG_UPLINK_INVALID, "head_too_large");
         if (end == 0)
-            return len == SG_UPLINK_HEAD_MAX ? STEP_BAD : STEP_MORE;
+            return STEP_MORE;
         c->scan_from = 0;
         llhttp_init(&c->parser, HTTP_RESPONSE, &settings);
         c->parser.data = c;
@@ -521,18 +563,29 @@ static enum step parse_head(struct sg_uplink_conn *c, struct evbuffer *in, size_
         /* The head alone: its end either ends the response (no body) or leaves
          * the parser waiting for the body, which parse_body reads. */
         llhttp_errno_t err = llhttp_execute(&c->parser, c->head, end);
-        if (c->bad || !c->head_whole || !(err == HPE_OK || (err == HPE_PAUSED && c->message_done)))
-            return STEP_BAD;
+        if (c->bad)
+            return failed(c, SG_UPLINK_INVALID, "obs_fold");
+        if (!(err == HPE_OK || (err == HPE_PAUSED && c->message_done)))
+            return failed(c, SG_UPLINK_INVALID, llhttp_errno_name(err));
+        if (!c->head_whole)
+            return failed(c, SG_UPLINK_INVALID, "malformed_head");
         int status = (int)c->parser.status_code;
         if (status < 100 || status > 599)
-            return STEP_BAD; /* llhttp takes "20" or "999": not a status (RFC 9110 15) */
+            return failed(c, SG_UPLINK_INVALID, "bad_status"); /* llhttp takes "20" or "999" */
         if (status / 100 == 1 && status != 101) {
-            evbuffer_drain(in, end); /* 100 Continue, 103 Early Hints: the answer follows */
+            /* 100 Continue, 103 Early Hints: the answer follows, and is still awaited (a 1xx
+             * answer ends a message of its own for llhttp, not the exchange: conn_dispatch). */
+            evbuffer_drain(in, end);
+            c->message_done = false;
             continue;
         }
         /* A protocol switch is a tunnel's (tunnel.h). */
-        if (status == 101 || !head_strings(c))
-            return STEP_BAD;
+        if (status == 101)
+            return failed(c, SG_UPLINK_INVALID, "unexpected_101");
+        if (!head_strings(c))
+            return failed(c, SG_UPLINK_INVALID, "bad_header_name");
+        if (!coding_ok(c))
+            return failed(c, SG_UPLINK_INVALID, "transfer_coding");
         *head_parsed = end;
         return STEP_HEAD;
     }
@@ -547,7 +600,7 @@ static enum step parse_body(struct sg_uplink_conn *c, struct evbuffer *in)
             break;
         llhttp_errno_t err = llhttp_execute(&c->parser, vec.iov_base, vec.iov_len);
         if (err != HPE_OK && !(err == HPE_PAUSED && c->message_done))
-            return STEP_BAD;
+            return failed(c, SG_UPLINK_INVALID, llhttp_errno_name(err));
         const char *stop = err == HPE_OK ? (const char *)vec.iov_base + vec.iov_len
                                          : llhttp_get_error_pos(&c->parser);
         evbuffer_drain(in, (size_t)(stop - (const char *)vec.iov_base));
@@ -556,13 +609,14 @@ static enum step parse_body(struct sg_uplink_conn *c, struct evbuffer *in)
         /* A body that runs to the end of the connection ends here; any other is cut off. */
         llhttp_finish(&c->parser);
         if (!c->message_done)
-            return STEP_BAD;
+            return failed(c, SG_UPLINK_BROKEN, "closed_mid_body");
     }
     return c->message_done ? STEP_DONE : STEP_MORE;
 }
 
-/* Ends the exchange with result and hands c back to the pool (or closes it). */
-static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
+/* Ends the exchange with result (detail says why it failed) and hands c back to the pool (or
+ * closes it). */
+static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result, const char *detail)
 {
     const struct sg_uplink_callbacks *cb = c->cb;
     void *arg = c->arg;
@@ -576,7 +630,7 @@ static void exchange_end(struct sg_uplink_conn *c, enum sg_uplink_result result)
     if (result != SG_UPLINK_OK)
         evbuffer_drain(c->body, evbuffer_get_length(c->body));
     c->dispatching = true;
-    cb->on_done(arg, result, c->body);
+    cb->on_done(arg, result, detail, c->body);
     c->dispatching = false;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     evbuffer_drain(c->out, evbuffer_get_length(c->out));
@@ -624,8 +678,16 @@ static void conn_dispatch(struct sg_uplink_conn *c)
         conn_free(c); /* an idle connection closed, or spoke out of turn */
         return;
     }
-    if (c->connect_failed || (c->timed_out && !c->message_done)) {
-        exchange_end(c, c->timed_out ? SG_UPLINK_TIMEOUT : SG_UPLINK_FAILED);
+    if (c->connect_failed && c->timed_out) {
+        exchange_end(c, SG_UPLINK_TIMEOUT, "connect_timeout");
+        return;
+    }
+    if (c->connect_failed) {
+        exchange_end(c, SG_UPLINK_CONNECT, "connect_failed");
+        return;
+    }
+    if (c->timed_out && !c->message_done) {
+        exchange_end(c, SG_UPLINK_TIMEOUT, c->head_done ? "body_timeout" : "head_timeout");
         return;
     }
     struct evbuffer *in = conn_input(c);
@@ -636,8 +698,10 @@ static void conn_dispatch(struct sg_uplink_conn *c)
             return;
         if (step == STEP_MORE && retry_on_new(c))
             return;
+        if (step == STEP_MORE)
+            failed(c, SG_UPLINK_BROKEN, c->received ? "closed_in_head" : "closed_before_answer");
         if (step != STEP_HEAD) {
-            exchange_end(c, SG_UPLINK_FAILED);
+            exchange_end(c, c->failure, c->detail);
             return;
         }
         c->head_done = true;
@@ -653,14 +717,15 @@ static void conn_dispatch(struct sg_uplink_conn *c)
             return;
         }
         evbuffer_drain(in, head_parsed);
+        arm_timer(c); /* the head is in: from here, the wait between body reads */
     }
     enum step step = parse_body(c, in);
     if (step == STEP_BAD) {
-        exchange_end(c, SG_UPLINK_FAILED);
+        exchange_end(c, c->failure, c->detail);
         return;
     }
     if (step == STEP_DONE) {
-        exchange_end(c, SG_UPLINK_OK);
+        exchange_end(c, SG_UPLINK_OK, NULL);
         return;
     }
     if (evbuffer_get_length(c->body) > 0) {

@@ -15,8 +15,9 @@
  * (at most SG_UPLINK_HEAD_MAX bytes) from contiguous memory, so the header
  * names and values handed to on_head point into the connection's input
  * without a copy. 1xx answers other than 101 are skipped; a 101, a malformed
- * head, a header name that is not a token, a body that breaks off and bytes
- * after the response fail the exchange (the connection is closed).
+ * head, a header name that is not a token, a transfer coding other than a
+ * lone chunked and a body that breaks off fail the exchange, and bytes after
+ * the response close the connection.
  *
  * Idle connections stay open, at most upstream.pool_size of them (a busy
  * pool opens more, as nginx's keepalive does); one the upstream closes or
@@ -44,8 +45,12 @@ struct sg_uplink_conn;
 
 enum sg_uplink_result {
     SG_UPLINK_OK = 0,
-    SG_UPLINK_FAILED,  /* no connection, a reset, a malformed or cut-off response */
-    SG_UPLINK_TIMEOUT, /* connect_timeout_ms, or response_timeout_ms without a byte */
+    SG_UPLINK_CONNECT, /* no connection could be made */
+    SG_UPLINK_BROKEN,  /* the connection closed or broke before the response was whole */
+    SG_UPLINK_INVALID, /* the response broke HTTP/1.1's rules (RFC 9112), or is one not taken */
+    /* connect_timeout_ms; or response_timeout_ms: from the request's sending to the end of the
+     * final response's head (1xx answers do not extend it), then between reads of the body */
+    SG_UPLINK_TIMEOUT,
 };
 
 /* A response head, valid for the call of on_head only. */
@@ -60,13 +65,17 @@ struct sg_uplink_response {
  * What an exchange reports, in this order: on_head once, on_body zero or
  * more times (body bytes so far, de-chunked, to be taken out of the buffer),
  * then on_done once with the last body bytes (empty when none are left or
- * the exchange failed). No callback runs inside sg_uplink_send or
- * sg_uplink_cancel, none after on_done or sg_uplink_cancel.
+ * the exchange failed). A failed exchange's detail says why, for the log: a
+ * static string, llhttp's error name (HPE_...) for what llhttp refused, else
+ * a snake_case word ("closed_before_answer", "obs_fold", "transfer_coding",
+ * "head_timeout", ...); NULL on success. No callback runs inside
+ * sg_uplink_send or sg_uplink_cancel, none after on_done or sg_uplink_cancel.
  */
 struct sg_uplink_callbacks {
     void (*on_head)(void *arg, const struct sg_uplink_response *response);
     void (*on_body)(void *arg, struct evbuffer *body);
-    void (*on_done)(void *arg, enum sg_uplink_result result, struct evbuffer *body);
+    void (*on_done)(void *arg, enum sg_uplink_result result, const char *detail,
+                    struct evbuffer *body);
 };
 
 /*

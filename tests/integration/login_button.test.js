@@ -7,6 +7,7 @@
 //   SSOGATE_BUILD_DIR=build node --test tests/integration/login_button.test.js
 
 const assert = require('node:assert/strict');
+const http = require('node:http');
 const harness = require('./lib/harness');
 const { itest, metricValue } = harness;
 const { startLinkEnv } = require('./lib/link-env');
@@ -50,4 +51,55 @@ itest('the block goes after the marker, once; a missing marker falls back to <bo
   // A page other than the login page is never touched.
   const home = await harness.request(env.gw, { path: '/' });
   assert.equal(count(home.body.toString(), BLOCK), 0, 'no block on other pages');
+});
+
+// Red team D, finding 4: a login page over 1 MiB sent without its length (chunked) was held for the block
+// up to 1 MiB, its tail dropped, and what was left sent as a complete 200 with a Content-Length, counted as
+// upstream_broken once per dropped chunk and logged nowhere. A larger page passes unchanged, as one with
+// its length does, and the gateway says the block is missing.
+itest('a login page over 1 MiB passes whole and unchanged, with or without its length, and is reported', async (t, h) => {
+  const big = `<html><body>${'x'.repeat(1536 * 1024)}<p id="end">the end</p></body></html>`;
+  const small = '<html><body><form id="psa-login-form"></form></body></html>';
+  const psa = http.createServer((req, res) => {
+    const page = req.url.includes('small') ? small : big;
+    if (req.url.includes('sized')) {
+      res.writeHead(200, { 'Content-Type': 'text/html', 'Content-Length': page.length });
+      res.end(page);
+      return;
+    }
+    res.writeHead(200, { 'Content-Type': 'text/html' }); // no length: chunked, 64 KiB a chunk
+    for (let at = 0; at < page.length; at += 65536) {
+      res.write(page.slice(at, at + 65536));
+    }
+    res.end();
+  });
+  await new Promise((resolve) => psa.listen(0, '127.0.0.1', resolve));
+  h.servers.push(psa);
+  const gw = await h.startGateway(h.config({
+    upstream: { url: `http://127.0.0.1:${psa.address().port}` },
+    identity: 'link',
+    idp: { issuer: `http://127.0.0.1:${await harness.closedPort()}`, client_id: 'c', client_secret_env: 'SG_TEST_SECRET', allow_insecure_http: true },
+  }), { env: { SG_TEST_SECRET: 's3cret' } });
+
+  const chunked = await harness.request(gw, { path: '/login?chunked' });
+  assert.equal(chunked.status, 200);
+  assert.equal(chunked.headers['content-length'], undefined, 'no length: the gateway did not see the end first');
+  assert.equal(chunked.headers['transfer-encoding'], 'chunked');
+  assert.ok(chunked.body.equals(Buffer.from(big)), `the page byte for byte (${chunked.body.length} of ${big.length} bytes)`);
+  const sized = await harness.request(gw, { path: '/login?sized' });
+  assert.equal(sized.status, 200);
+  assert.equal(sized.headers['content-length'], String(big.length));
+  assert.ok(sized.body.equals(Buffer.from(big)));
+  const warnings = gw.logs.filter((l) => l.event === 'login_button');
+  assert.deepEqual(warnings.map((l) => [l.level, l.result]), [['warn', 'too_large'], ['warn', 'too_large']], 'one warning a page');
+
+  // A page under the bound still gets the block, with or without its length.
+  for (const path of ['/login?small', '/login?small-sized']) {
+    const page = await harness.request(gw, { path });
+    assert.equal(count(page.body.toString(), BLOCK), 1, path);
+    assert.equal(Number(page.headers['content-length']), page.body.length);
+  }
+  const metrics = await h.metrics(gw);
+  assert.equal(metricValue(metrics, FALLBACKS, { reason: 'too_large' }), 2);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 0, 'nothing broke');
 });

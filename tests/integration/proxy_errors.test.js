@@ -3,7 +3,7 @@
 // time, and never takes the gateway down with it.
 
 const assert = require('node:assert/strict');
-const { itest, request, rawExchange, closedPort, SLOW } = require('./lib/harness');
+const { itest, request, rawExchange, closedPort, metricValue, SLOW } = require('./lib/harness');
 
 // An error page: the status, HTML, and the request id named in the page (the one of the X-Request-Id
 // header when there is one; the test 'error responses carry X-Request-Id' insists on the header).
@@ -72,6 +72,8 @@ itest('upstream slower than response_timeout_ms: 504 page with the request id', 
   const fast = await request(gw, { path: '/slow?ms=100' });
   assert.equal(fast.status, 200, 'an answer within the timeout passes');
   assert.equal(JSON.parse(fast.body.toString()).method, 'GET');
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_timeout', 'head_timeout']]);
 });
 
 itest('the upstream recovering after a 502 is used again', async (t, h) => {
@@ -105,6 +107,8 @@ itest('an upstream that stalls mid-body is cut off, not waited for forever', asy
   assert.ok(outcome.bytes < 1000);
   assert.ok(elapsed < 5000 * SLOW, `cut off after about response_timeout_ms (${elapsed} ms)`);
   assert.equal((await request(gw, { path: '/_sso/healthz' })).status, 200);
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_timeout', 'body_timeout']]);
 });
 
 itest('upstream errors are counted in ssogate_errors_total', async (t, h) => {
@@ -120,4 +124,10 @@ itest('upstream errors are counted in ssogate_errors_total', async (t, h) => {
   t.diagnostic(`error kinds: ${kinds.join(', ')}`);
   assert.ok(total(metrics) >= before + 3, `three more errors counted (before ${before}, after ${total(metrics)})`);
   assert.ok(kinds.every((k) => typeof k === 'string' && k.length > 0), 'every error sample has a kind label');
+  // An upstream that is down, told apart from one that answers wrongly (upstream_invalid, see
+  // proxy_upstream_wire) or breaks the connection (upstream_broken).
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 3);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_invalid' }), 0);
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    Array(3).fill(['upstream_connect', 'connect_failed']));
 });

@@ -8,7 +8,7 @@ const http = require('node:http');
 const net = require('node:net');
 const tls = require('node:tls');
 const fs = require('node:fs');
-const { itest, request, metricValue, rawExchange } = require('./lib/harness');
+const { itest, request, metricValue, rawExchange, SLOW } = require('./lib/harness');
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -154,6 +154,8 @@ itest('a chunked body with trailers, and a body that runs to the end of the conn
     if (head.includes('/chunked')) {
       await writeInPieces(socket,
         'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: t\r\n\r\n', 5, 1);
+    } else if (head.includes('/Chunked')) {
+      socket.write('HTTP/1.1 200 OK\r\nTransfer-Encoding: Chunked \r\n\r\n2\r\nok\r\n0\r\n\r\n'); // coding names ignore case
     } else {
       socket.end('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nuntil the end');
     }
@@ -163,9 +165,51 @@ itest('a chunked body with trailers, and a body that runs to the end of the conn
   assert.equal(chunked.status, 200);
   assert.equal(chunked.body.toString(), 'hello, world');
   assert.equal(chunked.headers['x-trailer'], undefined);
+  const upper = await request(gw, { path: '/Chunked' });
+  assert.equal(upper.status, 200);
+  assert.equal(upper.body.toString(), 'ok');
   const eof = await request(gw, { path: '/eof' });
   assert.equal(eof.status, 200);
   assert.equal(eof.body.toString(), 'until the end');
+});
+
+// Red team D, finding 5: response_timeout_ms was restarted by every byte read, so an upstream trickling its
+// head (a byte every 250 ms against 2000 ms) was waited for 27 s, and 1xx answers kept a request alive for
+// as long as they came. It bounds the wait for the final answer's head from the request's sending; then
+// the wait between body reads, as before.
+itest('response_timeout_ms bounds the head however it trickles, 1xx answers included; then each body read', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket, head) => {
+    const path = head.split(' ')[1];
+    const trickle = async (text, size) => {
+      for (let at = 0; at < text.length && !socket.destroyed; at += size) {
+        socket.write(text.slice(at, at + size));
+        await sleep(150);
+      }
+    };
+    if (path === '/head') {
+      await trickle(ok('late', `X-Pad: ${'a'.repeat(40)}\r\n`), 1); // about 14 s in all
+    } else if (path === '/interim') {
+      await trickle('HTTP/1.1 100 Continue\r\n\r\n'.repeat(60), 25); // a 100 every 150 ms, 9 s
+    } else {
+      // The head at once, then the body slower in all (3 s) than the timeout, each piece well within it.
+      socket.write('HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n');
+      await trickle('0123456789abcdefghij', 1);
+    }
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url, response_timeout_ms: 1000 } }));
+  for (const path of ['/head', '/interim']) {
+    const started = Date.now();
+    const res = await request(gw, { path });
+    const elapsed = Date.now() - started;
+    assert.equal(res.status, 504, `${path}: status ${res.status} after ${elapsed} ms`);
+    assert.ok(elapsed >= 900 && elapsed < 2500 * SLOW, `${path}: at response_timeout_ms (${elapsed} ms)`);
+  }
+  const slow = await request(gw, { path: '/body' });
+  assert.equal(slow.status, 200);
+  assert.equal(slow.body.toString(), '0123456789abcdefghij', 'a body read piece by piece in time arrives whole');
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_timeout', 'head_timeout'], ['upstream_timeout', 'head_timeout']]);
+  assert.equal(metricValue(await h.metrics(gw), 'ssogate_errors_total', { kind: 'upstream_timeout' }), 2);
 });
 
 // The client's answer head as bytes: its status line and its header lines, lower-cased names.
@@ -327,43 +371,80 @@ itest('a kept-alive connection closed before answering: an idempotent request is
   assert.deepEqual(paths().slice(9), ['GET /never', 'GET /never'], 'sent on the kept-alive connection, then on one new one');
   const metrics = await h.metrics(gw);
   assert.equal(metricValue(metrics, 'ssogate_upstream_retries_total', { reason: 'keepalive_closed' }), 4);
-  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }) +
-    metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 2, 'the POST and /never');
+  // A connection closed without an answer is not the upstream being down (red team D, finding 6).
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 2, 'the POST and /never');
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 0);
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_broken', 'closed_before_answer'], ['upstream_broken', 'closed_before_answer']]);
 });
 
-for (const [name, answer] of [
-  ['an obs-fold header line', 'HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok'],
-  ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok'],
-  ['a NUL in a header value', 'HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok'],
-  ['a 101 to an ordinary request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n'],
-  ['a head over 64 KiB', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70000)}\r\nContent-Length: 2\r\n\r\nok`],
-  ['a status line without a status code', 'HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok'],
-  ['a two-digit status code', 'HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok'],
-  ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n'],
+// Each is counted as upstream_invalid and logged with why (llhttp's error name, or the gateway's own
+// rule), not as upstream_connect, the signal of an upstream that is down (red team D, finding 6). A
+// transfer coding other than a lone chunked would reach the client still coded, labelled as plain
+// content (finding 7).
+for (const [name, answer, detail] of [
+  ['an obs-fold header line', 'HTTP/1.1 200 OK\r\nX-Folded: a\r\n b\r\nContent-Length: 2\r\n\r\nok', 'obs_fold'],
+  ['a header name with a space', 'HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 2\r\n\r\nok', 'HPE_INVALID_HEADER_TOKEN'],
+  ['an empty header name', 'HTTP/1.1 200 OK\r\n: x\r\nContent-Length: 2\r\n\r\nok', 'bad_header_name'],
+  ['a NUL in a header value', 'HTTP/1.1 200 OK\r\nX-Nul: a\0b\r\nContent-Length: 2\r\n\r\nok', 'HPE_INVALID_HEADER_TOKEN'],
+  ['a 101 to an ordinary request', 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n', 'unexpected_101'],
+  ['a head over 64 KiB', `HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70000)}\r\nContent-Length: 2\r\n\r\nok`, 'head_too_large'],
+  ['a status line without a status code', 'HTTP/1.1 OK\r\nContent-Length: 2\r\n\r\nok', 'HPE_INVALID_STATUS'],
+  ['a two-digit status code', 'HTTP/1.1 20 OK\r\nContent-Length: 2\r\n\r\nok', 'bad_status'],
+  ['not HTTP at all', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'HPE_INVALID_CONSTANT'],
+  ['Content-Length and Transfer-Encoding', 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'HPE_UNEXPECTED_CONTENT_LENGTH'],
+  ['a bad chunk size', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nok\r\n0\r\n\r\n', 'HPE_INVALID_CHUNK_SIZE'],
+  ['Transfer-Encoding: gzip, chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'transfer_coding'],
+  ['Transfer-Encoding: chunked, gzip', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nok', 'transfer_coding'],
+  ['Transfer-Encoding: identity', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: identity\r\n\r\nok', 'transfer_coding'],
+  ['two Transfer-Encoding lines', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n', 'transfer_coding'],
 ]) {
-  itest(`an upstream answer with ${name} becomes a 502, counted, and the gateway goes on`, async (t, h) => {
+  itest(`an upstream answer with ${name} becomes a 502, counted as invalid, and the gateway goes on`, async (t, h) => {
     const up = await scriptedUpstream(h, (socket, head) => {
       socket.write(head.includes('/fine') ? ok('fine') : answer);
     });
     const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
     const res = await request(gw, { path: '/bad' });
-    if (name === 'a bad chunk size') {
-      // The head was good and went out: the broken body ends the client's connection instead.
-      assert.ok(res.status === 502 || res.status === 200, `status ${res.status}`);
-      assert.notEqual(res.body.toString(), 'ok');
-    } else {
-      assert.equal(res.status, 502, `${name}: status ${res.status}`);
-      assert.equal(res.headers['x-folded'], undefined);
-      assert.equal(res.headers['x-nul'], undefined);
-    }
+    assert.equal(res.status, 502, `${name}: status ${res.status}`);
+    assert.match(res.headers['content-type'], /^text\/html/, 'the error page, not the upstream\'s body');
+    assert.equal(Number(res.headers['content-length']), res.body.length);
+    assert.equal(res.headers['transfer-encoding'], undefined);
+    assert.equal(res.headers['x-folded'], undefined);
+    assert.equal(res.headers['x-nul'], undefined);
     const metrics = await h.metrics(gw);
-    assert.ok(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }) +
-      metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }) >= 1, 'counted');
+    assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_invalid' }), 1, 'counted as invalid');
+    assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_connect' }), 0);
+    assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 0);
+    const logged = gw.logs.filter((l) => l.event === 'upstream_error');
+    assert.deepEqual(logged.map((l) => [l.level, l.kind, l.detail]), [['warn', 'upstream_invalid', detail]]);
+    assert.equal(logged[0].request_id, res.headers['x-request-id']);
     const fine = await request(gw, { path: '/fine' });
     assert.equal(fine.status, 200);
     assert.equal(fine.body.toString(), 'fine');
   });
 }
+
+// Once the body has started, a malformed rest ends the client's connection; it is still counted and
+// logged as an invalid answer, not a broken connection (red team D, finding 6).
+itest('a chunked body that turns malformed after its start: the client connection ends, counted as invalid', async (t, h) => {
+  const up = await scriptedUpstream(h, async (socket) => {
+    socket.write('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n');
+    await sleep(200);
+    socket.write('zz\r\nbad\r\n0\r\n\r\n');
+  });
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url } }));
+  const res = await rawExchange(gw.port, 'GET /part HTTP/1.1\r\nHost: a.test\r\n\r\n', { ms: 3000 });
+  const part = headOf(res.text);
+  assert.equal(part.status, 'HTTP/1.1 200 OK');
+  assert.ok(part.lines.includes('Transfer-Encoding: chunked'));
+  assert.equal(part.body, '5\r\nhello\r\n', 'the first chunk, and no last chunk: not complete');
+  assert.ok(res.closed, 'the connection ends the incomplete answer');
+  assert.deepEqual(gw.logs.filter((l) => l.event === 'upstream_error').map((l) => [l.kind, l.detail]),
+    [['upstream_invalid', 'HPE_INVALID_CHUNK_SIZE']]);
+  const metrics = await h.metrics(gw);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_invalid' }), 1);
+  assert.equal(metricValue(metrics, 'ssogate_errors_total', { kind: 'upstream_broken' }), 0);
+});
 
 itest('a body cut short is not passed as complete; bytes after an answer never reach another request', async (t, h) => {
   const up = await scriptedUpstream(h, (socket, head) => {

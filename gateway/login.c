@@ -8,6 +8,7 @@
 #include "ssogate/json.h"
 #include "ssogate/linking.h"
 #include "ssogate/links.h"
+#include "ssogate/loginflight.h"
 #include "ssogate/loginstate.h"
 #include "ssogate/log.h"
 #include "ssogate/metrics.h"
@@ -39,6 +40,10 @@
 #define TOKEN_LEN      43 /* 32 random bytes in base64url */
 #define LOGINS_METRIC  "ssogate_logins_total"
 #define SWEEP_AT_LIMIT 1000 /* expired states dropped at once when the cap is reached */
+/* At the cap with several workers, states another worker's callback took may be noted still:
+ * this many are given up at most for one new login. */
+#define EVICT_TRIES        8
+#define EVICT_LOG_EVERY_US (10 * 1000000) /* at most one login_evicted line in this time */
 
 /* The binding is drawn with the state's tokens, written at their size. */
 _Static_assert(TOKEN_SIZE >= SG_LOGINSTATE_TOKEN_SIZE, "binding buffer");
@@ -61,7 +66,11 @@ struct pending {
 
 struct sg_logins {
     struct sg_store *store;
+    struct sg_pgstore *shared;          /* borrowed: the states are in PostgreSQL, else NULL */
     struct sg_loginstate_table *memory; /* the states when this process alone finishes logins */
+    struct sg_loginflight *flight;      /* the logins started here, by client address */
+    int64_t evict_logged_us;            /* the last login_evicted line */
+    uint64_t evicted_unlogged;          /* given up since that line */
     struct sg_session_writer *writer;   /* borrowed: new sessions, one commit per iteration */
     struct pending *pending;
     size_t pending_count;
@@ -125,7 +134,9 @@ static const struct {
                                  "Single sign-on is not configured",
                                  "This gateway has no identity provider configured."},
     [SG_LOGIN_IDP_NOT_READY] = {"idp_not_ready", SG_LOG_WARN, 503, true, BUSY_PAGE},
-    [SG_LOGIN_TOO_MANY_IN_FLIGHT] = {"too_many_in_flight", SG_LOG_WARN, 503, true, BUSY_PAGE},
+    /* No Retry-After: at the cap a login gives up another (sg_login_begin); what is refused
+     * waits for callbacks or other workers, no time the gateway could promise. */
+    [SG_LOGIN_TOO_MANY_IN_FLIGHT] = {"too_many_in_flight", SG_LOG_WARN, 503, false, BUSY_PAGE},
     [SG_LOGIN_STATE_NOT_STORED] = {"store_error", SG_LOG_ERROR, 503, true, BUSY_PAGE},
     [SG_LOGIN_STATE_EXPIRED] = {"state_expired", SG_LOG_WARN, 400, false, STALE_PAGE},
     [SG_LOGIN_STATE_UNKNOWN] = {"state_unknown", SG_LOG_WARN, 400, false, STALE_PAGE},
@@ -222,6 +233,7 @@ static int state_take(struct sg_logins *logins, const char *name, struct sg_logi
 size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
 {
     size_t deleted;
+    sg_loginflight_expire(logins->flight, now, max);
     if (logins->memory != NULL)
         deleted = sg_loginstate_table_sweep(logins->memory, now, max);
     else if (sg_loginstate_sweep(logins->store, now, max, &deleted) != 0)
@@ -231,11 +243,13 @@ size_t sg_logins_sweep(struct sg_logins *logins, int64_t now, size_t max)
     return deleted;
 }
 
-struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_session_writer *writer,
-                                bool in_memory)
+struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_pgstore *shared,
+                                struct sg_session_writer *writer, bool in_memory)
 {
     struct sg_logins *logins = sg_calloc(1, sizeof(*logins));
     logins->store = store;
+    logins->shared = shared;
+    logins->flight = sg_loginflight_new();
     logins->writer = writer;
     logins->memory = in_memory ? sg_loginstate_table_new() : NULL;
     return logins;
@@ -247,6 +261,7 @@ void sg_logins_free(struct sg_logins *logins)
         return;
     assert(logins->pending == NULL); /* every callback's request finished first */
     sg_loginstate_table_free(logins->memory);
+    sg_loginflight_free(logins->flight);
     free(logins);
 }
 
@@ -255,6 +270,8 @@ size_t sg_logins_count(struct sg_logins *logins)
     size_t kept;
     if (logins->memory != NULL)
         kept = sg_loginstate_table_count(logins->memory);
+    else if (logins->shared != NULL)
+        kept = sg_loginflight_count(logins->flight);
     else
         sg_loginstate_count(logins->store, &kept); /* 0 when the store fails */
     return kept + logins->pending_count;
@@ -267,6 +284,71 @@ static int redirect_to_psa_login(struct sg_request *r, const char *notice)
     sg_request_redirect(r, 302, location);
     free(location);
     return 302;
+}
+
+/* Forgets the login state called name (borrowed) where it is kept: given up at the cap. */
+static void state_drop(struct sg_logins *logins, const char *name)
+{
+    if (logins->shared != NULL) {
+        sg_pgstore_loginstate_drop(logins->shared, name);
+        return;
+    }
+    struct sg_loginstate s;
+    state_take(logins, name, &s);
+    sg_loginstate_clear(&s);
+}
+
+/* Logs a login given up at the cap, at most once per EVICT_LOG_EVERY_US: the address that lost it,
+ * how many it held, and how many were given up since the last line. */
+static void evicted_log(struct sg_logins *logins, const struct sg_loginaddr *addr, size_t held)
+{
+    int64_t now = sg_mono_us();
+    logins->evicted_unlogged++;
+    if (logins->evict_logged_us != 0 && now - logins->evict_logged_us < EVICT_LOG_EVERY_US)
+        return;
+    char text[SG_LOGINADDR_TEXT_SIZE];
+    sg_loginaddr_format(addr, text);
+    sg_log_fields(SG_LOG_WARN, "login_evicted",
+                  (struct sg_log_field[]){SG_LOG_STR("address", text),
+                                          SG_LOG_INT("held", (int64_t)held),
+                                          SG_LOG_INT("evicted", (int64_t)logins->evicted_unlogged)},
+                  3);
+    logins->evict_logged_us = now;
+    logins->evicted_unlogged = 0;
+}
+
+/*
+ * Makes room for one more login, from newcomer (borrowed), at
+ * limits.logins_in_flight (cap): expired states go first, then the oldest
+ * login of the client address that holds the most (sg_loginflight_evict), so
+ * that one client cannot lock the others out; that login's callback finds no
+ * state. Returns false when this process has nothing to give up (the cap is
+ * held by callbacks running, or by the logins other workers started).
+ */
+static bool room_for_login(struct sg_logins *logins, const struct sg_loginaddr *newcomer,
+                           size_t cap)
+{
+    if (sg_logins_count(logins) < cap)
+        return true;
+    sg_logins_sweep(logins, sg_now_s(), SWEEP_AT_LIMIT);
+    for (int i = 0; i < EVICT_TRIES && sg_logins_count(logins) >= cap; i++) {
+        char name[SG_LOGINSTATE_TOKEN_SIZE];
+        struct sg_loginaddr addr;
+        size_t held;
+        if (!sg_loginflight_evict(logins->flight, newcomer, name, &addr, &held))
+            return false;
+        state_drop(logins, name);
+        OPENSSL_cleanse(name, sizeof(name));
+        sg_metrics_count(LOGINS_METRIC, "result", "evicted");
+        evicted_log(logins, &addr, held);
+    }
+    return sg_logins_count(logins) < cap;
+}
+
+/* The address r's client counts its logins under (sg_loginflight). */
+static void client_address(const struct sg_request *r, struct sg_loginaddr *out)
+{
+    sg_loginaddr_of(evhttp_connection_get_addr(evhttp_request_get_connection(r->req)), out);
 }
 
 static char *authorization_location(const struct sg_snapshot *snap, const struct sg_loginstate *s);
@@ -285,9 +367,9 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
         return login_result(r, SG_LOGIN_NOT_CONFIGURED, NULL);
     if (!sg_oidc_ready(snap->oidc))
         return login_result(r, SG_LOGIN_IDP_NOT_READY, NULL);
-    if (sg_logins_count(logins) >= cfg->limits.logins_in_flight &&
-        (sg_logins_sweep(logins, sg_now_s(), SWEEP_AT_LIMIT) == 0 ||
-         sg_logins_count(logins) >= cfg->limits.logins_in_flight))
+    struct sg_loginaddr addr;
+    client_address(r, &addr);
+    if (!room_for_login(logins, &addr, cfg->limits.logins_in_flight))
         return login_result(r, SG_LOGIN_TOO_MANY_IN_FLIGHT, NULL);
 
     char binding[TOKEN_SIZE];
@@ -303,6 +385,7 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     char *const tokens[] = {s.state, s.nonce, s.verifier, binding};
     sg_random_tokens(32, tokens, new_binding ? 4 : 3, sizeof(s.state));
     sg_sha256(binding, strlen(binding), s.binding);
+    sg_loginflight_add(logins->flight, s.state, &addr, s.created, cfg->limits.logins_in_flight);
     if (r->shared != NULL) {
         int sent = begin_shared(r, &s, binding, status);
         OPENSSL_cleanse(binding, sizeof(binding));
@@ -310,6 +393,7 @@ int sg_login_begin(struct sg_request *r, enum sg_login_purpose purpose, const ch
     }
     int err = state_put(logins, &s);
     if (err != 0) {
+        sg_loginflight_remove(logins->flight, s.state);
         sg_loginstate_clear(&s);
         return login_result(r, SG_LOGIN_STATE_NOT_STORED, sg_strerror(err));
     }
@@ -361,6 +445,7 @@ struct begin {
     struct sg_pgstore_op *op;
     char *location;
     char binding[TOKEN_SIZE]; /* the login cookie, set again (its Max-Age starts over) */
+    char state[SG_LOGINSTATE_TOKEN_SIZE]; /* forgotten by the logins in flight if not stored */
     int status;
 };
 
@@ -368,6 +453,7 @@ static void begin_free(struct sg_request *r, void *arg)
 {
     struct begin *b = arg;
     OPENSSL_cleanse(b->binding, sizeof(b->binding));
+    OPENSSL_cleanse(b->state, sizeof(b->state));
     free(b->location);
     free(b);
 }
@@ -386,6 +472,7 @@ static void on_state_stored(void *arg, int err)
     b->op = NULL;
     int status = b->status;
     if (err != 0) {
+        sg_loginflight_remove(r->logins->flight, b->state);
         sg_metrics_error(SG_MERR_STORE);
         status = login_result(
             r, err == SG_EUNAVAILABLE ? SG_LOGIN_STORE_UNAVAILABLE : SG_LOGIN_STATE_NOT_STORED,
@@ -408,11 +495,14 @@ static int begin_shared(struct sg_request *r, struct sg_loginstate *s, const cha
     b->status = status;
     b->location = authorization_location(r->snap, s);
     snprintf(b->binding, sizeof(b->binding), "%s", binding);
+    memcpy(b->state, s->state, sizeof(b->state));
     sg_request_on_finish(r, begin_free, b);
     b->op = sg_pgstore_loginstate_put(r->shared, s, on_state_stored, b);
     sg_loginstate_clear(s);
-    if (b->op == NULL)
+    if (b->op == NULL) {
+        sg_loginflight_remove(r->logins->flight, b->state);
         return login_result(r, SG_LOGIN_STATE_NOT_STORED, "invalid state");
+    }
     sg_request_wait(r, begin_gone, b);
     return 0;
 }
@@ -1146,6 +1236,10 @@ static int callback_with_state(struct sg_request *r, int taken_err, struct sg_lo
         sg_sha256(binding, strlen(binding), binding_hash);
         bound = sg_memeq_ct(binding_hash, s.binding, sizeof(binding_hash));
     }
+    /* Used up, or gone: no longer in flight. One put back stays noted under the address that
+     * started it. */
+    if (!taken || bound)
+        sg_loginflight_remove(logins->flight, sg_request_param(r, "state"));
     if (!bound) {
         if (taken)
             state_put_back(r, &s);

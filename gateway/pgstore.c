@@ -940,6 +940,16 @@ struct sg_pgstore_op *sg_pgstore_loginstate_take(struct sg_pgstore *ps, const ch
     return op_send(op, ST_LS_TAKE, values, 1);
 }
 
+void sg_pgstore_loginstate_drop(struct sg_pgstore *ps, const char *state)
+{
+    if (!sg_pg_available(ps->pg) || strlen(state) != SG_LOGINSTATE_TOKEN_LEN)
+        return;
+    unsigned char key[LOGINSTATE_KEY_LEN];
+    SHA256((const unsigned char *)state, strlen(state), key);
+    char *values[] = {hex_of(key, sizeof(key))};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_LS_TAKE, values, 1);
+}
+
 struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const char *id,
                                                 const struct sg_session *rec,
                                                 sg_pgstore_done_fn done, void *arg)

@@ -176,8 +176,8 @@ int sg_runtime_new(const char *path, sg_server_handler handler, struct sg_runtim
     }
     rt->session_writer = sg_session_writer_new(rt->base, rt->store);
     /* Workers share login states through the store; a lone process keeps them in memory. */
-    rt->logins =
-        sg_logins_new(rt->store, rt->session_writer, cfg->workers == 1 && rt->shared == NULL);
+    rt->logins = sg_logins_new(rt->store, rt->shared, rt->session_writer,
+                               cfg->workers == 1 && rt->shared == NULL);
     rt->tunnels = sg_tunnels_new(rt->base);
     if (snapshot_new(rt, cfg, &rt->current, errbuf, sizeof(errbuf)) != 0) {
         sg_log(SG_LOG_ERROR, "startup", "%s", errbuf);

@@ -31,6 +31,8 @@
 #define LISTEN_BACKLOG           4096
 /* A connection accepted this recently is expected to send a request (sg_server_expecting). */
 #define FIRST_REQUEST_GRACE_US 200000
+/* At the connection limit, a connection that has sent nothing for this long is closed (reclaim). */
+#define UNUSED_GRACE_US 1000000
 
 struct listener {
     struct sg_server *srv;
@@ -95,7 +97,8 @@ struct sg_server {
     bool stopped;
     bool freeing; /* connections close synchronously: no deferred release */
     struct event *sweep;
-    struct sg_conn **by_fd; /* active connections by socket */
+    struct event *reclaim_timer; /* the next connection that sent nothing reaches the grace */
+    struct sg_conn **by_fd;      /* active connections by socket */
     size_t by_fd_len;
 };
 
@@ -227,9 +230,108 @@ static bool request_late(const struct sg_server *srv, const struct sg_conn *c, i
     return now - c->reading_since > srv->client_timeout_us + allowance;
 }
 
-/* Once a second: drop connections libevent closed before any request, and
+/*
+ * Closes the keep-alive connection that has been idle longest (waiting for
+ * its next request, nothing received). Returns false when none is idle.
+ */
+static bool close_longest_idle(struct sg_server *srv)
+{
+    struct sg_conn *oldest = NULL;
+    for (struct sg_conn *c = srv->active; c != NULL; c = c->next) {
+        if (c->reading || c->tunnel || c->closing || in_flight(c))
+            continue; /* receiving, tunnelled, or a request in the works */
+        if (oldest == NULL || c->last_active_us < oldest->last_active_us)
+            oldest = c;
+    }
+    if (oldest == NULL)
+        return false;
+    conn_shutdown(oldest);
+    sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "connection_limit");
+    return true;
+}
+
+/*
+ * Closes every connection that has sent no byte in the UNUSED_GRACE_US since
+ * its accept, oldest first (the pending list is in accept order, so they are
+ * its head). libevent frees such a connection without a close callback of
+ * ours, so one is set now to release its slot at once rather than at the next
+ * sweep; evhttp's callbacks on a bufferevent take its evhttp_connection as
+ * their argument. Returns the number closed.
+ */
+static size_t close_unused(struct sg_server *srv, int64_t now)
+{
+    size_t closed = 0;
+    for (struct sg_conn *c = srv->pending; c != NULL && now - c->accepted_us >= UNUSED_GRACE_US;
+         c = c->next) {
+        if (c->closing || c->reading_bytes > 0 || released_by_libevent(c->bev))
+            continue;
+        void *evcon;
+        bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+        evhttp_connection_set_closecb(evcon, on_conn_close, c);
+        conn_shutdown(c);
+        sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "no_request");
+        closed++;
+    }
+    return closed;
+}
+
+/* When the oldest connection that has sent nothing reaches the grace, or 0 if there is none. */
+static int64_t next_unused_due(const struct sg_server *srv)
+{
+    for (const struct sg_conn *c = srv->pending; c != NULL; c = c->next) {
+        if (!c->closing && c->reading_bytes == 0 && !released_by_libevent(c->bev))
+            return c->accepted_us + UNUSED_GRACE_US;
+    }
+    return 0;
+}
+
+/*
+ * At the connection limit (at the accept that reaches it, at every sweep
+ * while accepting is paused, and when the oldest connection that has sent
+ * nothing reaches the grace): frees slots held without use, so that idle
+ * connections cannot exhaust the limit. The connections that have sent
+ * nothing within the grace go first, all of them (a client that opens a
+ * connection and sends nothing for a second while the gateway is full has no
+ * claim to a slot); when there is none, the longest-idle keep-alive
+ * connection. A connection receiving a request keeps its slot until its
+ * deadline.
+ */
+static void reclaim(struct sg_server *srv, int64_t now)
+{
+    size_t closed = close_unused(srv, now);
+    const char *reason = "no_request";
+    if (closed == 0 && close_longest_idle(srv)) {
+        closed = 1;
+        reason = "connection_limit";
+    }
+    if (closed == 0) {
+        int64_t due = next_unused_due(srv);
+        if (due > 0) {
+            int64_t wait = due > now ? due - now : 0;
+            struct timeval tv = {(time_t)(wait / 1000000), (suseconds_t)(wait % 1000000)};
+            evtimer_add(srv->reclaim_timer, &tv);
+        }
+        return;
+    }
+    sg_log_fields(SG_LOG_INFO, "idle_connections_closed",
+                  (struct sg_log_field[]){SG_LOG_STR("reason", reason),
+                                          SG_LOG_INT("closed", (int64_t)closed),
+                                          SG_LOG_INT("open", (int64_t)srv->connection_count)},
+                  3);
+}
+
+static void on_reclaim_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_server *srv = arg;
+    if (srv->accepting_paused && !srv->stopped)
+        reclaim(srv, sg_mono_us());
+}
+
+/* Once a second: drop connections libevent closed before any request,
  * close those whose request does not arrive in time (slow loris), on a
- * connection's first request and on every later one. */
+ * connection's first request and on every later one, and, while accepting is
+ * paused at the limit, reclaim the slots idle connections hold (nothing else
+ * would until a connection ends). */
 static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_server *srv = arg;
@@ -250,6 +352,8 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
             c = next;
         }
     }
+    if (srv->accepting_paused && !srv->stopped)
+        reclaim(srv, now);
 }
 
 /* Counts and checks what a client sends (wire.h), before evhttp reads it from
@@ -285,27 +389,6 @@ static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *inf
         c->reading_bytes = 0;
     }
     c->reading_bytes += info->n_added;
-}
-
-/*
- * At the connection limit: closes the keep-alive connection that has been
- * idle longest (waiting for its next request, nothing received), so that
- * idle connections cannot hold every slot. Returns false when none is idle.
- */
-static bool reclaim_idle(struct sg_server *srv)
-{
-    struct sg_conn *oldest = NULL;
-    for (struct sg_conn *c = srv->active; c != NULL; c = c->next) {
-        if (c->reading || c->tunnel || c->closing || in_flight(c))
-            continue; /* receiving, tunnelled, or a request in the works */
-        if (oldest == NULL || c->last_active_us < oldest->last_active_us)
-            oldest = c;
-    }
-    if (oldest == NULL)
-        return false;
-    conn_shutdown(oldest);
-    sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "connection_limit");
-    return true;
 }
 
 static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
@@ -344,7 +427,7 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
     sg_metrics_connections(1);
     if (srv->connection_count >= srv->connection_limit) {
         set_accepting(srv, false);
-        reclaim_idle(srv);
+        reclaim(srv, c->accepted_us);
     }
     return bev;
 }
@@ -598,6 +681,7 @@ int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_ser
     static const struct timeval second = {1, 0};
     srv->sweep = event_new(base, -1, EV_PERSIST, on_sweep, srv);
     event_add(srv->sweep, &second);
+    srv->reclaim_timer = evtimer_new(base, on_reclaim_timer, srv);
     *out = srv;
     return 0;
 }
@@ -635,6 +719,8 @@ void sg_server_free(struct sg_server *srv)
     srv->freeing = true;
     if (srv->sweep != NULL)
         event_free(srv->sweep);
+    if (srv->reclaim_timer != NULL)
+        event_free(srv->reclaim_timer);
     for (size_t i = 0; i < srv->listener_count; i++) {
         struct listener *l = &srv->listeners[i];
         if (l->http != NULL)

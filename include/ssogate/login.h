@@ -17,25 +17,28 @@
 #include <stdint.h>
 
 struct sg_logins;
+struct sg_pgstore;
 struct sg_request;
 struct sg_session_writer;
 struct sg_store;
 
 /*
  * The logins in flight on this process, over the login states in store
- * (borrowed), or, with in_memory, in this process's memory: for a gateway
- * that alone finishes the logins it starts (one worker and the LMDB store;
- * several workers share their states through the store, and with the shared
- * store they are in PostgreSQL). New sessions go through writer (borrowed;
- * NULL: each written in a transaction of its own).
+ * (borrowed), in shared (borrowed; NULL without the shared store), or, with
+ * in_memory, in this process's memory: for a gateway that alone finishes the
+ * logins it starts (one worker and the LMDB store; several workers share
+ * their states through the store, and with the shared store they are in
+ * PostgreSQL). New sessions go through writer (borrowed; NULL: each written
+ * in a transaction of its own).
  */
-struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_session_writer *writer,
-                                bool in_memory);
+struct sg_logins *sg_logins_new(struct sg_store *store, struct sg_pgstore *shared,
+                                struct sg_session_writer *writer, bool in_memory);
 
 /* Frees the logins; every callback's request has finished before. NULL-safe. */
 void sg_logins_free(struct sg_logins *logins);
 
-/* Logins in flight: states kept (in the store: by every worker) plus callbacks running here. */
+/* Logins in flight: states kept (in the LMDB store: by every worker; with the shared store:
+ * started by this process) plus callbacks running here. */
 size_t sg_logins_count(struct sg_logins *logins);
 
 /* Deletes at most max expired (or unreadable) login states; returns how many. */

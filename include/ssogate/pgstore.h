@@ -73,6 +73,10 @@ struct sg_pgstore_op *sg_pgstore_loginstate_take(struct sg_pgstore *ps, const ch
                                                  struct sg_loginstate *out, sg_pgstore_done_fn done,
                                                  void *arg);
 
+/* Deletes the login state called state (borrowed) in the background: a
+ * login given up at limits.logins_in_flight. Nothing when unavailable. */
+void sg_pgstore_loginstate_drop(struct sg_pgstore *ps, const char *state);
+
 /* Creates a session in PostgreSQL, then in the cache. */
 struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const char *id,
                                                 const struct sg_session *rec,

@@ -134,8 +134,13 @@ itest('at limits.connections the gateway stops accepting, and resumes when a con
     upstream: { url: up.url },
     limits: { connections: 4, client_timeout_s: 30 },
   }));
+  // Four clients that have begun a request (a connection that has sent nothing is not worth a slot at
+  // the limit: see below): each keeps its slot until client_timeout_s.
   const idle = await Promise.all(Array.from({ length: 4 }, () => new Promise((resolve, reject) => {
-    const socket = net.connect(gw.port, '127.0.0.1', () => resolve(socket));
+    const socket = net.connect(gw.port, '127.0.0.1', () => {
+      socket.write('GET /echo/begun HTTP/1.1\r\n');
+      resolve(socket);
+    });
     socket.on('error', reject);
   })));
   await new Promise((resolve) => setTimeout(resolve, 300));
@@ -268,4 +273,86 @@ itest('at limits.connections the longest-idle keep-alive connection is closed fi
   for (const c of idle) {
     c.socket.destroy();
   }
+});
+
+// Red team D, finding 3: the reclaim ran only at the accept that reached the limit. Keep-alive
+// connections whose requests all arrive at once are busy at that accept and idle a moment later, and
+// nothing looked again while accepting was paused: a new client waited for client_timeout_s.
+itest('at limits.connections, keep-alive connections that became idle after the limit are reclaimed', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { connections: 6, client_timeout_s: 30 },
+  }));
+  const idle = Array.from({ length: 6 }, () => keepAlive(gw.port));
+  await Promise.all(idle.map((c) => c.ready));
+  idle.forEach((c, i) => c.socket.write(`GET /echo/burst-${i} HTTP/1.1\r\nHost: x\r\n\r\n`));
+  assert.deepEqual(await Promise.all(idle.map((c) => c.response(5000 * SLOW))), Array(6).fill(200));
+
+  const started = Date.now();
+  const res = await request(gw, { path: '/_sso/healthz', timeout: 10000 * SLOW });
+  const elapsed = Date.now() - started;
+  t.diagnostic(`healthz answered after ${elapsed} ms`);
+  assert.equal(res.status, 200);
+  assert.ok(elapsed <= 2500 * SLOW, `answered within the sweep's second, not client_timeout_s (${elapsed} ms)`);
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  assert.ok(idle.some((c) => c.closed() !== null), 'an idle connection was closed');
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'connection_limit' }) >= 1,
+    'the reclaim is counted');
+  assert.ok(gw.logs.some((l) => l.event === 'idle_connections_closed' && l.reason === 'connection_limit'), 'and logged');
+  for (const c of idle) {
+    c.socket.destroy();
+  }
+});
+
+// Red team D, finding 3: connections that never send a byte, re-opened as they close, held every slot
+// of limits.connections: the reclaim looked at keep-alive connections only. At the limit, a connection
+// that has sent nothing for a second is closed (oldest first).
+itest('at limits.connections, connections that send nothing cannot keep the gateway unreachable', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { connections: 6, client_timeout_s: 30 },
+  }));
+  const sockets = new Set();
+  let stopped = false;
+  let opened = 0;
+  const open = () => {
+    if (stopped) {
+      return;
+    }
+    const socket = net.connect(gw.port, '127.0.0.1');
+    opened++;
+    sockets.add(socket);
+    socket.on('error', () => {});
+    socket.on('close', () => {
+      sockets.delete(socket);
+      setTimeout(open, 10);
+    });
+  };
+  try {
+    for (let i = 0; i < 10; i++) {
+      open();
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const times = [];
+    for (let i = 0; i < 4; i++) {
+      const started = Date.now();
+      const res = await request(gw, { path: '/_sso/healthz', timeout: 10000 * SLOW });
+      times.push(Date.now() - started);
+      assert.equal(res.status, 200);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    t.diagnostic(`healthz answered after ${times.join(', ')} ms; ${opened} connections opened`);
+    assert.ok(times.every((ms) => ms <= 2500 * SLOW), `each within about the grace of a second (${times})`);
+  } finally {
+    stopped = true;
+    sockets.forEach((socket) => socket.destroy());
+  }
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'no_request' }) >= 4,
+    'the connections that sent nothing are counted as they are closed');
+  assert.ok(gw.logs.some((l) => l.event === 'idle_connections_closed' && l.reason === 'no_request' && l.closed >= 1),
+    'and logged');
 });

@@ -3,7 +3,7 @@
 // browser that started the login, unforgeable; and the cap on logins in flight (limits.logins_in_flight).
 
 const assert = require('node:assert/strict');
-const { request } = require('./lib/harness');
+const { request, waitFor } = require('./lib/harness');
 const { sharedOidcEnv, metricKey } = require('./lib/oidc-env');
 
 const oidcTest = sharedOidcEnv('oidc_state');
@@ -136,31 +136,69 @@ oidcTest('a callback with a valid state but no code is refused with 400', async 
   assert.deepEqual(await env.status(browser), { session: false });
 });
 
-cappedTest('logins_in_flight: past the cap a login start (/_sso/login or a required route) answers 503 with Retry-After, and a finished login frees its slot', async (env) => {
-  const starts = [];
-  for (let i = 0; i < 2; i++) {
-    const browser = env.browser();
-    const res = await browser.request(`${env.gwUrl}/_sso/login?return_to=/echo/${i}`);
-    assert.equal(res.status, 302, `login ${i} within the cap starts`);
-    starts.push({ browser, location: res.headers.location });
-  }
-  const { value: busy, moved } = await env.measure(() => request(env.gw, { path: '/_sso/login?return_to=/' }));
-  assert.equal(busy.status, 503, 'the third login in flight is refused');
-  assert.ok(Number(busy.headers['retry-after']) > 0, `Retry-After: ${busy.headers['retry-after']}`);
-  assert.match(busy.body.toString(), /Sign-in is busy/);
-  assert.deepEqual(moved, { [loginKey('too_many_in_flight')]: 1 });
+// Red team D, finding 2: at the cap every login start was refused (503) until states expired, 10
+// minutes: one client without a session locked every user out. Now a new login gives up the oldest
+// login of the address that holds the most, so a flooder loses its own.
+cappedTest('logins_in_flight: at the cap a new login gives up the oldest of the address holding the most; a flood from one address locks nobody out', async (env) => {
+  const FLOODER = '127.0.0.2';
+  // The flooder's own first login, begun in a browser from its address, and a user's from another.
+  const flooder = env.browser({ localAddress: FLOODER });
+  const flooderStart = await flooder.request(`${env.gwUrl}/_sso/login?return_to=/echo/f`);
+  assert.equal(flooderStart.status, 302);
+  const user = env.browser();
+  const userStart = await user.request(`${env.gwUrl}/_sso/login?return_to=/echo/u`);
+  assert.equal(userStart.status, 302);
 
-  const { value: required, moved: movedRequired } = await env.measure(() => request(env.gw, { path: '/private/x' }));
-  assert.equal(required.status, 503, 'a required route starts a login too: refused past the cap');
-  assert.ok(Number(required.headers['retry-after']) > 0, `Retry-After: ${required.headers['retry-after']}`);
-  assert.equal(required.headers.location, undefined, 'no redirect');
-  assert.deepEqual(movedRequired, { [loginKey('too_many_in_flight')]: 1 });
-  const proxied = await request(env.gw, { path: '/echo/still-served' });
-  assert.equal(proxied.status, 200, 'plain proxying is unaffected by the cap');
+  const { value: statuses, moved } = await env.measure(async () => {
+    const out = [];
+    for (let i = 0; i < 30; i++) {
+      out.push((await request(env.gw, { path: '/_sso/login?return_to=/', localAddress: FLOODER })).status);
+    }
+    return out;
+  });
+  assert.deepEqual(statuses, Array(30).fill(302), 'no login start is refused');
+  // Cap 2, held by the user's and the flooder's first: each start of the flood gives up one of the
+  // flooder's (as many as the user holds, it gives up its own).
+  assert.deepEqual(moved, { [loginKey('started')]: 30, [loginKey('evicted')]: 30 });
+  assert.equal(moved[loginKey('too_many_in_flight')], undefined);
+  const evicted = env.gw.logs.find((l) => l.event === 'login_evicted');
+  assert.ok(evicted && evicted.address === FLOODER && evicted.held >= 1, `logged: ${JSON.stringify(evicted)}`);
 
-  const done = await env.login({ browser: starts[0].browser, start: starts[0].location });
-  assert.equal(done.callback.status, 302, 'a login in flight completes');
+  const { value: required, moved: movedRequired } = await env.measure(
+    () => request(env.gw, { path: '/private/x', localAddress: FLOODER }));
+  assert.equal(required.status, 302, 'a required route starts a login at the cap too');
+  assert.equal(movedRequired[loginKey('evicted')], 1);
+  assert.equal(required.headers['retry-after'], undefined);
+
+  const done = await env.login({ browser: user, start: userStart.headers.location });
+  assert.equal(done.callback.status, 302, "the user's login begun before the flood completes");
   assert.equal(done.status, 200);
-  const again = await request(env.gw, { path: '/_sso/login?return_to=/' });
-  assert.equal(again.status, 302, 'its slot is free again');
+  const fresh = await env.login({ returnTo: '/echo/fresh' });
+  assert.equal(fresh.callback.status, 302, 'a login begun after the flood completes');
+  assert.equal(fresh.status, 200);
+
+  const { value: lost, moved: movedLost } = await env.measure(
+    () => env.login({ browser: flooder, start: flooderStart.headers.location }));
+  assert.equal(lost.callback.status, 400, "the flooder's given up login is refused");
+  assert.match(lost.body, STALE_PAGE);
+  assert.equal(movedLost[loginKey('state_unknown')], 1, 'its callback finds no state');
+});
+
+// When nothing can be given up (the cap held by callbacks whose code is being exchanged), a login start
+// is refused, with no Retry-After: the gateway cannot say when a slot frees.
+const onlyOneTest = sharedOidcEnv('oidc_state_cap_one', { gateway: { limits: { logins_in_flight: 1 } } });
+onlyOneTest('logins_in_flight: a cap held by a callback being exchanged refuses a login start with 503, no Retry-After', async (env) => {
+  const browser = env.browser();
+  const callback = await env.authorize({ browser, returnTo: '/echo/held' });
+  await env.control('POST', '/_test/fail', { endpoint: 'token', hang_ms: 2000 });
+  const tokens = (await env.idpCounters()).token;
+  const held = browser.request(callback);
+  await waitFor(async () => (await env.idpCounters()).token > tokens, 5000, 'the code exchange under way');
+  const { value: busy, moved } = await env.measure(() => request(env.gw, { path: '/_sso/login?return_to=/' }));
+  assert.equal(busy.status, 503, 'refused while the callback holds the only slot');
+  assert.equal(busy.headers['retry-after'], undefined, 'no Retry-After');
+  assert.match(busy.body.toString(), /Sign-in is busy/);
+  assert.equal(moved[loginKey('too_many_in_flight')], 1);
+  assert.equal((await held).status, 302, 'the held callback completes');
+  assert.equal((await request(env.gw, { path: '/_sso/login?return_to=/' })).status, 302, 'its slot is free again');
 });

@@ -250,7 +250,8 @@ class Gateway extends Child {
 // Sends one HTTP(S) request. target is a port number, a Gateway/Stub (its first port) or
 // {port, tls}. options: method, path, headers (object or [[name, value]...] for repeated names),
 // body (Buffer/string), tls (use https), ca, servername, agent (default: a new connection, closed
-// after), timeout (ms), stream (resolve as soon as the headers arrive, with res to read).
+// after), timeout (ms), stream (resolve as soon as the headers arrive, with res to read),
+// localAddress (the loopback address the connection comes from: 127.0.0.2 for a second client).
 // Resolves {status, headers, rawHeaders: [[name, value]...], body: Buffer, res}.
 function request(target, options = {}) {
   const port = typeof target === 'number' ? target : target.port;
@@ -274,6 +275,7 @@ function request(target, options = {}) {
       ca: options.ca,
       servername: options.servername,
       setHost: options.setHost,
+      localAddress: options.localAddress,
     });
     const timer = setTimeout(() => {
       req.destroy(new Error(`request timed out after ${timeoutMs} ms: ${options.method || 'GET'} ${options.path || '/'}`));

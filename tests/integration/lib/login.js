@@ -302,9 +302,11 @@ function readCa(ca) {
 
 class Browser {
   // options: ca (file path or PEM, the test CA for https), jar (a CookieJar to share), maxRedirects,
-  // timeoutMs (per request), headers (added to every request).
-  constructor({ ca, jar, maxRedirects = DEFAULT_MAX_REDIRECTS, timeoutMs = DEFAULT_TIMEOUT_MS, headers = {} } = {}) {
+  // timeoutMs (per request), headers (added to every request), localAddress (the loopback address
+  // its connections come from, for a second client address: 127.0.0.2).
+  constructor({ ca, jar, maxRedirects = DEFAULT_MAX_REDIRECTS, timeoutMs = DEFAULT_TIMEOUT_MS, headers = {}, localAddress } = {}) {
     this.ca = readCa(ca);
+    this.localAddress = localAddress;
     this.jar = jar || new CookieJar();
     this.maxRedirects = maxRedirects;
     this.timeoutMs = timeoutMs;
@@ -349,6 +351,7 @@ class Browser {
         agent: false,
         ca: this.ca,
         servername: net.isIP(host) === 0 ? host : undefined,
+        localAddress: this.localAddress,
       });
       const timer = setTimeout(() => {
         req.destroy(new Error(`request timed out after ${this.timeoutMs} ms: ${method} ${target.href}`));

@@ -921,3 +921,35 @@ itest('rtC F1: a logout\'s answer waits (a second at most) for PostgreSQL to tak
   assert.equal((await statusOn(env, 0, copy)).session, false, 'host 0 still refuses it');
   assertHostsAlive(env);
 });
+
+itest('rtC F2: a back-channel logout that could not reach PostgreSQL (503) is accepted when the IdP sends it again', {
+  timeout: 120000 * SLOW,
+}, async (t, h) => {
+  const env = await startCluster(h, { tenants: ['q3'], links: linkSet([['q3', [['staff', 'user']]]]), cutOff: [0] });
+  const { copy } = await sessionAndCopy(env, env.tenant('q3').user);
+  const sub = await env.sql('SELECT convert_from(idp_sub, \'UTF8\') FROM sessions');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: env.issuer, aud: 'ssogate', iat: now, exp: now + 120, jti: crypto.randomUUID(),
+    events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub };
+  const body = `logout_token=${encodeURIComponent((await env.control('POST', '/_test/sign', { claims, alg: 'ES256' })).token)}`;
+  const post = () => request(env.hostPorts[0], { method: 'POST', path: '/_sso/backchannel-logout',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) }, body });
+
+  env.relay.cut();
+  await waitFor(async () => (await healthz(env, 0)).body.status === 'degraded', DEGRADED_BOUND_MS, 'host 0 degraded', 20);
+  const failed = await post();
+  assert.equal(failed.status, 503, `cut off: ${failed.body}`);
+  assert.match(failed.body.toString(), /temporarily_unavailable/);
+
+  env.relay.heal();
+  await waitFor(async () => (await healthz(env, 0)).body.status === 'ok', RECOVERY_BOUND_MS, 'host 0 back', 50);
+  const retried = await post();
+  assert.equal(retried.status, 200, `the same token again: ${retried.body}`);
+  for (let i = 0; i < HOSTS; i++) {
+    assert.equal((await statusOn(env, i, copy)).session, false, `host ${i} refuses the session`);
+  }
+  assert.equal(await env.sql('SELECT count(*) FROM sessions'), '0', 'no session of that user is left');
+  const replayed = await post();
+  assert.equal(replayed.status, 400, 'a third time it is a replay');
+  assert.match(replayed.body.toString(), /jti_replayed/);
+});

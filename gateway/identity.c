@@ -15,6 +15,7 @@
 #include "ssogate/signer.h"
 #include "ssogate/token.h"
 
+#include <event2/event.h>
 #include <event2/http.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -148,29 +149,93 @@ int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_id
     return err;
 }
 
-/* The end of a session in PostgreSQL: a failure leaves it alive on other hosts. */
-static void on_ended(void *arg, int err)
+/* How long a logout's answer may wait for PostgreSQL to take its ends. */
+#define END_WAIT_MS 1000
+
+struct ending_slot {
+    struct sg_identity_ending *ending;
+    struct sg_pgstore_op *op;
+};
+
+struct sg_identity_ending {
+    struct ending_slot slots[SESSION_COOKIES_END_MAX];
+    size_t pending;
+    struct event *timer;
+    sg_identity_ended_fn ended;
+    void *arg;
+};
+
+void sg_identity_ending_cancel(struct sg_identity_ending *ending)
 {
-    if (err == 0 || err == SG_ENOENT)
+    if (ending == NULL)
         return;
-    sg_metrics_error(SG_MERR_STORE);
-    sg_log(SG_LOG_ERROR, "logout", "the session could not be ended in the shared store: %s",
-           sg_strerror(err));
+    for (size_t i = 0; i < SG_ARRAY_LEN(ending->slots); i++)
+        sg_pgstore_cancel(ending->slots[i].op); /* the end goes on: only the wait stops */
+    if (ending->timer != NULL)
+        event_free(ending->timer);
+    free(ending);
 }
 
-void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
-                     struct evhttp_request *req)
+static void ending_over(struct sg_identity_ending *ending)
+{
+    sg_identity_ended_fn ended = ending->ended;
+    void *arg = ending->arg;
+    sg_identity_ending_cancel(ending);
+    ended(arg);
+}
+
+static void on_one_ended(void *arg, int err)
+{
+    struct ending_slot *slot = arg;
+    slot->op = NULL;
+    if (--slot->ending->pending == 0)
+        ending_over(slot->ending);
+}
+
+static void on_wait_over(evutil_socket_t fd, short what, void *arg)
+{
+    ending_over(arg);
+}
+
+struct sg_identity_ending *sg_identity_end(struct sg_store *store, struct sg_pgstore *shared,
+                                           struct event_base *base, const struct sg_config *cfg,
+                                           struct evhttp_request *req, sg_identity_ended_fn ended,
+                                           void *arg)
 {
     char ids[SESSION_COOKIES_END_MAX][SG_SESSION_ID_SIZE];
     size_t count = sg_cookies_values(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_SESSION,
                                      SG_SESSION_ID_LEN, &ids[0][0], SESSION_COOKIES_END_MAX);
+    /* Without the database there is nothing to wait for: the ends are kept (pgstore.h). */
+    bool wait = shared != NULL && ended != NULL && sg_pgstore_available(shared);
+    struct sg_identity_ending *ending = wait ? sg_calloc(1, sizeof(*ending)) : NULL;
     for (size_t i = 0; i < count; i++) {
         if (!sg_session_id_valid(ids[i]))
             continue;
-        /* With the shared store it goes here at once, in PostgreSQL when it answers. */
-        if (shared == NULL || sg_pgstore_session_delete(shared, ids[i], on_ended, NULL) == NULL)
+        if (shared == NULL) {
             sg_session_delete(store, ids[i]);
+            continue;
+        }
+        /* Here at once, in PostgreSQL when it takes it. */
+        struct ending_slot *slot = ending != NULL ? &ending->slots[ending->pending] : NULL;
+        struct sg_pgstore_op *op =
+            sg_pgstore_session_delete(shared, ids[i], slot ? on_one_ended : NULL, slot);
+        if (slot != NULL && op != NULL) {
+            *slot = (struct ending_slot){.ending = ending, .op = op};
+            ending->pending++;
+        }
     }
     OPENSSL_cleanse(ids, sizeof(ids));
     sg_cookies_clear(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_SESSION);
+    if (ending != NULL && ending->pending == 0) {
+        free(ending);
+        return NULL;
+    }
+    if (ending != NULL) {
+        ending->ended = ended;
+        ending->arg = arg;
+        ending->timer = evtimer_new(base, on_wait_over, ending);
+        struct timeval wait_for = {END_WAIT_MS / 1000, (END_WAIT_MS % 1000) * 1000};
+        evtimer_add(ending->timer, &wait_for);
+    }
+    return ending;
 }

@@ -1290,6 +1290,34 @@ end:
     return status;
 }
 
+/* A logout whose answer waits for PostgreSQL to take its ends (identity.h). */
+struct logout_wait {
+    struct sg_request *r;
+    struct sg_identity_ending *ending;
+    char *location;
+};
+
+static void on_logout_ended(void *arg)
+{
+    struct logout_wait *w = arg;
+    w->ending = NULL;
+    sg_request_finish(w->r, sg_request_redirect(w->r, 303, w->location), 0);
+}
+
+static void on_logout_gone(struct sg_request *r, void *arg)
+{
+    struct logout_wait *w = arg;
+    sg_identity_ending_cancel(w->ending);
+    w->ending = NULL;
+}
+
+static void logout_wait_free(struct sg_request *r, void *arg)
+{
+    struct logout_wait *w = arg;
+    free(w->location);
+    free(w);
+}
+
 int sg_login_logout(struct sg_request *r)
 {
     struct evhttp_request *req = r->req;
@@ -1302,7 +1330,10 @@ int sg_login_logout(struct sg_request *r)
     /* Every session the browser sent ends, whether one was in use or not: with sessions of
      * different users (one planted) none is, nor behind planted unknown values, and a logout that
      * looked done would leave the victim's alive. */
-    sg_identity_end(r->store, r->shared, cfg, req);
+    struct logout_wait *w = sg_calloc(1, sizeof(*w));
+    w->r = r;
+    sg_request_on_finish(r, logout_wait_free, w);
+    w->ending = sg_identity_end(r->store, r->shared, r->base, cfg, req, on_logout_ended, w);
     if (err == SG_EEXIST) {
         sg_metrics_count("ssogate_logouts_total", "result", "conflicting_cookies");
     } else if (err == 0) {
@@ -1325,9 +1356,12 @@ int sg_login_logout(struct sg_request *r)
         sg_identity_clear(&identity);
         sg_metrics_count("ssogate_logouts_total", "result", "ok");
     }
-    sg_request_redirect(r, 303, location ? location : "/");
-    free(location);
-    return 303;
+    w->location = location != NULL ? location : sg_strdup("/");
+    if (w->ending != NULL) {
+        sg_request_wait(r, on_logout_gone, w); /* answered when every host refuses the sessions */
+        return 0;
+    }
+    return sg_request_redirect(r, 303, w->location);
 }
 
 int sg_login_redirect_required(struct sg_request *r)

@@ -39,6 +39,10 @@ struct backchannel {
     const char *channel;      /* "back" or "front" */
     const char *by;           /* "sid" or "sub" */
     size_t ended;
+    /* Back-channel with the shared store: the token's jti, remembered once
+     * PostgreSQL has ended the sessions, so that the IdP may retry a failure. */
+    unsigned char jti[SHA256_DIGEST_LENGTH];
+    bool jti_due;
 };
 
 static void count(const char *channel, const char *result)
@@ -84,26 +88,44 @@ static int owner_of(const struct sg_config *cfg, const char *sid, const char *su
                        : sg_session_owner_idp(issuer, sub, owner);
 }
 
-/*
- * Remembers the token's jti (SG_EEXIST: seen before) and ends the sessions of
- * owner, in one durable transaction. *ended gets the number of sessions.
- */
-static int end_sessions(struct sg_store *store, const char *issuer, const char *jti,
-                        const char *owner, size_t *ended)
+/* The key of a token's jti in logout_jti. */
+static void jti_key(const char *issuer, const char *jti, unsigned char key[SHA256_DIGEST_LENGTH])
 {
-    unsigned char key[SHA256_DIGEST_LENGTH];
     char *named = sg_asprintf("%s%c%s", issuer, '\0', jti); /* the NUL keeps it unambiguous */
     SHA256((const unsigned char *)named, strlen(issuer) + 1 + strlen(jti), key);
     free(named);
+}
+
+/* Remembers the jti of key in txn: SG_EEXIST when it was seen before. */
+static int jti_put(struct sg_store_txn *txn, const unsigned char key[SHA256_DIGEST_LENGTH])
+{
     unsigned char until[8];
     sg_store_put_be64(until, (uint64_t)(sg_now_s() + JTI_KEEP_S));
+    return sg_store_put(txn, SG_STORE_DB_LOGOUT_JTI, key, SHA256_DIGEST_LENGTH, until,
+                        sizeof(until), SG_STORE_NOOVERWRITE);
+}
 
+/*
+ * Ends the sessions of owner here, in one durable transaction with the
+ * token's jti (key): remembered with remember, else only checked (its
+ * sessions end in PostgreSQL first, and a failure there must leave the token
+ * good for the IdP's retry). SG_EEXIST: the jti was seen before. *ended gets
+ * the number of sessions.
+ */
+static int end_sessions(struct sg_store *store, const unsigned char key[SHA256_DIGEST_LENGTH],
+                        bool remember, const char *owner, size_t *ended)
+{
     struct sg_store_txn txn;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    err = sg_store_put(&txn, SG_STORE_DB_LOGOUT_JTI, key, sizeof(key), until, sizeof(until),
-                       SG_STORE_NOOVERWRITE);
+    const void *seen;
+    size_t seen_len;
+    if (remember)
+        err = jti_put(&txn, key);
+    else if (sg_store_get(&txn, SG_STORE_DB_LOGOUT_JTI, key, SHA256_DIGEST_LENGTH, &seen,
+                          &seen_len) == 0)
+        err = SG_EEXIST;
     if (err == 0)
         err = sg_session_delete_by_owner_txn(&txn, owner, ended);
     if (err != 0) {
@@ -135,10 +157,28 @@ static int ended_answer(struct backchannel *b, int err)
     return 200;
 }
 
+/* Remembers the jti of a token whose sessions PostgreSQL ended (a token
+ * sent twice at once ends them twice: the same effect). */
+static int jti_remember(struct sg_store *store, const unsigned char key[SHA256_DIGEST_LENGTH])
+{
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(store, true, &txn);
+    if (err != 0)
+        return err;
+    err = jti_put(&txn, key);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err == SG_EEXIST ? 0 : err;
+    }
+    return sg_store_txn_commit(&txn, SG_STORE_DURABLE);
+}
+
 static void on_shared_ended(void *arg, int err)
 {
     struct backchannel *b = arg;
     b->op = NULL;
+    if (err == 0 && b->jti_due)
+        err = jti_remember(b->r->store, b->jti);
     sg_request_finish(b->r, ended_answer(b, err), 0);
 }
 
@@ -171,8 +211,9 @@ static void on_verified(enum sg_oidc_status status, const char *detail, yajl_val
         return;
     }
     size_t ended = 0;
-    int err = end_sessions(r->store, sg_jwt_claim_string(claims, "iss"),
-                           sg_jwt_claim_string(claims, "jti"), owner, &ended);
+    jti_key(sg_jwt_claim_string(claims, "iss"), sg_jwt_claim_string(claims, "jti"), b->jti);
+    b->jti_due = r->shared != NULL;
+    int err = end_sessions(r->store, b->jti, !b->jti_due, owner, &ended);
     free(owner);
     if (err == SG_EEXIST) {
         sg_request_finish(r, refuse(r, 400, "jti_replayed", "jti"), 0);

@@ -18,8 +18,13 @@
 
 /* Idle-time touches waiting to be written, at most; more are dropped (the
  * local cache keeps the session alive meanwhile). */
-#define TOUCH_MAX        4096
-#define REDO_MAX         65536
+#define TOUCH_MAX 4096
+/* Session ends kept until PostgreSQL takes them, at most (a logout sends up
+ * to 16 ids, made-up ones too); past that an end is sent once, unkept. */
+#define ENDS_MAX 65536
+/* Kept ends sent again at once, at most, each its own statement: a row held
+ * locked elsewhere delays only its own end. */
+#define ENDS_RESEND_MAX  64
 #define SWEEP_AT_CONNECT 1000
 /* A query's own deadline is this much past the server's statement_timeout,
  * so that the server cancels a slow statement (the connection stays) before
@@ -194,11 +199,12 @@ struct sg_pgstore {
     struct cached *fresh; /* key -> when it was fetched, open addressing; at_us 0 free, -1 gone */
     size_t fresh_used, fresh_cap;
     bool listening; /* the LISTEN connection is up and the links copy is current */
-    /* Session ends PostgreSQL did not take (it could not be reached): sent
-     * again when it can, so that a logout during an outage still ends the
-     * session on every host. Kept in memory: lost if this process stops. */
-    unsigned char (*redo)[SG_SESSION_KEY_LEN];
-    size_t redo_count;
+    /* Session ends PostgreSQL has not taken are kept in this host's store
+     * (session_ends, see "session ends" below) and sent again: each second
+     * while resend_due and the database answers, at each (re)connection. */
+    bool resend_due;
+    bool resend_full; /* the last round sent ENDS_RESEND_MAX: there may be more */
+    size_t resending; /* OP_REDO statements in flight */
     unsigned char (*misses)[SG_SESSION_KEY_LEN]; /* by the key's first bytes; all zero = free */
 };
 
@@ -231,6 +237,7 @@ struct sg_pgstore_op {
     struct sg_loginstate *state_out; /* OP_LS_TAKE */
     char state[SG_LOGINSTATE_TOKEN_SIZE];
     size_t *count_out; /* OP_S_OWNER */
+    bool kept;         /* OP_S_DELETE: the end is in session_ends */
 };
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -280,7 +287,8 @@ static char *unhex_text(const char *hex)
     return (char *)out;
 }
 
-static void count_query(const struct sg_pg_result *res)
+/* A query's result as a metric label. */
+static const char *status_label(enum sg_pg_status status)
 {
     static const char *const labels[] = {
         [SG_PG_OK] = "ok",
@@ -288,11 +296,16 @@ static void count_query(const struct sg_pg_result *res)
         [SG_PG_TIMEOUT] = "timeout",
         [SG_PG_UNAVAILABLE] = "unavailable",
     };
-    sg_metrics_count("ssogate_shared_store_queries_total", "result", labels[res->status]);
+    return labels[status];
+}
+
+static void count_query(const struct sg_pg_result *res)
+{
+    sg_metrics_count("ssogate_shared_store_queries_total", "result", status_label(res->status));
     if (res->status != SG_PG_OK)
         sg_log_fields(
             res->status == SG_PG_SQL_ERROR ? SG_LOG_ERROR : SG_LOG_WARN, "shared_store",
-            (struct sg_log_field[]){SG_LOG_STR("result", labels[res->status]),
+            (struct sg_log_field[]){SG_LOG_STR("result", status_label(res->status)),
                                     SG_LOG_STR("sqlstate", res->sqlstate ? res->sqlstate : ""),
                                     SG_LOG_STR("detail", res->message ? res->message : "")},
             3);
@@ -328,7 +341,8 @@ static void op_free(struct sg_pgstore_op *op)
 }
 
 static void on_result(void *arg, const struct sg_pg_result *res);
-static void redo_later(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN]);
+static bool end_kept(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN]);
+static void end_result(struct sg_pgstore_op *op, const struct sg_pg_result *res);
 
 /* Sends statement st for op; NULL values are SQL NULL. Frees values[]. */
 static struct sg_pgstore_op *op_send(struct sg_pgstore_op *op, enum stmt st, char **values, int n)
@@ -525,10 +539,15 @@ bool sg_pgstore_session_cached(struct sg_pgstore *ps, const char *id)
     if (fetched > 0 && sg_mono_us() - fetched < ps->cache_ttl_us &&
         sg_session_get(ps->cache, id, sg_now_s(), NULL) == 0)
         return true;
-    if (memcmp(miss_slot(ps, key), key, SG_SESSION_KEY_LEN) != 0)
+    if (memcmp(miss_slot(ps, key), key, SG_SESSION_KEY_LEN) == 0) {
+        sg_metrics_count("ssogate_shared_store_session_fetches_total", "result", "known_unknown");
+        return true; /* known to be unknown: not asked again */
+    }
+    if (!end_kept(ps, key))
         return false;
-    sg_metrics_count("ssogate_shared_store_session_fetches_total", "result", "known_unknown");
-    return true; /* known to be unknown: not asked again */
+    /* Ended here, not yet in PostgreSQL: its row there must not bring it back. */
+    sg_metrics_count("ssogate_shared_store_session_fetches_total", "result", "ended_here");
+    return true;
 }
 
 /* ---- links ------------------------------------------------------------- */
@@ -625,6 +644,8 @@ static int fetched_none(struct sg_pgstore *ps, const unsigned char key[SG_SESSIO
 
 static int fetch_result(struct sg_pgstore_op *op, const PGresult *res)
 {
+    if (end_kept(op->ps, op->key))
+        return fetched_none(op->ps, op->key); /* ended here while the fetch ran */
     if (PQntuples(res) != 1) {
         memcpy(miss_slot(op->ps, op->key), op->key, SG_SESSION_KEY_LEN);
         return fetched_none(op->ps, op->key);
@@ -649,11 +670,11 @@ static void on_result(void *arg, const struct sg_pg_result *result)
     struct sg_pgstore *ps = op->ps;
     op->query = NULL;
     count_query(result);
+    if (op->kind == OP_S_DELETE || op->kind == OP_REDO)
+        end_result(op, result);
     if (result->status != SG_PG_OK) {
         if (op->kind == OP_REFRESH_ALL && result->status != SG_PG_SQL_ERROR)
             ps->listening = false; /* tried again at the next resync */
-        if ((op->kind == OP_S_DELETE || op->kind == OP_REDO) && result->status != SG_PG_SQL_ERROR)
-            redo_later(ps, op->key);
         /* A session fetched because its cached copy is past cache_ttl_s: that
          * copy is not trusted any longer, whether or not the database answers. */
         if (op->kind == OP_S_FETCH)
@@ -733,31 +754,128 @@ void sg_pgstore_cancel(struct sg_pgstore_op *op)
     }
 }
 
-/* ---- session ends to send again --------------------------------------------- */
+/* ---- session ends ------------------------------------------------------------ */
 
-static void redo_later(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+/*
+ * A session end is kept in this host's store (session_ends, a lazy commit:
+ * it survives the process stopping or dying) before its DELETE is sent, and
+ * goes from there only once PostgreSQL has run that DELETE (a row already
+ * gone is as good). Every failure keeps it: no connection, the deadline, an
+ * SQL error (a statement_timeout under a row lock held elsewhere). Until
+ * then this host refuses the session, not fetching it again; the other hosts
+ * learn of the end when PostgreSQL takes it.
+ */
+static int end_keep(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
 {
-    if (ps->redo_count == REDO_MAX) {
-        sg_metrics_count("ssogate_shared_store_session_ends_lost_total", "reason", "queue_full");
-        return;
+    struct sg_store_stats stats;
+    int err = sg_store_stats(ps->cache, &stats);
+    if (err == 0 && stats.entries[SG_STORE_DB_SESSION_ENDS] >= ENDS_MAX)
+        err = SG_ETOOBIG;
+    struct sg_store_txn txn;
+    if (err == 0)
+        err = sg_store_txn_begin(ps->cache, true, &txn);
+    if (err != 0)
+        return err;
+    err = sg_store_put(&txn, SG_STORE_DB_SESSION_ENDS, key, SG_SESSION_KEY_LEN, "", 0, 0);
+    if (err != 0) {
+        sg_store_txn_abort(&txn);
+        return err;
     }
-    if (ps->redo == NULL)
-        ps->redo = sg_calloc(REDO_MAX, sizeof(*ps->redo));
-    memcpy(ps->redo[ps->redo_count++], key, SG_SESSION_KEY_LEN);
-    sg_metrics_count("ssogate_shared_store_session_ends_deferred_total", "reason", "unavailable");
+    return sg_store_txn_commit(&txn, SG_STORE_LAZY);
 }
 
-/* Sends the session ends PostgreSQL missed; those that fail again come back. */
-static void redo_send(struct sg_pgstore *ps)
+/* PostgreSQL took the end of session key: it is no longer kept here. */
+static void end_taken(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
 {
-    size_t count = ps->redo_count;
-    ps->redo_count = 0;
-    for (size_t i = 0; i < count; i++) {
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(ps->cache, true, &txn);
+    if (err != 0)
+        return;
+    err = sg_store_delete(&txn, SG_STORE_DB_SESSION_ENDS, key, SG_SESSION_KEY_LEN, NULL, 0);
+    if (err == 0)
+        sg_store_txn_commit(&txn, SG_STORE_LAZY);
+    else
+        sg_store_txn_abort(&txn); /* SG_ENOENT: another worker's resend took it */
+}
+
+/* True while the end of session key waits here for PostgreSQL. */
+static bool end_kept(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+{
+    struct sg_store_txn txn;
+    if (sg_store_txn_begin(ps->cache, false, &txn) != 0)
+        return false;
+    const void *val;
+    size_t len;
+    bool kept =
+        sg_store_get(&txn, SG_STORE_DB_SESSION_ENDS, key, SG_SESSION_KEY_LEN, &val, &len) == 0;
+    sg_store_txn_commit(&txn, SG_STORE_LAZY);
+    return kept;
+}
+
+static int collect_end(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct drop_state *st = arg;
+    if (klen != SG_SESSION_KEY_LEN)
+        return 0; /* no build of ours wrote it */
+    memcpy(st->keys[st->count++], key, SG_SESSION_KEY_LEN);
+    return st->count == st->cap ? SG_STORE_STOP : 0;
+}
+
+/* Sends again the first ENDS_RESEND_MAX kept session ends, unless a round is
+ * in flight or the database cannot be reached (the next resync then sends). */
+static void ends_resend(struct sg_pgstore *ps)
+{
+    if (ps->resending > 0 || !sg_pg_available(ps->pg))
+        return;
+    unsigned char keys[ENDS_RESEND_MAX][SG_SESSION_KEY_LEN];
+    struct drop_state st = {.ps = ps, .keys = keys, .cap = ENDS_RESEND_MAX};
+    struct sg_store_txn txn;
+    int err = sg_store_txn_begin(ps->cache, false, &txn);
+    if (err == 0) {
+        err = sg_store_scan(&txn, SG_STORE_DB_SESSION_ENDS, NULL, 0, 0, collect_end, &st);
+        sg_store_txn_commit(&txn, SG_STORE_LAZY);
+    }
+    if (err != 0) {
+        sg_metrics_error(SG_MERR_STORE);
+        sg_log(SG_LOG_ERROR, "shared_store", "kept session ends not read: %s", sg_strerror(err));
+        return; /* still due: the next second tries again */
+    }
+    ps->resend_due = false;
+    ps->resend_full = st.count == ENDS_RESEND_MAX;
+    for (size_t i = 0; i < st.count; i++) {
         struct sg_pgstore_op *op = op_new(ps, OP_REDO, NULL, NULL);
-        memcpy(op->key, ps->redo[i], SG_SESSION_KEY_LEN);
+        memcpy(op->key, keys[i], SG_SESSION_KEY_LEN);
         char *values[] = {hex_of(op->key, sizeof(op->key))};
+        ps->resending++;
         op_send(op, ST_S_DELETE, values, 1);
     }
+    OPENSSL_cleanse(keys, sizeof(keys));
+}
+
+/* The answer to a session end (OP_S_DELETE) or to its resend (OP_REDO). */
+static void end_result(struct sg_pgstore_op *op, const struct sg_pg_result *res)
+{
+    struct sg_pgstore *ps = op->ps;
+    if (res->status == SG_PG_OK) {
+        end_taken(ps, op->key);
+    } else if (op->kind == OP_REDO || op->kept) {
+        ps->resend_due = true;
+        if (op->kind == OP_S_DELETE) {
+            sg_metrics_count("ssogate_shared_store_session_ends_deferred_total", "reason",
+                             status_label(res->status));
+            sg_log(SG_LOG_WARN, "shared_store",
+                   "a session end is kept on this host and sent again until PostgreSQL takes it");
+        }
+    } else {
+        sg_metrics_error(SG_MERR_STORE);
+        sg_metrics_count("ssogate_shared_store_session_ends_lost_total", "reason", "not_kept");
+        sg_log(SG_LOG_ERROR, "shared_store",
+               "a session end could not be kept on this host nor sent: it lives on other hosts");
+    }
+    if (op->kind != OP_REDO || --ps->resending > 0)
+        return;
+    if (!ps->resend_due && ps->resend_full)
+        ends_resend(ps); /* the next ones at once */
 }
 
 static void sweep_now(struct sg_pgstore *ps);
@@ -793,7 +911,8 @@ static void on_notify(void *arg, const char *channel, const char *payload)
 static void on_resync(void *arg)
 {
     struct sg_pgstore *ps = arg;
-    redo_send(ps);
+    ps->resend_due = true;
+    ends_resend(ps);
     sweep_now(ps);
     ps->listening = true;
     op_send(op_new(ps, OP_REFRESH_ALL, NULL, NULL), ST_LINKS_ALL, NULL, 0);
@@ -831,6 +950,15 @@ static void on_touch_flush(evutil_socket_t fd, short what, void *arg)
     ps->touch_count = 0;
     char *values[] = {keys.text, seen.text};
     op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_S_TOUCH, values, 2);
+}
+
+/* Each second: the touches, and the kept session ends when a try failed. */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    struct sg_pgstore *ps = arg;
+    on_touch_flush(fd, what, ps);
+    if (ps->resend_due)
+        ends_resend(ps);
 }
 
 void sg_pgstore_session_touch(struct sg_pgstore *ps, const char *id, int64_t now)
@@ -881,7 +1009,8 @@ struct sg_pgstore *sg_pgstore_open(struct event_base *base, const struct sg_stor
     cache_clear(ps);
     ps->misses = sg_calloc(MISSES_SLOTS, sizeof(*ps->misses));
     ps->touches = sg_calloc(TOUCH_MAX, sizeof(*ps->touches));
-    ps->flush = event_new(base, -1, EV_PERSIST, on_touch_flush, ps);
+    ps->resend_due = true; /* a previous run's kept ends, at the first chance */
+    ps->flush = event_new(base, -1, EV_PERSIST, on_tick, ps);
     struct timeval every = {TOUCH_FLUSH_S, 0};
     event_add(ps->flush, &every);
     sg_pg_listen(ps->pg, SG_PGSCHEMA_CHANNEL, on_notify, on_resync, ps);
@@ -898,7 +1027,6 @@ void sg_pgstore_free(struct sg_pgstore *ps)
     free(ps->touches);
     free(ps->cached);
     free(ps->fresh);
-    free(ps->redo);
     free(ps->misses);
     free(ps);
 }
@@ -1002,7 +1130,9 @@ struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const cha
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_S_DELETE, done, arg);
     sg_session_key(id, op->key);
+    op->kept = end_keep(ps, op->key) == 0;
     sg_session_delete_key(ps->cache, op->key); /* here at once, whatever PostgreSQL says */
+    fresh_del(ps, op->key);
     char *values[] = {hex_of(op->key, sizeof(op->key))};
     return op_send(op, ST_S_DELETE, values, 1);
 }

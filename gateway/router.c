@@ -265,8 +265,9 @@ static int handle_proxied(struct sg_request *r)
     if (psa_logout) {
         /* Signing out of the PSA signs out of the gateway too, every session the
          * browser sent (sg_identity_end); the PSA still gets the request, with the
-         * identity when there is one, to end its own. */
-        sg_identity_end(store, r->shared, cfg, r->req);
+         * identity when there is one, to end its own (at once: its answer is
+         * a round trip to the PSA, longer than the DELETE's). */
+        sg_identity_end(store, r->shared, NULL, cfg, r->req, NULL, NULL);
         if (found || conflict)
             sg_metrics_count("ssogate_logouts_total", "result",
                              found ? "psa_logout" : "psa_logout_conflicting_cookies");

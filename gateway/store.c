@@ -32,6 +32,7 @@ static const struct {
     [SG_STORE_DB_JWKS] = {"jwks", false},
     [SG_STORE_DB_LOGINS] = {"logins", false},
     [SG_STORE_DB_LOGOUT_JTI] = {"logout_jti", false},
+    [SG_STORE_DB_SESSION_ENDS] = {"session_ends", false},
 };
 
 const char *sg_store_db_name(enum sg_store_db db)

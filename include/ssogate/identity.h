@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct event_base;
 struct evhttp_request;
 struct evbuffer;
 struct evkeyvalq;
@@ -56,17 +57,32 @@ int sg_identity_add_headers(const struct sg_snapshot *snap, const struct sg_iden
 int sg_identity_write_headers(const struct sg_snapshot *snap, const struct sg_identity *identity,
                               struct evbuffer *out);
 
+/* Called once a logout's ends were taken, or its wait is over. */
+typedef void (*sg_identity_ended_fn)(void *arg);
+struct sg_identity_ending;
+
 /*
  * Ends every session whose cookie req carries (up to 16, four times as many
- * as sg_identity_lookup reads), whoever's it is: deleted from the store, and with
- * the shared store from PostgreSQL, without waiting (a failure is logged and
- * counted). A logout that ended only the session in use would leave a second
- * one alive: another session of the same user, or the victim's own behind a
- * planted one (whose conflict leaves no session in use at all). Adds to req's
- * response a Set-Cookie that clears the session cookie. All borrowed; shared
- * may be NULL.
+ * as sg_identity_lookup reads), whoever's it is: deleted from the store, and
+ * with the shared store here at once and in PostgreSQL, the end kept on this
+ * host until PostgreSQL takes it (pgstore.h). A logout that ended only the
+ * session in use would leave a second one alive: another session of the same
+ * user, or the victim's own behind a planted one (whose conflict leaves no
+ * session in use at all). Adds to req's response a Set-Cookie that clears
+ * the session cookie. store, shared (may be NULL), cfg and req borrowed.
+ *
+ * With ended (not NULL) and a database that answers, the caller may hold its
+ * answer until every host refuses the sessions: returns a handle (cancel
+ * with sg_identity_ending_cancel) and calls ended(arg) once, when PostgreSQL
+ * answered every DELETE or after a second, whichever comes first (on base).
+ * Returns NULL when there is nothing to wait for: ended is then not called.
  */
-void sg_identity_end(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
-                     struct evhttp_request *req);
+struct sg_identity_ending *sg_identity_end(struct sg_store *store, struct sg_pgstore *shared,
+                                           struct event_base *base, const struct sg_config *cfg,
+                                           struct evhttp_request *req, sg_identity_ended_fn ended,
+                                           void *arg);
+
+/* Stops waiting (ended will not be called; the ends go on) and frees. NULL-safe. */
+void sg_identity_ending_cancel(struct sg_identity_ending *ending);
 
 #endif

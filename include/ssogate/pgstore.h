@@ -93,7 +93,16 @@ struct sg_pgstore_op *sg_pgstore_session_fetch(struct sg_pgstore *ps, const char
 /* Records activity on a session, written behind (no done function). */
 void sg_pgstore_session_touch(struct sg_pgstore *ps, const char *id, int64_t now);
 
-/* Ends one session everywhere: deleted in PostgreSQL, then here. */
+/*
+ * Ends one session everywhere: here at once, then deleted in PostgreSQL. The
+ * end is first kept in this host's store (table session_ends) and stays
+ * there until PostgreSQL has run the DELETE: every failure (no connection,
+ * the deadline, an SQL error such as a statement_timeout under a row lock)
+ * is sent again, each second while the database answers, at each
+ * (re)connection and at the next start. Meanwhile this host refuses the
+ * session (sg_pgstore_session_cached is true, no fetch caches it). done gets
+ * PostgreSQL's first answer (0 when it took the end).
+ */
 struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const char *id,
                                                 sg_pgstore_done_fn done, void *arg);
 

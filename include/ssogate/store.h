@@ -14,6 +14,8 @@
  *   jwks               issuer -> fetch time and JWKS JSON (jwks.c)
  *   logins             SHA-256(state) -> login state in flight (loginstate.c)
  *   logout_jti         SHA-256(issuer NUL jti) -> keep-until time (logout.c)
+ *   session_ends       SHA-256(session id) -> when it was ended here: ends the
+ *                      shared store has not taken yet (pgstore.c)
  *
  * Every table is an ordered map from byte-string keys (1..SG_STORE_KEY_MAX
  * bytes, compared as unsigned bytes, shorter first on a common prefix) to
@@ -105,8 +107,9 @@ enum sg_store_db {
     SG_STORE_DB_USER_BY_PSA,
     SG_STORE_DB_USER_BY_IDP,
     SG_STORE_DB_JWKS,
-    SG_STORE_DB_LOGINS,     /* login states in flight, shared by the workers */
-    SG_STORE_DB_LOGOUT_JTI, /* jti of back-channel logout tokens seen (logout.c) */
+    SG_STORE_DB_LOGINS,       /* login states in flight, shared by the workers */
+    SG_STORE_DB_LOGOUT_JTI,   /* jti of back-channel logout tokens seen (logout.c) */
+    SG_STORE_DB_SESSION_ENDS, /* session ends PostgreSQL has not taken yet (pgstore.c) */
     SG_STORE_DB_COUNT
 };
 

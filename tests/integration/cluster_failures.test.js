@@ -10,6 +10,7 @@ const assert = require('node:assert/strict');
 const childProcess = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
+const net = require('node:net');
 const path = require('node:path');
 const { itest, metricValue, request, sleep, waitFor, SLOW, SSOGATE_BIN } = require('./lib/harness');
 const pg = require('./lib/pg');
@@ -50,13 +51,71 @@ function linkSet(spec) {
   return links;
 }
 
+// A TCP relay on loopback in front of PostgreSQL: cut() cuts the hosts that connect through it off the
+// database (their connections are broken, new ones refused), heal() lets them connect again.
+class CutRelay {
+  constructor(targetPort) {
+    this.targetPort = targetPort;
+    this.isCut = false;
+    this.sockets = new Set();
+  }
+
+  async listen() {
+    this.server = net.createServer((client) => {
+      if (this.isCut) {
+        client.destroy();
+        return;
+      }
+      const upstream = net.connect(this.targetPort, '127.0.0.1');
+      const close = () => {
+        for (const s of [client, upstream]) {
+          s.destroy();
+          this.sockets.delete(s);
+        }
+      };
+      for (const s of [client, upstream]) {
+        this.sockets.add(s);
+        s.on('error', close);
+        s.on('close', close);
+      }
+      client.pipe(upstream);
+      upstream.pipe(client);
+    });
+    await new Promise((resolve) => this.server.listen(0, '127.0.0.1', resolve));
+    this.port = this.server.address().port;
+  }
+
+  cut() {
+    this.isCut = true;
+    for (const s of this.sockets) {
+      s.destroy();
+    }
+    this.sockets.clear();
+  }
+
+  heal() {
+    this.isCut = false;
+  }
+
+  close(done) {
+    this.cut();
+    this.server.close(() => done());
+  }
+}
+
 // A private PostgreSQL, migrated, with links imported before the hosts start (each host reads the whole
 // links copy when it connects), then three hosts behind the balancer (perHost: see startLinkEnv). env.sql(query) resolves one value
-// (psql -At); env.direct(i, path) is the URL of host i itself, bypassing the balancer.
-async function startCluster(h, { tenants, links, gateway = {}, perHost }) {
+// (psql -At); env.direct(i, path) is the URL of host i itself, bypassing the balancer. The hosts in cutOff
+// reach PostgreSQL through env.relay (a CutRelay).
+async function startCluster(h, { tenants, links, gateway = {}, perHost = (i, c) => c, cutOff = [] }) {
   const server = await pg.startPrivate();
   h.servers.push({ close: (done) => server.destroy().then(() => done(), () => done()) });
   const conninfo = await server.createDatabase('clusterfail');
+  const relay = new CutRelay(Number(/port=(\d+)/.exec(conninfo)[1]));
+  await relay.listen();
+  h.servers.push({ close: (done) => relay.close(done) });
+  const relayed = conninfo.replace(/port=\d+/, `port=${relay.port}`);
+  const hostConfig = (i, c) => perHost(i, cutOff.includes(i) ? { ...c, store: { ...c.store, conninfo: relayed } } : c);
   const sql = async (query) => (await run(path.join(pg.PG_BIN, 'psql'), ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-d', conninfo, '-c', query])).trim();
   const store = { type: 'postgresql', conninfo, pool_size: 4, statement_timeout_ms: 2000, cache_ttl_s: CACHE_TTL_S };
   const adminConfig = h.writeConfig(h.config({ store }), 'admin.json');
@@ -70,8 +129,10 @@ async function startCluster(h, { tenants, links, gateway = {}, perHost }) {
     // What the PSA says of these users (staff, active), as a user link made by a login records it.
     await sql('UPDATE user_links SET facts_known = true, staff = true, active = true');
   }
-  const env = await startLinkEnv(h, { tenants, hosts: HOSTS, store, gateway, perHost });
+  const env = await startLinkEnv(h, { tenants, hosts: HOSTS, store, gateway, perHost: hostConfig });
   env.pgServer = server;
+  env.conninfo = conninfo;
+  env.relay = relay;
   env.sql = sql;
   env.direct = (i, pathname) => `http://127.0.0.1:${env.hostPorts[i]}${pathname}`;
   return env;
@@ -746,4 +807,149 @@ itest('issue 11: the log stays JSON lines when PostgreSQL shuts down under the p
   }).map((line) => `host ${i}: ${line}`));
   console.log(`# ${raw.length} stderr lines that are not JSON after PostgreSQL stopped${raw.length ? `, e.g. ${JSON.stringify(raw[0])}` : ''}`);
   assert.deepEqual(raw, [], 'every stderr line of every host is a JSON object');
+});
+
+// rtC F1 and F2: the ends of sessions on a host that PostgreSQL does not take at once.
+const DEFERRED = 'ssogate_shared_store_session_ends_deferred_total';
+
+// The session of a new login of account, its cookie copied into a second browser (a copy of the cookie
+// kept elsewhere): {browser, copy, key (its row's id_hash, hex)}.
+async function sessionAndCopy(env, account) {
+  const browser = await loggedIn(env, account);
+  const cookie = browser.jar.get('ssogate', env.gwUrl);
+  const copy = env.browser();
+  copy.jar.set(env.gwUrl, 'ssogate', cookie);
+  for (let i = 0; i < HOSTS; i++) {
+    assert.equal((await statusOn(env, i, copy)).session, true, `the session on host ${i}`);
+  }
+  return { browser, copy, key: sessionKey(cookie) };
+}
+
+// POST /_sso/logout on host i with browser: the answer, and how long it took.
+async function logoutOn(env, i, browser) {
+  const started = Date.now();
+  const res = await browser.request(env.direct(i, '/_sso/logout'), { method: 'POST', headers: { origin: env.gwUrl } });
+  return { res, ms: Date.now() - started };
+}
+
+// Resolves once no host but host 0 knows the session of copy; the time it took from since.
+async function refusedElsewhere(env, copy, since, what) {
+  await waitFor(async () => {
+    for (let i = 1; i < HOSTS; i++) {
+      if ((await statusOn(env, i, copy)).session) {
+        return false;
+      }
+    }
+    return true;
+  }, (CACHE_TTL_S + 1) * 1000 * SLOW, what, 100);
+  return Date.now() - since;
+}
+
+itest('rtC F1: a logout on a host cut off from PostgreSQL outlives a restart of that host: once it reaches the database, every host refuses the session', {
+  timeout: 150000 * SLOW,
+}, async (t, h) => {
+  const env = await startCluster(h, { tenants: ['q1'], links: linkSet([['q1', [['staff', 'user']]]]), cutOff: [0] });
+  const { browser, copy, key } = await sessionAndCopy(env, env.tenant('q1').user);
+  const rows = () => env.sql(`SELECT count(*) FROM sessions WHERE id_hash = '\\x${key}'`);
+
+  env.relay.cut();
+  await waitFor(async () => (await healthz(env, 0)).body.status === 'degraded', DEGRADED_BOUND_MS, 'host 0 degraded', 20);
+  const { res, ms } = await logoutOn(env, 0, browser);
+  assert.equal(res.status, 303, 'the logout answers without the database');
+  assert.ok(ms < 1500 * SLOW, `the logout answered in ${ms} ms`);
+  assert.equal((await statusOn(env, 0, copy)).session, false, 'host 0 refuses the session at once');
+  // Its DELETE waits for a connection up to its deadline (statement_timeout_ms + 1 s), then is kept.
+  await waitFor(async () => metricValue(await h.metrics(env.gws[0]), DEFERRED, { reason: 'unavailable' }) === 1, 5000 * SLOW, 'the end deferred', 100);
+  assert.equal((await statusOn(env, 0, copy)).session, false, 'host 0 still refuses the session');
+  assert.equal(await rows(), '1', 'the row is still in PostgreSQL (host 0 cannot reach it)');
+
+  // A routine restart of host 0 before the database is back: the end is kept in its data_dir.
+  assert.equal(await env.gws[0].stop(), true, 'host 0 stops on SIGTERM');
+  env.relay.heal();
+  await env.startGateway(0);
+  const back = Date.now();
+  await waitFor(async () => (await rows()) === '0', RECOVERY_BOUND_MS, 'the row deleted once host 0 reaches PostgreSQL', 100);
+  const took = await refusedElsewhere(env, copy, back, 'the other hosts refuse the session');
+  console.log(`# the logout made on host 0 while cut off, then host 0 restarted: the other hosts refuse the session ${took} ms after it is back`);
+  assert.equal((await statusOn(env, 0, copy)).session, false, 'host 0 still refuses it');
+  assert.equal((await copy.request(env.direct(0, '/api/whoami'), { headers: { accept: 'application/json' } })).status, 401, 'the PSA is not reached with it');
+  assertHostsAlive(env);
+});
+
+// Another client of the database locks the row of session key for seconds (a long transaction); resolves
+// once it holds the lock, to {released: a promise of the time the lock went}.
+async function lockRow(env, h, key, seconds) {
+  const locker = childProcess.spawn(path.join(pg.PG_BIN, 'psql'), ['-X', '-q', '-d', env.conninfo, '-c',
+    `BEGIN; SELECT 1 FROM sessions WHERE id_hash = '\\x${key}' FOR UPDATE; SELECT pg_sleep(${seconds}); COMMIT;`], { stdio: 'ignore' });
+  h.servers.push({ close: (done) => { if (locker.exitCode === null && locker.signalCode === null) locker.kill('SIGKILL'); done(); } });
+  const gone = new Promise((resolve) => locker.on('exit', () => resolve(Date.now())));
+  await waitFor(async () => (await env.sql(`SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE a.query LIKE '%pg_sleep(${seconds})%' AND l.mode = 'RowShareLock' AND a.pid <> pg_backend_pid()`)) !== '0',
+    10000 * SLOW, 'the row locked', 50);
+  return { released: gone };
+}
+
+itest('rtC F1: a logout\'s answer waits (a second at most) for PostgreSQL to take the end; one cancelled by statement_timeout under a row lock is sent again, and the host refuses the session meanwhile', {
+  timeout: 120000 * SLOW,
+}, async (t, h) => {
+  const env = await startCluster(h, { tenants: ['q2'], links: linkSet([['q2', [['staff', 'user'], ['staff2', 'user2']]]]) });
+  // A lock shorter than the wait: the answer comes once the row is gone.
+  const quick = await sessionAndCopy(env, env.tenant('q2').user2);
+  await lockRow(env, h, quick.key, 0.6);
+  const waited = await logoutOn(env, 0, quick.browser);
+  assert.equal(waited.res.status, 303);
+  assert.equal(await env.sql(`SELECT count(*) FROM sessions WHERE id_hash = '\\x${quick.key}'`), '0', `the row is gone when the answer comes (after ${waited.ms} ms)`);
+  const refused = await refusedElsewhere(env, quick.copy, Date.now(), 'the other hosts refuse the session');
+  console.log(`# a logout under a 600 ms row lock: answered after ${waited.ms} ms, the row gone by then, the other hosts refusing ${refused} ms later`);
+
+  const { browser, copy, key } = await sessionAndCopy(env, env.tenant('q2').user);
+
+  // Another client holds the row locked for longer than statement_timeout_ms (2 s): a long transaction.
+  const lock = await lockRow(env, h, key, 5);
+  const { res, ms } = await logoutOn(env, 0, browser);
+  assert.equal(res.status, 303);
+  assert.ok(ms < 2000 * SLOW, `the logout answered in ${ms} ms (its wait for the DELETE is bounded)`);
+  // The DELETE waits for the lock until statement_timeout cancels it (57014); meanwhile and after,
+  // host 0 does not fetch the row (still there) again.
+  await env.gws[0].waitLog((l) => l.event === 'shared_store' && l.sqlstate === '57014', 5000 * SLOW, 'the DELETE cancelled');
+  assert.equal((await statusOn(env, 0, copy)).session, false, 'host 0 refuses the session it ended while the row is locked');
+  assert.equal(await env.sql(`SELECT count(*) FROM sessions WHERE id_hash = '\\x${key}'`), '1', 'the row is still there');
+  assert.equal(metricValue(await h.metrics(env.gws[0]), DEFERRED, { reason: 'timeout' }), 1, 'the end was deferred');
+
+  const took = await refusedElsewhere(env, copy, await lock.released, 'the other hosts refuse the session');
+  console.log(`# a logout on host 0 whose DELETE was cancelled under a row lock: the other hosts refuse the session ${took} ms after the lock went`);
+  assert.equal(await env.sql(`SELECT count(*) FROM sessions WHERE id_hash = '\\x${key}'`), '0', 'the row is gone');
+  assert.equal((await statusOn(env, 0, copy)).session, false, 'host 0 still refuses it');
+  assertHostsAlive(env);
+});
+
+itest('rtC F2: a back-channel logout that could not reach PostgreSQL (503) is accepted when the IdP sends it again', {
+  timeout: 120000 * SLOW,
+}, async (t, h) => {
+  const env = await startCluster(h, { tenants: ['q3'], links: linkSet([['q3', [['staff', 'user']]]]), cutOff: [0] });
+  const { copy } = await sessionAndCopy(env, env.tenant('q3').user);
+  const sub = await env.sql('SELECT convert_from(idp_sub, \'UTF8\') FROM sessions');
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: env.issuer, aud: 'ssogate', iat: now, exp: now + 120, jti: crypto.randomUUID(),
+    events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub };
+  const body = `logout_token=${encodeURIComponent((await env.control('POST', '/_test/sign', { claims, alg: 'ES256' })).token)}`;
+  const post = () => request(env.hostPorts[0], { method: 'POST', path: '/_sso/backchannel-logout',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) }, body });
+
+  env.relay.cut();
+  await waitFor(async () => (await healthz(env, 0)).body.status === 'degraded', DEGRADED_BOUND_MS, 'host 0 degraded', 20);
+  const failed = await post();
+  assert.equal(failed.status, 503, `cut off: ${failed.body}`);
+  assert.match(failed.body.toString(), /temporarily_unavailable/);
+
+  env.relay.heal();
+  await waitFor(async () => (await healthz(env, 0)).body.status === 'ok', RECOVERY_BOUND_MS, 'host 0 back', 50);
+  const retried = await post();
+  assert.equal(retried.status, 200, `the same token again: ${retried.body}`);
+  for (let i = 0; i < HOSTS; i++) {
+    assert.equal((await statusOn(env, i, copy)).session, false, `host ${i} refuses the session`);
+  }
+  assert.equal(await env.sql('SELECT count(*) FROM sessions'), '0', 'no session of that user is left');
+  const replayed = await post();
+  assert.equal(replayed.status, 400, 'a third time it is a replay');
+  assert.match(replayed.body.toString(), /jti_replayed/);
 });

@@ -197,17 +197,13 @@ static void on_wait_over(evutil_socket_t fd, short what, void *arg)
     ending_over(arg);
 }
 
-struct sg_identity_ending *sg_identity_end(struct sg_store *store, struct sg_pgstore *shared,
-                                           struct event_base *base, const struct sg_config *cfg,
-                                           struct evhttp_request *req, sg_identity_ended_fn ended,
-                                           void *arg)
+/* Ends the sessions of the cookies req carries; with ending, its slots wait for PostgreSQL. */
+static void end_sent(struct sg_store *store, struct sg_pgstore *shared, const struct sg_config *cfg,
+                     struct evhttp_request *req, struct sg_identity_ending *ending)
 {
     char ids[SESSION_COOKIES_END_MAX][SG_SESSION_ID_SIZE];
     size_t count = sg_cookies_values(evhttp_request_get_input_headers(req), cfg, SG_COOKIE_SESSION,
                                      SG_SESSION_ID_LEN, &ids[0][0], SESSION_COOKIES_END_MAX);
-    /* Without the database there is nothing to wait for: the ends are kept (pgstore.h). */
-    bool wait = shared != NULL && ended != NULL && sg_pgstore_available(shared);
-    struct sg_identity_ending *ending = wait ? sg_calloc(1, sizeof(*ending)) : NULL;
     for (size_t i = 0; i < count; i++) {
         if (!sg_session_id_valid(ids[i]))
             continue;
@@ -225,6 +221,23 @@ struct sg_identity_ending *sg_identity_end(struct sg_store *store, struct sg_pgs
         }
     }
     OPENSSL_cleanse(ids, sizeof(ids));
+}
+
+void sg_identity_end_replaced(struct sg_store *store, struct sg_pgstore *shared,
+                              const struct sg_config *cfg, struct evhttp_request *req)
+{
+    end_sent(store, shared, cfg, req, NULL);
+}
+
+struct sg_identity_ending *sg_identity_end(struct sg_store *store, struct sg_pgstore *shared,
+                                           struct event_base *base, const struct sg_config *cfg,
+                                           struct evhttp_request *req, sg_identity_ended_fn ended,
+                                           void *arg)
+{
+    /* Without the database there is nothing to wait for: the ends are kept (pgstore.h). */
+    bool wait = shared != NULL && ended != NULL && sg_pgstore_available(shared);
+    struct sg_identity_ending *ending = wait ? sg_calloc(1, sizeof(*ending)) : NULL;
+    end_sent(store, shared, cfg, req, ending);
     sg_cookies_clear(evhttp_request_get_output_headers(req), cfg, SG_COOKIE_SESSION);
     if (ending != NULL && ending->pending == 0) {
         free(ending);

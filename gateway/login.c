@@ -634,6 +634,7 @@ static int session_stored(struct pending *p, int err)
             p->r, err == SG_EUNAVAILABLE ? SG_LOGIN_STORE_UNAVAILABLE : SG_LOGIN_SESSION_NOT_STORED,
             sg_strerror(err));
     }
+    sg_identity_end_replaced(p->r->store, p->r->shared, cfg, p->r->req);
     sg_cookies_set(evhttp_request_get_output_headers(p->r->req), cfg, SG_COOKIE_SESSION,
                    p->session_id);
     sg_metrics_count(LOGINS_METRIC, "result", results[SG_LOGIN_OK].label);
@@ -887,7 +888,7 @@ static int link_ask_psa(struct pending *p, enum sg_linking_decision decision,
 {
     p->decision = decision;
     p->idp_tenant = sg_strdup(idp_tenant);
-    p->whoami = sg_whoami_fetch_caller(p->r, on_link_whoami, p);
+    p->whoami = sg_whoami_fetch_caller(p->r, p->logins->writer, on_link_whoami, p);
     return 0;
 }
 

@@ -262,7 +262,20 @@ static int handle_proxied(struct sg_request *r)
         return sg_request_page(r, 401, "Sign-in required",
                                "This page needs you to be signed in. Open it again to sign in.");
     }
-    if (psa_logout) {
+    /* A page of another site can send the browser to the PSA's logout path
+     * (a link, a redirect: Lax cookies go along): that does not end the SSO
+     * session; the PSA gets the request and decides about its own. */
+    const char *fetch_site =
+        evhttp_find_header(evhttp_request_get_input_headers(r->req), "Sec-Fetch-Site");
+    if (psa_logout && fetch_site != NULL &&
+        evutil_ascii_strcasecmp(fetch_site, "cross-site") == 0) {
+        sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "psa_logout");
+        sg_log_fields(SG_LOG_WARN, "logout",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                              SG_LOG_STR("result", "cross_site"),
+                                              SG_LOG_STR("detail", "the SSO session is kept")},
+                      3);
+    } else if (psa_logout) {
         /* Signing out of the PSA signs out of the gateway too, every session the
          * browser sent (sg_identity_end); the PSA still gets the request, with the
          * identity when there is one, to end its own (at once: its answer is

@@ -525,7 +525,7 @@ static int handle(struct sg_request *r, enum action action)
     }
     if (action == ACT_STATUS && cfg->identity == SG_IDENTITY_CLAIMS)
         return send_status(s, NULL, false);
-    s->whoami = sg_whoami_fetch_caller(r, on_whoami, s);
+    s->whoami = sg_whoami_fetch_caller(r, sg_runtime_session_writer(r->rt), on_whoami, s);
     sg_request_wait(r, on_gone, s);
     return 0;
 }

@@ -10,7 +10,6 @@
 #include "ssogate/identity.h"
 #include "ssogate/json.h"
 #include "ssogate/request.h"
-#include "ssogate/runtime.h"
 #include "ssogate/snapshot.h"
 #include "ssogate/upstream.h"
 
@@ -159,12 +158,14 @@ struct sg_whoami_request *sg_whoami_fetch(const struct sg_whoami_query *query, s
     return w;
 }
 
-struct sg_whoami_request *sg_whoami_fetch_caller(struct sg_request *r, sg_whoami_cb cb, void *arg)
+struct sg_whoami_request *sg_whoami_fetch_caller(struct sg_request *r,
+                                                 struct sg_session_writer *writer, sg_whoami_cb cb,
+                                                 void *arg)
 {
     struct sg_identity identity;
     struct evkeyvalq headers = TAILQ_HEAD_INITIALIZER(headers);
-    if (sg_identity_lookup(r->store, sg_runtime_session_writer(r->rt), r->shared, r->snap->cfg,
-                           r->req, false, &identity) == 0) {
+    if (sg_identity_lookup(r->store, writer, r->shared, r->snap->cfg, r->req, false, &identity) ==
+        0) {
         sg_identity_add_headers(r->snap, &identity, &headers);
         sg_identity_clear(&identity);
     }

@@ -82,6 +82,15 @@ struct sg_identity_ending *sg_identity_end(struct sg_store *store, struct sg_pgs
                                            struct evhttp_request *req, sg_identity_ended_fn ended,
                                            void *arg);
 
+/*
+ * A login's new session replaces whatever sessions req's cookies carry: they
+ * end as with sg_identity_end, without waiting and without clearing the
+ * cookie (the login sets the new one). A copy of the old cookie (a shared
+ * computer, one taken before this login) does not outlive it. All borrowed.
+ */
+void sg_identity_end_replaced(struct sg_store *store, struct sg_pgstore *shared,
+                              const struct sg_config *cfg, struct evhttp_request *req);
+
 /* Stops waiting (ended will not be called; the ends go on) and frees. NULL-safe. */
 void sg_identity_ending_cancel(struct sg_identity_ending *ending);
 

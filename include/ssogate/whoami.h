@@ -15,6 +15,7 @@ struct event_base;
 struct evkeyvalq;
 struct sg_config;
 struct sg_request;
+struct sg_session_writer;
 struct sg_upstream;
 struct sg_whoami_config;
 struct sg_whoami_request;
@@ -75,9 +76,12 @@ struct sg_whoami_request *sg_whoami_fetch(const struct sg_whoami_query *query, s
  * Asks the PSA who the browser behind r is (sg_whoami_fetch): its PSA
  * cookies and, when it holds a live SSO session, that session's identity
  * headers. My Settings and the callback of a link ask this way, so both see
- * the same caller. r borrowed for the call.
+ * the same caller. r and writer (the process's session writer, for the
+ * session's touch) borrowed for the call.
  */
-struct sg_whoami_request *sg_whoami_fetch_caller(struct sg_request *r, sg_whoami_cb cb, void *arg);
+struct sg_whoami_request *sg_whoami_fetch_caller(struct sg_request *r,
+                                                 struct sg_session_writer *writer, sg_whoami_cb cb,
+                                                 void *arg);
 
 /* Cancels: the callback will not run. */
 void sg_whoami_cancel(struct sg_whoami_request *request);

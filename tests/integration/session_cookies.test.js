@@ -136,3 +136,43 @@ test('a claim the session cannot hold refuses the login, not as a store error', 
   assert.ok(line && line.level === 'warn', 'a warning names the field');
 });
 
+
+// A login in a browser that still holds a session: the new session replaces the old one, which ends; a
+// copy of the old cookie (a shared computer, one taken before the login) is refused from then on.
+test('a login ends the session whose cookie the browser still sent', async (env) => {
+  const first = await env.login({ account: ACCOUNTS.alice, returnTo: '/echo/first' });
+  const old = parseSetCookies(first.callback.headers['set-cookie']).ssogate.value;
+  assert.equal((await seen(env, [`ssogate=${old}`])).subject, ACCOUNTS.alice.sub, 'the first session works');
+
+  const again = await env.login({ browser: first.browser, returnTo: '/echo/again' });
+  assert.equal(again.callback.status, 302, 'the second login in the same browser');
+  const cookies = [].concat(again.callback.headers['set-cookie']).filter((c) => /^ssogate=/.test(c));
+  assert.equal(cookies.length, 1, `one session cookie set: ${cookies}`);
+  const fresh = parseSetCookies(cookies).ssogate.value;
+  assert.notEqual(fresh, old);
+  assert.equal((await seen(env, [`ssogate=${fresh}`])).subject, ACCOUNTS.alice.sub, 'the new session works');
+  const replayed = await seen(env, [`ssogate=${old}`]);
+  assert.equal(replayed.subject, undefined, `the old session is gone: ${JSON.stringify(replayed)}`);
+});
+
+// Another site sending the browser to the PSA's logout path (a link, an image, a redirect: SameSite=Lax
+// cookies go along on a top-level navigation) does not end the SSO session: the request still reaches the
+// PSA, the refusal is counted and logged. The PSA's own sign-out (same-origin) ends it.
+test('a cross-site request to the PSA logout path keeps the SSO session', async (env) => {
+  const id = await sessionOf(env, ACCOUNTS.alice);
+  const live = async () => (await seen(env, [`ssogate=${id}`])).subject !== undefined;
+  const { value: crossSite, moved } = await env.measure(() => request(env.gw, {
+    path: '/logout', headers: [['Cookie', `ssogate=${id}`], ['Sec-Fetch-Site', 'cross-site'], ['Sec-Fetch-Mode', 'navigate']],
+  }));
+  assert.equal(crossSite.status, 200, 'the PSA still gets the request');
+  assert.equal(crossSite.headers['set-cookie'], undefined, 'no session cookie is cleared');
+  assert.equal(await live(), true, 'the SSO session is kept');
+  assert.equal(moved[metricKey('ssogate_csrf_refused_total', { endpoint: 'psa_logout' })], 1, JSON.stringify(moved));
+  assert.ok(env.gw.logs.some((l) => l.event === 'logout' && l.result === 'cross_site'), 'logged');
+
+  const sameOrigin = await request(env.gw, {
+    path: '/logout', headers: [['Cookie', `ssogate=${id}`], ['Sec-Fetch-Site', 'same-origin']],
+  });
+  assert.equal(sameOrigin.status, 200);
+  assert.equal(await live(), false, "the PSA's own sign-out ends the SSO session");
+});

@@ -530,6 +530,9 @@ static enum step failed(struct sg_uplink_conn *c, enum sg_uplink_result result, 
  */
 static bool coding_ok(const struct sg_uplink_conn *c)
 {
+    /* llhttp saw no Transfer-Encoding (most answers): nothing to look for. */
+    if (!(c->parser.flags & F_TRANSFER_ENCODING))
+        return true;
     unsigned codings = 0;
     for (size_t i = 0; i < c->count; i++) {
         if (strcasecmp(c->headers[i].name, "Transfer-Encoding") == 0 &&

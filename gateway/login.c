@@ -648,21 +648,16 @@ static int session_stored(struct pending *p, int err)
     return sg_request_redirect(p->r, 302, p->state.return_to);
 }
 
-/* The strings of a claim: v itself, the strings of an array and, with
- * objects, the string values of an object. Hands back a new array of
- * pointers borrowed from v (caller frees), their number in *count. */
-static const char **claim_strings(yajl_val v, bool objects, size_t *count)
+/* The strings of a claim: v itself or the strings of an array. Hands back a
+ * new array of pointers borrowed from v (caller frees), their number in
+ * *count. */
+static const char **claim_strings(yajl_val v, size_t *count)
 {
-    size_t len = YAJL_IS_STRING(v)              ? 1
-                 : YAJL_IS_ARRAY(v)             ? v->u.array.len
-                 : objects && YAJL_IS_OBJECT(v) ? v->u.object.len
-                                                : 0;
+    size_t len = YAJL_IS_STRING(v) ? 1 : YAJL_IS_ARRAY(v) ? v->u.array.len : 0;
     const char **out = sg_calloc(len + 1, sizeof(*out));
     *count = 0;
     for (size_t i = 0; i < len; i++) {
-        yajl_val item = YAJL_IS_STRING(v)  ? v
-                        : YAJL_IS_ARRAY(v) ? v->u.array.values[i]
-                                           : v->u.object.values[i];
+        yajl_val item = YAJL_IS_STRING(v) ? v : v->u.array.values[i];
         if (YAJL_IS_STRING(item))
             out[(*count)++] = item->u.string;
     }
@@ -679,9 +674,13 @@ struct token {
 static void token_read(const struct sg_config *cfg, yajl_val claims, struct token *t)
 {
     bool master = false, active = true;
-    t->module_urls = claim_strings(sg_json_member(claims, cfg->idp->claims.module_urls), true,
-                                   &t->facts.module_url_count);
-    t->amr = claim_strings(sg_json_member(claims, "amr"), false, &t->facts.amr_count);
+    /* B2 is about the PSA's module URL: of an object of them ({"bms": ..., "vsa": ...}) only
+     * the PSA's member counts, never another module's that happens to name this region. */
+    yajl_val urls = sg_json_member(claims, cfg->idp->claims.module_urls);
+    if (urls != NULL && YAJL_IS_OBJECT(urls))
+        urls = sg_json_member(urls, cfg->idp->claims.module);
+    t->module_urls = claim_strings(urls, &t->facts.module_url_count);
+    t->amr = claim_strings(sg_json_member(claims, "amr"), &t->facts.amr_count);
     t->facts.module_urls = t->module_urls;
     t->facts.amr = t->amr;
     t->facts.sub = sg_jwt_claim_string(claims, "sub");

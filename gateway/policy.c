@@ -1323,6 +1323,7 @@ static const struct field claims_fields[] = {
     SG_F_STRING("tenant", struct sg_claims_config, tenant, false, NULL),
     SG_F_STRING("master", struct sg_claims_config, master, false, NULL),
     SG_F_STRING("module_urls", struct sg_claims_config, module_urls, false, NULL),
+    SG_F_STRING("module", struct sg_claims_config, module, false, NULL),
     SG_F_STRING("active", struct sg_claims_config, active, false, NULL),
     SG_F_STRING("email", struct sg_claims_config, email, false, NULL),
 };
@@ -1366,6 +1367,7 @@ static void idp_free(struct sg_idp_config *idp)
     free(idp->claims.tenant);
     free(idp->claims.master);
     free(idp->claims.module_urls);
+    free(idp->claims.module);
     free(idp->claims.active);
     free(idp->claims.email);
     free(idp);
@@ -1387,6 +1389,7 @@ static int parse_idp(struct parser *p, const struct node *v, void *base)
     idp->claims.tenant = sg_strdup("tenant");
     idp->claims.master = sg_strdup("master");
     idp->claims.module_urls = sg_strdup("module_urls");
+    idp->claims.module = sg_strdup("bms");
     idp->claims.active = sg_strdup("active");
     idp->claims.email = sg_strdup("email");
     return parse_object(p, v, &idp_schema, idp);

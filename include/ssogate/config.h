@@ -118,6 +118,7 @@ struct sg_claims_config {
     char *tenant;      /* claim carrying the IdP tenant, default "tenant" */
     char *master;      /* default "master" */
     char *module_urls; /* default "module_urls" */
+    char *module;      /* the PSA's member of an object of module URLs, default "bms" */
     char *active;      /* default "active" */
     char *email;       /* default "email" */
 };

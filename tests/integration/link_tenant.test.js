@@ -66,6 +66,8 @@ linkTest('B1: only a PSA admin may turn it on, and only with an IdP master accou
   assert.equal(await env.tenantLink('b7x'), undefined, 'nothing stored');
 });
 
+// The IdP tenant's PSA (bms) module URL is the UK region's; another module's names the US one, which must
+// not count.
 linkTest('B2: a module URL of another region is refused with a page naming the expected URL', async (env) => {
   const t = env.tenant('b2');
   const { browser } = await env.psaLogin(t.admin);

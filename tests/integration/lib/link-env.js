@@ -19,7 +19,8 @@
 //   IdP accounts (password "pw", TOTP secret TOTP_SECRET unless said otherwise):
 //     master@N (master account), user@N, user2@N, nototp@N (no second factor enrolled),
 //     inactive@N (inactive: the IdP ends its login with access_denied)
-// and one IdP tenant itc-emea whose module URL is the UK region's, with the account master@emea.
+// and one IdP tenant itc-emea whose PSA (bms) module URL is the UK region's, with the account master@emea
+// (its other module's URL is the US one: B2 looks at the PSA's alone).
 //
 // The gateway's listener port is chosen before anything starts, because the public URL, the IdP's
 // registered redirect URI, the PSA's issuer and JWKS URL and the listener must all carry the same port.
@@ -180,7 +181,7 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
     }],
     tenants: [
       ...[...sets.values()].map((s) => ({ id: s.idp, module_urls: { bms: US_MODULE_URL } })),
-      { id: 'itc-emea', module_urls: { bms: UK_MODULE_URL } },
+      { id: 'itc-emea', module_urls: { bms: UK_MODULE_URL, vsa: US_MODULE_URL } },
     ],
     accounts: [
       ...[...sets.values()].flatMap((s) => [s.master, s.user, s.user2, s.nototp, s.inactive]),

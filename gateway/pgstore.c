@@ -57,6 +57,7 @@ enum stmt {
     ST_T_UNLINK,
     ST_U_LINK,
     ST_U_UNLINK,
+    ST_S_DELETE_PSA,
     ST_U_FACTS,
     ST_LINKS_OF,
     ST_LINKS_ALL,
@@ -149,6 +150,13 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                      " SELECT $3, $4, 'unlink', 'user', decode($1, 'hex'), decode($2, 'hex'),"
                      " idp_tenant, idp_sub FROM u) SELECT count(*) FROM u",
                      4},
+    /* After an unlink: its statement's snapshot, taken before a session INSERT
+     * it waited for (the link row locked FOR KEY SHARE) committed, could not
+     * see that session; this one, a statement later, does. */
+    [ST_S_DELETE_PSA] = {"s_delete_psa",
+                         "DELETE FROM sessions WHERE psa_tenant = decode($1, 'hex') AND"
+                         " ($2::text IS NULL OR psa_user = decode($2, 'hex'))",
+                         2},
     [ST_U_FACTS] = {"u_facts",
                     "UPDATE user_links SET facts_known = true, staff = $3, active = $4"
                     " WHERE psa_tenant = decode($1, 'hex') AND psa_user = decode($2, 'hex')"
@@ -230,7 +238,8 @@ struct sg_pgstore_op {
     struct sg_pg_query *query;
     sg_pgstore_done_fn done;
     void *arg;
-    char tenant[SG_LINKS_ID_MAX + 1]; /* OP_T_LINK, OP_UNLINK, OP_REFRESH, OP_U_LINK */
+    char tenant[SG_LINKS_ID_MAX + 1];   /* OP_T_LINK, OP_UNLINK, OP_REFRESH, OP_U_LINK */
+    char psa_user[SG_LINKS_ID_MAX + 1]; /* OP_UNLINK of a user link; "" for a tenant's */
     unsigned char key[SG_SESSION_KEY_LEN];
     unsigned char *record; /* OP_S_CREATE: the encoded session */
     size_t record_len;
@@ -664,6 +673,15 @@ static int fetch_result(struct sg_pgstore_op *op, const PGresult *res)
     return err == SG_EINVAL ? SG_ESTORE : err;
 }
 
+/* Deletes, in a statement of its own, the sessions an unlink's statement
+ * could not see (ST_S_DELETE_PSA); a failure is counted by the query. */
+static void sessions_of_unlinked(struct sg_pgstore *ps, const struct sg_pgstore_op *unlink)
+{
+    char *values[] = {hex_text(unlink->tenant),
+                      unlink->psa_user[0] != '\0' ? hex_text(unlink->psa_user) : NULL};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_S_DELETE_PSA, values, 2);
+}
+
 static void on_result(void *arg, const struct sg_pg_result *result)
 {
     struct sg_pgstore_op *op = arg;
@@ -724,8 +742,11 @@ static void on_result(void *arg, const struct sg_pg_result *result)
         refresh_tenant(ps, op->tenant);
         break;
     case OP_T_LINK:
+        refresh_tenant(ps, op->tenant);
+        break;
     case OP_UNLINK:
         refresh_tenant(ps, op->tenant);
+        sessions_of_unlinked(ps, op);
         break;
     case OP_REFRESH:
         links_apply(ps, res, op->tenant);
@@ -765,18 +786,54 @@ void sg_pgstore_cancel(struct sg_pgstore_op *op)
  * then this host refuses the session, not fetching it again; the other hosts
  * learn of the end when PostgreSQL takes it.
  */
-static int end_keep(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN])
+/* The value of a kept end: whether this host held the session (made-up ids, a flood of them
+ * in logouts' cookies, are not). */
+#define END_KNOWN   "k"
+#define END_UNKNOWN ""
+
+struct unknown_end {
+    bool found;
+    unsigned char key[SG_SESSION_KEY_LEN];
+};
+
+static int find_unknown_end(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+    struct unknown_end *u = arg;
+    if (klen != SG_SESSION_KEY_LEN || vlen != 0)
+        return 0;
+    memcpy(u->key, key, SG_SESSION_KEY_LEN);
+    u->found = true;
+    return SG_STORE_STOP;
+}
+
+/* Keeps the end of session key, which this host held (known) or not. With
+ * the table full, an end of a session this host held takes the place of one
+ * it did not: a logout carrying made-up ids cannot crowd out a real one. */
+static int end_keep(struct sg_pgstore *ps, const unsigned char key[SG_SESSION_KEY_LEN], bool known)
 {
     struct sg_store_stats stats;
     int err = sg_store_stats(ps->cache, &stats);
-    if (err == 0 && stats.entries[SG_STORE_DB_SESSION_ENDS] >= ENDS_MAX)
+    bool full = err == 0 && stats.entries[SG_STORE_DB_SESSION_ENDS] >= ENDS_MAX;
+    if (full && !known)
         err = SG_ETOOBIG;
     struct sg_store_txn txn;
     if (err == 0)
         err = sg_store_txn_begin(ps->cache, true, &txn);
     if (err != 0)
         return err;
-    err = sg_store_put(&txn, SG_STORE_DB_SESSION_ENDS, key, SG_SESSION_KEY_LEN, "", 0, 0);
+    if (full) {
+        struct unknown_end unknown = {0};
+        err = sg_store_scan(&txn, SG_STORE_DB_SESSION_ENDS, NULL, 0, 0, find_unknown_end, &unknown);
+        if (err == 0 && unknown.found)
+            err = sg_store_delete(&txn, SG_STORE_DB_SESSION_ENDS, unknown.key, SG_SESSION_KEY_LEN,
+                                  NULL, 0);
+        else if (err == 0)
+            err = SG_ETOOBIG; /* every kept end is of a session this host held */
+    }
+    if (err == 0)
+        err = sg_store_put(&txn, SG_STORE_DB_SESSION_ENDS, key, SG_SESSION_KEY_LEN,
+                           known ? END_KNOWN : END_UNKNOWN, strlen(known ? END_KNOWN : END_UNKNOWN),
+                           0);
     if (err != 0) {
         sg_store_txn_abort(&txn);
         return err;
@@ -1130,8 +1187,9 @@ struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const cha
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_S_DELETE, done, arg);
     sg_session_key(id, op->key);
-    op->kept = end_keep(ps, op->key) == 0;
-    sg_session_delete_key(ps->cache, op->key); /* here at once, whatever PostgreSQL says */
+    /* Here at once, whatever PostgreSQL says. */
+    bool known = sg_session_delete_key(ps->cache, op->key) == 0;
+    op->kept = end_keep(ps, op->key, known) == 0;
     fresh_del(ps, op->key);
     char *values[] = {hex_of(op->key, sizeof(op->key))};
     return op_send(op, ST_S_DELETE, values, 1);
@@ -1206,6 +1264,7 @@ struct sg_pgstore_op *sg_pgstore_user_unlink(struct sg_pgstore *ps, const char *
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_UNLINK, done, arg);
     snprintf(op->tenant, sizeof(op->tenant), "%s", psa_tenant);
+    snprintf(op->psa_user, sizeof(op->psa_user), "%s", psa_user);
     char *values[] = {hex_text(psa_tenant), hex_text(psa_user), sg_strdup(ps->host),
                       sg_strdup(via)};
     return op_send(op, ST_U_UNLINK, values, 4);

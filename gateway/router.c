@@ -232,6 +232,29 @@ static const struct sg_route_config *route_of(const struct sg_config *cfg,
 }
 
 /* Forwards a request, with the identity of its session where the route wants one. */
+
+/* Whether match is the PSA's logout path, read as servers read it: with
+ * repeated or trailing slashes ("/logout/", "/logout//"), which many route
+ * to the same sign-out; the SSO session must end with it. */
+static char ascii_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
+static bool is_psa_logout(const struct sg_config *cfg, const char *match)
+{
+    bool fold = cfg->upstream.paths == SG_PATHS_CASE_INSENSITIVE;
+    const char *m = match;
+    for (const char *want = cfg->psa.logout_path; *want != '\0'; want++, m++) {
+        if (*m != *want && !(fold && ascii_lower(*m) == ascii_lower(*want)))
+            return false;
+        while (*m == '/' && m[1] == '/')
+            m++;
+    }
+    while (*m == '/')
+        m++;
+    return *m == '\0';
+}
 static int handle_proxied(struct sg_request *r)
 {
     const struct sg_config *cfg = r->snap->cfg;
@@ -240,7 +263,7 @@ static int handle_proxied(struct sg_request *r)
     struct sg_identity identity;
     bool found = false, conflict = false;
 
-    bool psa_logout = sg_config_path_is(cfg, r->target.match, cfg->psa.logout_path);
+    bool psa_logout = is_psa_logout(cfg, r->target.match);
     if (route->auth != SG_AUTH_NONE || psa_logout) {
         int err = sg_identity_lookup(store, sg_runtime_session_writer(r->rt), r->shared, cfg,
                                      r->req, false, &identity);

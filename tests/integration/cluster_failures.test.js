@@ -953,3 +953,74 @@ itest('rtC F2: a back-channel logout that could not reach PostgreSQL (503) is ac
   assert.equal(replayed.status, 400, 'a third time it is a replay');
   assert.match(replayed.body.toString(), /jti_replayed/);
 });
+
+// A flood of logouts carrying made-up session ids (16 per request, no session needed) while host 0 is cut
+// off fills its kept-ends table (65,536); a real user's logout there afterwards must still be kept: an end
+// of a session the host held takes the place of a made-up one. Once the database is back, the user's row
+// goes and every host refuses the session.
+itest('a flood of made-up session ends does not crowd out a real logout kept during an outage', {
+  timeout: 200000 * SLOW,
+}, async (t, h) => {
+  const LOST = 'ssogate_shared_store_session_ends_lost_total';
+  const env = await startCluster(h, { tenants: ['q1'], links: linkSet([['q1', [['staff', 'user']]]]), cutOff: [0] });
+  const { browser, copy, key } = await sessionAndCopy(env, env.tenant('q1').user);
+  const rows = () => env.sql(`SELECT count(*) FROM sessions WHERE id_hash = '\\x${key}'`);
+  env.relay.cut();
+  await waitFor(async () => (await healthz(env, 0)).body.status === 'degraded', DEGRADED_BOUND_MS, 'host 0 degraded', 20);
+
+  const madeUp = () => crypto.randomBytes(32).toString('base64url');
+  const FLOOD = 4200; // 67,200 made-up ends: more than the table holds
+  let sent = 0;
+  const started = Date.now();
+  const worker = async () => {
+    while (sent < FLOOD && Date.now() - started < 60000 * SLOW) {
+      sent++;
+      const cookie = Array.from({ length: 16 }, () => `ssogate=${madeUp()}`).join('; ');
+      await request(env.hostPorts[0], { path: '/logout', headers: { cookie } });
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, worker));
+  assert.equal(sent, FLOOD, 'the whole flood was sent');
+  await waitFor(async () => (metricValue(await h.metrics(env.gws[0]), LOST, { reason: 'not_kept' }) || 0) > 0,
+    10000 * SLOW, 'the table full: made-up ends are lost', 200);
+  const lostBefore = metricValue(await h.metrics(env.gws[0]), LOST, { reason: 'not_kept' });
+
+  const { res } = await logoutOn(env, 0, browser);
+  assert.equal(res.status, 303, 'the real logout answers');
+  await sleep(4000 * SLOW); // its DELETE, and every one sent before it, is past its deadline
+  assert.equal(metricValue(await h.metrics(env.gws[0]), LOST, { reason: 'not_kept' }), lostBefore, 'the real end was kept, not lost');
+
+  env.relay.heal();
+  const back = Date.now();
+  await waitFor(async () => (await rows()) === '0', 120000 * SLOW, "the user's row deleted once host 0 reaches PostgreSQL", 500);
+  console.log(`# the user's row deleted ${Date.now() - back} ms after the database was back`);
+  await refusedElsewhere(env, copy, back, 'the other hosts refuse the session');
+  assertHostsAlive(env);
+});
+
+// The user's Disable racing a login of that user: the unlink's statement waits for the login's session
+// INSERT (which holds the link row FOR KEY SHARE) to commit, but its own snapshot, taken before, cannot
+// see that new row; a statement of its own after the unlink deletes it. The race is widened by a trigger
+// that holds the INSERT 1.2 s.
+itest('a Disable racing a login leaves no session of the unlinked user in PostgreSQL', { timeout: 200000 * SLOW }, async (t, h) => {
+  const env = await startCluster(h, { tenants: ['r1'], links: linkSet([['r1', [['staff', 'user']]]]) });
+  const r1 = env.tenant('r1');
+  const { browser: psa } = await env.psaLogin(r1.staff);
+  const page = await env.settings(psa);
+  await env.sql('CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(1.2); RETURN NEW; END $$');
+  await env.sql('CREATE TRIGGER slow_insert BEFORE INSERT ON sessions FOR EACH ROW EXECUTE FUNCTION slow_insert()');
+  try {
+    const login = env.ssoLogin(r1.user);
+    await waitFor(async () => (await env.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'")) !== '0',
+      20000 * SLOW, 'the session INSERT in flight', 10);
+    const pressed = await env.press(psa, page, '/_sso/user/disable');
+    assert.equal(pressed.status, 200, `Disable answered: ${pressed.url}`);
+    const res = await login;
+    assert.equal(await env.sql("SELECT count(*) FROM user_links WHERE psa_tenant = 'r1'"), '0', 'the link is gone');
+    await waitFor(async () => (await env.sql("SELECT count(*) FROM sessions WHERE psa_tenant = 'r1' AND psa_user = 'r1-staff'")) === '0',
+      5000 * SLOW, 'no session row of the unlinked user', 100);
+    await waitFor(async () => !(await env.status(res.browser)).session, (CACHE_TTL_S + 1) * 1000 * SLOW, 'the login ends with no session', 100);
+  } finally {
+    await env.sql('DROP TRIGGER slow_insert ON sessions');
+  }
+});

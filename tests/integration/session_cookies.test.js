@@ -176,3 +176,18 @@ test('a cross-site request to the PSA logout path keeps the SSO session', async 
   assert.equal(sameOrigin.status, 200);
   assert.equal(await live(), false, "the PSA's own sign-out ends the SSO session");
 });
+
+// Servers route "/logout/" and "/logout//" to the same sign-out as "/logout": the SSO session ends with
+// them too, and not with a path that only begins the same.
+test('the PSA logout path read with trailing and repeated slashes ends the SSO session', async (env) => {
+  for (const path of ['/logout/', '/logout//', '//logout']) {
+    const id = await sessionOf(env, ACCOUNTS.alice);
+    assert.equal((await seen(env, [`ssogate=${id}`], path)).status, 200, `${path} reaches the PSA`);
+    assert.equal((await seen(env, [`ssogate=${id}`])).subject, undefined, `${path} ended the SSO session`);
+  }
+  const id = await sessionOf(env, ACCOUNTS.alice);
+  for (const path of ['/logoutx', '/logout/x', '/x/logout']) {
+    await seen(env, [`ssogate=${id}`], path);
+    assert.equal((await seen(env, [`ssogate=${id}`])).subject, ACCOUNTS.alice.sub, `${path} keeps the SSO session`);
+  }
+});

@@ -69,6 +69,7 @@ struct sg_logins {
     struct sg_pgstore *shared;          /* borrowed: the states are in PostgreSQL, else NULL */
     struct sg_loginstate_table *memory; /* the states when this process alone finishes logins */
     struct sg_loginflight *flight;      /* the logins started here, by client address */
+    int64_t swept_at_cap;               /* the second of the last sweep at the cap */
     int64_t evict_logged_us;            /* the last login_evicted line */
     uint64_t evicted_unlogged;          /* given up since that line */
     struct sg_session_writer *writer;   /* borrowed: new sessions, one commit per iteration */
@@ -330,8 +331,16 @@ static bool room_for_login(struct sg_logins *logins, const struct sg_loginaddr *
 {
     if (sg_logins_count(logins) < cap)
         return true;
-    sg_logins_sweep(logins, sg_now_s(), SWEEP_AT_LIMIT);
-    for (int i = 0; i < EVICT_TRIES && sg_logins_count(logins) >= cap; i++) {
+    /* Once a second at most: in the store (workers > 1) a sweep is a scan in a
+     * write transaction, and a flood keeps the gateway at the cap. */
+    int64_t now = sg_now_s();
+    if (now != logins->swept_at_cap) {
+        logins->swept_at_cap = now;
+        sg_logins_sweep(logins, now, SWEEP_AT_LIMIT);
+    }
+    /* In memory a give-up costs O(1): as many as a lowered cap (a reload) needs. */
+    for (int i = 0; (logins->memory != NULL || i < EVICT_TRIES) && sg_logins_count(logins) >= cap;
+         i++) {
         char name[SG_LOGINSTATE_TOKEN_SIZE];
         struct sg_loginaddr addr;
         size_t held;

@@ -33,6 +33,9 @@
 #define FIRST_REQUEST_GRACE_US 200000
 /* At the connection limit, a connection that has sent nothing for this long is closed (reclaim). */
 #define UNUSED_GRACE_US 1000000
+/* At the connection limit, a request still incomplete this long after its first byte, beyond what
+ * limits.min_body_rate allows for the bytes it sent, is closed (reclaim). */
+#define STALLED_GRACE_US 2000000
 
 struct listener {
     struct sg_server *srv;
@@ -66,7 +69,8 @@ struct sg_conn {
     int64_t reading_since;
     uint64_t reading_bytes;
     int64_t last_active_us; /* last byte received or request handed over */
-    bool seen_request;      /* closecb installed */
+    bool seen_request;      /* moved to the active list */
+    bool close_hooked;      /* evhttp's closecb is on_conn_close */
     evutil_socket_t fd;     /* -1 until the first request */
     sg_conn_close_fn on_close;
     void *on_close_arg;
@@ -221,13 +225,63 @@ static bool in_flight(const struct sg_conn *c)
     return readcb == NULL || !(bufferevent_get_enabled(c->bev) & EV_READ);
 }
 
-/* True when the request being received is past its deadline (see struct sg_conn). */
-static bool request_late(const struct sg_server *srv, const struct sg_conn *c, int64_t now)
+/* libevent frees a connection that has had no request without a close
+ * callback of ours: one is set (hook_close) to release its slot at once
+ * rather than at the next sweep; evhttp's callbacks on a bufferevent take its
+ * evhttp_connection as their argument. reclaim_one closes c so. */
+static void hook_close(struct sg_conn *c)
+{
+    if (c->close_hooked)
+        return;
+    void *evcon;
+    bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+    evhttp_connection_set_closecb(evcon, on_conn_close, c);
+    c->close_hooked = true;
+}
+
+static void reclaim_one(struct sg_conn *c)
+{
+    hook_close(c);
+    conn_shutdown(c);
+}
+
+/* True when the request being received has taken longer than base_us, plus
+ * what min_body_rate allows for the bytes it sent (see struct sg_conn). */
+static bool request_slower(const struct sg_server *srv, const struct sg_conn *c, int64_t now,
+                           int64_t base_us)
 {
     if (!c->reading || c->tunnel || c->closing || in_flight(c))
         return false;
     int64_t allowance = (int64_t)(c->reading_bytes * 1000000 / srv->min_body_rate);
-    return now - c->reading_since > srv->client_timeout_us + allowance;
+    return now - c->reading_since > base_us + allowance;
+}
+
+/* True when the request being received is past its deadline. */
+static bool request_late(const struct sg_server *srv, const struct sg_conn *c, int64_t now)
+{
+    return request_slower(srv, c, now, srv->client_timeout_us);
+}
+
+/*
+ * Closes every connection whose request has been coming in for more than
+ * STALLED_GRACE_US beyond its min_body_rate allowance: a byte now and then
+ * (a slowloris) would hold a slot for client_timeout_s. Returns the number
+ * closed.
+ */
+static size_t close_stalled(struct sg_server *srv, int64_t now)
+{
+    size_t closed = 0;
+    struct sg_conn *lists[2] = {srv->pending, srv->active};
+    for (size_t i = 0; i < 2; i++) {
+        for (struct sg_conn *c = lists[i]; c != NULL; c = c->next) {
+            if (!request_slower(srv, c, now, STALLED_GRACE_US))
+                continue;
+            reclaim_one(c);
+            sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "stalled");
+            closed++;
+        }
+    }
+    return closed;
 }
 
 /*
@@ -253,10 +307,7 @@ static bool close_longest_idle(struct sg_server *srv)
 /*
  * Closes every connection that has sent no byte in the UNUSED_GRACE_US since
  * its accept, oldest first (the pending list is in accept order, so they are
- * its head). libevent frees such a connection without a close callback of
- * ours, so one is set now to release its slot at once rather than at the next
- * sweep; evhttp's callbacks on a bufferevent take its evhttp_connection as
- * their argument. Returns the number closed.
+ * its head). Returns the number closed.
  */
 static size_t close_unused(struct sg_server *srv, int64_t now)
 {
@@ -265,10 +316,7 @@ static size_t close_unused(struct sg_server *srv, int64_t now)
          c = c->next) {
         if (c->closing || c->reading_bytes > 0 || released_by_libevent(c->bev))
             continue;
-        void *evcon;
-        bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
-        evhttp_connection_set_closecb(evcon, on_conn_close, c);
-        conn_shutdown(c);
+        reclaim_one(c);
         sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "no_request");
         closed++;
     }
@@ -285,6 +333,18 @@ static int64_t next_unused_due(const struct sg_server *srv)
     return 0;
 }
 
+/* Releases the slots of connections libevent closed before any request (the
+ * client left: libevent frees them without a close callback of ours). Not
+ * from an accept: the connection being accepted has no callbacks yet. */
+static void release_dead(struct sg_server *srv)
+{
+    for (struct sg_conn *c = srv->pending, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->seen_request && released_by_libevent(c->bev))
+            conn_release(srv, c);
+    }
+}
+
 /*
  * At the connection limit (at the accept that reaches it, at every sweep
  * while accepting is paused, and when the oldest connection that has sent
@@ -292,14 +352,18 @@ static int64_t next_unused_due(const struct sg_server *srv)
  * connections cannot exhaust the limit. The connections that have sent
  * nothing within the grace go first, all of them (a client that opens a
  * connection and sends nothing for a second while the gateway is full has no
- * claim to a slot); when there is none, the longest-idle keep-alive
- * connection. A connection receiving a request keeps its slot until its
- * deadline.
+ * claim to a slot); then those whose request stalls (close_stalled); when
+ * there is none, the longest-idle keep-alive connection. A request coming in
+ * at min_body_rate or faster keeps its slot until its deadline.
  */
 static void reclaim(struct sg_server *srv, int64_t now)
 {
     size_t closed = close_unused(srv, now);
     const char *reason = "no_request";
+    if (closed == 0) {
+        closed = close_stalled(srv, now);
+        reason = "stalled";
+    }
     if (closed == 0 && close_longest_idle(srv)) {
         closed = 1;
         reason = "connection_limit";
@@ -323,8 +387,14 @@ static void reclaim(struct sg_server *srv, int64_t now)
 static void on_reclaim_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_server *srv = arg;
-    if (srv->accepting_paused && !srv->stopped)
+    if (srv->accepting_paused && !srv->stopped) {
+        /* At the limit, every connection is hooked: one whose client leaves
+         * before a request frees its slot at once, not at the next sweep. */
+        release_dead(srv);
+        for (struct sg_conn *c = srv->pending; c != NULL; c = c->next)
+            hook_close(c);
         reclaim(srv, sg_mono_us());
+    }
 }
 
 /* Once a second: drop connections libevent closed before any request,
@@ -336,20 +406,15 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
 {
     struct sg_server *srv = arg;
     int64_t now = sg_mono_us();
+    release_dead(srv);
     struct sg_conn *lists[2] = {srv->pending, srv->active};
-
     for (size_t i = 0; i < 2; i++) {
-        struct sg_conn *c = lists[i];
-        while (c != NULL) {
-            struct sg_conn *next = c->next;
-            if (!c->seen_request && released_by_libevent(c->bev)) {
-                conn_release(srv, c);
-            } else if (request_late(srv, c, now)) {
+        for (struct sg_conn *c = lists[i]; c != NULL; c = c->next) {
+            if (request_late(srv, c, now)) {
                 conn_shutdown(c);
                 sg_metrics_error(SG_MERR_CLIENT_TIMEOUT);
                 sg_log(SG_LOG_INFO, "client_timeout", "no complete request in time: closing");
             }
-            c = next;
         }
     }
     if (srv->accepting_paused && !srv->stopped)
@@ -428,6 +493,8 @@ static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
     if (srv->connection_count >= srv->connection_limit) {
         set_accepting(srv, false);
         reclaim(srv, c->accepted_us);
+        /* Once this accept is over: the slots of clients that left at once. */
+        event_active(srv->reclaim_timer, EV_TIMEOUT, 1);
     }
     return bev;
 }
@@ -473,7 +540,7 @@ static struct sg_conn *conn_of_request(struct sg_server *srv, struct evhttp_requ
             srv->active->prev = c;
         srv->active = c;
         conn_index(srv, c, fd);
-        evhttp_connection_set_closecb(evcon, on_conn_close, c);
+        hook_close(c);
         return c;
     }
     abort(); /* every connection was registered when libevent asked for its bufferevent */

@@ -59,9 +59,10 @@ struct sg_uplink_conn {
     const struct sg_uplink_callbacks *cb;
     void *arg;
     bool head_request;
-    bool retry_ok; /* idempotent: may be sent again on a fresh connection */
-    bool reused;   /* the connection carried an earlier exchange */
-    bool received; /* a byte of the response has arrived */
+    bool retry_ok;    /* idempotent: may be sent again on a fresh connection */
+    bool reused;      /* the connection carried an earlier exchange */
+    bool received;    /* a byte of the response has arrived */
+    bool send_waited; /* the request's sending waited for the socket (a large body) */
     bool paused;
     bool eof;            /* the upstream closed, or the connection broke */
     bool connect_failed; /* no connection could be made */
@@ -213,6 +214,8 @@ static int unsent(struct sg_uplink_conn *c, struct evbuffer_iovec *vec, int max)
     return n < max ? n : max;
 }
 
+static void arm_timer(struct sg_uplink_conn *c);
+
 /*
  * Sends what is left of the request; it stays in c->out for a retry. Over
  * plain http the loop watches for writability only while some is left.
@@ -252,9 +255,16 @@ static void conn_flush(struct sg_uplink_conn *c)
             event_active(c->kick, EV_TIMEOUT, 1);
             break;
         }
+        /* A body the upstream takes slowly: response_timeout_ms is the wait
+         * between writes until it is sent, then the head's deadline. */
+        c->send_waited = true;
+        arm_timer(c);
         event_add(c->wev, NULL);
         return;
     }
+    if (c->send_waited && !c->received)
+        arm_timer(c);
+    c->send_waited = false;
     event_del(c->wev);
 }
 

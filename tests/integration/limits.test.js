@@ -356,3 +356,41 @@ itest('at limits.connections, connections that send nothing cannot keep the gate
   assert.ok(gw.logs.some((l) => l.event === 'idle_connections_closed' && l.reason === 'no_request' && l.closed >= 1),
     'and logged');
 });
+
+// A slowloris at the limit: connections that each trickle a request line a byte a second would keep
+// their slots for client_timeout_s; at the limit a request more than 2 s behind what min_body_rate
+// allows is closed (reason "stalled"), and a real request gets a slot within seconds.
+itest('at limits.connections, requests that stall are closed so that a real one gets a slot', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { connections: 6, client_timeout_s: 30 },
+  }));
+  const line = 'GET /echo/slow HTTP/1.1\r\nHost: x\r\n';
+  const sockets = [];
+  const timers = [];
+  try {
+    for (let i = 0; i < 6; i++) {
+      const socket = net.connect(gw.port, '127.0.0.1');
+      socket.on('error', () => {});
+      sockets.push(socket);
+      let at = 0;
+      timers.push(setInterval(() => {
+        if (at < line.length && !socket.destroyed) socket.write(line[at++]);
+      }, 900));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const started = Date.now();
+    const res = await request(gw, { path: '/_sso/healthz', timeout: 15000 * SLOW });
+    const ms = Date.now() - started;
+    t.diagnostic(`healthz answered after ${ms} ms`);
+    assert.equal(res.status, 200);
+    assert.ok(ms <= 5000 * SLOW, `within the stall grace and a sweep (${ms} ms), not client_timeout_s`);
+  } finally {
+    timers.forEach((timer) => clearInterval(timer));
+    sockets.forEach((socket) => socket.destroy());
+  }
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'stalled' }) >= 1, 'counted as stalled');
+  assert.ok(gw.logs.some((l) => l.event === 'idle_connections_closed' && l.reason === 'stalled'), 'and logged');
+});

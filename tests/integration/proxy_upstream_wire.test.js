@@ -212,6 +212,35 @@ itest('response_timeout_ms bounds the head however it trickles, 1xx answers incl
   assert.equal(metricValue(await h.metrics(gw), 'ssogate_errors_total', { kind: 'upstream_timeout' }), 2);
 });
 
+// A large body the upstream takes slowly but steadily (about 4 MB/s, 16 MiB: 4 s) is not cut by
+// response_timeout_ms (3 s): it is the wait between writes while the body goes, the head's deadline after
+// (from the last write: the socket buffers hold the last second or two of the body then).
+itest('response_timeout_ms does not cut a large request body the upstream takes steadily', { timeout: 120000 * SLOW }, async (t, h) => {
+  const SIZE = 16 * 1024 * 1024;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    let got = 0;
+    socket.on('data', (chunk) => {
+      got += chunk.length;
+      socket.pause();
+      setTimeout(() => socket.resume(), Math.ceil(chunk.length / 4000));
+      if (got >= SIZE) socket.write(ok('taken'));
+    });
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  h.servers.push(server);
+  const gw = await h.startGateway(h.config({
+    upstream: { url: `http://127.0.0.1:${server.address().port}`, response_timeout_ms: 3000 },
+    limits: { body_bytes: 32 * 1024 * 1024, client_timeout_s: 60 },
+  }));
+  const started = Date.now();
+  const res = await request(gw, { method: 'POST', path: '/upload', body: Buffer.alloc(SIZE, 'u'), timeout: 60000 * SLOW });
+  t.diagnostic(`answered ${res.status} after ${Date.now() - started} ms`);
+  assert.equal(res.status, 200, `the upload's answer (${res.status} after ${Date.now() - started} ms)`);
+  assert.equal(res.body.toString(), 'taken');
+  assert.ok(Date.now() - started > 3000, 'the upload took longer than response_timeout_ms');
+});
+
 // The client's answer head as bytes: its status line and its header lines, lower-cased names.
 function headOf(text) {
   const end = text.indexOf('\r\n\r\n');

@@ -394,3 +394,25 @@ itest('at limits.connections, requests that stall are closed so that a real one 
   assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'stalled' }) >= 1, 'counted as stalled');
   assert.ok(gw.logs.some((l) => l.event === 'idle_connections_closed' && l.reason === 'stalled'), 'and logged');
 });
+
+// Clients that connect and leave at once, before a byte, while the gateway is at the limit: libevent frees
+// such a connection without telling the gateway, which released its slot only at the next second's sweep,
+// so 120 of them in the backlog kept a limit of 6 busy for 20 s after they were gone.
+itest('at limits.connections, clients that left before a byte free their slots at once', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url }, limits: { connections: 6, client_timeout_s: 30 } }));
+  const sockets = Array.from({ length: 120 }, () => {
+    const socket = net.connect(gw.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.on('connect', () => socket.end());
+    return socket;
+  });
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  sockets.forEach((socket) => socket.destroy());
+  const started = Date.now();
+  const res = await request(gw, { path: '/_sso/healthz', timeout: 30000 * SLOW });
+  const ms = Date.now() - started;
+  t.diagnostic(`healthz answered after ${ms} ms`);
+  assert.equal(res.status, 200);
+  assert.ok(ms <= 3000 * SLOW, `at once, not a sweep per six of them (${ms} ms)`);
+});

@@ -3,6 +3,7 @@
 // browser that started the login, unforgeable; and the cap on logins in flight (limits.logins_in_flight).
 
 const assert = require('node:assert/strict');
+const path = require('node:path');
 const { request, waitFor } = require('./lib/harness');
 const { sharedOidcEnv, metricKey } = require('./lib/oidc-env');
 
@@ -201,4 +202,23 @@ onlyOneTest('logins_in_flight: a cap held by a callback being exchanged refuses 
   assert.equal(moved[loginKey('too_many_in_flight')], 1);
   assert.equal((await held).status, 302, 'the held callback completes');
   assert.equal((await request(env.gw, { path: '/_sso/login?return_to=/' })).status, 302, 'its slot is free again');
+});
+
+// A reload that lowers logins_in_flight below what is in flight: the next login gives up as many as it
+// takes (in memory each costs O(1)), instead of eight at most and then 503 for the next few.
+const reloadCapTest = sharedOidcEnv('oidc_state_cap_reload', { gateway: { limits: { logins_in_flight: 40 } } });
+reloadCapTest('logins_in_flight lowered by a reload: the next logins start at once', async (env) => {
+  for (let i = 0; i < 40; i++) {
+    await request(env.gw, { path: '/_sso/login?return_to=/', localAddress: '127.0.0.2' });
+  }
+  const reloads = () => env.gw.logs.filter((l) => l.event === 'reload').length;
+  const before = reloads();
+  env.h.writeConfig({ ...env.config, limits: { ...env.config.limits, logins_in_flight: 4 } }, path.basename(env.configFile));
+  env.gw.signal('SIGHUP');
+  await waitFor(() => reloads() > before, 10000, 'the reload');
+  const statuses = [];
+  for (let i = 0; i < 6; i++) {
+    statuses.push((await request(env.gw, { path: '/_sso/login?return_to=/', localAddress: '127.0.0.1' })).status);
+  }
+  assert.deepEqual(statuses, [302, 302, 302, 302, 302, 302], 'every login starts');
 });

@@ -134,11 +134,11 @@ itest('at limits.connections the gateway stops accepting, and resumes when a con
     upstream: { url: up.url },
     limits: { connections: 4, client_timeout_s: 30 },
   }));
-  // Four clients that have begun a request (a connection that has sent nothing is not worth a slot at
-  // the limit: see below): each keeps its slot until client_timeout_s.
+  // Four clients whose requests wait on a slow upstream (a connection that has sent nothing, or whose
+  // request stalls, is not worth a slot at the limit: see below): each keeps its slot while it waits.
   const idle = await Promise.all(Array.from({ length: 4 }, () => new Promise((resolve, reject) => {
     const socket = net.connect(gw.port, '127.0.0.1', () => {
-      socket.write('GET /echo/begun HTTP/1.1\r\n');
+      socket.write('GET /slow?ms=20000 HTTP/1.1\r\nHost: x\r\n\r\n');
       resolve(socket);
     });
     socket.on('error', reject);

@@ -255,6 +255,33 @@ static bool is_psa_logout(const struct sg_config *cfg, const char *match)
         m++;
     return *m == '\0';
 }
+
+/*
+ * The PSA's logout path: signing out of the PSA signs out of the gateway too,
+ * every session the browser sent (sg_identity_end); the PSA still gets the
+ * request, with the identity when there is one, to end its own (at once: its
+ * answer is a round trip to the PSA, longer than the DELETE's). A page of
+ * another site can send the browser there (a link, a redirect: Lax cookies go
+ * along): that does not end the SSO session.
+ */
+static void psa_logout_end(struct sg_request *r, bool found, bool conflict)
+{
+    const char *fetch_site =
+        evhttp_find_header(evhttp_request_get_input_headers(r->req), "Sec-Fetch-Site");
+    if (fetch_site != NULL && evutil_ascii_strcasecmp(fetch_site, "cross-site") == 0) {
+        sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "psa_logout");
+        sg_log_fields(SG_LOG_WARN, "logout",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                              SG_LOG_STR("result", "cross_site"),
+                                              SG_LOG_STR("detail", "the SSO session is kept")},
+                      3);
+        return;
+    }
+    sg_identity_end(r->store, r->shared, NULL, r->snap->cfg, r->req, NULL, NULL);
+    if (found || conflict)
+        sg_metrics_count("ssogate_logouts_total", "result",
+                         found ? "psa_logout" : "psa_logout_conflicting_cookies");
+}
 static int handle_proxied(struct sg_request *r)
 {
     const struct sg_config *cfg = r->snap->cfg;
@@ -285,29 +312,8 @@ static int handle_proxied(struct sg_request *r)
         return sg_request_page(r, 401, "Sign-in required",
                                "This page needs you to be signed in. Open it again to sign in.");
     }
-    /* A page of another site can send the browser to the PSA's logout path
-     * (a link, a redirect: Lax cookies go along): that does not end the SSO
-     * session; the PSA gets the request and decides about its own. */
-    const char *fetch_site =
-        evhttp_find_header(evhttp_request_get_input_headers(r->req), "Sec-Fetch-Site");
-    if (psa_logout && fetch_site != NULL &&
-        evutil_ascii_strcasecmp(fetch_site, "cross-site") == 0) {
-        sg_metrics_count("ssogate_csrf_refused_total", "endpoint", "psa_logout");
-        sg_log_fields(SG_LOG_WARN, "logout",
-                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
-                                              SG_LOG_STR("result", "cross_site"),
-                                              SG_LOG_STR("detail", "the SSO session is kept")},
-                      3);
-    } else if (psa_logout) {
-        /* Signing out of the PSA signs out of the gateway too, every session the
-         * browser sent (sg_identity_end); the PSA still gets the request, with the
-         * identity when there is one, to end its own (at once: its answer is
-         * a round trip to the PSA, longer than the DELETE's). */
-        sg_identity_end(store, r->shared, NULL, cfg, r->req, NULL, NULL);
-        if (found || conflict)
-            sg_metrics_count("ssogate_logouts_total", "result",
-                             found ? "psa_logout" : "psa_logout_conflicting_cookies");
-    }
+    if (psa_logout)
+        psa_logout_end(r, found, conflict);
     sg_proxy_forward(r, found ? &identity : NULL);
     if (found)
         sg_identity_clear(&identity);

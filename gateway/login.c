@@ -357,7 +357,7 @@ static bool room_for_login(struct sg_logins *logins, const struct sg_loginaddr *
 /* The address r's client counts its logins under (sg_loginflight). */
 static void client_address(const struct sg_request *r, struct sg_loginaddr *out)
 {
-    sg_loginaddr_of(evhttp_connection_get_addr(evhttp_request_get_connection(r->req)), out);
+    sg_loginaddr_of(&r->client.sa, out);
 }
 
 static char *authorization_location(const struct sg_snapshot *snap, const struct sg_loginstate *s);

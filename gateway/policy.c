@@ -10,6 +10,7 @@
  */
 #include "ssogate/config.h"
 
+#include "ssogate/clientaddr.h"
 #include "ssogate/common.h"
 #include "ssogate/cookies.h"
 #include "ssogate/headers.h"
@@ -1160,6 +1161,37 @@ static int parse_listeners(struct parser *p, const struct node *v, void *base)
     return 0;
 }
 
+/* -- trusted_proxies -- */
+
+/* Reads 0..64 address blocks; the same block twice is refused as a likely slip. */
+static int parse_trusted_proxies(struct parser *p, const struct node *v, void *base)
+{
+    struct sg_config *cfg = base;
+    if (v->type != NODE_ARRAY)
+        return fail(p, "must be an array, not %s", type_name(v->type));
+    if (v->count > SG_MAX_TRUSTED_PROXIES)
+        return fail(p, "must have at most %d address blocks", SG_MAX_TRUSTED_PROXIES);
+    cfg->trusted_proxies = sg_calloc(v->count + 1, sizeof(*cfg->trusted_proxies));
+    for (size_t i = 0; i < v->count; i++) {
+        size_t saved = path_push_index(p, i);
+        const char *text;
+        const char *why;
+        struct sg_cidr *c = &cfg->trusted_proxies[i];
+        int rc = string_value(p, v->members[i].value, &text);
+        if (rc == 0 && sg_cidr_parse(text, c, &why) != 0)
+            rc = fail(p, "%s", why);
+        for (size_t j = 0; rc == 0 && j < i; j++) {
+            if (memcmp(c, &cfg->trusted_proxies[j], sizeof(*c)) == 0)
+                rc = fail(p, "the same block as trusted_proxies[%zu]", j);
+        }
+        path_pop(p, saved);
+        if (rc != 0)
+            return rc;
+        cfg->trusted_proxy_count++;
+    }
+    return 0;
+}
+
 /* -- upstream, psa -- */
 
 static const struct field upstream_fields[] = {
@@ -1738,6 +1770,7 @@ static int config_check(struct parser *p, void *base)
 
 static const struct field config_fields[] = {
     SG_F_CUSTOM("listeners", true, parse_listeners),
+    SG_F_CUSTOM("trusted_proxies", false, parse_trusted_proxies),
     SG_F_URL("public_url", struct sg_config, public_url, true),
     SG_F_OBJECT("upstream", struct sg_config, upstream, true, upstream_schema),
     SG_F_OBJECT("psa", struct sg_config, psa, false, psa_schema),
@@ -1816,6 +1849,7 @@ static void config_free(struct sg_config *cfg)
         free(cfg->listeners[i].tls_key);
     }
     free(cfg->listeners);
+    free(cfg->trusted_proxies);
     sg_url_clear(&cfg->public_url);
     sg_url_clear(&cfg->upstream.url);
     free(cfg->upstream.ca_file);

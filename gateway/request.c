@@ -121,6 +121,11 @@ struct sg_request *sg_request_begin(struct sg_requests *set, struct sg_runtime *
     r->snap = sg_snapshot_ref(snap);
     request_id(set, r->id);
     r->method = method_name(evhttp_request_get_command(req));
+    const struct sg_config *cfg = snap->cfg;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    sg_client_addr(cfg->trusted_proxies, cfg->trusted_proxy_count,
+                   evcon != NULL ? evhttp_connection_get_addr(evcon) : NULL,
+                   evhttp_request_get_input_headers(req), &r->client);
     r->start_us = sg_mono_us();
     r->set = set;
     r->next = set->head;
@@ -188,10 +193,13 @@ void sg_request_finish(struct sg_request *r, int status, uint64_t bytes)
     if (r->waiting)
         sg_conn_on_close(r->conn, NULL, NULL);
     sg_metrics_response(status);
-    if (r->snap->cfg->access_log)
+    if (r->snap->cfg->access_log) {
+        char client[SG_ADDR_TEXT_SIZE];
+        sg_addr_text(&r->client.sa, client);
         sg_log_fields(SG_LOG_INFO, "access",
                       (struct sg_log_field[]){
                           SG_LOG_STR("request_id", r->id),
+                          SG_LOG_STR("client", client),
                           SG_LOG_STR("method", r->method),
                           SG_LOG_STR("path", r->target.path ? r->target.path : ""),
                           SG_LOG_INT("status", status),
@@ -199,7 +207,8 @@ void sg_request_finish(struct sg_request *r, int status, uint64_t bytes)
                           SG_LOG_INT("duration_us", sg_mono_us() - r->start_us),
                           SG_LOG_INT("upstream_us", r->upstream_us),
                       },
-                      7);
+                      8);
+    }
     while (r->cleanups != NULL) {
         struct sg_request_cleanup *c = r->cleanups;
         r->cleanups = c->next;

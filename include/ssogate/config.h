@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct sg_cidr;
+
 /* Where a configuration error is, and what it is. Filled by sg_config_load. */
 struct sg_config_error {
     char file[256];    /* the file that was being read */
@@ -219,6 +221,9 @@ struct sg_config {
     char *path; /* the file it was loaded from */
     struct sg_listener_config *listeners;
     size_t listener_count; /* at least 1 */
+    /* Peers whose X-Forwarded-For names the client (clientaddr.h); none by default. */
+    struct sg_cidr *trusted_proxies;
+    size_t trusted_proxy_count;
     struct sg_url public_url;
     struct sg_upstream_config upstream;
     struct sg_psa_config psa;

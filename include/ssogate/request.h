@@ -15,6 +15,7 @@
 #ifndef SSOGATE_REQUEST_H
 #define SSOGATE_REQUEST_H
 
+#include "ssogate/clientaddr.h"
 #include "ssogate/target.h"
 
 #include <stdbool.h>
@@ -58,8 +59,10 @@ struct sg_request {
     struct sg_logins *logins;
     struct sg_tunnels *tunnels;
     char id[SG_REQUEST_ID_SIZE];
-    const char *method;      /* static string */
-    struct sg_target target; /* owned; target.path is "" until normalised */
+    const char *method;       /* static string */
+    struct sg_target target;  /* owned; target.path is "" until normalised */
+    union sg_sockaddr client; /* the client's address (clientaddr.h): the peer, or behind
+                               * trusted proxies whom they forwarded for */
     int64_t start_us;
     int64_t upstream_us; /* time to the upstream's answer, for the access log */
     /* The answer for the access log when the client goes away first: 499 and

@@ -183,6 +183,17 @@ writeCorpus('jwks', {
   'empty': '',
 });
 
+// ---- clientaddr (X-Forwarded-For lines; the first also a trusted_proxies block) ----
+writeCorpus('clientaddr', {
+  one: '203.0.113.7', chain: '6.6.6.6, 203.0.113.7, 10.9.9.9', lines: '203.0.113.8\n10.2.2.2, 192.0.2.1',
+  v6: '2001:db8::7, [2001:db8:1::1]:443, 2001:db8:ffff::1', ports: '203.0.113.7:8080, 10.0.0.2:80',
+  mapped: '::ffff:203.0.113.9, ::ffff:10.0.0.3', unknown: '203.0.113.7, unknown, 10.2.2.2',
+  trusted: '10.3.3.3, 10.2.2.2', empty: ' , ,\t,', block: '10.0.0.0/8\n203.0.113.7',
+  'block-v6': 'fd00::/8', 'block-bad': '10.0.0.1/8', 'block-long': '::/129',
+  brackets: '[203.0.113.7], [::1, ]::1[', long: `203.0.113.7${', 10.0.0.1'.repeat(60)}`,
+  rfc7239: 'for=192.0.2.60;proto=http, _hidden, "[2001:db8::1]"',
+});
+
 // ---- cookie ----
 writeCorpus('cookie', {
   simple: 'sso_session=abc', several: 'a=1; sso_session=abc; b=2', nospace: 'a=1;sid=abc;b=2',

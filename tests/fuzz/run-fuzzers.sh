@@ -48,7 +48,7 @@ budget() {
 }
 
 failed=0
-for t in jws b64url jwks cookie redirect target headers loginstate wire; do
+for t in jws b64url jwks cookie redirect target headers loginstate wire uplink clientaddr; do
     bin=$build/tests/fuzz/fuzz_$t
     if [ ! -x "$bin" ]; then
         echo "fuzz_$t: not built (configure with -Dfuzz=true and clang)" >&2

@@ -185,6 +185,41 @@ cappedTest('logins_in_flight: at the cap a new login gives up the oldest of the 
   assert.equal(movedLost[loginKey('state_unknown')], 1, 'its callback finds no state');
 });
 
+// Behind a load balancer every login comes from its address. With trusted_proxies the gateway counts
+// logins under the address the balancer forwarded for, so one client flooding through the balancer
+// gives up its own logins, not another user's; the address it writes itself into X-Forwarded-For
+// (left of the one the balancer appends) changes nothing.
+const balancedTest = sharedOidcEnv('oidc_state_balanced',
+  { gateway: { limits: { logins_in_flight: 2 }, trusted_proxies: ['127.0.0.3'] } });
+balancedTest('logins_in_flight behind a trusted proxy: logins count under the forwarded client, so a flood through it locks no user out', async (env) => {
+  const BALANCER = '127.0.0.3';
+  const user = env.browser({ localAddress: BALANCER, headers: { 'x-forwarded-for': '203.0.113.7' } });
+  const userStart = await user.request(`${env.gwUrl}/_sso/login?return_to=/echo/u`);
+  assert.equal(userStart.status, 302);
+
+  const { value: statuses, moved } = await env.measure(async () => {
+    const out = [];
+    for (let i = 0; i < 20; i++) {
+      out.push((await request(env.gw, {
+        path: '/_sso/login?return_to=/',
+        localAddress: BALANCER,
+        headers: { 'x-forwarded-for': '203.0.113.7, 198.51.100.66' },
+      })).status);
+    }
+    return out;
+  });
+  assert.deepEqual(statuses, Array(20).fill(302), 'no login start is refused');
+  // The flood's first takes the free slot; each next one gives up the flood's oldest.
+  assert.deepEqual(moved, { [loginKey('started')]: 20, [loginKey('evicted')]: 19 });
+  const evicted = env.gw.logs.filter((l) => l.event === 'login_evicted');
+  assert.ok(evicted.length > 0 && evicted.every((l) => l.address === '198.51.100.66'),
+    `every login given up was the flooder's: ${JSON.stringify(evicted.slice(0, 2))}`);
+
+  const done = await env.login({ browser: user, start: userStart.headers.location });
+  assert.equal(done.callback.status, 302, "the user's login begun before the flood completes");
+  assert.equal(done.status, 200);
+});
+
 // When nothing can be given up (the cap held by callbacks whose code is being exchanged), a login start
 // is refused, with no Retry-After: the gateway cannot say when a slot frees.
 const onlyOneTest = sharedOidcEnv('oidc_state_cap_one', { gateway: { limits: { logins_in_flight: 1 } } });

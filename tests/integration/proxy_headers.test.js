@@ -180,6 +180,38 @@ itest('X-Forwarded-For, -Proto and -Host are set', async (t, h) => {
   assert.equal(chained.rawHeaders.filter(([n]) => /^x-forwarded-proto$/i.test(n)).length, 1, 'one X-Forwarded-Proto');
 });
 
+// trusted_proxies: behind a proxy the gateway trusts, the client is the address that proxy appended to
+// X-Forwarded-For (what the client wrote to its left is never taken); the access log names it. Whoever
+// else connects is the client itself, whatever it sends. The upstream's X-Forwarded-For is unchanged.
+itest('trusted_proxies: the access log names the client a trusted proxy forwarded for, never one a client wrote', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url }, trusted_proxies: ['127.0.0.3', '10.0.0.0/8'] }));
+  const cases = [
+    // [from, X-Forwarded-For sent, the client logged, the X-Forwarded-For the upstream gets]
+    ['127.0.0.3', '6.6.6.6, 203.0.113.7', '203.0.113.7', '6.6.6.6, 203.0.113.7, 127.0.0.3'],
+    ['127.0.0.3', '203.0.113.8, 10.1.2.3', '203.0.113.8', '203.0.113.8, 10.1.2.3, 127.0.0.3'],
+    ['127.0.0.3', 'unknown', '127.0.0.3', 'unknown, 127.0.0.3'],
+    ['127.0.0.3', undefined, '127.0.0.3', '127.0.0.3'],
+    ['127.0.0.1', '203.0.113.9', '127.0.0.1', '203.0.113.9, 127.0.0.1'],
+    ['127.0.0.4', '10.9.9.9', '127.0.0.4', '10.9.9.9, 127.0.0.4'],
+  ];
+  for (const [i, [from, xff, client, upstream]] of cases.entries()) {
+    const headers = xff === undefined ? {} : { 'x-forwarded-for': xff };
+    const res = await request(gw, { path: `/echo/client${i}`, headers, localAddress: from });
+    assert.equal(res.status, 200);
+    assert.equal(echoOf(res).headers['x-forwarded-for'], upstream, `case ${i}: what the upstream received`);
+    const line = await gw.waitLog((l) => l.event === 'access' && l.path === `/echo/client${i}`, 5000, `access line ${i}`);
+    assert.equal(line.client, client, `case ${i}: the client logged`);
+  }
+});
+
+itest('without trusted_proxies the access log names the peer, whatever X-Forwarded-For says', async (t, h) => {
+  const { gw } = await setup(h);
+  await request(gw, { path: '/echo/peer', headers: { 'x-forwarded-for': '203.0.113.7' }, localAddress: '127.0.0.3' });
+  const line = await gw.waitLog((l) => l.event === 'access' && l.path === '/echo/peer', 5000, 'the access line');
+  assert.equal(line.client, '127.0.0.3');
+});
+
 itest('X-Request-Id goes upstream and back, unique per request', async (t, h) => {
   const { gw } = await setup(h);
   const ids = new Set();

@@ -9,6 +9,7 @@
 #include "../../gateway/headers.c"
 #include "../../gateway/cookie.c"
 #include "../../gateway/cookies.c"
+#include "../../gateway/clientaddr.c"
 #include "../../gateway/policy.c"
 #include "../../gateway/target.c"
 
@@ -336,6 +337,14 @@ static void test_defaults(void **state)
     assert_true(cfg->access_log);
     assert_int_equal(cfg->workers, 1);
     assert_int_equal(cfg->drain_timeout_s, 10);
+    assert_int_equal(cfg->trusted_proxy_count, 0);
+    sg_config_unref(cfg);
+
+    cfg = parse_ok(WITH("'trusted_proxies':['10.0.0.0/8','fd00::/8','192.0.2.7']"));
+    assert_int_equal(cfg->trusted_proxy_count, 3);
+    assert_int_equal(cfg->trusted_proxies[1].family, AF_INET6);
+    assert_int_equal(cfg->trusted_proxies[1].bits, 8);
+    assert_int_equal(cfg->trusted_proxies[2].bits, 32);
     sg_config_unref(cfg);
 
     cfg = parse_ok(WITH(IDP("")));
@@ -409,6 +418,15 @@ static const struct bad_case bad_cases[] = {
      "must be"},
     {WITH("'store':{'type':'postgresql','conninfo':'host=a','cache_ttl_s':0}"), "store.cache_ttl_s",
      "must be"},
+    {WITH("'trusted_proxies':'10.0.0.0/8'"), "trusted_proxies", "must be an array"},
+    {WITH("'trusted_proxies':['10.0.0.1/8']"), "trusted_proxies[0]", "past its prefix"},
+    {WITH("'trusted_proxies':['::1','lb.example.com']"), "trusted_proxies[1]",
+     "numeric IPv4 or IPv6"},
+    {WITH("'trusted_proxies':['10.0.0.0/33']"), "trusted_proxies[0]", "longer than the address"},
+    {WITH("'trusted_proxies':['10.0.0.0/8','10.0.0.0/8']"), "trusted_proxies[1]",
+     "the same block as trusted_proxies[0]"},
+    {WITH("'trusted_proxies':['']"), "trusted_proxies[0]", "must not be empty"},
+    {WITH("'trusted_proxies':[8]"), "trusted_proxies[0]", "must be a string"},
     {"[]", "", "top level must be a JSON object"},
     {"'text'", "", "top level must be a JSON object"},
     {"42", "", "top level must be a JSON object"},

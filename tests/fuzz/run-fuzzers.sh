@@ -8,9 +8,10 @@
 # Time: SECONDS (run-all.sh passes FUZZ_SECONDS, default 60) goes in full to
 # each target of the strict data path (target, headers, wire, uplink: the
 # newest parsers, and the ones every request meets); the five older targets,
-# whose corpora have long stopped growing, and the login-state decoder (a
-# small fixed layout) get three fifths of it. With the default that is
-# 4 x 60 + 6 x 36 = 456 s for all ten.
+# whose corpora have long stopped growing, the login-state decoder (a small
+# fixed layout) and the client's address behind trusted proxies (a short
+# list walk) get three fifths of it. With the default that is
+# 4 x 60 + 7 x 36 = 492 s for all eleven.
 #
 #   CC=clang meson setup build-fuzz -Dfuzz=true && ninja -C build-fuzz
 #   tests/fuzz/run-fuzzers.sh build-fuzz 60

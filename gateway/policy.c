@@ -1708,6 +1708,8 @@ static const struct object_schema store_schema = SG_SCHEMA(store_fields, store_c
 static const struct field limits_fields[] = {
     SG_F_INT("header_bytes", struct sg_limits_config, header_bytes, false, 1024, 1024 * 1024),
     SG_F_INT("body_bytes", struct sg_limits_config, body_bytes, false, 0, UINT64_C(4) << 30),
+    SG_F_INT("body_memory_bytes", struct sg_limits_config, body_memory_bytes, false,
+             UINT64_C(1) << 20, UINT64_C(1) << 40),
     SG_F_INT("connections", struct sg_limits_config, connections, false, 1, 1000000),
     SG_F_INT("logins_in_flight", struct sg_limits_config, logins_in_flight, false, 1, 1000000),
     SG_F_INT("client_timeout_s", struct sg_limits_config, client_timeout_s, false, 1, SG_S_PER_DAY),
@@ -1726,6 +1728,9 @@ static const struct field log_fields[] = {
     SG_F_BOOL("access", struct sg_config, access_log),
 };
 static const struct object_schema log_schema = SG_SCHEMA(log_fields, NULL);
+
+/* limits.body_memory_bytes when not set (and limits.body_bytes is smaller). */
+#define BODY_MEMORY_DEFAULT (UINT64_C(256) << 20)
 
 /* "host[:port]" of url, the port left out when it is the scheme's default. */
 static char *url_authority(const struct sg_url *url)
@@ -1750,6 +1755,12 @@ static int config_check(struct parser *p, void *base)
     cfg->upstream.host =
         url_authority(cfg->upstream.host_header == SG_HOST_HEADER_UPSTREAM ? &cfg->upstream.url
                                                                            : &cfg->public_url);
+    if (cfg->limits.body_memory_bytes == 0)
+        cfg->limits.body_memory_bytes = cfg->limits.body_bytes > BODY_MEMORY_DEFAULT
+                                            ? cfg->limits.body_bytes
+                                            : BODY_MEMORY_DEFAULT;
+    else if (cfg->limits.body_memory_bytes < cfg->limits.body_bytes)
+        return fail_at(p, "limits.body_memory_bytes", "must be at least limits.body_bytes");
     if (cfg->idp == NULL && cfg->identity == SG_IDENTITY_CLAIMS)
         return fail_at(p, "identity", "claims needs an idp");
     if (cfg->required_amr[0] == NULL && cfg->identity == SG_IDENTITY_LINK)

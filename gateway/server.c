@@ -31,6 +31,8 @@
 #define LISTEN_BACKLOG           4096
 /* A connection accepted this recently is expected to send a request (sg_server_expecting). */
 #define FIRST_REQUEST_GRACE_US 200000
+/* At most one body_memory_full line in this long (held_log). */
+#define HELD_LOG_EVERY_US (10 * 1000000)
 /* At the connection limit, a connection that has sent nothing for this long is closed (reclaim). */
 #define UNUSED_GRACE_US 1000000
 /* At the connection limit, a request still incomplete this long after its first byte, beyond what
@@ -63,9 +65,10 @@ struct sg_conn {
      * handed over (or since accept). Its deadline is reading_since +
      * client_timeout + reading_bytes / min_body_rate. */
     bool reading;
-    bool tunnel;  /* no longer HTTP: no request deadline, never idle */
-    bool closing; /* shut down by the gateway, waiting for libevent */
-    bool bounded; /* keep_reading's read watermark is set */
+    uint64_t held; /* of reading_bytes, what counts in the server's held (body_memory_bytes) */
+    bool tunnel;   /* no longer HTTP: no request deadline, never idle */
+    bool closing;  /* shut down by the gateway, waiting for libevent */
+    bool bounded;  /* keep_reading's read watermark is set */
     int64_t reading_since;
     uint64_t reading_bytes;
     int64_t last_active_us; /* last byte received or request handed over */
@@ -97,6 +100,12 @@ struct sg_server {
     int64_t client_timeout_us;
     uint64_t min_body_rate; /* bytes per second */
     size_t input_max;       /* bytes a client's unread input may hold (on_request) */
+    /* Bytes of requests being received (their bodies wait in memory until handed over), and
+     * their bound, limits.body_memory_bytes: past it the connection holding the most is closed. */
+    uint64_t held;
+    uint64_t held_max;
+    int64_t held_logged_us; /* the last body_memory_full line, rate-limited */
+    uint64_t held_unlogged; /* connections closed since it */
     bool accepting_paused;
     bool stopped;
     bool freeing; /* connections close synchronously: no deferred release */
@@ -141,6 +150,14 @@ static void set_accepting(struct sg_server *srv, bool on)
     }
 }
 
+/* c's request bytes no longer count against limits.body_memory_bytes: handed over, tunnelled,
+ * closing or gone. */
+static void held_release(struct sg_server *srv, struct sg_conn *c)
+{
+    srv->held -= c->held;
+    c->held = 0;
+}
+
 static void conn_release(struct sg_server *srv, struct sg_conn *c)
 {
     /* A request the wire check found malformed that never reached the router: libevent refused
@@ -155,6 +172,7 @@ static void conn_release(struct sg_server *srv, struct sg_conn *c)
                                               SG_LOG_STR("answered_by", "libevent")},
                       3);
     }
+    held_release(srv, c);
     list_remove(srv, c);
     if (c->fd >= 0 && srv->by_fd[c->fd] == c)
         srv->by_fd[c->fd] = NULL;
@@ -215,6 +233,7 @@ static void conn_shutdown(struct sg_conn *c)
         shutdown(sock, SHUT_RDWR);
     c->closing = true;
     c->reading = false;
+    held_release(c->listener->srv, c);
 }
 
 /* True while a request of c is being handled or answered: evhttp does not read requests then. */
@@ -421,6 +440,53 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         reclaim(srv, now);
 }
 
+/* Logs the connections closed at limits.body_memory_bytes: once, then at most
+ * once in HELD_LOG_EVERY_US with the count since. */
+static void held_log(struct sg_server *srv, uint64_t bytes)
+{
+    int64_t now = sg_mono_us();
+    srv->held_unlogged++;
+    if (srv->held_logged_us != 0 && now - srv->held_logged_us < HELD_LOG_EVERY_US)
+        return;
+    sg_log_fields(SG_LOG_WARN, "body_memory_full",
+                  (struct sg_log_field[]){
+                      SG_LOG_STR("msg", "requests being received hold limits.body_memory_bytes: "
+                                        "the connection holding the most was closed"),
+                      SG_LOG_INT("held", (int64_t)bytes),
+                      SG_LOG_INT("limit", (int64_t)srv->held_max),
+                      SG_LOG_INT("closed", (int64_t)srv->held_unlogged)},
+                  4);
+    srv->held_logged_us = now;
+    srv->held_unlogged = 0;
+}
+
+/*
+ * Past limits.body_memory_bytes, closes the connections holding the most
+ * bytes of a request still being received until the rest fit: a client that
+ * sends large bodies and stalls before their end (min_body_rate allows a
+ * long wait for the bytes already sent) cannot make the gateway hold
+ * connections x body_bytes, and small requests keep being received.
+ */
+static void held_shed(struct sg_server *srv)
+{
+    while (srv->held > srv->held_max) {
+        struct sg_conn *most = NULL;
+        for (int list = 0; list < 2; list++) {
+            for (struct sg_conn *c = list == 0 ? srv->pending : srv->active; c != NULL;
+                 c = c->next) {
+                if (most == NULL || c->held > most->held)
+                    most = c;
+            }
+        }
+        if (most == NULL || most->held == 0)
+            return;
+        uint64_t bytes = most->held;
+        conn_shutdown(most);
+        sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "body_memory");
+        held_log(srv, bytes);
+    }
+}
+
 /* Counts and checks what a client sends (wire.h), before evhttp reads it from
  * the same buffer. */
 static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *info, void *arg)
@@ -454,6 +520,13 @@ static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *inf
         c->reading_bytes = 0;
     }
     c->reading_bytes += info->n_added;
+    if (!c->closing && !c->tunnel) {
+        struct sg_server *srv = c->listener->srv;
+        c->held += info->n_added;
+        srv->held += info->n_added;
+        if (srv->held > srv->held_max)
+            held_shed(srv);
+    }
 }
 
 static struct bufferevent *on_new_connection(struct event_base *base, void *arg)
@@ -586,6 +659,7 @@ static void on_request(struct evhttp_request *req, void *arg)
     struct listener *l = arg;
     struct sg_conn *c = conn_of_request(l->srv, req);
     c->reading = false; /* received in time; the next request's clock starts at its first byte */
+    held_release(l->srv, c);
     c->last_active_us = sg_mono_us();
     c->requests++;
     /* The wire check stopped at a protocol switch: unless this request became
@@ -759,6 +833,9 @@ void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
     srv->client_timeout_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
     srv->min_body_rate = cfg->limits.min_body_rate;
     srv->input_max = input_max(cfg);
+    srv->held_max = cfg->limits.body_memory_bytes;
+    if (srv->held > srv->held_max)
+        held_shed(srv);
     for (size_t i = 0; i < srv->listener_count; i++) {
         if (srv->listeners[i].http != NULL)
             apply_limits(srv->listeners[i].http, cfg);
@@ -847,6 +924,7 @@ void sg_conn_set_tunnel(struct sg_conn *conn)
 {
     conn->tunnel = true;
     conn->reading = false;
+    held_release(conn->listener->srv, conn);
 }
 
 bool sg_server_expecting(const struct sg_server *srv, int64_t now_us)

@@ -177,9 +177,11 @@ struct sg_session_config {
 };
 
 struct sg_limits_config {
-    uint32_t header_bytes;     /* default 16384 */
-    uint64_t body_bytes;       /* default 10 MiB */
-    uint32_t connections;      /* default 10000 */
+    uint32_t header_bytes; /* default 16384 */
+    uint64_t body_bytes;   /* default 10 MiB */
+    uint64_t
+        body_memory_bytes; /* requests being received, together; default max(256 MiB, body_bytes) */
+    uint32_t connections;  /* default 10000 */
     uint32_t logins_in_flight; /* default 10000 */
     uint32_t client_timeout_s; /* idle/slow client timeout, default 30 */
     uint32_t min_body_rate;    /* bytes/s a request keeps up after client_timeout_s, default 1024 */

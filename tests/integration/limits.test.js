@@ -5,7 +5,7 @@
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const net = require('node:net');
-const { itest, request, rawExchange, metricValue, SLOW } = require('./lib/harness');
+const { itest, request, rawExchange, metricValue, waitFor, sleep, SLOW } = require('./lib/harness');
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -393,6 +393,62 @@ itest('at limits.connections, requests that stall are closed so that a real one 
   const metrics = await h.metrics(gw);
   assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'stalled' }) >= 1, 'counted as stalled');
   assert.ok(gw.logs.some((l) => l.event === 'idle_connections_closed' && l.reason === 'stalled'), 'and logged');
+});
+
+// A body waits in memory until its request is whole. Clients that send most of a large body and then
+// stall (min_body_rate grants a long wait for the bytes already sent) could make the gateway hold
+// connections x body_bytes. limits.body_memory_bytes bounds what requests being received hold
+// together: past it the connection holding the most is closed; small requests, and the uploads that
+// fit, go on.
+itest('limits.body_memory_bytes: stalled large uploads past the bound are closed, the rest are served', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { body_bytes: 4 * MiB, body_memory_bytes: 8 * MiB, client_timeout_s: 30 },
+  }));
+  const SENT = 1400 * KiB;
+  const sockets = [];
+  try {
+    // Six uploads of 2 MiB each send 1.4 MiB and stall: 8.4 MiB against 8.
+    for (let i = 0; i < 6; i++) {
+      const socket = net.connect(gw.port, '127.0.0.1');
+      const state = { socket, closed: false, data: '' };
+      socket.on('error', () => {});
+      socket.on('close', () => { state.closed = true; });
+      socket.on('data', (chunk) => { state.data += chunk.toString('latin1'); });
+      sockets.push(state);
+      await new Promise((resolve) => socket.once('connect', resolve));
+      socket.write(`POST /echo/held${i} HTTP/1.1\r\nHost: x\r\nContent-Length: ${2 * MiB}\r\nConnection: close\r\n\r\n`);
+      await new Promise((resolve) => socket.write(Buffer.alloc(SENT, 0x61), resolve));
+    }
+    await waitFor(() => sockets.some((s) => s.closed), 10000 * SLOW, 'a stalled upload closed');
+    await sleep(300);
+    const closed = sockets.filter((s) => s.closed);
+    assert.equal(closed.length, 1, 'one closed: the rest fit');
+    assert.equal(closed[0].data, '', 'closed without an answer');
+
+    // While the rest hold their memory, small requests are received and served.
+    const small = await request(gw, { method: 'POST', path: '/echo/small', body: Buffer.alloc(KiB, 0x62) });
+    assert.equal(small.status, 200);
+    assert.equal(JSON.parse(small.body.toString()).bodyLength, KiB);
+    assert.equal((await request(gw, { path: '/echo/get' })).status, 200);
+
+    // The uploads still open finish one after another, each within the bound, and are served whole.
+    for (const s of sockets.filter((x) => !x.closed)) {
+      s.socket.write(Buffer.alloc(2 * MiB - SENT, 0x61));
+      await waitFor(() => s.closed, 10000 * SLOW, 'the upload answered');
+      assert.match(s.data, /^HTTP\/1\.1 200 /, s.data.slice(0, 80));
+      assert.match(s.data, new RegExp(`"bodyLength":\\s*${2 * MiB}`));
+    }
+  } finally {
+    sockets.forEach((s) => s.socket.destroy());
+  }
+  const held = (await up.requests()).filter((r) => r.url.includes('/echo/held')).length;
+  assert.equal(held, 5, 'the five served uploads reached the upstream, the closed one did not');
+  const metrics = await h.metrics(gw);
+  assert.equal(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'body_memory' }), 1, 'counted');
+  const line = gw.logs.find((l) => l.event === 'body_memory_full');
+  assert.ok(line && line.limit === 8 * MiB && line.held >= SENT && line.closed === 1, `logged: ${JSON.stringify(line)}`);
 });
 
 // Clients that connect and leave at once, before a byte, while the gateway is at the limit: libevent frees

@@ -109,6 +109,18 @@ async function loginAcross(env, browser, account, from, to) {
   }
 }
 
+// A back-channel logout token of claims, signed with the IdP's key.
+async function logoutToken(env, claims) {
+  return (await env.control('POST', '/_test/sign', { claims, alg: 'ES256' })).token;
+}
+
+// POSTs a logout token to host i's /_sso/backchannel-logout, as the IdP does (no balancer).
+function backchannelLogout(env, i, token) {
+  const body = `logout_token=${encodeURIComponent(token)}`;
+  return request(env.hostPorts[i], { method: 'POST', path: '/_sso/backchannel-logout',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) }, body });
+}
+
 async function statusOn(env, i, browser) {
   const res = await on(env, i, browser, '/_sso/status');
   assert.equal(res.status, 200, `GET /_sso/status on host ${i}`);
@@ -355,9 +367,8 @@ clusterTest('a back-channel logout token accepted on host A is a replay on host 
   const now = Math.floor(Date.now() / 1000);
   const claims = { iss: env.issuer, aud: 'ssogate', iat: now, exp: now + 120, jti: crypto.randomUUID(),
     events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub: t.user.sub };
-  const body = `logout_token=${encodeURIComponent((await env.control('POST', '/_test/sign', { claims, alg: 'ES256' })).token)}`;
-  const post = (i) => request(env.hostPorts[i], { method: 'POST', path: '/_sso/backchannel-logout',
-    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) }, body });
+  const token = await logoutToken(env, claims);
+  const post = (i) => backchannelLogout(env, i, token);
 
   const accepted = await post(0);
   assert.equal(accepted.status, 200, `host A accepts the token: ${accepted.body}`);
@@ -389,6 +400,11 @@ clusterTest('a back-channel logout token accepted on host A is a replay on host 
     assert.equal(res.status, 200, `whoami through host ${i}`);
     assert.equal(JSON.parse(res.body).user, t.staff.id, `host ${i} forwards the linked PSA user`);
   }
+
+  // Another token sent to two hosts at the same instant: exactly one accepts it.
+  const raced = await logoutToken(env, { ...claims, jti: crypto.randomUUID() });
+  const answers = await Promise.all([backchannelLogout(env, 0, raced), backchannelLogout(env, 1, raced)]);
+  assert.deepEqual(answers.map((r) => r.status).sort(), [200, 400], `one host accepts it: ${answers.map((r) => r.body).join(' ')}`);
 });
 
 clusterTest('healthz says ok with the database, and each host has its own data dir', async (env) => {

@@ -264,9 +264,10 @@ static int cmd_stats(const struct target *t)
             fprintf(stderr, "ssogate-admin: stats: %s\n", errbuf);
             return 1;
         }
-        printf("%-20s %zu\n%-20s %zu\n%-20s %zu\n%-20s %zu\n%-20s %zu\n", "tenant_links",
+        printf("%-20s %zu\n%-20s %zu\n%-20s %zu\n%-20s %zu\n%-20s %zu\n%-20s %zu\n", "tenant_links",
                stats.tenant_links, "user_links", stats.user_links, "sessions", stats.sessions,
-               "login_states", stats.login_states, "link_audit", stats.link_audit);
+               "login_states", stats.login_states, "link_audit", stats.link_audit, "logout_jti",
+               stats.logout_jti);
         return 0;
     }
     struct sg_store_stats stats;

@@ -39,10 +39,9 @@ struct backchannel {
     const char *channel;      /* "back" or "front" */
     const char *by;           /* "sid" or "sub" */
     size_t ended;
-    /* Back-channel with the shared store: the token's jti, remembered once
-     * PostgreSQL has ended the sessions, so that the IdP may retry a failure. */
+    /* Back-channel with the shared store: the token's jti, recorded in
+     * PostgreSQL by the statement that ends the sessions (once per cluster). */
     unsigned char jti[SHA256_DIGEST_LENGTH];
-    bool jti_due;
 };
 
 static void count(const char *channel, const char *result)
@@ -88,7 +87,7 @@ static int owner_of(const struct sg_config *cfg, const char *sid, const char *su
                        : sg_session_owner_idp(issuer, sub, owner);
 }
 
-/* The key of a token's jti in logout_jti. */
+/* The key of a token's jti in logout_jti (here, or PostgreSQL's table of that name). */
 static void jti_key(const char *issuer, const char *jti, unsigned char key[SHA256_DIGEST_LENGTH])
 {
     char *named = sg_asprintf("%s%c%s", issuer, '\0', jti); /* the NUL keeps it unambiguous */
@@ -106,26 +105,18 @@ static int jti_put(struct sg_store_txn *txn, const unsigned char key[SHA256_DIGE
 }
 
 /*
- * Ends the sessions of owner here, in one durable transaction with the
- * token's jti (key): remembered with remember, else only checked (its
- * sessions end in PostgreSQL first, and a failure there must leave the token
- * good for the IdP's retry). SG_EEXIST: the jti was seen before. *ended gets
- * the number of sessions.
+ * Without the shared store: ends the sessions of owner here, in one durable
+ * transaction with remembering the token's jti (key). SG_EEXIST: the jti was
+ * seen before. *ended gets the number of sessions.
  */
 static int end_sessions(struct sg_store *store, const unsigned char key[SHA256_DIGEST_LENGTH],
-                        bool remember, const char *owner, size_t *ended)
+                        const char *owner, size_t *ended)
 {
     struct sg_store_txn txn;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    const void *seen;
-    size_t seen_len;
-    if (remember)
-        err = jti_put(&txn, key);
-    else if (sg_store_get(&txn, SG_STORE_DB_LOGOUT_JTI, key, SHA256_DIGEST_LENGTH, &seen,
-                          &seen_len) == 0)
-        err = SG_EEXIST;
+    err = jti_put(&txn, key);
     if (err == 0)
         err = sg_session_delete_by_owner_txn(&txn, owner, ended);
     if (err != 0) {
@@ -157,38 +148,33 @@ static int ended_answer(struct backchannel *b, int err)
     return 200;
 }
 
-/* Remembers the jti of a token whose sessions PostgreSQL ended (a token
- * sent twice at once ends them twice: the same effect). */
-static int jti_remember(struct sg_store *store, const unsigned char key[SHA256_DIGEST_LENGTH])
-{
-    struct sg_store_txn txn;
-    int err = sg_store_txn_begin(store, true, &txn);
-    if (err != 0)
-        return err;
-    err = jti_put(&txn, key);
-    if (err != 0) {
-        sg_store_txn_abort(&txn);
-        return err == SG_EEXIST ? 0 : err;
-    }
-    return sg_store_txn_commit(&txn, SG_STORE_DURABLE);
-}
-
 static void on_shared_ended(void *arg, int err)
 {
     struct backchannel *b = arg;
     b->op = NULL;
-    if (err == 0 && b->jti_due)
-        err = jti_remember(b->r->store, b->jti);
-    sg_request_finish(b->r, ended_answer(b, err), 0);
+    if (err == SG_EEXIST) /* a back-channel token that some host accepted before */
+        sg_request_finish(b->r, refuse(b->r, 400, "jti_replayed", "jti"), 0);
+    else
+        sg_request_finish(b->r, ended_answer(b, err), 0);
 }
 
-/* With the shared store: the sessions of (issuer, sid or sub) end in PostgreSQL,
- * which tells every host. Returns 0 while it runs. */
+/*
+ * With the shared store: the sessions of (issuer, sid or sub) end in
+ * PostgreSQL, which tells every host; a back-channel token's jti is recorded
+ * there in the same statement, so the cluster accepts it once and a failure
+ * leaves it good for the IdP's retry. Returns 0 while it runs.
+ */
 static int end_shared(struct backchannel *b, const char *sid, const char *sub)
 {
     const char *issuer = b->r->snap->cfg->idp->issuer.text;
-    b->op = sg_pgstore_session_delete_owner(b->r->shared, sid != NULL, issuer,
-                                            sid != NULL ? sid : sub, &b->ended, on_shared_ended, b);
+    const char *value = sid != NULL ? sid : sub;
+    if (strcmp(b->channel, "back") == 0)
+        b->op = sg_pgstore_session_delete_owner_once(
+            b->r->shared, sid != NULL, issuer, value, b->jti, sizeof(b->jti),
+            sg_now_s() + JTI_KEEP_S, &b->ended, on_shared_ended, b);
+    else
+        b->op = sg_pgstore_session_delete_owner(b->r->shared, sid != NULL, issuer, value, &b->ended,
+                                                on_shared_ended, b);
     return b->op != NULL ? 0 : ended_answer(b, SG_EINVAL);
 }
 
@@ -212,8 +198,10 @@ static void on_verified(enum sg_oidc_status status, const char *detail, yajl_val
     }
     size_t ended = 0;
     jti_key(sg_jwt_claim_string(claims, "iss"), sg_jwt_claim_string(claims, "jti"), b->jti);
-    b->jti_due = r->shared != NULL;
-    int err = end_sessions(r->store, b->jti, !b->jti_due, owner, &ended);
+    /* With the shared store this host's copies end at once, and PostgreSQL
+     * decides whether the jti is new. */
+    int err = r->shared != NULL ? sg_session_delete_by_owner(r->store, owner, &ended)
+                                : end_sessions(r->store, b->jti, owner, &ended);
     free(owner);
     if (err == SG_EEXIST) {
         sg_request_finish(r, refuse(r, 400, "jti_replayed", "jti"), 0);

@@ -533,16 +533,17 @@ int sg_pgadmin_stats(PGconn *conn, struct sg_pgadmin_stats *out, char *errbuf, s
                                  " (SELECT count(*) FROM user_links),"
                                  " (SELECT count(*) FROM sessions),"
                                  " (SELECT count(*) FROM login_states),"
-                                 " (SELECT count(*) FROM link_audit)");
+                                 " (SELECT count(*) FROM link_audit),"
+                                 " (SELECT count(*) FROM logout_jti)");
     int err = result_err(conn, res, "counting the rows", errbuf, errlen);
-    if (err == 0 && (PQntuples(res) != 1 || PQnfields(res) != 5)) {
+    if (err == 0 && (PQntuples(res) != 1 || PQnfields(res) != 6)) {
         sg_errbuf(errbuf, errlen, "counting the rows: an unexpected answer");
         err = SG_ESTORE;
     }
     if (err == 0) {
         size_t *fields[] = {&out->tenant_links, &out->user_links, &out->sessions,
-                            &out->login_states, &out->link_audit};
-        for (int i = 0; i < 5; i++)
+                            &out->login_states, &out->link_audit, &out->logout_jti};
+        for (int i = 0; i < 6; i++)
             *fields[i] = strtoull(PQgetvalue(res, 0, i), NULL, 10);
     }
     PQclear(res);

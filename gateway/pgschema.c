@@ -83,6 +83,13 @@ static const char *const migrations[SG_PGSCHEMA_VERSION] = {
     "  FOR EACH ROW EXECUTE FUNCTION ssogate_links_changed();"
     "CREATE TRIGGER user_links_changed AFTER INSERT OR UPDATE OR DELETE ON user_links"
     "  FOR EACH ROW EXECUTE FUNCTION ssogate_links_changed();",
+    /* Back-channel logout tokens accepted by any host, by SHA-256(issuer NUL
+     * jti), so that a token is accepted once per cluster; kept until
+     * keep_until (seconds), then swept. */
+    "CREATE TABLE logout_jti ("
+    "  jti_hash bytea PRIMARY KEY,"
+    "  keep_until bigint NOT NULL);"
+    "CREATE INDEX logout_jti_expiry ON logout_jti (keep_until);",
 };
 
 PGconn *sg_pgschema_connect(const char *conninfo, unsigned timeout_s, char *errbuf, size_t errlen)

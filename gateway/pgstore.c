@@ -50,9 +50,12 @@ enum stmt {
     ST_S_DELETE,
     ST_S_DELETE_IDP,
     ST_S_DELETE_SID,
+    ST_S_DELETE_IDP_ONCE,
+    ST_S_DELETE_SID_ONCE,
     ST_S_TOUCH,
     ST_S_SWEEP,
     ST_LS_SWEEP,
+    ST_J_SWEEP,
     ST_T_LINK,
     ST_T_UNLINK,
     ST_U_LINK,
@@ -100,6 +103,26 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                          "WITH d AS (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex')"
                          " AND idp_sid = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
                          2},
+    /* A back-channel logout token: its jti recorded and the sessions deleted
+     * in one statement, the DELETE only when the INSERT took the jti. A host
+     * sending the same jti meanwhile waits on the row and then inserts
+     * nothing; a failure records nothing. Answers (jti new, sessions ended). */
+    [ST_S_DELETE_IDP_ONCE] = {"s_delete_idp_once",
+                              "WITH j AS (INSERT INTO logout_jti (jti_hash, keep_until)"
+                              " VALUES (decode($3, 'hex'), $4::bigint) ON CONFLICT DO NOTHING"
+                              " RETURNING 1), d AS (DELETE FROM sessions WHERE idp_issuer ="
+                              " decode($1, 'hex') AND idp_sub = decode($2, 'hex') AND EXISTS"
+                              " (SELECT 1 FROM j) RETURNING 1) SELECT (SELECT count(*) FROM j),"
+                              " (SELECT count(*) FROM d)",
+                              4},
+    [ST_S_DELETE_SID_ONCE] = {"s_delete_sid_once",
+                              "WITH j AS (INSERT INTO logout_jti (jti_hash, keep_until)"
+                              " VALUES (decode($3, 'hex'), $4::bigint) ON CONFLICT DO NOTHING"
+                              " RETURNING 1), d AS (DELETE FROM sessions WHERE idp_issuer ="
+                              " decode($1, 'hex') AND idp_sid = decode($2, 'hex') AND EXISTS"
+                              " (SELECT 1 FROM j) RETURNING 1) SELECT (SELECT count(*) FROM j),"
+                              " (SELECT count(*) FROM d)",
+                              4},
     [ST_S_TOUCH] = {"s_touch",
                     "UPDATE sessions SET last_seen = t.seen FROM (SELECT decode(unnest($1::text[]),"
                     " 'hex') AS id_hash, unnest($2::bigint[]) AS seen) t"
@@ -114,6 +137,10 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                      "DELETE FROM login_states WHERE state_hash IN (SELECT state_hash FROM"
                      " login_states WHERE created_at <= $1 LIMIT $2)",
                      2},
+    [ST_J_SWEEP] = {"j_sweep",
+                    "DELETE FROM logout_jti WHERE jti_hash IN (SELECT jti_hash FROM logout_jti"
+                    " WHERE keep_until <= $1 LIMIT $2)",
+                    2},
     [ST_T_LINK] = {"t_link",
                    "WITH ins AS (INSERT INTO tenant_links (psa_tenant, idp_tenant)"
                    " VALUES (decode($1, 'hex'), decode($2, 'hex')) RETURNING psa_tenant)"
@@ -223,6 +250,7 @@ enum op_kind {
     OP_S_FETCH,     /* cache the fetched session */
     OP_S_DELETE,    /* drop the cached session */
     OP_S_OWNER,     /* count the sessions ended */
+    OP_S_JTI,       /* the same, unless the jti was taken before */
     OP_T_LINK,      /* refresh the tenant's links here */
     OP_U_LINK,      /* count(*) = 0: the tenant is not linked to that IdP tenant */
     OP_UNLINK,      /* refresh the tenant's links here */
@@ -245,7 +273,7 @@ struct sg_pgstore_op {
     size_t record_len;
     struct sg_loginstate *state_out; /* OP_LS_TAKE */
     char state[SG_LOGINSTATE_TOKEN_SIZE];
-    size_t *count_out; /* OP_S_OWNER */
+    size_t *count_out; /* OP_S_OWNER, OP_S_JTI */
     bool kept;         /* OP_S_DELETE: the end is in session_ends */
 };
 
@@ -736,6 +764,14 @@ static void on_result(void *arg, const struct sg_pg_result *result)
         if (op->count_out != NULL && PQntuples(res) == 1)
             *op->count_out = strtoul(PQgetvalue(res, 0, 0), NULL, 10);
         break;
+    case OP_S_JTI:
+        if (PQntuples(res) != 1 || PQnfields(res) != 2)
+            err = SG_ESTORE;
+        else if (strcmp(PQgetvalue(res, 0, 0), "0") == 0)
+            err = SG_EEXIST; /* a host accepted that jti before: nothing ended */
+        else if (op->count_out != NULL)
+            *op->count_out = strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+        break;
     case OP_U_LINK:
         if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "1") != 0)
             err = SG_ENOENT; /* the tenant is not (or no longer) linked to that IdP tenant */
@@ -1208,6 +1244,21 @@ struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, boo
     return op_send(op, by_sid ? ST_S_DELETE_SID : ST_S_DELETE_IDP, values, 2);
 }
 
+struct sg_pgstore_op *sg_pgstore_session_delete_owner_once(struct sg_pgstore *ps, bool by_sid,
+                                                           const char *issuer, const char *value,
+                                                           const void *jti_key, size_t jti_len,
+                                                           int64_t keep_until, size_t *ended,
+                                                           sg_pgstore_done_fn done, void *arg)
+{
+    if (value == NULL)
+        return NULL;
+    struct sg_pgstore_op *op = op_new(ps, OP_S_JTI, done, arg);
+    op->count_out = ended;
+    char *values[] = {hex_text(issuer ? issuer : ""), hex_text(value), hex_of(jti_key, jti_len),
+                      sg_asprintf("%lld", (long long)keep_until)};
+    return op_send(op, by_sid ? ST_S_DELETE_SID_ONCE : ST_S_DELETE_IDP_ONCE, values, 4);
+}
+
 struct sg_pgstore_op *sg_pgstore_tenant_link(struct sg_pgstore *ps, const char *psa_tenant,
                                              const char *idp_tenant, const char *via,
                                              sg_pgstore_done_fn done, void *arg)
@@ -1295,4 +1346,6 @@ void sg_pgstore_sweep(struct sg_pgstore *ps, int64_t now, size_t max)
     char *states[] = {sg_asprintf("%lld", (long long)(now - SG_LOGINSTATE_TTL_S)),
                       sg_asprintf("%zu", max)};
     op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_LS_SWEEP, states, 2);
+    char *jtis[] = {sg_asprintf("%lld", (long long)now), sg_asprintf("%zu", max)};
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL), ST_J_SWEEP, jtis, 2);
 }

@@ -45,6 +45,7 @@ struct sg_pgadmin_stats {
     size_t sessions;
     size_t login_states;
     size_t link_audit;
+    size_t logout_jti;
 };
 
 /*

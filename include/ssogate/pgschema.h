@@ -19,6 +19,12 @@
  *   login_states     state_hash PRIMARY KEY, record, created_at: single use
  *                    (DELETE ... RETURNING)
  *   link_audit       every link change: when, which host, what
+ *
+ * Version 2 adds:
+ *   logout_jti       jti_hash (SHA-256 of issuer NUL jti) PRIMARY KEY,
+ *                    keep_until: the back-channel logout tokens the cluster
+ *                    accepted, each recorded in the statement that ended its
+ *                    sessions
  */
 #ifndef SSOGATE_PGSCHEMA_H
 #define SSOGATE_PGSCHEMA_H
@@ -27,7 +33,7 @@
 #include <stddef.h>
 
 /* The schema version this build reads and writes. */
-#define SG_PGSCHEMA_VERSION 1
+#define SG_PGSCHEMA_VERSION 2
 
 /* The notification channel of the shared store (pgstore.c). */
 #define SG_PGSCHEMA_CHANNEL "ssogate"

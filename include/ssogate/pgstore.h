@@ -1,6 +1,7 @@
 /*
  * The shared store of several gateway hosts: PostgreSQL is the truth for
- * links, sessions and login states, and this host's LMDB store is its cache.
+ * links, sessions, login states and the back-channel logout tokens accepted,
+ * and this host's LMDB store is its cache.
  *
  * - Login states live only in PostgreSQL: a login started on one host
  *   completes on any other, and DELETE ... RETURNING keeps them single-use.
@@ -115,6 +116,19 @@ struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, boo
                                                       size_t *ended, sg_pgstore_done_fn done,
                                                       void *arg);
 
+/*
+ * The same for a back-channel logout token, accepted once by the cluster: its
+ * jti_key (SHA-256 of issuer NUL jti, borrowed) is recorded, kept until
+ * keep_until (then swept), in the statement that ends the sessions, so that
+ * a failure records nothing and the IdP's retry is accepted. SG_EEXIST when
+ * a host accepted that jti before: no session ended.
+ */
+struct sg_pgstore_op *sg_pgstore_session_delete_owner_once(struct sg_pgstore *ps, bool by_sid,
+                                                           const char *issuer, const char *value,
+                                                           const void *jti_key, size_t jti_len,
+                                                           int64_t keep_until, size_t *ended,
+                                                           sg_pgstore_done_fn done, void *arg);
+
 /* Links; via says where the change came from, for the audit ("login",
  * "settings"). */
 struct sg_pgstore_op *sg_pgstore_tenant_link(struct sg_pgstore *ps, const char *psa_tenant,
@@ -135,7 +149,8 @@ struct sg_pgstore_op *sg_pgstore_user_unlink(struct sg_pgstore *ps, const char *
 void sg_pgstore_user_facts(struct sg_pgstore *ps, const char *psa_tenant, const char *psa_user,
                            bool staff, bool active);
 
-/* Deletes up to max expired sessions and login states in PostgreSQL. */
+/* Deletes up to max expired sessions, login states and logout jtis in
+ * PostgreSQL. */
 void sg_pgstore_sweep(struct sg_pgstore *ps, int64_t now, size_t max);
 
 #endif

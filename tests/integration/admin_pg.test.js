@@ -1,6 +1,7 @@
 'use strict';
 // Issue 11: ssogate-admin on the PostgreSQL shared store, against a real PostgreSQL. migrate (then again:
-// nothing to do), check-store (OK, a newer schema refused, an unreachable server answered at once), copy of
+// nothing to do), check-store (OK, a newer schema refused, an unreachable server answered at once), an
+// upgrade of a version 1 database with links and sessions (version 2: logout_jti), copy of
 // an LMDB store (links made by `import` and by tests/tools/store_fill.c, with ids that are not UTF-8, and
 // sessions made without logging in) into PostgreSQL: the same links, the sessions with their columns, the
 // expired ones left out, a second copy writing nothing, a conflicting link refusing the copy whole;
@@ -146,40 +147,40 @@ itest('migrate on an empty database, then again: nothing to do; check-store OK, 
 
   const before = await admin.pg(['check-store']);
   assert.equal(before.code, 1, 'check-store before migrate');
-  assert.match(before.stderr, /schema is version 0, this gateway needs 1: run ssogate-admin migrate/);
+  assert.match(before.stderr, /schema is version 0, this gateway needs 2: run ssogate-admin migrate/);
   const list = await admin.pg(['list']);
   assert.equal(list.code, 1, 'the link commands refuse a database without the schema');
   assert.match(list.stderr, /run ssogate-admin migrate/);
 
   const first = await admin.pg(['migrate']);
   assert.equal(first.code, 0, first.stderr);
-  assert.match(first.stdout, /^schema migrated from version 0 to 1$/m);
+  assert.match(first.stdout, /^schema migrated from version 0 to 2$/m);
   const second = await admin.pg(['migrate']);
   assert.equal(second.code, 0, second.stderr);
-  assert.match(second.stdout, /^schema version 1: already this build's, nothing to do$/m);
-  assert.deepEqual(await sql(conninfo, 'SELECT version FROM ssogate_schema'), [['1']], 'one version row');
+  assert.match(second.stdout, /^schema version 2: already this build's, nothing to do$/m);
+  assert.deepEqual(await sql(conninfo, 'SELECT version FROM ssogate_schema ORDER BY version'), [['1'], ['2']], 'a row per migration');
 
   const ok = await admin.pg(['check-store']);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.match(ok.stdout, /schema version 1/);
-  for (const table of ['tenant_links', 'user_links', 'sessions', 'login_states', 'link_audit']) {
+  assert.match(ok.stdout, /schema version 2/);
+  for (const table of ['tenant_links', 'user_links', 'sessions', 'login_states', 'link_audit', 'logout_jti']) {
     assert.match(ok.stdout, new RegExp(`^${table} +0$`, 'm'), `check-store counts ${table}`);
   }
   const check = await admin.pg(['check']);
   assert.equal(check.code, 0, check.stdout);
-  assert.match(check.stdout, /schema 1, 0 tenant links, 0 user links, 0 sessions: 0 problems/);
+  assert.match(check.stdout, /schema 2, 0 tenant links, 0 user links, 0 sessions: 0 problems/);
 
   // A database a newer gateway migrated.
-  await sql(conninfo, 'INSERT INTO ssogate_schema (version) VALUES (2)');
+  await sql(conninfo, 'INSERT INTO ssogate_schema (version) VALUES (3)');
   const newer = await admin.pg(['check-store']);
   assert.equal(newer.code, 1, 'check-store refuses a newer schema');
-  assert.match(newer.stderr, /schema is version 2, newer than this gateway's 1: upgrade the gateway/);
+  assert.match(newer.stderr, /schema is version 3, newer than this gateway's 2: upgrade the gateway/);
   const newerList = await admin.pg(['list']);
   assert.equal(newerList.code, 1);
-  assert.match(newerList.stderr, /newer than this gateway's 1/);
+  assert.match(newerList.stderr, /newer than this gateway's 2/);
   const newerMigrate = await admin.pg(['migrate']);
   assert.equal(newerMigrate.code, 1, 'migrate does not go back');
-  assert.match(newerMigrate.stderr, /newer than this build's 1: nothing done/);
+  assert.match(newerMigrate.stderr, /newer than this build's 2: nothing done/);
 
   // Nothing listens: answered at once, not after a timeout.
   const port = await closedPort();
@@ -198,6 +199,42 @@ itest('migrate on an empty database, then again: nothing to do; check-store OK, 
   assert.equal(lmdbMigrate.code, 1);
   assert.match(lmdbMigrate.stderr, /store\.type is postgresql/);
   assert.equal((await admin.pg(['copy', '--from', 'postgresql', '--to', 'lmdb'])).code, 2, 'one direction only');
+});
+
+// A database of the previous schema (version 1: the tables of migration 1 and nothing else, made here by
+// undoing migration 2, which adds logout_jti alone) holding links, sessions and audit rows: the gateway
+// refuses it until `migrate`, which brings it to version 2 and keeps every row.
+itest('migrate upgrades a version 1 database with links and sessions to version 2, keeping every row', async (t, h) => {
+  const { conninfo, admin } = await migrated(h, 'upgrade');
+  await populate(h, admin);
+  const copied = await admin.pg(['copy', '--from', 'lmdb', '--to', 'postgresql']);
+  assert.equal(copied.code, 0, copied.stderr);
+  const listBefore = (await admin.pg(['list'])).stdout;
+  await sql(conninfo, 'DROP TABLE logout_jti; DELETE FROM ssogate_schema WHERE version = 2');
+  const rows = async () => sql(conninfo, `SELECT (SELECT count(*) FROM tenant_links), (SELECT count(*) FROM user_links),
+    (SELECT count(*) FROM sessions), (SELECT count(*) FROM link_audit),
+    (SELECT string_agg(encode(id_hash, 'hex') || encode(record, 'hex'), ',' ORDER BY id_hash) FROM sessions)`);
+  const before = await rows();
+  assert.deepEqual(before[0].slice(0, 4), ['3', '4', '5', '7']);
+
+  const old = await admin.pg(['check-store']);
+  assert.equal(old.code, 1, 'check-store refuses the version 1 database');
+  assert.match(old.stderr, /schema is version 1, this gateway needs 2: run ssogate-admin migrate/);
+
+  const upgraded = await admin.pg(['migrate']);
+  assert.equal(upgraded.code, 0, upgraded.stderr);
+  assert.match(upgraded.stdout, /^schema migrated from version 1 to 2$/m);
+  assert.deepEqual(await sql(conninfo, 'SELECT version FROM ssogate_schema ORDER BY version'), [['1'], ['2']]);
+  assert.deepEqual(await rows(), before, 'the links, sessions and audit rows are kept');
+  assert.equal((await admin.pg(['list'])).stdout, listBefore, 'the same links');
+  const ok = await admin.pg(['check-store']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.match(ok.stdout, /^logout_jti +0$/m, 'the new table is there, empty');
+  const check = await admin.pg(['check']);
+  assert.equal(check.code, 0, check.stdout);
+  assert.match(check.stdout, /schema 2, 3 tenant links, 4 user links, 5 sessions: 0 problems/);
+  const again = await admin.pg(['migrate']);
+  assert.match(again.stdout, /^schema version 2: already this build's, nothing to do$/m);
 });
 
 itest('copy --from lmdb --to postgresql: the links and live sessions in one go; a second copy writes nothing', async (t, h) => {
@@ -235,7 +272,7 @@ itest('copy --from lmdb --to postgresql: the links and live sessions in one go; 
   }
   const check = await admin.pg(['check']);
   assert.equal(check.code, 0, check.stdout);
-  assert.match(check.stdout, /schema 1, 3 tenant links, 4 user links, 5 sessions: 0 problems/, 'the records agree with the columns');
+  assert.match(check.stdout, /schema 2, 3 tenant links, 4 user links, 5 sessions: 0 problems/, 'the records agree with the columns');
   const audit = await auditRows(conninfo);
   assert.equal(audit.length, 7, 'an audit row per link copied');
   assert.ok(audit.every((r) => r[0] === 'copy' && r[1] === 'link' && r[7] === 't'), JSON.stringify(audit));

@@ -6,9 +6,10 @@
 
 const assert = require('node:assert/strict');
 const { execFileSync } = require('node:child_process');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
-const { sharedEnv, waitFor, SLOW } = require('./lib/harness');
+const { sharedEnv, waitFor, metricValue, request, SLOW } = require('./lib/harness');
 const pg = require('./lib/pg');
 const { startLinkEnv } = require('./lib/link-env');
 
@@ -25,11 +26,12 @@ const clusterTest = sharedEnv('cluster', async (h) => {
   const migrateConfig = h.writeConfig(h.config({ store }), 'migrate.json');
   const ADMIN = path.join(path.dirname(process.env.SSOGATE_BIN || path.join(process.env.SSOGATE_BUILD_DIR, 'gateway', 'ssogate')), 'ssogate-admin');
   const migrated = execFileSync(ADMIN, ['-c', migrateConfig, 'migrate'], { encoding: 'utf8', timeout: 30000 });
-  assert.match(migrated, /1/, `ssogate-admin migrate: ${migrated}`);
+  assert.match(migrated, /^schema migrated from version 0 to \d+$/m, `ssogate-admin migrate: ${migrated}`);
 
   // Host C runs two worker processes: each keeps its own connections and cache notes.
   const perHost = (i, config) => (i === 2 ? { ...config, workers: 2 } : config);
-  // Rows that expired while no host ran, and one that did not: swept when the hosts connect.
+  // Rows that expired while no host ran, and one that did not (a session, a login state, a back-channel
+  // logout jti): swept when the hosts connect.
   const sqlNow = (query) => execFileSync(path.join(pg.PG_BIN, 'psql'), ['-X', '-At', '-d', conninfo, '-c', query],
     { encoding: 'utf8', timeout: 20000 }).trim();
   const now = Math.floor(Date.now() / 1000);
@@ -37,8 +39,9 @@ const clusterTest = sharedEnv('cluster', async (h) => {
     ('\\x01', '\\x00', '', 'expired', ${now - 100}, 0, ${now - 10}),
     ('\\x02', '\\x00', '', 'idle', ${now - 4000}, 1800, ${now + 40000}),
     ('\\x03', '\\x00', '', 'live', ${now}, 1800, ${now + 40000});
-    INSERT INTO login_states (state_hash, record, created_at) VALUES ('\\x01', '\\x00', ${now - 700}), ('\\x02', '\\x00', ${now})`);
-  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3', 't4', 't5'], hosts: HOSTS, store, perHost });
+    INSERT INTO login_states (state_hash, record, created_at) VALUES ('\\x01', '\\x00', ${now - 700}), ('\\x02', '\\x00', ${now});
+    INSERT INTO logout_jti (jti_hash, keep_until) VALUES ('\\x01', ${now - 10}), ('\\x02', ${now + 3600})`);
+  const env = await startLinkEnv(h, { tenants: ['t1', 't2', 't3', 't4', 't5', 't6'], hosts: HOSTS, store, perHost });
   env.pg = server;
   env.conninfo = conninfo;
   // One value of a query, as text (psql -At).
@@ -104,6 +107,18 @@ async function loginAcross(env, browser, account, from, to) {
   } finally {
     env.balancer.unpin();
   }
+}
+
+// A back-channel logout token of claims, signed with the IdP's key.
+async function logoutToken(env, claims) {
+  return (await env.control('POST', '/_test/sign', { claims, alg: 'ES256' })).token;
+}
+
+// POSTs a logout token to host i's /_sso/backchannel-logout, as the IdP does (no balancer).
+function backchannelLogout(env, i, token) {
+  const body = `logout_token=${encodeURIComponent(token)}`;
+  return request(env.hostPorts[i], { method: 'POST', path: '/_sso/backchannel-logout',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', 'content-length': Buffer.byteLength(body) }, body });
 }
 
 async function statusOn(env, i, browser) {
@@ -326,13 +341,70 @@ clusterTest('what expired while no host ran is swept once they connect; the rest
   let left;
   for (;;) {
     left = `${env.sql("SELECT string_agg(encode(id_hash, 'hex'), ',' ORDER BY id_hash) FROM sessions WHERE length(id_hash) = 1")}`
-      + ` / ${env.sql("SELECT string_agg(encode(state_hash, 'hex'), ',' ORDER BY state_hash) FROM login_states WHERE length(state_hash) = 1")}`;
-    if (left === '03 / 02' || Date.now() > end) {
+      + ` / ${env.sql("SELECT string_agg(encode(state_hash, 'hex'), ',' ORDER BY state_hash) FROM login_states WHERE length(state_hash) = 1")}`
+      + ` / ${env.sql("SELECT string_agg(encode(jti_hash, 'hex'), ',' ORDER BY jti_hash) FROM logout_jti WHERE length(jti_hash) = 1")}`;
+    if (left === '03 / 02 / 02' || Date.now() > end) {
       break;
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  assert.equal(left, '03 / 02', 'the expired and idle sessions and the old login state went; the live ones stayed');
+  assert.equal(left, '03 / 02 / 02',
+    'the expired and idle sessions, the old login state and the logout jti past its keep time went; the live ones stayed');
+});
+
+// A back-channel logout token is accepted once by the cluster, not once per host: each host used to
+// remember only the jtis it had accepted itself, so whoever held a logout token could replay it to another
+// host within its 600 s and end the sessions its user had made since, again and again.
+clusterTest('a back-channel logout token accepted on host A is a replay on host B: the session made since lives on', async (env) => {
+  const BACK = 'ssogate_backchannel_logouts_total';
+  const t = env.tenant('t6');
+  await env.linkTenant('t6');
+  await env.linkUser(t.staff, t.user);
+  const first = await env.ssoLogin(t.user);
+  assert.equal(first.status, 200, 'signed in');
+
+  // A real logout token of the user (sub, no sid: every session of theirs), signed with the IdP's key.
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { iss: env.issuer, aud: 'ssogate', iat: now, exp: now + 120, jti: crypto.randomUUID(),
+    events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub: t.user.sub };
+  const token = await logoutToken(env, claims);
+  const post = (i) => backchannelLogout(env, i, token);
+
+  const accepted = await post(0);
+  assert.equal(accepted.status, 200, `host A accepts the token: ${accepted.body}`);
+  for (let i = 0; i < HOSTS; i++) {
+    await waitFor(async () => !(await statusOn(env, i, first.browser)).session, 2000 * SLOW, `host ${i} refuses the ended session`, 10);
+  }
+  const key = crypto.createHash('sha256').update(`${env.issuer}\0${claims.jti}`).digest('hex');
+  assert.equal(env.sql(`SELECT count(*) FROM logout_jti WHERE jti_hash = '\\x${key}' AND keep_until > ${now}`), '1',
+    'the jti is recorded in PostgreSQL');
+
+  const second = await env.ssoLogin(t.user);
+  assert.equal(second.status, 200, 'signed in again: a new session');
+  const logged = env.gws[1].logs.length;
+  const before = metricValue(await env.h.metrics(env.gws[1]), BACK, { result: 'jti_replayed' }) || 0;
+  const replayed = await post(1);
+  assert.equal(replayed.status, 400, `host B refuses the replay: ${replayed.body}`);
+  assert.deepEqual(JSON.parse(replayed.body.toString()), { error: 'invalid_request', error_description: 'jti_replayed' });
+  assert.equal(metricValue(await env.h.metrics(env.gws[1]), BACK, { result: 'jti_replayed' }), before + 1, 'counted as a replay');
+  assert.ok(env.gws[1].logs.slice(logged).some((l) => l.event === 'idp_logout' && l.channel === 'back'
+    && l.result === 'jti_replayed' && l.detail === 'jti'), 'logged as a replay');
+  for (const i of [2, 0]) {
+    assert.equal((await post(i)).status, 400, `host ${i} refuses it too`);
+  }
+
+  // The session made since still works on every host: the PSA gets its user.
+  for (let i = 0; i < HOSTS; i++) {
+    assert.equal((await statusOn(env, i, second.browser)).session, true, `host ${i} keeps the new session`);
+    const res = await on(env, i, second.browser, '/api/whoami');
+    assert.equal(res.status, 200, `whoami through host ${i}`);
+    assert.equal(JSON.parse(res.body).user, t.staff.id, `host ${i} forwards the linked PSA user`);
+  }
+
+  // Another token sent to two hosts at the same instant: exactly one accepts it.
+  const raced = await logoutToken(env, { ...claims, jti: crypto.randomUUID() });
+  const answers = await Promise.all([backchannelLogout(env, 0, raced), backchannelLogout(env, 1, raced)]);
+  assert.deepEqual(answers.map((r) => r.status).sort(), [200, 400], `one host accepts it: ${answers.map((r) => r.body).join(' ')}`);
 });
 
 clusterTest('healthz says ok with the database, and each host has its own data dir', async (env) => {

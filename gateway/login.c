@@ -95,6 +95,7 @@ enum sg_login_result {
     SG_LOGIN_STATE_EXPIRED,
     SG_LOGIN_STATE_UNKNOWN,
     SG_LOGIN_STATE_UNBOUND,
+    SG_LOGIN_WRONG_ISSUER,
     SG_LOGIN_IDP_ERROR,
     SG_LOGIN_NO_CODE,
     SG_LOGIN_TOKEN_UNREACHABLE,
@@ -142,6 +143,10 @@ static const struct {
     [SG_LOGIN_STATE_EXPIRED] = {"state_expired", SG_LOG_WARN, 400, false, STALE_PAGE},
     [SG_LOGIN_STATE_UNKNOWN] = {"state_unknown", SG_LOG_WARN, 400, false, STALE_PAGE},
     [SG_LOGIN_STATE_UNBOUND] = {"state_unbound", SG_LOG_WARN, 400, false, STALE_PAGE},
+    [SG_LOGIN_WRONG_ISSUER] = {"wrong_issuer", SG_LOG_WARN, 400, false, "Sign-in refused",
+                               "The answer did not come from this site's identity provider, so "
+                               "you were not signed in. Go back to the application and sign in "
+                               "again."},
     [SG_LOGIN_IDP_ERROR] = {"idp_error", SG_LOG_INFO, 0, false, NULL, NULL},
     [SG_LOGIN_NO_CODE] = {"no_code", SG_LOG_WARN, 400, false, "Sign-in incomplete",
                           "The identity provider sent no authorization code. Please sign in "
@@ -1257,6 +1262,13 @@ static int callback_with_state(struct sg_request *r, int taken_err, struct sg_lo
                               : taken_err == SG_ETIMEOUT ? SG_LOGIN_STATE_EXPIRED
                                                          : SG_LOGIN_STATE_UNKNOWN,
                               NULL);
+        goto end;
+    }
+    /* RFC 9207: an answer of another IdP (a mix-up, or the IdP a reload replaced while this
+     * login was there) must not have its code sent to this one's token endpoint. */
+    const char *wrong_iss = sg_oidc_response_iss_problem(snap->oidc, sg_request_param(r, "iss"));
+    if (wrong_iss != NULL) {
+        status = login_result(r, SG_LOGIN_WRONG_ISSUER, wrong_iss);
         goto end;
     }
     const char *error = sg_request_param(r, "error");

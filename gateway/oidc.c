@@ -66,7 +66,8 @@ struct sg_oidc {
     char *redirect_uri;
     unsigned allowed_algs;
 
-    char *issuer; /* as the discovery document states it */
+    char *issuer;      /* as the discovery document states it */
+    bool iss_response; /* authorization responses carry iss (RFC 9207) */
     char *authorization_endpoint;
     char *token_endpoint;
     char *jwks_uri;
@@ -249,6 +250,8 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
     char *jwks = member_string(doc, "jwks_uri");
     char *end_session = member_string(doc, "end_session_endpoint");
     char *userinfo = member_string(doc, "userinfo_endpoint");
+    bool iss_response =
+        YAJL_IS_TRUE(sg_json_member(doc, "authorization_response_iss_parameter_supported"));
     yajl_tree_free(doc);
 
     const char *problem = NULL;
@@ -279,6 +282,7 @@ static void on_discovery(const char *err, int status, const char *body, size_t l
     oidc->token_endpoint = token;
     oidc->jwks_uri = jwks;
     oidc->end_session_endpoint = end_session;
+    oidc->iss_response = iss_response;
     oidc->discovery_backoff_s = RETRY_MIN_S;
     count_fetch("discovery", "ok");
     sg_log_fields(SG_LOG_INFO, "idp_discovery",
@@ -778,6 +782,15 @@ const char *sg_oidc_issuer(const struct sg_oidc *oidc)
     return oidc->issuer;
 }
 
+const char *sg_oidc_response_iss_problem(const struct sg_oidc *oidc, const char *iss)
+{
+    if (oidc->issuer == NULL)
+        return NULL;
+    if (iss == NULL)
+        return oidc->iss_response ? "iss_missing" : NULL;
+    return strcmp(iss, oidc->issuer) == 0 ? NULL : "iss_mismatch";
+}
+
 void sg_oidc_exchange_cancel(struct sg_oidc_exchange *ex)
 {
     assert(ex->magic == EXCHANGE_MAGIC);
@@ -825,6 +838,7 @@ struct sg_oidc *sg_oidc_new(struct event_base *base, struct evdns_base *dns, str
             previous->end_session_endpoint ? sg_strdup(previous->end_session_endpoint) : NULL;
         oidc->userinfo_endpoint =
             previous->userinfo_endpoint ? sg_strdup(previous->userinfo_endpoint) : NULL;
+        oidc->iss_response = previous->iss_response;
     }
     oidc->jwks = sg_jwks_new(store, same_issuer ? previous->jwks : NULL);
     /* Nothing usable stored (or a corrupt record): the keys come from the first fetch. */

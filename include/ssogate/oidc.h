@@ -96,6 +96,16 @@ struct sg_oidc_exchange *sg_oidc_verify_logout(struct sg_oidc *oidc, const char 
 /* The issuer as the discovery document states it (borrowed; NULL before ready). */
 const char *sg_oidc_issuer(const struct sg_oidc *oidc);
 
+/*
+ * Checks the iss parameter of an authorization response (RFC 9207; iss NULL
+ * when the callback has none): it must be the issuer as discovery states it,
+ * and it must be there when discovery says authorization_response_iss_parameter_supported.
+ * Returns NULL when the response may be this IdP's (or discovery is not done
+ * yet: no code can be exchanged then), else the reason: "iss_missing" or
+ * "iss_mismatch".
+ */
+const char *sg_oidc_response_iss_problem(const struct sg_oidc *oidc, const char *iss);
+
 /* Cancels an exchange: its callback will not run. */
 void sg_oidc_exchange_cancel(struct sg_oidc_exchange *exchange);
 

@@ -342,7 +342,7 @@ oidcTest('an IdP error other than access_denied goes to the login page with "fai
   const callback = new URL(await env.authorize({ browser }));
   const state = callback.searchParams.get('state');
   const { value: res, moved } = await env.measure(() =>
-    browser.request(`${env.gwUrl}/_sso/callback?error=server_error&error_description=boom&state=${encodeURIComponent(state)}`));
+    browser.request(`${env.gwUrl}/_sso/callback?error=server_error&error_description=boom&state=${encodeURIComponent(state)}&iss=${encodeURIComponent(env.issuer)}`));
   assert.equal(res.status, 302);
   assert.equal(res.headers.location, '/login?sso_notice=failed');
   assert.equal(moved[loginKey('idp_error')], 1);

@@ -4,11 +4,13 @@
 
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { request, waitFor } = require('./lib/harness');
-const { sharedOidcEnv, metricKey } = require('./lib/oidc-env');
+const { request, waitFor, ReadyLineProcess, SOURCE_DIR, SLOW } = require('./lib/harness');
+const { sharedOidcEnv, metricKey, idpJson } = require('./lib/oidc-env');
 
 const oidcTest = sharedOidcEnv('oidc_state');
 const cappedTest = sharedOidcEnv('oidc_state_capped', { gateway: { limits: { logins_in_flight: 2 } } });
+// Its own processes: its test points the gateway at another IdP.
+const reloadTest = sharedOidcEnv('oidc_state_reload');
 
 const LOGINS = 'ssogate_logins_total';
 const STALE_PAGE = /This sign-in link is no longer valid/;
@@ -131,10 +133,81 @@ oidcTest('a callback with a valid state but no code is refused with 400', async 
   const browser = env.browser();
   const callback = new URL(await env.authorize({ browser }));
   const state = callback.searchParams.get('state');
-  const { value: res, moved } = await env.measure(() => browser.request(`${env.gwUrl}/_sso/callback?state=${state}`));
+  const iss = encodeURIComponent(env.issuer);
+  const { value: res, moved } = await env.measure(() => browser.request(`${env.gwUrl}/_sso/callback?state=${state}&iss=${iss}`));
   assert.equal(res.status, 400);
   assert.equal(moved[loginKey('no_code')], 1);
   assert.deepEqual(await env.status(browser), { session: false });
+});
+
+// Red team G, finding 1: the callback's iss (RFC 9207, which the IdP sends and announces in
+// discovery) was not read, so an answer naming another issuer, or none, had its code exchanged here.
+// Now it is refused before the token endpoint, and the login is used up.
+oidcTest('RFC 9207: a callback whose iss is another issuer, or missing, is refused with 400: no token request, no session', async (env) => {
+  const variants = [
+    ['another issuer', (q) => q.set('iss', `${env.issuer}/another-issuer`)],
+    ['no iss', (q) => q.delete('iss')],
+    ['an iss with a trailing slash', (q) => q.set('iss', `${env.issuer}/`)],
+    ['an error answer of another issuer', (q) => {
+      q.delete('code');
+      q.set('error', 'access_denied');
+      q.set('iss', 'https://evil.example');
+    }],
+  ];
+  for (const [what, change] of variants) {
+    const browser = env.browser();
+    const callback = new URL(await env.authorize({ browser, returnTo: '/echo/mixup' }));
+    assert.equal(callback.searchParams.get('iss'), env.issuer, 'the IdP sends its iss');
+    change(callback.searchParams);
+    const tokensBefore = (await env.idpCounters()).token;
+    const { value: res, moved } = await env.measure(() => browser.request(callback.href));
+    assert.equal(res.status, 400, `${what}: 400`);
+    assert.match(res.body, /Sign-in refused/, `${what}: the refusal page`);
+    assert.equal(res.headers.location, undefined, `${what}: no redirect`);
+    assert.equal([].concat(res.headers['set-cookie'] || []).find((c) => /^ssogate=[^;]/.test(c)), undefined,
+      `${what}: no session cookie`);
+    assert.deepEqual(moved, { [loginKey('wrong_issuer')]: 1 }, `${what}: only logins_total{result="wrong_issuer"} moved`);
+    assert.equal((await env.idpCounters()).token, tokensBefore, `${what}: the code never reached the token endpoint`);
+    assert.deepEqual(await env.status(browser), { session: false }, `${what}: no session`);
+    callback.searchParams.set('iss', env.issuer);
+    assertStale(await browser.request(callback.href), `${what}: the login was used up`);
+  }
+});
+
+// Red team G, finding 1, across a reload: a login begun at one IdP whose callback comes after SIGHUP
+// pointed the gateway at another had its code (and PKCE verifier) sent to the new IdP's token endpoint.
+reloadTest('a reload that changes the IdP while a login is there: the old IdP\'s answer is refused, its code never reaches the new IdP', async (env) => {
+  const { h } = env;
+  const idpB = new ReadyLineProcess('idp-b', [
+    path.join(SOURCE_DIR, 'tests', 'idp', 'idp.js'),
+    '--config', h.file('idp.json'),
+    '--cert', path.join(h.file('ca'), 'server.pem'),
+    '--key', path.join(h.file('ca'), 'server-key.pem'),
+    '--test-controls', '--exit-with-stdin',
+  ], h.dir);
+  h.children.push(idpB);
+  const { issuer: issuerB } = await idpB.ready();
+  const countersB = async () => (await idpJson(issuerB, env.ca, 'GET', '/_test/counters')).body;
+
+  const browser = env.browser();
+  const callback = await env.authorize({ browser, returnTo: '/echo/reload' });
+  const tokensA = (await env.idpCounters()).token;
+  const from = env.gw.logs.length;
+  h.writeConfig({ ...env.config, idp: { ...env.config.idp, issuer: issuerB } });
+  env.gw.signal('SIGHUP');
+  await env.gw.waitLog((l) => l.event === 'idp_discovery' && l.level === 'info' && l.issuer === issuerB,
+    10000 * SLOW, 'discovery of the new IdP', from);
+
+  const { value: res, moved } = await env.measure(() => browser.request(callback));
+  assert.equal(res.status, 400, 'the old IdP\'s answer is refused');
+  assert.equal(moved[loginKey('wrong_issuer')], 1, 'logins_total{result="wrong_issuer"} +1');
+  assert.equal((await countersB()).token, 0, 'the new IdP never got the old IdP\'s code');
+  assert.equal((await env.idpCounters()).token, tokensA, 'nor did the old one');
+  assert.deepEqual(await env.status(browser), { session: false }, 'no session');
+
+  const again = await env.login({ browser, returnTo: '/echo/reload' });
+  assert.equal(again.callback.status, 302, 'a login begun after the reload, at the new IdP, works');
+  assert.equal((await countersB()).token, 1, 'its code went to the new IdP');
 });
 
 // Red team D, finding 2: at the cap every login start was refused (503) until states expired, 10

@@ -142,6 +142,20 @@ static void set_accepting(struct sg_server *srv, bool on)
     }
 }
 
+/* A TLS connection ended before its handshake did: counted, and logged with OpenSSL's reason
+ * (an old protocol version, no shared cipher, plain HTTP), or why the gateway closed it. */
+static void tls_handshake_failed(const struct sg_conn *c)
+{
+    unsigned long err = bufferevent_get_openssl_error(c->bev);
+    const char *reason = err != 0 ? ERR_reason_error_string(err) : NULL;
+    if (reason == NULL)
+        reason = c->closing ? "closed by the gateway" : "closed before the handshake ended";
+    sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
+    sg_log_fields(
+        SG_LOG_INFO, "tls_handshake",
+        (struct sg_log_field[]){SG_LOG_STR("result", "failed"), SG_LOG_STR("reason", reason)}, 2);
+}
+
 static void conn_release(struct sg_server *srv, struct sg_conn *c)
 {
     /* A request the wire check found malformed that never reached the router: libevent refused
@@ -162,7 +176,7 @@ static void conn_release(struct sg_server *srv, struct sg_conn *c)
     if (!c->seen_request && c->listener->ssl_ctx != NULL) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         if (ssl != NULL && !SSL_is_init_finished(ssl))
-            sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
+            tls_handshake_failed(c);
     }
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
     bufferevent_decref(c->bev);

@@ -184,3 +184,33 @@ itest('SIGHUP serves a renewed TLS certificate; an unusable one is refused and t
     agent.destroy();
   }
 });
+
+// A handshake that fails was counted in ssogate_errors_total{kind="tls_handshake"} without a log line:
+// the operator saw a number move and nothing saying why (an old client, a scanner, plain HTTP).
+itest('a failed TLS handshake is logged with its reason and counted', async (t, h) => {
+  const tls = require('node:tls');
+  const up = await h.startStub();
+  const cert = h.makeCert();
+  const gw = await h.startGateway(h.config({
+    listeners: [{ address: '127.0.0.1', port: 0, tls: { cert: cert.cert, key: cert.key } }],
+    upstream: { url: up.url },
+  }));
+  const plain = await rawExchange(gw.port, 'GET /echo HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.ok(plain.closed && plain.status !== 200, 'plain HTTP on the TLS port is closed');
+  const old = await new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: gw.port, ca: cert.pem, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' });
+    socket.on('secureConnect', () => { socket.destroy(); resolve('connected'); });
+    socket.on('error', (err) => resolve(err.code || err.message));
+  });
+  assert.notEqual(old, 'connected', 'TLS 1.0 and 1.1 are refused');
+  const lines = await gw.waitOutput(() => {
+    const found = gw.logs.filter((l) => l.event === 'tls_handshake');
+    return found.length >= 2 ? found : null;
+  }, 5000, 'two tls_handshake log lines');
+  const reasons = lines.map((l) => l.reason).sort();
+  t.diagnostic(`reasons: ${JSON.stringify(reasons)}`);
+  assert.deepEqual(reasons, ['http request', 'unsupported protocol']);
+  assert.ok(lines.every((l) => l.result === 'failed' && l.level === 'info'));
+  const metrics = await request(gw.port, { tls: true, ca: cert.pem, path: '/_sso/metrics' });
+  assert.match(metrics.body.toString(), /^ssogate_errors_total\{kind="tls_handshake"\} 2$/m);
+});

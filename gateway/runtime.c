@@ -264,11 +264,15 @@ int sg_runtime_reload(struct sg_runtime *rt)
     err = snapshot_new(rt, cfg, &snap, reason, sizeof(reason));
     if (err != 0)
         goto end;
+    err = sg_server_apply(rt->server, snap->cfg, reason, sizeof(reason));
+    if (err != 0) {
+        sg_snapshot_unref(snap);
+        goto end;
+    }
     const struct sg_store_config *was = &rt->current->cfg->store, *now = &snap->cfg->store;
     if (was->type != now->type || (was->conninfo != NULL && strcmp(was->conninfo, now->conninfo)))
         sg_log(SG_LOG_WARN, "reload", "store: a new store section takes effect at the next start");
     rt->next_generation = snap->generation;
-    sg_server_apply(rt->server, snap->cfg);
     sg_log_set_level(snap->cfg->log_level);
     if (strcmp(rt->current->signer.kid, snap->signer.kid) != 0) {
         /* Assertions signed with the old key stay verifiable until they expire. */

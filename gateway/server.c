@@ -46,7 +46,8 @@ struct listener {
     struct evhttp_bound_socket *bound;
     SSL_CTX *ssl_ctx; /* NULL for plain http */
     char *address;
-    uint16_t port;
+    uint16_t port;            /* bound */
+    uint16_t configured_port; /* as configured: 0 picks a free one */
 };
 
 /*
@@ -158,6 +159,20 @@ static void held_release(struct sg_server *srv, struct sg_conn *c)
     c->held = 0;
 }
 
+/* A TLS connection ended before its handshake did: counted, and logged with OpenSSL's reason
+ * (an old protocol version, no shared cipher, plain HTTP), or why the gateway closed it. */
+static void tls_handshake_failed(const struct sg_conn *c)
+{
+    unsigned long err = bufferevent_get_openssl_error(c->bev);
+    const char *reason = err != 0 ? ERR_reason_error_string(err) : NULL;
+    if (reason == NULL)
+        reason = c->closing ? "closed by the gateway" : "closed before the handshake ended";
+    sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
+    sg_log_fields(
+        SG_LOG_INFO, "tls_handshake",
+        (struct sg_log_field[]){SG_LOG_STR("result", "failed"), SG_LOG_STR("reason", reason)}, 2);
+}
+
 static void conn_release(struct sg_server *srv, struct sg_conn *c)
 {
     /* A request the wire check found malformed that never reached the router: libevent refused
@@ -179,7 +194,7 @@ static void conn_release(struct sg_server *srv, struct sg_conn *c)
     if (!c->seen_request && c->listener->ssl_ctx != NULL) {
         SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
         if (ssl != NULL && !SSL_is_init_finished(ssl))
-            sg_metrics_error(SG_MERR_TLS_HANDSHAKE);
+            tls_handshake_failed(c);
     }
     evbuffer_remove_cb_entry(bufferevent_get_input(c->bev), c->input_cb);
     bufferevent_decref(c->bev);
@@ -740,6 +755,7 @@ static int listener_bind(struct sg_server *srv, struct listener *l,
         ((struct sockaddr_in *)&ss)->sin_port = htons(lc->port);
     l->srv = srv;
     l->address = sg_strdup(lc->address);
+    l->configured_port = lc->port;
     if (lc->tls_cert != NULL) {
         l->ssl_ctx = tls_context_new(lc, (size_t)(l - srv->listeners), errbuf, errlen);
         if (l->ssl_ctx == NULL)
@@ -801,6 +817,23 @@ int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen)
     return 0;
 }
 
+/* The limits of cfg, for new connections and requests. */
+static void apply_settings(struct sg_server *srv, const struct sg_config *cfg)
+{
+    srv->connection_limit = cfg->limits.connections;
+    srv->client_timeout_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
+    srv->min_body_rate = cfg->limits.min_body_rate;
+    srv->input_max = input_max(cfg);
+    srv->held_max = cfg->limits.body_memory_bytes;
+    if (srv->held > srv->held_max)
+        held_shed(srv);
+    for (size_t i = 0; i < srv->listener_count; i++) {
+        if (srv->listeners[i].http != NULL)
+            apply_limits(srv->listeners[i].http, cfg);
+    }
+    set_accepting(srv, srv->connection_count < srv->connection_limit);
+}
+
 int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_server_handler handler,
                     void *arg, struct sg_server **out, char *errbuf, size_t errlen)
 {
@@ -810,7 +843,7 @@ int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_ser
     srv->handler_arg = arg;
     srv->listeners = sg_calloc(cfg->listener_count, sizeof(*srv->listeners));
     srv->listener_count = cfg->listener_count;
-    sg_server_apply(srv, cfg);
+    apply_settings(srv, cfg);
 
     for (size_t i = 0; i < cfg->listener_count; i++) {
         int err = listener_bind(srv, &srv->listeners[i], &cfg->listeners[i], cfg, errbuf, errlen);
@@ -827,20 +860,59 @@ int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_ser
     return 0;
 }
 
-void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg)
+/*
+ * Reads the TLS certificate and key of every TLS listener of cfg again. A
+ * running listener bound from the same address, port and TLS takes its new
+ * context: connections accepted from now on get the new certificate, open ones
+ * keep theirs (an SSL holds a reference to its context). Any other change of
+ * the listeners waits for the next start, and a warning says so. Returns 0, or
+ * SG_ECONFIG with a reason in errbuf and nothing changed.
+ */
+static int reload_tls(struct sg_server *srv, const struct sg_config *cfg, char *errbuf,
+                      size_t errlen)
 {
-    srv->connection_limit = cfg->limits.connections;
-    srv->client_timeout_us = (int64_t)cfg->limits.client_timeout_s * 1000000;
-    srv->min_body_rate = cfg->limits.min_body_rate;
-    srv->input_max = input_max(cfg);
-    srv->held_max = cfg->limits.body_memory_bytes;
-    if (srv->held > srv->held_max)
-        held_shed(srv);
-    for (size_t i = 0; i < srv->listener_count; i++) {
-        if (srv->listeners[i].http != NULL)
-            apply_limits(srv->listeners[i].http, cfg);
+    SSL_CTX **contexts = sg_calloc(cfg->listener_count, sizeof(*contexts));
+    int err = 0;
+    for (size_t i = 0; i < cfg->listener_count && err == 0; i++) {
+        if (cfg->listeners[i].tls_cert == NULL)
+            continue;
+        contexts[i] = tls_context_new(&cfg->listeners[i], i, errbuf, errlen);
+        if (contexts[i] == NULL)
+            err = SG_ECONFIG;
     }
-    set_accepting(srv, srv->connection_count < srv->connection_limit);
+    if (err != 0)
+        goto end;
+    bool changed = cfg->listener_count != srv->listener_count;
+    for (size_t i = 0; i < srv->listener_count; i++) {
+        struct listener *l = &srv->listeners[i];
+        const struct sg_listener_config *lc = i < cfg->listener_count ? &cfg->listeners[i] : NULL;
+        if (lc == NULL || strcmp(lc->address, l->address) != 0 || lc->port != l->configured_port ||
+            (lc->tls_cert != NULL) != (l->ssl_ctx != NULL)) {
+            changed = true;
+            continue;
+        }
+        if (contexts[i] != NULL) {
+            SSL_CTX_free(l->ssl_ctx);
+            l->ssl_ctx = contexts[i];
+            contexts[i] = NULL;
+        }
+    }
+    if (changed)
+        sg_log(SG_LOG_WARN, "reload",
+               "listeners: a new address, port or TLS setting takes effect at the next start");
+end:
+    for (size_t i = 0; i < cfg->listener_count; i++)
+        SSL_CTX_free(contexts[i]);
+    free(contexts);
+    return err;
+}
+
+int sg_server_apply(struct sg_server *srv, const struct sg_config *cfg, char *errbuf, size_t errlen)
+{
+    int err = reload_tls(srv, cfg, errbuf, errlen);
+    if (err == 0)
+        apply_settings(srv, cfg);
+    return err;
 }
 
 void sg_server_stop_accepting(struct sg_server *srv)

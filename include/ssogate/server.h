@@ -35,8 +35,15 @@ int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_ser
  */
 int sg_server_check(const struct sg_config *cfg, char *errbuf, size_t errlen);
 
-/* Applies the limits of a reloaded cfg (borrowed) to new connections and requests. */
-void sg_server_apply(struct sg_server *srv, const struct sg_config *cfg);
+/*
+ * Applies a reloaded cfg (borrowed): its limits, and its TLS certificates and
+ * keys, read again, for the connections accepted from now on. Listeners are
+ * not rebound: a new address, port or TLS setting is logged as waiting for the
+ * next start. Returns 0, or SG_ECONFIG with a reason in errbuf (a TLS file
+ * that cannot be used) and nothing changed.
+ */
+int sg_server_apply(struct sg_server *srv, const struct sg_config *cfg, char *errbuf,
+                    size_t errlen);
 
 /*
  * True while a request is on its way: some of it has arrived, or the

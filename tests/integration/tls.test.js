@@ -113,3 +113,104 @@ itest('on a TLS listener a NUL in a header is refused and a chunk extension is d
   const forged = log.flatMap((e) => e.headers).filter(([n]) => /^x[-_]sso/i.test(n));
   assert.deepEqual(forged, [], 'no X-SSO header upstream');
 });
+
+// The certificate a TLS connection to port is shown (its SHA-256 fingerprint), without verifying it.
+function servedCertificate(port) {
+  const tls = require('node:tls');
+  return new Promise((resolve, reject) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
+      const fingerprint = socket.getPeerCertificate().fingerprint256;
+      socket.destroy();
+      resolve(fingerprint);
+    });
+    socket.setTimeout(5000, () => socket.destroy(new Error('no handshake in 5 s')));
+    socket.on('error', reject);
+  });
+}
+
+// A renewed certificate (certbot's deploy hook: `systemctl reload`) must be served after SIGHUP; a
+// reload that said "ok" and kept the old one served it until it expired, and one that took an
+// unusable key said "ok" too, and the next start failed.
+itest('SIGHUP serves a renewed TLS certificate; an unusable one is refused and the old one kept', async (t, h) => {
+  const fs = require('node:fs');
+  const { X509Certificate } = require('node:crypto');
+  const up = await h.startStub();
+  const first = h.makeCert('first');
+  const renewed = h.makeCert('renewed');
+  const live = { cert: h.file('live-cert.pem'), key: h.file('live-key.pem') };
+  fs.copyFileSync(first.cert, live.cert);
+  fs.copyFileSync(first.key, live.key);
+  const config = h.config({
+    listeners: [{ address: '127.0.0.1', port: 0, tls: live }],
+    upstream: { url: up.url },
+  });
+  const gw = await h.startGateway(config);
+  const fingerprint = (cert) => new X509Certificate(cert.pem).fingerprint256;
+  assert.equal(await servedCertificate(gw.port), fingerprint(first), 'the first certificate at start');
+  const agent = new https.Agent({ keepAlive: true, ca: [first.pem, renewed.pem] });
+  const reload = async (what) => {
+    const from = gw.logs.length;
+    gw.signal('SIGHUP');
+    await gw.waitLog((l) => l.event === 'reload' && l.result, 5000, `the reload log line (${what})`, from);
+    return gw.logs.slice(from).filter((l) => l.event === 'reload');
+  };
+  try {
+    // A keep-alive connection made before the renewal.
+    assert.equal((await request(gw.port, { tls: true, agent, path: '/echo/before' })).status, 200);
+
+    fs.copyFileSync(renewed.cert, live.cert);
+    fs.copyFileSync(renewed.key, live.key);
+    const ok = await reload('renewed');
+    assert.equal(ok[ok.length - 1].result, 'ok');
+    assert.equal(await servedCertificate(gw.port), fingerprint(renewed), 'the renewed certificate after SIGHUP');
+    const kept = await request(gw.port, { tls: true, agent, path: '/echo/kept' });
+    assert.equal(kept.status, 200, 'the connection made before the renewal still works');
+
+    fs.writeFileSync(live.key, '-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n');
+    const refused = await reload('broken key');
+    assert.equal(refused[refused.length - 1].result, 'refused', JSON.stringify(refused));
+    assert.match(refused[refused.length - 1].reason, /listeners\[0\]\.tls\.key/);
+    assert.equal(await servedCertificate(gw.port), fingerprint(renewed), 'the running certificate is kept');
+    const metrics = await request(gw.port, { tls: true, agent, path: '/_sso/metrics' });
+    assert.match(metrics.body.toString(), /^ssogate_reloads_total\{result="failed"\} 1$/m);
+
+    // A listener change cannot be applied without a restart: the reload says so.
+    fs.copyFileSync(renewed.key, live.key);
+    h.writeConfig({ ...config, listeners: [...config.listeners, { address: '127.0.0.1', port: 0 }] });
+    const changed = await reload('a new listener');
+    assert.equal(changed[changed.length - 1].result, 'ok');
+    assert.ok(changed.some((l) => l.level === 'warn' && /listeners/.test(l.msg)), `a warning names the listeners: ${JSON.stringify(changed)}`);
+  } finally {
+    agent.destroy();
+  }
+});
+
+// A handshake that fails was counted in ssogate_errors_total{kind="tls_handshake"} without a log line:
+// the operator saw a number move and nothing saying why (an old client, a scanner, plain HTTP).
+itest('a failed TLS handshake is logged with its reason and counted', async (t, h) => {
+  const tls = require('node:tls');
+  const up = await h.startStub();
+  const cert = h.makeCert();
+  const gw = await h.startGateway(h.config({
+    listeners: [{ address: '127.0.0.1', port: 0, tls: { cert: cert.cert, key: cert.key } }],
+    upstream: { url: up.url },
+  }));
+  const plain = await rawExchange(gw.port, 'GET /echo HTTP/1.1\r\nHost: x\r\n\r\n');
+  assert.ok(plain.closed && plain.status !== 200, 'plain HTTP on the TLS port is closed');
+  const old = await new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: gw.port, ca: cert.pem, minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' });
+    socket.on('secureConnect', () => { socket.destroy(); resolve('connected'); });
+    socket.on('error', (err) => resolve(err.code || err.message));
+  });
+  assert.notEqual(old, 'connected', 'TLS 1.0 and 1.1 are refused');
+  const lines = await gw.waitOutput(() => {
+    const found = gw.logs.filter((l) => l.event === 'tls_handshake');
+    return found.length >= 2 ? found : null;
+  }, 5000, 'two tls_handshake log lines');
+  const reasons = lines.map((l) => l.reason).sort();
+  t.diagnostic(`reasons: ${JSON.stringify(reasons)}`);
+  assert.deepEqual(reasons, ['http request', 'unsupported protocol']);
+  assert.ok(lines.every((l) => l.result === 'failed' && l.level === 'info'));
+  const metrics = await request(gw.port, { tls: true, ca: cert.pem, path: '/_sso/metrics' });
+  assert.match(metrics.body.toString(), /^ssogate_errors_total\{kind="tls_handshake"\} 2$/m);
+});

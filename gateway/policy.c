@@ -1711,6 +1711,7 @@ static const struct field limits_fields[] = {
     SG_F_INT("body_memory_bytes", struct sg_limits_config, body_memory_bytes, false,
              UINT64_C(1) << 20, UINT64_C(1) << 40),
     SG_F_INT("connections", struct sg_limits_config, connections, false, 1, 1000000),
+    SG_F_INT("tunnels", struct sg_limits_config, tunnels, false, 1, 1000000),
     SG_F_INT("logins_in_flight", struct sg_limits_config, logins_in_flight, false, 1, 1000000),
     SG_F_INT("client_timeout_s", struct sg_limits_config, client_timeout_s, false, 1, SG_S_PER_DAY),
     SG_F_INT("min_body_rate", struct sg_limits_config, min_body_rate, false, 1, 1u << 30),
@@ -1761,6 +1762,10 @@ static int config_check(struct parser *p, void *base)
                                             : BODY_MEMORY_DEFAULT;
     else if (cfg->limits.body_memory_bytes < cfg->limits.body_bytes)
         return fail_at(p, "limits.body_memory_bytes", "must be at least limits.body_bytes");
+    if (cfg->limits.tunnels == 0)
+        cfg->limits.tunnels = cfg->limits.connections > 1 ? cfg->limits.connections / 2 : 1;
+    else if (cfg->limits.tunnels > cfg->limits.connections)
+        return fail_at(p, "limits.tunnels", "must not be more than limits.connections");
     if (cfg->idp == NULL && cfg->identity == SG_IDENTITY_CLAIMS)
         return fail_at(p, "identity", "claims needs an idp");
     if (cfg->required_amr[0] == NULL && cfg->identity == SG_IDENTITY_LINK)

@@ -77,6 +77,8 @@
 #define TUNNEL_MAGIC      0x544e4e4cu
 #define CHECK_INTERVAL_S  1
 #define REASON_PHRASE_MAX 64
+/* At most one tunnels_full line in this long (reply_full). */
+#define REFUSED_LOG_EVERY_US (10 * 1000000)
 
 enum tunnel_state {
     TUNNEL_CONNECTING, /* the upstream connection is being made */
@@ -132,6 +134,9 @@ struct tunnel {
 struct sg_tunnels {
     struct event_base *base;
     struct tunnel *head;
+    size_t count;
+    int64_t refused_logged_us; /* the last tunnels_full line, rate-limited */
+    uint64_t refused_unlogged; /* handshakes refused since it */
     struct event *check;
     bool checking; /* inside on_check: the timer is freed there */
 };
@@ -162,6 +167,7 @@ static void live_add(struct tunnel *t)
     if (live->head != NULL)
         live->head->prev = t;
     live->head = t;
+    live->count++;
     if (live->check == NULL) {
         static const struct timeval interval = {CHECK_INTERVAL_S, 0};
         live->check = event_new(live->base, -1, EV_PERSIST, on_check, live);
@@ -172,6 +178,7 @@ static void live_add(struct tunnel *t)
 static void live_remove(struct tunnel *t)
 {
     struct sg_tunnels *live = t->live;
+    live->count--;
     if (t->prev != NULL)
         t->prev->next = t->next;
     else
@@ -276,6 +283,30 @@ static void reply_failure(struct tunnel *t, enum sg_metric_error kind, const cha
         sg_page_send(t->r->req, 502, "The application cannot be reached",
                      "The application cannot be reached right now. Please try again in a moment.",
                      t->r->id);
+}
+
+/* At limits.tunnels: 503, so that tunnels, which are never reclaimed, cannot hold every slot of
+ * limits.connections. Logged at most once in REFUSED_LOG_EVERY_US, with the count since. */
+static void reply_full(struct tunnel *t)
+{
+    struct sg_tunnels *live = t->live;
+    int64_t now = sg_mono_us();
+    live->refused_unlogged++;
+    if (live->refused_logged_us == 0 || now - live->refused_logged_us >= REFUSED_LOG_EVERY_US) {
+        sg_log_fields(
+            SG_LOG_WARN, "tunnels_full",
+            (struct sg_log_field[]){SG_LOG_STR("request_id", t->r->id),
+                                    SG_LOG_INT("limit", (int64_t)t->r->snap->cfg->limits.tunnels),
+                                    SG_LOG_INT("refused", (int64_t)live->refused_unlogged)},
+            3);
+        live->refused_logged_us = now;
+        live->refused_unlogged = 0;
+    }
+    reply_prepare(t, 503, "refused_limit");
+    sg_page_send(t->r->req, 503, "Too many open connections",
+                 "The application has too many live connections right now. Please try again in a "
+                 "moment.",
+                 t->r->id);
 }
 
 /* The upstream refused the handshake: its answer is relayed as an ordinary response. */
@@ -787,6 +818,10 @@ void sg_tunnel_start(struct sg_request *r, struct evbuffer *head,
 
     /* Host is among the headers: the proxy sets it on every request (upstream.host_header). */
     t->request_head = head;
+    if (t->live->count > t->r->snap->cfg->limits.tunnels) {
+        reply_full(t);
+        return;
+    }
     evbuffer_add_printf(head, "Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     t->up_start_us = sg_mono_us();
     t->up = sg_upstream_connect(t->r->snap->upstream, on_up_event, t);

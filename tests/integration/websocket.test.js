@@ -521,7 +521,7 @@ itest('TLS both ways: a wss client on a TLS listener, tunnelled to an https upst
 
 itest('tunnels count in limits.connections, outlive a reload, and SIGTERM closes them after drain_timeout_s', async (t, h) => {
   const stub = await startWsStub(h);
-  const gw = await h.startGateway(h.config({ upstream: { url: stub.url }, limits: { connections: 2 }, drain_timeout_s: 2 }));
+  const gw = await h.startGateway(h.config({ upstream: { url: stub.url }, limits: { connections: 2, tunnels: 2 }, drain_timeout_s: 2 }));
   const a = await wsConnect(gw.port);
   const b = await wsConnect(gw.port);
   assertSwitched(a, 'a');
@@ -553,6 +553,37 @@ itest('tunnels count in limits.connections, outlive a reload, and SIGTERM closes
   a.conn.destroy();
   const reasons = gw.logs.filter((l) => l.event === 'tunnel_close').map((l) => l.reason).sort();
   assert.deepEqual(reasons, ['client_closed', 'shutdown']);
+});
+
+// Tunnels are never reclaimed at limits.connections (they are not idle HTTP): limits.tunnels (half of
+// limits.connections by default) keeps the rest for HTTP. A handshake past it gets 503 and the
+// connection closes; plain requests go on; a slot that frees takes the next handshake.
+itest('limits.tunnels: a handshake past it gets 503 and never reaches the upstream; HTTP is still served', async (t, h) => {
+  const stub = await startWsStub(h);
+  const gw = await h.startGateway(h.config({ upstream: { url: stub.url }, limits: { connections: 4 } }));
+  const a = await wsConnect(gw.port);
+  const b = await wsConnect(gw.port);
+  assertSwitched(a, 'a');
+  assertSwitched(b, 'b');
+  const seen = (await handshakesSeen(stub)).length;
+  const third = await wsConnect(gw.port, { path: '/ws/echo?third' });
+  assert.equal(third.status, 503, 'past limits.tunnels (4 / 2)');
+  assert.match(third.headers.connection || '', /close/i);
+  assert.equal(third.closed, true, 'the connection closed after the 503');
+  assert.equal((await handshakesSeen(stub)).length, seen, 'the refused handshake never reached the upstream');
+  assert.equal(await tunnelMetric(gw, 'refused_limit'), 1);
+  const line = gw.logs.find((l) => l.event === 'tunnels_full');
+  assert.ok(line && line.limit === 2 && line.refused === 1, `logged: ${JSON.stringify(line)}`);
+  for (let i = 0; i < 3; i++) {
+    assert.equal((await request(gw, { path: `/echo/while-full${i}` })).status, 200, 'HTTP is served meanwhile');
+  }
+  a.conn.destroy();
+  await waitFor(async () => (await tunnelMetric(gw, 'client_closed')) === 1, 5000 * SLOW, 'the tunnel closed');
+  const fourth = await wsConnect(gw.port);
+  assertSwitched(fourth, 'a handshake once a tunnel closed');
+  assert.equal((await fourth.conn.roundTrip(ws.OP_TEXT, 'fits')).payload.toString(), 'fits');
+  fourth.conn.destroy();
+  b.conn.destroy();
 });
 
 // ---- with the IdP: sessions --------------------------------------------------------------------

@@ -339,6 +339,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->drain_timeout_s, 10);
     assert_int_equal(cfg->trusted_proxy_count, 0);
     assert_true(cfg->limits.body_memory_bytes == UINT64_C(256) << 20);
+    assert_int_equal(cfg->limits.tunnels, 5000);
     sg_config_unref(cfg);
 
     cfg = parse_ok(WITH("'limits':{'body_bytes':1073741824}"));
@@ -426,6 +427,8 @@ static const struct bad_case bad_cases[] = {
     {WITH("'limits':{'body_bytes':20000000,'body_memory_bytes':10000000}"),
      "limits.body_memory_bytes", "must be at least limits.body_bytes"},
     {WITH("'limits':{'body_memory_bytes':1000}"), "limits.body_memory_bytes", "must be"},
+    {WITH("'limits':{'connections':10,'tunnels':11}"), "limits.tunnels",
+     "must not be more than limits.connections"},
     {WITH("'trusted_proxies':'10.0.0.0/8'"), "trusted_proxies", "must be an array"},
     {WITH("'trusted_proxies':['10.0.0.1/8']"), "trusted_proxies[0]", "past its prefix"},
     {WITH("'trusted_proxies':['::1','lb.example.com']"), "trusted_proxies[1]",

@@ -1161,35 +1161,49 @@ static int parse_listeners(struct parser *p, const struct node *v, void *base)
     return 0;
 }
 
-/* -- trusted_proxies -- */
+/* -- trusted_proxies, metrics_from -- */
 
-/* Reads 0..64 address blocks; the same block twice is refused as a likely slip. */
-static int parse_trusted_proxies(struct parser *p, const struct node *v, void *base)
+/* Reads 0..64 address blocks into *out (n of them); the same block twice is refused as a likely
+ * slip. */
+static int parse_blocks(struct parser *p, const struct node *v, struct sg_cidr **out, size_t *n)
 {
-    struct sg_config *cfg = base;
     if (v->type != NODE_ARRAY)
         return fail(p, "must be an array, not %s", type_name(v->type));
     if (v->count > SG_MAX_TRUSTED_PROXIES)
         return fail(p, "must have at most %d address blocks", SG_MAX_TRUSTED_PROXIES);
-    cfg->trusted_proxies = sg_calloc(v->count + 1, sizeof(*cfg->trusted_proxies));
+    free(*out);
+    *out = sg_calloc(v->count + 1, sizeof(**out));
+    *n = 0;
     for (size_t i = 0; i < v->count; i++) {
         size_t saved = path_push_index(p, i);
         const char *text;
         const char *why;
-        struct sg_cidr *c = &cfg->trusted_proxies[i];
+        struct sg_cidr *c = &(*out)[i];
         int rc = string_value(p, v->members[i].value, &text);
         if (rc == 0 && sg_cidr_parse(text, c, &why) != 0)
             rc = fail(p, "%s", why);
         for (size_t j = 0; rc == 0 && j < i; j++) {
-            if (memcmp(c, &cfg->trusted_proxies[j], sizeof(*c)) == 0)
-                rc = fail(p, "the same block as trusted_proxies[%zu]", j);
+            if (memcmp(c, &(*out)[j], sizeof(*c)) == 0)
+                rc = fail(p, "the same block as [%zu]", j);
         }
         path_pop(p, saved);
         if (rc != 0)
             return rc;
-        cfg->trusted_proxy_count++;
+        (*n)++;
     }
     return 0;
+}
+
+static int parse_trusted_proxies(struct parser *p, const struct node *v, void *base)
+{
+    struct sg_config *cfg = base;
+    return parse_blocks(p, v, &cfg->trusted_proxies, &cfg->trusted_proxy_count);
+}
+
+static int parse_metrics_from(struct parser *p, const struct node *v, void *base)
+{
+    struct sg_config *cfg = base;
+    return parse_blocks(p, v, &cfg->metrics_from, &cfg->metrics_from_count);
 }
 
 /* -- upstream, psa -- */
@@ -1787,6 +1801,7 @@ static int config_check(struct parser *p, void *base)
 static const struct field config_fields[] = {
     SG_F_CUSTOM("listeners", true, parse_listeners),
     SG_F_CUSTOM("trusted_proxies", false, parse_trusted_proxies),
+    SG_F_CUSTOM("metrics_from", false, parse_metrics_from),
     SG_F_URL("public_url", struct sg_config, public_url, true),
     SG_F_OBJECT("upstream", struct sg_config, upstream, true, upstream_schema),
     SG_F_OBJECT("psa", struct sg_config, psa, false, psa_schema),
@@ -1852,6 +1867,13 @@ static struct sg_config *config_new(void)
     cfg->access_log = true;
     cfg->workers = 1;
     cfg->drain_timeout_s = 10;
+    static const char *const loopback[] = {"127.0.0.0/8", "::1"};
+    cfg->metrics_from = sg_calloc(2, sizeof(*cfg->metrics_from));
+    for (size_t i = 0; i < 2; i++) {
+        const char *why;
+        if (sg_cidr_parse(loopback[i], &cfg->metrics_from[cfg->metrics_from_count++], &why) != 0)
+            abort();
+    }
     return cfg;
 }
 
@@ -1866,6 +1888,7 @@ static void config_free(struct sg_config *cfg)
     }
     free(cfg->listeners);
     free(cfg->trusted_proxies);
+    free(cfg->metrics_from);
     sg_url_clear(&cfg->public_url);
     sg_url_clear(&cfg->upstream.url);
     free(cfg->upstream.ca_file);

@@ -1,5 +1,6 @@
 #include "ssogate/router.h"
 
+#include "ssogate/clientaddr.h"
 #include "ssogate/common.h"
 #include "ssogate/config.h"
 #include "ssogate/conn.h"
@@ -64,6 +65,18 @@ static int handle_healthz(struct sg_request *r)
 
 static int handle_metrics(struct sg_request *r)
 {
+    const struct sg_config *cfg = r->snap->cfg;
+    if (!sg_cidr_match(cfg->metrics_from, cfg->metrics_from_count, &r->client.sa)) {
+        char client[SG_ADDR_TEXT_SIZE];
+        sg_addr_text(&r->client.sa, client);
+        sg_metrics_count("ssogate_bad_requests_total", "reason", "metrics_not_allowed");
+        sg_log_fields(SG_LOG_INFO, "bad_request",
+                      (struct sg_log_field[]){SG_LOG_STR("request_id", r->id),
+                                              SG_LOG_STR("reason", "metrics_not_allowed"),
+                                              SG_LOG_STR("client", client)},
+                      3);
+        return sg_request_page(r, 404, "Page not found", "There is no such page on this gateway.");
+    }
     struct evbuffer *body = evbuffer_new();
     sg_metrics_render(body);
     return send_text(r, 200, "text/plain; version=0.0.4", body);

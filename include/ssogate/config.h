@@ -227,6 +227,9 @@ struct sg_config {
     /* Peers whose X-Forwarded-For names the client (clientaddr.h); none by default. */
     struct sg_cidr *trusted_proxies;
     size_t trusted_proxy_count;
+    /* Clients /_sso/metrics answers (clientaddr.h); by default loopback only. */
+    struct sg_cidr *metrics_from;
+    size_t metrics_from_count;
     struct sg_url public_url;
     struct sg_upstream_config upstream;
     struct sg_psa_config psa;

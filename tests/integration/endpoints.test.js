@@ -19,6 +19,49 @@ itest('GET /_sso/healthz answers JSON status ok', async (t, h) => {
   assert.equal(body.status, 'ok');
 });
 
+// metrics_from: /_sso/metrics answers the listed clients only (loopback by default), matched against
+// the client's address (behind a trusted proxy, whom it forwarded for); anyone else gets the 404 page of
+// an endpoint that does not exist. healthz answers anyone.
+itest('metrics_from: /_sso/metrics answers the clients listed, others get the 404 page of no endpoint', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    metrics_from: ['127.0.0.1', '203.0.113.7'],
+    trusted_proxies: ['127.0.0.3'],
+  }));
+  const metrics = (from, headers = {}) => request(gw, { path: '/_sso/metrics', localAddress: from, headers });
+  assert.equal((await metrics('127.0.0.1')).status, 200, 'a listed client');
+  const refused = await metrics('127.0.0.4');
+  const missing = await request(gw, { path: '/_sso/no-such-endpoint', localAddress: '127.0.0.4' });
+  assert.equal(refused.status, 404, 'a client not listed');
+  assert.equal(missing.status, 404);
+  const text = (res) => res.body.toString().replace(/[0-9a-f]{24}/g, 'ID');
+  assert.equal(text(refused), text(missing), 'the same page as an endpoint that does not exist');
+  assert.ok(!refused.body.toString().includes('ssogate_'), 'no counter in it');
+  assert.equal((await metrics('127.0.0.4', { 'x-forwarded-for': '203.0.113.7' })).status, 404,
+    'an untrusted peer cannot name a listed client');
+  assert.equal((await metrics('127.0.0.3', { 'x-forwarded-for': '203.0.113.7' })).status, 200,
+    'behind a trusted proxy, the client it forwarded for');
+  assert.equal((await metrics('127.0.0.3', { 'x-forwarded-for': '203.0.113.7, 198.51.100.1' })).status, 404,
+    'what a client wrote left of the proxy\'s entry is not taken');
+  assert.equal((await request(gw, { path: '/_sso/healthz', localAddress: '127.0.0.4' })).status, 200, 'healthz answers anyone');
+  const line = gw.logs.find((l) => l.event === 'bad_request' && l.reason === 'metrics_not_allowed');
+  assert.ok(line && line.client === '127.0.0.4', `logged with the client: ${JSON.stringify(line)}`);
+  const counted = parseMetrics((await metrics('127.0.0.1')).body.toString());
+  assert.equal(metricValue(counted, 'ssogate_bad_requests_total', { reason: 'metrics_not_allowed' }), 3);
+});
+
+itest('without metrics_from, /_sso/metrics answers loopback clients', async (t, h) => {
+  const { gw } = await setup(h);
+  assert.equal((await request(gw, { path: '/_sso/metrics', localAddress: '127.0.0.9' })).status, 200);
+});
+
+itest('metrics_from [] answers nobody', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({ upstream: { url: up.url }, metrics_from: [] }));
+  assert.equal((await request(gw, { path: '/_sso/metrics' })).status, 404);
+});
+
 itest('GET /_sso/metrics exports the documented families in Prometheus text format', async (t, h) => {
   const { gw } = await setup(h);
   for (let i = 0; i < 5; i++) {

@@ -340,6 +340,10 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->trusted_proxy_count, 0);
     assert_true(cfg->limits.body_memory_bytes == UINT64_C(256) << 20);
     assert_int_equal(cfg->limits.tunnels, 5000);
+    assert_int_equal(cfg->metrics_from_count, 2);
+    assert_int_equal(cfg->metrics_from[0].family, AF_INET);
+    assert_int_equal(cfg->metrics_from[0].bits, 8);
+    assert_int_equal(cfg->metrics_from[1].family, AF_INET6);
     sg_config_unref(cfg);
 
     cfg = parse_ok(WITH("'limits':{'body_bytes':1073741824}"));
@@ -429,13 +433,14 @@ static const struct bad_case bad_cases[] = {
     {WITH("'limits':{'body_memory_bytes':1000}"), "limits.body_memory_bytes", "must be"},
     {WITH("'limits':{'connections':10,'tunnels':11}"), "limits.tunnels",
      "must not be more than limits.connections"},
+    {WITH("'metrics_from':['10.0.0.0/8','prometheus']"), "metrics_from[1]", "numeric IPv4"},
     {WITH("'trusted_proxies':'10.0.0.0/8'"), "trusted_proxies", "must be an array"},
     {WITH("'trusted_proxies':['10.0.0.1/8']"), "trusted_proxies[0]", "past its prefix"},
     {WITH("'trusted_proxies':['::1','lb.example.com']"), "trusted_proxies[1]",
      "numeric IPv4 or IPv6"},
     {WITH("'trusted_proxies':['10.0.0.0/33']"), "trusted_proxies[0]", "longer than the address"},
     {WITH("'trusted_proxies':['10.0.0.0/8','10.0.0.0/8']"), "trusted_proxies[1]",
-     "the same block as trusted_proxies[0]"},
+     "the same block as [0]"},
     {WITH("'trusted_proxies':['']"), "trusted_proxies[0]", "must not be empty"},
     {WITH("'trusted_proxies':[8]"), "trusted_proxies[0]", "must be a string"},
     {"[]", "", "top level must be a JSON object"},

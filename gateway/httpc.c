@@ -9,7 +9,6 @@
 
 #include <assert.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -268,13 +267,7 @@ static void send_attempt(struct sg_httpc_request *r)
         event_del(r->deadline);
         static const struct timeval now = {0, 0};
         evtimer_add(r->deadline, &now);
-        return;
     }
-    /* evhttp queued the head and the body as two pieces of the output;
-     * over TLS each piece would be a record and a write of its own. One
-     * piece is one record and one system call. (On a connection still
-     * connecting, the output is empty until it is connected.) */
-    evbuffer_pullup(bufferevent_get_output(evhttp_connection_get_bufferevent(conn)), -1);
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)

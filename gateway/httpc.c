@@ -8,7 +8,10 @@
 #include <sys/queue.h>
 
 #include <assert.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -267,7 +270,19 @@ static void send_attempt(struct sg_httpc_request *r)
         event_del(r->deadline);
         static const struct timeval now = {0, 0};
         evtimer_add(r->deadline, &now);
+        return;
     }
+    /* evhttp queues the head and the body as two pieces, which would go out
+     * as two TLS records and two writes; with Nagle's algorithm the second
+     * waited for the server's delayed ACK, about 40 ms more for every token
+     * exchange. One piece, one record, one write, sent at once. The socket
+     * exists once the request is made (connecting, or kept alive). */
+    struct bufferevent *bev = evhttp_connection_get_bufferevent(conn);
+    evbuffer_pullup(bufferevent_get_output(bev), -1);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    static const int one = 1;
+    if (fd >= 0)
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
 static void on_retry(evutil_socket_t fd, short what, void *arg)

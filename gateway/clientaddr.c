@@ -232,6 +232,103 @@ unsigned sg_client_addr(const struct sg_cidr *set, size_t n, const struct sockad
     return w.hops;
 }
 
+struct addrcount_entry {
+    struct addrcount_entry *next;
+    unsigned char key[16];
+    size_t count;
+};
+
+struct sg_addrcount {
+    struct addrcount_entry **buckets;
+    size_t bucket_count; /* a power of two */
+    size_t size;
+    uint64_t seed;
+};
+
+#define ADDRCOUNT_BUCKETS_MIN 64
+
+struct sg_addrcount *sg_addrcount_new(void)
+{
+    struct sg_addrcount *ac = sg_calloc(1, sizeof(*ac));
+    ac->bucket_count = ADDRCOUNT_BUCKETS_MIN;
+    ac->buckets = sg_calloc(ac->bucket_count, sizeof(*ac->buckets));
+    sg_random_bytes(&ac->seed, sizeof(ac->seed));
+    return ac;
+}
+
+void sg_addrcount_free(struct sg_addrcount *ac)
+{
+    if (ac == NULL)
+        return;
+    for (size_t i = 0; i < ac->bucket_count; i++) {
+        while (ac->buckets[i] != NULL) {
+            struct addrcount_entry *e = ac->buckets[i];
+            ac->buckets[i] = e->next;
+            free(e);
+        }
+    }
+    free(ac->buckets);
+    free(ac);
+}
+
+static struct addrcount_entry **addrcount_slot(struct sg_addrcount *ac, const unsigned char key[16])
+{
+    size_t b = (size_t)sg_hash_bytes(ac->seed, key, 16) & (ac->bucket_count - 1);
+    struct addrcount_entry **slot = &ac->buckets[b];
+    while (*slot != NULL && memcmp((*slot)->key, key, 16) != 0)
+        slot = &(*slot)->next;
+    return slot;
+}
+
+/* Twice the buckets once the entries outnumber them. */
+static void addrcount_grow(struct sg_addrcount *ac)
+{
+    size_t count = ac->bucket_count * 2;
+    struct addrcount_entry **buckets = sg_calloc(count, sizeof(*buckets));
+    for (size_t i = 0; i < ac->bucket_count; i++) {
+        while (ac->buckets[i] != NULL) {
+            struct addrcount_entry *e = ac->buckets[i];
+            ac->buckets[i] = e->next;
+            size_t b = (size_t)sg_hash_bytes(ac->seed, e->key, 16) & (count - 1);
+            e->next = buckets[b];
+            buckets[b] = e;
+        }
+    }
+    free(ac->buckets);
+    ac->buckets = buckets;
+    ac->bucket_count = count;
+}
+
+size_t sg_addrcount_add(struct sg_addrcount *ac, const unsigned char key[16])
+{
+    struct addrcount_entry **slot = addrcount_slot(ac, key);
+    if (*slot != NULL)
+        return ++(*slot)->count;
+    struct addrcount_entry *e = sg_calloc(1, sizeof(*e));
+    memcpy(e->key, key, 16);
+    e->count = 1;
+    *slot = e;
+    if (++ac->size > ac->bucket_count)
+        addrcount_grow(ac);
+    return 1;
+}
+
+void sg_addrcount_remove(struct sg_addrcount *ac, const unsigned char key[16])
+{
+    struct addrcount_entry **slot = addrcount_slot(ac, key);
+    struct addrcount_entry *e = *slot;
+    if (e == NULL || --e->count > 0)
+        return;
+    *slot = e->next;
+    free(e);
+    ac->size--;
+}
+
+size_t sg_addrcount_size(const struct sg_addrcount *ac)
+{
+    return ac->size;
+}
+
 void sg_addr_text(const struct sockaddr *sa, char out[SG_ADDR_TEXT_SIZE])
 {
     sa_family_t family;

@@ -103,22 +103,9 @@ void sg_loginflight_free(struct sg_loginflight *lf)
     free(lf);
 }
 
-/* FNV-1a of len bytes from seed, finished with a 64-bit mixer (MurmurHash3's). */
-static uint64_t hash_bytes(uint64_t seed, const void *data, size_t len)
-{
-    const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ull ^ seed;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdull;
-    h ^= h >> 33;
-    return h;
-}
-
 static struct entry **entry_slot(struct sg_loginflight *lf, const char *state)
 {
-    size_t b = (size_t)hash_bytes(0, state, SG_LOGINSTATE_TOKEN_LEN) & (lf->entry_buckets - 1);
+    size_t b = (size_t)sg_hash_bytes(0, state, SG_LOGINSTATE_TOKEN_LEN) & (lf->entry_buckets - 1);
     struct entry **at = &lf->entries[b];
     while (*at != NULL && !sg_memeq_ct((*at)->state, state, SG_LOGINSTATE_TOKEN_LEN))
         at = &(*at)->chain;
@@ -128,7 +115,7 @@ static struct entry **entry_slot(struct sg_loginflight *lf, const char *state)
 static struct owner **owner_slot(const struct sg_loginflight *lf, const struct sg_loginaddr *addr)
 {
     size_t b =
-        (size_t)hash_bytes(lf->seed, addr->bytes, sizeof(addr->bytes)) & (lf->owner_buckets - 1);
+        (size_t)sg_hash_bytes(lf->seed, addr->bytes, sizeof(addr->bytes)) & (lf->owner_buckets - 1);
     struct owner **at = &lf->owners[b];
     while (*at != NULL && memcmp((*at)->addr.bytes, addr->bytes, sizeof(addr->bytes)) != 0)
         at = &(*at)->chain;

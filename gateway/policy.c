@@ -1726,6 +1726,8 @@ static const struct field limits_fields[] = {
              UINT64_C(1) << 20, UINT64_C(1) << 40),
     SG_F_INT("connections", struct sg_limits_config, connections, false, 1, 1000000),
     SG_F_INT("tunnels", struct sg_limits_config, tunnels, false, 1, 1000000),
+    SG_F_INT("connections_per_address", struct sg_limits_config, connections_per_address, false, 0,
+             1000000),
     SG_F_INT("logins_in_flight", struct sg_limits_config, logins_in_flight, false, 1, 1000000),
     SG_F_INT("client_timeout_s", struct sg_limits_config, client_timeout_s, false, 1, SG_S_PER_DAY),
     SG_F_INT("min_body_rate", struct sg_limits_config, min_body_rate, false, 1, 1u << 30),

@@ -1,9 +1,11 @@
 #include "ssogate/server.h"
 
+#include "ssogate/clientaddr.h"
 #include "ssogate/common.h"
 #include "ssogate/conn.h"
 #include "ssogate/headers.h"
 #include "ssogate/log.h"
+#include "ssogate/loginflight.h"
 #include "ssogate/metrics.h"
 #include "ssogate/service.h"
 #include "ssogate/wire.h"
@@ -66,10 +68,13 @@ struct sg_conn {
      * handed over (or since accept). Its deadline is reading_since +
      * client_timeout + reading_bytes / min_body_rate. */
     bool reading;
-    uint64_t held; /* of reading_bytes, what counts in the server's held (body_memory_bytes) */
-    bool tunnel;   /* no longer HTTP: no request deadline, never idle */
-    bool closing;  /* shut down by the gateway, waiting for libevent */
-    bool bounded;  /* keep_reading's read watermark is set */
+    uint64_t held;     /* of reading_bytes, what counts in the server's held (body_memory_bytes) */
+    bool addr_seen;    /* its first bytes came: limits.connections_per_address applied */
+    bool addr_counted; /* counted under addr in the server's per_address */
+    struct sg_loginaddr addr; /* its client's address (IPv4, or IPv6 /64) */
+    bool tunnel;              /* no longer HTTP: no request deadline, never idle */
+    bool closing;             /* shut down by the gateway, waiting for libevent */
+    bool bounded;             /* keep_reading's read watermark is set */
     int64_t reading_since;
     uint64_t reading_bytes;
     int64_t last_active_us; /* last byte received or request handed over */
@@ -107,6 +112,14 @@ struct sg_server {
     uint64_t held_max;
     int64_t held_logged_us; /* the last body_memory_full line, rate-limited */
     uint64_t held_unlogged; /* connections closed since it */
+    /* limits.connections_per_address (0: none), counted from a connection's first bytes; peers in
+     * trusted_proxies (copied here) are not counted. */
+    struct sg_addrcount *per_address;
+    size_t per_address_max;
+    struct sg_cidr *trusted;
+    size_t trusted_count;
+    int64_t per_address_logged_us; /* the last connections_per_address line, rate-limited */
+    uint64_t per_address_unlogged; /* connections closed since it */
     bool accepting_paused;
     bool stopped;
     bool freeing; /* connections close synchronously: no deferred release */
@@ -188,6 +201,8 @@ static void conn_release(struct sg_server *srv, struct sg_conn *c)
                       3);
     }
     held_release(srv, c);
+    if (c->addr_counted)
+        sg_addrcount_remove(srv->per_address, c->addr.bytes);
     list_remove(srv, c);
     if (c->fd >= 0 && srv->by_fd[c->fd] == c)
         srv->by_fd[c->fd] = NULL;
@@ -502,6 +517,45 @@ static void held_shed(struct sg_server *srv)
     }
 }
 
+/*
+ * limits.connections_per_address, at a connection's first bytes: counts it
+ * under its client's address (the peer: a balancer in trusted_proxies is not
+ * counted, its clients being many) and answers false past the limit.
+ */
+static bool per_address_admit(struct sg_server *srv, struct sg_conn *c)
+{
+    if (srv->per_address_max == 0)
+        return true;
+    union sg_sockaddr peer;
+    socklen_t len = sizeof(peer);
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+    if (fd < 0 || getpeername(fd, &peer.sa, &len) != 0 ||
+        sg_cidr_match(srv->trusted, srv->trusted_count, &peer.sa))
+        return true;
+    sg_loginaddr_of(&peer.sa, &c->addr);
+    c->addr_counted = true;
+    if (sg_addrcount_add(srv->per_address, c->addr.bytes) <= srv->per_address_max)
+        return true;
+    sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "per_address");
+    int64_t now = sg_mono_us();
+    srv->per_address_unlogged++;
+    if (srv->per_address_logged_us == 0 || now - srv->per_address_logged_us >= HELD_LOG_EVERY_US) {
+        char text[SG_LOGINADDR_TEXT_SIZE];
+        sg_loginaddr_format(&c->addr, text);
+        sg_log_fields(SG_LOG_WARN, "connections_per_address",
+                      (struct sg_log_field[]){
+                          SG_LOG_STR("msg", "an address past limits.connections_per_address: "
+                                            "its new connection was closed"),
+                          SG_LOG_STR("address", text),
+                          SG_LOG_INT("limit", (int64_t)srv->per_address_max),
+                          SG_LOG_INT("closed", (int64_t)srv->per_address_unlogged)},
+                      4);
+        srv->per_address_logged_us = now;
+        srv->per_address_unlogged = 0;
+    }
+    return false;
+}
+
 /* Counts and checks what a client sends (wire.h), before evhttp reads it from
  * the same buffer. */
 static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *info, void *arg)
@@ -521,6 +575,13 @@ static void on_input(struct evbuffer *buffer, const struct evbuffer_cb_info *inf
     }
     if (info->n_added == 0)
         return;
+    if (!c->addr_seen) {
+        c->addr_seen = true;
+        if (!per_address_admit(c->listener->srv, c)) {
+            conn_shutdown(c);
+            return;
+        }
+    }
     if (sg_wire_scan(&c->wire, buffer, info->n_added) && !c->closing) {
         conn_shutdown(c);
         sg_metrics_error(SG_MERR_BAD_REQUEST);
@@ -827,6 +888,13 @@ static void apply_settings(struct sg_server *srv, const struct sg_config *cfg)
     srv->held_max = cfg->limits.body_memory_bytes;
     if (srv->held > srv->held_max)
         held_shed(srv);
+    srv->per_address_max = cfg->limits.connections_per_address;
+    free(srv->trusted);
+    srv->trusted = sg_calloc(cfg->trusted_proxy_count + 1, sizeof(*srv->trusted));
+    if (cfg->trusted_proxy_count > 0)
+        memcpy(srv->trusted, cfg->trusted_proxies,
+               cfg->trusted_proxy_count * sizeof(*srv->trusted));
+    srv->trusted_count = cfg->trusted_proxy_count;
     for (size_t i = 0; i < srv->listener_count; i++) {
         if (srv->listeners[i].http != NULL)
             apply_limits(srv->listeners[i].http, cfg);
@@ -841,6 +909,7 @@ int sg_server_start(struct event_base *base, const struct sg_config *cfg, sg_ser
     srv->base = base;
     srv->handler = handler;
     srv->handler_arg = arg;
+    srv->per_address = sg_addrcount_new();
     srv->listeners = sg_calloc(cfg->listener_count, sizeof(*srv->listeners));
     srv->listener_count = cfg->listener_count;
     apply_settings(srv, cfg);
@@ -961,6 +1030,8 @@ void sg_server_free(struct sg_server *srv)
     }
     free(srv->by_fd);
     free(srv->listeners);
+    free(srv->trusted);
+    sg_addrcount_free(srv->per_address);
     free(srv);
 }
 

@@ -83,4 +83,21 @@ unsigned sg_client_addr(const struct sg_cidr *set, size_t n, const struct sockad
  * family. */
 void sg_addr_text(const struct sockaddr *sa, char out[SG_ADDR_TEXT_SIZE]);
 
+/*
+ * Connections counted by address (limits.connections_per_address): keys of
+ * 16 bytes (loginflight.h's sg_loginaddr: an IPv4 address, or an IPv6 /64),
+ * in a hash table keyed with a random seed, as the client chooses the
+ * address. O(1) a connection; an address's entry goes when its count does.
+ */
+struct sg_addrcount;
+
+struct sg_addrcount *sg_addrcount_new(void);
+void sg_addrcount_free(struct sg_addrcount *ac);
+/* One more connection of key: returns its count with this one. */
+size_t sg_addrcount_add(struct sg_addrcount *ac, const unsigned char key[16]);
+/* One fewer (key was added). */
+void sg_addrcount_remove(struct sg_addrcount *ac, const unsigned char key[16]);
+/* The addresses counted. */
+size_t sg_addrcount_size(const struct sg_addrcount *ac);
+
 #endif

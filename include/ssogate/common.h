@@ -97,6 +97,10 @@ int sg_memeq_ct(const void *a, const void *b, size_t len);
 /* Fills buf with len cryptographically random bytes (OpenSSL RAND); aborts on failure. */
 void sg_random_bytes(void *buf, size_t len);
 
+/* FNV-1a of len bytes from seed, finished with a 64-bit mixer (MurmurHash3's): for hash tables;
+ * keys a client chooses (addresses) take a random seed. */
+uint64_t sg_hash_bytes(uint64_t seed, const void *data, size_t len);
+
 #define SG_SHA256_LEN 32
 
 /* The SHA-256 of len bytes of data into out, as SHA256() but without its per-call fetch. */

@@ -183,9 +183,10 @@ struct sg_limits_config {
         body_memory_bytes; /* requests being received, together; default max(256 MiB, body_bytes) */
     uint32_t connections;  /* default 10000 */
     uint32_t tunnels;      /* WebSocket tunnels at once: default connections / 2 */
-    uint32_t logins_in_flight; /* default 10000 */
-    uint32_t client_timeout_s; /* idle/slow client timeout, default 30 */
-    uint32_t min_body_rate;    /* bytes/s a request keeps up after client_timeout_s, default 1024 */
+    uint32_t connections_per_address; /* connections of one client address, 0 (default): no limit */
+    uint32_t logins_in_flight;        /* default 10000 */
+    uint32_t client_timeout_s;        /* idle/slow client timeout, default 30 */
+    uint32_t min_body_rate; /* bytes/s a request keeps up after client_timeout_s, default 1024 */
 };
 
 enum sg_store_type {

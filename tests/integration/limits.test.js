@@ -451,6 +451,59 @@ itest('limits.body_memory_bytes: stalled large uploads past the bound are closed
   assert.ok(line && line.limit === 8 * MiB && line.held >= SENT && line.closed === 1, `logged: ${JSON.stringify(line)}`);
 });
 
+// limits.connections_per_address: one address cannot hold more; others, and a trusted proxy (whose
+// clients are many), are not limited by it; a slot that frees takes the address's next connection.
+itest('limits.connections_per_address: past it a new connection of that address is closed; others are served', async (t, h) => {
+  const up = await h.startStub();
+  const gw = await h.startGateway(h.config({
+    upstream: { url: up.url },
+    limits: { connections_per_address: 3, client_timeout_s: 30 },
+    trusted_proxies: ['127.0.0.3'],
+  }));
+  const open = [];
+  const hold = async (from) => {
+    const socket = net.connect({ host: '127.0.0.1', port: gw.port, localAddress: from });
+    const state = { socket, closed: false, data: '' };
+    socket.on('error', () => {});
+    socket.on('close', () => { state.closed = true; });
+    socket.on('data', (chunk) => { state.data += chunk.toString('latin1'); });
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('GET /echo/held HTTP/1.1\r\n');
+    open.push(state);
+    return state;
+  };
+  try {
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      held.push(await hold('127.0.0.2'));
+    }
+    const fourth = await hold('127.0.0.2');
+    await waitFor(() => fourth.closed, 5000 * SLOW, 'the fourth connection closed');
+    assert.equal(fourth.data, '', 'closed without an answer');
+    await sleep(200);
+    assert.ok(held.every((s) => !s.closed), 'the three within the bound stay open');
+
+    assert.equal((await request(gw, { path: '/echo/other' })).status, 200, 'another address is served');
+    for (let i = 0; i < 4; i++) {
+      await hold('127.0.0.3');
+    }
+    assert.equal((await request(gw, { path: '/echo/via-proxy', localAddress: '127.0.0.3' })).status, 200,
+      'a trusted proxy is not limited');
+
+    held[0].socket.write('Host: x\r\nConnection: close\r\n\r\n');
+    await waitFor(() => held[0].closed, 5000 * SLOW, 'the first held request answered');
+    assert.match(held[0].data, /^HTTP\/1\.1 200 /);
+    await waitFor(async () => (await request(gw, { path: '/echo/freed', localAddress: '127.0.0.2' })).status === 200,
+      5000 * SLOW, 'a freed slot takes the next connection');
+  } finally {
+    open.forEach((s) => s.socket.destroy());
+  }
+  const metrics = await h.metrics(gw);
+  assert.ok(metricValue(metrics, 'ssogate_idle_connections_closed_total', { reason: 'per_address' }) >= 1, 'counted');
+  const line = gw.logs.find((l) => l.event === 'connections_per_address');
+  assert.ok(line && line.address === '127.0.0.2' && line.limit === 3, `logged: ${JSON.stringify(line)}`);
+});
+
 // Clients that connect and leave at once, before a byte, while the gateway is at the limit: libevent frees
 // such a connection without telling the gateway, which released its slot only at the next second's sweep,
 // so 120 of them in the backlog kept a limit of 6 busy for 20 s after they were gone.

@@ -216,12 +216,46 @@ static void test_hop_bound(void **unused)
     assert_string_equal(c, "10.0.0.32");
 }
 
+/* The connections of each address: counts up and down, entries go at zero, the table grows. */
+static void test_addrcount(void **unused)
+{
+    (void)unused;
+    struct sg_addrcount *ac = sg_addrcount_new();
+    unsigned char a[16] = {1}, b[16] = {2};
+    assert_int_equal(sg_addrcount_add(ac, a), 1);
+    assert_int_equal(sg_addrcount_add(ac, a), 2);
+    assert_int_equal(sg_addrcount_add(ac, b), 1);
+    assert_int_equal(sg_addrcount_size(ac), 2);
+    sg_addrcount_remove(ac, a);
+    assert_int_equal(sg_addrcount_add(ac, a), 2);
+    sg_addrcount_remove(ac, a);
+    sg_addrcount_remove(ac, a);
+    assert_int_equal(sg_addrcount_size(ac), 1);
+    assert_int_equal(sg_addrcount_add(ac, a), 1);
+    for (unsigned i = 0; i < 5000; i++) {
+        unsigned char k[16] = {0};
+        memcpy(k + 4, &i, sizeof(i));
+        assert_int_equal(sg_addrcount_add(ac, k), 1);
+    }
+    assert_int_equal(sg_addrcount_size(ac), 5002);
+    for (unsigned i = 0; i < 5000; i++) {
+        unsigned char k[16] = {0};
+        memcpy(k + 4, &i, sizeof(i));
+        assert_int_equal(sg_addrcount_add(ac, k), 2);
+        sg_addrcount_remove(ac, k);
+        sg_addrcount_remove(ac, k);
+    }
+    assert_int_equal(sg_addrcount_size(ac), 2);
+    assert_int_equal(sg_addrcount_add(ac, b), 2);
+    sg_addrcount_free(ac);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks),    cmocka_unit_test(test_match),
         cmocka_unit_test(test_elements),  cmocka_unit_test(test_walk),
-        cmocka_unit_test(test_hop_bound),
+        cmocka_unit_test(test_hop_bound), cmocka_unit_test(test_addrcount),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -340,6 +340,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg->trusted_proxy_count, 0);
     assert_true(cfg->limits.body_memory_bytes == UINT64_C(256) << 20);
     assert_int_equal(cfg->limits.tunnels, 5000);
+    assert_int_equal(cfg->limits.connections_per_address, 0);
     assert_int_equal(cfg->metrics_from_count, 2);
     assert_int_equal(cfg->metrics_from[0].family, AF_INET);
     assert_int_equal(cfg->metrics_from[0].bits, 8);

@@ -498,14 +498,21 @@ static void write_forwarded_headers(struct sg_request *r, struct evbuffer *out)
     struct sg_lines lines;
     sg_lines_start(&lines, out);
 
-    const char *prior = evhttp_find_header(in, "X-Forwarded-For");
-    if (prior != NULL) {
-        char *joined = sg_asprintf("%s, %s", prior, peer ? peer : "unknown");
-        sg_lines_add(&lines, "X-Forwarded-For", joined);
-        free(joined);
-    } else {
-        sg_lines_add(&lines, "X-Forwarded-For", peer ? peer : "unknown");
+    /* Every X-Forwarded-For line the client sent, in order, is one list (RFC 9110 5.3; HAProxy
+     * adds a line of its own): the chain goes on whole, the peer appended. */
+    const char *from = peer ? peer : "unknown";
+    char *chain = NULL;
+    const struct evkeyval *h;
+    TAILQ_FOREACH_REVERSE(h, in, evkeyvalq, next)
+    {
+        if (h->value[0] == '\0' || evutil_ascii_strcasecmp(h->key, "X-Forwarded-For") != 0)
+            continue;
+        char *longer = sg_asprintf("%s, %s", h->value, chain ? chain : from);
+        free(chain);
+        chain = longer;
     }
+    sg_lines_add(&lines, "X-Forwarded-For", chain ? chain : from);
+    free(chain);
     sg_lines_add(&lines, "X-Forwarded-Proto", sg_conn_is_tls(r->conn) ? "https" : "http");
     /* One documented authority (upstream.host_header), never the client's. */
     sg_lines_add(&lines, "Host", r->snap->cfg->upstream.host);

@@ -395,6 +395,10 @@ envTest('headers the gateway owns never reach the upstream in any spelling', asy
     ...PROXY_SAYS.map((name) => spoof(`${name} is dropped`, [`${name}: evil`, `${name.replace(/-/g, '_')}: evil`], {
       check: (entry) => assert.deepEqual(valuesOf(entry, name), [], `${name} upstream`),
     })),
+    // Two lines are one list (RFC 9110 5.3; HAProxy's forwardfor adds a line of its own): the chain goes
+    // on whole, the peer appended, not its first line alone.
+    spoof('X-Forwarded-For on two lines is one chain', ['X-Forwarded-For: 6.6.6.6', 'X-Forwarded-For: 203.0.113.7'],
+      { xff: '6.6.6.6, 203.0.113.7, 127.0.0.1' }),
     spoof('X_Forwarded_For beside X-Forwarded-For is dropped', ['X-Forwarded-For: 203.0.113.7', 'X_Forwarded_For: 6.6.6.6'],
       { xff: '203.0.113.7, 127.0.0.1' }),
     spoof('every spelling at once', [

@@ -43,18 +43,12 @@ int sg_cidr_parse(const char *text, struct sg_cidr *out, const char **why)
     unsigned bits = max;
     if (slash != NULL) {
         const char *d = slash + 1;
-        if (d[0] < '0' || d[0] > '9' || (d[0] == '0' && d[1] != '\0') || strlen(d) > 3) {
+        size_t n = strlen(d);
+        if (n == 0 || n > 3 || strspn(d, "0123456789") != n || (d[0] == '0' && n > 1)) {
             *why = "the prefix length must be a decimal number";
             return SG_EINVAL;
         }
-        bits = 0;
-        for (; *d != '\0'; d++) {
-            if (*d < '0' || *d > '9') {
-                *why = "the prefix length must be a decimal number";
-                return SG_EINVAL;
-            }
-            bits = bits * 10 + (unsigned)(*d - '0');
-        }
+        bits = (unsigned)strtoul(d, NULL, 10);
         if (bits > max) {
             *why = "the prefix length is longer than the address";
             return SG_EINVAL;

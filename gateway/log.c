@@ -155,3 +155,15 @@ void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_l
     }
     line_end(level, gen);
 }
+
+bool sg_log_every_due(struct sg_log_every *every, uint64_t *count)
+{
+    int64_t now = sg_mono_us();
+    every->since++;
+    if (every->logged_us != 0 && now - every->logged_us < SG_LOG_EVERY_US)
+        return false;
+    *count = every->since;
+    every->logged_us = now;
+    every->since = 0;
+    return true;
+}

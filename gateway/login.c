@@ -42,8 +42,7 @@
 #define SWEEP_AT_LIMIT 1000 /* expired states dropped at once when the cap is reached */
 /* At the cap with several workers, states another worker's callback took may be noted still:
  * this many are given up at most for one new login. */
-#define EVICT_TRIES        8
-#define EVICT_LOG_EVERY_US (10 * 1000000) /* at most one login_evicted line in this time */
+#define EVICT_TRIES 8
 
 /* The binding is drawn with the state's tokens, written at their size. */
 _Static_assert(TOKEN_SIZE >= SG_LOGINSTATE_TOKEN_SIZE, "binding buffer");
@@ -70,8 +69,7 @@ struct sg_logins {
     struct sg_loginstate_table *memory; /* the states when this process alone finishes logins */
     struct sg_loginflight *flight;      /* the logins started here, by client address */
     int64_t swept_at_cap;               /* the second of the last sweep at the cap */
-    int64_t evict_logged_us;            /* the last login_evicted line */
-    uint64_t evicted_unlogged;          /* given up since that line */
+    struct sg_log_every evicted_log;    /* login_evicted lines */
     struct sg_session_writer *writer;   /* borrowed: new sessions, one commit per iteration */
     struct pending *pending;
     size_t pending_count;
@@ -304,23 +302,20 @@ static void state_drop(struct sg_logins *logins, const char *name)
     sg_loginstate_clear(&s);
 }
 
-/* Logs a login given up at the cap, at most once per EVICT_LOG_EVERY_US: the address that lost it,
- * how many it held, and how many were given up since the last line. */
+/* Logs a login given up at the cap (sg_log_every): the address that lost it, how many it held, and
+ * how many were given up since the last line. */
 static void evicted_log(struct sg_logins *logins, const struct sg_loginaddr *addr, size_t held)
 {
-    int64_t now = sg_mono_us();
-    logins->evicted_unlogged++;
-    if (logins->evict_logged_us != 0 && now - logins->evict_logged_us < EVICT_LOG_EVERY_US)
+    uint64_t evicted;
+    if (!sg_log_every_due(&logins->evicted_log, &evicted))
         return;
     char text[SG_LOGINADDR_TEXT_SIZE];
     sg_loginaddr_format(addr, text);
     sg_log_fields(SG_LOG_WARN, "login_evicted",
                   (struct sg_log_field[]){SG_LOG_STR("address", text),
                                           SG_LOG_INT("held", (int64_t)held),
-                                          SG_LOG_INT("evicted", (int64_t)logins->evicted_unlogged)},
+                                          SG_LOG_INT("evicted", (int64_t)evicted)},
                   3);
-    logins->evict_logged_us = now;
-    logins->evicted_unlogged = 0;
 }
 
 /*

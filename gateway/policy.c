@@ -1169,8 +1169,8 @@ static int parse_blocks(struct parser *p, const struct node *v, struct sg_cidr *
 {
     if (v->type != NODE_ARRAY)
         return fail(p, "must be an array, not %s", type_name(v->type));
-    if (v->count > SG_MAX_TRUSTED_PROXIES)
-        return fail(p, "must have at most %d address blocks", SG_MAX_TRUSTED_PROXIES);
+    if (v->count > SG_MAX_ADDRESS_BLOCKS)
+        return fail(p, "must have at most %d address blocks", SG_MAX_ADDRESS_BLOCKS);
     free(*out);
     *out = sg_calloc(v->count + 1, sizeof(**out));
     *n = 0;

@@ -45,6 +45,12 @@ static int send_text(struct sg_request *r, int status, const char *content_type,
     return status;
 }
 
+/* The answer for a /_sso/ path that is no endpoint (or one this client may not see). */
+static int no_such_endpoint(struct sg_request *r)
+{
+    return sg_request_page(r, 404, "Page not found", "There is no such page on this gateway.");
+}
+
 static int handle_healthz(struct sg_request *r)
 {
     struct evbuffer *body = evbuffer_new();
@@ -75,7 +81,7 @@ static int handle_metrics(struct sg_request *r)
                                               SG_LOG_STR("reason", "metrics_not_allowed"),
                                               SG_LOG_STR("client", client)},
                       3);
-        return sg_request_page(r, 404, "Page not found", "There is no such page on this gateway.");
+        return no_such_endpoint(r);
     }
     struct evbuffer *body = evbuffer_new();
     sg_metrics_render(body);
@@ -227,7 +233,7 @@ static int handle_sso(struct sg_request *r)
             break; /* a read-only resource: no such page for other methods */
         return sg_request_page(r, 405, endpoints[i].refusal[0], endpoints[i].refusal[1]);
     }
-    return sg_request_page(r, 404, "Page not found", "There is no such page on this gateway.");
+    return no_such_endpoint(r);
 }
 
 /* The route of a target: the strictest among the readings an upstream may

@@ -33,8 +33,6 @@
 #define LISTEN_BACKLOG           4096
 /* A connection accepted this recently is expected to send a request (sg_server_expecting). */
 #define FIRST_REQUEST_GRACE_US 200000
-/* At most one body_memory_full line in this long (held_log). */
-#define HELD_LOG_EVERY_US (10 * 1000000)
 /* At the connection limit, a connection that has sent nothing for this long is closed (reclaim). */
 #define UNUSED_GRACE_US 1000000
 /* At the connection limit, a request still incomplete this long after its first byte, beyond what
@@ -110,16 +108,14 @@ struct sg_server {
      * their bound, limits.body_memory_bytes: past it the connection holding the most is closed. */
     uint64_t held;
     uint64_t held_max;
-    int64_t held_logged_us; /* the last body_memory_full line, rate-limited */
-    uint64_t held_unlogged; /* connections closed since it */
+    struct sg_log_every held_log; /* body_memory_full lines */
     /* limits.connections_per_address (0: none), counted from a connection's first bytes; peers in
      * trusted_proxies (copied here) are not counted. */
     struct sg_addrcount *per_address;
     size_t per_address_max;
     struct sg_cidr *trusted;
     size_t trusted_count;
-    int64_t per_address_logged_us; /* the last connections_per_address line, rate-limited */
-    uint64_t per_address_unlogged; /* connections closed since it */
+    struct sg_log_every per_address_log; /* connections_per_address lines */
     bool accepting_paused;
     bool stopped;
     bool freeing; /* connections close synchronously: no deferred release */
@@ -274,17 +270,23 @@ static bool in_flight(const struct sg_conn *c)
     return readcb == NULL || !(bufferevent_get_enabled(c->bev) & EV_READ);
 }
 
+/* The evhttp connection of c while evhttp's callbacks are on its bufferevent
+ * (they take it as their argument): from accept until a request is handed over. */
+static struct evhttp_connection *evhttp_of(const struct sg_conn *c)
+{
+    void *evcon;
+    bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
+    return evcon;
+}
+
 /* libevent frees a connection that has had no request without a close
  * callback of ours: one is set (hook_close) to release its slot at once
- * rather than at the next sweep; evhttp's callbacks on a bufferevent take its
- * evhttp_connection as their argument. reclaim_one closes c so. */
+ * rather than at the next sweep. reclaim_one closes c so. */
 static void hook_close(struct sg_conn *c)
 {
     if (c->close_hooked)
         return;
-    void *evcon;
-    bufferevent_getcb(c->bev, NULL, NULL, NULL, &evcon);
-    evhttp_connection_set_closecb(evcon, on_conn_close, c);
+    evhttp_connection_set_closecb(evhttp_of(c), on_conn_close, c);
     c->close_hooked = true;
 }
 
@@ -470,13 +472,11 @@ static void on_sweep(evutil_socket_t fd, short what, void *arg)
         reclaim(srv, now);
 }
 
-/* Logs the connections closed at limits.body_memory_bytes: once, then at most
- * once in HELD_LOG_EVERY_US with the count since. */
+/* Logs a connection closed at limits.body_memory_bytes (sg_log_every), with the bytes it held. */
 static void held_log(struct sg_server *srv, uint64_t bytes)
 {
-    int64_t now = sg_mono_us();
-    srv->held_unlogged++;
-    if (srv->held_logged_us != 0 && now - srv->held_logged_us < HELD_LOG_EVERY_US)
+    uint64_t closed;
+    if (!sg_log_every_due(&srv->held_log, &closed))
         return;
     sg_log_fields(SG_LOG_WARN, "body_memory_full",
                   (struct sg_log_field[]){
@@ -484,10 +484,8 @@ static void held_log(struct sg_server *srv, uint64_t bytes)
                                         "the connection holding the most was closed"),
                       SG_LOG_INT("held", (int64_t)bytes),
                       SG_LOG_INT("limit", (int64_t)srv->held_max),
-                      SG_LOG_INT("closed", (int64_t)srv->held_unlogged)},
+                      SG_LOG_INT("closed", (int64_t)closed)},
                   4);
-    srv->held_logged_us = now;
-    srv->held_unlogged = 0;
 }
 
 /*
@@ -526,20 +524,17 @@ static bool per_address_admit(struct sg_server *srv, struct sg_conn *c)
 {
     if (srv->per_address_max == 0)
         return true;
-    union sg_sockaddr peer;
-    socklen_t len = sizeof(peer);
-    evutil_socket_t fd = bufferevent_getfd(c->bev);
-    if (fd < 0 || getpeername(fd, &peer.sa, &len) != 0 ||
-        sg_cidr_match(srv->trusted, srv->trusted_count, &peer.sa))
+    /* The address evhttp kept at accept: no system call. */
+    const struct sockaddr *peer = evhttp_connection_get_addr(evhttp_of(c));
+    if (peer == NULL || sg_cidr_match(srv->trusted, srv->trusted_count, peer))
         return true;
-    sg_loginaddr_of(&peer.sa, &c->addr);
+    sg_loginaddr_of(peer, &c->addr);
     c->addr_counted = true;
     if (sg_addrcount_add(srv->per_address, c->addr.bytes) <= srv->per_address_max)
         return true;
     sg_metrics_count("ssogate_idle_connections_closed_total", "reason", "per_address");
-    int64_t now = sg_mono_us();
-    srv->per_address_unlogged++;
-    if (srv->per_address_logged_us == 0 || now - srv->per_address_logged_us >= HELD_LOG_EVERY_US) {
+    uint64_t closed;
+    if (sg_log_every_due(&srv->per_address_log, &closed)) {
         char text[SG_LOGINADDR_TEXT_SIZE];
         sg_loginaddr_format(&c->addr, text);
         sg_log_fields(SG_LOG_WARN, "connections_per_address",
@@ -548,10 +543,8 @@ static bool per_address_admit(struct sg_server *srv, struct sg_conn *c)
                                             "its new connection was closed"),
                           SG_LOG_STR("address", text),
                           SG_LOG_INT("limit", (int64_t)srv->per_address_max),
-                          SG_LOG_INT("closed", (int64_t)srv->per_address_unlogged)},
+                          SG_LOG_INT("closed", (int64_t)closed)},
                       4);
-        srv->per_address_logged_us = now;
-        srv->per_address_unlogged = 0;
     }
     return false;
 }

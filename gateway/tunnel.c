@@ -77,8 +77,6 @@
 #define TUNNEL_MAGIC      0x544e4e4cu
 #define CHECK_INTERVAL_S  1
 #define REASON_PHRASE_MAX 64
-/* At most one tunnels_full line in this long (reply_full). */
-#define REFUSED_LOG_EVERY_US (10 * 1000000)
 
 enum tunnel_state {
     TUNNEL_CONNECTING, /* the upstream connection is being made */
@@ -135,8 +133,7 @@ struct sg_tunnels {
     struct event_base *base;
     struct tunnel *head;
     size_t count;
-    int64_t refused_logged_us; /* the last tunnels_full line, rate-limited */
-    uint64_t refused_unlogged; /* handshakes refused since it */
+    struct sg_log_every refused_log; /* tunnels_full lines */
     struct event *check;
     bool checking; /* inside on_check: the timer is freed there */
 };
@@ -286,22 +283,17 @@ static void reply_failure(struct tunnel *t, enum sg_metric_error kind, const cha
 }
 
 /* At limits.tunnels: 503, so that tunnels, which are never reclaimed, cannot hold every slot of
- * limits.connections. Logged at most once in REFUSED_LOG_EVERY_US, with the count since. */
+ * limits.connections. Logged as sg_log_every does, with the count since the last line. */
 static void reply_full(struct tunnel *t)
 {
-    struct sg_tunnels *live = t->live;
-    int64_t now = sg_mono_us();
-    live->refused_unlogged++;
-    if (live->refused_logged_us == 0 || now - live->refused_logged_us >= REFUSED_LOG_EVERY_US) {
+    uint64_t refused;
+    if (sg_log_every_due(&t->live->refused_log, &refused))
         sg_log_fields(
             SG_LOG_WARN, "tunnels_full",
             (struct sg_log_field[]){SG_LOG_STR("request_id", t->r->id),
                                     SG_LOG_INT("limit", (int64_t)t->r->snap->cfg->limits.tunnels),
-                                    SG_LOG_INT("refused", (int64_t)live->refused_unlogged)},
+                                    SG_LOG_INT("refused", (int64_t)refused)},
             3);
-        live->refused_logged_us = now;
-        live->refused_unlogged = 0;
-    }
     reply_prepare(t, 503, "refused_limit");
     sg_page_send(t->r->req, 503, "Too many open connections",
                  "The application has too many live connections right now. Please try again in a "

@@ -24,7 +24,8 @@
 
 struct evkeyvalq;
 
-#define SG_MAX_TRUSTED_PROXIES 64
+/* Address blocks in one list (trusted_proxies, metrics_from). */
+#define SG_MAX_ADDRESS_BLOCKS 64
 /* X-Forwarded-For elements looked at, from the right; past them the last
  * trusted hop is the client. */
 #define SG_FORWARDED_MAX_HOPS 32

@@ -12,6 +12,7 @@
 
 #include "ssogate/config.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,5 +45,20 @@ void sg_log(enum sg_log_level level, const char *event, const char *fmt, ...)
 /* Writes {"ts","level","event", fields...}; fields are borrowed. */
 void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_log_field *fields,
                    size_t count);
+
+/*
+ * A warning that comes at a client's pace (a flood's refusals): written for
+ * the first event, then at most once per SG_LOG_EVERY_US, each line standing
+ * for the events since the previous one. Starts zeroed.
+ */
+#define SG_LOG_EVERY_US (10 * 1000000)
+struct sg_log_every {
+    int64_t logged_us; /* the last line; 0: none yet */
+    uint64_t since;    /* events not yet in a line */
+};
+
+/* Counts one event. True when its line is due; *count then gets the events the line stands for
+ * (this one included). */
+bool sg_log_every_due(struct sg_log_every *every, uint64_t *count);
 
 #endif

@@ -203,6 +203,15 @@ itest('trusted_proxies: the access log names the client a trusted proxy forwarde
     const line = await gw.waitLog((l) => l.event === 'access' && l.path === `/echo/client${i}`, 5000, `access line ${i}`);
     assert.equal(line.client, client, `case ${i}: the client logged`);
   }
+  // The bytes as a proxy that adds a line of its own sends them: two lines, a tab, odd spaces. The
+  // lines are one list for the walk and for the upstream.
+  const raw = await rawExchange(gw.port, 'GET /echo/raw-lines HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n' +
+    'X-Forwarded-For:\t203.0.113.7 ,10.1.2.3\r\nConnection: close\r\n\r\n', { localAddress: '127.0.0.3', untilComplete: true });
+  assert.equal(raw.status, 200);
+  assert.equal(JSON.parse(raw.response.body.toString()).headers['x-forwarded-for'], '6.6.6.6, \t203.0.113.7 ,10.1.2.3, 127.0.0.3',
+    'the upstream received both lines, in order, as sent (libevent keeps a leading tab), the peer appended');
+  const rawLine = await gw.waitLog((l) => l.event === 'access' && l.path === '/echo/raw-lines', 5000, 'the raw access line');
+  assert.equal(rawLine.client, '203.0.113.7', 'the client the trusted proxy forwarded for');
 });
 
 itest('without trusted_proxies the access log names the peer, whatever X-Forwarded-For says', async (t, h) => {

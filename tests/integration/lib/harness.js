@@ -376,14 +376,14 @@ function responseComplete(buffer) {
 // Resolves {data: Buffer, text, closed: peer closed the connection, error, elapsedMs, status,
 // response: parseHttpResponse(data)}.
 // With untilComplete, it also ends as soon as one complete response (by its framing) has arrived.
-function rawExchange(port, data, { ms = 5000 * SLOW, tls: useTls = false, ca, pauseMs = 0, untilComplete = false } = {}) {
+function rawExchange(port, data, { ms = 5000 * SLOW, tls: useTls = false, ca, pauseMs = 0, untilComplete = false, localAddress } = {}) {
   return new Promise((resolve) => {
     const started = Date.now();
     const chunks = [];
     let finished = false;
     const socket = useTls
-      ? tls.connect({ host: '127.0.0.1', port, ca, rejectUnauthorized: Boolean(ca) })
-      : net.connect({ host: '127.0.0.1', port });
+      ? tls.connect({ host: '127.0.0.1', port, ca, rejectUnauthorized: Boolean(ca), localAddress })
+      : net.connect({ host: '127.0.0.1', port, localAddress });
     const finish = (closed, error) => {
       if (finished) {
         return;

@@ -62,6 +62,12 @@ int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
             err = rc;
             break;
         }
+        /* Made before a reload that shortened sessions: the shorter timeouts apply to it. */
+        if (sg_session_outlived(into, cfg->session.idle_timeout_s, cfg->session.absolute_timeout_s,
+                                now)) {
+            sg_session_clear(into);
+            continue;
+        }
         if (!found) {
             found = true;
             memcpy(out->session_id, ids[i], SG_SESSION_ID_SIZE);

@@ -113,3 +113,34 @@ restartTest('the session survives a kill -9 right after the login', async (env) 
   const again = await env.login({ returnTo: '/echo/new' });
   assert.equal(again.callback.status, 302, 'new logins work after the kill');
 });
+
+// A reload that lowers session.absolute_timeout_s or idle_timeout_s (an operator shortening sessions,
+// say after a stolen laptop) applies to the sessions already made, at their next request: each record
+// kept the timeouts of its login, so before this a session made under 12 h kept its 12 h after a reload
+// to 2 s (and the same for the idle timeout).
+const reloadTimeoutsTest = sharedOidcEnv('oidc_session_reload');
+reloadTimeoutsTest('a reload that lowers the session timeouts ends the sessions that outlived them', async (env) => {
+  const file = require('node:path').basename(env.configFile);
+  const reload = async (session) => {
+    const from = env.gw.logs.length;
+    env.h.writeConfig({ ...env.config, session }, file);
+    env.gw.signal('SIGHUP');
+    await env.gw.waitLog((l) => l.event === 'reload' && l.level === 'info', 10000, 'the reload', from);
+  };
+
+  const { cookie: old, loggedInAt } = await loggedIn(env);
+  assert.equal((await withCookie(env, old)).identity, 'itc-user-alice', 'alive before the reload');
+  await sleepUntil(loggedInAt, 3500);
+  await reload({ idle_timeout_s: 2, absolute_timeout_s: 3 });
+  await assertSessionGone(env, old, 'older than the new absolute_timeout_s');
+  // A session made after the reload lives by the new timeouts, as before.
+  const { cookie: fresh } = await loggedIn(env);
+  assert.equal((await withCookie(env, fresh)).identity, 'itc-user-alice', 'a new session works');
+
+  await reload({ idle_timeout_s: 1800, absolute_timeout_s: 43200 });
+  const { cookie: idle, loggedInAt: idleAt } = await loggedIn(env);
+  assert.equal((await withCookie(env, idle)).identity, 'itc-user-alice', 'alive before the reload');
+  await sleepUntil(idleAt, 3500);
+  await reload({ idle_timeout_s: 2, absolute_timeout_s: 43200 });
+  await assertSessionGone(env, idle, 'unused for longer than the new idle_timeout_s');
+});

@@ -144,3 +144,22 @@ reloadTimeoutsTest('a reload that lowers the session timeouts ends the sessions 
   await reload({ idle_timeout_s: 2, absolute_timeout_s: 43200 });
   await assertSessionGone(env, idle, 'unused for longer than the new idle_timeout_s');
 });
+
+// A session made in claims mode stands on no link: after a reload to link mode it must not reach the
+// PSA as an identity. It did: X-SSO-Subject and an assertion whose sub (in link mode the PSA user) was
+// the IdP sub, for an IdP user linked to nobody.
+reloadTimeoutsTest('a claims-mode session carries no identity once a reload turns link mode on', async (env) => {
+  const file = require('node:path').basename(env.configFile);
+  const { cookie } = await loggedIn(env);
+  assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', 'claims mode: the identity goes upstream');
+  const from = env.gw.logs.length;
+  env.h.writeConfig({ ...env.config, identity: 'link' }, file);
+  env.gw.signal('SIGHUP');
+  await env.gw.waitLog((l) => l.event === 'reload' && l.level === 'info', 10000, 'the reload', from);
+  const { echo } = await withCookie(env, cookie);
+  const sso = Object.keys(echo.headers).filter((name) => name.startsWith('x-sso-'));
+  assert.deepEqual(sso, [], 'link mode: no identity header for a session of no PSA user');
+  const required = await request(env.gw, { path: '/private/x', headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(required.status, 302, 'a required route redirects to the login again');
+  assert.ok(String(required.headers.location).startsWith(`${env.issuer}/auth?`), 'to the IdP');
+});

@@ -34,6 +34,19 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
     return true;
 }
 
+/*
+ * Whether a session made under an earlier configuration still stands under cfg:
+ * a reload that shortened sessions applies its timeouts to it, and in link mode
+ * a session of no PSA user (made in claims mode) stands on no link.
+ */
+static bool usable(const struct sg_config *cfg, const struct sg_session *s, int64_t now)
+{
+    if (cfg->identity == SG_IDENTITY_LINK && s->psa_user == NULL)
+        return false;
+    return !sg_session_outlived(s, cfg->session.idle_timeout_s, cfg->session.absolute_timeout_s,
+                                now);
+}
+
 #define SESSION_COOKIES_MAX 4
 /* A logout ends more: session cookies planted ahead of the victim's (four unknown values make
  * lookup give up before it) must not keep the victim's session alive behind them. */
@@ -61,6 +74,10 @@ int sg_identity_lookup(struct sg_store *store, struct sg_session_writer *writer,
         if (rc != 0) {
             err = rc;
             break;
+        }
+        if (!usable(cfg, into, now)) {
+            sg_session_clear(into);
+            continue;
         }
         if (!found) {
             found = true;

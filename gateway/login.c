@@ -160,10 +160,11 @@ static const struct {
     [SG_LOGIN_USERINFO_INVALID] = {"userinfo_invalid", SG_LOG_WARN, 401, false, "Sign-in refused",
                                    "The identity provider's answers about you did not agree, so "
                                    "you were not signed in. Please contact your administrator."},
-    [SG_LOGIN_CLAIMS_UNUSABLE] = {"claims_unusable", SG_LOG_WARN, 401, false, "Sign-in refused",
-                                  "The identity provider's answer about you holds a value the "
-                                  "gateway cannot use (a control character, or one too long), so "
-                                  "you were not signed in. Please contact your administrator."},
+    [SG_LOGIN_CLAIMS_UNUSABLE] =
+        {"claims_unusable", SG_LOG_WARN, 401, false, "Sign-in refused",
+         "The identity provider's answer about you holds a value the gateway cannot use (a "
+         "control character, one too long, or a flag that is not true or false), so you were "
+         "not signed in. Please contact your administrator."},
     [SG_LOGIN_NOT_FRESH] = {"not_fresh", SG_LOG_WARN, 401, false, "Sign in again at IT Complete",
                             "Linking needs a sign-in at IT Complete made for it, with your "
                             "password and two-factor code, and the identity provider answered "
@@ -1106,6 +1107,11 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     const char *stale = p->state.purpose != SG_LOGIN_SESSION ? link_not_fresh(p, claims) : NULL;
     if (stale != NULL)
         return login_result(p->r, SG_LOGIN_NOT_FRESH, stale);
+    /* B11 fails closed: an active flag the IdP wrote as anything but a boolean ("false" as
+     * text, 0) must not read as an active user. */
+    bool active;
+    if (sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active) == SG_EINVAL)
+        return login_result(p->r, SG_LOGIN_CLAIMS_UNUSABLE, "active");
     struct token token = {0};
     token_read(cfg, claims, &token);
     struct sg_linking_rules rules = rules_of(cfg);

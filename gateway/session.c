@@ -637,6 +637,13 @@ bool sg_session_expired(const struct sg_session *s, int64_t now)
     return expired_at(s->expires_at, s->last_seen, s->idle_timeout_s, now);
 }
 
+bool sg_session_outlived(const struct sg_session *s, uint32_t idle_timeout_s,
+                         uint32_t absolute_timeout_s, int64_t now)
+{
+    return expired_at(s->created_at + (int64_t)absolute_timeout_s, s->last_seen, idle_timeout_s,
+                      now);
+}
+
 int sg_session_touch(struct sg_store *store, const char *id, int64_t now)
 {
     if (!sg_session_id_valid(id))

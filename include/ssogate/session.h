@@ -126,6 +126,14 @@ bool sg_session_touch_due(const struct sg_session *s, int64_t now);
  */
 bool sg_session_expired(const struct sg_session *s, int64_t now);
 
+/*
+ * True when the session s (borrowed) has outlived the timeouts idle_timeout_s
+ * and absolute_timeout_s (counted from its created_at) at now: a reload may
+ * have lowered the configuration's below those its record was made with.
+ */
+bool sg_session_outlived(const struct sg_session *s, uint32_t idle_timeout_s,
+                         uint32_t absolute_timeout_s, int64_t now);
+
 /* Deletes session id. Returns 0, SG_ENOENT, SG_EINVAL or SG_ESTORE. */
 int sg_session_delete(struct sg_store *store, const char *id);
 

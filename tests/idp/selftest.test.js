@@ -674,6 +674,10 @@ const DEFECT_CHECKS = {
     assert.equal(o.payload.active, true);
     assert.equal(t.payload.active, false);
   },
+  inactive_as_text(t, o) {
+    assert.equal(o.payload.active, true);
+    assert.equal(t.payload.active, 'false');
+  },
   no_auth_time(t, o) {
     assert.ok(o.payload.auth_time);
     assert.equal(t.payload.auth_time, undefined);
@@ -684,7 +688,8 @@ const DEFECT_CHECKS = {
 // Defects whose token is validly signed by the IdP key its kid names (and only its claims are wrong).
 const VALIDLY_SIGNED = new Set([
   'wrong_iss', 'wrong_aud', 'multi_aud_no_azp', 'wrong_azp', 'expired', 'future_iat', 'future_nbf',
-  'no_nonce', 'wrong_nonce', 'oversize', 'no_amr', 'inactive', 'no_auth_time', 'old_auth_time',
+  'no_nonce', 'wrong_nonce', 'oversize', 'no_amr', 'inactive', 'inactive_as_text', 'no_auth_time',
+  'old_auth_time',
 ]);
 
 function splitToken(token) {

@@ -40,6 +40,7 @@ const DEFECTS = {
   bad_json: 'payload is truncated JSON, validly signed',
   no_amr: 'amr removed',
   inactive: 'active is false',
+  inactive_as_text: 'active is the string "false" (a boolean written as text)',
   no_auth_time: 'auth_time removed',
   old_auth_time: 'auth_time one hour earlier (an IdP session reused, prompt=login ignored)',
 };
@@ -204,6 +205,8 @@ async function tamperIdToken(token, { defect, resignWith, keySet, issuer, client
     }
     case 'inactive':
       return sign(header, { ...payload, active: false }, own);
+    case 'inactive_as_text':
+      return sign(header, { ...payload, active: 'false' }, own);
     case 'no_auth_time': {
       const changed = { ...payload };
       delete changed.auth_time;

@@ -164,6 +164,20 @@ linkTest('B11: an inactive IdP user goes to the PSA login page with a notice', a
   await assertNoSession(env, inactive.browser, 'token inactive');
   assert.ok(!(await env.psaLog()).some((d) => d.method === 'assertion'), 'the PSA saw no IT Complete identity');
   assert.equal((await env.userLinks('b11')).length, 2, 'the links are kept (the account may come back)');
+
+  // An IdP that writes the flag as text ("active": "false") is not read as active: the login is refused
+  // as a claim the gateway cannot use (the previous build made a session: the deactivated user got in).
+  await env.psaReset();
+  await env.control('POST', '/_test/tamper', { defect: 'inactive_as_text' });
+  const { value: text, moved: textMoved } = await env.measure(() => env.ssoLogin(t.user));
+  assert.equal(text.callback.status, 401, `active as text: refused (${text.callback.headers.location})`);
+  assert.equal(textMoved['ssogate_logins_total{result="claims_unusable"}'], 1, JSON.stringify(textMoved));
+  assert.ok(
+    env.gw.logs.some((l) => l.event === 'login' && l.result === 'claims_unusable' && l.detail === 'active'),
+    'a login line names the claim',
+  );
+  await assertNoSession(env, text.browser, 'token active as text');
+  assert.ok(!(await env.psaLog()).some((d) => d.method === 'assertion'), 'the PSA saw no IT Complete identity');
 });
 
 linkTest('not linked: an IdP user without a link goes to the PSA login page with "not linked"', async (env) => {

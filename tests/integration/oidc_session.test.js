@@ -113,3 +113,53 @@ restartTest('the session survives a kill -9 right after the login', async (env) 
   const again = await env.login({ returnTo: '/echo/new' });
   assert.equal(again.callback.status, 302, 'new logins work after the kill');
 });
+
+// A reload that lowers session.absolute_timeout_s or idle_timeout_s (an operator shortening sessions,
+// say after a stolen laptop) applies to the sessions already made, at their next request: each record
+// kept the timeouts of its login, so before this a session made under 12 h kept its 12 h after a reload
+// to 2 s (and the same for the idle timeout).
+const reloadTimeoutsTest = sharedOidcEnv('oidc_session_reload');
+reloadTimeoutsTest('a reload that lowers the session timeouts ends the sessions that outlived them', async (env) => {
+  const file = require('node:path').basename(env.configFile);
+  const reload = async (session) => {
+    const from = env.gw.logs.length;
+    env.h.writeConfig({ ...env.config, session }, file);
+    env.gw.signal('SIGHUP');
+    await env.gw.waitLog((l) => l.event === 'reload' && l.level === 'info', 10000, 'the reload', from);
+  };
+
+  const { cookie: old, loggedInAt } = await loggedIn(env);
+  assert.equal((await withCookie(env, old)).identity, 'itc-user-alice', 'alive before the reload');
+  await sleepUntil(loggedInAt, 3500);
+  await reload({ idle_timeout_s: 2, absolute_timeout_s: 3 });
+  await assertSessionGone(env, old, 'older than the new absolute_timeout_s');
+  // A session made after the reload lives by the new timeouts, as before.
+  const { cookie: fresh } = await loggedIn(env);
+  assert.equal((await withCookie(env, fresh)).identity, 'itc-user-alice', 'a new session works');
+
+  await reload({ idle_timeout_s: 1800, absolute_timeout_s: 43200 });
+  const { cookie: idle, loggedInAt: idleAt } = await loggedIn(env);
+  assert.equal((await withCookie(env, idle)).identity, 'itc-user-alice', 'alive before the reload');
+  await sleepUntil(idleAt, 3500);
+  await reload({ idle_timeout_s: 2, absolute_timeout_s: 43200 });
+  await assertSessionGone(env, idle, 'unused for longer than the new idle_timeout_s');
+});
+
+// A session made in claims mode stands on no link: after a reload to link mode it must not reach the
+// PSA as an identity. It did: X-SSO-Subject and an assertion whose sub (in link mode the PSA user) was
+// the IdP sub, for an IdP user linked to nobody.
+reloadTimeoutsTest('a claims-mode session carries no identity once a reload turns link mode on', async (env) => {
+  const file = require('node:path').basename(env.configFile);
+  const { cookie } = await loggedIn(env);
+  assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', 'claims mode: the identity goes upstream');
+  const from = env.gw.logs.length;
+  env.h.writeConfig({ ...env.config, identity: 'link' }, file);
+  env.gw.signal('SIGHUP');
+  await env.gw.waitLog((l) => l.event === 'reload' && l.level === 'info', 10000, 'the reload', from);
+  const { echo } = await withCookie(env, cookie);
+  const sso = Object.keys(echo.headers).filter((name) => name.startsWith('x-sso-'));
+  assert.deepEqual(sso, [], 'link mode: no identity header for a session of no PSA user');
+  const required = await request(env.gw, { path: '/private/x', headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(required.status, 302, 'a required route redirects to the login again');
+  assert.ok(String(required.headers.location).startsWith(`${env.issuer}/auth?`), 'to the IdP');
+});

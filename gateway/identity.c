@@ -36,12 +36,16 @@ static bool same_owner(const struct sg_session *a, const struct sg_session *b)
 
 /*
  * Whether a session made under an earlier configuration still stands under cfg:
- * a reload that shortened sessions applies its timeouts to it, and in link mode
- * a session of no PSA user (made in claims mode) stands on no link.
+ * a reload that shortened sessions applies its timeouts to it, in link mode a
+ * session of no PSA user (made in claims mode) stands on no link, and a session
+ * of another IdP (idp.issuer changed) names a subject this IdP never vouched for.
  */
 static bool usable(const struct sg_config *cfg, const struct sg_session *s, int64_t now)
 {
     if (cfg->identity == SG_IDENTITY_LINK && s->psa_user == NULL)
+        return false;
+    if (s->idp_issuer != NULL &&
+        (cfg->idp == NULL || strcmp(s->idp_issuer, cfg->idp->issuer.text) != 0))
         return false;
     return !sg_session_outlived(s, cfg->session.idle_timeout_s, cfg->session.absolute_timeout_s,
                                 now);

@@ -5,7 +5,8 @@
 // cookie's Max-Age in a jar.
 
 const assert = require('node:assert/strict');
-const { request, sleep } = require('./lib/harness');
+const path = require('node:path');
+const { request, sleep, ReadyLineProcess, SOURCE_DIR, SLOW } = require('./lib/harness');
 const { sharedOidcEnv, verifyAssertion, parseSetCookies } = require('./lib/oidc-env');
 
 const IDLE_S = 3;
@@ -162,4 +163,35 @@ reloadTimeoutsTest('a claims-mode session carries no identity once a reload turn
   const required = await request(env.gw, { path: '/private/x', headers: { cookie: `ssogate=${cookie}` } });
   assert.equal(required.status, 302, 'a required route redirects to the login again');
   assert.ok(String(required.headers.location).startsWith(`${env.issuer}/auth?`), 'to the IdP');
+});
+
+// A session names its IdP's subject: once a reload points idp.issuer at another IdP, the old IdP's
+// sessions must not reach the PSA as identities (the new IdP may give the same sub to someone else,
+// and the old one's back-channel logouts are refused now). They did, until their own timeouts.
+const reloadIssuerTest = sharedOidcEnv('oidc_session_issuer');
+reloadIssuerTest('a reload that changes idp.issuer ends the sessions of the old IdP', async (env) => {
+  const { h } = env;
+  const idpB = new ReadyLineProcess('idp-b', [
+    path.join(SOURCE_DIR, 'tests', 'idp', 'idp.js'),
+    '--config', h.file('idp.json'),
+    '--cert', path.join(h.file('ca'), 'server.pem'),
+    '--key', path.join(h.file('ca'), 'server-key.pem'),
+    '--test-controls', '--exit-with-stdin',
+  ], h.dir);
+  h.children.push(idpB);
+  const { issuer: issuerB } = await idpB.ready();
+
+  const { cookie } = await loggedIn(env);
+  assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', 'the old IdP\'s session works');
+  const from = env.gw.logs.length;
+  h.writeConfig({ ...env.config, idp: { ...env.config.idp, issuer: issuerB } }, path.basename(env.configFile));
+  env.gw.signal('SIGHUP');
+  await env.gw.waitLog((l) => l.event === 'idp_discovery' && l.level === 'info' && l.issuer === issuerB,
+    10000 * SLOW, 'discovery of the new IdP', from);
+  const { echo } = await withCookie(env, cookie);
+  const sso = Object.keys(echo.headers).filter((name) => name.startsWith('x-sso-'));
+  assert.deepEqual(sso, [], 'no identity header for the old IdP\'s session');
+  const required = await request(env.gw, { path: '/private/x', headers: { cookie: `ssogate=${cookie}` } });
+  assert.equal(required.status, 302, 'a required route starts a login again');
+  assert.ok(String(required.headers.location).startsWith(`${issuerB}/auth?`), 'at the new IdP');
 });

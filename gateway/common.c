@@ -26,6 +26,7 @@ static const struct {
     {SG_EUPSTREAM, "peer failed"},
     {SG_EUNAVAILABLE, "shared store unavailable"},
     {SG_ENOSPACE, "no space left on the store's filesystem"},
+    {SG_EENDED, "ended by a logout"},
 };
 
 const char *sg_strerror(int err)

@@ -104,6 +104,7 @@ enum sg_login_result {
     SG_LOGIN_USERINFO_INVALID,
     SG_LOGIN_CLAIMS_UNUSABLE,
     SG_LOGIN_NOT_FRESH,
+    SG_LOGIN_LOGGED_OUT,
     SG_LOGIN_SESSION_NOT_STORED,
     SG_LOGIN_STORE_UNAVAILABLE,
     SG_LOGIN_CLIENT_GONE,
@@ -170,6 +171,10 @@ static const struct {
                             "password and two-factor code, and the identity provider answered "
                             "with an earlier one, so nothing was linked. Start again from My "
                             "Settings."},
+    [SG_LOGIN_LOGGED_OUT] = {"logged_out", SG_LOG_INFO, 401, false, "Signed out at IT Complete",
+                             "You signed out at IT Complete while this sign-in was in progress, "
+                             "so you were not signed in. Go back to the application and sign in "
+                             "again."},
     [SG_LOGIN_STORE_UNAVAILABLE] = {"store_unavailable", SG_LOG_WARN, 503, true,
                                     "Sign-in is unavailable",
                                     "The gateway cannot reach its shared store just now, so "
@@ -621,11 +626,11 @@ static int finish_session(struct pending *p)
         return login_result(p->r, SG_LOGIN_CLAIMS_UNUSABLE, unstorable);
     if (p->r->shared == NULL) {
         p->write = sg_session_writer_create(p->logins->writer, p->session_id, &p->session,
-                                            on_session_stored, p);
+                                            p->state.created, on_session_stored, p);
         return p->write != NULL ? 0 : session_stored(p, SG_EINVAL);
     }
-    p->op =
-        sg_pgstore_session_create(p->r->shared, p->session_id, &p->session, on_session_stored, p);
+    p->op = sg_pgstore_session_create(p->r->shared, p->session_id, &p->session, p->state.created,
+                                      on_session_stored, p);
     return p->op != NULL ? 0 : session_stored(p, SG_EINVAL);
 }
 
@@ -635,6 +640,8 @@ static int session_stored(struct pending *p, int err)
     const struct sg_config *cfg = p->r->snap->cfg;
     if (err == SG_ENOENT) /* the user's link went while the login was in flight */
         return answer(p, SG_LINKING_LOGIN_NOT_LINKED, p->session.idp_tenant);
+    if (err == SG_EENDED) /* a logout at the IdP came while the login was in flight */
+        return login_result(p->r, SG_LOGIN_LOGGED_OUT, "idp_logout");
     if (err != 0) {
         /* The session writer counts a failed commit itself, once for all the
          * sessions it held; the shared store's queries are counted apart. */

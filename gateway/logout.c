@@ -106,17 +106,21 @@ static int jti_put(struct sg_store_txn *txn, const unsigned char key[SHA256_DIGE
 
 /*
  * Without the shared store: ends the sessions of owner here, in one durable
- * transaction with remembering the token's jti (key). SG_EEXIST: the jti was
- * seen before. *ended gets the number of sessions.
+ * transaction with remembering a back-channel token's jti (key; NULL for the
+ * front channel) and marking owner ended, so that a login of owner in flight
+ * makes no session after this. SG_EEXIST: the jti was seen before. *ended
+ * gets the number of sessions.
  */
-static int end_sessions(struct sg_store *store, const unsigned char key[SHA256_DIGEST_LENGTH],
-                        const char *owner, size_t *ended)
+static int end_sessions(struct sg_store *store, const unsigned char *key, const char *owner,
+                        size_t *ended)
 {
     struct sg_store_txn txn;
     int err = sg_store_txn_begin(store, true, &txn);
     if (err != 0)
         return err;
-    err = jti_put(&txn, key);
+    err = key != NULL ? jti_put(&txn, key) : 0;
+    if (err == 0)
+        err = sg_session_mark_ended_txn(&txn, owner, sg_now_s());
     if (err == 0)
         err = sg_session_delete_by_owner_txn(&txn, owner, ended);
     if (err != 0) {
@@ -302,7 +306,9 @@ int sg_logout_frontchannel(struct sg_request *r)
     if (sid == NULL || sg_session_owner_sid(snap->cfg->idp->issuer.text, sid, &owner) != 0)
         return front_answer(r, 400, "bad_request", "sid", -1);
     size_t ended = 0;
-    int err = sg_session_delete_by_owner(r->store, owner, &ended);
+    /* With the shared store this host's copies end at once, and PostgreSQL marks the sid. */
+    int err = r->shared != NULL ? sg_session_delete_by_owner(r->store, owner, &ended)
+                                : end_sessions(r->store, NULL, owner, &ended);
     free(owner);
     if (err == 0 && r->shared != NULL) {
         struct backchannel *b = sg_calloc(1, sizeof(*b));

@@ -50,6 +50,8 @@ enum stmt {
     ST_S_DELETE,
     ST_S_DELETE_IDP,
     ST_S_DELETE_SID,
+    ST_S_END_IDP,
+    ST_S_END_SID,
     ST_S_DELETE_IDP_ONCE,
     ST_S_DELETE_SID_ONCE,
     ST_S_TOUCH,
@@ -78,17 +80,23 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                     1},
     /* A session of a linked user only while the link still names that user
      * (a link removed during the login ended the user's sessions), the link
-     * row locked against its removal until this commits. */
+     * row locked against its removal until this commits; and of no IdP user
+     * or IdP session that a logout at the IdP ended after the login began:
+     * the marks $12 and $13 (NULL without a sid) kept until after $14.
+     * Answers (ended by a logout, created). */
     [ST_S_CREATE] = {"s_create",
-                     "INSERT INTO sessions (id_hash, record, psa_tenant, psa_user, idp_issuer,"
-                     " idp_sub, idp_sid, last_seen, idle_timeout_s, expires_at) SELECT"
-                     " decode($1, 'hex'), decode($2, 'hex'), decode($3, 'hex'), decode($4, 'hex'),"
-                     " decode($5, 'hex'), decode($6, 'hex'), decode($7, 'hex'), $8::bigint,"
-                     " $9::integer, $10::bigint WHERE $4::text IS NULL OR EXISTS (SELECT 1 FROM"
-                     " user_links WHERE psa_tenant = decode($3, 'hex') AND psa_user ="
-                     " decode($4, 'hex') AND idp_tenant = decode($11, 'hex') AND idp_sub ="
-                     " decode($6, 'hex') FOR KEY SHARE) RETURNING 1",
-                     11},
+                     "WITH e AS (SELECT EXISTS (SELECT 1 FROM logout_jti WHERE jti_hash IN"
+                     " (decode($12, 'hex'), decode($13, 'hex')) AND keep_until > $14::bigint)"
+                     " AS ended), i AS (INSERT INTO sessions (id_hash, record, psa_tenant,"
+                     " psa_user, idp_issuer, idp_sub, idp_sid, last_seen, idle_timeout_s,"
+                     " expires_at) SELECT decode($1, 'hex'), decode($2, 'hex'), decode($3, 'hex'),"
+                     " decode($4, 'hex'), decode($5, 'hex'), decode($6, 'hex'), decode($7, 'hex'),"
+                     " $8::bigint, $9::integer, $10::bigint WHERE NOT (SELECT ended FROM e) AND"
+                     " ($4::text IS NULL OR EXISTS (SELECT 1 FROM user_links WHERE psa_tenant ="
+                     " decode($3, 'hex') AND psa_user = decode($4, 'hex') AND idp_tenant ="
+                     " decode($11, 'hex') AND idp_sub = decode($6, 'hex') FOR KEY SHARE))"
+                     " RETURNING 1) SELECT (SELECT ended FROM e), (SELECT count(*) FROM i)",
+                     14},
     [ST_S_GET] = {"s_get",
                   "SELECT encode(record, 'hex'), last_seen, expires_at > $2"
                   " AND (idle_timeout_s = 0 OR last_seen + idle_timeout_s > $2)"
@@ -103,26 +111,49 @@ static const struct sg_pg_statement statements[ST__COUNT] = {
                          "WITH d AS (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex')"
                          " AND idp_sid = decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
                          2},
+    /* A logout at the IdP: the sessions deleted, and the owner's mark $3 (kept
+     * until $4) stops the logins in flight from making one after it. */
+    [ST_S_END_IDP] = {"s_end_idp",
+                      "WITH m AS (INSERT INTO logout_jti (jti_hash, keep_until) VALUES"
+                      " (decode($3, 'hex'), $4::bigint) ON CONFLICT (jti_hash) DO UPDATE SET"
+                      " keep_until = GREATEST(logout_jti.keep_until, EXCLUDED.keep_until)), d AS"
+                      " (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex') AND idp_sub ="
+                      " decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
+                      4},
+    [ST_S_END_SID] = {"s_end_sid",
+                      "WITH m AS (INSERT INTO logout_jti (jti_hash, keep_until) VALUES"
+                      " (decode($3, 'hex'), $4::bigint) ON CONFLICT (jti_hash) DO UPDATE SET"
+                      " keep_until = GREATEST(logout_jti.keep_until, EXCLUDED.keep_until)), d AS"
+                      " (DELETE FROM sessions WHERE idp_issuer = decode($1, 'hex') AND idp_sid ="
+                      " decode($2, 'hex') RETURNING 1) SELECT count(*) FROM d",
+                      4},
     /* A back-channel logout token: its jti recorded and the sessions deleted
-     * in one statement, the DELETE only when the INSERT took the jti. A host
-     * sending the same jti meanwhile waits on the row and then inserts
-     * nothing; a failure records nothing. Answers (jti new, sessions ended). */
+     * in one statement, the DELETE (and the owner's mark $5, kept until $6)
+     * only when the INSERT took the jti. A host sending the same jti meanwhile
+     * waits on the row and then inserts nothing; a failure records nothing.
+     * Answers (jti new, sessions ended). */
     [ST_S_DELETE_IDP_ONCE] = {"s_delete_idp_once",
                               "WITH j AS (INSERT INTO logout_jti (jti_hash, keep_until)"
                               " VALUES (decode($3, 'hex'), $4::bigint) ON CONFLICT DO NOTHING"
-                              " RETURNING 1), d AS (DELETE FROM sessions WHERE idp_issuer ="
-                              " decode($1, 'hex') AND idp_sub = decode($2, 'hex') AND EXISTS"
-                              " (SELECT 1 FROM j) RETURNING 1) SELECT (SELECT count(*) FROM j),"
-                              " (SELECT count(*) FROM d)",
-                              4},
+                              " RETURNING 1), m AS (INSERT INTO logout_jti (jti_hash, keep_until)"
+                              " SELECT decode($5, 'hex'), $6::bigint WHERE EXISTS (SELECT 1 FROM j)"
+                              " ON CONFLICT (jti_hash) DO UPDATE SET keep_until ="
+                              " GREATEST(logout_jti.keep_until, EXCLUDED.keep_until)), d AS (DELETE"
+                              " FROM sessions WHERE idp_issuer = decode($1, 'hex') AND idp_sub ="
+                              " decode($2, 'hex') AND EXISTS (SELECT 1 FROM j) RETURNING 1) SELECT"
+                              " (SELECT count(*) FROM j), (SELECT count(*) FROM d)",
+                              6},
     [ST_S_DELETE_SID_ONCE] = {"s_delete_sid_once",
                               "WITH j AS (INSERT INTO logout_jti (jti_hash, keep_until)"
                               " VALUES (decode($3, 'hex'), $4::bigint) ON CONFLICT DO NOTHING"
-                              " RETURNING 1), d AS (DELETE FROM sessions WHERE idp_issuer ="
-                              " decode($1, 'hex') AND idp_sid = decode($2, 'hex') AND EXISTS"
-                              " (SELECT 1 FROM j) RETURNING 1) SELECT (SELECT count(*) FROM j),"
-                              " (SELECT count(*) FROM d)",
-                              4},
+                              " RETURNING 1), m AS (INSERT INTO logout_jti (jti_hash, keep_until)"
+                              " SELECT decode($5, 'hex'), $6::bigint WHERE EXISTS (SELECT 1 FROM j)"
+                              " ON CONFLICT (jti_hash) DO UPDATE SET keep_until ="
+                              " GREATEST(logout_jti.keep_until, EXCLUDED.keep_until)), d AS (DELETE"
+                              " FROM sessions WHERE idp_issuer = decode($1, 'hex') AND idp_sid ="
+                              " decode($2, 'hex') AND EXISTS (SELECT 1 FROM j) RETURNING 1) SELECT"
+                              " (SELECT count(*) FROM j), (SELECT count(*) FROM d)",
+                              6},
     [ST_S_TOUCH] = {"s_touch",
                     "UPDATE sessions SET last_seen = t.seen FROM (SELECT decode(unnest($1::text[]),"
                     " 'hex') AS id_hash, unnest($2::bigint[]) AS seen) t"
@@ -275,6 +306,10 @@ struct sg_pgstore_op {
     char state[SG_LOGINSTATE_TOKEN_SIZE];
     size_t *count_out; /* OP_S_OWNER, OP_S_JTI */
     bool kept;         /* OP_S_DELETE: the end is in session_ends */
+    /* OP_S_OWNER, OP_S_JTI: the plain DELETE sent again once it is done (hex
+     * issuer and value), for a login's session its statement could not see. */
+    char *again[2];
+    bool again_by_sid;
 };
 
 /* ---- helpers -------------------------------------------------------------- */
@@ -369,6 +404,8 @@ static struct sg_pgstore_op *op_new(struct sg_pgstore *ps, enum op_kind kind,
 
 static void op_free(struct sg_pgstore_op *op)
 {
+    free(op->again[0]);
+    free(op->again[1]);
     if (op->record != NULL) {
         OPENSSL_cleanse(op->record, op->record_len);
         free(op->record);
@@ -701,6 +738,17 @@ static int fetch_result(struct sg_pgstore_op *op, const PGresult *res)
     return err == SG_EINVAL ? SG_ESTORE : err;
 }
 
+/* Deletes, in a statement of its own, the sessions a logout's statement could
+ * not see: a login's, inserted while it ran, before the owner's mark
+ * committed. A failure is counted by the query. */
+static void sessions_of_logged_out(struct sg_pgstore *ps, struct sg_pgstore_op *logout)
+{
+    char *values[] = {logout->again[0], logout->again[1]};
+    logout->again[0] = logout->again[1] = NULL; /* op_send frees them */
+    op_send(op_new(ps, OP_BACKGROUND, NULL, NULL),
+            logout->again_by_sid ? ST_S_DELETE_SID : ST_S_DELETE_IDP, values, 2);
+}
+
 /* Deletes, in a statement of its own, the sessions an unlink's statement
  * could not see (ST_S_DELETE_PSA); a failure is counted by the query. */
 static void sessions_of_unlinked(struct sg_pgstore *ps, const struct sg_pgstore_op *unlink)
@@ -742,7 +790,15 @@ static void on_result(void *arg, const struct sg_pg_result *result)
         err = ls_take_result(op, res);
         break;
     case OP_S_CREATE:
-        if (PQntuples(res) != 1) {
+        if (PQntuples(res) != 1 || PQnfields(res) != 2) {
+            err = SG_ESTORE;
+            break;
+        }
+        if (strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+            err = SG_EENDED; /* a logout at the IdP came while the login was in flight */
+            break;
+        }
+        if (strcmp(PQgetvalue(res, 0, 1), "1") != 0) {
             err = SG_ENOENT; /* the user's link is gone */
             break;
         }
@@ -763,14 +819,18 @@ static void on_result(void *arg, const struct sg_pg_result *result)
     case OP_S_OWNER:
         if (op->count_out != NULL && PQntuples(res) == 1)
             *op->count_out = strtoul(PQgetvalue(res, 0, 0), NULL, 10);
+        sessions_of_logged_out(ps, op);
         break;
     case OP_S_JTI:
-        if (PQntuples(res) != 1 || PQnfields(res) != 2)
+        if (PQntuples(res) != 1 || PQnfields(res) != 2) {
             err = SG_ESTORE;
-        else if (strcmp(PQgetvalue(res, 0, 0), "0") == 0)
+        } else if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
             err = SG_EEXIST; /* a host accepted that jti before: nothing ended */
-        else if (op->count_out != NULL)
-            *op->count_out = strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+        } else {
+            if (op->count_out != NULL)
+                *op->count_out = strtoul(PQgetvalue(res, 0, 1), NULL, 10);
+            sessions_of_logged_out(ps, op);
+        }
         break;
     case OP_U_LINK:
         if (PQntuples(res) != 1 || strcmp(PQgetvalue(res, 0, 0), "1") != 0)
@@ -1172,10 +1232,12 @@ void sg_pgstore_loginstate_drop(struct sg_pgstore *ps, const char *state)
 }
 
 struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const char *id,
-                                                const struct sg_session *rec,
+                                                const struct sg_session *rec, int64_t began,
                                                 sg_pgstore_done_fn done, void *arg)
 {
-    if (!sg_session_id_valid(id))
+    unsigned char ended[2][SG_SESSION_ENDED_KEY_LEN];
+    size_t ended_count;
+    if (!sg_session_id_valid(id) || sg_session_ended_keys(rec, ended, &ended_count) != 0)
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_S_CREATE, done, arg);
     if (sg_session_encode(rec, &op->record, &op->record_len) != 0) {
@@ -1193,8 +1255,11 @@ struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const cha
                       sg_asprintf("%lld", (long long)rec->last_seen),
                       sg_asprintf("%u", (unsigned)rec->idle_timeout_s),
                       sg_asprintf("%lld", (long long)rec->expires_at),
-                      hex_text(rec->idp_tenant)};
-    return op_send(op, ST_S_CREATE, values, 11);
+                      hex_text(rec->idp_tenant),
+                      hex_of(ended[0], sizeof(ended[0])),
+                      ended_count > 1 ? hex_of(ended[1], sizeof(ended[1])) : NULL,
+                      sg_asprintf("%lld", (long long)(began + SG_SESSION_ENDED_KEEP_S))};
+    return op_send(op, ST_S_CREATE, values, 14);
 }
 
 struct sg_pgstore_op *sg_pgstore_session_fetch(struct sg_pgstore *ps, const char *id,
@@ -1231,17 +1296,44 @@ struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const cha
     return op_send(op, ST_S_DELETE, values, 1);
 }
 
+/* The hex key of the mark a logout of (issuer, sid or sub value) leaves: 0 or SG_EINVAL. */
+static int owner_mark(bool by_sid, const char *issuer, const char *value,
+                      char hex[2 * SG_SESSION_ENDED_KEY_LEN + 1])
+{
+    char *owner = NULL;
+    int err = by_sid ? sg_session_owner_sid(issuer, value, &owner)
+                     : sg_session_owner_idp(issuer, value, &owner);
+    if (err != 0)
+        return err;
+    unsigned char key[SG_SESSION_ENDED_KEY_LEN];
+    sg_session_ended_key(owner, key);
+    free(owner);
+    sg_hex_encode(key, sizeof(key), hex);
+    return 0;
+}
+
+/* Keeps in op the plain DELETE of a logout's sessions, sent again once it is done. */
+static void again_of(struct sg_pgstore_op *op, bool by_sid, const char *issuer, const char *value)
+{
+    op->again[0] = hex_text(issuer ? issuer : "");
+    op->again[1] = hex_text(value);
+    op->again_by_sid = by_sid;
+}
+
 struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, bool by_sid,
                                                       const char *issuer, const char *value,
                                                       size_t *ended, sg_pgstore_done_fn done,
                                                       void *arg)
 {
-    if (value == NULL)
+    char mark[2 * SG_SESSION_ENDED_KEY_LEN + 1];
+    if (value == NULL || owner_mark(by_sid, issuer, value, mark) != 0)
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_S_OWNER, done, arg);
     op->count_out = ended;
-    char *values[] = {hex_text(issuer ? issuer : ""), hex_text(value)};
-    return op_send(op, by_sid ? ST_S_DELETE_SID : ST_S_DELETE_IDP, values, 2);
+    again_of(op, by_sid, issuer, value);
+    char *values[] = {hex_text(issuer ? issuer : ""), hex_text(value), sg_strdup(mark),
+                      sg_asprintf("%lld", (long long)(sg_now_s() + SG_SESSION_ENDED_KEEP_S))};
+    return op_send(op, by_sid ? ST_S_END_SID : ST_S_END_IDP, values, 4);
 }
 
 struct sg_pgstore_op *sg_pgstore_session_delete_owner_once(struct sg_pgstore *ps, bool by_sid,
@@ -1250,13 +1342,19 @@ struct sg_pgstore_op *sg_pgstore_session_delete_owner_once(struct sg_pgstore *ps
                                                            int64_t keep_until, size_t *ended,
                                                            sg_pgstore_done_fn done, void *arg)
 {
-    if (value == NULL)
+    char mark[2 * SG_SESSION_ENDED_KEY_LEN + 1];
+    if (value == NULL || owner_mark(by_sid, issuer, value, mark) != 0)
         return NULL;
     struct sg_pgstore_op *op = op_new(ps, OP_S_JTI, done, arg);
     op->count_out = ended;
-    char *values[] = {hex_text(issuer ? issuer : ""), hex_text(value), hex_of(jti_key, jti_len),
-                      sg_asprintf("%lld", (long long)keep_until)};
-    return op_send(op, by_sid ? ST_S_DELETE_SID_ONCE : ST_S_DELETE_IDP_ONCE, values, 4);
+    again_of(op, by_sid, issuer, value);
+    char *values[] = {hex_text(issuer ? issuer : ""),
+                      hex_text(value),
+                      hex_of(jti_key, jti_len),
+                      sg_asprintf("%lld", (long long)keep_until),
+                      sg_strdup(mark),
+                      sg_asprintf("%lld", (long long)(sg_now_s() + SG_SESSION_ENDED_KEEP_S))};
+    return op_send(op, by_sid ? ST_S_DELETE_SID_ONCE : ST_S_DELETE_IDP_ONCE, values, 6);
 }
 
 struct sg_pgstore_op *sg_pgstore_tenant_link(struct sg_pgstore *ps, const char *psa_tenant,

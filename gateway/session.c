@@ -740,6 +740,63 @@ int sg_session_delete_by_owner(struct sg_store *store, const char *owner, size_t
     return sg_store_txn_commit(&txn, SG_STORE_LAZY);
 }
 
+void sg_session_ended_key(const char *owner, unsigned char key[SG_SESSION_ENDED_KEY_LEN])
+{
+    /* A jti's key hashes its issuer first, a URL: a NUL first byte never is. */
+    static const char domain[] = "\0ended\0";
+    size_t dlen = sizeof(domain) - 1;
+    size_t olen = strlen(owner);
+    char *text = sg_malloc(dlen + olen);
+    memcpy(text, domain, dlen);
+    memcpy(text + dlen, owner, olen);
+    sg_sha256(text, dlen + olen, key);
+    free(text);
+}
+
+int sg_session_mark_ended_txn(struct sg_store_txn *txn, const char *owner, int64_t now)
+{
+    unsigned char key[SG_SESSION_ENDED_KEY_LEN];
+    unsigned char until[8];
+    sg_session_ended_key(owner, key);
+    sg_store_put_be64(until, (uint64_t)(now + SG_SESSION_ENDED_KEEP_S));
+    return sg_store_put(txn, SG_STORE_DB_LOGOUT_JTI, key, sizeof(key), until, sizeof(until), 0);
+}
+
+int sg_session_ended_keys(const struct sg_session *rec,
+                          unsigned char keys[2][SG_SESSION_ENDED_KEY_LEN], size_t *count)
+{
+    *count = 0;
+    char *owner = NULL;
+    if (sg_session_owner_idp(rec->idp_issuer, rec->idp_sub, &owner) != 0)
+        return SG_EINVAL;
+    sg_session_ended_key(owner, keys[(*count)++]);
+    free(owner);
+    if (rec->idp_sid != NULL && sg_session_owner_sid(rec->idp_issuer, rec->idp_sid, &owner) == 0) {
+        sg_session_ended_key(owner, keys[(*count)++]);
+        free(owner);
+    }
+    return 0;
+}
+
+int sg_session_ended_since_txn(struct sg_store_txn *txn,
+                               const unsigned char keys[][SG_SESSION_ENDED_KEY_LEN], size_t count,
+                               int64_t began)
+{
+    for (size_t i = 0; i < count; i++) {
+        const void *val;
+        size_t vlen;
+        int err = sg_store_get(txn, SG_STORE_DB_LOGOUT_JTI, keys[i], SG_SESSION_ENDED_KEY_LEN, &val,
+                               &vlen);
+        if (err == SG_ENOENT)
+            continue;
+        if (err != 0)
+            return err;
+        if (vlen == 8 && (int64_t)sg_store_get_be64(val) - SG_SESSION_ENDED_KEEP_S > began)
+            return SG_EENDED;
+    }
+    return 0;
+}
+
 /* A sweep's walk over the sessions: see sweep_entry. */
 struct sweep {
     int64_t now;

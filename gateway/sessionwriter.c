@@ -25,7 +25,11 @@ struct sg_session_write {
     unsigned char key[SG_SESSION_KEY_LEN];
     unsigned char *record;
     size_t len;
-    struct link_of *link;     /* NULL: a session of no PSA user */
+    struct link_of *link; /* NULL: a session of no PSA user */
+    /* The marks of an IdP logout that would stop it (sg_session_ended_keys). */
+    unsigned char ended_keys[2][SG_SESSION_ENDED_KEY_LEN];
+    size_t ended_count;
+    int64_t began;            /* the login's start */
     sg_session_written_cb cb; /* NULL once cancelled */
     void *arg;
 };
@@ -87,14 +91,20 @@ static void schedule(struct sg_session_writer *w)
 }
 
 struct sg_session_write *sg_session_writer_create(struct sg_session_writer *w, const char *id,
-                                                  const struct sg_session *rec,
+                                                  const struct sg_session *rec, int64_t began,
                                                   sg_session_written_cb cb, void *arg)
 {
     unsigned char *record;
     size_t len;
-    if (!sg_session_id_valid(id) || sg_session_encode(rec, &record, &len) != 0)
+    unsigned char ended_keys[2][SG_SESSION_ENDED_KEY_LEN];
+    size_t ended_count;
+    if (!sg_session_id_valid(id) || sg_session_ended_keys(rec, ended_keys, &ended_count) != 0 ||
+        sg_session_encode(rec, &record, &len) != 0)
         return NULL;
     struct sg_session_write *write = sg_calloc(1, sizeof(*write));
+    memcpy(write->ended_keys, ended_keys, sizeof(ended_keys));
+    write->ended_count = ended_count;
+    write->began = began;
     sg_session_key(id, write->key);
     write->record = record;
     write->len = len;
@@ -150,16 +160,18 @@ static int write_all(struct sg_session_writer *w, struct sg_session_write *creat
     size_t i = 0;
     for (struct sg_session_write *c = creates; c != NULL && err == 0; c = c->next, i++) {
         /* A link removed while the login was in flight (an admin, the user's
-         * Disable elsewhere) ended its sessions: none is made after it. */
+         * Disable elsewhere) ended its sessions, and so did a logout at the
+         * IdP of its user or IdP session: none is made after it. */
         const struct link_of *l = c->link;
-        create_errs[i] = l == NULL ? 0
-                                   : sg_links_user_is_txn(&txn, l->idp_tenant, l->idp_sub,
-                                                          l->psa_tenant, l->psa_user);
+        create_errs[i] = sg_session_ended_since_txn(&txn, c->ended_keys, c->ended_count, c->began);
+        if (create_errs[i] == 0 && l != NULL)
+            create_errs[i] =
+                sg_links_user_is_txn(&txn, l->idp_tenant, l->idp_sub, l->psa_tenant, l->psa_user);
         /* An id already used (256 random bits: never) fails that login alone. */
         if (create_errs[i] == 0)
             create_errs[i] = sg_session_insert_txn(&txn, c->key, c->record, c->len);
         if (create_errs[i] != 0 && create_errs[i] != SG_EEXIST && create_errs[i] != SG_ENOENT &&
-            create_errs[i] != SG_EINVAL)
+            create_errs[i] != SG_EINVAL && create_errs[i] != SG_EENDED)
             err = create_errs[i];
     }
     for (size_t t = 0; t < touch_count && err == 0; t++) {

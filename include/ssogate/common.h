@@ -23,7 +23,8 @@ enum sg_error {
     SG_ETIMEOUT = -9,      /* a deadline passed */
     SG_EUPSTREAM = -10,    /* a peer (upstream, IdP) failed */
     SG_EUNAVAILABLE = -11, /* the shared store cannot be reached now */
-    SG_ENOSPACE = -12      /* the store's filesystem is full (or over quota) */
+    SG_ENOSPACE = -12,     /* the store's filesystem is full (or over quota) */
+    SG_EENDED = -13        /* a logout ended what this was for while it was in flight */
 };
 
 /* Returns a static, human-readable text for an SG_E* code. */

@@ -78,9 +78,11 @@ struct sg_pgstore_op *sg_pgstore_loginstate_take(struct sg_pgstore *ps, const ch
  * login given up at limits.logins_in_flight. Nothing when unavailable. */
 void sg_pgstore_loginstate_drop(struct sg_pgstore *ps, const char *state);
 
-/* Creates a session in PostgreSQL, then in the cache. */
+/* Creates a session in PostgreSQL, then in the cache, for a login begun at
+ * began: SG_ENOENT when its user's link went meanwhile, SG_EENDED when a
+ * logout at the IdP ended its IdP user or IdP session after the second began. */
 struct sg_pgstore_op *sg_pgstore_session_create(struct sg_pgstore *ps, const char *id,
-                                                const struct sg_session *rec,
+                                                const struct sg_session *rec, int64_t began,
                                                 sg_pgstore_done_fn done, void *arg);
 
 /* True when a session id needs no question to PostgreSQL: cached here, or
@@ -109,7 +111,10 @@ struct sg_pgstore_op *sg_pgstore_session_delete(struct sg_pgstore *ps, const cha
 
 /* Ends everywhere every session of an IdP user (issuer, subject value) or,
  * by_sid, of an IdP session (issuer, sid value): back- and front-channel
- * logout. *ended (may be NULL) gets how many. (Sessions of a PSA user end
+ * logout. *ended (may be NULL) gets how many. The owner's mark
+ * (sg_session_mark_ended_txn) goes with it: a login of that owner in flight
+ * creates no session after it, and the DELETE is sent again once done, for a
+ * session inserted while it ran. (Sessions of a PSA user end
  * with its link: sg_pgstore_user_unlink, sg_pgstore_tenant_unlink.) */
 struct sg_pgstore_op *sg_pgstore_session_delete_owner(struct sg_pgstore *ps, bool by_sid,
                                                       const char *issuer, const char *value,

@@ -151,6 +151,41 @@ int sg_session_delete_by_owner(struct sg_store *store, const char *owner, size_t
 int sg_session_delete_by_owner_txn(struct sg_store_txn *txn, const char *owner, size_t *deleted);
 
 /*
+ * An IdP logout's mark on owner (from sg_session_owner_idp or _sid): its
+ * sessions ended at a time a login of that owner may still be in flight
+ * (between the IdP's token and its session write). The mark is kept
+ * SG_SESSION_ENDED_KEEP_S in the logout_jti table (here, or PostgreSQL's)
+ * under sg_session_ended_key, its value the keep-until time (big-endian
+ * seconds): the logout's time is that minus SG_SESSION_ENDED_KEEP_S. A login
+ * begun in an earlier second writes no session (SG_EENDED); one begun in the
+ * logout's second does (a user signing in again at once must not be refused).
+ */
+#define SG_SESSION_ENDED_KEEP_S  3600
+#define SG_SESSION_ENDED_KEY_LEN 32
+
+/* The key of owner's mark: never the key of a jti (logout.c's start with the issuer). */
+void sg_session_ended_key(const char *owner, unsigned char key[SG_SESSION_ENDED_KEY_LEN]);
+
+/* Marks owner's sessions ended at now in txn (a write transaction, borrowed). 0 or SG_ESTORE. */
+int sg_session_mark_ended_txn(struct sg_store_txn *txn, const char *owner, int64_t now);
+
+/*
+ * The keys of the marks that would stop rec's session: its IdP user's and,
+ * when it has one, its IdP session's (count 1 or 2). SG_EINVAL for a record
+ * without a valid subject.
+ */
+int sg_session_ended_keys(const struct sg_session *rec,
+                          unsigned char keys[2][SG_SESSION_ENDED_KEY_LEN], size_t *count);
+
+/*
+ * SG_EENDED when one of keys (count) marks a logout in a later second than
+ * began (the login's start), 0 when none does, else a store error.
+ */
+int sg_session_ended_since_txn(struct sg_store_txn *txn,
+                               const unsigned char keys[][SG_SESSION_ENDED_KEY_LEN], size_t count,
+                               int64_t began);
+
+/*
  * Deletes up to max expired (or undecodable) sessions, examining a bounded
  * number of records per call and resuming where the previous call stopped,
  * so that a periodic timer eventually visits every record. *deleted (may be

@@ -13,7 +13,9 @@
  * IdP user is still linked to that PSA user, checked in the commit's
  * transaction: a link removed while its login was in flight (whose removal
  * ended the user's sessions) leaves no session made after it; the create's
- * callback gets SG_ENOENT.
+ * callback gets SG_ENOENT. Likewise a session whose IdP user or IdP session
+ * a logout at the IdP ended after the second began, the login's start (the marks
+ * of sg_session_mark_ended_txn): SG_EENDED.
  *
  * A touch is written behind: it sets last_seen only on a record that is
  * still there in the commit's transaction (LMDB serialises write
@@ -43,13 +45,14 @@ struct sg_session_writer *sg_session_writer_new(struct event_base *base, struct 
 void sg_session_writer_free(struct sg_session_writer *w);
 
 /*
- * Queues a new session id with the fields of rec (borrowed: encoded here).
+ * Queues a new session id with the fields of rec (borrowed: encoded here), of
+ * a login begun at began.
  * cb runs from the event loop, never before this returns. Returns the
  * queued write, or NULL when id or rec is invalid (nothing queued, cb never
  * runs).
  */
 struct sg_session_write *sg_session_writer_create(struct sg_session_writer *w, const char *id,
-                                                  const struct sg_session *rec,
+                                                  const struct sg_session *rec, int64_t began,
                                                   sg_session_written_cb cb, void *arg);
 
 /* The create's callback will not run (the session is written all the same). NULL-safe. */

@@ -184,6 +184,39 @@ clusterTest('a state is single-use across hosts: the same callback replayed on C
   assert.equal(replay.status, 400, 'the login state was used up on B');
 });
 
+// Review H2: a back-channel logout of a user (taken by host A) while a login of theirs waits on the PSA's
+// whoami (at host B) ended nothing of that login: its session row was inserted after the logout's DELETE.
+// The logout's mark in logout_jti stops the INSERT; the login ends "logged_out".
+clusterTest('a back-channel logout on host A while a login of that user is in flight on host B leaves no session', async (env) => {
+  const t = env.tenant('t1');
+  const rows = () => Number(env.sql(`SELECT count(*) FROM sessions WHERE idp_sub = convert_to('${t.user.sub}', 'UTF8')`));
+  const browser = env.browser();
+  env.balancer.pin(1);
+  try {
+    const start = await browser.navigate(`${env.gwUrl}/_sso/login`);
+    // A login begun in an earlier second than the logout (one in the logout's second is let through).
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await env.configurePsa({ whoami_delay_ms: 3000 });
+    await env.psaReset();
+    const login = env.atIdp(browser, start, t.user);
+    const asked = async () => (await env.psaLog()).some((d) => d.path === '/api/whoami' && d.method === 'assertion');
+    await waitFor(asked, 10000 * SLOW, 'the login asks the PSA about its user');
+    const now = Math.floor(Date.now() / 1000);
+    const token = await logoutToken(env, { iss: env.issuer, aud: 'ssogate', iat: now, exp: now + 120,
+      jti: crypto.randomUUID(), events: { 'http://schemas.openid.net/event/backchannel-logout': {} }, sub: t.user.sub });
+    const logout = await backchannelLogout(env, 0, token);
+    assert.equal(logout.status, 200, `host A accepts the logout: ${logout.body}`);
+    const done = await login;
+    assert.equal(done.callback.status, 401, `the login in flight on host B is refused: ${done.callback.status}`);
+    assert.match(String(done.body), /Signed out at IT Complete/);
+    assert.equal(rows(), 0, 'no session row of the user');
+    assert.equal((await statusOn(env, 1, browser)).session, false, 'no session on host B');
+  } finally {
+    env.balancer.unpin();
+    await env.configurePsa({ whoami_delay_ms: 0 });
+  }
+});
+
 // A callback tried from another browser (on host C) is refused and puts the state back in PostgreSQL:
 // the login still completes in the browser that began it (on host B).
 clusterTest('a callback from another browser does not use the login up across hosts', async (env) => {

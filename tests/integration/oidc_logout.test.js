@@ -161,3 +161,54 @@ itest('front-channel: iss and sid of a real ID token end that IdP session; a wro
   assert.equal(await hasSession(env, one.browser), false, 'that IdP session\'s gateway session ended');
   assert.equal(await hasSession(env, two.browser), true, 'the other one lives on');
 });
+
+// Review H2: a logout at the IdP that came while a login of the same user or IdP session was in flight
+// (its token request, or whoami in link mode, not answered yet) ended nothing of that login: its session
+// was written after the logout and lived by its timeouts. Each logout leaves a mark; a login begun at or
+// in an earlier second writes no session (401, logins_total{result="logged_out"}); one begun after it does.
+async function raceLogout(env, browser, claims) {
+  const callback = await env.authorize({ browser, returnTo: '/echo/raced' });
+  // A login begun in an earlier second than the logout (one in the logout's second is let through).
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  await env.control('POST', '/_test/fail', { endpoint: 'token', hang_ms: 1500 });
+  const { value: res, moved } = await env.measure(async () => {
+    const pending = browser.request(callback);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // the token request waits at the IdP
+    const now = Math.floor(Date.now() / 1000);
+    const token = await signed(env, {
+      iss: env.issuer, aud: CLIENT_ID, iat: now, exp: now + 120, jti: crypto.randomUUID(),
+      events: { [EVENT]: {} }, ...claims,
+    });
+    const logout = await postLogout(env, `logout_token=${encodeURIComponent(token)}`);
+    assert.equal(logout.status, 200, `the logout token is accepted (${logout.body})`);
+    return pending;
+  });
+  assert.equal(res.status, 401, `the login in flight is refused (${res.status})`);
+  assert.match(res.body.toString(), /Signed out at IT Complete/);
+  assert.equal([].concat(res.headers['set-cookie'] || []).find((c) => /^ssogate=[^;]/.test(c)), undefined,
+    'no session cookie');
+  assert.equal(moved[metricKey('ssogate_logins_total', { result: 'logged_out' })], 1, JSON.stringify(moved));
+  assert.equal(moved[metricKey('ssogate_logins_total', { result: 'ok' })], undefined, 'no login counted ok');
+  assert.equal(await hasSession(env, browser), false, 'no session');
+  const line = env.gw.logs.find((l) => l.event === 'login' && l.result === 'logged_out');
+  assert.equal(line.detail, 'idp_logout');
+}
+
+itest('back-channel: a logout of the user while a login of theirs is in flight leaves no session; a later login works', async (t, h) => {
+  const env = await startEnv(h);
+  await raceLogout(env, env.browser(), { sub: ACCOUNTS.alice.sub });
+  const again = env.browser();
+  const res = await env.login({ browser: again, returnTo: '/echo/after' });
+  assert.equal(res.callback.status, 302, 'a login begun after the logout makes a session');
+  assert.equal(await hasSession(env, again), true);
+});
+
+itest('back-channel: a logout of the IdP session while a login in it is in flight leaves no session; another IdP session\'s login works', async (t, h) => {
+  const env = await startEnv(h);
+  const one = await login(env);
+  const other = await login(env); // another browser: another IdP session
+  await raceLogout(env, one.browser, { sid: one.claims.sid });
+  assert.equal(await hasSession(env, other.browser), true, 'the other IdP session\'s gateway session lives on');
+  const res = await env.login({ browser: env.browser(), returnTo: '/echo/other' });
+  assert.equal(res.callback.status, 302, 'a login in a new IdP session, begun before too, is not stopped by the sid');
+});

@@ -107,7 +107,7 @@ static void test_creates_one_commit(void **state)
         sg_session_new_id(ids[i]);
         struct sg_session rec = record(now, (char *)"alice");
         w[i] = (struct written){.store = fx->store, .id = ids[i], .found_when_called = -1};
-        assert_non_null(sg_session_writer_create(fx->writer, ids[i], &rec, on_written, &w[i]));
+        assert_non_null(sg_session_writer_create(fx->writer, ids[i], &rec, 0, on_written, &w[i]));
     }
     /* nothing is written, and no callback runs, before the iteration's event */
     assert_int_equal(sg_session_writer_pending(fx->writer), 3);
@@ -126,15 +126,15 @@ static void test_creates_one_commit(void **state)
     sg_session_new_id(id);
     struct sg_session rec = record(now, (char *)"bob");
     struct written gone = {.store = fx->store, .id = id};
-    sg_session_write_cancel(sg_session_writer_create(fx->writer, id, &rec, on_written, &gone));
+    sg_session_write_cancel(sg_session_writer_create(fx->writer, id, &rec, 0, on_written, &gone));
     event_base_loop(fx->base, EVLOOP_NONBLOCK);
     assert_int_equal(gone.calls, 0);
     assert_int_equal(sg_session_get(fx->store, id, now, NULL), 0);
 
     /* an invalid id or record queues nothing */
-    assert_null(sg_session_writer_create(fx->writer, "short", &rec, on_written, &gone));
+    assert_null(sg_session_writer_create(fx->writer, "short", &rec, 0, on_written, &gone));
     rec.idp_sub = NULL;
-    assert_null(sg_session_writer_create(fx->writer, id, &rec, on_written, &gone));
+    assert_null(sg_session_writer_create(fx->writer, id, &rec, 0, on_written, &gone));
     assert_int_equal(sg_session_writer_pending(fx->writer), 0);
 
     /* an id already used fails that create alone */
@@ -142,8 +142,8 @@ static void test_creates_one_commit(void **state)
     char other[SG_SESSION_ID_SIZE];
     sg_session_new_id(other);
     struct written dup = {.store = fx->store, .id = id}, fresh = {.store = fx->store, .id = other};
-    sg_session_writer_create(fx->writer, id, &again, on_written, &dup);
-    sg_session_writer_create(fx->writer, other, &again, on_written, &fresh);
+    sg_session_writer_create(fx->writer, id, &again, 0, on_written, &dup);
+    sg_session_writer_create(fx->writer, other, &again, 0, on_written, &fresh);
     event_base_loop(fx->base, EVLOOP_NONBLOCK);
     assert_int_equal(dup.err, SG_EEXIST);
     assert_int_equal(fresh.err, 0);
@@ -221,6 +221,62 @@ static void test_touch_after_delete_does_not_resurrect(void **state)
     assert_int_equal(sg_session_get(fx->store, old, now, NULL), SG_ENOENT);
 }
 
+/* Marks owner's sessions ended at at, in a transaction of its own. */
+static void mark_ended(struct sg_store *store, const char *owner, int64_t at)
+{
+    struct sg_store_txn txn;
+    assert_int_equal(sg_store_txn_begin(store, true, &txn), 0);
+    assert_int_equal(sg_session_mark_ended_txn(&txn, owner, at), 0);
+    assert_int_equal(sg_store_txn_commit(&txn, SG_STORE_LAZY), 0);
+}
+
+/* Queues a create of rec for a login begun at began, flushes: the callback's err. */
+static int create_begun(struct fixture *fx, struct sg_session *rec, int64_t began)
+{
+    char id[SG_SESSION_ID_SIZE];
+    sg_session_new_id(id);
+    struct written w = {.store = fx->store, .id = id};
+    assert_non_null(sg_session_writer_create(fx->writer, id, rec, began, on_written, &w));
+    sg_session_writer_flush(fx->writer);
+    assert_int_equal(w.calls, 1);
+    if (w.err != 0)
+        assert_int_equal(w.found_when_called, SG_ENOENT); /* nothing written */
+    return w.err;
+}
+
+/* A logout at the IdP (its user, or its IdP session) while a login of it is
+ * in flight: the login writes no session after it; a login begun after it
+ * does, and the marks of one user or IdP session stop no other. */
+static void test_create_after_logout_refused(void **state)
+{
+    struct fixture *fx = *state;
+    int64_t now = sg_now_s();
+    char *owner = NULL;
+    struct sg_session alice = record(now, (char *)"alice");
+    assert_int_equal(sg_session_owner_idp(alice.idp_issuer, "alice", &owner), 0);
+    mark_ended(fx->store, owner, now);
+    free(owner);
+    assert_int_equal(create_begun(fx, &alice, now - 5), SG_EENDED);
+    assert_int_equal(create_begun(fx, &alice, now - 1), SG_EENDED);
+    assert_int_equal(create_begun(fx, &alice, now), 0); /* begun in the logout's second */
+    assert_int_equal(create_begun(fx, &alice, now + 1), 0);
+    struct sg_session bob = record(now, (char *)"bob");
+    assert_int_equal(create_begun(fx, &bob, now - 5), 0);
+
+    /* by IdP session: that sid's logins stop, the same user's other IdP session's do not */
+    struct sg_session carol = record(now, (char *)"carol");
+    carol.idp_sid = (char *)"sid-1";
+    assert_int_equal(sg_session_owner_sid(carol.idp_issuer, "sid-1", &owner), 0);
+    mark_ended(fx->store, owner, now);
+    free(owner);
+    assert_int_equal(create_begun(fx, &carol, now - 5), SG_EENDED);
+    carol.idp_sid = (char *)"sid-2";
+    assert_int_equal(create_begun(fx, &carol, now - 5), 0);
+    /* another issuer's user of the same sub is another owner */
+    alice.idp_issuer = (char *)"https://other.example";
+    assert_int_equal(create_begun(fx, &alice, now - 5), 0);
+}
+
 /* What is queued when the writer goes (the gateway stops) is written. */
 static void test_free_writes_queued(void **state)
 {
@@ -229,7 +285,7 @@ static void test_free_writes_queued(void **state)
     char id[SG_SESSION_ID_SIZE];
     sg_session_new_id(id);
     struct sg_session rec = record(now, (char *)"alice");
-    sg_session_write_cancel(sg_session_writer_create(fx->writer, id, &rec, NULL, NULL));
+    sg_session_write_cancel(sg_session_writer_create(fx->writer, id, &rec, 0, NULL, NULL));
     sg_session_writer_free(fx->writer);
     fx->writer = NULL;
     assert_int_equal(sg_session_get(fx->store, id, now, NULL), 0);
@@ -242,6 +298,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_touch_written_behind, setup, teardown),
         cmocka_unit_test_setup_teardown(test_touch_after_delete_does_not_resurrect, setup,
                                         teardown),
+        cmocka_unit_test_setup_teardown(test_create_after_logout_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_writes_queued, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -131,6 +131,41 @@ int sg_cookie_remove(const char *header, size_t len, const char *name, char **ou
     return sg_cookie_remove_any(header, len, &name, 1, out);
 }
 
+static bool named(const char *name, size_t name_len, const char *const *names, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (strlen(names[i]) == name_len && memcmp(name, names[i], name_len) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * True when a part of p after a ',' is a pair named in names. ',' separated
+ * cookies in RFC 2965, and a proxy that joins several Cookie lines as it joins
+ * other fields writes "a=1, NAME=v": an upstream that splits there reads NAME.
+ */
+static bool named_after_comma(const struct pair *p, const char *const *names, size_t count)
+{
+    const char *end = p->start + p->len;
+    const char *c = p->start;
+    while ((c = memchr(c, ',', (size_t)(end - c))) != NULL) {
+        c++;
+        while (c < end && is_space(*c))
+            c++;
+        const char *name_end = c;
+        while (name_end < end && *name_end != '=' && *name_end != ',')
+            name_end++;
+        if (name_end == end || *name_end != '=')
+            continue;
+        while (name_end > c && is_space(name_end[-1]))
+            name_end--;
+        if (named(c, (size_t)(name_end - c), names, count))
+            return true;
+    }
+    return false;
+}
+
 int sg_cookie_remove_any(const char *header, size_t len, const char *const *names, size_t count,
                          char **out)
 {
@@ -146,10 +181,8 @@ int sg_cookie_remove_any(const char *header, size_t len, const char *const *name
     size_t o = 0, pos = 0;
     struct pair p;
     while (next_pair(header, len, &pos, &p)) {
-        bool named = false;
-        for (size_t i = 0; i < count && p.name != NULL && !named; i++)
-            named = strlen(names[i]) == p.name_len && memcmp(p.name, names[i], p.name_len) == 0;
-        if (named)
+        if ((p.name != NULL && named(p.name, p.name_len, names, count)) ||
+            named_after_comma(&p, names, count))
             continue;
         if (o > 0) {
             copy[o++] = ';';

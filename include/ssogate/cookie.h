@@ -30,9 +30,10 @@ int sg_cookie_find(const char *header, size_t len, const char *name, const char 
 
 /*
  * Copies header (len bytes) without any pair whose name, spaces trimmed, is
- * name, so that the gateway's own cookie never reaches the upstream. Other
- * pairs, well-formed or not, are kept as they are (the upstream may read them
- * more leniently than we do), joined by "; ". Returns 0 and hands back *out,
+ * name, nor any pair holding name after a ',' ("a=1, name=v": an upstream that
+ * reads ',' as a separator sees name there), so that the gateway's own cookie
+ * never reaches the upstream. Other pairs, well-formed or not, are kept as they
+ * are (the upstream may read them more leniently than we do), joined by "; ". Returns 0 and hands back *out,
  * NUL-terminated, possibly "" (the caller frees it); SG_ETOOBIG; SG_EINVAL for a
  * bad name.
  */

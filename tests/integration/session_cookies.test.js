@@ -76,6 +76,20 @@ test('no gateway cookie reaches the upstream, from any Cookie line', async (env)
   assert.equal(res.cookie, 'a=1; b=2; c=3; d=4', 'the other cookies arrive, in order, in one line');
 });
 
+// Cookie lines joined with ',' (RFC 2965's separator; a proxy in front that joins several Cookie lines
+// as it joins other fields writes "a=1, ssogate=ID"): the gateway reads no session there, and it
+// forwarded the line whole, so an upstream that splits at ',' got the session id. Such a pair is
+// dropped like the gateway's own cookie; the other lines and pairs arrive.
+test('no gateway cookie reaches the upstream behind a comma', async (env) => {
+  const alice = await sessionOf(env, ACCOUNTS.alice);
+  for (const line of [`x=1, ssogate=${alice}`, `x=1,ssogate =${alice}`, `x=1, ssogate_csrf=tok`, `x=1,, ssogate_login=bind`]) {
+    const res = await seen(env, [line, 'prefs=a,b; c=3']);
+    assert.equal(res.status, 200, line);
+    assert.equal(res.cookie, 'prefs=a,b; c=3', `${line}: no gateway cookie upstream`);
+    assert.ok(!String(res.cookie).includes(alice), `${line}: the session id never goes upstream`);
+  }
+});
+
 // A logout ends every session the browser sent, not only the one in use: with sessions of two users
 // (one planted by cookie tossing) none is in use, and a logout that ended nothing while answering as
 // usual left the victim's session alive; with two of the same user, the second one stayed alive.

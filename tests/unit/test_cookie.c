@@ -147,6 +147,14 @@ static void test_remove(void **state)
         {"ssogatex=1; ssogate_=2; ssogat=3; Ssogate=4",
          "ssogatex=1; ssogate_=2; ssogat=3; Ssogate=4"},
         {"ssogate_login; ssogate_login=; x=\"q\"", "ssogate_login; x=\"q\""},
+        /* Cookie lines joined with ',' (a proxy joining them as other fields): an upstream that
+         * splits at ',' would read the session there. */
+        {"x=1, ssogate=s", ""},
+        {"x=1,ssogate =s; b=2", "b=2"},
+        {"a=1;x=1,, ssogate_login=l", "a=1"},
+        {"prefs=a,b; ssogate_csrf=c", "prefs=a,b"},
+        {"x=1, ssogatex=s; y=a,ssogate; z=a,=ssogate",
+         "x=1, ssogatex=s; y=a,ssogate; z=a,=ssogate"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         assert_int_equal(

@@ -1661,15 +1661,38 @@ static bool hosts_are_addresses(const char *hosts)
  * connection is made), and name its servers by address: libpq resolves host
  * names with a getaddrinfo that would block the event loop.
  */
+/*
+ * Copies the first line of libpq's message into out with each quoted part
+ * elided: libpq quotes the text it stopped at, which may be the password
+ * (missing "=" after "WORD", or the whole postgresql://user:password@ URI).
+ */
+static void conninfo_message(const char *msg, char *out, size_t size)
+{
+    size_t n = 0;
+    bool quoted = false;
+    for (; *msg != '\0' && *msg != '\n' && n + 4 < size; msg++) {
+        if (*msg == '"') {
+            if (!quoted) {
+                memcpy(out + n, "\"...", 4);
+                n += 4;
+            }
+            quoted = !quoted;
+        }
+        if (!quoted)
+            out[n++] = *msg;
+    }
+    out[n] = '\0';
+}
+
 static int conninfo_check(struct parser *p, const char *key, const char *conninfo)
 {
     char *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
     if (opts == NULL) {
-        int rc = fail_at(p, key, "is not a libpq connection string: %.*s",
-                         msg ? (int)strcspn(msg, "\n") : 0, msg ? msg : "");
+        char shown[256];
+        conninfo_message(msg != NULL ? msg : "", shown, sizeof(shown));
         PQfreemem(msg);
-        return rc;
+        return fail_at(p, key, "is not a libpq connection string: %s", shown);
     }
     const char *host = NULL, *hostaddr = NULL;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {

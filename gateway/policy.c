@@ -37,6 +37,7 @@
 #define SG_CONFIG_MAX_VALUES 65536
 #define SG_STRING_MAX_BYTES  4096
 #define SG_SECRET_MAX_BYTES  4096
+#define SG_PEM_MAX_BYTES     (4 * 1024 * 1024)
 #define SG_URL_MAX_BYTES     2048
 #define SG_SCHEMA_MAX_FIELDS 32
 #define SG_MAX_LISTENERS     64
@@ -333,12 +334,13 @@ __attribute__((format(printf, 3, 4))) static int fail_at(struct parser *p, const
 
 /* Reads at most max bytes of a regular file into a new NUL-terminated
  * buffer handed back in *out. Returns 0, SG_EIO (errno set), SG_EINVAL (not
- * a regular file) or SG_ETOOBIG. */
+ * a regular file) or SG_ETOOBIG. Opened without blocking: a FIFO would hold
+ * the open (and a reload's event loop) until a writer came. */
 static int read_file(const char *path, size_t max, char **out, size_t *out_len)
 {
     *out = NULL;
     *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return SG_EIO;
     int rc = 0;
@@ -825,6 +827,24 @@ static int resolve_file(struct parser *p, const char *name, char **out)
     return 0;
 }
 
+/*
+ * A file that OpenSSL reads later (certificates, keys, CAs) must be a regular
+ * file of at most SG_PEM_MAX_BYTES: a FIFO would block the check or the
+ * reload's event loop until a writer came, a device (/dev/zero) would never
+ * end. One that cannot be looked at is left to the loader, which says why.
+ */
+static int file_check(struct parser *p, const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return 0;
+    if (!S_ISREG(st.st_mode))
+        return fail(p, "%s is not a regular file", path);
+    if (st.st_size > SG_PEM_MAX_BYTES)
+        return fail(p, "%s is larger than %d bytes", path, SG_PEM_MAX_BYTES);
+    return 0;
+}
+
 /* Frees a NULL-terminated list and its strings; NULL-safe. */
 static void list_free(char **list)
 {
@@ -920,6 +940,10 @@ static int parse_field(struct parser *p, const struct field *f, const struct nod
         char *resolved = NULL;
         if ((rc = string_value(p, v, &s)) != 0 || (rc = resolve_file(p, s, &resolved)) != 0)
             return rc;
+        if (f->check != NULL && (rc = f->check(p, resolved)) != 0) {
+            free(resolved);
+            return rc;
+        }
         free(*(char **)target);
         *(char **)target = resolved;
         return 0;
@@ -1012,7 +1036,12 @@ static int parse_object(struct parser *p, const struct node *obj,
     {                                                                                              \
         SG_FIELD(FIELD_STRING, key, type, member, req), .check = chk                               \
     }
+/* A file OpenSSL reads (file_check); SG_F_PATH: any path, such as a directory. */
 #define SG_F_FILE(key, type, member, req)                                                          \
+    {                                                                                              \
+        SG_FIELD(FIELD_FILE, key, type, member, req), .check = file_check                          \
+    }
+#define SG_F_PATH(key, type, member, req)                                                          \
     {                                                                                              \
         SG_FIELD(FIELD_FILE, key, type, member, req)                                               \
     }
@@ -1632,15 +1661,38 @@ static bool hosts_are_addresses(const char *hosts)
  * connection is made), and name its servers by address: libpq resolves host
  * names with a getaddrinfo that would block the event loop.
  */
+/*
+ * Copies the first line of libpq's message into out with each quoted part
+ * elided: libpq quotes the text it stopped at, which may be the password
+ * (missing "=" after "WORD", or the whole postgresql://user:password@ URI).
+ */
+static void conninfo_message(const char *msg, char *out, size_t size)
+{
+    size_t n = 0;
+    bool quoted = false;
+    for (; *msg != '\0' && *msg != '\n' && n + 4 < size; msg++) {
+        if (*msg == '"') {
+            if (!quoted) {
+                memcpy(out + n, "\"...", 4);
+                n += 4;
+            }
+            quoted = !quoted;
+        }
+        if (!quoted)
+            out[n++] = *msg;
+    }
+    out[n] = '\0';
+}
+
 static int conninfo_check(struct parser *p, const char *key, const char *conninfo)
 {
     char *msg = NULL;
     PQconninfoOption *opts = PQconninfoParse(conninfo, &msg);
     if (opts == NULL) {
-        int rc = fail_at(p, key, "is not a libpq connection string: %.*s",
-                         msg ? (int)strcspn(msg, "\n") : 0, msg ? msg : "");
+        char shown[256];
+        conninfo_message(msg != NULL ? msg : "", shown, sizeof(shown));
         PQfreemem(msg);
-        return rc;
+        return fail_at(p, key, "is not a libpq connection string: %s", shown);
     }
     const char *host = NULL, *hostaddr = NULL;
     for (PQconninfoOption *o = opts; o->keyword != NULL; o++) {
@@ -1814,7 +1866,7 @@ static const struct field config_fields[] = {
     SG_F_CUSTOM("routes", false, parse_routes),
     SG_F_CUSTOM("claim_headers", false, parse_claim_headers),
     SG_F_ENUM("identity", struct sg_config, identity, false, identity_names),
-    SG_F_FILE("data_dir", struct sg_config, data_dir, true),
+    SG_F_PATH("data_dir", struct sg_config, data_dir, true),
     SG_F_OBJECT("store", struct sg_config, store, false, store_schema),
     SG_F_OBJECT("limits", struct sg_config, limits, false, limits_schema),
     SG_F_OBJECT("assertion", struct sg_config, assertion, false, assertion_schema),

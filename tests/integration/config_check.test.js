@@ -95,3 +95,26 @@ itest('the daemon refuses to start on a bad file', async (t, h) => {
   assert.match(run.stderr, /upstream\.pool_size/);
   assert.ok(!/"event":"listening"/.test(run.stderr), 'never listened');
 });
+
+itest('-t refuses a FIFO, a device or a directory named by the configuration without waiting on it', async (t, h) => {
+  const fifo = h.file('named.fifo');
+  require('node:child_process').execFileSync('mkfifo', [fifo]);
+  const cases = [
+    // [what, key path in the message (a RegExp source), edit of h.config()]
+    ['assertion key a FIFO', 'assertion\\.key_file', (c) => { c.assertion = { ...c.assertion, key_file: fifo }; }],
+    ['assertion key a device', 'assertion\\.key_file', (c) => { c.assertion = { ...c.assertion, key_file: '/dev/zero' }; }],
+    ['assertion key a directory', 'assertion\\.key_file', (c) => { c.assertion = { ...c.assertion, key_file: h.dir }; }],
+    ['TLS certificate a FIFO', 'listeners\\[0\\]\\.tls\\.cert', (c) => { c.listeners[0].tls = { cert: fifo, key: fifo }; }],
+  ];
+  for (const [what, key, change] of cases) {
+    const config = h.config({ upstream: { url: 'http://127.0.0.1:9' } });
+    change(config);
+    const file = h.writeConfig(config, `bad-${what.replace(/[^a-z0-9]+/gi, '-')}.json`);
+    const run = await h.runGateway(['-t', '-c', file], { ms: 5000 * SLOW });
+    assert.equal(run.code, 1, `${what}: exit 1 (stderr: ${run.stderr})`);
+    assert.match(run.stderr, new RegExp(`^ssogate: ${escape(file)}: ${key}: .*not a regular file`, 'm'), `${what}: ${run.stderr}`);
+  }
+  const run = await h.runGateway(['-t', '-c', fifo], { ms: 5000 * SLOW });
+  assert.equal(run.code, 1, `the configuration a FIFO: exit 1 (stderr: ${run.stderr})`);
+  assert.match(run.stderr, /not a regular file/, run.stderr);
+});

@@ -123,6 +123,34 @@ itest('SIGHUP with a broken file keeps the old configuration serving', async (t,
   await waitFor(async () => (await served(gw)) === 'B', RELOAD_WAIT_MS, 'a good file after broken ones is taken');
 });
 
+itest('SIGHUP with a FIFO or a device named by the configuration is refused at once, serving on', async (t, h) => {
+  const a = await h.startStub({ name: 'A' });
+  const gw = await h.startGateway(h.config({ upstream: { url: a.url } }));
+  const fifo = h.file('named.fifo');
+  require('node:child_process').execFileSync('mkfifo', [fifo]);
+  const cases = [
+    ['assertion key a FIFO', h.config({ upstream: { url: a.url }, assertion: { key_file: fifo } })],
+    ['assertion key /dev/zero', h.config({ upstream: { url: a.url }, assertion: { key_file: '/dev/zero' } })],
+  ];
+  for (const [what, config] of cases) {
+    const from = gw.logs.length;
+    h.writeConfig(config);
+    gw.signal('SIGHUP');
+    // Before the fix the event loop stayed in open(2) (or read /dev/zero for ever): no line, no answer.
+    const line = await gw.waitLog((l) => l.event === 'reload', 5000 * SLOW, `the reload log line (${what})`, from);
+    assert.equal(line.result, 'refused', `${what}: ${JSON.stringify(line)}`);
+    assert.match(line.reason, /assertion\.key_file: .*not a regular file/, `${what}: ${line.reason}`);
+    assert.equal(await served(gw), 'A', `${what}: the old configuration still serves`);
+  }
+  fs.rmSync(gw.configFile);
+  require('node:child_process').execFileSync('mkfifo', [gw.configFile]);
+  const from = gw.logs.length;
+  gw.signal('SIGHUP');
+  const line = await gw.waitLog((l) => l.event === 'reload', 5000 * SLOW, 'the reload log line (configuration a FIFO)', from);
+  assert.match(line.reason, /not a regular file/, line.reason);
+  assert.equal(await served(gw), 'A', 'the configuration a FIFO: the old one still serves');
+});
+
 itest('a request in flight during a reload finishes on the upstream it began with', async (t, h) => {
   const a = await h.startStub({ name: 'A' });
   const b = await h.startStub({ name: 'B' });

@@ -417,6 +417,13 @@ static const struct bad_case bad_cases[] = {
      "is not a libpq connection string"},
     {WITH("'store':{'type':'postgresql','conninfo':'nosuchkey=1'}"), "store.conninfo",
      "is not a libpq connection string"},
+    /* libpq's message quotes what it stopped at: a password, or the whole URI with it */
+    {WITH("'store':{'type':'postgresql','conninfo':'host=10.0.0.5 password=a hunter2'}"),
+     "store.conninfo", "is not a libpq connection string: missing \"...\" after \"...\""},
+    {WITH("'store':{'type':'postgresql','conninfo':'host=10.0.0.5 password=a hunter2=b'}"),
+     "store.conninfo", "is not a libpq connection string"},
+    {WITH("'store':{'type':'postgresql','conninfo':'postgresql://app:hunter2@[::1/db'}"),
+     "store.conninfo", "is not a libpq connection string"},
     {WITH("'store':{'type':'postgresql','conninfo':'host=pg.example.com dbname=x'}"),
      "store.conninfo", "names a server by host name"},
     {WITH("'store':{'type':'postgresql','conninfo':'host=10.0.0.5,pg2 dbname=x'}"),

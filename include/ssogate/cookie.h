@@ -33,9 +33,9 @@ int sg_cookie_find(const char *header, size_t len, const char *name, const char 
  * name, nor any pair holding name after a ',' ("a=1, name=v": an upstream that
  * reads ',' as a separator sees name there), so that the gateway's own cookie
  * never reaches the upstream. Other pairs, well-formed or not, are kept as they
- * are (the upstream may read them more leniently than we do), joined by "; ". Returns 0 and hands back *out,
- * NUL-terminated, possibly "" (the caller frees it); SG_ETOOBIG; SG_EINVAL for a
- * bad name.
+ * are (the upstream may read them more leniently than we do), joined by "; ". Returns 0 and hands
+ * back *out, NUL-terminated, possibly "" (the caller frees it); SG_ETOOBIG; SG_EINVAL for a bad
+ * name.
  */
 int sg_cookie_remove(const char *header, size_t len, const char *name, char **out);
 

@@ -370,7 +370,9 @@ static void reply_now(struct proxy *p, struct evbuffer *body)
     struct sg_conn *conn = p->r->conn;
     p->bytes = evbuffer_get_length(body);
     if (p->head == NULL) {
-        sg_reply(p->r->req, p->status, p->reason, body);
+        /* Not sg_reply: to a HEAD it gives the length of the body at hand, 0 here, where the
+         * upstream's Content-Length (copied, or none) is the answer's. */
+        evhttp_send_reply(p->r->req, p->status, p->reason, body);
     } else {
         write_head(p, (ev_ssize_t)p->bytes);
         evbuffer_add_buffer(p->head, body);

@@ -63,6 +63,19 @@ itest('HEAD gets the upstream headers and no body', async (t, h) => {
   assert.equal(res.headers['x-stub-server'], 'upstream');
 });
 
+// RFC 9110 9.3.2: a HEAD answer's Content-Length is the length the GET would send: the upstream's, or
+// none when it gave none. The gateway added "Content-Length: 0" to an answer without one (review H1),
+// which told the client the resource was empty.
+itest('HEAD answers the upstream\'s Content-Length', async (t, h) => {
+  const { gw } = await setup(h);
+  const res = await request(gw, { method: 'HEAD', path: '/big?kb=10' });
+  assert.equal(res.status, 200);
+  assert.equal(res.body.length, 0);
+  assert.equal(res.headers['content-length'], '10240');
+  const chunked = await request(gw, { method: 'HEAD', path: '/big?kb=10&chunked=1' });
+  assert.equal(chunked.headers['content-length'], undefined, 'no length when the upstream gave none');
+});
+
 itest('a chunked request body is forwarded whole', async (t, h) => {
   const { gw } = await setup(h);
   const parts = ['first part,', 'second part,', 'x'.repeat(20000)];

@@ -58,6 +58,8 @@ static const char *render_claim(yajl_val v, struct evbuffer *out)
         if (p[i] < 0x20 || p[i] == 0x7f)
             return "control";
     }
+    if (!sg_utf8_valid((const char *)p, len))
+        return "not_utf8"; /* a JSON "\udc80": a lone surrogate */
     return NULL;
 }
 

@@ -53,37 +53,6 @@ int sg_log_enabled(enum sg_log_level level)
     return level >= current_level;
 }
 
-/* The length of the well-formed UTF-8 sequence s (len bytes left) starts with (RFC 3629: no
- * overlong form, no surrogate, nothing past U+10FFFF), or 0. */
-static size_t utf8_sequence(const unsigned char *s, size_t len)
-{
-    unsigned char c = s[0];
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        lo = c == 0xe0 ? 0xa0 : lo;
-        hi = c == 0xed ? 0x9f : hi;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        lo = c == 0xf0 ? 0x90 : lo;
-        hi = c == 0xf4 ? 0x8f : hi;
-    } else {
-        return 0;
-    }
-    if (len < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    }
-    return n;
-}
-
 /*
  * Writes s as a JSON string of valid UTF-8 (yajl escapes quotes, backslashes
  * and control characters but copies other bytes as they are): a byte that
@@ -107,7 +76,7 @@ static void gen_string(yajl_gen gen, const char *s)
     memcpy(out, u, i);
     size_t n = i;
     while (i < len) {
-        size_t k = utf8_sequence(u + i, len - i);
+        size_t k = sg_utf8_sequence(u + i, len - i);
         if (k == 0) {
             memcpy(out + n, "\xef\xbf\xbd", 3);
             n += 3;

@@ -164,8 +164,8 @@ static const struct {
     [SG_LOGIN_CLAIMS_UNUSABLE] =
         {"claims_unusable", SG_LOG_WARN, 401, false, "Sign-in refused",
          "The identity provider's answer about you holds a value the gateway cannot use (a "
-         "control character, one too long, or a flag that is not true or false), so you were "
-         "not signed in. Please contact your administrator."},
+         "control character, text that is not UTF-8, one too long, or a flag that is not true "
+         "or false), so you were not signed in. Please contact your administrator."},
     [SG_LOGIN_NOT_FRESH] = {"not_fresh", SG_LOG_WARN, 401, false, "Sign in again at IT Complete",
                             "Linking needs a sign-in at IT Complete made for it, with your "
                             "password and two-factor code, and the identity provider answered "

@@ -128,7 +128,7 @@ static void session_key(const char *id, unsigned char key[SESSION_KEY_LEN])
     sg_sha256(id, SG_SESSION_ID_LEN, key);
 }
 
-/* A field is bounded and free of control characters (which would let it split a header). */
+/* A field is bounded, free of control characters (which would let it split a header) and UTF-8. */
 static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
 {
     if (len > max || (name && len == 0))
@@ -138,7 +138,9 @@ static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
         if (c < 0x20 || c == 0x7f)
             return false;
     }
-    return true;
+    /* Not UTF-8 (a JSON "\udc80" decodes to a lone surrogate): an upstream that drops or
+     * replaces the bad bytes could read another user's name in it. */
+    return sg_utf8_valid(p, len);
 }
 
 /* Whether field f of rec (present) can be stored; *len is its length (up to its maximum + 1). */

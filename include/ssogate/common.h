@@ -113,6 +113,13 @@ void sg_hex_encode(const unsigned char *in, size_t len, char *out);
 /* The value of one hex digit (either case), or -1. */
 int sg_hex_value(unsigned char c);
 
+/* The length of the well-formed UTF-8 sequence (RFC 3629: no overlong form, no surrogate, nothing
+ * past U+10FFFF) s starts with, len (at least 1) bytes left; 0 when it starts none. */
+size_t sg_utf8_sequence(const unsigned char *s, size_t len);
+
+/* True when len bytes of s are well-formed UTF-8. */
+bool sg_utf8_valid(const char *s, size_t len);
+
 /* Writes byte v percent-encoded ("%XY", uppercase hex, RFC 3986 2.1) into out, no NUL. */
 static inline void sg_percent_byte(unsigned char v, char out[3])
 {

@@ -27,6 +27,7 @@ itest('claim headers reach the upstream as documented; hostile values and forged
         'X-Objects': '/objects',
         'X-Profile': '/profile',
         'X-Missing': '/missing',
+        'X-Surrogate': '/surrogate',
       },
     },
   });
@@ -39,11 +40,12 @@ itest('claim headers reach the upstream as documented; hostile values and forged
     huge: 'y'.repeat(5000),
     objects: [{ name: 'g1' }, { name: 'g2' }],
     profile: { a: 1 },
+    surrogate: 'a\udc80b', // JSON.stringify writes "a\\udc80b": a lone surrogate, not UTF-8 once decoded
   };
   await env.control('POST', '/_test/fail', { endpoint: 'userinfo', status: 200, body: JSON.stringify(hostile), count: 1 });
   const { value: login, moved } = await env.measure(() => env.login({ returnTo: '/echo/in' }));
   assert.equal(login.status, 200, `signed in (${login.status})`);
-  for (const reason of ['control', 'too_long', 'nested', 'object']) {
+  for (const reason of ['control', 'too_long', 'nested', 'object', 'not_utf8']) {
     assert.equal(moved[metricKey(DROPPED, { reason })], 1, `${reason} counted once: ${JSON.stringify(moved)}`);
   }
 
@@ -60,7 +62,7 @@ itest('claim headers reach the upstream as documented; hostile values and forged
   assert.match(seen['x-amr'], /(^|,)otp(,|$)/, 'an array of strings, joined with ","');
   assert.equal(seen['x-groups'], 'admins,a%2Cb,c%25d', '"," and "%" in an item escaped');
   assert.equal(seen['x-level'], '3');
-  for (const name of ['x-crlf', 'x-huge', 'x-objects', 'x-profile', 'x-missing', 'x-injected', 'x_user_tenant', 'remote_user']) {
+  for (const name of ['x-crlf', 'x-huge', 'x-objects', 'x-profile', 'x-missing', 'x-surrogate', 'x-injected', 'x_user_tenant', 'remote_user']) {
     assert.equal(seen[name], undefined, `${name} not forwarded`);
   }
   assert.ok(!JSON.stringify(seen).includes('forged'), `no forged value upstream: ${JSON.stringify(seen)}`);

@@ -11,7 +11,9 @@ const { ACCOUNTS, sharedOidcEnv, parseSetCookies, metricKey } = require('./lib/o
 const DAVE = { ...ACCOUNTS.alice, login: 'dave', sub: 'itc-user-dave', email: 'dave@example.test' };
 // An account whose e-mail (which its user may edit at the IdP) holds a tab.
 const ERIN = { ...ACCOUNTS.alice, login: 'erin', sub: 'itc-user-erin', email: 'erin\t@example.test' };
-const test = sharedOidcEnv('session_cookies', { accounts: [ACCOUNTS.alice, DAVE, ERIN] });
+// A lone surrogate: the IdP writes it as "\udc80", which decodes to bytes that are not UTF-8.
+const FRANK = { ...ACCOUNTS.alice, login: 'frank', sub: 'itc-user-frank', email: 'frank\udc80@example.test' };
+const test = sharedOidcEnv('session_cookies', { accounts: [ACCOUNTS.alice, DAVE, ERIN, FRANK] });
 
 async function sessionOf(env, account) {
   const res = await env.login({ account, returnTo: '/echo/start' });
@@ -136,18 +138,21 @@ test('a logout ends every session the browser sent', async (env) => {
   assert.equal(count('psa_logout_conflicting_cookies'), 1);
 });
 
-// A claim the session cannot hold (a control character in the e-mail) refuses the login as the user's
-// data (401, logins_total{result="claims_unusable"}), never as a store failure that pages operators.
-test('a claim the session cannot hold refuses the login, not as a store error', async (env) => {
-  const { value: res, moved } = await env.measure(() => env.login({ account: ERIN, returnTo: '/echo/x' }));
+// A claim the session cannot hold (a control character in the e-mail; text that is not UTF-8, which an
+// upstream dropping the bad bytes would read as another address) refuses the login as the user's data
+// (401, logins_total{result="claims_unusable"}), never as a store failure that pages operators.
+for (const account of [ERIN, FRANK]) test(`a claim the session cannot hold refuses the login, not as a store error (${account.login})`, async (env) => {
+  const from = env.gw.logs.length;
+  const { value: res, moved } = await env.measure(() => env.login({ account, returnTo: '/echo/x' }));
   assert.equal(res.callback.status, 401);
   assert.match(res.body, /holds a value the gateway cannot use/);
   assert.equal([].concat(res.callback.headers['set-cookie'] || []).find((c) => /^ssogate=[^;]/.test(c)), undefined);
   assert.equal(moved[metricKey('ssogate_logins_total', { result: 'claims_unusable' })], 1, JSON.stringify(moved));
   assert.equal(moved[metricKey('ssogate_logins_total', { result: 'store_error' })], undefined);
   assert.equal(moved[metricKey('ssogate_errors_total', { kind: 'store' })], undefined);
-  const line = env.gw.logs.find((l) => l.event === 'login' && l.result === 'claims_unusable');
+  const line = env.gw.logs.slice(from).find((l) => l.event === 'login' && l.result === 'claims_unusable');
   assert.ok(line && line.level === 'warn', 'a warning names the field');
+  assert.equal(line.detail, 'email');
 });
 
 

@@ -1046,6 +1046,16 @@ static void test_session_create_invalid(void **state)
     assert_int_equal(sg_session_create(fx->store, id, &rec), SG_EINVAL);
     rec = make_record("psa-t1", "ali\r\nX-SSO-User: admin", "sub-a");
     assert_int_equal(sg_session_create(fx->store, id, &rec), SG_EINVAL);
+    /* not UTF-8: a lone surrogate (a JSON "\udc80"), an overlong "/", a cut sequence */
+    rec = make_record("psa-t1", "ad\xed\xb2\x80min", "sub-a");
+    assert_int_equal(sg_session_create(fx->store, id, &rec), SG_EINVAL);
+    rec = make_record("psa-t1", "alice", "sub\xc0\xaf");
+    assert_int_equal(sg_session_create(fx->store, id, &rec), SG_EINVAL);
+    rec = make_record("psa-t1", "alice\xc3", "sub-a");
+    assert_int_equal(sg_session_create(fx->store, id, &rec), SG_EINVAL);
+    rec = make_record("psa-t1", "Zo\xc3\xab", "sub-\xf0\x9f\x98\x80"); /* well-formed: kept */
+    assert_int_equal(sg_session_create(fx->store, id, &rec), 0);
+    assert_int_equal(sg_session_delete(fx->store, id), 0);
     char long_name[SG_SESSION_NAME_MAX + 2];
     memset(long_name, 'n', sizeof(long_name) - 1);
     long_name[sizeof(long_name) - 1] = '\0';

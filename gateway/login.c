@@ -821,6 +821,9 @@ static int user_linked(struct pending *p, int err)
     if (err == SG_EEXIST) { /* B10, a concurrent link */
         decision = SG_LINKING_USER_ALREADY_LINKED;
         err = 0;
+    } else if (err == SG_ENOENT) { /* B7 meanwhile: the tenant's link went during the login */
+        decision = SG_LINKING_USER_TENANT_NOT_LINKED;
+        err = 0;
     }
     int status = err != 0 ? store_failure(p, err) : answer(p, decision, p->idp_tenant);
     return status != 0 ? status : finish_session(p);
@@ -840,6 +843,10 @@ static void on_user_linked(void *arg, int err)
 static int user_write(struct pending *p, const struct sg_links_user_facts *facts)
 {
     const char *psa_tenant = p->state.psa_tenant, *psa_user = p->state.psa_user;
+    /* The user's data first: a session that could not be kept must not leave a link behind. */
+    const char *unstorable = sg_session_unstorable(&p->session);
+    if (unstorable != NULL)
+        return login_result(p->r, SG_LOGIN_CLAIMS_UNUSABLE, unstorable);
     if (p->r->shared == NULL)
         return user_linked(p, sg_links_user_put(p->r->store, psa_tenant, psa_user, p->idp_tenant,
                                                 p->session.idp_sub, facts));

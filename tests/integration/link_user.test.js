@@ -9,10 +9,11 @@
 //   SSOGATE_BUILD_DIR=build-link node --test tests/integration/link_user.test.js
 
 const assert = require('node:assert/strict');
+const harness = require('./lib/harness');
 const { sharedLinkEnv, textOf, bodyText, formsTo } = require('./lib/link-env');
 
 const linkTest = sharedLinkEnv('link_user', {
-  tenants: ['b5', 'b8', 'b8s', 'b9', 'b10', 'wt', 'wt2', 'nl', 'fr', 'fa', 'fa2', 'sc', 'si', 'sx'],
+  tenants: ['b5', 'b8', 'b8s', 'b9', 'b10', 'wt', 'wt2', 'nl', 'fr', 'fa', 'fa2', 'sc', 'si', 'sx', 'gone'],
 });
 
 linkTest('B5: a staff user enables Log in with IT Complete: IdP + TOTP, linked, on the PSA home as itself', async (env) => {
@@ -277,4 +278,31 @@ linkTest('a user link whose browser is signed in to the PSA as another user by t
   assert.equal(moved['ssogate_links_total{result="psa_caller_changed"}'], 1, JSON.stringify(moved));
   assert.deepEqual(await env.userLinks('sx'), [], 'neither staff nor staff2 is linked');
   assert.equal((await env.status(browser)).session, false, 'no SSO session');
+});
+
+// Review H2: the tenant's link removed (B7, here by an admin) while a user's link login waits on the PSA's
+// whoami: the user link cannot be written. The user was told "could not be saved" (500, a store error);
+// it is the refusal of a tenant that is off (409), and nothing is linked.
+linkTest('a tenant unlinked while a user link login is in flight: the tenant is off, not a store failure', async (env) => {
+  const t = env.tenant('gone');
+  await env.linkTenant('gone');
+  const { browser } = await env.psaLogin(t.staff);
+  const page = await env.settings(browser);
+  const start = await env.press(browser, page, '/_sso/user/enable');
+  await env.configurePsa({ whoami_delay_ms: 3000 });
+  await env.psaReset();
+  try {
+    const link = env.atIdp(browser, start, t.user);
+    const asked = async () => (await env.psaLog()).some((d) => d.path === '/api/whoami');
+    await harness.waitFor(asked, 10000 * harness.SLOW, 'the link asks the PSA again');
+    const removed = await env.admin(['remove-tenant', 'gone']);
+    assert.equal(removed.code, 0, `remove-tenant: ${removed.stderr}`);
+    const res = await link;
+    assert.equal(res.callback.status, 409, `the tenant is off (${res.callback.status})`);
+    assert.match(bodyText(res.body), /IT Complete is off for your company/);
+    assert.deepEqual(await env.userLinks('gone'), [], 'nothing linked');
+    assert.equal((await env.status(browser)).session, false, 'no session');
+  } finally {
+    await env.configurePsa({ whoami_delay_ms: 0 });
+  }
 });

@@ -59,20 +59,28 @@ int sg_log_enabled(enum sg_log_level level)
  * starts no well-formed sequence becomes U+FFFD. A value from outside (a
  * JSON \udc80 decodes to a lone surrogate; a truncated message can end
  * inside a sequence) would otherwise make the line unreadable to a strict
- * JSON reader and the journal's entry "blob data".
+ * JSON reader and the journal's entry "blob data". A value longer than
+ * SG_LOG_VALUE_MAX bytes is cut before a character and ends with "...": one
+ * line stays under journald's LineMax (48K), which splits a longer one.
  */
 static void gen_string(yajl_gen gen, const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
-    size_t len = strlen(s);
+    size_t len = strnlen(s, SG_LOG_VALUE_MAX + 1);
+    bool cut = len > SG_LOG_VALUE_MAX;
+    if (cut) {
+        len = SG_LOG_VALUE_MAX;
+        while (len > 0 && (u[len] & 0xc0) == 0x80)
+            len--;
+    }
     size_t i = 0;
     while (i < len && u[i] < 0x80)
         i++;
-    if (i == len) {
+    if (i == len && !cut) {
         yajl_gen_string(gen, u, len);
         return;
     }
-    unsigned char *out = sg_malloc(3 * len);
+    unsigned char *out = sg_malloc(3 * len + 3);
     memcpy(out, u, i);
     size_t n = i;
     while (i < len) {
@@ -86,6 +94,10 @@ static void gen_string(yajl_gen gen, const char *s)
             n += k;
             i += k;
         }
+    }
+    if (cut) {
+        memcpy(out + n, "...", 3);
+        n += 3;
     }
     yajl_gen_string(gen, out, n);
     free(out);

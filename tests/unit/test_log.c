@@ -104,11 +104,38 @@ static void test_cut_message(void **state)
     yajl_tree_free(doc);
 }
 
+/* A value over SG_LOG_VALUE_MAX is cut before a character, marked with "...". */
+static void test_long_value(void **state)
+{
+    static char value[3 * SG_LOG_VALUE_MAX];
+    memset(value, 'a', sizeof(value) - 1);
+    yajl_val doc = logged(log_detail, value);
+    const char *detail = member(doc, "detail");
+    assert_int_equal(strlen(detail), SG_LOG_VALUE_MAX + 3);
+    assert_string_equal(detail + SG_LOG_VALUE_MAX, "...");
+    yajl_tree_free(doc);
+    /* a 3-byte character across the cut is left out whole */
+    memset(value, 'a', SG_LOG_VALUE_MAX - 1);
+    strcpy(value + SG_LOG_VALUE_MAX - 1, "\xe2\x82\xac tail");
+    doc = logged(log_detail, value);
+    detail = member(doc, "detail");
+    assert_int_equal(strlen(detail), SG_LOG_VALUE_MAX - 1 + 3);
+    assert_string_equal(detail + SG_LOG_VALUE_MAX - 1, "...");
+    yajl_tree_free(doc);
+    /* one of exactly SG_LOG_VALUE_MAX bytes is whole */
+    memset(value, 'b', SG_LOG_VALUE_MAX);
+    value[SG_LOG_VALUE_MAX] = '\0';
+    doc = logged(log_detail, value);
+    assert_int_equal(strlen(member(doc, "detail")), SG_LOG_VALUE_MAX);
+    yajl_tree_free(doc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values_are_valid_utf8),
         cmocka_unit_test(test_cut_message),
+        cmocka_unit_test(test_long_value),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,7 +6,7 @@
 
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { request, sleep, ReadyLineProcess, SOURCE_DIR, SLOW } = require('./lib/harness');
+const { request, sleep, SLOW } = require('./lib/harness');
 const { sharedOidcEnv, verifyAssertion, parseSetCookies } = require('./lib/oidc-env');
 
 const IDLE_S = 3;
@@ -171,15 +171,7 @@ reloadTimeoutsTest('a claims-mode session carries no identity once a reload turn
 const reloadIssuerTest = sharedOidcEnv('oidc_session_issuer');
 reloadIssuerTest('a reload that changes idp.issuer ends the sessions of the old IdP', async (env) => {
   const { h } = env;
-  const idpB = new ReadyLineProcess('idp-b', [
-    path.join(SOURCE_DIR, 'tests', 'idp', 'idp.js'),
-    '--config', h.file('idp.json'),
-    '--cert', path.join(h.file('ca'), 'server.pem'),
-    '--key', path.join(h.file('ca'), 'server-key.pem'),
-    '--test-controls', '--exit-with-stdin',
-  ], h.dir);
-  h.children.push(idpB);
-  const { issuer: issuerB } = await idpB.ready();
+  const issuerB = await env.anotherIdp();
 
   const { cookie } = await loggedIn(env);
   assert.equal((await withCookie(env, cookie)).identity, 'itc-user-alice', 'the old IdP\'s session works');

@@ -4,7 +4,7 @@
 
 const assert = require('node:assert/strict');
 const path = require('node:path');
-const { request, waitFor, ReadyLineProcess, SOURCE_DIR, SLOW } = require('./lib/harness');
+const { request, waitFor, SLOW } = require('./lib/harness');
 const { sharedOidcEnv, metricKey, idpJson } = require('./lib/oidc-env');
 
 const oidcTest = sharedOidcEnv('oidc_state');
@@ -178,15 +178,7 @@ oidcTest('RFC 9207: a callback whose iss is another issuer, or missing, is refus
 // pointed the gateway at another had its code (and PKCE verifier) sent to the new IdP's token endpoint.
 reloadTest('a reload that changes the IdP while a login is there: the old IdP\'s answer is refused, its code never reaches the new IdP', async (env) => {
   const { h } = env;
-  const idpB = new ReadyLineProcess('idp-b', [
-    path.join(SOURCE_DIR, 'tests', 'idp', 'idp.js'),
-    '--config', h.file('idp.json'),
-    '--cert', path.join(h.file('ca'), 'server.pem'),
-    '--key', path.join(h.file('ca'), 'server-key.pem'),
-    '--test-controls', '--exit-with-stdin',
-  ], h.dir);
-  h.children.push(idpB);
-  const { issuer: issuerB } = await idpB.ready();
+  const issuerB = await env.anotherIdp();
   const countersB = async () => (await idpJson(issuerB, env.ca, 'GET', '/_test/counters')).body;
 
   const browser = env.browser();

@@ -149,15 +149,19 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
   };
   const idpConfigFile = h.file('idp.json');
   fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
-  const idp = new harness.ReadyLineProcess('idp', [
-    path.join(IDP_DIR, 'idp.js'),
-    '--config', idpConfigFile,
-    '--cert', path.join(caDir, 'server.pem'),
-    '--key', path.join(caDir, 'server-key.pem'),
-    '--test-controls', '--exit-with-stdin',
-  ], h.dir);
-  h.children.push(idp);
-  const { issuer } = await idp.ready();
+  // Starts an IdP process (name) of the same configuration, CA and accounts; resolves {idp, issuer}.
+  const startIdp = async (name) => {
+    const idp = new harness.ReadyLineProcess(name, [
+      path.join(IDP_DIR, 'idp.js'),
+      '--config', idpConfigFile,
+      '--cert', path.join(caDir, 'server.pem'),
+      '--key', path.join(caDir, 'server-key.pem'),
+      '--test-controls', '--exit-with-stdin',
+    ], h.dir);
+    h.children.push(idp);
+    return { idp, issuer: (await idp.ready()).issuer };
+  };
+  const { idp, issuer } = await startIdp('idp');
 
   const up = await h.startStub();
   const config = mergeShallow(
@@ -282,6 +286,12 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
 
     async idpCounters() {
       return env.control('GET', '/_test/counters');
+    },
+
+    // A second IdP of the same configuration, accounts and CA at another issuer (a reload that moves
+    // idp.issuer): resolves that issuer.
+    async anotherIdp() {
+      return (await startIdp('idp-b')).issuer;
     },
 
     // The JWKS the gateway publishes at /_sso/jwks.json.

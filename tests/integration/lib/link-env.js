@@ -32,7 +32,7 @@ const path = require('node:path');
 const harness = require('./harness');
 const { findForm, parseForms } = require('./login');
 const { totp } = require('../../idp/totp');
-const { RecordingBrowser, idpJson, metricsMoved } = require('./oidc-env');
+const { RecordingBrowser, idpJson, metricsMoved, startIdp } = require('./oidc-env');
 
 const { SOURCE_DIR, SSOGATE_BIN, SLOW, Harness, metricValue } = harness;
 const IDP_DIR = path.join(SOURCE_DIR, 'tests', 'idp');
@@ -190,15 +190,7 @@ async function startLinkEnv(h, { tenants = ['t1'], gateway = {}, hosts = 1, stor
   };
   const idpConfigFile = h.file('idp.json');
   fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
-  const idp = new harness.ReadyLineProcess('idp', [
-    path.join(IDP_DIR, 'idp.js'),
-    '--config', idpConfigFile,
-    '--cert', path.join(caDir, 'server.pem'),
-    '--key', path.join(caDir, 'server-key.pem'),
-    '--test-controls', '--exit-with-stdin',
-  ], h.dir);
-  h.children.push(idp);
-  const { issuer } = await idp.ready();
+  const { idp, issuer } = await startIdp(h, 'idp', idpConfigFile, caDir);
 
   const psaData = {
     tenants: [...sets.values()].map((s) => ({ id: s.psa, name: `Tenant ${s.psa}` })),

@@ -123,6 +123,20 @@ function mergeShallow(base, overrides) {
   return base;
 }
 
+// Starts the test IdP (tests/idp/idp.js, test controls on) as process name of harness h, with the
+// configuration configFile and the server certificate of the CA in caDir; resolves {idp, issuer}.
+async function startIdp(h, name, configFile, caDir) {
+  const idp = new harness.ReadyLineProcess(name, [
+    path.join(IDP_DIR, 'idp.js'),
+    '--config', configFile,
+    '--cert', path.join(caDir, 'server.pem'),
+    '--key', path.join(caDir, 'server-key.pem'),
+    '--test-controls', '--exit-with-stdin',
+  ], h.dir);
+  h.children.push(idp);
+  return { idp, issuer: (await idp.ready()).issuer };
+}
+
 // Starts CA, IdP, upstream stub and gateway for the Harness h (borrowed; it owns every process).
 // options: gateway (overrides of the gateway configuration, merged one level deep), client (overrides
 // of the IdP client, or a function of the gateway URL returning them), accounts (the IdP accounts, default alice, bob and carol).
@@ -149,19 +163,7 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
   };
   const idpConfigFile = h.file('idp.json');
   fs.writeFileSync(idpConfigFile, JSON.stringify(idpConfig, null, 2));
-  // Starts an IdP process (name) of the same configuration, CA and accounts; resolves {idp, issuer}.
-  const startIdp = async (name) => {
-    const idp = new harness.ReadyLineProcess(name, [
-      path.join(IDP_DIR, 'idp.js'),
-      '--config', idpConfigFile,
-      '--cert', path.join(caDir, 'server.pem'),
-      '--key', path.join(caDir, 'server-key.pem'),
-      '--test-controls', '--exit-with-stdin',
-    ], h.dir);
-    h.children.push(idp);
-    return { idp, issuer: (await idp.ready()).issuer };
-  };
-  const { idp, issuer } = await startIdp('idp');
+  const { idp, issuer } = await startIdp(h, 'idp', idpConfigFile, caDir);
 
   const up = await h.startStub();
   const config = mergeShallow(
@@ -291,7 +293,7 @@ async function startOidcEnv(h, { gateway = {}, client = {}, accounts = Object.va
     // A second IdP of the same configuration, accounts and CA at another issuer (a reload that moves
     // idp.issuer): resolves that issuer.
     async anotherIdp() {
-      return (await startIdp('idp-b')).issuer;
+      return (await startIdp(h, 'idp-b', idpConfigFile, caDir)).issuer;
     },
 
     // The JWKS the gateway publishes at /_sso/jwks.json.
@@ -385,6 +387,7 @@ module.exports = {
   metricsMoved,
   parseSetCookies,
   sharedOidcEnv,
+  startIdp,
   startOidcEnv,
   verifyAssertion,
 };

@@ -206,3 +206,15 @@ writeCorpus('cookie', {
   'format-empty': 'sid\n', 'format-nl': '\n\n',
   real: 'ASP.NET_SessionId=kq1m; __RequestVerificationToken=CfDJ8; sso_session=Zm9v; _ga=GA1.2.3',
 });
+
+// ---- log (a value a log line carries: any bytes but NUL) ----
+const logSeeds = {
+  plain: '/path?x=1', escapes: 'quote " backslash \\ newline \n cr \r tab \t \x01 \x7f',
+  utf8: Buffer.from('Zo\xc3\xab \xe2\x82\xac \xf0\x9d\x84\x9e', 'latin1'),
+  surrogate: Buffer.from('ad\xed\xb2\x80min', 'latin1'), overlong: Buffer.from('\xc0\xaf\xe0\x80\xaf', 'latin1'),
+  beyond: Buffer.from('\xf4\x90\x80\x80', 'latin1'), cut: Buffer.from('cut \xe2\x82', 'latin1'),
+  stray: Buffer.from('\x80x\xbf\xff\xfe', 'latin1'), separators: 'a\u2028b\u2029c\u0085d',
+  long: 'a'.repeat(5000), 'long-cut': Buffer.concat([Buffer.from('b'.repeat(4095)), Buffer.from('\xe2\x82\xac tail', 'latin1')]),
+  'long-stray': Buffer.concat([Buffer.from('c'.repeat(4096)), Buffer.from('\x80\x80', 'latin1')]),
+};
+writeCorpus('log', logSeeds);

@@ -9,9 +9,10 @@
 # each target of the strict data path (target, headers, wire, uplink: the
 # newest parsers, and the ones every request meets); the five older targets,
 # whose corpora have long stopped growing, the login-state decoder (a small
-# fixed layout) and the client's address behind trusted proxies (a short
-# list walk) get three fifths of it. With the default that is
-# 4 x 60 + 7 x 36 = 492 s for all eleven.
+# fixed layout), the client's address behind trusted proxies (a short
+# list walk) and a log line's value (one pass over its bytes) get three
+# fifths of it. With the default that is 4 x 60 + 8 x 36 = 528 s for all
+# twelve.
 #
 #   CC=clang meson setup build-fuzz -Dfuzz=true && ninja -C build-fuzz
 #   tests/fuzz/run-fuzzers.sh build-fuzz 60
@@ -36,6 +37,7 @@ max_len() {
     jwks) echo 65536 ;;
     cookie) echo 70000 ;;
     target) echo 8300 ;;
+    log) echo 12000 ;;
     *) echo 8192 ;;
     esac
 }
@@ -49,7 +51,7 @@ budget() {
 }
 
 failed=0
-for t in jws b64url jwks cookie redirect target headers loginstate wire uplink clientaddr; do
+for t in jws b64url jwks cookie redirect target headers loginstate wire uplink clientaddr log; do
     bin=$build/tests/fuzz/fuzz_$t
     if [ ! -x "$bin" ]; then
         echo "fuzz_$t: not built (configure with -Dfuzz=true and clang)" >&2

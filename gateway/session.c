@@ -128,7 +128,7 @@ static void session_key(const char *id, unsigned char key[SESSION_KEY_LEN])
     sg_sha256(id, SG_SESSION_ID_LEN, key);
 }
 
-/* A field is bounded, free of control characters (which would let it split a header) and UTF-8. */
+/* A field is bounded and free of control characters (which would let it split a header). */
 static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
 {
     if (len > max || (name && len == 0))
@@ -138,9 +138,19 @@ static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
         if (c < 0x20 || c == 0x7f)
             return false;
     }
-    /* Not UTF-8 (a JSON "\udc80" decodes to a lone surrogate): an upstream that drops or
-     * replaces the bad bytes could read another user's name in it. */
-    return sg_utf8_valid(p, len);
+    return true;
+}
+
+/*
+ * A field that may be written: valid as above and UTF-8 (a JSON "\udc80"
+ * decodes to a lone surrogate: an upstream that drops or replaces the bad
+ * bytes could read another user's name in it). A record read back is only
+ * checked as above: it was checked whole when it was written, and a session
+ * stored by an earlier version stays readable.
+ */
+static bool field_text_valid(const char *p, size_t len, size_t max, bool name)
+{
+    return field_bytes_valid(p, len, max, name) && sg_utf8_valid(p, len);
 }
 
 /* Whether field f of rec (present) can be stored; *len is its length (up to its maximum + 1). */
@@ -148,7 +158,7 @@ static bool field_storable(const struct sg_session *rec, enum field f, size_t *l
 {
     const char *s = *field_in(rec, f);
     *len = strnlen(s, field_specs[f].max + 1);
-    return field_bytes_valid(s, *len, field_specs[f].max, field_specs[f].name);
+    return field_text_valid(s, *len, field_specs[f].max, field_specs[f].name);
 }
 
 /*
@@ -189,8 +199,8 @@ int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **ou
         return SG_EINVAL;
     size_t tlen = strlen(psa_tenant);
     size_t ulen = strlen(psa_user);
-    if (!field_bytes_valid(psa_tenant, tlen, SG_SESSION_NAME_MAX, true) ||
-        !field_bytes_valid(psa_user, ulen, SG_SESSION_NAME_MAX, true))
+    if (!field_text_valid(psa_tenant, tlen, SG_SESSION_NAME_MAX, true) ||
+        !field_text_valid(psa_user, ulen, SG_SESSION_NAME_MAX, true))
         return SG_EINVAL;
     char buf[OWNER_TEXT_MAX];
     int err = owner_psa_text(psa_tenant, tlen, psa_user, ulen, buf);
@@ -209,8 +219,8 @@ int sg_session_owner_idp(const char *issuer, const char *sub, char **out)
         issuer = "";
     size_t ilen = strlen(issuer);
     size_t slen = strlen(sub);
-    if (!field_bytes_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
-        !field_bytes_valid(sub, slen, SG_SESSION_NAME_MAX, true))
+    if (!field_text_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
+        !field_text_valid(sub, slen, SG_SESSION_NAME_MAX, true))
         return SG_EINVAL;
     char buf[OWNER_TEXT_MAX];
     int err = owner_idp_text(issuer, ilen, sub, slen, buf);
@@ -229,8 +239,8 @@ int sg_session_owner_sid(const char *issuer, const char *sid, char **out)
         issuer = "";
     size_t ilen = strlen(issuer);
     size_t slen = strlen(sid);
-    if (!field_bytes_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
-        !field_bytes_valid(sid, slen, SG_SESSION_NAME_MAX, true))
+    if (!field_text_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
+        !field_text_valid(sid, slen, SG_SESSION_NAME_MAX, true))
         return SG_EINVAL;
     char buf[OWNER_TEXT_MAX];
     int err = owner_sid_text(issuer, ilen, sid, slen, buf);

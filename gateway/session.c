@@ -50,25 +50,27 @@ static int fields_of_version(unsigned version)
     return version == 1 ? FIELD_IDP_SID : version == SESSION_RECORD_VERSION ? FIELD_COUNT : -1;
 }
 
-#define SPEC(member, max_len, is_name, text)                                                       \
+#define SPEC(member, max_len, is_name, is_idp_text, text)                                          \
     {                                                                                              \
-        offsetof(struct sg_session, member), (max_len), (is_name), (text)                          \
+        offsetof(struct sg_session, member), (max_len), (is_name), (is_idp_text), (text)           \
     }
 static const struct {
     size_t offset; /* of the char * in struct sg_session */
     size_t max;
     bool name;         /* an identifier: must not be empty when present */
+    bool idp_text;     /* the IdP's text from JSON: must be UTF-8 to be written */
     const char *label; /* in sg_session_unstorable's answer */
 } field_specs[FIELD_COUNT] = {
-    [FIELD_IDP_ISSUER] = SPEC(idp_issuer, SG_SESSION_ISSUER_MAX, false, "iss"),
-    [FIELD_IDP_SUB] = SPEC(idp_sub, SG_SESSION_NAME_MAX, true, "sub"),
-    [FIELD_IDP_TENANT] = SPEC(idp_tenant, SG_SESSION_NAME_MAX, true, "idp_tenant"),
-    [FIELD_EMAIL] = SPEC(email, SG_SESSION_EMAIL_MAX, false, "email"),
-    [FIELD_PSA_TENANT] = SPEC(psa_tenant, SG_SESSION_NAME_MAX, true, "psa_tenant"),
-    [FIELD_PSA_USER] = SPEC(psa_user, SG_SESSION_NAME_MAX, true, "psa_user"),
-    [FIELD_ID_TOKEN] = SPEC(id_token, SG_SESSION_ID_TOKEN_MAX, false, "id_token"),
-    [FIELD_IDP_SID] = SPEC(idp_sid, SG_SESSION_NAME_MAX, true, "sid"),
-    [FIELD_CLAIM_HEADERS] = SPEC(claim_headers, SG_SESSION_CLAIMS_MAX, false, "claim_headers"),
+    [FIELD_IDP_ISSUER] = SPEC(idp_issuer, SG_SESSION_ISSUER_MAX, false, false, "iss"),
+    [FIELD_IDP_SUB] = SPEC(idp_sub, SG_SESSION_NAME_MAX, true, true, "sub"),
+    [FIELD_IDP_TENANT] = SPEC(idp_tenant, SG_SESSION_NAME_MAX, true, true, "idp_tenant"),
+    [FIELD_EMAIL] = SPEC(email, SG_SESSION_EMAIL_MAX, false, true, "email"),
+    [FIELD_PSA_TENANT] = SPEC(psa_tenant, SG_SESSION_NAME_MAX, true, false, "psa_tenant"),
+    [FIELD_PSA_USER] = SPEC(psa_user, SG_SESSION_NAME_MAX, true, false, "psa_user"),
+    [FIELD_ID_TOKEN] = SPEC(id_token, SG_SESSION_ID_TOKEN_MAX, false, false, "id_token"),
+    [FIELD_IDP_SID] = SPEC(idp_sid, SG_SESSION_NAME_MAX, true, true, "sid"),
+    [FIELD_CLAIM_HEADERS] =
+        SPEC(claim_headers, SG_SESSION_CLAIMS_MAX, false, false, "claim_headers"),
 };
 #undef SPEC
 
@@ -141,24 +143,16 @@ static bool field_bytes_valid(const char *p, size_t len, size_t max, bool name)
     return true;
 }
 
-/*
- * A field that may be written: valid as above and UTF-8 (a JSON "\udc80"
- * decodes to a lone surrogate: an upstream that drops or replaces the bad
- * bytes could read another user's name in it). A record read back is only
- * checked as above: it was checked whole when it was written, and a session
- * stored by an earlier version stays readable.
- */
-static bool field_text_valid(const char *p, size_t len, size_t max, bool name)
-{
-    return field_bytes_valid(p, len, max, name) && sg_utf8_valid(p, len);
-}
-
 /* Whether field f of rec (present) can be stored; *len is its length (up to its maximum + 1). */
 static bool field_storable(const struct sg_session *rec, enum field f, size_t *len)
 {
     const char *s = *field_in(rec, f);
     *len = strnlen(s, field_specs[f].max + 1);
-    return field_text_valid(s, *len, field_specs[f].max, field_specs[f].name);
+    /* The IdP's text must be UTF-8 too (a JSON "\udc80" decodes to a lone surrogate: an upstream
+     * that drops or replaces the bad bytes could read another user's name in it). The PSA's ids
+     * are opaque bytes (the links keep them so); a record read back is checked as written. */
+    return field_bytes_valid(s, *len, field_specs[f].max, field_specs[f].name) &&
+           (!field_specs[f].idp_text || sg_utf8_valid(s, *len));
 }
 
 /*
@@ -199,8 +193,8 @@ int sg_session_owner_psa(const char *psa_tenant, const char *psa_user, char **ou
         return SG_EINVAL;
     size_t tlen = strlen(psa_tenant);
     size_t ulen = strlen(psa_user);
-    if (!field_text_valid(psa_tenant, tlen, SG_SESSION_NAME_MAX, true) ||
-        !field_text_valid(psa_user, ulen, SG_SESSION_NAME_MAX, true))
+    if (!field_bytes_valid(psa_tenant, tlen, SG_SESSION_NAME_MAX, true) ||
+        !field_bytes_valid(psa_user, ulen, SG_SESSION_NAME_MAX, true))
         return SG_EINVAL;
     char buf[OWNER_TEXT_MAX];
     int err = owner_psa_text(psa_tenant, tlen, psa_user, ulen, buf);
@@ -219,8 +213,8 @@ int sg_session_owner_idp(const char *issuer, const char *sub, char **out)
         issuer = "";
     size_t ilen = strlen(issuer);
     size_t slen = strlen(sub);
-    if (!field_text_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
-        !field_text_valid(sub, slen, SG_SESSION_NAME_MAX, true))
+    if (!field_bytes_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
+        !field_bytes_valid(sub, slen, SG_SESSION_NAME_MAX, true))
         return SG_EINVAL;
     char buf[OWNER_TEXT_MAX];
     int err = owner_idp_text(issuer, ilen, sub, slen, buf);
@@ -239,8 +233,8 @@ int sg_session_owner_sid(const char *issuer, const char *sid, char **out)
         issuer = "";
     size_t ilen = strlen(issuer);
     size_t slen = strlen(sid);
-    if (!field_text_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
-        !field_text_valid(sid, slen, SG_SESSION_NAME_MAX, true))
+    if (!field_bytes_valid(issuer, ilen, SG_SESSION_ISSUER_MAX, false) ||
+        !field_bytes_valid(sid, slen, SG_SESSION_NAME_MAX, true))
         return SG_EINVAL;
     char buf[OWNER_TEXT_MAX];
     int err = owner_sid_text(issuer, ilen, sid, slen, buf);

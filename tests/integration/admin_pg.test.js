@@ -99,7 +99,9 @@ async function populate(h, admin) {
     a1bis: { issuer, sub: 's1', idpTenant: 'i-a', psaTenant: 't-a', psaUser: 'u1' },
     a2: { issuer, sub: 's2', idpTenant: 'i-a', psaTenant: 't-a', psaUser: 'u2', idle: 0 },
     b3: { issuer, sub: 's3', idpTenant: 'i-b', psaTenant: 't-b', psaUser: 'u3' },
-    plain: { sub: `plain-${LATIN}` },
+    // The IdP's text in a session is UTF-8 (é as the bytes c3 a9, written here as latin1 characters): a
+    // session refuses other bytes from the IdP; the PSA's ids are opaque bytes (LATIN, above).
+    plain: { sub: 'plain-caf\xc3\xa9' },
   };
   const expired = [
     { issuer, sub: 's1', psaTenant: 't-a', psaUser: 'u1', created: now - 7200, lastSeen: now - 7100, expires: now - 10 },

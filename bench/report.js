@@ -443,7 +443,8 @@ const col = (xs, k) => Math.max(...xs.map((r) => r[k].length));
 const head = { id: '', name: 'target (issue 12)', value: 'ssogate', peer: 'peer', ratio: 'ratio', threshold: 'threshold', status: 'result' };
 const all = [head, ...rows];
 const widths = Object.fromEntries(['name', 'value', 'peer', 'ratio', 'threshold'].map((k) => [k, col(all, k)]));
-table.push(`ISSUE 12 TARGETS (bench/run ${run.options.only}, ${run.options.rounds} round(s), ${run.date}, commit ${run.commit})`);
+table.push(`ISSUE 12 TARGETS (bench/run ${run.options.only}, ${run.options.rounds} round(s), ${run.date}, commit ${run.commit})`
+  + (run.options.pinned ? ' PINNED (--pin: the proxies on CPU 1, the rest on CPU 0; a diagnostic, not the issue\'s method)' : ''));
 for (const [i, r] of all.entries()) {
   table.push(`${i ? `${String(i).padStart(2)}.` : '   '} ${r.name.padEnd(widths.name)}  ${r.value.padStart(widths.value)}  ${r.peer.padEnd(widths.peer)}  ${r.ratio.padStart(widths.ratio)}  ${r.threshold.padEnd(widths.threshold)}  ${r.status}`);
 }

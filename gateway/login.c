@@ -688,7 +688,9 @@ struct token {
     const char **amr;         /* owned */
 };
 
-static void token_read(const struct sg_config *cfg, yajl_val claims, struct token *t)
+/* Fills t from claims. False when the active flag is there but not a boolean ("false" as text,
+ * 0): B11 fails closed on it rather than read an active user. */
+static bool token_read(const struct sg_config *cfg, yajl_val claims, struct token *t)
 {
     bool master = false, active = true;
     /* B2 is about the PSA's module URL: of an object of them ({"bms": ..., "vsa": ...}) only
@@ -703,8 +705,9 @@ static void token_read(const struct sg_config *cfg, yajl_val claims, struct toke
     t->facts.sub = sg_jwt_claim_string(claims, "sub");
     t->facts.idp_tenant = claim(claims, cfg->idp->claims.tenant);
     t->facts.master = sg_jwt_claim_bool(claims, cfg->idp->claims.master, &master) == 0 && master;
-    t->facts.active =
-        !(sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active) == 0 && !active);
+    int active_read = sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active);
+    t->facts.active = !(active_read == 0 && !active);
+    return active_read != SG_EINVAL;
 }
 
 static void token_clear(struct token *t)
@@ -1121,13 +1124,11 @@ static int decide(struct pending *p, enum sg_oidc_status status, const char *det
     const char *stale = p->state.purpose != SG_LOGIN_SESSION ? link_not_fresh(p, claims) : NULL;
     if (stale != NULL)
         return login_result(p->r, SG_LOGIN_NOT_FRESH, stale);
-    /* B11 fails closed: an active flag the IdP wrote as anything but a boolean ("false" as
-     * text, 0) must not read as an active user. */
-    bool active;
-    if (sg_jwt_claim_bool(claims, cfg->idp->claims.active, &active) == SG_EINVAL)
-        return login_result(p->r, SG_LOGIN_CLAIMS_UNUSABLE, "active");
     struct token token = {0};
-    token_read(cfg, claims, &token);
+    if (!token_read(cfg, claims, &token)) {
+        token_clear(&token);
+        return login_result(p->r, SG_LOGIN_CLAIMS_UNUSABLE, "active");
+    }
     struct sg_linking_rules rules = rules_of(cfg);
     /* Steps 5 and 6 come before any store lookup of step 7. */
     int result = answer(p, sg_linking_check_token(&rules, &token.facts), NULL);

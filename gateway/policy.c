@@ -1657,11 +1657,6 @@ static bool hosts_are_addresses(const char *hosts)
 }
 
 /*
- * The connection string, whichever way it is given, must parse (no
- * connection is made), and name its servers by address: libpq resolves host
- * names with a getaddrinfo that would block the event loop.
- */
-/*
  * Copies the first line of libpq's message into out with each quoted part
  * elided: libpq quotes the text it stopped at, which may be the password
  * (missing "=" after "WORD", or the whole postgresql://user:password@ URI).
@@ -1684,6 +1679,11 @@ static void conninfo_message(const char *msg, char *out, size_t size)
     out[n] = '\0';
 }
 
+/*
+ * The connection string, whichever way it is given, must parse (no
+ * connection is made), and name its servers by address: libpq resolves host
+ * names with a getaddrinfo that would block the event loop.
+ */
 static int conninfo_check(struct parser *p, const char *key, const char *conninfo)
 {
     char *msg = NULL;

@@ -46,16 +46,16 @@ void sg_log(enum sg_log_level level, const char *event, const char *fmt, ...)
 void sg_log_fields(enum sg_log_level level, const char *event, const struct sg_log_field *fields,
                    size_t count);
 
+/* The longest value a log line carries, in bytes; a longer one is cut before a character and ends
+ * with "..." (journald splits a line over its LineMax, 48K, into entries that are not JSON). */
+#define SG_LOG_VALUE_MAX 4096
+
 /*
  * A warning that comes at a client's pace (a flood's refusals): written for
  * the first event, then at most once per SG_LOG_EVERY_US, each line standing
  * for the events since the previous one. Starts zeroed.
  */
 #define SG_LOG_EVERY_US (10 * 1000000)
-
-/* The longest value a log line carries, in bytes; a longer one is cut before a character and ends
- * with "..." (journald splits a line over its LineMax, 48K, into entries that are not JSON). */
-#define SG_LOG_VALUE_MAX 4096
 struct sg_log_every {
     int64_t logged_us; /* the last line; 0: none yet */
     uint64_t since;    /* events not yet in a line */

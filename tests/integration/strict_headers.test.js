@@ -430,6 +430,14 @@ envTest('gateway cookies never reach the upstream from any Cookie line; the rest
     cookies('names that only look like the gateway\'s stay', ['Cookie: ssogatex=1; xssogate=2; ssogate_other=3'],
       ['ssogatex=1; xssogate=2; ssogate_other=3']),
     cookies('plain cookies on two lines are joined', ['Cookie: PSASESSION=abc', 'Cookie: lang=en'], ['PSASESSION=abc; lang=en']),
+    // Review H1: a pair with a gateway cookie after a ',' (a proxy joining Cookie lines as other fields,
+    // RFC 2965) reached the upstream whole; one that splits at ',' read the gateway's cookie there.
+    cookies('a gateway cookie behind a comma', ['Cookie: x=1, ssogate=abc'], []),
+    cookies('behind a comma and a tab, among other pairs', ['Cookie: a=2; x=1,\tssogate_csrf=t; b=3'], ['a=2; b=3']),
+    cookies('behind a comma without a space, on a second line', ['Cookie: a=1', 'Cookie: x=1,ssogate_login =l; c=3'],
+      ['a=1; c=3']),
+    cookies('a comma inside a value, and a look-alike name behind one, stay', ['Cookie: prefs=a,b; y=1, ssogatex=2'],
+      ['prefs=a,b; y=1, ssogatex=2']),
     { name: 'a junk session cookie does not open /app', send: req(['Cookie: ssogate=junk'], { target: '/app/x' }), status: LOGIN },
     {
       name: 'a junk session cookie on a second line does not open /app',
